@@ -1,0 +1,104 @@
+"""mloop: one tool around the whole ML loop.
+
+>>> import mloop
+>>> with mloop.start_run(experiment="churn") as run:        # doctest: +SKIP
+...     mloop.log_params({"C": 1.0})
+...     mloop.log_metric("loss", 0.3, step=1)
+
+Attributes are imported on first use, so ``import mloop`` (and the CLI) start fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from mloop._version import __version__
+
+_LAZY: dict[str, str] = {
+    "ActiveRun": "mloop.tracking.active",
+    "Experiment": "mloop.tracking.model",
+    "MloopError": "mloop.errors",
+    "Project": "mloop.project",
+    "Run": "mloop.tracking.model",
+    "RunStatus": "mloop.tracking.model",
+    "active_run": "mloop.tracking.fluent",
+    "autolog": "mloop.tracking.autolog",
+    "current_project": "mloop.project",
+    "delete_runs": "mloop.tracking.fluent",
+    "download_artifacts": "mloop.tracking.fluent",
+    "end_run": "mloop.tracking.fluent",
+    "flush": "mloop.tracking.fluent",
+    "get_experiment": "mloop.tracking.fluent",
+    "get_run": "mloop.tracking.fluent",
+    "init": "mloop.project",
+    "list_experiments": "mloop.tracking.fluent",
+    "log_artifact": "mloop.tracking.fluent",
+    "log_artifacts": "mloop.tracking.fluent",
+    "log_dict": "mloop.tracking.fluent",
+    "log_figure": "mloop.tracking.fluent",
+    "log_metric": "mloop.tracking.fluent",
+    "log_metrics": "mloop.tracking.fluent",
+    "log_param": "mloop.tracking.fluent",
+    "log_params": "mloop.tracking.fluent",
+    "log_text": "mloop.tracking.fluent",
+    "read_artifact": "mloop.tracking.fluent",
+    "restore_runs": "mloop.tracking.fluent",
+    "search_runs": "mloop.tracking.fluent",
+    "seed_everything": "mloop.tracking.seed",
+    "set_experiment": "mloop.tracking.fluent",
+    "set_project": "mloop.project",
+    "set_tag": "mloop.tracking.fluent",
+    "set_tags": "mloop.tracking.fluent",
+    "start_run": "mloop.tracking.fluent",
+}
+
+__all__ = sorted([*_LAZY, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mloop' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from mloop.errors import MloopError
+    from mloop.project import Project, current_project, init, set_project
+    from mloop.tracking.active import ActiveRun
+    from mloop.tracking.autolog import autolog
+    from mloop.tracking.fluent import (
+        active_run,
+        delete_runs,
+        download_artifacts,
+        end_run,
+        flush,
+        get_experiment,
+        get_run,
+        list_experiments,
+        log_artifact,
+        log_artifacts,
+        log_dict,
+        log_figure,
+        log_metric,
+        log_metrics,
+        log_param,
+        log_params,
+        log_text,
+        read_artifact,
+        restore_runs,
+        search_runs,
+        set_experiment,
+        set_tag,
+        set_tags,
+        start_run,
+    )
+    from mloop.tracking.model import Experiment, Run, RunStatus
+    from mloop.tracking.seed import seed_everything

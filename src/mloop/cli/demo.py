@@ -1,0 +1,21 @@
+"""``mloop demo``: a ready-made project to explore."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), required=False)
+def demo(directory: Path | None) -> None:
+    """Make a demo project in DIRECTORY (default: ./mloop-demo) and track a few models.
+
+    Trains logistic regressions and a random forest on scikit-learn's bundled
+    breast-cancer data, logs params, metrics, learning curves and artifacts as nested
+    runs, and prints the commands to explore them. Safe to run again.
+    """
+    from mloop.demo import run_demo
+
+    run_demo(directory, echo=click.echo)

@@ -1,0 +1,41 @@
+"""Relative paths that can never escape their root (artifacts, dataset members, exports)."""
+
+from __future__ import annotations
+
+import posixpath
+from pathlib import Path, PurePosixPath
+
+from mloop.errors import UnsafePathError
+
+
+def safe_relpath(path: str | PurePosixPath, *, allow_empty: bool = False) -> str:
+    """Normalise ``path`` to a relative POSIX path inside its root.
+
+    Rejects absolute paths, drive letters, NUL bytes and any ``..`` that would climb out
+    of the root; ``a/./b/../c`` becomes ``a/c``. Backslashes count as separators so that
+    a Windows-style ``..\\x`` is caught too.
+    """
+    text = str(path).replace("\\", "/")
+    if "\x00" in text:
+        raise UnsafePathError(f"Path {text!r} contains a NUL byte; use a plain relative path.")
+    if text.startswith("/") or (len(text) > 1 and text[1] == ":"):
+        raise UnsafePathError(
+            f"Path {text!r} is absolute; artifact and dataset paths must be relative, "
+            "e.g. 'plots/roc.png'."
+        )
+    norm = posixpath.normpath(text) if text else "."
+    if norm == "..":
+        raise UnsafePathError(f"Path {text!r} escapes its root; remove the '..' parts.")
+    if norm.startswith("../"):
+        raise UnsafePathError(f"Path {text!r} escapes its root; remove the '..' parts.")
+    if norm == ".":
+        if allow_empty:
+            return ""
+        raise UnsafePathError("An empty path was given; name a file, e.g. 'model/model.pkl'.")
+    return norm
+
+
+def safe_join(root: str | Path, relpath: str) -> Path:
+    """``root / relpath`` after checking that ``relpath`` stays inside ``root``."""
+    rel = safe_relpath(relpath, allow_empty=True)
+    return Path(root) / rel if rel else Path(root)

@@ -1,0 +1,121 @@
+"""``mloop demo``: one small, readable scenario that walks the loop.
+
+It makes a project, trains a few classifiers on scikit-learn's bundled breast-cancer
+data set with full tracking (a parent run with one nested run per candidate), and
+points at the commands to look at what it recorded. Later stages of the loop extend this
+scenario with their own step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mloop.project import Project
+
+EXPERIMENT = "demo-breast-cancer"
+SEED = 42
+
+
+@dataclass
+class DemoResult:
+    project_root: Path
+    parent_run_id: str
+    run_ids: list[str] = field(default_factory=list)
+    best_run_id: str = ""
+    best_name: str = ""
+    best_auc: float = 0.0
+
+
+def default_demo_dir(cwd: Path | None = None) -> Path:
+    """``./mloop-demo``, or the first free ``./mloop-demo-N`` that is not another project."""
+    base = (cwd or Path.cwd()) / "mloop-demo"
+    candidate, n = base, 1
+    while candidate.exists() and not (candidate / ".mloop").is_dir() and any(candidate.iterdir()):
+        n += 1
+        candidate = base.with_name(f"mloop-demo-{n}")
+    return candidate
+
+
+def _candidates() -> dict[str, Any]:
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    models: dict[str, Any] = {
+        f"logreg-C{c:g}": make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=500))
+        for c in (0.01, 1.0, 100.0)
+    }
+    models["random-forest"] = RandomForestClassifier(n_estimators=100, random_state=SEED,
+                                                     n_jobs=1)
+    return models
+
+
+def run_demo(path: Path | None = None, echo: Callable[[str], None] = print) -> DemoResult:
+    """Create (or reuse) a demo project at ``path`` and track a small model selection."""
+    import mloop
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+    from sklearn.model_selection import train_test_split
+
+    root = path or default_demo_dir()
+    project = Project.init(root)
+    echo(f"Demo project: {project.root}")
+    mloop.seed_everything(SEED)
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.25, random_state=SEED, stratify=y)
+    echo(f"Data: breast cancer, {len(X_train)} training and {len(X_test)} test rows, "
+         f"{X.shape[1]} features")
+
+    with mloop.start_run(experiment=EXPERIMENT, name="model-selection", project=project,
+                         tags={"stage": "demo"}) as parent:
+        mloop.log_params({"dataset": "sklearn.breast_cancer", "test_size": 0.25, "seed": SEED})
+        result = DemoResult(project.root, parent.id)
+        for name, model in _candidates().items():
+            with mloop.start_run(name=name, nested=True, project=project) as child:
+                mloop.log_params({"model": type(model).__name__ if not hasattr(model, "steps")
+                                  else type(model.steps[-1][1]).__name__,
+                                  **{k: v for k, v in model.get_params().items()
+                                     if k in {"C", "n_estimators", "logisticregression__C"}}})
+                model.fit(X_train, y_train)
+                proba = model.predict_proba(X_test)[:, 1]
+                pred = (proba >= 0.5).astype(int)
+                metrics = {"accuracy": accuracy_score(y_test, pred),
+                           "f1": f1_score(y_test, pred), "roc_auc": roc_auc_score(y_test, proba)}
+                mloop.log_metrics(metrics)
+                _log_learning_curve(model, X_train, y_train)
+                mloop.log_dict({"feature_names": list(X.columns)}, "features.json")
+                result.run_ids.append(child.id)
+                echo(f"  {name:<16} accuracy={metrics['accuracy']:.3f}  "
+                     f"f1={metrics['f1']:.3f}  roc_auc={metrics['roc_auc']:.3f}  run {child.id[:12]}")
+        best = mloop.search_runs(experiment=EXPERIMENT,
+                                 filter=f"attributes.parent_id = '{parent.id}'",
+                                 order_by=["metrics.roc_auc DESC"], max_results=1,
+                                 project=project).iloc[0]
+        result.best_run_id, result.best_name = best["run_id"], best["name"]
+        result.best_auc = float(best["metrics.roc_auc"])
+        mloop.set_tag("best_run", result.best_run_id)
+        mloop.log_metric("best_roc_auc", result.best_auc)
+    echo(f"Best: {result.best_name} (roc_auc {result.best_auc:.3f}, run {result.best_run_id[:12]})")
+    echo("\nNext, try:")
+    echo(f"  cd {project.root}")
+    echo("  mloop experiments list")
+    echo(f"  mloop runs list -e {EXPERIMENT} -o 'metrics.roc_auc DESC'")
+    echo(f"  mloop runs show {result.best_run_id[:12]}")
+    echo(f"  mloop runs compare {' '.join(r[:12] for r in result.run_ids[:2])}")
+    return result
+
+
+def _log_learning_curve(model: Any, X: Any, y: Any) -> None:
+    """Training accuracy on growing shares of the data: a metric with a history."""
+    import mloop
+    from sklearn.base import clone
+
+    for step, share in enumerate((0.2, 0.4, 0.6, 0.8, 1.0)):
+        n = max(int(len(X) * share), 20)
+        fitted = clone(model).fit(X.iloc[:n], y.iloc[:n])
+        mloop.log_metric("train_accuracy", float(fitted.score(X.iloc[:n], y.iloc[:n])), step=step)

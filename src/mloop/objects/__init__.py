@@ -1,0 +1,31 @@
+"""The content-addressed object store: blobs named by their BLAKE3 hash.
+
+``open_object_store(url)`` picks the implementation: a folder path or ``file://`` URL gives
+:class:`LocalObjectStore`; any other fsspec URL (``s3://``, ``gs://``, ``memory://``…)
+gives :class:`FsspecObjectStore`. :class:`MemoryObjectStore` is the in-process fake.
+All three pass the same contract tests (``tests/objects/test_contract.py``).
+"""
+
+from mloop.objects.base import ObjectStore, object_relpath
+from mloop.objects.local import LocalObjectStore
+from mloop.objects.memory import MemoryObjectStore
+from mloop.objects.remote import FsspecObjectStore
+
+
+def open_object_store(url: str) -> ObjectStore:
+    """The object store at ``url`` (a folder, ``file://…`` or any fsspec URL)."""
+    if "://" not in url:
+        return LocalObjectStore(url)
+    if url.startswith("file://"):
+        return LocalObjectStore(url[len("file://"):])
+    return FsspecObjectStore(url)
+
+
+__all__ = [
+    "FsspecObjectStore",
+    "LocalObjectStore",
+    "MemoryObjectStore",
+    "ObjectStore",
+    "object_relpath",
+    "open_object_store",
+]

@@ -1,0 +1,78 @@
+"""The object-store interface every backend implements."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from mloop.core.hashing import is_digest
+from mloop.errors import CorruptObjectError, InvalidInputError
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    """Immutable blobs addressed by the hex BLAKE3 digest of their bytes.
+
+    Writes are atomic (a reader never sees half a blob) and idempotent (putting bytes
+    that are already stored costs a lookup, not a write). Reads verify the digest and
+    raise :class:`CorruptObjectError` on a mismatch.
+    """
+
+    url: str
+
+    def put_bytes(self, data: bytes) -> str:
+        """Store ``data``; return its digest."""
+        ...
+
+    def put_file(self, path: str | Path) -> str:
+        """Store a file's bytes (streamed, any size); return its digest."""
+        ...
+
+    def get_bytes(self, digest: str) -> bytes:
+        """The verified bytes of a blob."""
+        ...
+
+    def get_file(self, digest: str, dest: str | Path) -> None:
+        """Write a blob to ``dest`` atomically after verifying it."""
+        ...
+
+    def exists(self, digest: str) -> bool:
+        """Whether the blob is stored."""
+        ...
+
+    def missing(self, digests: Iterable[str]) -> set[str]:
+        """The subset of ``digests`` not stored here (one batched look-up where possible)."""
+        ...
+
+    def size(self, digest: str) -> int:
+        """Size of a stored blob in bytes."""
+        ...
+
+    def delete(self, digest: str) -> None:
+        """Remove a blob (no error if absent)."""
+        ...
+
+    def iter_digests(self) -> Iterator[str]:
+        """Every stored digest, in no particular order."""
+        ...
+
+
+def object_relpath(digest: str) -> str:
+    """``ab/cdef…``: the first two hex digits name a folder, as git and DVC do."""
+    check_digest(digest)
+    return f"{digest[:2]}/{digest[2:]}"
+
+
+def check_digest(digest: str) -> str:
+    if not is_digest(digest):
+        raise InvalidInputError(f"{digest!r} is not a blob digest (64 lowercase hex digits).")
+    return digest
+
+
+def corrupt(digest: str, where: str, actual: str) -> CorruptObjectError:
+    return CorruptObjectError(
+        f"Object {digest[:12]}… in {where} is corrupt: its bytes now hash to {actual[:12]}…. "
+        "Delete the file and restore it from a remote or re-log the artifact; "
+        "nothing was read from it."
+    )

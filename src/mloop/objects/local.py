@@ -1,0 +1,158 @@
+"""Blobs in a local folder: ``<root>/ab/cdef…``, written temp file → fsync → rename."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from mloop.core.hashing import CHUNK, hash_bytes, new_hasher
+from mloop.errors import ObjectNotFoundError
+from mloop.objects.base import check_digest, corrupt, object_relpath
+
+_TMP = "tmp"
+
+
+class LocalObjectStore:
+    """A content-addressed folder. Stored files are read-only so an edit cannot corrupt them."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self.url = str(self.root)
+        (self.root / _TMP).mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"LocalObjectStore({self.url!r})"
+
+    def path(self, digest: str) -> Path:
+        """Where the blob lives (whether or not it exists yet)."""
+        return self.root / object_relpath(digest)
+
+    def put_bytes(self, data: bytes) -> str:
+        digest = hash_bytes(data)
+        if not self.path(digest).exists():
+            with self._temp() as (fd, tmp):
+                _write_all(fd, data)
+                self._commit(fd, tmp, digest)
+        return digest
+
+    def put_file(self, path: str | Path) -> str:
+        # One pass: hash while copying into a temp file, then rename it into place.
+        hasher = new_hasher()
+        with open(path, "rb") as src, self._temp() as (fd, tmp):
+            while chunk := src.read(CHUNK):
+                hasher.update(chunk)
+                _write_all(fd, chunk)
+            digest = hasher.hexdigest()
+            if not self.path(digest).exists():
+                self._commit(fd, tmp, digest)
+        return digest
+
+    def get_bytes(self, digest: str) -> bytes:
+        data = self._read(digest)
+        actual = hash_bytes(data)
+        if actual != digest:
+            raise corrupt(digest, self.url, actual)
+        return data
+
+    def get_file(self, digest: str, dest: str | Path) -> None:
+        src = self.path(check_digest(digest))
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        hasher = new_hasher()
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+        try:
+            with open(src, "rb") as f:
+                while chunk := f.read(CHUNK):
+                    hasher.update(chunk)
+                    _write_all(fd, chunk)
+            os.fchmod(fd, 0o644)
+            os.close(fd)
+            fd = -1
+            if (actual := hasher.hexdigest()) != digest:
+                raise corrupt(digest, self.url, actual)
+            os.replace(tmp, dest)
+        except FileNotFoundError:
+            raise ObjectNotFoundError(self._missing_msg(digest)) from None
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def exists(self, digest: str) -> bool:
+        return self.path(check_digest(digest)).exists()
+
+    def missing(self, digests: Iterable[str]) -> set[str]:
+        return {d for d in set(digests) if not self.exists(d)}
+
+    def size(self, digest: str) -> int:
+        try:
+            return self.path(check_digest(digest)).stat().st_size
+        except FileNotFoundError:
+            raise ObjectNotFoundError(self._missing_msg(digest)) from None
+
+    def delete(self, digest: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path(check_digest(digest)).unlink()
+
+    def iter_digests(self) -> Iterator[str]:
+        for folder in sorted(self.root.iterdir()):
+            if len(folder.name) == 2 and folder.is_dir():
+                for entry in os.scandir(folder):
+                    if not entry.name.endswith(".tmp"):
+                        yield folder.name + entry.name
+
+    # -- internals -------------------------------------------------------------------
+
+    def _read(self, digest: str) -> bytes:
+        try:
+            return self.path(check_digest(digest)).read_bytes()
+        except FileNotFoundError:
+            raise ObjectNotFoundError(self._missing_msg(digest)) from None
+
+    def _missing_msg(self, digest: str) -> str:
+        return (f"Object {digest[:12]}… is not in {self.url}. If it was pushed to a remote, "
+                "pull it; otherwise the artifact that needs it must be logged again.")
+
+    @contextlib.contextmanager
+    def _temp(self) -> Iterator[tuple[int, str]]:
+        fd, tmp = tempfile.mkstemp(dir=self.root / _TMP, suffix=".tmp")
+        try:
+            yield fd, tmp
+        finally:
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def _commit(self, fd: int, tmp: str, digest: str) -> None:
+        os.fsync(fd)
+        os.fchmod(fd, 0o444)
+        final = self.path(digest)
+        final.parent.mkdir(exist_ok=True)
+        os.replace(tmp, final)  # atomic; a concurrent writer of the same digest is harmless
+        _fsync_dir(final.parent)
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Make the rename itself durable (POSIX); not supported on every platform.
+    try:
+        dfd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+

@@ -1,0 +1,66 @@
+"""An in-process object store: the fake for tests and throw-away projects."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from mloop.core.hashing import hash_bytes
+from mloop.errors import ObjectNotFoundError
+from mloop.objects.base import check_digest, corrupt
+
+
+class MemoryObjectStore:
+    """Blobs in a dict. ``corrupt_for_test`` lets tests flip bytes behind its back."""
+
+    def __init__(self) -> None:
+        self.url = f"mem://{id(self):x}"
+        self._blobs: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def put_bytes(self, data: bytes) -> str:
+        digest = hash_bytes(data)
+        with self._lock:
+            self._blobs.setdefault(digest, bytes(data))
+        return digest
+
+    def put_file(self, path: str | Path) -> str:
+        return self.put_bytes(Path(path).read_bytes())
+
+    def get_bytes(self, digest: str) -> bytes:
+        try:
+            data = self._blobs[check_digest(digest)]
+        except KeyError:
+            raise ObjectNotFoundError(f"Object {digest[:12]}… is not in {self.url}.") from None
+        if (actual := hash_bytes(data)) != digest:
+            raise corrupt(digest, self.url, actual)
+        return data
+
+    def get_file(self, digest: str, dest: str | Path) -> None:
+        data = self.get_bytes(digest)
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(dest)
+
+    def exists(self, digest: str) -> bool:
+        return check_digest(digest) in self._blobs
+
+    def missing(self, digests: Iterable[str]) -> set[str]:
+        return {d for d in set(digests) if d not in self._blobs}
+
+    def size(self, digest: str) -> int:
+        return len(self.get_bytes(digest))
+
+    def delete(self, digest: str) -> None:
+        with self._lock:
+            self._blobs.pop(check_digest(digest), None)
+
+    def iter_digests(self) -> Iterator[str]:
+        return iter(list(self._blobs))
+
+    def corrupt_for_test(self, digest: str, data: bytes) -> None:
+        """Replace a blob's bytes without updating its name (to test verification)."""
+        self._blobs[digest] = data

@@ -1,0 +1,124 @@
+"""Opening the metadata store: engine set-up, SQLite pragmas, transactions, migrations."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.pool import NullPool
+
+from mloop.core.settings import redact_uri
+from mloop.errors import ConfigError, SchemaError
+from mloop.store import migrate
+
+_WRITE = "mloop_write"
+
+
+class Store:
+    """One metadata store. ``read()`` and ``write()`` give transactions.
+
+    On SQLite, write transactions start with ``BEGIN IMMEDIATE``: a deferred transaction
+    that reads and then writes can fail at once with SQLITE_BUSY when another process
+    wrote in between (busy_timeout does not help there), whereas an immediate one waits
+    its turn. Reads stay deferred so they never block writers in WAL mode.
+    """
+
+    def __init__(self, url: str, *, sqlite_synchronous: str = "normal",
+                 busy_timeout_ms: int = 30_000, upgrade: bool = True) -> None:
+        self.url = url
+        self.engine = _create_engine(url, sqlite_synchronous, busy_timeout_ms)
+        self.dialect: str = self.engine.dialect.name
+        self._writer = self.engine.execution_options(**{_WRITE: True})
+        self._lock = threading.Lock()
+        migrate.ensure_schema(self, upgrade=upgrade)
+
+    def __repr__(self) -> str:
+        return f"Store({redact_uri(self.url)!r})"
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read transaction (a consistent snapshot on both databases)."""
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction, committed on exit and rolled back on an exception."""
+        with self._writer.begin() as conn:
+            yield conn
+
+    def insert(self, table: Any) -> Any:
+        """The dialect's INSERT, which has ``on_conflict_do_nothing/do_update``."""
+        if self.dialect == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.engine.dispose()
+
+
+def _create_engine(url: str, synchronous: str, busy_timeout_ms: int) -> Engine:
+    try:
+        if url.startswith("sqlite"):
+            return _sqlite_engine(url, synchronous, busy_timeout_ms)
+        if url.startswith("postgresql"):
+            return create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8)
+    except (ArgumentError, NoSuchModuleError) as exc:
+        raise ConfigError(f"Cannot open the metadata store {redact_uri(url)}: {exc}") from exc
+    raise ConfigError(
+        f"Unsupported metadata store {redact_uri(url)}: use sqlite:///path/to/mloop.db or "
+        "postgresql+psycopg://user@host:5432/db (pip install 'mloop[postgres]')."
+    )
+
+
+def _sqlite_engine(url: str, synchronous: str, busy_timeout_ms: int) -> Engine:
+    path = url.split(":///", 1)[1] if ":///" in url else ""
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # NullPool for files: connections are cheap to open, and a pool of idle ones would
+    # hold file handles across fork() in the processes that training code spawns.
+    engine = create_engine(
+        url,
+        connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False},
+        poolclass=NullPool if path and path != ":memory:" else None,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take BEGIN out of the driver's hands so we can choose IMMEDIATE for writers.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+        except Exception as exc:  # e.g. a read-only or network file system
+            raise SchemaError(f"Cannot switch {path} to WAL mode: {exc}") from exc
+        cur.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA case_sensitive_like=ON")  # LIKE behaves as on PostgreSQL
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE)
+                             else "BEGIN")
+
+    return engine
+
+
+def is_locked_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite's 'database is locked' (worth retrying after a pause)."""
+    return isinstance(exc, OperationalError) and "locked" in str(exc).lower()
+
+
+def ping(store: Store) -> None:
+    """Raise if the store cannot answer a trivial query."""
+    with store.read() as conn:
+        conn.execute(text("SELECT 1"))

@@ -1,0 +1,124 @@
+"""Tables of the metadata store.
+
+This is the live picture of the schema; the migrations in ``migrations/versions`` are
+the frozen history that builds it. ``tests/store/test_migrations.py`` checks that
+running every migration yields exactly these tables.
+
+Times are integer Unix milliseconds. A metric's NaN is stored as NULL (SQLite cannot
+store a NaN, and one rule on both databases keeps queries identical); ±inf are stored
+as themselves.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+ID = String(32)
+DIGEST = String(64)
+KEY = String(250)
+
+experiments = Table(
+    "experiments", metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("description", Text),
+    Column("created_at", BigInteger, nullable=False),
+    Column("deleted_at", BigInteger),
+)
+
+environments = Table(
+    "environments", metadata,
+    Column("id", DIGEST, primary_key=True),  # BLAKE3 of the python, platform and packages
+    Column("python", String(100), nullable=False),
+    Column("platform", String(200), nullable=False),
+    Column("packages", Text, nullable=False),  # sorted "name==version" lines
+    Column("created_at", BigInteger, nullable=False),
+)
+
+runs = Table(
+    "runs", metadata,
+    Column("id", ID, primary_key=True),
+    Column("experiment_id", ID, ForeignKey("experiments.id"), nullable=False),
+    Column("name", String(250), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("start_time", BigInteger, nullable=False),
+    Column("end_time", BigInteger),
+    Column("parent_id", ID, ForeignKey("runs.id")),
+    Column("user", String(200)),
+    Column("environment_id", DIGEST, ForeignKey("environments.id")),
+    Column("git_commit", String(64)),
+    Column("git_branch", String(250)),
+    Column("git_dirty", Boolean),
+    Column("git_diff", DIGEST),  # object-store digest of `git diff HEAD` when dirty
+    Column("command", Text),
+    Column("seed", BigInteger),
+    Column("deleted_at", BigInteger),
+    Index(None, "experiment_id", "start_time"),
+    Index(None, "parent_id"),
+)
+
+params = Table(
+    "params", metadata,
+    Column("run_id", ID, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", KEY, primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+tags = Table(
+    "tags", metadata,
+    Column("run_id", ID, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", KEY, primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# Every point ever logged: the history behind `metric_history`.
+metrics = Table(
+    "metrics", metadata,
+    Column("run_id", ID, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("key", KEY, nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("value", Double),
+    Index(None, "run_id", "key", "step"),
+)
+
+# The point with the highest (step, timestamp) per run and key: what search filters and
+# sorts on, kept up to date by the metric writer so search never scans the history.
+latest_metrics = Table(
+    "latest_metrics", metadata,
+    Column("run_id", ID, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", KEY, primary_key=True),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("value", Double),
+    Index(None, "key", "value"),
+)
+
+artifacts = Table(
+    "artifacts", metadata,
+    Column("run_id", ID, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("path", String(1000), primary_key=True),
+    Column("digest", DIGEST, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index(None, "digest"),
+)

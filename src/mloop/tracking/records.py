@@ -1,0 +1,166 @@
+"""Reading and changing stored runs: the store-side half of tracking."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, select, update
+
+from mloop.core.clock import now_ms
+from mloop.errors import InvalidInputError, ParamConflictError, RunNotFoundError
+from mloop.project import Project
+from mloop.store.schema import (
+    artifacts,
+    environments,
+    experiments,
+    latest_metrics,
+    metrics,
+    params,
+    runs,
+    tags,
+)
+from mloop.tracking.model import ArtifactInfo, Environment, Run, RunStatus
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+MAX_KEY = 250
+MAX_PARAM = 8000
+
+
+def resolve_run_id(project: Project, run_id: str) -> str:
+    """The full id of a run given its id or a unique prefix of at least 6 hex digits."""
+    run_id = run_id.strip().lower()
+    with project.store.read() as conn:
+        if len(run_id) == 32:
+            if conn.execute(select(runs.c.id).where(runs.c.id == run_id)).first():
+                return run_id
+        elif len(run_id) >= 6:
+            found = conn.execute(select(runs.c.id).where(runs.c.id.startswith(run_id))
+                                 .limit(2)).scalars().all()
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise InvalidInputError(f"Run id prefix {run_id!r} is ambiguous; "
+                                        "give more digits.")
+    raise RunNotFoundError(f"No run with id {run_id!r}. List runs with `mloop runs list`.")
+
+
+def get_run(project: Project, run_id: str) -> Run:
+    """A run with its params, latest metrics, tags and artifact list."""
+    run_id = resolve_run_id(project, run_id)
+    with project.store.read() as conn:
+        row = conn.execute(
+            select(runs, experiments.c.name.label("experiment"))
+            .join(experiments, experiments.c.id == runs.c.experiment_id)
+            .where(runs.c.id == run_id)).one()
+        p = dict(conn.execute(select(params.c.key, params.c.value)
+                              .where(params.c.run_id == run_id)).all())
+        m = {k: _nan(v) for k, v in conn.execute(
+            select(latest_metrics.c.key, latest_metrics.c.value)
+            .where(latest_metrics.c.run_id == run_id)).all()}
+        t = dict(conn.execute(select(tags.c.key, tags.c.value)
+                              .where(tags.c.run_id == run_id)).all())
+        a = [ArtifactInfo(r.path, r.size, r.digest) for r in conn.execute(
+            select(artifacts).where(artifacts.c.run_id == run_id).order_by(artifacts.c.path))]
+    return Run(
+        id=row.id, experiment_id=row.experiment_id, experiment=row.experiment, name=row.name,
+        status=RunStatus(row.status), start_time=row.start_time, end_time=row.end_time,
+        parent_id=row.parent_id, user=row.user, command=row.command, seed=row.seed,
+        git_commit=row.git_commit, git_branch=row.git_branch, git_dirty=row.git_dirty,
+        git_diff_digest=row.git_diff, environment_id=row.environment_id,
+        deleted=row.deleted_at is not None, params=p, metrics=m, tags=t, artifacts=a,
+        _project=project,
+    )
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def metric_history(project: Project, run_id: str, key: str) -> pd.DataFrame:
+    """Every point of metric ``key`` of a run, ordered by step then time."""
+    import pandas as pd
+
+    query = (select(metrics.c.step, metrics.c.timestamp, metrics.c.value)
+             .where(metrics.c.run_id == run_id, metrics.c.key == key)
+             .order_by(metrics.c.step, metrics.c.timestamp))
+    with project.store.read() as conn:
+        rows = conn.execute(query).all()
+    frame = pd.DataFrame(rows, columns=["step", "timestamp", "value"])
+    frame["value"] = frame["value"].astype("float64")  # NULL (stored NaN) → NaN
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"].astype("int64"), unit="ms", utc=True)
+    return frame
+
+
+def get_environment(project: Project, env_id: str) -> Environment | None:
+    with project.store.read() as conn:
+        row = conn.execute(select(environments).where(environments.c.id == env_id)).first()
+    if row is None:
+        return None
+    return Environment(row.id, row.python, row.platform,
+                       tuple(line for line in row.packages.splitlines() if line))
+
+
+def check_key(key: str, what: str) -> str:
+    """Validate a param/metric/tag key: non-empty, at most 250 characters, no newlines."""
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY or "\n" in key:
+        raise InvalidInputError(
+            f"Invalid {what} name {key!r}: use a non-empty string of at most {MAX_KEY} "
+            "characters without newlines.")
+    return key
+
+
+def write_params(conn: Connection, run_id: str, values: Mapping[str, str]) -> None:
+    """Insert params; identical re-sets are no-ops, a different value raises."""
+    existing = dict(conn.execute(select(params.c.key, params.c.value).where(
+        params.c.run_id == run_id, params.c.key.in_(list(values)))).all())
+    clashes = {k: (existing[k], v) for k, v in values.items()
+               if k in existing and existing[k] != v}
+    if clashes:
+        detail = "; ".join(f"{k}: stored {old!r}, new {new!r}" for k, (old, new) in clashes.items())
+        raise ParamConflictError(
+            f"Params are immutable once logged ({detail}). Start a new run for a new value, "
+            "or log it under another name.")
+    fresh = [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()
+             if k not in existing]
+    if fresh:
+        conn.execute(params.insert(), fresh)
+
+
+def stringify_params(values: Mapping[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in values.items():
+        check_key(key, "param")
+        text = value if isinstance(value, str) else str(value)
+        if len(text) > MAX_PARAM:
+            raise InvalidInputError(
+                f"Param {key!r} is {len(text)} characters long (max {MAX_PARAM}); "
+                "log long values as an artifact with log_text or log_dict.")
+        out[key] = text
+    return out
+
+
+def write_tags(store_insert: Any, conn: Connection, run_id: str,
+               values: Mapping[str, str]) -> None:
+    stmt = store_insert(tags)
+    stmt = stmt.on_conflict_do_update(index_elements=["run_id", "key"],
+                                      set_={"value": stmt.excluded.value})
+    conn.execute(stmt, [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()])
+
+
+def set_status(conn: Connection, run_id: str, status: RunStatus,
+               end_time: int | None = None) -> None:
+    conn.execute(update(runs).where(runs.c.id == run_id).values(
+        status=str(status), end_time=end_time if end_time is not None else now_ms()))
+
+
+def set_deleted(project: Project, run_ids: Iterable[str], deleted: bool) -> list[str]:
+    """Soft-delete (or restore) runs; returns the full ids. Deleted runs leave listings."""
+    ids = [resolve_run_id(project, r) for r in run_ids]
+    with project.store.write() as conn:
+        conn.execute(update(runs).where(runs.c.id.in_(ids))
+                     .values(deleted_at=now_ms() if deleted else None))
+    return ids

@@ -1,0 +1,151 @@
+"""Tracking in one project: starting runs and capturing how they can be reproduced."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select, update
+
+from mloop.core.clock import now_ms
+from mloop.core.ids import new_id
+from mloop.errors import RunStateError
+from mloop.project import Project
+from mloop.store.schema import environments, latest_metrics, params, runs
+from mloop.tracking import environment as env
+from mloop.tracking import lifecycle, records
+from mloop.tracking.active import ActiveRun
+from mloop.tracking.experiments import DEFAULT_EXPERIMENT, get_or_create_experiment
+from mloop.tracking.model import Experiment, RunStatus
+from mloop.tracking.seed import current_seed
+from mloop.tracking.writer import MetricWriter
+
+EXPERIMENT_ENV = "MLOOP_EXPERIMENT"
+_ADJ = ("bold", "calm", "eager", "fuzzy", "gentle", "keen", "lucid", "merry", "nimble",
+        "quiet", "rapid", "sly", "sunny", "tidy", "vivid", "witty", "brave", "clever")
+_NOUN = ("otter", "heron", "lynx", "panda", "koala", "falcon", "badger", "marten", "ibis",
+         "gecko", "yak", "wren", "bison", "crane", "moose", "tapir", "viper", "finch")
+
+
+def random_run_name() -> str:
+    return f"{random.choice(_ADJ)}-{random.choice(_NOUN)}-{random.randint(100, 999)}"
+
+
+class Tracker:
+    """Starts runs in one project and owns its background metric writer."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        s = project.settings
+        self.writer = MetricWriter(project.store, flush_interval=s.flush_interval,
+                                   batch_size=s.flush_batch_size)
+        self._experiments: dict[str, Experiment] = {}
+        self._capture_lock = threading.Lock()
+        self._captured: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"Tracker({self.project!r})"
+
+    def start_run(self, experiment: str | None = None, name: str | None = None,
+                  tags: Mapping[str, Any] | None = None, *, nested: bool = False,
+                  run_id: str | None = None, description: str | None = None) -> ActiveRun:
+        """Start a run (or resume one by ``run_id``) and make it the active run."""
+        parent = lifecycle.active_run()
+        if parent is not None and not nested and run_id is None:
+            raise RunStateError(
+                f"Run {parent.id[:12]} ({parent.name}) is still active. End it first, or "
+                "pass nested=True to start a child run inside it.")
+        if run_id is not None:
+            run = self._resume(run_id)
+        else:
+            child_of = parent if nested else None
+            run = self._create(experiment or (child_of.experiment if child_of else None), name,
+                               child_of.id if child_of else None)
+        lifecycle.push(run)
+        extra = dict(tags or {})
+        if description:
+            extra["mloop.description"] = description
+        if extra:
+            run.set_tags(extra)
+        return run
+
+    def _experiment(self, name: str | None) -> Experiment:
+        name = name or os.environ.get(EXPERIMENT_ENV) or DEFAULT_EXPERIMENT
+        exp = self._experiments.get(name)
+        if exp is None:
+            exp = self._experiments[name] = get_or_create_experiment(self.project, name)
+        return exp
+
+    def _create(self, experiment: str | None, name: str | None,
+                parent_id: str | None) -> ActiveRun:
+        exp = self._experiment(experiment)
+        cap = self._capture()
+        run_id = new_id()
+        name = name or random_run_name()
+        row = {
+            "id": run_id, "experiment_id": exp.id, "name": name,
+            "status": str(RunStatus.RUNNING), "start_time": now_ms(), "parent_id": parent_id,
+            "user": cap["user"], "environment_id": cap["env_id"], "command": cap["command"],
+            "git_commit": cap["git"].commit, "git_branch": cap["git"].branch,
+            "git_dirty": cap["git"].dirty, "git_diff": cap["diff_digest"],
+            "seed": current_seed(),
+        }
+        store = self.project.store
+        with store.write() as conn:
+            if cap["env_row"] is not None:
+                conn.execute(store.insert(environments).values(**cap["env_row"])
+                             .on_conflict_do_nothing())
+            conn.execute(runs.insert().values(**row))
+        cap["env_row"] = None  # stored; later runs only reference it
+        return ActiveRun(self, run_id, name, exp.name, parent_id)
+
+    def _resume(self, run_id: str) -> ActiveRun:
+        run = records.get_run(self.project, run_id)
+        with self.project.store.write() as conn:
+            conn.execute(update(runs).where(runs.c.id == run.id)
+                         .values(status=str(RunStatus.RUNNING), end_time=None))
+            steps = dict(conn.execute(select(latest_metrics.c.key, latest_metrics.c.step)
+                                      .where(latest_metrics.c.run_id == run.id)).all())
+            stored = dict(conn.execute(select(params.c.key, params.c.value)
+                                       .where(params.c.run_id == run.id)).all())
+        active = ActiveRun(self, run.id, run.name, run.experiment, run.parent_id)
+        active._next_step.update({k: s + 1 for k, s in steps.items()})
+        active._params.update(stored)
+        return active
+
+    def _capture(self) -> dict[str, Any]:
+        """The reproducibility record, captured on the first run of the process."""
+        with self._capture_lock:
+            if self._captured is None:
+                s = self.project.settings
+                info = env.capture_environment() if s.capture_packages else None
+                git = env.capture_git(os.getcwd()) if s.capture_git else env.GitState()
+                diff_digest = (self.project.objects.put_bytes(git.diff.encode())
+                               if git.diff else None)
+                self._captured = {
+                    "user": env.current_user(), "command": env.command_line(), "git": git,
+                    "diff_digest": diff_digest, "env_id": info.id if info else None,
+                    "env_row": None if info is None else {
+                        "id": info.id, "python": info.python, "platform": info.platform,
+                        "packages": info.packages, "created_at": now_ms()},
+                }
+            return self._captured
+
+    def forget(self, run: ActiveRun) -> None:
+        lifecycle.remove(run)
+
+    def close(self) -> None:
+        """End this project's active runs and flush the metric buffer."""
+        for run in lifecycle.active_runs():
+            if run.tracker is self:
+                run.end(RunStatus.FINISHED)
+        self.writer.close()
+
+
+def tracker_for(project: Project) -> Tracker:
+    """The project's tracker (one per project and process)."""
+    tracker: Tracker = project.component("tracking", Tracker)
+    return tracker
