@@ -1,0 +1,123 @@
+"""Shared fixtures: isolated projects, and real PostgreSQL databases when reachable.
+
+PostgreSQL tests talk to a real server (``MLOOP_TEST_POSTGRES_URI``, default
+``postgresql+psycopg://postgres@127.0.0.1:5432/test``). Without one they skip with the
+reason, unless ``MLOOP_REQUIRE_SERVICES=1`` (set by ``.ci/run``), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import mloop
+from mloop.project import Project, set_project
+from mloop.tracking import lifecycle
+
+PG_URI = os.environ.get("MLOOP_TEST_POSTGRES_URI",
+                        "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REQUIRE_SERVICES = os.environ.get("MLOOP_REQUIRE_SERVICES") == "1"
+
+
+@pytest.fixture(autouse=True)
+def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No test sees another's project, experiment choice, env or active runs."""
+    for key in list(os.environ):
+        if key.startswith("MLOOP_") and key not in {"MLOOP_REQUIRE_SERVICES",
+                                                   "MLOOP_TEST_POSTGRES_URI"}:
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("MLOOP_QUIET", "1")
+    monkeypatch.setenv("MLOOP_CAPTURE_PACKAGES", "0")  # fast; tests of capture turn it on
+    yield
+    for run in reversed(lifecycle.active_runs()):
+        run.end("KILLED")
+    mloop.set_experiment(None)
+    set_project(None)
+
+
+def _pg_admin_url() -> str:
+    return PG_URI.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def _pg_available() -> str | None:
+    try:
+        import psycopg
+
+        with psycopg.connect(_pg_admin_url(), connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:
+        return f"PostgreSQL not reachable at {PG_URI}: {exc}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session; dropped afterwards."""
+    problem = _pg_available()
+    if problem:
+        if REQUIRE_SERVICES:
+            pytest.fail(f"{problem} (MLOOP_REQUIRE_SERVICES=1)")
+        pytest.skip(problem)
+    import psycopg
+
+    name = f"mloop_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(_pg_admin_url(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = PG_URI.rpartition("/")
+    yield f"{base}/{name}"
+    with psycopg.connect(_pg_admin_url(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+TABLES = ("artifacts", "latest_metrics", "metrics", "tags", "params", "runs", "environments",
+          "experiments")
+
+
+@pytest.fixture
+def pg_uri(pg_database: str) -> str:
+    """The session's PostgreSQL database, emptied for this test."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(pg_database)
+    with engine.begin() as conn:
+        existing = set(sa.inspect(conn).get_table_names())
+        present = [t for t in TABLES if t in existing]
+        if present:
+            conn.execute(sa.text(f"TRUNCATE {', '.join(present)} CASCADE"))
+    engine.dispose()
+    return pg_database
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Run the test once on SQLite and once on PostgreSQL; yields the store URI or ''."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_uri"))
+    return ""
+
+
+@pytest.fixture
+def project(tmp_path: Path, backend: str) -> Iterator[Project]:
+    """A new project (on each backend), made current for the fluent API."""
+    overrides = {"store_uri": backend} if backend else {}
+    proj = Project.init(tmp_path / "proj", **overrides)
+    set_project(proj)
+    yield proj
+    for run in reversed(lifecycle.active_runs()):
+        run.end("KILLED")
+    proj.close()
+
+
+@pytest.fixture
+def sqlite_project(tmp_path: Path) -> Iterator[Project]:
+    """A new SQLite project, made current (for tests where the backend does not matter)."""
+    proj = Project.init(tmp_path / "proj")
+    set_project(proj)
+    yield proj
+    for run in reversed(lifecycle.active_runs()):
+        run.end("KILLED")
+    proj.close()

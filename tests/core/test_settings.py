@@ -1,0 +1,95 @@
+from pathlib import Path
+
+import pytest
+
+from mloop.core.settings import find_project_root, load_settings, redact_uri
+from mloop.errors import ConfigError, ProjectNotFoundError
+from mloop.project import Project
+
+
+def _write_config(root: Path, text: str) -> None:
+    (root / ".mloop").mkdir(parents=True, exist_ok=True)
+    (root / ".mloop" / "config.toml").write_text(text)
+
+
+def test_precedence_argument_env_config_default(tmp_path, monkeypatch):
+    _write_config(tmp_path, "[tracking]\nflush_interval = 2.0\nflush_batch_size = 7\n")
+    monkeypatch.setenv("MLOOP_FLUSH_INTERVAL", "3.5")
+    s = load_settings(tmp_path, capture_git=False)
+    assert s.flush_interval == 3.5 and s.source("flush_interval") == "env:MLOOP_FLUSH_INTERVAL"
+    assert s.flush_batch_size == 7 and s.source("flush_batch_size") == "config.toml"
+    assert s.capture_git is False and s.source("capture_git") == "argument"
+    assert s.sqlite_synchronous == "normal" and s.source("sqlite_synchronous") == "default"
+    assert load_settings(tmp_path, flush_interval=9.0).flush_interval == 9.0
+
+
+def test_default_paths_live_in_project(tmp_path):
+    s = load_settings(tmp_path)
+    assert s.store_uri == f"sqlite:///{tmp_path.resolve() / '.mloop' / 'mloop.db'}"
+    assert s.objects_uri == str(tmp_path.resolve() / ".mloop" / "objects")
+
+
+def test_relative_paths_in_config_are_relative_to_project(tmp_path, monkeypatch):
+    _write_config(tmp_path, '[store]\nuri = "sqlite:///meta/db.sqlite"\n[objects]\nuri = "blobs"\n')
+    monkeypatch.chdir("/")
+    s = load_settings(tmp_path)
+    assert s.store_uri == f"sqlite:///{tmp_path.resolve() / 'meta' / 'db.sqlite'}"
+    assert s.objects_uri == str(tmp_path.resolve() / "blobs")
+
+
+@pytest.mark.parametrize(("env", "value"), [("MLOOP_FLUSH_INTERVAL", "-1"),
+                                            ("MLOOP_CAPTURE_GIT", "maybe"),
+                                            ("MLOOP_SQLITE_SYNCHRONOUS", "off")])
+def test_bad_values_name_the_setting(tmp_path, monkeypatch, env, value):
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ConfigError, match=env.removeprefix("MLOOP_").lower()):
+        load_settings(tmp_path)
+
+
+def test_broken_toml_is_a_config_error(tmp_path):
+    _write_config(tmp_path, "[store\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(tmp_path)
+
+
+def test_unknown_override_rejected(tmp_path):
+    with pytest.raises(ConfigError, match="Unknown setting"):
+        load_settings(tmp_path, colour="red")
+
+
+def test_project_found_from_subfolder_like_git(tmp_path):
+    Project.init(tmp_path)
+    deep = tmp_path / "a" / "b" / "c"
+    deep.mkdir(parents=True)
+    assert find_project_root(deep) == tmp_path.resolve()
+
+
+def test_outside_a_project_says_run_init(tmp_path):
+    with pytest.raises(ProjectNotFoundError, match="mloop init"):
+        find_project_root(tmp_path)
+
+
+def test_project_env_var(tmp_path, monkeypatch):
+    Project.init(tmp_path / "p")
+    monkeypatch.setenv("MLOOP_PROJECT", str(tmp_path / "p"))
+    monkeypatch.chdir(tmp_path)
+    assert find_project_root() == (tmp_path / "p").resolve()
+    monkeypatch.setenv("MLOOP_PROJECT", str(tmp_path / "nope"))
+    with pytest.raises(ProjectNotFoundError, match="MLOOP_PROJECT"):
+        find_project_root()
+
+
+def test_redact_uri_hides_passwords():
+    assert redact_uri("postgresql+psycopg://bob:hunter2@db:5432/x") == \
+        "postgresql+psycopg://bob:***@db:5432/x"
+    assert redact_uri("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+
+
+def test_init_is_idempotent_and_keeps_config(tmp_path):
+    Project.init(tmp_path)
+    cfg = tmp_path / ".mloop" / "config.toml"
+    cfg.write_text(cfg.read_text() + "\n# mine\n")
+    Project.init(tmp_path)
+    assert "# mine" in cfg.read_text()
+    Project.init(tmp_path, force=True)
+    assert "# mine" not in cfg.read_text()
