@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mloop.core.ids import short_id
 from mloop.project import Project
 
 EXPERIMENT = "demo-breast-cancer"
@@ -56,10 +57,11 @@ def _candidates() -> dict[str, Any]:
 
 def run_demo(path: Path | None = None, echo: Callable[[str], None] = print) -> DemoResult:
     """Create (or reuse) a demo project at ``path`` and track a small model selection."""
-    import mloop
     from sklearn.datasets import load_breast_cancer
     from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
     from sklearn.model_selection import train_test_split
+
+    import mloop
 
     root = path or default_demo_dir()
     project = Project.init(root)
@@ -91,7 +93,8 @@ def run_demo(path: Path | None = None, echo: Callable[[str], None] = print) -> D
                 mloop.log_dict({"feature_names": list(X.columns)}, "features.json")
                 result.run_ids.append(child.id)
                 echo(f"  {name:<16} accuracy={metrics['accuracy']:.3f}  "
-                     f"f1={metrics['f1']:.3f}  roc_auc={metrics['roc_auc']:.3f}  run {child.id[:12]}")
+                     f"f1={metrics['f1']:.3f}  roc_auc={metrics['roc_auc']:.3f}  "
+                     f"run {short_id(child.id)}")
         best = mloop.search_runs(experiment=EXPERIMENT,
                                  filter=f"attributes.parent_id = '{parent.id}'",
                                  order_by=["metrics.roc_auc DESC"], max_results=1,
@@ -100,20 +103,22 @@ def run_demo(path: Path | None = None, echo: Callable[[str], None] = print) -> D
         result.best_auc = float(best["metrics.roc_auc"])
         mloop.set_tag("best_run", result.best_run_id)
         mloop.log_metric("best_roc_auc", result.best_auc)
-    echo(f"Best: {result.best_name} (roc_auc {result.best_auc:.3f}, run {result.best_run_id[:12]})")
+    echo(f"Best: {result.best_name} (roc_auc {result.best_auc:.3f}, "
+         f"run {short_id(result.best_run_id)})")
     echo("\nNext, try:")
     echo(f"  cd {project.root}")
     echo("  mloop experiments list")
     echo(f"  mloop runs list -e {EXPERIMENT} -o 'metrics.roc_auc DESC'")
-    echo(f"  mloop runs show {result.best_run_id[:12]}")
-    echo(f"  mloop runs compare {' '.join(r[:12] for r in result.run_ids[:2])}")
+    echo(f"  mloop runs show {short_id(result.best_run_id)}")
+    echo(f"  mloop runs compare {' '.join(short_id(r) for r in result.run_ids[:2])}")
     return result
 
 
 def _log_learning_curve(model: Any, X: Any, y: Any) -> None:
     """Training accuracy on growing shares of the data: a metric with a history."""
-    import mloop
     from sklearn.base import clone
+
+    import mloop
 
     for step, share in enumerate((0.2, 0.4, 0.6, 0.8, 1.0)):
         n = max(int(len(X) * share), 20)

@@ -2,8 +2,7 @@ import pytest
 import sqlalchemy as sa
 
 from mloop.errors import SchemaError, SchemaTooNewError
-from mloop.store import Store, metadata
-from mloop.store import migrate
+from mloop.store import Store, metadata, migrate
 
 
 def test_revision_list_matches_scripts():

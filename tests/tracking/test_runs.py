@@ -152,10 +152,11 @@ def test_unknown_ids_and_experiments(project):
         mloop.search_runs(experiment="nope")
 
 
-def test_run_id_prefix(project):
+def test_run_id_prefix_or_suffix(project):
     with mloop.start_run() as run:
         pass
     assert mloop.get_run(run.id[:10]).id == run.id
+    assert mloop.get_run(run.id[-8:]).id == run.id
 
 
 def test_delete_and_restore(project):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import click
 
 from mloop.cli.render import emit_json, fmt, json_option, kv_section, table
+from mloop.core.ids import short_id
 
 
 @click.group()
@@ -24,6 +26,8 @@ def _frame_records(df: Any) -> list[dict[str, Any]]:
                 continue  # the run has no such key
             if hasattr(value, "isoformat"):
                 value = None if str(value) == "NaT" else value.isoformat()
+            elif isinstance(value, float) and math.isnan(value) and not key.startswith("metrics."):
+                value = None  # a missing value, not a NaN measurement
             clean[key] = value
         out.append(clean)
     return out
@@ -36,7 +40,8 @@ def _frame_records(df: Any) -> list[dict[str, Any]]:
               help="e.g. \"metrics.acc > 0.9 and params.model = 'logreg'\".")
 @click.option("-o", "--order-by", multiple=True, metavar="FIELD [ASC|DESC]",
               help="e.g. 'metrics.acc DESC' (repeatable). Default: newest first.")
-@click.option("-n", "--max-results", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("-n", "--max-results", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Show at most this many runs.")
 @click.option("--all", "include_deleted", is_flag=True, help="Include deleted runs.")
 @json_option
 def list_(experiment: tuple[str, ...], filter_: str | None, order_by: tuple[str, ...],
@@ -65,7 +70,7 @@ def list_(experiment: tuple[str, ...], filter_: str | None, order_by: tuple[str,
 
             duration = format_duration(int((rec["end_time"] - rec["start_time"])
                                            .total_seconds() * 1000))
-        rows.append([rec["run_id"][:12], rec["name"], rec["experiment"], rec["status"],
+        rows.append([short_id(rec["run_id"]), rec["name"], rec["experiment"], rec["status"],
                      rec["start_time"].strftime("%Y-%m-%d %H:%M:%S"), duration,
                      *(rec[c] for c in metric_cols)])
     table(["run", "name", "experiment", "status", "started (UTC)", "duration",
@@ -129,7 +134,7 @@ def compare(run_ids: tuple[str, ...], diff_only: bool, as_json: bool) -> None:
         emit_json({"runs": result.run_ids, "rows": [
             {"field": r.field, "values": r.values, "differs": r.differs} for r in rows]})
         return
-    table(["field", *(f"{n} ({i[:8]})" for n, i in zip(result.names, result.run_ids,
+    table(["field", *(f"{n} ({short_id(i)})" for n, i in zip(result.names, result.run_ids,
                                                          strict=True)), "differs"],
           [(r.field, *r.values, "*" if r.differs else "") for r in rows],
           empty="Nothing to compare.")
@@ -144,7 +149,7 @@ def delete(run_ids: tuple[str, ...]) -> None:
 
     ids = set_deleted(current_project(), run_ids, True)
     click.echo(f"Deleted {len(ids)} run(s). Undo with: mloop runs restore "
-               + " ".join(i[:12] for i in ids))
+               + " ".join(short_id(i) for i in ids))
 
 
 @runs.command("restore")

@@ -41,3 +41,15 @@ def new_id() -> str:
 def id_time_ms(identifier: str) -> int:
     """The creation time (Unix ms) encoded in an id made by :func:`new_id`."""
     return int(identifier[:12], 16)
+
+
+SHORT_LEN = 12
+
+
+def short_id(identifier: str) -> str:
+    """The last 12 hex digits: the random part, so runs made in the same millisecond differ.
+
+    (A prefix of a time-ordered id is its timestamp, which is shared by ids created
+    together.) Commands accept a unique prefix *or* suffix of an id.
+    """
+    return identifier[-SHORT_LEN:]

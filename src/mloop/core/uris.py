@@ -116,7 +116,8 @@ def parse_data_uri(rest: str, uri: str) -> DataURI:
     name, sep, ref = rest.partition("@")
     if sep and not ref:
         raise InvalidURIError(f"{uri!r}: nothing after '@'; write e.g. 'data:/{name}@2'.")
-    return DataURI(check_name(name, "dataset name"), check_name(ref, "version or tag") if sep else None)
+    ref_name = check_name(ref, "version or tag") if sep else None
+    return DataURI(check_name(name, "dataset name"), ref_name)
 
 
 def parse_uri(uri: str) -> URI:

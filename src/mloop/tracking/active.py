@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from mloop.core.clock import now_ms
+from mloop.core.ids import short_id
 from mloop.errors import InvalidMetricError, RunStateError
 from mloop.tracking import artifacts as _artifacts
 from mloop.tracking import records
@@ -82,7 +83,7 @@ class ActiveRun:
 
     def _check_open(self) -> None:
         if self.status is not RunStatus.RUNNING:
-            raise RunStateError(f"Run {self.id[:12]} has ended ({self.status}); start a new "
+            raise RunStateError(f"Run {short_id(self.id)} has ended ({self.status}); start a new "
                                 "run (or resume it with start_run(run_id=...)) to log more.")
 
     # -- metrics ---------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select
 
 from mloop.core.clock import now_ms
+from mloop.core.ids import short_id
 from mloop.core.paths import safe_join, safe_relpath
 from mloop.core.progress import progress
 from mloop.errors import ArtifactNotFoundError, InvalidInputError
@@ -33,7 +34,8 @@ def _walk(folder: Path) -> Iterator[Path]:
 
 
 def log_path(project: Project, run_id: str, local_path: str | Path,
-             artifact_path: str | None = None, *, contents_only: bool = False) -> list[ArtifactInfo]:
+             artifact_path: str | None = None, *,
+             contents_only: bool = False) -> list[ArtifactInfo]:
     """Store a file, or every file of a folder, as artifacts of a run.
 
     A folder lands under its own name unless ``contents_only``. Identical bytes are stored
@@ -83,8 +85,9 @@ def figure_bytes(figure: Any, artifact_file: str) -> bytes:
     try:
         figure.savefig(buf, format=fmt, bbox_inches="tight")
     except (AttributeError, ValueError) as exc:
-        raise InvalidInputError(f"Cannot save figure as {artifact_file!r}: {exc}. Pass a "
-                                "matplotlib Figure and a file name ending in .png/.svg/.pdf.") from exc
+        raise InvalidInputError(
+            f"Cannot save figure as {artifact_file!r}: {exc}. Pass a matplotlib Figure and "
+            "a file name ending in .png/.svg/.pdf.") from exc
     return buf.getvalue()
 
 
@@ -120,7 +123,8 @@ def read_artifact(project: Project, run_id: str, path: str) -> bytes:
     found = [a for a in list_artifacts(project, run_id, rel) if a.path == rel]
     if not found:
         raise ArtifactNotFoundError(
-            f"Run {run_id[:12]} has no artifact {rel!r}. See `mloop runs show {run_id[:12]}`.")
+            f"Run {short_id(run_id)} has no artifact {rel!r}. "
+            f"See `mloop runs show {short_id(run_id)}`.")
     return project.objects.get_bytes(found[0].digest)
 
 
@@ -132,8 +136,8 @@ def download(project: Project, run_id: str, path: str, dest: str | Path) -> Path
     items = list_artifacts(project, run_id, path)
     if not items:
         raise ArtifactNotFoundError(
-            f"Run {run_id[:12]} has no artifact at {path or '/'!r}. "
-            f"See `mloop runs show {run_id[:12]}`.")
+            f"Run {short_id(run_id)} has no artifact at {path or '/'!r}. "
+            f"See `mloop runs show {short_id(run_id)}`.")
     rel = safe_relpath(path, allow_empty=True)
     dest = Path(dest)
     if len(items) == 1 and items[0].path == rel:

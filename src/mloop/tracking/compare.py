@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,5 +40,5 @@ def compare_runs(project: Project, run_ids: list[str]) -> Comparison:
 
 
 def _row(field: str, values: list[Any]) -> CompareRow:
-    norm = ["nan" if isinstance(v, float) and v != v else v for v in values]
+    norm = ["nan" if isinstance(v, float) and math.isnan(v) else v for v in values]
     return CompareRow(field, values, len({repr(v) for v in norm}) > 1)

@@ -28,7 +28,8 @@ ENTITIES = {
     "metrics": "metrics", "metric": "metrics",
     "params": "params", "param": "params", "parameters": "params",
     "tags": "tags", "tag": "tags",
-    "attributes": "attributes", "attribute": "attributes", "attr": "attributes", "run": "attributes",
+    "attributes": "attributes", "attribute": "attributes", "attr": "attributes",
+    "run": "attributes",
 }
 ATTRIBUTES = {"status", "name", "run_name", "start_time", "end_time", "run_id", "id", "user",
               "experiment", "parent_id", "duration"}
@@ -58,7 +59,7 @@ class Comparison:
     entity: str  # metrics, params, tags, attributes
     key: str
     op: str  # =, !=, <, <=, >, >=, like, ilike, not like, in, not in
-    value: float | str | None | tuple[float | str, ...]
+    value: float | str | tuple[float | str, ...] | None
     pos: int
 
 

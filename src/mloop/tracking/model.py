@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
 
 
 class RunStatus(StrEnum):
+    """Where a run is: RUNNING, or how it ended."""
+
     RUNNING = "RUNNING"
     FINISHED = "FINISHED"
     FAILED = "FAILED"
@@ -24,6 +27,8 @@ class RunStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Experiment:
+    """A named group of runs (``run_count`` excludes deleted runs)."""
+
     id: str
     name: str
     created_at: int
@@ -37,6 +42,8 @@ class Experiment:
 
 @dataclass(frozen=True, slots=True)
 class ArtifactInfo:
+    """One artifact file of a run: its path, size in bytes and content digest."""
+
     path: str
     size: int
     digest: str
@@ -47,6 +54,8 @@ class ArtifactInfo:
 
 @dataclass(frozen=True, slots=True)
 class Environment:
+    """The interpreter, platform and installed packages a run ran with."""
+
     id: str
     python: str
     platform: str
@@ -149,7 +158,7 @@ def json_float(value: float | None) -> float | str | None:
     """JSON has no NaN or infinity: spell them as strings, keep finite values as numbers."""
     if value is None:
         return None
-    if value != value:
+    if math.isnan(value):
         return "NaN"
     if value in (float("inf"), float("-inf")):
         return "Infinity" if value > 0 else "-Infinity"

@@ -31,20 +31,23 @@ MAX_PARAM = 8000
 
 
 def resolve_run_id(project: Project, run_id: str) -> str:
-    """The full id of a run given its id or a unique prefix of at least 6 hex digits."""
+    """The full id of a run given its id, or a unique prefix or suffix of >= 6 hex digits.
+
+    Short ids shown by the CLI are suffixes (see :func:`mloop.core.ids.short_id`).
+    """
     run_id = run_id.strip().lower()
     with project.store.read() as conn:
         if len(run_id) == 32:
             if conn.execute(select(runs.c.id).where(runs.c.id == run_id)).first():
                 return run_id
-        elif len(run_id) >= 6:
-            found = conn.execute(select(runs.c.id).where(runs.c.id.startswith(run_id))
-                                 .limit(2)).scalars().all()
-            if len(found) == 1:
-                return found[0]
-            if len(found) > 1:
-                raise InvalidInputError(f"Run id prefix {run_id!r} is ambiguous; "
-                                        "give more digits.")
+        elif len(run_id) >= 6 and all(c in "0123456789abcdef" for c in run_id):
+            for cond in (runs.c.id.startswith(run_id), runs.c.id.endswith(run_id)):
+                found = conn.execute(select(runs.c.id).where(cond).limit(2)).scalars().all()
+                if len(found) > 1:
+                    raise InvalidInputError(f"Run id {run_id!r} matches several runs; "
+                                            "give more digits.")
+                if found:
+                    return str(found[0])
     raise RunNotFoundError(f"No run with id {run_id!r}. List runs with `mloop runs list`.")
 
 

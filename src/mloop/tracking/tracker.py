@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from mloop.core.clock import now_ms
-from mloop.core.ids import new_id
+from mloop.core.ids import new_id, short_id
 from mloop.errors import RunStateError
 from mloop.project import Project
 from mloop.store.schema import environments, latest_metrics, params, runs
@@ -56,7 +56,7 @@ class Tracker:
         parent = lifecycle.active_run()
         if parent is not None and not nested and run_id is None:
             raise RunStateError(
-                f"Run {parent.id[:12]} ({parent.name}) is still active. End it first, or "
+                f"Run {short_id(parent.id)} ({parent.name}) is still active. End it first, or "
                 "pass nested=True to start a child run inside it.")
         if run_id is not None:
             run = self._resume(run_id)

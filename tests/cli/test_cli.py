@@ -1,0 +1,127 @@
+"""The CLI, through the real ``mloop`` entry point."""
+
+import json
+import os
+import subprocess
+import sys
+
+import click
+import pytest
+
+import mloop
+from mloop._version import __version__
+from mloop.cli import cli
+
+
+def run_cli(*args, cwd, check=True):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLOOP_PROJECT")}
+    out = subprocess.run([sys.executable, "-m", "mloop", *args], cwd=cwd, env=env,
+                         capture_output=True, text=True, timeout=120)
+    if check:
+        assert out.returncode == 0, out.stderr
+    return out
+
+
+def _commands(group, prefix=()):
+    for name, cmd in group.commands.items():
+        yield (*prefix, name), cmd
+        if isinstance(cmd, click.Group):
+            yield from _commands(cmd, (*prefix, name))
+
+
+def test_every_command_has_help():
+    for path, cmd in _commands(cli):
+        assert (cmd.help or "").strip(), f"`mloop {' '.join(path)}` has no help text"
+        for param in cmd.params:
+            if isinstance(param, click.Option) and param.name != "help":
+                assert param.help, f"option {param.opts} of `mloop {' '.join(path)}` lacks help"
+
+
+def test_version(tmp_path):
+    assert run_cli("--version", cwd=tmp_path).stdout.strip() == f"mloop, version {__version__}"
+
+
+def test_outside_project_clear_error_no_traceback(tmp_path):
+    out = run_cli("runs", "list", cwd=tmp_path, check=False)
+    assert out.returncode == 2
+    assert "mloop init" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.fixture
+def logged(tmp_path):
+    project = mloop.init(tmp_path / "p")
+    with mloop.start_run(experiment="churn", name="a") as a:
+        mloop.log_params({"C": 1, "model": "logreg"})
+        mloop.log_metrics({"acc": 0.91, "odd": float("nan")})
+        mloop.log_text("hi", "notes/hello.txt")
+    with mloop.start_run(experiment="churn", name="b") as b:
+        mloop.log_params({"C": 2, "model": "logreg"})
+        mloop.log_metrics({"acc": 0.80})
+    sub = project.root / "src" / "deep"
+    sub.mkdir(parents=True)
+    return project, a.id, b.id, sub
+
+
+def test_init_then_list_from_subfolder(logged):
+    _project, a, _b, sub = logged
+    out = run_cli("runs", "list", "-e", "churn", "-o", "metrics.acc DESC", "--json", cwd=sub)
+    rows = json.loads(out.stdout)
+    assert [r["name"] for r in rows] == ["a", "b"]
+    assert rows[0]["metrics.odd"] == "NaN" and rows[0]["params.C"] == "1"
+    assert rows[1]["params.C"] == "2"
+    out = run_cli("runs", "list", "-f", "metrics.acc > 0.9", cwd=sub)
+    assert a[-12:] in out.stdout and "0.91" in out.stdout
+
+
+def test_show_compare_delete_restore_download(logged, tmp_path):
+    _project, a, b, sub = logged
+    shown = json.loads(run_cli("runs", "show", a[-8:], "--json", cwd=sub).stdout)
+    assert shown["params"] == {"C": "1", "model": "logreg"} and shown["status"] == "FINISHED"
+    assert shown["artifacts"][0]["path"] == "notes/hello.txt"
+    text = run_cli("runs", "show", a, cwd=sub).stdout
+    assert "Params" in text and "logreg" in text
+    cmp = json.loads(run_cli("runs", "compare", a, b, "--json", cwd=sub).stdout)
+    differs = {r["field"]: r["differs"] for r in cmp["rows"]}
+    assert differs["params.C"] and not differs["params.model"]
+    run_cli("runs", "delete", b, cwd=sub)
+    listed = json.loads(run_cli("runs", "list", "--json", cwd=sub).stdout)
+    assert [r["name"] for r in listed] == ["a"]
+    run_cli("runs", "restore", b[-10:], cwd=sub)
+    assert len(json.loads(run_cli("runs", "list", "--json", cwd=sub).stdout)) == 2
+    run_cli("runs", "download", a, "notes", "-o", str(tmp_path / "dl"), cwd=sub)
+    assert (tmp_path / "dl" / "notes" / "hello.txt").read_text() == "hi"
+    exps = json.loads(run_cli("experiments", "list", "--json", cwd=sub).stdout)
+    assert [(e["name"], e["runs"]) for e in exps] == [("churn", 2)]
+
+
+def test_bad_filter_points_at_position(logged):
+    *_, sub = logged
+    out = run_cli("runs", "list", "-f", "metrics.acc >> 1", cwd=sub, check=False)
+    assert out.returncode == 2 and "position 13" in out.stderr and "^" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_unknown_run_exit_code(logged):
+    *_, sub = logged
+    out = run_cli("runs", "show", "abcdef123456", cwd=sub, check=False)
+    assert out.returncode == 3 and "No run" in out.stderr
+
+
+def test_init_command(tmp_path):
+    out = run_cli("init", "proj", cwd=tmp_path)
+    assert "Initialised" in out.stdout
+    assert (tmp_path / "proj" / ".mloop" / "config.toml").is_file()
+    assert (tmp_path / "proj" / ".mloop" / "mloop.db").is_file()
+    assert run_cli("init", "proj", cwd=tmp_path).returncode == 0
+
+
+def test_demo_makes_a_project_and_prints_next_steps(tmp_path):
+    out = run_cli("demo", cwd=tmp_path)
+    assert "Next, try:" in out.stdout and "mloop runs list" in out.stdout
+    demo_dir = tmp_path / "mloop-demo"
+    runs = json.loads(run_cli("runs", "list", "-e", "demo-breast-cancer", "--json",
+                              cwd=demo_dir).stdout)
+    assert len(runs) == 5
+    assert all(r["status"] == "FINISHED" for r in runs)
+    assert sum(1 for r in runs if r["parent_id"]) == 4
+    assert run_cli("demo", cwd=tmp_path).returncode == 0  # re-runnable

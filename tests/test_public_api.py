@@ -1,0 +1,34 @@
+"""The public surface is pinned: changing it must be a deliberate edit here."""
+
+import mloop
+
+EXPECTED = [
+    "ActiveRun", "Experiment", "MloopError", "Project", "Run", "RunStatus", "__version__",
+    "active_run", "autolog", "current_project", "delete_runs", "download_artifacts", "end_run",
+    "flush", "get_experiment", "get_run", "init", "list_experiments", "log_artifact",
+    "log_artifacts", "log_dict", "log_figure", "log_metric", "log_metrics", "log_param",
+    "log_params", "log_text", "read_artifact", "restore_runs", "search_runs", "seed_everything",
+    "set_experiment", "set_project", "set_tag", "set_tags", "start_run",
+]
+
+
+def test_all_is_sorted_and_pinned():
+    assert mloop.__all__ == sorted(mloop.__all__)
+    assert set(mloop._LAZY) | {"__version__"} == set(mloop.__all__)
+    assert mloop.__all__ == sorted(EXPECTED)
+
+
+def test_every_name_resolves_and_is_documented():
+    for name in mloop.__all__:
+        obj = getattr(mloop, name)
+        if callable(obj) and name != "__version__":
+            assert (obj.__doc__ or "").strip(), f"{name} has no docstring"
+
+
+def test_error_tree_has_http_and_exit_codes():
+    from mloop import errors
+
+    for name in errors.__all__:
+        cls = getattr(errors, name)
+        assert issubclass(cls, errors.MloopError)
+        assert 400 <= cls.http_status < 600 and cls.exit_code >= 1
