@@ -130,8 +130,9 @@ class ActiveRun:
             fresh = {k: v for k, v in new.items() if self._params.get(k) != v}
             if not fresh:
                 return
-            with self.tracker.project.store.write() as conn:
-                records.write_params(conn, self.id, fresh)
+            store = self.tracker.project.store
+            with store.write() as conn:
+                records.write_params(store, conn, self.id, fresh)
             self._params.update(fresh)
 
     def set_tag(self, key: str, value: Any) -> None:
@@ -145,7 +146,7 @@ class ActiveRun:
         if clean:
             store = self.tracker.project.store
             with store.write() as conn:
-                records.write_tags(store.insert, conn, self.id, clean)
+                records.write_tags(store, conn, self.id, clean)
 
     def set_seed(self, seed: int) -> None:
         """Record the seed this run uses (``seed_everything`` calls this for you)."""
@@ -198,7 +199,8 @@ class ActiveRun:
                 return
             self.status = final
         try:
-            self._writer.flush(then=lambda conn: records.set_status(conn, self.id, final))
+            store = self.tracker.project.store
+            self._writer.flush(then=lambda conn: records.set_status(store, conn, self.id, final))
         finally:
             self.tracker.forget(self)
 

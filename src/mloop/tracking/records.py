@@ -6,11 +6,12 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from mloop.core.clock import now_ms
 from mloop.errors import InvalidInputError, ParamConflictError, RunNotFoundError
 from mloop.project import Project
+from mloop.store import Store
 from mloop.store.schema import (
     artifacts,
     environments,
@@ -116,10 +117,15 @@ def check_key(key: str, what: str) -> str:
     return key
 
 
-def write_params(conn: Connection, run_id: str, values: Mapping[str, str]) -> None:
+def _select_params(_store: Store) -> Any:
+    return select(params.c.key, params.c.value).where(
+        params.c.run_id == bindparam("run_id"), params.c.key.in_(bindparam("keys", expanding=True)))
+
+
+def write_params(store: Store, conn: Connection, run_id: str, values: Mapping[str, str]) -> None:
     """Insert params; identical re-sets are no-ops, a different value raises."""
-    existing = dict(conn.execute(select(params.c.key, params.c.value).where(
-        params.c.run_id == run_id, params.c.key.in_(list(values)))).all())
+    existing = dict(conn.execute(store.statement("params.select", _select_params),
+                                 {"run_id": run_id, "keys": list(values)}).all())
     clashes = {k: (existing[k], v) for k, v in values.items()
                if k in existing and existing[k] != v}
     if clashes:
@@ -130,7 +136,7 @@ def write_params(conn: Connection, run_id: str, values: Mapping[str, str]) -> No
     fresh = [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()
              if k not in existing]
     if fresh:
-        conn.execute(params.insert(), fresh)
+        conn.execute(store.statement("params.insert", lambda s: params.insert()), fresh)
 
 
 def stringify_params(values: Mapping[str, Any]) -> dict[str, str]:
@@ -146,18 +152,29 @@ def stringify_params(values: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def write_tags(store_insert: Any, conn: Connection, run_id: str,
-               values: Mapping[str, str]) -> None:
-    stmt = store_insert(tags)
-    stmt = stmt.on_conflict_do_update(index_elements=["run_id", "key"],
+def _tags_upsert(store: Store) -> Any:
+    stmt = store.insert(tags)
+    return stmt.on_conflict_do_update(index_elements=["run_id", "key"],
                                       set_={"value": stmt.excluded.value})
-    conn.execute(stmt, [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()])
 
 
-def set_status(conn: Connection, run_id: str, status: RunStatus,
+def write_tags(store: Store, conn: Connection, run_id: str, values: Mapping[str, str]) -> None:
+    """Set tags (insert or replace)."""
+    conn.execute(store.statement("tags.upsert", _tags_upsert),
+                 [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()])
+
+
+def _status_update(_store: Store) -> Any:
+    return update(runs).where(runs.c.id == bindparam("rid")).values(
+        status=bindparam("status"), end_time=bindparam("end_time"))
+
+
+def set_status(store: Store, conn: Connection, run_id: str, status: RunStatus,
                end_time: int | None = None) -> None:
-    conn.execute(update(runs).where(runs.c.id == run_id).values(
-        status=str(status), end_time=end_time if end_time is not None else now_ms()))
+    """Record how a run ended (and when)."""
+    conn.execute(store.statement("runs.status", _status_update),
+                 {"rid": run_id, "status": str(status),
+                  "end_time": end_time if end_time is not None else now_ms()})
 
 
 def set_deleted(project: Project, run_ids: Iterable[str], deleted: bool) -> list[str]:

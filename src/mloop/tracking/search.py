@@ -10,10 +10,12 @@ columns, pivoted in pandas rather than row by row in Python.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import (
     ColumnElement,
@@ -95,6 +97,11 @@ def _compile(node: Node) -> ColumnElement[bool]:
                           _apply(table.c.value, node.op, node.value))
 
 
+@functools.lru_cache(maxsize=256)
+def _parse_filter(text: str | None) -> Node | None:
+    return parse_filter(text)
+
+
 def _conjuncts(node: Node | None) -> list[Node]:
     if node is None:
         return []
@@ -103,9 +110,14 @@ def _conjuncts(node: Node | None) -> list[Node]:
     return [node]
 
 
-def build_query(node: Node | None, order: Sequence[OrderKey],
-                experiment_ids: list[str] | None, include_deleted: bool) -> Select[Any]:
-    """The SELECT of matching run ids plus base columns, filtered and ordered."""
+@functools.lru_cache(maxsize=256)
+def build_query(node: Node | None, order: tuple[OrderKey, ...],
+                experiment_ids: tuple[str, ...] | None, include_deleted: bool) -> Select[Any]:
+    """The SELECT of matching run ids plus base columns, filtered and ordered.
+
+    Cached: dashboards and scripts repeat the same search, and building the statement
+    costs as much as running it on a few thousand runs.
+    """
     query = select(runs.c.id.label("run_id"), experiments.c.name.label("experiment"),
                    runs.c.name, runs.c.status, runs.c.start_time, runs.c.end_time,
                    runs.c.parent_id, runs.c.user)
@@ -170,12 +182,12 @@ def search_runs(project: Project, *, experiment: str | Sequence[str] | None = No
     fetches the next page. Columns: run_id, experiment, name, status, start_time,
     end_time (UTC datetimes), parent_id, user, then ``metrics.*``, ``params.*``, ``tags.*``.
     """
-    node = parse_filter(filter)
-    order = parse_order_by(order_by)
-    exp_ids = None
+    node = _parse_filter(filter)
+    order = tuple(parse_order_by(order_by))
+    exp_ids: tuple[str, ...] | None = None
     if experiment is not None:
         names = [experiment] if isinstance(experiment, str) else list(experiment)
-        exp_ids = [get_experiment(project, n).id for n in names]
+        exp_ids = tuple(get_experiment(project, n).id for n in names)
     if max_results is not None and max_results < 1:
         raise InvalidInputError("max_results must be at least 1 (or None for every run).")
     offset = _offset(page_token)
@@ -185,48 +197,65 @@ def search_runs(project: Project, *, experiment: str | Sequence[str] | None = No
     if offset:
         query = query.offset(offset)
     with project.store.read() as conn:
-        base = pd.DataFrame(conn.execute(query).all(), columns=BASE_COLUMNS)
-        more = max_results is not None and len(base) > max_results
+        rows = conn.execute(query).all()
+        more = max_results is not None and len(rows) > max_results
         if more:
-            base = base.iloc[:max_results]
-        ids = base["run_id"].tolist()
-        page = query.with_only_columns(runs.c.id).subquery() if not more else None
-        extra = {prefix: _fetch_kv(conn, table, ids, page) for prefix, table in _KV.items()}
-    frame = _assemble(base, extra)
-    frame.attrs["next_page_token"] = _token(offset + len(base)) if more else None
+            rows = rows[:max_results]
+        ids = [r[0] for r in rows]
+        extra = {prefix: _fetch_kv(conn, table, ids) for prefix, table in _KV.items()}
+    frame = _assemble(rows, extra)
+    frame.attrs["next_page_token"] = _token(offset + len(rows)) if more else None
     return frame
 
 
-def _fetch_kv(conn: Any, table: Any, ids: list[str], page: Any) -> pd.DataFrame:
-    if not ids:
-        return pd.DataFrame(columns=["run_id", "key", "value"])
-    if page is not None:  # the whole result: join on the query, no giant IN list
-        cond = table.c.run_id.in_(select(page.c.id))
-        rows = conn.execute(select(table.c.run_id, table.c.key, table.c.value).where(cond)).all()
-    else:
-        rows = []
-        for start in range(0, len(ids), 5000):
-            chunk = ids[start:start + 5000]
-            rows += conn.execute(select(table.c.run_id, table.c.key, table.c.value)
-                                 .where(table.c.run_id.in_(chunk))).all()
-    return pd.DataFrame(rows, columns=["run_id", "key", "value"])
+_CHUNK = 5000
 
 
-def _assemble(base: pd.DataFrame, extra: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def _fetch_kv(conn: Any, table: Any, ids: list[str]) -> list[Any]:
+    """(run_id, key, value) rows of ``table`` for the runs of one page."""
+    rows: list[Any] = []
+    query = select(table.c.run_id, table.c.key, table.c.value)
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start:start + _CHUNK]
+        rows += conn.execute(query.where(table.c.run_id.in_(chunk))).all()
+    return rows
+
+
+def _columns(rows: list[Any], width: int) -> list[list[Any]]:
+    """Row tuples to column lists (pandas builds frames from columns far faster)."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(col) for col in zip(*rows, strict=True)]
+
+
+def _wide(ids: pd.Index, rows: list[Any], prefix: str) -> dict[str, Any]:
+    """Pivot (run_id, key, value) rows into one column per key, aligned with ``ids``.
+
+    Done with integer positions into a preallocated array: one vectorised assignment
+    instead of pandas' general (MultiIndex-building) pivot.
+    """
+    run_ids, keys, values = _columns(rows, 3)
+    codes, uniques = pd.factorize(np.array(keys, dtype=object), sort=True)
+    positions = ids.get_indexer(run_ids)
+    numeric = prefix == "metrics"
+    grid = np.full((len(ids), len(uniques)), np.nan if numeric else None,
+                   dtype="float64" if numeric else object)
+    grid[positions, codes] = np.array(values, dtype="float64") if numeric else values
+    return {f"{prefix}.{k}": grid[:, i] for i, k in enumerate(uniques)}
+
+
+def _times(values: list[Any]) -> Any:
+    ms = np.array([np.nan if v is None else v for v in values], dtype="float64")
+    return pd.to_datetime(ms, unit="ms", utc=True)
+
+
+def _assemble(rows: list[Any], extra: dict[str, list[Any]]) -> pd.DataFrame:
+    cols = dict(zip(BASE_COLUMNS, _columns(rows, len(BASE_COLUMNS)), strict=True))
     for col in ("start_time", "end_time"):
-        base[col] = pd.to_datetime(base[col].astype("Float64"), unit="ms", utc=True)
-    frame = base.set_index("run_id", drop=False)
-    parts = [frame]
+        cols[col] = _times(cols[col])
+    ids = pd.Index(cols["run_id"])
+    data: dict[str, Any] = dict(cols)
     for prefix, kv in extra.items():
-        if kv.empty:
-            continue
-        wide = kv.pivot(index="run_id", columns="key", values="value")
-        if prefix == "metrics":
-            wide = wide.astype("float64")  # stored NaN (NULL) → NaN
-        wide.columns = [f"{prefix}.{k}" for k in wide.columns]
-        parts.append(wide.sort_index(axis=1))
-    out = pd.concat(parts, axis=1, join="outer") if len(parts) > 1 else frame
-    out = out.reindex(frame.index)
-    out.index = pd.RangeIndex(len(out))
-    return out
-
+        if kv:
+            data.update(_wide(ids, kv, prefix))
+    return pd.DataFrame(data, columns=list(data))

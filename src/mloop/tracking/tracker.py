@@ -98,7 +98,7 @@ class Tracker:
             if cap["env_row"] is not None:
                 conn.execute(store.insert(environments).values(**cap["env_row"])
                              .on_conflict_do_nothing())
-            conn.execute(runs.insert().values(**row))
+            conn.execute(store.statement("runs.insert", lambda s: runs.insert()), row)
         cap["env_row"] = None  # stored; later runs only reference it
         return ActiveRun(self, run_id, name, exp.name, parent_id)
 

@@ -144,9 +144,19 @@ class MetricWriter:
                 time.sleep(pause)
 
 
+def _latest_upsert(store: Store) -> Any:
+    stmt = store.insert(latest_metrics)
+    ex, cur = stmt.excluded, latest_metrics.c
+    return stmt.on_conflict_do_update(
+        index_elements=["run_id", "key"],
+        set_={"step": ex.step, "timestamp": ex.timestamp, "value": ex.value},
+        where=or_(ex.step > cur.step, (ex.step == cur.step) & (ex.timestamp >= cur.timestamp)),
+    )
+
+
 def write_points(store: Store, conn: Connection, batch: list[Point]) -> None:
     """Insert ``batch`` into the history and advance ``latest_metrics``."""
-    conn.execute(metrics.insert(), [
+    conn.execute(store.statement("metrics.insert", lambda s: metrics.insert()), [
         {"run_id": r, "key": k, "step": s, "timestamp": t, "value": v} for r, k, s, t, v in batch
     ])
     latest: dict[tuple[str, str], Point] = {}
@@ -155,13 +165,6 @@ def write_points(store: Store, conn: Connection, batch: list[Point]) -> None:
         best = latest.get(ident)
         if best is None or (point[2], point[3]) >= (best[2], best[3]):
             latest[ident] = point
-    stmt = store.insert(latest_metrics)
-    ex = stmt.excluded
-    cur = latest_metrics.c
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["run_id", "key"],
-        set_={"step": ex.step, "timestamp": ex.timestamp, "value": ex.value},
-        where=or_(ex.step > cur.step, (ex.step == cur.step) & (ex.timestamp >= cur.timestamp)),
-    )
-    conn.execute(stmt, [{"run_id": r, "key": k, "step": s, "timestamp": t, "value": v}
-                        for r, k, s, t, v in latest.values()])
+    conn.execute(store.statement("latest_metrics.upsert", _latest_upsert),
+                 [{"run_id": r, "key": k, "step": s, "timestamp": t, "value": v}
+                  for r, k, s, t, v in latest.values()])
