@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -46,8 +47,8 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str |
 
     rows = list(rows)
     # A pipe or file gets wide, unwrapped lines (easy to grep); a terminal its own width.
-    console = Console(soft_wrap=False, width=None if click.get_text_stream("stdout").isatty()
-                      else 240)
+    tty = sys.stdout.isatty()
+    console = Console(soft_wrap=False, width=None if tty else 240)
     if not rows:
         console.print(empty)
         return

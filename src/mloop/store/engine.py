@@ -105,7 +105,13 @@ def _sqlite_engine(url: str, synchronous: str, busy_timeout_ms: int) -> Engine:
     # A forked child (multiprocessing, DataLoader workers) must not reuse the parent's
     # connections; it opens its own on first use.
     ref = weakref.ref(engine)
-    os.register_at_fork(after_in_child=lambda: (e := ref()) is not None and e.dispose(close=False))
+
+    def _after_fork() -> None:
+        forked = ref()
+        if forked is not None:
+            forked.dispose(close=False)
+
+    os.register_at_fork(after_in_child=_after_fork)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:

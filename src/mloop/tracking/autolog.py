@@ -37,7 +37,7 @@ def autolog(*, disable: bool = False, log_models: bool = True,
     """
     if disable:
         for cls, original in _patched.items():
-            cls.fit = original
+            cls.fit = original  # type: ignore[attr-defined]
         _patched.clear()
         return
     _config.update(log_models=log_models, experiment=experiment)

@@ -175,6 +175,7 @@ class _Parser:
     def comparison(self) -> Comparison:
         entity, key, start = self.field()
         op_tok = self.tok
+        value: float | str | tuple[float | str, ...] | None
         if op_tok.kind == "op":
             self.take()
             op = "!=" if op_tok.text == "<>" else op_tok.text

@@ -148,7 +148,7 @@ def get_run(run_id: str, *, project: Project | None = None) -> Run:
 
 
 def search_runs(experiment: str | Sequence[str] | None = None, filter: str | None = None,
-                order_by: Sequence[str] | str | None = None,
+                order_by: list[str] | tuple[str, ...] | str | None = None,
                 max_results: int | None = _search.DEFAULT_MAX_RESULTS,
                 page_token: str | None = None, *, include_deleted: bool = False,
                 project: Project | None = None) -> pd.DataFrame:

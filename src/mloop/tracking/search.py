@@ -171,8 +171,11 @@ def _offset(page_token: str | None) -> int:
     return offset
 
 
+OrderBy = list[str] | tuple[str, ...] | str | None
+
+
 def search_runs(project: Project, *, experiment: str | Sequence[str] | None = None,
-                filter: str | None = None, order_by: Sequence[str] | str | None = None,
+                filter: str | None = None, order_by: OrderBy = None,
                 max_results: int | None = DEFAULT_MAX_RESULTS, page_token: str | None = None,
                 include_deleted: bool = False) -> pd.DataFrame:
     """Runs matching ``filter`` as a DataFrame, one row per run.
@@ -197,7 +200,7 @@ def search_runs(project: Project, *, experiment: str | Sequence[str] | None = No
     if offset:
         query = query.offset(offset)
     with project.store.read() as conn:
-        rows = conn.execute(query).all()
+        rows = list(conn.execute(query).all())
         more = max_results is not None and len(rows) > max_results
         if more:
             rows = rows[:max_results]

@@ -6,6 +6,7 @@ import importlib.util
 import os
 import random
 import sys
+from typing import Any
 
 _current: int | None = None
 
@@ -29,9 +30,9 @@ def seed_everything(seed: int) -> int:
         np.random.seed(seed)
     except ImportError:
         pass
-    torch = sys.modules.get("torch")
+    torch: Any = sys.modules.get("torch")
     if torch is None and importlib.util.find_spec("torch") is not None:
-        import torch
+        torch = importlib.import_module("torch")
     if torch is not None:
         torch.manual_seed(seed)
         if torch.cuda.is_available():
