@@ -24,7 +24,7 @@ def test_every_command_is_in_the_readme():
 
 def test_readme_has_exactly_the_two_quickstart_commands():
     quick = README.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
-    blocks = [b for b in quick.split("```bash")[1:]]
+    blocks = quick.split("```bash")[1:]
     commands = [b.split("```", 1)[0].strip() for b in blocks]
     assert len(commands) == 2
     assert commands[0].endswith("mloop demo")
