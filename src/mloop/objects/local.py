@@ -150,9 +150,8 @@ def _fsync_dir(folder: Path) -> None:
     except OSError:
         return
     try:
-        os.fsync(dfd)
-    except OSError:
-        pass
+        with contextlib.suppress(OSError):  # some file systems cannot fsync a folder
+            os.fsync(dfd)
     finally:
         os.close(dfd)
 

@@ -13,6 +13,7 @@ installed one.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import signal
 import sys
 import threading
@@ -72,11 +73,10 @@ def _install_hooks() -> None:
 
     sys.excepthook = excepthook
     if threading.current_thread() is threading.main_thread():
-        try:
+        # Not allowed in some embedded interpreters: then SIGTERM keeps its default.
+        with contextlib.suppress(ValueError, OSError):
             if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
                 signal.signal(signal.SIGTERM, _on_sigterm)
-        except (ValueError, OSError):  # not allowed here (embedded interpreter)
-            pass
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:

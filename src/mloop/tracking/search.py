@@ -18,9 +18,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Select,
     and_,
+    bindparam,
     exists,
     false,
     not_,
@@ -33,7 +35,14 @@ from mloop.errors import InvalidInputError
 from mloop.project import Project
 from mloop.store.schema import experiments, latest_metrics, params, runs, tags
 from mloop.tracking.experiments import get_experiment
-from mloop.tracking.filter import BoolOp, Comparison, Node, OrderKey, parse_filter, parse_order_by
+from mloop.tracking.filter import (
+    BoolOp,
+    Comparison,
+    Node,
+    OrderKey,
+    parse_filter,
+    parse_order_by,
+)
 
 DEFAULT_MAX_RESULTS = 1000
 _KV = {"metrics": latest_metrics, "params": params, "tags": tags}
@@ -102,6 +111,11 @@ def _parse_filter(text: str | None) -> Node | None:
     return parse_filter(text)
 
 
+@functools.lru_cache(maxsize=256)
+def _parse_order(items: tuple[str, ...]) -> tuple[OrderKey, ...]:
+    return tuple(parse_order_by(list(items)))
+
+
 def _conjuncts(node: Node | None) -> list[Node]:
     if node is None:
         return []
@@ -151,7 +165,19 @@ def build_query(node: Node | None, order: tuple[OrderKey, ...],
             col = t.c.value
         order_cols.append(col.desc().nulls_last() if o.descending else col.asc().nulls_last())
     order_cols += [runs.c.start_time.desc(), runs.c.id.desc()]  # newest first, stable
-    return query.select_from(frm).where(and_(true(), *where)).order_by(*order_cols)
+    # LIMIT/OFFSET as bound parameters: the statement object stays the same from page to
+    # page, so SQLAlchemy reuses its compiled form instead of rebuilding it.
+    return (query.select_from(frm).where(and_(true(), *where)).order_by(*order_cols)
+            .limit(bindparam("limit", type_=BigInteger))
+            .offset(bindparam("offset", type_=BigInteger)))
+
+
+def _experiment_id(project: Project, name_or_id: str) -> str:
+    # Experiments are never renamed or hard-deleted, so a found id stays right.
+    known: dict[str, str] = project.component("tracking.experiment_ids", lambda _p: {})
+    if name_or_id not in known:
+        known[name_or_id] = get_experiment(project, name_or_id).id
+    return known[name_or_id]
 
 
 def _token(offset: int) -> str:
@@ -186,41 +212,41 @@ def search_runs(project: Project, *, experiment: str | Sequence[str] | None = No
     end_time (UTC datetimes), parent_id, user, then ``metrics.*``, ``params.*``, ``tags.*``.
     """
     node = _parse_filter(filter)
-    order = tuple(parse_order_by(order_by))
+    order = _parse_order((order_by,) if isinstance(order_by, str) else tuple(order_by or ()))
     exp_ids: tuple[str, ...] | None = None
     if experiment is not None:
         names = [experiment] if isinstance(experiment, str) else list(experiment)
-        exp_ids = tuple(get_experiment(project, n).id for n in names)
+        exp_ids = tuple(_experiment_id(project, n) for n in names)
     if max_results is not None and max_results < 1:
         raise InvalidInputError("max_results must be at least 1 (or None for every run).")
     offset = _offset(page_token)
     query = build_query(node, order, exp_ids, include_deleted)
-    if max_results is not None:
-        query = query.limit(max_results + 1)
-    if offset:
-        query = query.offset(offset)
+    limit = _NO_LIMIT if max_results is None else max_results + 1
     with project.store.read() as conn:
-        rows = list(conn.execute(query).all())
+        rows = list(conn.execute(query, {"limit": limit, "offset": offset}).all())
         more = max_results is not None and len(rows) > max_results
         if more:
             rows = rows[:max_results]
         ids = [r[0] for r in rows]
-        extra = {prefix: _fetch_kv(conn, table, ids) for prefix, table in _KV.items()}
+        extra = {prefix: _fetch_kv(project.store, conn, table, ids)
+                 for prefix, table in _KV.items()}
     frame = _assemble(rows, extra)
     frame.attrs["next_page_token"] = _token(offset + len(rows)) if more else None
     return frame
 
 
 _CHUNK = 5000
+_NO_LIMIT = 2**62
 
 
-def _fetch_kv(conn: Any, table: Any, ids: list[str]) -> list[Any]:
+def _fetch_kv(store: Any, conn: Any, table: Any, ids: list[str]) -> list[Any]:
     """(run_id, key, value) rows of ``table`` for the runs of one page."""
+    query = store.statement(f"search.kv.{table.name}", lambda _s: select(
+        table.c.run_id, table.c.key, table.c.value).where(
+            table.c.run_id.in_(bindparam("ids", expanding=True))))
     rows: list[Any] = []
-    query = select(table.c.run_id, table.c.key, table.c.value)
     for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start:start + _CHUNK]
-        rows += conn.execute(query.where(table.c.run_id.in_(chunk))).all()
+        rows += conn.execute(query, {"ids": ids[start:start + _CHUNK]}).all()
     return rows
 
 

@@ -24,12 +24,9 @@ def seed_everything(seed: int) -> int:
         raise InvalidInputError(f"Seed must be an integer in [0, 2**32), got {seed!r}.")
     random.seed(seed)
     os.environ["PYTHONHASHSEED"] = str(seed)
-    try:
-        import numpy as np
+    import numpy as np  # a dependency of mloop, always present
 
-        np.random.seed(seed)
-    except ImportError:
-        pass
+    np.random.seed(seed)
     torch: Any = sys.modules.get("torch")
     if torch is None and importlib.util.find_spec("torch") is not None:
         torch = importlib.import_module("torch")
