@@ -76,11 +76,14 @@ runs = Table(
     Index(None, "parent_id"),
 )
 
+# Small rows looked up by primary key: on SQLite these are WITHOUT ROWID tables, so a
+# look-up is one B-tree search instead of an index search plus a table fetch.
 params = Table(
     "params", metadata,
     Column("run_id", ID, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
     Column("key", KEY, primary_key=True),
     Column("value", Text, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 tags = Table(
@@ -88,6 +91,7 @@ tags = Table(
     Column("run_id", ID, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
     Column("key", KEY, primary_key=True),
     Column("value", Text, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 # Every point ever logged: the history behind `metric_history`.
@@ -110,7 +114,8 @@ latest_metrics = Table(
     Column("step", BigInteger, nullable=False),
     Column("timestamp", BigInteger, nullable=False),
     Column("value", Double),
-    Index(None, "key", "value"),
+    Index(None, "key", "value"),  # covers run_id too: the primary key rides along
+    sqlite_with_rowid=False,
 )
 
 artifacts = Table(

@@ -235,19 +235,33 @@ def search_runs(project: Project, *, experiment: str | Sequence[str] | None = No
     return frame
 
 
-_CHUNK = 5000
 _NO_LIMIT = 2**62
 
 
-def _fetch_kv(store: Any, conn: Any, table: Any, ids: list[str]) -> list[Any]:
-    """(run_id, key, value) rows of ``table`` for the runs of one page."""
-    query = store.statement(f"search.kv.{table.name}", lambda _s: select(
-        table.c.run_id, table.c.key, table.c.value).where(
-            table.c.run_id.in_(bindparam("ids", expanding=True))))
-    rows: list[Any] = []
-    for start in range(0, len(ids), _CHUNK):
-        rows += conn.execute(query, {"ids": ids[start:start + _CHUNK]}).all()
-    return rows
+_KV_SQL = {
+    # The ids travel as ONE parameter (a JSON array on SQLite, an array on PostgreSQL): a
+    # page of thousands of runs would otherwise be thousands of placeholders to parse.
+    "sqlite": "SELECT run_id, key, value FROM {t} WHERE run_id IN (SELECT value FROM json_each(?))",
+    "postgresql": "SELECT run_id, key, value FROM {t} WHERE run_id = ANY(%s)",
+}
+
+
+def _fetch_kv(store: Any, conn: Any, table: Any, ids: list[str]) -> list[tuple[Any, ...]]:
+    """(run_id, key, value) tuples of ``table`` for the runs of one page.
+
+    Read through the driver's own cursor: plain tuples, no per-row result objects, which
+    is most of the cost when a page holds thousands of runs.
+    """
+    if not ids:
+        return []
+    sql = _KV_SQL[store.dialect].format(t=table.name)
+    param = json.dumps(ids) if store.dialect == "sqlite" else ids
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql, (param,))
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 def _columns(rows: list[Any], width: int) -> list[list[Any]]:

@@ -72,6 +72,7 @@ def upgrade() -> None:
             sa.PrimaryKeyConstraint("run_id", "key", name=f"pk_{name}"),
             sa.ForeignKeyConstraint(["run_id"], ["runs.id"], ondelete="CASCADE",
                                     name=f"fk_{name}_run_id_runs"),
+            sqlite_with_rowid=False,
         )
     op.create_table(
         "metrics",
@@ -94,6 +95,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("run_id", "key", name="pk_latest_metrics"),
         sa.ForeignKeyConstraint(["run_id"], ["runs.id"], ondelete="CASCADE",
                                 name="fk_latest_metrics_run_id_runs"),
+        sqlite_with_rowid=False,
     )
     op.create_index("ix_latest_metrics_key_value", "latest_metrics", ["key", "value"])
     op.create_table(
