@@ -18,7 +18,7 @@ def test_ids_are_time_ordered_and_unique():
 
 
 @pytest.mark.parametrize("bad", ["../x", "a/../../x", "/etc/passwd", "C:/x", "..", "a\x00b",
-                                 "..\\x", ""])
+                                 "..\\x", "", "\ud800"])
 def test_unsafe_paths_rejected(bad):
     with pytest.raises(UnsafePathError):
         safe_relpath(bad)

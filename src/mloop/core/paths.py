@@ -18,6 +18,10 @@ def safe_relpath(path: str | PurePosixPath, *, allow_empty: bool = False) -> str
     text = str(path).replace("\\", "/")
     if "\x00" in text:
         raise UnsafePathError(f"Path {text!r} contains a NUL byte; use a plain relative path.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnsafePathError(f"Path {text!r} is not valid Unicode text; rename it.") from None
     if text.startswith("/") or (len(text) > 1 and text[1] == ":"):
         raise UnsafePathError(
             f"Path {text!r} is absolute; artifact and dataset paths must be relative, "
