@@ -71,6 +71,7 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
-def kv_section(title: str, values: dict[str, Any]) -> None:
-    """A two-column key/value table under a heading."""
-    table(["key", "value"], sorted(values.items()), title=title, empty=f"{title}: none")
+def kv_section(title: str, values: dict[str, Any], *, sort: bool = True) -> None:
+    """A two-column key/value table under a heading (sorted by key unless ``sort=False``)."""
+    items = sorted(values.items()) if sort else list(values.items())
+    table(["key", "value"], items, title=title, empty=f"{title}: none")

@@ -110,7 +110,7 @@ def show(run_id: str, as_json: bool) -> None:
         "python": env.python if env else "-", "platform": env.platform if env else "-",
         "packages": f"{len(env.packages)} recorded" if env else "-",
         "deleted": "yes" if run.deleted else "no",
-    })
+    }, sort=False)
     kv_section("Params", run.params)
     kv_section("Metrics (latest)", {k: fmt(v) for k, v in run.metrics.items()})
     kv_section("Tags", run.tags)

@@ -6,7 +6,6 @@ BLAKE3 hashes at several GB/s per core, so hashing never dominates an upload, an
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 
 from blake3 import blake3
@@ -18,14 +17,6 @@ DIGEST_HEX_LEN = 64
 def hash_bytes(data: bytes) -> str:
     """Hex BLAKE3 digest of ``data``."""
     return blake3(data).hexdigest()
-
-
-def hash_chunks(chunks: Iterable[bytes]) -> str:
-    """Hex BLAKE3 digest of the concatenation of ``chunks``."""
-    h = blake3()
-    for chunk in chunks:
-        h.update(chunk)
-    return h.hexdigest()
 
 
 def hash_file(path: str | Path) -> str:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
-import threading
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from mloop.core.settings import redact_uri
 from mloop.errors import ConfigError, SchemaError
@@ -36,7 +35,6 @@ class Store:
         self.engine = _create_engine(url, sqlite_synchronous, busy_timeout_ms)
         self.dialect: str = self.engine.dialect.name
         self._writer = self.engine.execution_options(**{_WRITE: True})
-        self._lock = threading.Lock()
         self._statements: dict[str, Any] = {}
         migrate.ensure_schema(self, upgrade=upgrade)
 
@@ -138,14 +136,3 @@ def _sqlite_engine(url: str, synchronous: str, busy_timeout_ms: int) -> Engine:
                              else "BEGIN")
 
     return engine
-
-
-def is_locked_error(exc: BaseException) -> bool:
-    """Whether ``exc`` is SQLite's 'database is locked' (worth retrying after a pause)."""
-    return isinstance(exc, OperationalError) and "locked" in str(exc).lower()
-
-
-def ping(store: Store) -> None:
-    """Raise if the store cannot answer a trivial query."""
-    with store.read() as conn:
-        conn.execute(text("SELECT 1"))

@@ -54,24 +54,20 @@ class MetricWriter:
         with self._buf_lock:
             self._buf.append(point)
             n = len(self._buf)
-        if self._thread is None:
-            self._start()
-        if n >= self._batch_size:
-            self._wake.set()
+        self._poke(n)
 
     def extend(self, points: list[Point]) -> None:
         """Queue several points at once."""
         with self._buf_lock:
             self._buf.extend(points)
             n = len(self._buf)
+        self._poke(n)
+
+    def _poke(self, queued: int) -> None:
         if self._thread is None:
             self._start()
-        if n >= self._batch_size:
+        if queued >= self._batch_size:
             self._wake.set()
-
-    def pending(self) -> int:
-        """Points queued but not yet written."""
-        return len(self._buf)
 
     def flush(self, then: Callable[[Connection], Any] | None = None) -> None:
         """Write every queued point now; run ``then(conn)`` in the same transaction."""
