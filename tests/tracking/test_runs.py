@@ -218,3 +218,17 @@ def test_set_experiment(project):
     with mloop.start_run() as run:
         pass
     assert mloop.get_run(run.id).experiment == "chosen"
+
+
+def test_param_written_by_another_process_is_still_checked(project):
+    from mloop.tracking import records
+
+    store = project.store
+    with mloop.start_run() as run:
+        # As if another process had resumed this run and logged params meanwhile.
+        with store.write() as conn:
+            records.insert_params(store, conn, run.id, {"lr": "0.1", "depth": "3"})
+        mloop.log_param("depth", 3)  # same value: accepted after the store is consulted
+        with pytest.raises(ParamConflictError, match="lr"):
+            mloop.log_param("lr", 0.5)
+    assert mloop.get_run(run.id).params == {"lr": "0.1", "depth": "3"}

@@ -10,6 +10,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy.exc
+
 from mloop.core.clock import now_ms
 from mloop.core.ids import short_id
 from mloop.errors import InvalidMetricError, RunStateError
@@ -127,12 +129,22 @@ class ActiveRun:
         self._check_open()
         new = records.stringify_params(values)
         with self._lock:
-            fresh = {k: v for k, v in new.items() if self._params.get(k) != v}
+            # The cache holds every param stored for this run (a new run starts empty, a
+            # resumed one loads them), so conflicts show here without a query, and keys
+            # it lacks can be inserted straight away. A concurrent writer in another
+            # process trips the primary key; then the store decides, key by key.
+            records.raise_on_conflict({k: (self._params[k], v) for k, v in new.items()
+                                       if k in self._params and self._params[k] != v})
+            fresh = {k: v for k, v in new.items() if k not in self._params}
             if not fresh:
                 return
             store = self.tracker.project.store
-            with store.write() as conn:
-                records.write_params(store, conn, self.id, fresh)
+            try:
+                with store.write() as conn:
+                    records.insert_params(store, conn, self.id, fresh)
+            except sqlalchemy.exc.IntegrityError:
+                with store.write() as conn:
+                    records.write_params(store, conn, self.id, fresh)
             self._params.update(fresh)
 
     def set_tag(self, key: str, value: Any) -> None:

@@ -126,17 +126,25 @@ def write_params(store: Store, conn: Connection, run_id: str, values: Mapping[st
     """Insert params; identical re-sets are no-ops, a different value raises."""
     existing = dict(conn.execute(store.statement("params.select", _select_params),
                                  {"run_id": run_id, "keys": list(values)}).all())
-    clashes = {k: (existing[k], v) for k, v in values.items()
-               if k in existing and existing[k] != v}
+    raise_on_conflict({k: (existing[k], v) for k, v in values.items()
+                       if k in existing and existing[k] != v})
+    insert_params(store, conn, run_id, {k: v for k, v in values.items() if k not in existing})
+
+
+def insert_params(store: Store, conn: Connection, run_id: str, values: Mapping[str, str]) -> None:
+    """Insert params known to be new (a stored key raises IntegrityError)."""
+    if values:
+        conn.execute(store.statement("params.insert", lambda s: params.insert()),
+                     [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()])
+
+
+def raise_on_conflict(clashes: Mapping[str, tuple[str, str]]) -> None:
+    """Raise :class:`ParamConflictError` naming each ``key: (stored, new)`` clash."""
     if clashes:
         detail = "; ".join(f"{k}: stored {old!r}, new {new!r}" for k, (old, new) in clashes.items())
         raise ParamConflictError(
             f"Params are immutable once logged ({detail}). Start a new run for a new value, "
             "or log it under another name.")
-    fresh = [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()
-             if k not in existing]
-    if fresh:
-        conn.execute(store.statement("params.insert", lambda s: params.insert()), fresh)
 
 
 def stringify_params(values: Mapping[str, Any]) -> dict[str, str]:
