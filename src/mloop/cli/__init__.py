@@ -7,6 +7,7 @@ with the error's exit code.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -16,6 +17,7 @@ from mloop.cli.demo import demo
 from mloop.cli.experiments import experiments
 from mloop.cli.init import init
 from mloop.cli.runs import runs
+from mloop.core.progress import QUIET_ENV
 from mloop.errors import MloopError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -23,13 +25,16 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="mloop")
-def cli() -> None:
-    """mloop: data versions, tracked training, testing, registry, serving, deployment,
-    monitoring and retraining: the whole ML loop in one tool.
+@click.option("-q", "--quiet", is_flag=True, help="Draw no progress bars (also MLOOP_QUIET=1).")
+def cli(quiet: bool) -> None:
+    """mloop: one tool around the whole ML loop. This release: projects and experiment
+    tracking (runs, params, metrics, artifacts, search, reproducibility).
 
     Commands work in the current folder's project (found upwards, as git does).
     Start with `mloop init`, or try everything at once with `mloop demo`.
     """
+    if quiet:
+        os.environ[QUIET_ENV] = "1"
 
 
 cli.add_command(init)
