@@ -10,17 +10,17 @@ from typing import Any
 
 import click
 
+from mloop.tracking.model import json_float
+
 json_option = click.option("--json", "as_json", is_flag=True,
                            help="Print machine-readable JSON instead of a table.")
 
 
 def _default(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
     if hasattr(value, "isoformat"):
         return value.isoformat()
-    if hasattr(value, "item"):
-        return value.item()
+    if hasattr(value, "item"):  # numpy scalars
+        return _clean(value.item())
     return str(value)
 
 
@@ -30,8 +30,8 @@ def emit_json(obj: Any) -> None:
 
 
 def _clean(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return "NaN" if math.isnan(obj) else ("Infinity" if obj > 0 else "-Infinity")
+    if isinstance(obj, float):
+        return json_float(obj)
     if isinstance(obj, dict):
         return {k: _clean(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
