@@ -110,3 +110,25 @@ def test_four_processes_log_at_once(project):
         assert run.status is RunStatus.FINISHED
         assert len(run.metric_history("x")) == N
         assert run.metrics["x"] == N - 1
+
+
+def test_forked_child_logs_into_the_parents_run(project):
+    out = _run(project, f"""
+        import multiprocessing as mp
+
+        def child():
+            for i in range({N}):
+                mloop.log_metric("from_child", i)
+            mloop.flush()
+
+        with mloop.start_run(experiment="fork"):
+            mloop.log_metric("from_parent", 1.0)
+            p = mp.get_context("fork").Process(target=child)
+            p.start()
+            p.join()
+            assert p.exitcode == 0
+    """)
+    assert out.returncode == 0, out.stderr
+    run = _only_run(project, "fork")
+    assert len(run.metric_history("from_child")) == N
+    assert run.metrics["from_parent"] == 1.0

@@ -14,8 +14,10 @@ so that batches from several processes can land in any order.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -41,11 +43,24 @@ class MetricWriter:
         self._interval = flush_interval
         self._batch_size = batch_size
         self._buf: list[Point] = []
+        self._error: BaseException | None = None
+        self._reset_threading()
+        # A forked child (multiprocessing, data-loader workers) inherits the buffer but
+        # not the thread: it gets fresh locks and starts its own writer on first use.
+        ref = weakref.ref(self)
+
+        def _after_fork() -> None:
+            writer = ref()
+            if writer is not None:
+                writer._reset_threading()
+
+        os.register_at_fork(after_in_child=_after_fork)
+
+    def _reset_threading(self) -> None:
         self._buf_lock = threading.Lock()
         self._io_lock = threading.Lock()  # one batch at a time, in order
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._pid_lock = threading.Lock()
 
