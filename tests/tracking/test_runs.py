@@ -232,3 +232,9 @@ def test_param_written_by_another_process_is_still_checked(project):
         with pytest.raises(ParamConflictError, match="lr"):
             mloop.log_param("lr", 0.5)
     assert mloop.get_run(run.id).params == {"lr": "0.1", "depth": "3"}
+
+
+def test_bad_tag_key_starts_no_run(project):
+    with pytest.raises(InvalidInputError, match="tag name"):
+        mloop.start_run(experiment="t", tags={"": "x"})
+    assert mloop.active_run() is None

@@ -58,18 +58,18 @@ class Tracker:
             raise RunStateError(
                 f"Run {short_id(parent.id)} ({parent.name}) is still active. End it first, or "
                 "pass nested=True to start a child run inside it.")
+        extra = {records.check_key(k, "tag"): str(v) for k, v in (tags or {}).items()}
+        if description:
+            extra["mloop.description"] = description
         if run_id is not None:
             run = self._resume(run_id)
+            if extra:
+                run.set_tags(extra)
         else:
             child_of = parent if nested else None
             run = self._create(experiment or (child_of.experiment if child_of else None), name,
-                               child_of.id if child_of else None)
+                               child_of.id if child_of else None, extra)
         lifecycle.push(run)
-        extra = dict(tags or {})
-        if description:
-            extra["mloop.description"] = description
-        if extra:
-            run.set_tags(extra)
         return run
 
     def _experiment(self, name: str | None) -> Experiment:
@@ -79,8 +79,8 @@ class Tracker:
             exp = self._experiments[name] = get_or_create_experiment(self.project, name)
         return exp
 
-    def _create(self, experiment: str | None, name: str | None,
-                parent_id: str | None) -> ActiveRun:
+    def _create(self, experiment: str | None, name: str | None, parent_id: str | None,
+                tags: dict[str, str]) -> ActiveRun:
         exp = self._experiment(experiment)
         cap = self._capture()
         run_id = new_id()
@@ -99,6 +99,8 @@ class Tracker:
                 conn.execute(store.insert(environments).values(**cap["env_row"])
                              .on_conflict_do_nothing())
             conn.execute(store.statement("runs.insert", lambda s: runs.insert()), row)
+            if tags:  # in the same transaction: a run never exists without its tags
+                records.write_tags(store, conn, run_id, tags)
         cap["env_row"] = None  # stored; later runs only reference it
         return ActiveRun(self, run_id, name, exp.name, parent_id)
 
