@@ -73,8 +73,9 @@ def pg_database() -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-TABLES = ("artifacts", "latest_metrics", "metrics", "tags", "params", "runs", "environments",
-          "experiments")
+TABLES = ("lineage_edges", "stat_cache", "remotes", "dataset_tags", "dataset_versions",
+          "datasets", "artifacts", "latest_metrics", "metrics", "tags", "params", "runs",
+          "environments", "experiments")
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ EXPECTED = [
     "ActiveRun", "Experiment", "MloopError", "Project", "Run", "RunStatus", "__version__",
     "active_run", "autolog", "current_project", "delete_runs", "download_artifacts", "end_run",
     "flush", "get_experiment", "get_run", "init", "list_experiments", "log_artifact",
-    "log_artifacts", "log_dict", "log_figure", "log_metric", "log_metrics", "log_param",
+    "log_artifacts", "log_dict", "log_figure", "log_input", "log_metric", "log_metrics",
+    "log_param",
     "log_params", "log_text", "read_artifact", "restore_runs", "search_runs", "seed_everything",
     "set_experiment", "set_project", "set_tag", "set_tags", "start_run",
 ]

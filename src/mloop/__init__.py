@@ -33,6 +33,7 @@ _LAZY: dict[str, str] = {
     "get_run": "mloop.tracking.fluent",
     "init": "mloop.project",
     "list_experiments": "mloop.tracking.fluent",
+    "log_input": "mloop.tracking.fluent",
     "log_artifact": "mloop.tracking.fluent",
     "log_artifacts": "mloop.tracking.fluent",
     "log_dict": "mloop.tracking.fluent",
@@ -52,6 +53,8 @@ _LAZY: dict[str, str] = {
     "set_tags": "mloop.tracking.fluent",
     "start_run": "mloop.tracking.fluent",
 }
+
+_SUBMODULES = ("data", "errors", "lineage")
 
 __all__ = [
     "ActiveRun",
@@ -76,6 +79,7 @@ __all__ = [
     "log_artifacts",
     "log_dict",
     "log_figure",
+    "log_input",
     "log_metric",
     "log_metrics",
     "log_param",
@@ -94,6 +98,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        value = importlib.import_module(f"mloop.{name}")
+        globals()[name] = value
+        return value
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'mloop' has no attribute {name!r}")

@@ -13,9 +13,12 @@ import sys
 import click
 
 from mloop._version import __version__
+from mloop.cli.data import data
 from mloop.cli.demo import demo
 from mloop.cli.experiments import experiments
 from mloop.cli.init import init
+from mloop.cli.lineage import lineage
+from mloop.cli.remote import remote
 from mloop.cli.runs import runs
 from mloop.core.progress import QUIET_ENV
 from mloop.errors import MloopError
@@ -41,6 +44,9 @@ cli.add_command(init)
 cli.add_command(experiments)
 cli.add_command(runs)
 cli.add_command(demo)
+cli.add_command(data)
+cli.add_command(remote)
+cli.add_command(lineage)
 
 
 def main(argv: list[str] | None = None) -> None:

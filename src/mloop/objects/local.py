@@ -85,6 +85,11 @@ class LocalObjectStore:
     def exists(self, digest: str) -> bool:
         return self.path(check_digest(digest)).exists()
 
+    def touch(self, digest: str) -> None:
+        """Mark a blob as just used (garbage collection spares recent blobs)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(self.path(check_digest(digest)))
+
     def missing(self, digests: Iterable[str]) -> set[str]:
         return {d for d in set(digests) if not self.exists(d)}
 

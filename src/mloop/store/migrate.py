@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 # Every revision this release knows, oldest first; HEAD is the last. A test checks this
 # against the migration scripts so the two cannot drift apart.
-REVISIONS: tuple[str, ...] = ("0001_initial",)
+REVISIONS: tuple[str, ...] = ("0001_initial", "0002_data")
 HEAD = REVISIONS[-1]
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _PG_LOCK_KEY = 0x6D6C6F6F70  # "mloop"

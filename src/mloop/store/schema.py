@@ -127,3 +127,64 @@ artifacts = Table(
     Column("created_at", BigInteger, nullable=False),
     Index(None, "digest"),
 )
+
+# -- data versioning ----------------------------------------------------------------
+
+datasets = Table(
+    "datasets", metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+dataset_versions = Table(
+    "dataset_versions", metadata,
+    Column("dataset_id", ID, ForeignKey("datasets.id"), primary_key=True),
+    Column("version", BigInteger, primary_key=True),
+    Column("tree", DIGEST, nullable=False),  # object-store digest of the version's tree
+    Column("kind", String(16), nullable=False),  # file | folder
+    Column("source_path", Text, nullable=False),  # project-relative path it was added from
+    Column("size", BigInteger, nullable=False),
+    Column("files", BigInteger, nullable=False),
+    Column("rows", BigInteger),
+    Column("stats", Text),  # JSON: schema and per-column summary of tabular files
+    Column("validation", Text),  # JSON: the last validation result
+    Column("message", Text),
+    Column("user", String(200)),
+    Column("command", Text),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+dataset_tags = Table(
+    "dataset_tags", metadata,
+    Column("dataset_id", ID, ForeignKey("datasets.id"), primary_key=True),
+    Column("tag", String(200), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+)
+
+remotes = Table(
+    "remotes", metadata,
+    Column("name", String(200), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# What `data status` compares against: the stat of each file when mloop last hashed it.
+stat_cache = Table(
+    "stat_cache", metadata,
+    Column("path", String(1000), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("mtime_ns", BigInteger, nullable=False),
+    Column("inode", BigInteger, nullable=False),
+    Column("digest", DIGEST, nullable=False),
+)
+
+# One lineage graph for everything: src --relation--> dst, both mloop URIs.
+lineage_edges = Table(
+    "lineage_edges", metadata,
+    Column("src", String(300), primary_key=True),
+    Column("dst", String(300), primary_key=True),
+    Column("relation", String(50), primary_key=True),
+    Column("created_at", BigInteger, nullable=False),
+    Index(None, "dst"),
+)

@@ -8,21 +8,20 @@ environment (the row's id is the hash of its content).
 
 from __future__ import annotations
 
-import getpass
-import os
 import platform
-import re
-import shlex
 import subprocess
-import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 from mloop.core.hashing import hash_bytes
+from mloop.core.process import command_line, current_user
 
-_SECRET = re.compile(r"(pass(word)?|token|secret|api[-_]?key|credential)", re.IGNORECASE)
 _GIT_TIMEOUT = 10
+
+
+__all__ = ["EnvironmentInfo", "GitState", "capture_environment", "capture_git", "command_line",
+           "current_user"]
 
 
 @dataclass(frozen=True)
@@ -73,31 +72,3 @@ def capture_git(cwd: str | Path | None = None) -> GitState:
     dirty = bool(status and status.strip())
     diff = git("diff", "HEAD", "--no-color", "--no-ext-diff") if dirty else None
     return GitState(commit.strip(), branch.strip() if branch else None, dirty, diff)
-
-
-def command_line() -> str:
-    """The command that started this process, with values of secret-looking flags hidden."""
-    argv = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
-    out: list[str] = []
-    hide_next = False
-    for arg in argv:
-        if hide_next:
-            out.append("***")
-            hide_next = False
-            continue
-        name, eq, _value = arg.partition("=")
-        if _SECRET.search(name) and name.startswith("-") and not eq:
-            out.append(arg)
-            hide_next = True
-        elif eq and _SECRET.search(name):
-            out.append(f"{name}=***")
-        else:
-            out.append(arg)
-    return shlex.join(out)
-
-
-def current_user() -> str | None:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return os.environ.get("USER")

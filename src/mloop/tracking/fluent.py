@@ -208,3 +208,16 @@ def read_artifact(uri: str, *, project: Project | None = None) -> bytes:
     p = _project(project)
     ref = _run_uri(uri)
     return _artifacts.read_artifact(p, records.resolve_run_id(p, ref.run_id), ref.path)
+
+
+def log_input(ref: str, *, project: Project | None = None) -> str:
+    """Record that the active run read dataset version ``ref`` (``train@2``); returns its URI.
+
+    ``mloop.data.load`` inside a run records this by itself.
+    """
+    from mloop import data, lineage
+
+    p = _project(project)
+    version = data.get(ref, project=p)
+    lineage.add_edge(p, version.uri, f"runs:/{_run().id}", "input")
+    return version.uri

@@ -20,6 +20,7 @@ import threading
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING
 
+from mloop import lineage
 from mloop.tracking.active import ActiveRun, Terminated, status_for
 from mloop.tracking.model import RunStatus
 
@@ -31,6 +32,13 @@ _trackers: list[Tracker] = []
 _lock = threading.RLock()
 _installed = False
 _exit_status: RunStatus = RunStatus.FINISHED
+
+
+def _active_run_id() -> str | None:
+    return _stack[-1].id if _stack else None
+
+
+lineage.set_active_run_provider(_active_run_id)
 
 
 def push(run: ActiveRun) -> None:

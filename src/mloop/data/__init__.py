@@ -1,0 +1,141 @@
+"""Data version control: datasets as immutable versions with chunk-level deduplication.
+
+>>> import mloop
+>>> v = mloop.data.add("data/train.csv", name="train", message="May export")  # doctest: +SKIP
+>>> df = mloop.data.load("train@1")                                            # doctest: +SKIP
+
+Every function takes ``project=`` (default: the current project).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mloop import lineage
+from mloop.core.process import command_line, current_user
+from mloop.data import add as _add
+from mloop.data import checkout as _checkout
+from mloop.data import diff as _diff
+from mloop.data import gc as _gc
+from mloop.data import remotes as _remotes
+from mloop.data import validate as _validate
+from mloop.data import versions as _versions
+from mloop.data.model import DatasetVersion
+from mloop.data.stats import read_frame, table_format
+from mloop.errors import InvalidInputError
+from mloop.project import Project, current_project
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "DatasetVersion",
+    "add",
+    "checkout",
+    "diff",
+    "gc",
+    "get",
+    "list_datasets",
+    "load",
+    "log",
+    "pull",
+    "push",
+    "rollback",
+    "status",
+    "tag",
+    "validate",
+]
+
+
+def _p(project: Project | None) -> Project:
+    return project if project is not None else current_project()
+
+
+def add(path: str | Path, name: str | None = None, message: str | None = None, *,
+        project: Project | None = None) -> DatasetVersion:
+    """Version a file or folder; only chunks the store lacks are written."""
+    return _add.add(_p(project), path, name, message)
+
+
+def get(ref: str, *, project: Project | None = None) -> DatasetVersion:
+    """The version ``ref`` names: ``train``, ``train@2``, ``train@golden``, ``data:/train@2``."""
+    return _versions.get(_p(project), ref)
+
+
+def log(name: str, *, project: Project | None = None) -> list[DatasetVersion]:
+    """Every version of a dataset, newest first."""
+    return _versions.log(_p(project), name)
+
+
+def list_datasets(*, project: Project | None = None) -> list[DatasetVersion]:
+    """The latest version of each dataset."""
+    return _versions.list_datasets(_p(project))
+
+
+def checkout(ref: str, path: str | Path | None = None, *,
+             project: Project | None = None) -> _checkout.CheckoutResult:
+    """Restore a version's exact bytes at ``path`` (default: where it was added from)."""
+    return _checkout.checkout(_p(project), ref, path)
+
+
+def status(*, project: Project | None = None) -> list[_checkout.PathStatus]:
+    """Which tracked paths differ from their dataset's latest version."""
+    return _checkout.status(_p(project))
+
+
+def diff(a: str, b: str, *, key: str | None = None,
+         project: Project | None = None) -> _diff.DataDiff:
+    """Files, schema, rows and column shifts between two versions."""
+    return _diff.diff(_p(project), a, b, key)
+
+
+def tag(ref: str, name: str, *, project: Project | None = None) -> DatasetVersion:
+    """Name a version (``train@golden``); moving an existing tag is allowed."""
+    return _versions.tag(_p(project), ref, name)
+
+
+def rollback(name: str, version: int, *, project: Project | None = None) -> DatasetVersion:
+    """Make a new version with the content of ``version`` (history is kept)."""
+    return _versions.rollback(_p(project), name, version, user=current_user(),
+                              command=command_line())
+
+
+def load(ref: str, *, project: Project | None = None) -> pd.DataFrame:
+    """A CSV or Parquet version as a DataFrame; inside a run, records that the run read it."""
+    p = _p(project)
+    version = _versions.get(p, ref)
+    name, data = _diff.version_bytes(p, version.ref)
+    fmt = table_format(name)
+    if fmt is None:
+        raise InvalidInputError(f"{version.ref} is {name!r}; load reads CSV or Parquet. Use "
+                                "mloop.data.checkout for other files.")
+    frame = read_frame(data, fmt)
+    run_id = lineage.active_run_id()
+    if run_id is not None:
+        lineage.add_edge(p, version.uri, f"runs:/{run_id}", "input")
+    return frame
+
+
+def validate(ref: str, schema: str | Path, *,
+             project: Project | None = None) -> _validate.ValidationResult:
+    """Check a tabular version against a schema file; the result is stored with it."""
+    return _validate.validate(_p(project), ref, schema)
+
+
+def push(remote: str | None = None, refs: Iterable[str] | None = None, *,
+         project: Project | None = None) -> _remotes.TransferResult:
+    """Send the blobs a remote lacks (all versions, or ``refs``)."""
+    return _remotes.push(_p(project), remote, refs)
+
+
+def pull(remote: str | None = None, refs: Iterable[str] | None = None, *,
+         project: Project | None = None) -> _remotes.TransferResult:
+    """Fetch the blobs this project lacks (all versions, or ``refs``)."""
+    return _remotes.pull(_p(project), remote, refs)
+
+
+def gc(*, dry_run: bool = False, project: Project | None = None) -> _gc.GCResult:
+    """Delete blobs no version, artifact or run references (recent ones are spared)."""
+    return _gc.gc(_p(project), dry_run=dry_run)

@@ -1,0 +1,71 @@
+"""``mloop data add``: snapshot a file or folder as the next version of a dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mloop import lineage
+from mloop.core.process import command_line, current_user
+from mloop.core.uris import check_name
+from mloop.data import stats as _stats
+from mloop.data.checkout import remember_stats
+from mloop.data.model import DatasetVersion, dumps
+from mloop.data.pointer import write_pointer
+from mloop.data.versions import (
+    get,
+    insert_version,
+    list_datasets,
+    project_relpath,
+    snapshot,
+    store_tree,
+)
+from mloop.errors import NotFoundError
+from mloop.project import Project
+
+
+def default_name(path: Path) -> str:
+    """``data/train.csv`` → ``train``; a folder → its name."""
+    stem = path.name.split(".")[0] if path.is_file() else path.name
+    cleaned = "".join(c if c.isalnum() or c in "_.-" else "-" for c in stem).strip("-.")
+    return cleaned or "data"
+
+
+def add(project: Project, path: str | Path, name: str | None = None,
+        message: str | None = None, *, quiet: bool = False) -> DatasetVersion:
+    """Version ``path`` (a file or folder inside the project) as dataset ``name``.
+
+    The name defaults to the dataset already tracking this path, else the file stem.
+    Only chunks the store lacks are written. Content equal to the latest version makes
+    no new version. Writes ``PATH.mloop`` and a .gitignore entry.
+    """
+    local = Path(path)
+    source = project_relpath(project, local)
+    name = check_name(name, "dataset name") if name else _tracked_name(project, source, local)
+    kind, entries = snapshot(project, local, quiet=quiet)
+    tree = store_tree(project, kind, entries)
+    try:
+        latest = get(project, name)
+    except NotFoundError:
+        latest = None
+    if latest is not None and latest.tree == tree and latest.source_path == source:
+        version = latest  # unchanged: no new version
+    else:
+        summary = _stats.summarize_entries(project, local, kind, entries)
+        version = insert_version(project, name, kind=kind, tree=tree, source=source,
+                                 entries=entries, extra={
+            "rows": summary.get("rows") if summary else None,
+            "stats": dumps(summary) if summary else None,
+            "message": message, "user": current_user(), "command": command_line()})
+    write_pointer(local, version)
+    remember_stats(project, local, source, kind, entries)
+    run_id = lineage.active_run_id()
+    if run_id is not None:
+        lineage.add_edge(project, f"runs:/{run_id}", version.uri, "output")
+    return version
+
+
+def _tracked_name(project: Project, source: str, local: Path) -> str:
+    for version in list_datasets(project):
+        if version.source_path == source:
+            return version.name
+    return default_name(local)

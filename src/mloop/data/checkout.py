@@ -1,0 +1,170 @@
+"""``mloop data checkout`` and ``mloop data status``: the working copy against versions.
+
+A stat cache remembers (size, mtime, inode) → digest for every file mloop hashed or
+wrote, so status and checkout skip unchanged files without reading them. Checkout writes
+copies (temp file → rename), never links into the store, so editing a checked-out file
+cannot corrupt stored chunks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import select
+
+from mloop.core.hashing import hash_file
+from mloop.core.paths import safe_join
+from mloop.data.chunks import FileEntry, restore_file
+from mloop.data.model import DatasetVersion
+from mloop.data.pointer import pointer_path, read_pointer, write_pointer
+from mloop.data.versions import (
+    POINTER_SUFFIX,
+    collect,
+    get,
+    list_datasets,
+    project_relpath,
+    read_tree,
+)
+from mloop.project import Project
+from mloop.store.schema import stat_cache
+
+
+def _stat_key(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def _cache_rows(project: Project, paths: list[str]) -> dict[str, tuple[int, int, int, str]]:
+    out: dict[str, tuple[int, int, int, str]] = {}
+    with project.store.read() as conn:
+        for start in range(0, len(paths), 900):
+            chunk = paths[start:start + 900]
+            for r in conn.execute(select(stat_cache).where(stat_cache.c.path.in_(chunk))):
+                out[r.path] = (r.size, r.mtime_ns, r.inode, r.digest)
+    return out
+
+
+def _save_cache(project: Project, rows: list[dict[str, object]]) -> None:
+    if not rows:
+        return
+    store = project.store
+    stmt = store.insert(stat_cache)
+    stmt = stmt.on_conflict_do_update(index_elements=["path"], set_={
+        "size": stmt.excluded.size, "mtime_ns": stmt.excluded.mtime_ns,
+        "inode": stmt.excluded.inode, "digest": stmt.excluded.digest})
+    with store.write() as conn:
+        conn.execute(stmt, rows)
+
+
+def remember_stats(project: Project, local: Path, source: str, kind: str,
+                   entries: list[FileEntry]) -> None:
+    """Record the stat of each file just hashed or written, keyed by project path."""
+    rows = []
+    for e in entries:
+        file = local if kind == "file" else local / e.path
+        rel = source if kind == "file" else f"{source}/{e.path}"
+        size, mtime, ino = _stat_key(file)
+        rows.append({"path": rel, "size": size, "mtime_ns": mtime, "inode": ino,
+                     "digest": e.digest})
+    _save_cache(project, rows)
+
+
+def current_digests(project: Project, local: Path, source: str) -> dict[str, str]:
+    """Digest of every file under ``local`` now; unchanged files are not re-read."""
+    try:
+        kind, files = collect(local)
+    except Exception:
+        return {}
+    rels = {inner: (source if kind == "file" else f"{source}/{inner}") for _, inner in files}
+    cache = _cache_rows(project, list(rels.values()))
+    out: dict[str, str] = {}
+    fresh: list[dict[str, object]] = []
+    for path, inner in files:
+        size, mtime, ino = _stat_key(path)
+        hit = cache.get(rels[inner])
+        if hit is not None and hit[:3] == (size, mtime, ino):
+            out[inner] = hit[3]
+        else:
+            out[inner] = digest = hash_file(path)
+            fresh.append({"path": rels[inner], "size": size, "mtime_ns": mtime, "inode": ino,
+                          "digest": digest})
+    _save_cache(project, fresh)
+    return out
+
+
+@dataclass
+class CheckoutResult:
+    version: DatasetVersion
+    path: Path
+    written: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    extra: list[str] = field(default_factory=list)  # files present that the version lacks
+
+
+def checkout(project: Project, ref: str, path: str | Path | None = None) -> CheckoutResult:
+    """Make ``path`` (default: where the version was added from) hold exactly its bytes.
+
+    Files that already match are left alone; others are rewritten atomically from
+    verified chunks. Files in a folder that the version does not have are reported in
+    ``extra``, not deleted.
+    """
+    if ref.endswith(POINTER_SUFFIX) and Path(ref).is_file():  # `checkout data/x.csv.mloop`
+        pointer = read_pointer(Path(ref))
+        ref, path = f"{pointer['dataset']}@{pointer['version']}", ref[:-len(POINTER_SUFFIX)]
+    version = get(project, ref)
+    local = Path(path) if path is not None else project.root / version.source_path
+    source = project_relpath(project, local)
+    entries = read_tree(project, version)
+    have = current_digests(project, local, source) if local.exists() else {}
+    result = CheckoutResult(version, local)
+    for entry in entries:
+        dest = local if version.kind == "file" else safe_join(local, entry.path)
+        if have.get(entry.path if version.kind == "folder" else local.name) == entry.digest:
+            result.unchanged += 1
+            continue
+        restore_file(project.objects, entry, dest)
+        result.written.append(entry.path)
+    if version.kind == "folder":
+        wanted = {e.path for e in entries}
+        result.extra = sorted(p for p in have if p not in wanted)
+    remember_stats(project, local, source, version.kind, entries)
+    write_pointer(local, version)
+    return result
+
+
+@dataclass(frozen=True)
+class PathStatus:
+    dataset: str
+    version: int
+    path: str
+    state: str  # clean | modified | missing
+    changed: list[str]
+
+
+def status(project: Project) -> list[PathStatus]:
+    """For each tracked path: does it still hold the version its pointer names?
+
+    The pointer (``PATH.mloop``) says which version is checked out there; without one,
+    the dataset's latest version is the reference.
+    """
+    out = []
+    for latest in list_datasets(project):
+        local = project.root / latest.source_path
+        pointer = pointer_path(local)
+        version = latest
+        if pointer.is_file():
+            body = read_pointer(pointer)
+            version = get(project, f"{body['dataset']}@{body['version']}")
+        if not local.exists():
+            out.append(PathStatus(version.name, version.version, version.source_path,
+                                  "missing", []))
+            continue
+        entries = {(e.path if version.kind == "folder" else local.name): e.digest
+                   for e in read_tree(project, version)}
+        now = current_digests(project, local, version.source_path)
+        changed = sorted(k for k in set(entries) | set(now) if entries.get(k) != now.get(k))
+        out.append(PathStatus(version.name, version.version, version.source_path,
+                              "modified" if changed else "clean", changed))
+    return out
+

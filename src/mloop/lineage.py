@@ -1,0 +1,60 @@
+"""The lineage graph: edges between mloop URIs, written by the operation that makes them.
+
+``data:/train@2 --input--> runs:/<id>`` is written when a run reads a dataset version;
+later stages add model versions, deployments and alerts. :func:`neighbours` walks one
+step both ways; ``mloop lineage`` prints the graph around a URI.
+
+Data modules must not import tracking (dependencies point one way), yet reading a
+dataset inside a run must record the edge: tracking registers a provider of the active
+run id here when it is imported, and data asks :func:`active_run_id`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import or_, select
+
+from mloop.core.clock import now_ms
+from mloop.project import Project
+from mloop.store.schema import lineage_edges
+
+_run_provider: Callable[[], str | None] = lambda: None  # noqa: E731
+
+
+def set_active_run_provider(provider: Callable[[], str | None]) -> None:
+    """Called by tracking: how to learn the id of the active run."""
+    global _run_provider
+    _run_provider = provider
+
+
+def active_run_id() -> str | None:
+    """The id of this process's active run, if tracking has one."""
+    return _run_provider()
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    src: str
+    dst: str
+    relation: str
+    created_at: int
+
+
+def add_edge(project: Project, src: str, dst: str, relation: str) -> None:
+    """Record ``src --relation--> dst`` (idempotent)."""
+    store = project.store
+    with store.write() as conn:
+        conn.execute(store.insert(lineage_edges).values(
+            src=src, dst=dst, relation=relation, created_at=now_ms()).on_conflict_do_nothing())
+
+
+def neighbours(project: Project, uri: str) -> tuple[list[Edge], list[Edge]]:
+    """(edges into ``uri``, edges out of it), oldest first."""
+    query = select(lineage_edges).where(or_(lineage_edges.c.src == uri,
+                                            lineage_edges.c.dst == uri))
+    with project.store.read() as conn:
+        rows = conn.execute(query.order_by(lineage_edges.c.created_at)).all()
+    edges = [Edge(r.src, r.dst, r.relation, r.created_at) for r in rows]
+    return [e for e in edges if e.dst == uri], [e for e in edges if e.src == uri]
