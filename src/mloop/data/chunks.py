@@ -9,8 +9,9 @@ so a new version of a large file costs about the size of the change.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,39 +50,64 @@ def _cutter() -> object:
     return FastCDC(avg_size=AVG_CHUNK, min_size=MIN_CHUNK, max_size=MAX_CHUNK)
 
 
-def chunk_file(objects: ObjectStore, path: Path, rel: str) -> FileEntry:
-    """Cut ``path`` into chunks, store the missing ones, return its entry."""
+def _store_chunk(objects: ObjectStore, data: bytes) -> tuple[str, int]:
+    digest = hash_bytes(data)
+    put_chunk = getattr(objects, "put_chunk", None)
+    if put_chunk is not None:
+        put_chunk(digest, data)
+    elif not objects.exists(digest):
+        objects.put_bytes(data)
+    return digest, len(data)
+
+
+_IN_FLIGHT = 64  # chunks being hashed and written at once (bounds memory to ~16 MiB)
+
+
+def chunk_file(objects: ObjectStore, path: Path, rel: str,
+               pool: ThreadPoolExecutor | None = None) -> FileEntry:
+    """Cut ``path`` into chunks and store the missing ones; returns its entry.
+
+    The cutting runs here; hashing and writing each chunk run on ``pool`` (BLAKE3 and
+    file writes release the GIL), in order, with a bounded number in flight.
+    """
     size = path.stat().st_size
     whole = new_hasher()
-    chunks: list[tuple[str, int]] = []
-    touch = getattr(objects, "touch", None)
     if size == 0:
         return FileEntry(rel, 0, whole.hexdigest(), ())
+    chunks: list[tuple[str, int]] = []
+    pending: deque[Future[tuple[str, int]]] = deque()
     for chunk in _cutter().cut_file(str(path)):  # type: ignore[attr-defined]
         data = bytes(chunk.data)
         whole.update(data)
-        digest = hash_bytes(data)
-        if not objects.exists(digest):
-            objects.put_bytes(data)
-        elif touch is not None:
-            touch(digest)  # a concurrent gc must see this chunk as in use
-        chunks.append((digest, len(data)))
+        if pool is None:
+            chunks.append(_store_chunk(objects, data))
+            continue
+        pending.append(pool.submit(_store_chunk, objects, data))
+        if len(pending) >= _IN_FLIGHT:
+            chunks.append(pending.popleft().result())
+    chunks.extend(f.result() for f in pending)
     return FileEntry(rel, size, whole.hexdigest(), tuple(chunks))
 
 
 def chunk_files(objects: ObjectStore, files: Iterable[tuple[Path, str]],
-                on_done: object = None) -> list[FileEntry]:
-    """Chunk several files over all cores (BLAKE3 and file I/O release the GIL)."""
+                on_done: Callable[[FileEntry], object] | None = None) -> list[FileEntry]:
+    """Chunk several files over all cores, then make the new chunks durable at once."""
     items = list(files)
-    workers = min(8, (os.cpu_count() or 2), max(1, len(items)))
+    workers = max(2, min(8, os.cpu_count() or 2))
+    out: list[FileEntry] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(chunk_file, objects, p, rel) for p, rel in items]
-        out = []
-        for fut in futures:
-            entry = fut.result()
-            if callable(on_done):
-                on_done(entry)
-            out.append(entry)
+        if len(items) == 1:  # one big file: parallel inside it
+            out.append(chunk_file(objects, items[0][0], items[0][1], pool))
+            if on_done is not None:
+                on_done(out[0])
+        else:  # many files: one per worker
+            for entry in pool.map(lambda item: chunk_file(objects, item[0], item[1]), items):
+                if on_done is not None:
+                    on_done(entry)
+                out.append(entry)
+    sync = getattr(objects, "sync", None)
+    if sync is not None:
+        sync()  # one flush for the whole add, before any version refers to these chunks
     return out
 
 
