@@ -9,26 +9,28 @@ Every function takes ``project=`` (default: the current project).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from mloop import lineage
-from mloop.core.process import command_line, current_user
-from mloop.data import add as _add
-from mloop.data import checkout as _checkout
-from mloop.data import diff as _diff
-from mloop.data import gc as _gc
-from mloop.data import remotes as _remotes
-from mloop.data import validate as _validate
-from mloop.data import versions as _versions
 from mloop.data.model import DatasetVersion
-from mloop.data.stats import read_frame, table_format
-from mloop.errors import InvalidInputError
 from mloop.project import Project, current_project
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from mloop.data.checkout import CheckoutResult, PathStatus
+    from mloop.data.diff import DataDiff
+    from mloop.data.gc import GCResult
+    from mloop.data.remotes import TransferResult
+    from mloop.data.validate import ValidationResult
+
+
+def _m(name: str) -> Any:
+    # Submodules load on first use (CLI start-up), and by full name: the functions
+    # below share their names with the modules that implement them.
+    return importlib.import_module(f"mloop.data.{name}")
 
 __all__ = [
     "DatasetVersion",
@@ -56,57 +58,63 @@ def _p(project: Project | None) -> Project:
 def add(path: str | Path, name: str | None = None, message: str | None = None, *,
         project: Project | None = None) -> DatasetVersion:
     """Version a file or folder; only chunks the store lacks are written."""
-    return _add.add(_p(project), path, name, message)
+    return _m("add").add(_p(project), path, name, message)
 
 
 def get(ref: str, *, project: Project | None = None) -> DatasetVersion:
     """The version ``ref`` names: ``train``, ``train@2``, ``train@golden``, ``data:/train@2``."""
-    return _versions.get(_p(project), ref)
+    return _m("versions").get(_p(project), ref)
 
 
 def log(name: str, *, project: Project | None = None) -> list[DatasetVersion]:
     """Every version of a dataset, newest first."""
-    return _versions.log(_p(project), name)
+    return _m("versions").log(_p(project), name)
 
 
 def list_datasets(*, project: Project | None = None) -> list[DatasetVersion]:
     """The latest version of each dataset."""
-    return _versions.list_datasets(_p(project))
+    return _m("versions").list_datasets(_p(project))
 
 
 def checkout(ref: str, path: str | Path | None = None, *,
-             project: Project | None = None) -> _checkout.CheckoutResult:
+             project: Project | None = None) -> CheckoutResult:
     """Restore a version's exact bytes at ``path`` (default: where it was added from)."""
-    return _checkout.checkout(_p(project), ref, path)
+    return _m("checkout").checkout(_p(project), ref, path)
 
 
-def status(*, project: Project | None = None) -> list[_checkout.PathStatus]:
+def status(*, project: Project | None = None) -> list[PathStatus]:
     """Which tracked paths differ from their dataset's latest version."""
-    return _checkout.status(_p(project))
+    return _m("checkout").status(_p(project))
 
 
 def diff(a: str, b: str, *, key: str | None = None,
-         project: Project | None = None) -> _diff.DataDiff:
+         project: Project | None = None) -> DataDiff:
     """Files, schema, rows and column shifts between two versions."""
-    return _diff.diff(_p(project), a, b, key)
+    return _m("diff").diff(_p(project), a, b, key)
 
 
 def tag(ref: str, name: str, *, project: Project | None = None) -> DatasetVersion:
     """Name a version (``train@golden``); moving an existing tag is allowed."""
-    return _versions.tag(_p(project), ref, name)
+    return _m("versions").tag(_p(project), ref, name)
 
 
 def rollback(name: str, version: int, *, project: Project | None = None) -> DatasetVersion:
     """Make a new version with the content of ``version`` (history is kept)."""
-    return _versions.rollback(_p(project), name, version, user=current_user(),
-                              command=command_line())
+    from mloop.core.process import command_line, current_user
+
+    return _m("versions").rollback(_p(project), name, version, user=current_user(),
+                                   command=command_line())
 
 
 def load(ref: str, *, project: Project | None = None) -> pd.DataFrame:
     """A CSV or Parquet version as a DataFrame; inside a run, records that the run read it."""
+    from mloop import lineage
+    from mloop.data.stats import read_frame, table_format
+    from mloop.errors import InvalidInputError
+
     p = _p(project)
-    version = _versions.get(p, ref)
-    name, data = _diff.version_bytes(p, version.ref)
+    version = _m("versions").get(p, ref)
+    name, data = _m("diff").version_bytes(p, version.ref)
     fmt = table_format(name)
     if fmt is None:
         raise InvalidInputError(f"{version.ref} is {name!r}; load reads CSV or Parquet. Use "
@@ -119,23 +127,23 @@ def load(ref: str, *, project: Project | None = None) -> pd.DataFrame:
 
 
 def validate(ref: str, schema: str | Path, *,
-             project: Project | None = None) -> _validate.ValidationResult:
+             project: Project | None = None) -> ValidationResult:
     """Check a tabular version against a schema file; the result is stored with it."""
-    return _validate.validate(_p(project), ref, schema)
+    return _m("validate").validate(_p(project), ref, schema)
 
 
 def push(remote: str | None = None, refs: Iterable[str] | None = None, *,
-         project: Project | None = None) -> _remotes.TransferResult:
+         project: Project | None = None) -> TransferResult:
     """Send the blobs a remote lacks (all versions, or ``refs``)."""
-    return _remotes.push(_p(project), remote, refs)
+    return _m("remotes").push(_p(project), remote, refs)
 
 
 def pull(remote: str | None = None, refs: Iterable[str] | None = None, *,
-         project: Project | None = None) -> _remotes.TransferResult:
+         project: Project | None = None) -> TransferResult:
     """Fetch the blobs this project lacks (all versions, or ``refs``)."""
-    return _remotes.pull(_p(project), remote, refs)
+    return _m("remotes").pull(_p(project), remote, refs)
 
 
-def gc(*, dry_run: bool = False, project: Project | None = None) -> _gc.GCResult:
+def gc(*, dry_run: bool = False, project: Project | None = None) -> GCResult:
     """Delete blobs no version, artifact or run references (recent ones are spared)."""
-    return _gc.gc(_p(project), dry_run=dry_run)
+    return _m("gc").gc(_p(project), dry_run=dry_run)

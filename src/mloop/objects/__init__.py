@@ -6,10 +6,14 @@ gives :class:`FsspecObjectStore`. :class:`MemoryObjectStore` is the in-process f
 All three pass the same contract tests (``tests/objects/test_contract.py``).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from mloop.objects.base import ObjectStore, object_relpath
 from mloop.objects.local import LocalObjectStore
 from mloop.objects.memory import MemoryObjectStore
-from mloop.objects.remote import FsspecObjectStore
+
+if TYPE_CHECKING:
+    from mloop.objects.remote import FsspecObjectStore
 
 
 def open_object_store(url: str) -> ObjectStore:
@@ -18,7 +22,17 @@ def open_object_store(url: str) -> ObjectStore:
         return LocalObjectStore(url)
     if url.startswith("file://"):
         return LocalObjectStore(url[len("file://"):])
+    from mloop.objects.remote import FsspecObjectStore  # fsspec loads only when needed
+
     return FsspecObjectStore(url)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FsspecObjectStore":
+        from mloop.objects.remote import FsspecObjectStore
+
+        return FsspecObjectStore
+    raise AttributeError(name)
 
 
 __all__ = [

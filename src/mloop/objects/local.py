@@ -24,6 +24,8 @@ class LocalObjectStore:
         self.url = str(self.root)
         (self.root / _TMP).mkdir(parents=True, exist_ok=True)
         self._made: set[str] = set()
+        self._unsynced: list[Path] = []
+        self._unsynced_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"LocalObjectStore({self.url!r})"
@@ -63,11 +65,29 @@ class LocalObjectStore:
         finally:
             os.close(fd)
         os.replace(tmp, final)
+        with self._unsynced_lock:
+            self._unsynced.append(final)
         return True
 
     def sync(self) -> None:
-        """Flush every blob written with :meth:`put_chunk` to stable storage."""
-        os.sync()
+        """Flush every blob written with :meth:`put_chunk` to stable storage.
+
+        A few blobs are fsynced one by one (with their folders); many are flushed with
+        one system-wide sync, which is far cheaper than thousands of fsyncs.
+        """
+        with self._unsynced_lock:
+            pending, self._unsynced = self._unsynced, []
+        if len(pending) > 64:
+            os.sync()
+            return
+        for path in pending:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        for folder in {p.parent for p in pending}:
+            _fsync_dir(folder)
 
     def put_file(self, path: str | Path) -> str:
         # One pass: hash while copying into a temp file, then rename it into place.

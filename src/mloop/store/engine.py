@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from mloop.core.settings import redact_uri
@@ -55,9 +54,14 @@ class Store:
 
     def insert(self, table: Any) -> Any:
         """The dialect's INSERT, which has ``on_conflict_do_nothing/do_update``."""
+        # Imported here: loading the PostgreSQL dialect costs ~80 ms of CLI start-up.
         if self.dialect == "postgresql":
-            return postgresql.insert(table)
-        return sqlite.insert(table)
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(table)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
 
     def statement(self, key: str, build: Callable[[Store], Any]) -> Any:
         """A statement built once per store and reused.
