@@ -1,6 +1,5 @@
 """Data versioning through the Python API (SQLite and PostgreSQL metadata)."""
 
-import importlib
 import json
 import os
 from pathlib import Path
@@ -98,7 +97,7 @@ def test_folder_versions_and_pointer_files(project):
 
 def test_status_does_not_rehash_unchanged_files(project, csv, monkeypatch):
     mloop.data.add(csv, name="train")
-    co = importlib.import_module("mloop.data.checkout")  # the module, not the function
+    from mloop.data import workspace as co
 
     calls = []
     monkeypatch.setattr(co, "hash_file", lambda p: calls.append(p) or "x")

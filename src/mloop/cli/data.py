@@ -39,7 +39,7 @@ def add(path: Path, name: str | None, message: str | None, as_json: bool) -> Non
     the size of the change. Writes PATH.mloop (commit it to git) and adds PATH to
     .gitignore. Adding unchanged content makes no new version.
     """
-    from mloop.data.add import add as do_add
+    from mloop.data.ingest import add as do_add
     from mloop.project import current_project
 
     version = do_add(current_project(), path, name, message)
@@ -133,7 +133,7 @@ def show(ref: str, as_json: bool) -> None:
 @json_option
 def diff(a: str, b: str, key: str | None, as_json: bool) -> None:
     """What changed from A to B: files; for CSV/Parquet also schema, rows and column shifts."""
-    from mloop.data.diff import diff as do_diff
+    from mloop.data.compare import diff as do_diff
     from mloop.project import current_project
 
     result = do_diff(current_project(), a, b, key)
@@ -170,7 +170,7 @@ def checkout(ref: str, path: Path | None) -> None:
     REF may also be a pointer file (PATH.mloop), as after `git checkout`. Files that
     already match are not rewritten; the rest are written atomically from verified chunks.
     """
-    from mloop.data.checkout import checkout as do_checkout
+    from mloop.data.workspace import checkout as do_checkout
     from mloop.project import current_project
 
     result = do_checkout(current_project(), ref, path)
@@ -210,7 +210,7 @@ def rollback(name: str, version: int) -> None:
 def status(as_json: bool) -> None:
     """Which tracked paths differ from the version their pointer names (unchanged files
     are recognised by their stat, not re-read)."""
-    from mloop.data.checkout import status as do_status
+    from mloop.data.workspace import status as do_status
     from mloop.project import current_project
 
     rows = do_status(current_project())
@@ -260,7 +260,7 @@ def gc(dry_run: bool) -> None:
 
     Blobs written in the last hour are kept, so an `add` running meanwhile is safe.
     """
-    from mloop.data.gc import gc as do_gc
+    from mloop.data.garbage import gc as do_gc
     from mloop.project import current_project
 
     r = do_gc(current_project(), dry_run=dry_run)
@@ -279,7 +279,7 @@ def validate(ref: str, schema_path: Path, as_json: bool) -> None:
 
     Exits 1 when a check fails.
     """
-    from mloop.data.validate import validate as do_validate
+    from mloop.data.quality import validate as do_validate
     from mloop.project import current_project
 
     result = do_validate(current_project(), ref, schema_path)

@@ -20,11 +20,11 @@ from mloop.project import Project, current_project
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mloop.data.checkout import CheckoutResult, PathStatus
-    from mloop.data.diff import DataDiff
-    from mloop.data.gc import GCResult
+    from mloop.data.compare import DataDiff
+    from mloop.data.garbage import GCResult
+    from mloop.data.quality import ValidationResult
     from mloop.data.remotes import TransferResult
-    from mloop.data.validate import ValidationResult
+    from mloop.data.workspace import CheckoutResult, PathStatus
 
 
 def _m(name: str) -> Any:
@@ -58,7 +58,7 @@ def _p(project: Project | None) -> Project:
 def add(path: str | Path, name: str | None = None, message: str | None = None, *,
         project: Project | None = None) -> DatasetVersion:
     """Version a file or folder; only chunks the store lacks are written."""
-    return _m("add").add(_p(project), path, name, message)
+    return _m("ingest").add(_p(project), path, name, message)
 
 
 def get(ref: str, *, project: Project | None = None) -> DatasetVersion:
@@ -79,18 +79,18 @@ def list_datasets(*, project: Project | None = None) -> list[DatasetVersion]:
 def checkout(ref: str, path: str | Path | None = None, *,
              project: Project | None = None) -> CheckoutResult:
     """Restore a version's exact bytes at ``path`` (default: where it was added from)."""
-    return _m("checkout").checkout(_p(project), ref, path)
+    return _m("workspace").checkout(_p(project), ref, path)
 
 
 def status(*, project: Project | None = None) -> list[PathStatus]:
     """Which tracked paths differ from their dataset's latest version."""
-    return _m("checkout").status(_p(project))
+    return _m("workspace").status(_p(project))
 
 
 def diff(a: str, b: str, *, key: str | None = None,
          project: Project | None = None) -> DataDiff:
     """Files, schema, rows and column shifts between two versions."""
-    return _m("diff").diff(_p(project), a, b, key)
+    return _m("compare").diff(_p(project), a, b, key)
 
 
 def tag(ref: str, name: str, *, project: Project | None = None) -> DatasetVersion:
@@ -114,11 +114,11 @@ def load(ref: str, *, project: Project | None = None) -> pd.DataFrame:
 
     p = _p(project)
     version = _m("versions").get(p, ref)
-    name, data = _m("diff").version_bytes(p, version.ref)
+    name, data = _m("compare").version_bytes(p, version.ref)
     fmt = table_format(name)
     if fmt is None:
         raise InvalidInputError(f"{version.ref} is {name!r}; load reads CSV or Parquet. Use "
-                                "mloop.data.checkout for other files.")
+                                "mloop.data.workspace for other files.")
     frame = read_frame(data, fmt)
     run_id = lineage.active_run_id()
     if run_id is not None:
@@ -129,7 +129,7 @@ def load(ref: str, *, project: Project | None = None) -> pd.DataFrame:
 def validate(ref: str, schema: str | Path, *,
              project: Project | None = None) -> ValidationResult:
     """Check a tabular version against a schema file; the result is stored with it."""
-    return _m("validate").validate(_p(project), ref, schema)
+    return _m("quality").validate(_p(project), ref, schema)
 
 
 def push(remote: str | None = None, refs: Iterable[str] | None = None, *,
@@ -146,4 +146,4 @@ def pull(remote: str | None = None, refs: Iterable[str] | None = None, *,
 
 def gc(*, dry_run: bool = False, project: Project | None = None) -> GCResult:
     """Delete blobs no version, artifact or run references (recent ones are spared)."""
-    return _m("gc").gc(_p(project), dry_run=dry_run)
+    return _m("garbage").gc(_p(project), dry_run=dry_run)

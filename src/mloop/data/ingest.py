@@ -8,7 +8,6 @@ from mloop import lineage
 from mloop.core.process import command_line, current_user
 from mloop.core.uris import check_name
 from mloop.data import stats as _stats
-from mloop.data.checkout import remember_stats
 from mloop.data.model import DatasetVersion, dumps
 from mloop.data.pointer import write_pointer
 from mloop.data.versions import (
@@ -19,6 +18,7 @@ from mloop.data.versions import (
     snapshot,
     store_tree,
 )
+from mloop.data.workspace import remember_stats
 from mloop.errors import NotFoundError
 from mloop.project import Project
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from mloop.data.diff import version_bytes
+from mloop.data.compare import version_bytes
 from mloop.data.model import dumps
 from mloop.data.stats import read_frame, table_format
 from mloop.data.versions import get
