@@ -12,7 +12,6 @@ Usage: python bench/data.py [--smoke] [--size-mb 1024] [--small-files 20000] [--
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -27,7 +26,7 @@ BIN = Path(sys.executable).parent
 
 def run(cmd: list[str], cwd: Path) -> float:
     start = time.perf_counter()
-    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - start
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {out.stderr[-2000:]}")
