@@ -13,3 +13,11 @@ def test_tracking_bench_smoke(tmp_path):
                          timeout=300)
     assert out.returncode == 0, out.stderr
     assert "(a) 200 log_metric" in out.stdout and "(d) search over 300 runs" in out.stdout
+
+
+def test_data_bench_smoke(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "data.py"), "--smoke",
+                          "--no-peer"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "cache growth / appended bytes" in out.stdout and "mloop --help" in out.stdout

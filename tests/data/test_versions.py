@@ -227,3 +227,27 @@ def test_empty_file_and_unparseable_csv(project):
     mloop.data.checkout(v.ref, project.root / "e2.csv")
     assert (project.root / "e2.csv").read_bytes() == b""
     Path(project.root / "e2.csv").unlink()
+
+
+def test_checkout_without_ref_follows_the_pointers(project, csv):
+    mloop.data.add(csv, name="train")
+    pointer_v1 = (project.root / "data" / "train.csv.mloop").read_text()
+    original = csv.read_bytes()
+    csv.write_bytes(original + b"1,2,free,3\n")
+    mloop.data.add(csv)
+    # as after `git checkout <older commit>`: the pointer is back to v1, the data is not
+    (project.root / "data" / "train.csv.mloop").write_text(pointer_v1)
+    results = mloop.data.checkout()
+    assert [r.version.ref for r in results] == ["train@1"]
+    assert csv.read_bytes() == original
+
+
+def test_memory_remote_round_trip(project, csv):
+    import uuid
+
+    from mloop.data.remotes import add_remote
+
+    mloop.data.add(csv, name="train")
+    add_remote(project, "mem", f"memory://bucket-{uuid.uuid4().hex}")
+    pushed = mloop.data.push("mem")
+    assert pushed.sent > 0 and mloop.data.push("mem").sent == 0

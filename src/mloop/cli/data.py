@@ -162,23 +162,29 @@ def diff(a: str, b: str, key: str | None, as_json: bool) -> None:
 
 
 @data.command("checkout")
-@click.argument("ref")
+@click.argument("ref", required=False)
 @click.argument("path", required=False, type=click.Path(path_type=Path))
-def checkout(ref: str, path: Path | None) -> None:
+def checkout(ref: str | None, path: Path | None) -> None:
     """Restore the exact bytes of REF at PATH (default: where it was added from).
 
-    REF may also be a pointer file (PATH.mloop), as after `git checkout`. Files that
-    already match are not rewritten; the rest are written atomically from verified chunks.
+    REF may be a pointer file (PATH.mloop). Without REF, every tracked path is restored to
+    the version its pointer names: run it after `git checkout <commit>`. Files that already
+    match are not rewritten; the rest are written atomically from verified chunks.
     """
     from mloop.data.workspace import checkout as do_checkout
+    from mloop.data.workspace import checkout_pointers
     from mloop.project import current_project
 
-    result = do_checkout(current_project(), ref, path)
-    click.echo(f"{result.version.ref} → {result.path}: {len(result.written)} file(s) written, "
-               f"{result.unchanged} already up to date")
-    if result.extra:
-        click.echo(f"  {len(result.extra)} file(s) there are not in this version (left alone): "
-                   + ", ".join(result.extra[:5]))
+    project = current_project()
+    results = [do_checkout(project, ref, path)] if ref else checkout_pointers(project)
+    if not results:
+        click.echo("No pointer files found; nothing to restore.")
+    for result in results:
+        click.echo(f"{result.version.ref} → {result.path}: {len(result.written)} file(s) "
+                   f"written, {result.unchanged} already up to date")
+        if result.extra:
+            click.echo(f"  {len(result.extra)} file(s) there are not in this version "
+                       "(left alone): " + ", ".join(result.extra[:5]))
 
 
 @data.command("tag")

@@ -76,9 +76,15 @@ def list_datasets(*, project: Project | None = None) -> list[DatasetVersion]:
     return _m("versions").list_datasets(_p(project))
 
 
-def checkout(ref: str, path: str | Path | None = None, *,
-             project: Project | None = None) -> CheckoutResult:
-    """Restore a version's exact bytes at ``path`` (default: where it was added from)."""
+def checkout(ref: str | None = None, path: str | Path | None = None, *,
+             project: Project | None = None) -> CheckoutResult | list[CheckoutResult]:
+    """Restore a version's exact bytes at ``path`` (default: where it was added from).
+
+    With no ``ref``: restore every tracked path to the version its ``PATH.mloop`` names
+    (after ``git checkout``); returns one result per path.
+    """
+    if ref is None:
+        return _m("workspace").checkout_pointers(_p(project))
     return _m("workspace").checkout(_p(project), ref, path)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from mloop import lineage
@@ -41,7 +42,11 @@ def add(project: Project, path: str | Path, name: str | None = None,
     local = Path(path)
     source = project_relpath(project, local)
     name = check_name(name, "dataset name") if name else _tracked_name(project, source, local)
-    kind, entries = snapshot(project, local, quiet=quiet)
+    # The table summary is computed while the bytes are chunked (both release the GIL).
+    with ThreadPoolExecutor(max_workers=1) as side:
+        summary_job = side.submit(_stats.summarize_path, local) if local.is_file() else None
+        kind, entries = snapshot(project, local, quiet=quiet)
+        summary = summary_job.result() if summary_job is not None else None
     tree = store_tree(project, kind, entries)
     try:
         latest = get(project, name)
@@ -50,7 +55,6 @@ def add(project: Project, path: str | Path, name: str | None = None,
     if latest is not None and latest.tree == tree and latest.source_path == source:
         version = latest  # unchanged: no new version
     else:
-        summary = _stats.summarize_entries(project, local, kind, entries)
         version = insert_version(project, name, kind=kind, tree=tree, source=source,
                                  entries=entries, extra={
             "rows": summary.get("rows") if summary else None,

@@ -103,14 +103,22 @@ def _copy(src: ObjectStore, dst: ObjectStore, digests: set[str], what: str,
     total = 0
     with progress(len(missing), what, quiet=quiet) as bar, \
             ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+        put_chunk = getattr(dst, "put_chunk", None)
+
         def one(digest: str) -> int:
             data = src.get_bytes(digest)  # verified before it travels
-            dst.put_bytes(data)
+            if put_chunk is not None:
+                put_chunk(digest, data)  # bulk write; one sync below
+            else:
+                dst.put_bytes(data)
             return len(data)
 
         for size in pool.map(one, sorted(missing)):
             total += size
             bar.advance()
+    sync = getattr(dst, "sync", None)
+    if sync is not None:
+        sync()
     return len(missing), total
 
 

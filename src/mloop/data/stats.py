@@ -6,13 +6,11 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mloop.data.chunks import FileEntry
 from mloop.errors import InvalidInputError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mloop.project import Project
 
 TABULAR = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 TOP_K = 5
@@ -25,48 +23,58 @@ def table_format(name: str) -> str | None:
 
 def read_frame(source: str | Path | bytes, fmt: str) -> pd.DataFrame:
     """Read a CSV or Parquet file (or its bytes) with pyarrow into pandas."""
+    return read_table(source, fmt).to_pandas()
+
+
+def read_table(source: str | Path | bytes, fmt: str) -> Any:
+    """A CSV or Parquet file (or its bytes) as a pyarrow Table."""
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     handle: Any = io.BytesIO(source) if isinstance(source, bytes) else str(source)
     try:
-        table = pacsv.read_csv(handle) if fmt == "csv" else pq.read_table(handle)
+        return pacsv.read_csv(handle) if fmt == "csv" else pq.read_table(handle)
     except Exception as exc:  # pyarrow raises many types for malformed input
         raise InvalidInputError(f"Cannot read the {fmt.upper()} data: {exc}") from exc
-    return table.to_pandas()
 
 
-def summarize_frame(df: pd.DataFrame, fmt: str) -> dict[str, Any]:
-    """Schema, rows and a per-column summary (numbers: min/max/mean/quartiles; else top values)."""
-    import pandas as pd
+def summarize_table(table: Any, fmt: str) -> dict[str, Any]:
+    """Schema, rows and per-column summary, computed in Arrow (no pandas copy).
+
+    Numbers: nulls, min, max, mean and quartiles (t-digest estimates: one pass, exact
+    enough to spot a shift); other types: nulls, distinct count and the top values.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
     columns: dict[str, Any] = {}
-    for name in df.columns:
-        col = df[name]
-        info: dict[str, Any] = {"type": str(col.dtype), "nulls": int(col.isna().sum())}
-        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
-            values = col.dropna()
-            if len(values):
-                q = values.quantile([0.25, 0.5, 0.75]).tolist()
-                info.update(min=float(values.min()), max=float(values.max()),
-                            mean=float(values.mean()), p25=q[0], p50=q[1], p75=q[2])
-        else:
-            counts = col.astype("string").value_counts(dropna=True)
-            info.update(distinct=len(counts),
-                        top={str(k): int(v) for k, v in counts.head(TOP_K).items()})
+    for name in table.column_names:
+        col = table.column(name)
+        kind = col.type
+        info: dict[str, Any] = {"type": str(kind), "nulls": int(col.null_count)}
+        numeric = (pa.types.is_integer(kind) or pa.types.is_floating(kind)
+                   or pa.types.is_decimal(kind))
+        if numeric and len(col) > col.null_count:
+            mm = pc.min_max(col).as_py()
+            q = pc.tdigest(col, q=[0.25, 0.5, 0.75]).to_pylist()
+            info.update(min=float(mm["min"]), max=float(mm["max"]),
+                        mean=float(pc.mean(col).as_py()), p25=q[0], p50=q[1], p75=q[2])
+        elif not numeric:
+            counts = pc.value_counts(col.cast(pa.string()) if not pa.types.is_string(kind)
+                                     else col)
+            pairs = sorted(((c["counts"], c["values"]) for c in counts.to_pylist()
+                            if c["values"] is not None), reverse=True)
+            info.update(distinct=len(pairs), top={str(v): int(n) for n, v in pairs[:TOP_K]})
         columns[str(name)] = info
-    return {"format": fmt, "rows": len(df), "columns": columns}
+    return {"format": fmt, "rows": table.num_rows, "columns": columns}
 
 
-def summarize_entries(project: Project, local: Path, kind: str,
-                      entries: list[FileEntry]) -> dict[str, Any] | None:
-    """The summary of a single-file CSV/Parquet version (``None`` for anything else)."""
-    if kind != "file" or len(entries) != 1:
-        return None
+def summarize_path(local: Path) -> dict[str, Any] | None:
+    """Summary of a CSV/Parquet file, or ``None`` when it is not one (or does not parse)."""
     fmt = table_format(local.name)
-    if fmt is None:
+    if fmt is None or not local.is_file():
         return None
     try:
-        return summarize_frame(read_frame(local, fmt), fmt)
-    except InvalidInputError:
+        return summarize_table(read_table(local, fmt), fmt)
+    except (InvalidInputError, ValueError, TypeError):
         return None  # not parseable as a table: versioned as plain bytes

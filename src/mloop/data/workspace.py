@@ -27,7 +27,7 @@ from mloop.data.versions import (
     read_tree,
 )
 from mloop.project import Project
-from mloop.store.schema import stat_cache
+from mloop.store.schema import dataset_versions, stat_cache
 
 
 def _stat_key(path: Path) -> tuple[int, int, int]:
@@ -168,3 +168,19 @@ def status(project: Project) -> list[PathStatus]:
                               "modified" if changed else "clean", changed))
     return out
 
+
+
+def checkout_pointers(project: Project) -> list[CheckoutResult]:
+    """Restore every tracked path to the version its pointer file names.
+
+    This is the step after ``git checkout <commit>``: the pointers came back with the
+    commit, and this brings back the data they mean.
+    """
+    with project.store.read() as conn:
+        sources = sorted(set(conn.execute(select(dataset_versions.c.source_path)).scalars()))
+    results = []
+    for source in sources:
+        pointer = pointer_path(project.root / source)
+        if pointer.is_file():
+            results.append(checkout(project, str(pointer)))
+    return results
