@@ -41,8 +41,9 @@ def read_table(source: str | Path | bytes, fmt: str) -> Any:
 def summarize_table(table: Any, fmt: str) -> dict[str, Any]:
     """Schema, rows and per-column summary, computed in Arrow (no pandas copy).
 
-    Numbers: nulls, min, max, mean and quartiles (t-digest estimates: one pass, exact
-    enough to spot a shift); other types: nulls, distinct count and the top values.
+    Numbers: nulls, exact min, max and mean, and quartiles (exact up to 200,000 rows,
+    else from an evenly spaced 200,000-row sample: enough to see a shift, at a fraction
+    of the cost); other types: nulls, distinct count and the top values.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -56,7 +57,7 @@ def summarize_table(table: Any, fmt: str) -> dict[str, Any]:
                    or pa.types.is_decimal(kind))
         if numeric and len(col) > col.null_count:
             mm = pc.min_max(col).as_py()
-            q = pc.tdigest(col, q=[0.25, 0.5, 0.75]).to_pylist()
+            q = _quartiles(col)
             info.update(min=float(mm["min"]), max=float(mm["max"]),
                         mean=float(pc.mean(col).as_py()), p25=q[0], p50=q[1], p75=q[2])
         elif not numeric:
@@ -67,6 +68,19 @@ def summarize_table(table: Any, fmt: str) -> dict[str, Any]:
             info.update(distinct=len(pairs), top={str(v): int(n) for n, v in pairs[:TOP_K]})
         columns[str(name)] = info
     return {"format": fmt, "rows": table.num_rows, "columns": columns}
+
+
+SAMPLE = 200_000
+
+
+def _quartiles(col: Any) -> list[float]:
+    import numpy as np
+
+    values = col.drop_null()
+    if len(values) > SAMPLE:
+        values = values.take(np.linspace(0, len(values) - 1, SAMPLE).astype("int64"))
+    array = values.to_numpy().astype("float64")
+    return [float(v) for v in np.quantile(array, [0.25, 0.5, 0.75])]
 
 
 def summarize_path(local: Path) -> dict[str, Any] | None:

@@ -59,7 +59,11 @@ class LocalObjectStore:
             folder.mkdir(exist_ok=True)
             self._made.add(folder.name)
         tmp = f"{final}.{os.getpid()}.{threading.get_ident()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
+        except FileNotFoundError:  # the folder was removed behind our back
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
         try:
             _write_all(fd, data)
         finally:
