@@ -251,3 +251,12 @@ def test_memory_remote_round_trip(project, csv):
     add_remote(project, "mem", f"memory://bucket-{uuid.uuid4().hex}")
     pushed = mloop.data.push("mem")
     assert pushed.sent > 0 and mloop.data.push("mem").sent == 0
+
+
+def test_checkout_elsewhere_makes_an_untracked_copy(project, csv, tmp_path):
+    mloop.data.add(csv, name="train")
+    outside = tmp_path / "elsewhere" / "copy.csv"
+    mloop.data.checkout("train@1", outside)
+    assert outside.read_bytes() == csv.read_bytes()
+    mloop.data.checkout("train@1", project.root / "copy.csv")
+    assert not (project.root / "copy.csv.mloop").exists()  # only the tracked path has one

@@ -75,12 +75,13 @@ SAMPLE = 200_000
 
 def _quartiles(col: Any) -> list[float]:
     import numpy as np
+    import pyarrow.compute as pc
 
     values = col.drop_null()
     if len(values) > SAMPLE:
         values = values.take(np.linspace(0, len(values) - 1, SAMPLE).astype("int64"))
-    array = values.to_numpy().astype("float64")
-    return [float(v) for v in np.quantile(array, [0.25, 0.5, 0.75])]
+    # Arrow's own quantile: going through numpy would import pandas (~0.3 s of start-up).
+    return [float(v) for v in pc.quantile(values, q=[0.25, 0.5, 0.75]).to_pylist()]
 
 
 def summarize_path(local: Path) -> dict[str, Any] | None:

@@ -26,6 +26,7 @@ from mloop.data.versions import (
     project_relpath,
     read_tree,
 )
+from mloop.errors import InvalidInputError
 from mloop.project import Project
 from mloop.store.schema import dataset_versions, stat_cache
 
@@ -113,10 +114,16 @@ def checkout(project: Project, ref: str, path: str | Path | None = None) -> Chec
         pointer = read_pointer(Path(ref))
         ref, path = f"{pointer['dataset']}@{pointer['version']}", ref[:-len(POINTER_SUFFIX)]
     version = get(project, ref)
-    local = Path(path) if path is not None else project.root / version.source_path
-    source = project_relpath(project, local)
+    home = project.root / version.source_path
+    local = Path(path) if path is not None else home
+    tracked = local.resolve() == home.resolve()  # a copy elsewhere gets no pointer
+    try:
+        source: str | None = project_relpath(project, local)
+    except InvalidInputError:
+        source = None  # outside the project: restored, but not cached or tracked
     entries = read_tree(project, version)
-    have = current_digests(project, local, source) if local.exists() else {}
+    have = (current_digests(project, local, source) if source is not None and local.exists()
+            else {})
     result = CheckoutResult(version, local)
     for entry in entries:
         dest = local if version.kind == "file" else safe_join(local, entry.path)
@@ -128,8 +135,10 @@ def checkout(project: Project, ref: str, path: str | Path | None = None) -> Chec
     if version.kind == "folder":
         wanted = {e.path for e in entries}
         result.extra = sorted(p for p in have if p not in wanted)
-    remember_stats(project, local, source, version.kind, entries)
-    write_pointer(local, version)
+    if source is not None:
+        remember_stats(project, local, source, version.kind, entries)
+    if tracked:
+        write_pointer(local, version)
     return result
 
 
