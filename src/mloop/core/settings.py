@@ -75,8 +75,9 @@ SPECS: tuple[SettingSpec, ...] = (
                 "SQLAlchemy URL of the metadata store; default sqlite:///<project>/.mloop/mloop.db"),
     SettingSpec("sqlite_synchronous", "store", "sqlite_synchronous",
                 _choice("normal", "full"), "normal",
-                "SQLite fsync policy in WAL mode: normal survives process crashes, "
-                "full also survives power loss at the cost of one fsync per commit"),
+                "fsync policy of the metadata store (SQLite WAL) and of data versions: normal "
+                "survives process crashes, full also survives power loss (an fsync per commit, "
+                "a disk flush per data add)"),
     SettingSpec("busy_timeout_ms", "store", "busy_timeout_ms", _positive(int), 30_000,
                 "how long a SQLite writer waits for another writer before failing"),
     SettingSpec("objects_uri", "objects", "uri", str, None,

@@ -90,8 +90,10 @@ def chunk_file(objects: ObjectStore, path: Path, rel: str,
 
 
 def chunk_files(objects: ObjectStore, files: Iterable[tuple[Path, str]],
-                on_done: Callable[[FileEntry], object] | None = None) -> list[FileEntry]:
-    """Chunk several files over all cores, then make the new chunks durable at once."""
+                on_done: Callable[[FileEntry], object] | None = None, *,
+                flush: bool = True) -> list[FileEntry]:
+    """Chunk several files over all cores; with ``flush``, wait until the new chunks
+    are on disk (once, for all of them) before returning."""
     items = list(files)
     workers = max(2, min(8, os.cpu_count() or 2))
     out: list[FileEntry] = []
@@ -105,9 +107,11 @@ def chunk_files(objects: ObjectStore, files: Iterable[tuple[Path, str]],
                 if on_done is not None:
                     on_done(entry)
                 out.append(entry)
-    sync = getattr(objects, "sync", None)
+    sync = getattr(objects, "sync", None) if flush else None
     if sync is not None:
         sync()  # one flush for the whole add, before any version refers to these chunks
+    elif hasattr(objects, "sync"):
+        objects.forget_unsynced()  # type: ignore[attr-defined]
     return out
 
 

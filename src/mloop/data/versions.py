@@ -167,7 +167,12 @@ def snapshot(project: Project, path: Path, *, quiet: bool = False) -> tuple[str,
     kind, files = collect(path)
     total = sum(p.stat().st_size for p, _ in files)
     with progress(total, f"Hashing {path.name}", unit="bytes", quiet=quiet) as bar:
-        entries = chunk_files(project.objects, files, on_done=lambda e: bar.advance(e.size))
+        # Data follows the store's durability setting: by default both survive a crash of
+        # the process (bytes are in the OS); with sqlite_synchronous = "full" both also
+        # survive power loss, and an add waits for the disk.
+        flush = project.settings.sqlite_synchronous == "full"
+        entries = chunk_files(project.objects, files, on_done=lambda e: bar.advance(e.size),
+                              flush=flush)
     return kind, entries
 
 

@@ -73,6 +73,11 @@ class LocalObjectStore:
             self._unsynced.append(final)
         return True
 
+    def forget_unsynced(self) -> None:
+        """Drop the list of blobs :meth:`sync` would flush (the caller chose not to)."""
+        with self._unsynced_lock:
+            self._unsynced = []
+
     def sync(self) -> None:
         """Flush every blob written with :meth:`put_chunk` to stable storage.
 
