@@ -12,6 +12,7 @@ Usage: python bench/data.py [--smoke] [--size-mb 1024] [--small-files 20000] [--
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -162,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         base = Path(tmp)
         source = base / "train.csv"
         write_csv(source, args.size_mb)
+        payload = base / "payload.bin"
+        with open(payload, "wb") as f:
+            for _ in range(0, source.stat().st_size, 1 << 20):
+                f.write(os.urandom(1 << 20))
         small = base / "small"
         small.mkdir()
         rng = np.random.default_rng(1)
@@ -173,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"CSV {size / 1e6:,.0f} MB; folder of {args.small_files:,} x 4 KiB files")
         for tool in tools:
             r = results[tool.name]
-            shutil.copy(source, tool.root / "payload.bin")  # same bytes, no table to parse
+            shutil.copy(payload, tool.root / "payload.bin")  # as large, no table to parse
             r["add_bin"] = tool.add("payload.bin")
             shutil.copy(source, tool.root / "train.csv")
             r["add"] = tool.add("train.csv")
