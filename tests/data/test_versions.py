@@ -260,3 +260,20 @@ def test_checkout_elsewhere_makes_an_untracked_copy(project, csv, tmp_path):
     assert outside.read_bytes() == csv.read_bytes()
     mloop.data.checkout("train@1", project.root / "copy.csv")
     assert not (project.root / "copy.csv.mloop").exists()  # only the tracked path has one
+
+
+def test_full_durability_flushes_new_chunks(project, csv, monkeypatch):
+    from mloop.objects import LocalObjectStore
+    from mloop.project import Project
+
+    synced = []
+    monkeypatch.setattr(LocalObjectStore, "sync", lambda self: synced.append(self))  # noqa: PLW0108
+    durable = Project(project.root, store_uri=project.settings.store_uri,
+                      sqlite_synchronous="full")
+    mloop.data.add(csv, name="train", project=durable)
+    assert len(synced) == 1
+    other = csv.with_name("other.csv")
+    other.write_text("x,y\n1,2\n")
+    mloop.data.add(other, name="other")  # default durability: new chunks, no flush
+    assert len(synced) == 1
+    durable.close()

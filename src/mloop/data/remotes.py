@@ -89,6 +89,10 @@ def _versions(project: Project, refs: Iterable[str] | None) -> list[DatasetVersi
     return [v for latest in list_datasets(project) for v in log(project, latest.name)]
 
 
+def _flush(project: Project) -> bool:
+    return bool(project.settings.sqlite_synchronous == "full")
+
+
 @dataclass(frozen=True)
 class TransferResult:
     versions: int
@@ -97,8 +101,8 @@ class TransferResult:
     bytes: int
 
 
-def _copy(src: ObjectStore, dst: ObjectStore, digests: set[str], what: str,
-          quiet: bool) -> tuple[int, int]:
+def _copy(src: ObjectStore, dst: ObjectStore, digests: set[str], what: str, *,
+          quiet: bool, flush: bool) -> tuple[int, int]:
     missing = dst.missing(digests)
     total = 0
     with progress(len(missing), what, quiet=quiet) as bar, \
@@ -116,9 +120,10 @@ def _copy(src: ObjectStore, dst: ObjectStore, digests: set[str], what: str,
         for size in pool.map(one, sorted(missing)):
             total += size
             bar.advance()
-    sync = getattr(dst, "sync", None)
-    if sync is not None:
-        sync()
+    if flush and hasattr(dst, "sync"):
+        dst.sync()  # same durability policy as adds: see sqlite_synchronous
+    elif hasattr(dst, "forget_unsynced"):
+        dst.forget_unsynced()
     return len(missing), total
 
 
@@ -130,7 +135,8 @@ def push(project: Project, remote: str | None = None, refs: Iterable[str] | None
     needed: set[str] = set()
     for v in versions:
         needed |= version_blobs(project.objects.get_bytes(v.tree), v.tree)
-    sent, size = _copy(project.objects, dst, needed, "Pushing", quiet)
+    sent, size = _copy(project.objects, dst, needed, "Pushing", quiet=quiet,
+                       flush=_flush(project))
     return TransferResult(len(versions), len(needed), sent, size)
 
 
@@ -144,5 +150,6 @@ def pull(project: Project, remote: str | None = None, refs: Iterable[str] | None
         tree_bytes = (project.objects.get_bytes(v.tree) if project.objects.exists(v.tree)
                       else src.get_bytes(v.tree))
         needed |= version_blobs(tree_bytes, v.tree)
-    got, size = _copy(src, project.objects, needed, "Pulling", quiet)
+    got, size = _copy(src, project.objects, needed, "Pulling", quiet=quiet,
+                      flush=_flush(project))
     return TransferResult(len(versions), len(needed), got, size)
