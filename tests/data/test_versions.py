@@ -277,3 +277,30 @@ def test_full_durability_flushes_new_chunks(project, csv, monkeypatch):
     mloop.data.add(other, name="other")  # default durability: new chunks, no flush
     assert len(synced) == 1
     durable.close()
+
+
+def test_concurrent_adds_get_distinct_version_numbers(project):
+    import threading
+
+    folder = project.root / "d"
+    folder.mkdir()
+    paths = []
+    for i in range(4):
+        path = folder / f"part{i}.csv"
+        path.write_text(f"x\n{i}\n")
+        paths.append(path)
+    errors = []
+
+    def add(path):
+        try:
+            mloop.data.add(path, name="shared", project=project)
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=add, args=(p,)) for p in paths]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(v.version for v in mloop.data.log("shared")) == [1, 2, 3, 4]

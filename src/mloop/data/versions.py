@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from mloop.core.clock import now_ms
 from mloop.core.ids import new_id
@@ -178,20 +179,33 @@ def snapshot(project: Project, path: Path, *, quiet: bool = False) -> tuple[str,
 
 def insert_version(project: Project, name: str, *, kind: str, tree: str, source: str,
                    entries: list[FileEntry], extra: dict[str, Any]) -> DatasetVersion:
-    """Record a new version (the next number) in one write transaction."""
+    """Record a new version (the next number) in one write transaction.
+
+    SQLite serialises writers, so the number is always free; on PostgreSQL two adds of
+    the same dataset can race for it, and the loser simply takes the next number.
+    """
     store = project.store
     now = now_ms()
-    with store.write() as conn:
-        conn.execute(store.insert(datasets).values(id=new_id(), name=name, created_at=now)
-                     .on_conflict_do_nothing())
-        ds_id = conn.execute(select(datasets.c.id).where(datasets.c.name == name)).scalar_one()
-        last = conn.execute(select(func.max(dataset_versions.c.version))
-                            .where(dataset_versions.c.dataset_id == ds_id)).scalar()
-        row = {"dataset_id": ds_id, "version": (last or 0) + 1, "tree": tree, "kind": kind,
-               "source_path": source, "size": sum(e.size for e in entries),
-               "files": len(entries), "created_at": now, **extra}
-        conn.execute(dataset_versions.insert().values(**row))
-    return get(project, f"{name}@{row['version']}")
+    for attempt in range(5):
+        try:
+            with store.write() as conn:
+                conn.execute(store.insert(datasets).values(id=new_id(), name=name,
+                                                           created_at=now)
+                             .on_conflict_do_nothing())
+                ds_id = conn.execute(select(datasets.c.id)
+                                     .where(datasets.c.name == name)).scalar_one()
+                last = conn.execute(select(func.max(dataset_versions.c.version))
+                                    .where(dataset_versions.c.dataset_id == ds_id)).scalar()
+                row = {"dataset_id": ds_id, "version": (last or 0) + 1, "tree": tree,
+                       "kind": kind, "source_path": source,
+                       "size": sum(e.size for e in entries), "files": len(entries),
+                       "created_at": now, **extra}
+                conn.execute(dataset_versions.insert().values(**row))
+            return get(project, f"{name}@{row['version']}")
+        except IntegrityError:
+            if attempt == 4:
+                raise
+    raise AssertionError("unreachable")
 
 
 def tag(project: Project, ref: str, tag_name: str) -> DatasetVersion:
