@@ -1,8 +1,9 @@
 """``mloop demo``: one small, readable scenario that walks the loop.
 
-It makes a project, trains a few classifiers on scikit-learn's bundled breast-cancer
-data set with full tracking (a parent run with one nested run per candidate), and
-points at the commands to look at what it recorded. Later stages of the loop extend this
+It makes a project, versions scikit-learn's bundled breast-cancer table as a dataset,
+trains a few classifiers on it with full tracking (a parent run that reads the dataset
+version, one nested run per candidate), and points at the commands to look at what it
+recorded. Later stages of the loop extend this
 scenario with their own step.
 """
 
@@ -57,7 +58,6 @@ def _candidates() -> dict[str, Any]:
 
 def run_demo(path: Path | None = None, echo: Callable[[str], None] = print) -> DemoResult:
     """Create (or reuse) a demo project at ``path`` and track a small model selection."""
-    from sklearn.datasets import load_breast_cancer
     from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
     from sklearn.model_selection import train_test_split
 
@@ -67,15 +67,16 @@ def run_demo(path: Path | None = None, echo: Callable[[str], None] = print) -> D
     project = Project.init(root)
     echo(f"Demo project: {project.root}")
     mloop.seed_everything(SEED)
-    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=0.25, random_state=SEED, stratify=y)
-    echo(f"Data: breast cancer, {len(X_train)} training and {len(X_test)} test rows, "
-         f"{X.shape[1]} features")
+    version = _version_data(project)
+    echo(f"Data: {version.ref} ({version.rows} rows, versioned from {version.source_path})")
 
     with mloop.start_run(experiment=EXPERIMENT, name="model-selection", project=project,
                          tags={"stage": "demo"}) as parent:
-        mloop.log_params({"dataset": "sklearn.breast_cancer", "test_size": 0.25, "seed": SEED})
+        frame = mloop.data.load(version.ref, project=project)  # records the run's input
+        X, y = frame.drop(columns=["target"]), frame["target"]
+        X_train, X_test, y_train, y_test = train_test_split(
+            X, y, test_size=0.25, random_state=SEED, stratify=y)
+        mloop.log_params({"dataset": version.uri, "test_size": 0.25, "seed": SEED})
         result = DemoResult(project.root, parent.id)
         for name, model in _candidates().items():
             with mloop.start_run(name=name, nested=True, project=project) as child:
@@ -107,11 +108,28 @@ def run_demo(path: Path | None = None, echo: Callable[[str], None] = print) -> D
          f"run {short_id(result.best_run_id)})")
     echo("\nNext, try:")
     echo(f"  cd {project.root}")
+    echo(f"  mloop data show {version.ref}")
+    echo(f"  mloop lineage {version.ref}")
     echo("  mloop experiments list")
     echo(f"  mloop runs list -e {EXPERIMENT} -o 'metrics.roc_auc DESC'")
     echo(f"  mloop runs show {short_id(result.best_run_id)}")
     echo(f"  mloop runs compare {' '.join(short_id(r) for r in result.run_ids[:2])}")
     return result
+
+
+def _version_data(project: Project) -> Any:
+    """Write scikit-learn's bundled breast-cancer table as a CSV and version it."""
+    from sklearn.datasets import load_breast_cancer
+
+    import mloop
+
+    frame = load_breast_cancer(as_frame=True).frame
+    path = project.root / "data" / "breast_cancer.csv"
+    path.parent.mkdir(exist_ok=True)
+    if not path.exists():
+        frame.to_csv(path, index=False)
+    return mloop.data.add(path, name="breast-cancer", message="scikit-learn bundled data",
+                          project=project)
 
 
 def _log_learning_curve(model: Any, X: Any, y: Any) -> None:

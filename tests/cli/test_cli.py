@@ -124,4 +124,7 @@ def test_demo_makes_a_project_and_prints_next_steps(tmp_path):
     assert len(runs) == 5
     assert all(r["status"] == "FINISHED" for r in runs)
     assert sum(1 for r in runs if r["parent_id"]) == 4
+    parent = next(r for r in runs if not r["parent_id"])
+    graph = json.loads(run_cli("lineage", "breast-cancer@1", "--json", cwd=demo_dir).stdout)
+    assert [e["dst"] for e in graph["to"]] == [f"runs:/{parent['run_id']}"]
     assert run_cli("demo", cwd=tmp_path).returncode == 0  # re-runnable

@@ -12,9 +12,10 @@ import click
 def demo(directory: Path | None) -> None:
     """Make a demo project in DIRECTORY (default: ./mloop-demo) and track a few models.
 
-    Trains logistic regressions and a random forest on scikit-learn's bundled
-    breast-cancer data, logs params, metrics, learning curves and artifacts as nested
-    runs, and prints the commands to explore them. Safe to run again.
+    Versions scikit-learn's bundled breast-cancer table as a dataset, trains logistic
+    regressions and a random forest on it, logs params, metrics, learning curves and
+    artifacts as nested runs (with the dataset as the run's input), and prints the
+    commands to explore them. Safe to run again.
     """
     from mloop.demo import run_demo
 
