@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -221,7 +222,7 @@ def status(as_json: bool) -> None:
 
     rows = do_status(current_project())
     if as_json:
-        emit_json([r.__dict__ for r in rows])
+        emit_json([asdict(r) for r in rows])
         return
     table(["dataset", "version", "path", "state", "changed"],
           [(r.dataset, r.version, r.path, r.state, ", ".join(r.changed[:5]) or "-")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import click
 
 from mloop.cli.render import emit_json, json_option
@@ -27,8 +29,8 @@ def lineage(uri: str, as_json: bool) -> None:
         uri = f"runs:/{resolve_run_id(project, uri[len('runs:/'):].split('/')[0])}"
     upstream, downstream = graph.neighbours(project, uri)
     if as_json:
-        emit_json({"uri": uri, "from": [e.__dict__ for e in upstream],
-                   "to": [e.__dict__ for e in downstream]})
+        emit_json({"uri": uri, "from": [asdict(e) for e in upstream],
+                   "to": [asdict(e) for e in downstream]})
         return
     click.echo(uri)
     for e in upstream:
