@@ -304,3 +304,14 @@ def test_concurrent_adds_get_distinct_version_numbers(project):
         t.join()
     assert errors == []
     assert sorted(v.version for v in mloop.data.log("shared")) == [1, 2, 3, 4]
+
+
+def test_re_adding_unchanged_data_reads_nothing(project, csv, monkeypatch):
+    v1 = mloop.data.add(csv, name="train")
+    from mloop.data import versions
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("unchanged data must not be re-read")
+
+    monkeypatch.setattr(versions, "chunk_files", refuse)
+    assert mloop.data.add(csv).version == v1.version

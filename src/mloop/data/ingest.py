@@ -16,11 +16,12 @@ from mloop.data.versions import (
     insert_version,
     list_datasets,
     project_relpath,
+    read_tree,
     snapshot,
     store_tree,
 )
-from mloop.data.workspace import remember_stats
-from mloop.errors import NotFoundError
+from mloop.data.workspace import current_digests, remember_stats
+from mloop.errors import InvalidInputError, NotFoundError
 from mloop.project import Project
 
 
@@ -40,8 +41,14 @@ def add(project: Project, path: str | Path, name: str | None = None,
     no new version. Writes ``PATH.mloop`` and a .gitignore entry.
     """
     local = Path(path)
+    if not local.exists():
+        raise InvalidInputError(f"Cannot add {str(local)!r}: no such file or folder.")
     source = project_relpath(project, local)
     name = check_name(name, "dataset name") if name else _tracked_name(project, source, local)
+    unchanged = _unchanged(project, name, local, source)
+    if unchanged is not None:  # known bytes, known stat: nothing to read or store
+        write_pointer(local, unchanged)
+        return unchanged
     # The table summary is computed while the bytes are chunked (both release the GIL).
     with ThreadPoolExecutor(max_workers=1) as side:
         summary_job = side.submit(_stats.summarize_path, local) if local.is_file() else None
@@ -66,6 +73,19 @@ def add(project: Project, path: str | Path, name: str | None = None,
     if run_id is not None:
         lineage.add_edge(project, f"runs:/{run_id}", version.uri, "output")
     return version
+
+
+def _unchanged(project: Project, name: str, local: Path, source: str) -> DatasetVersion | None:
+    """The latest version if ``local`` still holds it, judged by the stat cache alone."""
+    try:
+        latest = get(project, name)
+    except NotFoundError:
+        return None
+    if latest.source_path != source:
+        return None
+    want = {(e.path if latest.kind == "folder" else local.name): e.digest
+            for e in read_tree(project, latest)}
+    return latest if current_digests(project, local, source, cached_only=True) == want else None
 
 
 def _tracked_name(project: Project, source: str, local: Path) -> str:

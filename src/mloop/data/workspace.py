@@ -71,11 +71,15 @@ def remember_stats(project: Project, local: Path, source: str, kind: str,
     _save_cache(project, rows)
 
 
-def current_digests(project: Project, local: Path, source: str) -> dict[str, str]:
-    """Digest of every file under ``local`` now; unchanged files are not re-read."""
+def current_digests(project: Project, local: Path, source: str, *,
+                    cached_only: bool = False) -> dict[str, str] | None:
+    """Digest of every file under ``local`` now; unchanged files are not re-read.
+
+    With ``cached_only``, returns ``None`` as soon as one file would have to be read.
+    """
     try:
         kind, files = collect(local)
-    except Exception:
+    except InvalidInputError:
         return {}
     rels = {inner: (source if kind == "file" else f"{source}/{inner}") for _, inner in files}
     cache = _cache_rows(project, list(rels.values()))
@@ -86,6 +90,8 @@ def current_digests(project: Project, local: Path, source: str) -> dict[str, str
         hit = cache.get(rels[inner])
         if hit is not None and hit[:3] == (size, mtime, ino):
             out[inner] = hit[3]
+        elif cached_only:
+            return None
         else:
             out[inner] = digest = hash_file(path)
             fresh.append({"path": rels[inner], "size": size, "mtime_ns": mtime, "inode": ino,
@@ -122,8 +128,8 @@ def checkout(project: Project, ref: str, path: str | Path | None = None) -> Chec
     except InvalidInputError:
         source = None  # outside the project: restored, but not cached or tracked
     entries = read_tree(project, version)
-    have = (current_digests(project, local, source) if source is not None and local.exists()
-            else {})
+    have = (current_digests(project, local, source) or {}
+            if source is not None and local.exists() else {})
     result = CheckoutResult(version, local)
     for entry in entries:
         dest = local if version.kind == "file" else safe_join(local, entry.path)
@@ -171,7 +177,7 @@ def status(project: Project) -> list[PathStatus]:
             continue
         entries = {(e.path if version.kind == "folder" else local.name): e.digest
                    for e in read_tree(project, version)}
-        now = current_digests(project, local, version.source_path)
+        now = current_digests(project, local, version.source_path) or {}
         changed = sorted(k for k in set(entries) | set(now) if entries.get(k) != now.get(k))
         out.append(PathStatus(version.name, version.version, version.source_path,
                               "modified" if changed else "clean", changed))
