@@ -315,3 +315,30 @@ def test_re_adding_unchanged_data_reads_nothing(project, csv, monkeypatch):
 
     monkeypatch.setattr(versions, "chunk_files", refuse)
     assert mloop.data.add(csv).version == v1.version
+
+
+def test_small_files_are_packed_and_unchanged_ones_keep_their_place(project):
+    folder = project.root / "many"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(500):
+        (folder / f"{i:04d}.bin").write_bytes(rng.bytes(1000 + i))
+    (folder / "dup-a.bin").write_bytes(b"same bytes" * 50)
+    (folder / "dup-b.bin").write_bytes(b"same bytes" * 50)
+    (folder / "empty.bin").write_bytes(b"")
+    before = set(project.objects.iter_digests())
+    mloop.data.add(folder)
+    new_blobs = set(project.objects.iter_digests()) - before
+    assert len(new_blobs) <= 3  # one pack and the tree, not 503 blobs
+    (folder / "0007.bin").write_bytes(b"edited")
+    before = set(project.objects.iter_digests())
+    mloop.data.add(folder)
+    grown = set(project.objects.iter_digests()) - before
+    sizes = sorted(project.objects.size(d) for d in grown)
+    assert len(sizes) == 2 and sizes[0] == len(b"edited")  # a pack of the edit + the tree
+    for version in (1, 2):
+        target = project.root / f"out{version}"
+        mloop.data.checkout(f"many@{version}", target)
+        for f in folder.iterdir():
+            if version == 2 or f.name != "0007.bin":
+                assert (target / f.name).read_bytes() == f.read_bytes()

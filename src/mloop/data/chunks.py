@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,22 +24,30 @@ MIN_CHUNK = 16 * 1024
 MAX_CHUNK = 256 * 1024
 
 
+Chunk = tuple[str, int, int]  # (blob digest, length, offset in the blob)
+
+
 @dataclass(frozen=True, slots=True)
 class FileEntry:
-    """One file of a dataset version: where it goes, its bytes' digest, its chunks."""
+    """One file of a dataset version: where it goes, its bytes' digest, its chunks.
+
+    A chunk is a whole blob (offset 0, length = the blob) or, for small files, a slice
+    of a *pack* blob that holds many small files back to back.
+    """
 
     path: str  # relative, POSIX
     size: int
     digest: str  # BLAKE3 of the whole file
-    chunks: tuple[tuple[str, int], ...]  # (chunk digest, length), in order
+    chunks: tuple[Chunk, ...]
 
     def to_json(self) -> dict[str, object]:
         return {"path": self.path, "size": self.size, "digest": self.digest,
-                "chunks": [list(c) for c in self.chunks]}
+                "chunks": [[d, n] if off == 0 else [d, n, off] for d, n, off in self.chunks]}
 
     @staticmethod
     def from_json(data: dict[str, object]) -> FileEntry:
-        chunks = tuple((str(d), int(n)) for d, n in data["chunks"])  # type: ignore[attr-defined]
+        chunks = tuple((str(c[0]), int(c[1]), int(c[2]) if len(c) > 2 else 0)
+                       for c in data["chunks"])  # type: ignore[attr-defined]
         return FileEntry(str(data["path"]), int(data["size"]),  # type: ignore[call-overload]
                          str(data["digest"]), chunks)
 
@@ -50,14 +58,18 @@ def _cutter() -> object:
     return FastCDC(avg_size=AVG_CHUNK, min_size=MIN_CHUNK, max_size=MAX_CHUNK)
 
 
-def _store_chunk(objects: ObjectStore, data: bytes) -> tuple[str, int]:
+def _store_blob(objects: ObjectStore, data: bytes) -> str:
     digest = hash_bytes(data)
     put_chunk = getattr(objects, "put_chunk", None)
     if put_chunk is not None:
         put_chunk(digest, data)
     elif not objects.exists(digest):
         objects.put_bytes(data)
-    return digest, len(data)
+    return digest
+
+
+def _store_chunk(objects: ObjectStore, data: bytes) -> Chunk:
+    return _store_blob(objects, data), len(data), 0
 
 
 _IN_FLIGHT = 64  # chunks being hashed and written at once (bounds memory to ~16 MiB)
@@ -74,8 +86,8 @@ def chunk_file(objects: ObjectStore, path: Path, rel: str,
     whole = new_hasher()
     if size == 0:
         return FileEntry(rel, 0, whole.hexdigest(), ())
-    chunks: list[tuple[str, int]] = []
-    pending: deque[Future[tuple[str, int]]] = deque()
+    chunks: list[Chunk] = []
+    pending: deque[Future[Chunk]] = deque()
     for chunk in _cutter().cut_file(str(path)):  # type: ignore[attr-defined]
         data = bytes(chunk.data)
         whole.update(data)
@@ -89,41 +101,108 @@ def chunk_file(objects: ObjectStore, path: Path, rel: str,
     return FileEntry(rel, size, whole.hexdigest(), tuple(chunks))
 
 
+SMALL_FILE = MIN_CHUNK  # smaller files are packed together instead of one blob each
+PACK_SIZE = 32 << 20
+
+
+def _pack_small(objects: ObjectStore, items: list[tuple[Path, str]],
+                known: dict[str, tuple[Chunk, ...]]) -> list[FileEntry]:
+    """Store small files back to back in pack blobs; a file seen before keeps its place.
+
+    Thousands of 4 KiB files cost a handful of blobs instead of thousands, to write,
+    to list and to push.
+    """
+    out: list[FileEntry] = []
+    buffer = bytearray()
+    waiting: list[tuple[str, int, str, int]] = []  # (rel, size, digest, offset)
+
+    def flush_pack() -> None:
+        if not waiting:
+            return
+        pack = _store_blob(objects, bytes(buffer))
+        out.extend(FileEntry(rel, size, digest, ((pack, size, off),))
+                   for rel, size, digest, off in waiting)
+        buffer.clear()
+        waiting.clear()
+
+    for path, rel in items:
+        data = path.read_bytes()
+        digest = hash_bytes(data)
+        if not data:
+            out.append(FileEntry(rel, 0, digest, ()))
+        elif digest in known:
+            out.append(FileEntry(rel, len(data), digest, known[digest]))
+        else:
+            known[digest] = ()  # packed below; identical files in this add share the bytes
+            waiting.append((rel, len(data), digest, len(buffer)))
+            buffer += data
+            if len(buffer) >= PACK_SIZE:
+                flush_pack()
+    flush_pack()
+    # files identical to one packed in this same add point at that copy
+    placed = {e.digest: e.chunks for e in out if e.chunks}
+    return [e if e.chunks or not e.size else FileEntry(e.path, e.size, e.digest,
+                                                          placed[e.digest]) for e in out]
+
+
 def chunk_files(objects: ObjectStore, files: Iterable[tuple[Path, str]],
                 on_done: Callable[[FileEntry], object] | None = None, *,
-                flush: bool = True) -> list[FileEntry]:
-    """Chunk several files over all cores; with ``flush``, wait until the new chunks
-    are on disk (once, for all of them) before returning."""
+                flush: bool = True,
+                previous: Iterable[FileEntry] = ()) -> list[FileEntry]:
+    """Chunk several files over all cores; small files go into packs.
+
+    ``previous`` (the entries of the version before) lets unchanged small files keep
+    their place in an existing pack. With ``flush``, wait until the new blobs are on
+    disk (once, for all of them) before returning.
+    """
     items = list(files)
+    small = [(p, r) for p, r in items if p.stat().st_size < SMALL_FILE]
+    large = [(p, r) for p, r in items if p.stat().st_size >= SMALL_FILE]
+    known = {e.digest: e.chunks for e in previous if 0 < e.size < SMALL_FILE and e.chunks}
     workers = max(2, min(8, os.cpu_count() or 2))
     out: list[FileEntry] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        if len(items) == 1:  # one big file: parallel inside it
-            out.append(chunk_file(objects, items[0][0], items[0][1], pool))
-            if on_done is not None:
-                on_done(out[0])
-        else:  # many files: one per worker
-            for entry in pool.map(lambda item: chunk_file(objects, item[0], item[1]), items):
-                if on_done is not None:
-                    on_done(entry)
-                out.append(entry)
+        if len(large) == 1:  # one big file: parallel inside it
+            out.append(chunk_file(objects, large[0][0], large[0][1], pool))
+        elif large:  # many files: one per worker
+            out.extend(pool.map(lambda item: chunk_file(objects, item[0], item[1]), large))
+    out.extend(_pack_small(objects, small, known))
+    if on_done is not None:
+        for entry in out:
+            on_done(entry)
     sync = getattr(objects, "sync", None) if flush else None
     if sync is not None:
-        sync()  # one flush for the whole add, before any version refers to these chunks
+        sync()  # one flush for the whole add, before any version refers to these blobs
     elif hasattr(objects, "sync"):
         objects.forget_unsynced()  # type: ignore[attr-defined]
     return out
 
 
-def restore_file(objects: ObjectStore, entry: FileEntry, dest: Path) -> None:
-    """Write ``entry``'s bytes to ``dest`` atomically, verifying every chunk and the whole."""
+def read_entry(objects: ObjectStore, entry: FileEntry,
+               cache: dict[str, bytes] | None = None) -> Iterator[bytes]:
+    """The verified bytes of a file, chunk by chunk (``cache`` keeps the last pack)."""
+    for digest, length, offset in entry.chunks:
+        if offset == 0 and cache is None:
+            blob = objects.get_bytes(digest)  # verified against its digest
+        elif cache is None or digest not in cache:
+            blob = objects.get_bytes(digest)
+            if cache is not None:
+                cache.clear()
+                cache[digest] = blob
+        else:
+            blob = cache[digest]
+        yield blob if offset == 0 and length == len(blob) else blob[offset:offset + length]
+
+
+def restore_file(objects: ObjectStore, entry: FileEntry, dest: Path,
+                 cache: dict[str, bytes] | None = None) -> None:
+    """Write ``entry``'s bytes to ``dest`` atomically, verifying every blob and the whole."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.mloop-tmp")
     whole = new_hasher()
     try:
         with open(tmp, "wb") as f:
-            for digest, _n in entry.chunks:
-                data = objects.get_bytes(digest)  # verified against its digest
+            for data in read_entry(objects, entry, cache):
                 whole.update(data)
                 f.write(data)
         if whole.hexdigest() != entry.digest:

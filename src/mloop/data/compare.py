@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from mloop.data.chunks import read_entry
 from mloop.data.stats import read_frame, table_format
 from mloop.data.versions import get, read_tree
 from mloop.errors import InvalidInputError
@@ -40,7 +41,7 @@ def version_bytes(project: Project, ref: str) -> tuple[str, bytes]:
     if version.kind != "file" or len(entries) != 1:
         raise InvalidInputError(f"{version.ref} is a folder; name a single-file dataset.")
     entry = entries[0]
-    data = b"".join(project.objects.get_bytes(d) for d, _ in entry.chunks)
+    data = b"".join(read_entry(project.objects, entry))
     return entry.path, data
 
 

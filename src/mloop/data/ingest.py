@@ -9,6 +9,7 @@ from mloop import lineage
 from mloop.core.process import command_line, current_user
 from mloop.core.uris import check_name
 from mloop.data import stats as _stats
+from mloop.data.chunks import FileEntry
 from mloop.data.model import DatasetVersion, dumps
 from mloop.data.pointer import write_pointer
 from mloop.data.versions import (
@@ -45,20 +46,22 @@ def add(project: Project, path: str | Path, name: str | None = None,
         raise InvalidInputError(f"Cannot add {str(local)!r}: no such file or folder.")
     source = project_relpath(project, local)
     name = check_name(name, "dataset name") if name else _tracked_name(project, source, local)
-    unchanged = _unchanged(project, name, local, source)
-    if unchanged is not None:  # known bytes, known stat: nothing to read or store
-        write_pointer(local, unchanged)
-        return unchanged
+    try:
+        latest: DatasetVersion | None = get(project, name)
+    except NotFoundError:
+        latest = None
+    previous = (read_tree(project, latest)
+                if latest is not None and latest.source_path == source else None)
+    if latest is not None and previous is not None and _unchanged(
+            project, latest, previous, local, source):
+        write_pointer(local, latest)  # known bytes, known stat: nothing to read or store
+        return latest
     # The table summary is computed while the bytes are chunked (both release the GIL).
     with ThreadPoolExecutor(max_workers=1) as side:
         summary_job = side.submit(_stats.summarize_path, local) if local.is_file() else None
-        kind, entries = snapshot(project, local, quiet=quiet)
+        kind, entries = snapshot(project, local, quiet=quiet, previous=previous or ())
         summary = summary_job.result() if summary_job is not None else None
     tree = store_tree(project, kind, entries)
-    try:
-        latest = get(project, name)
-    except NotFoundError:
-        latest = None
     if latest is not None and latest.tree == tree and latest.source_path == source:
         version = latest  # unchanged: no new version
     else:
@@ -75,17 +78,11 @@ def add(project: Project, path: str | Path, name: str | None = None,
     return version
 
 
-def _unchanged(project: Project, name: str, local: Path, source: str) -> DatasetVersion | None:
-    """The latest version if ``local`` still holds it, judged by the stat cache alone."""
-    try:
-        latest = get(project, name)
-    except NotFoundError:
-        return None
-    if latest.source_path != source:
-        return None
-    want = {(e.path if latest.kind == "folder" else local.name): e.digest
-            for e in read_tree(project, latest)}
-    return latest if current_digests(project, local, source, cached_only=True) == want else None
+def _unchanged(project: Project, latest: DatasetVersion, previous: list[FileEntry],
+               local: Path, source: str) -> bool:
+    """Whether ``local`` still holds ``latest``, judged by the stat cache alone."""
+    want = {(e.path if latest.kind == "folder" else local.name): e.digest for e in previous}
+    return current_digests(project, local, source, cached_only=True) == want
 
 
 def _tracked_name(project: Project, source: str, local: Path) -> str:

@@ -80,7 +80,7 @@ def open_remote(project: Project, name: str | None) -> ObjectStore:
 def version_blobs(tree_bytes: bytes, tree: str) -> set[str]:
     """Every blob a version needs: its tree and all its chunks."""
     data = json.loads(tree_bytes)
-    return {tree} | {d for f in data["files"] for d, _n in f["chunks"]}
+    return {tree} | {c[0] for f in data["files"] for c in f["chunks"]}
 
 
 def _versions(project: Project, refs: Iterable[str] | None) -> list[DatasetVersion]:

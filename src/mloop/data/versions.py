@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -163,8 +163,13 @@ def store_tree(project: Project, kind: str, entries: list[FileEntry]) -> str:
     return project.objects.put_bytes(dumps(tree).encode())
 
 
-def snapshot(project: Project, path: Path, *, quiet: bool = False) -> tuple[str, list[FileEntry]]:
-    """Chunk and store every file under ``path``; returns (kind, entries)."""
+def snapshot(project: Project, path: Path, *, quiet: bool = False,
+             previous: Iterable[FileEntry] = ()) -> tuple[str, list[FileEntry]]:
+    """Chunk and store every file under ``path``; returns (kind, entries).
+
+    ``previous``: the entries of the version this one follows (small files that did not
+    change keep their place in its packs).
+    """
     kind, files = collect(path)
     total = sum(p.stat().st_size for p, _ in files)
     with progress(total, f"Hashing {path.name}", unit="bytes", quiet=quiet) as bar:
@@ -173,7 +178,7 @@ def snapshot(project: Project, path: Path, *, quiet: bool = False) -> tuple[str,
         # survive power loss, and an add waits for the disk.
         flush = project.settings.sqlite_synchronous == "full"
         entries = chunk_files(project.objects, files, on_done=lambda e: bar.advance(e.size),
-                              flush=flush)
+                              flush=flush, previous=previous)
     return kind, entries
 
 

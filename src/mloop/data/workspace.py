@@ -131,12 +131,13 @@ def checkout(project: Project, ref: str, path: str | Path | None = None) -> Chec
     have = (current_digests(project, local, source) or {}
             if source is not None and local.exists() else {})
     result = CheckoutResult(version, local)
+    packs: dict[str, bytes] = {}  # small files share pack blobs: read each once
     for entry in entries:
         dest = local if version.kind == "file" else safe_join(local, entry.path)
         if have.get(entry.path if version.kind == "folder" else local.name) == entry.digest:
             result.unchanged += 1
             continue
-        restore_file(project.objects, entry, dest)
+        restore_file(project.objects, entry, dest, packs)
         result.written.append(entry.path)
     if version.kind == "folder":
         wanted = {e.path for e in entries}
