@@ -342,3 +342,14 @@ def test_small_files_are_packed_and_unchanged_ones_keep_their_place(project):
         for f in folder.iterdir():
             if version == 2 or f.name != "0007.bin":
                 assert (target / f.name).read_bytes() == f.read_bytes()
+
+
+def test_trees_are_compressed_and_plain_json_trees_still_read():
+    from mloop.data.model import decode_tree, dumps, encode_tree
+
+    tree = {"kind": "folder", "files": [{"path": f"f{i}", "size": i, "digest": "ab" * 32,
+                                         "chunks": [["cd" * 32, i]]} for i in range(500)]}
+    packed = encode_tree(tree)
+    assert len(packed) < len(dumps(tree)) / 5
+    assert decode_tree(packed) == tree
+    assert decode_tree(dumps(tree).encode()) == tree

@@ -7,7 +7,6 @@ it again sends what is still missing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from mloop.core.clock import now_ms
 from mloop.core.progress import progress
 from mloop.core.settings import redact_uri
 from mloop.core.uris import check_name
-from mloop.data.model import DatasetVersion
+from mloop.data.model import DatasetVersion, decode_tree
 from mloop.data.versions import get, list_datasets, log
 from mloop.errors import ConfigError, NotFoundError
 from mloop.objects import ObjectStore, open_object_store
@@ -79,7 +78,7 @@ def open_remote(project: Project, name: str | None) -> ObjectStore:
 
 def version_blobs(tree_bytes: bytes, tree: str) -> set[str]:
     """Every blob a version needs: its tree and all its chunks."""
-    data = json.loads(tree_bytes)
+    data = decode_tree(tree_bytes)
     return {tree} | {c[0] for f in data["files"] for c in f["chunks"]}
 
 

@@ -22,7 +22,7 @@ from mloop.core.ids import new_id
 from mloop.core.progress import progress
 from mloop.core.uris import DataURI, check_name, parse_uri
 from mloop.data.chunks import FileEntry, chunk_files
-from mloop.data.model import DatasetVersion, dumps
+from mloop.data.model import DatasetVersion, decode_tree, dumps, encode_tree
 from mloop.errors import InvalidInputError, InvalidURIError, NotFoundError
 from mloop.project import Project
 from mloop.store.schema import dataset_tags, dataset_versions, datasets
@@ -126,7 +126,7 @@ def list_datasets(project: Project) -> list[DatasetVersion]:
 
 def read_tree(project: Project, version: DatasetVersion) -> list[FileEntry]:
     """The files of a version, with their chunk lists."""
-    data = json.loads(project.objects.get_bytes(version.tree))
+    data = decode_tree(project.objects.get_bytes(version.tree))
     return [FileEntry.from_json(f) for f in data["files"]]
 
 
@@ -160,7 +160,7 @@ def collect(path: Path) -> tuple[str, list[tuple[Path, str]]]:
 def store_tree(project: Project, kind: str, entries: list[FileEntry]) -> str:
     """Store the version's file list; returns its digest."""
     tree = {"kind": kind, "files": [e.to_json() for e in sorted(entries, key=lambda e: e.path)]}
-    return project.objects.put_bytes(dumps(tree).encode())
+    return project.objects.put_bytes(encode_tree(tree))
 
 
 def snapshot(project: Project, path: Path, *, quiet: bool = False,
