@@ -20,7 +20,12 @@ from mloop.core.clock import now_ms
 from mloop.project import Project
 from mloop.store.schema import lineage_edges
 
-_run_provider: Callable[[], str | None] = lambda: None  # noqa: E731
+
+def _no_run() -> str | None:
+    return None
+
+
+_run_provider: Callable[[], str | None] = _no_run
 
 
 def set_active_run_provider(provider: Callable[[], str | None]) -> None:

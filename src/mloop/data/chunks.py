@@ -156,8 +156,9 @@ def chunk_files(objects: ObjectStore, files: Iterable[tuple[Path, str]],
     disk (once, for all of them) before returning.
     """
     items = list(files)
-    small = [(p, r) for p, r in items if p.stat().st_size < SMALL_FILE]
-    large = [(p, r) for p, r in items if p.stat().st_size >= SMALL_FILE]
+    sizes = [p.stat().st_size for p, _ in items]
+    small = [item for item, n in zip(items, sizes, strict=True) if n < SMALL_FILE]
+    large = [item for item, n in zip(items, sizes, strict=True) if n >= SMALL_FILE]
     known = {e.digest: e.chunks for e in previous if 0 < e.size < SMALL_FILE and e.chunks}
     workers = max(2, min(8, os.cpu_count() or 2))
     out: list[FileEntry] = []

@@ -48,20 +48,20 @@ def version_bytes(project: Project, ref: str) -> tuple[str, bytes]:
 def diff(project: Project, a: str, b: str, key: str | None = None) -> DataDiff:
     """Compare versions ``a`` and ``b`` (refs such as ``train@1`` and ``train@2``)."""
     va, vb = get(project, a), get(project, b)
-    fa = {e.path: e.digest for e in read_tree(project, va)}
-    fb = {e.path: e.digest for e in read_tree(project, vb)}
-    if va.kind == "file" and vb.kind == "file":  # one file each: compare regardless of name
-        label = next(iter(fb), "file")
-        fa, fb = {label: next(iter(fa.values()), "")}, {label: next(iter(fb.values()), "")}
+    ea, eb = read_tree(project, va), read_tree(project, vb)  # each tree read once
+    fa = {e.path: e.digest for e in ea}
+    fb = {e.path: e.digest for e in eb}
+    single = va.kind == "file" and vb.kind == "file" and len(ea) == 1 and len(eb) == 1
+    if single:  # one file each: compare regardless of name
+        fa, fb = {eb[0].path: ea[0].digest}, {eb[0].path: eb[0].digest}
     out = DataDiff(va.ref, vb.ref, added=sorted(set(fb) - set(fa)),
                    removed=sorted(set(fa) - set(fb)),
                    changed=sorted(k for k in set(fa) & set(fb) if fa[k] != fb[k]))
-    name_a = read_tree(project, va)[0].path if va.files == 1 else ""
-    name_b = read_tree(project, vb)[0].path if vb.files == 1 else ""
-    fmt = table_format(name_a) if va.kind == "file" else None
-    if fmt and fmt == table_format(name_b) and vb.kind == "file":
-        out.table = table_diff(read_frame(version_bytes(project, va.ref)[1], fmt),
-                               read_frame(version_bytes(project, vb.ref)[1], fmt), key)
+    fmt = table_format(ea[0].path) if single else None
+    if fmt and fmt == table_format(eb[0].path):
+        old = b"".join(read_entry(project.objects, ea[0]))
+        new = b"".join(read_entry(project.objects, eb[0]))
+        out.table = table_diff(read_frame(old, fmt), read_frame(new, fmt), key)
     return out
 
 

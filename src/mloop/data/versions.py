@@ -191,7 +191,8 @@ def insert_version(project: Project, name: str, *, kind: str, tree: str, source:
     """
     store = project.store
     now = now_ms()
-    for attempt in range(5):
+    attempts = 5
+    for attempt in range(attempts):
         try:
             with store.write() as conn:
                 conn.execute(store.insert(datasets).values(id=new_id(), name=name,
@@ -208,9 +209,9 @@ def insert_version(project: Project, name: str, *, kind: str, tree: str, source:
                 conn.execute(dataset_versions.insert().values(**row))
             return get(project, f"{name}@{row['version']}")
         except IntegrityError:
-            if attempt == 4:
+            if attempt == attempts - 1:
                 raise
-    raise AssertionError("unreachable")
+    raise AssertionError("the loop returns or raises")
 
 
 def tag(project: Project, ref: str, tag_name: str) -> DatasetVersion:
