@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mloop.core.settings import (
     CONFIG_FILE,
@@ -23,7 +23,9 @@ from mloop.core.settings import (
     load_settings,
 )
 from mloop.objects import ObjectStore, open_object_store
-from mloop.store import Store
+
+if TYPE_CHECKING:
+    from mloop.store import Store
 
 _GITIGNORE = "# mloop's local store: metadata, blobs and caches\n*\n!config.toml\n!.gitignore\n"
 
@@ -72,6 +74,8 @@ class Project:
     @cached_property
     def store(self) -> Store:
         """The metadata store (opened, and migrated if needed, on first use)."""
+        from mloop.store.engine import Store  # SQLAlchemy: ~0.2 s, only when needed
+
         s = self.settings
         return Store(s.store_uri, sqlite_synchronous=s.sqlite_synchronous,
                      busy_timeout_ms=s.busy_timeout_ms)

@@ -7,46 +7,57 @@ with the error's exit code.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
 import click
 
 from mloop._version import __version__
-from mloop.cli.data import data
-from mloop.cli.demo import demo
-from mloop.cli.experiments import experiments
-from mloop.cli.init import init
-from mloop.cli.lineage import lineage
-from mloop.cli.remote import remote
-from mloop.cli.runs import runs
 from mloop.core.progress import QUIET_ENV
 from mloop.errors import MloopError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
+# Each command's module is imported only when that command runs (or for --help), so a
+# command pays for its own imports and no one else's.
+COMMANDS = {
+    "init": "mloop.cli.init:init",
+    "demo": "mloop.cli.demo:demo",
+    "experiments": "mloop.cli.experiments:experiments",
+    "runs": "mloop.cli.runs:runs",
+    "data": "mloop.cli.data:data",
+    "remote": "mloop.cli.remote:remote",
+    "lineage": "mloop.cli.lineage:lineage",
+}
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="mloop")
 @click.option("-q", "--quiet", is_flag=True, help="Draw no progress bars (also MLOOP_QUIET=1).")
 def cli(quiet: bool) -> None:
-    """mloop: one tool around the whole ML loop. This release: projects and experiment
-    tracking (runs, params, metrics, artifacts, search, reproducibility).
+    """mloop: one tool around the whole ML loop. This release: projects, experiment
+    tracking (runs, params, metrics, artifacts, search, reproducibility), data versions
+    (chunk-level dedup, diffs, remotes, validation) and lineage.
 
     Commands work in the current folder's project (found upwards, as git does).
     Start with `mloop init`, or try everything at once with `mloop demo`.
     """
     if quiet:
         os.environ[QUIET_ENV] = "1"
-
-
-cli.add_command(init)
-cli.add_command(experiments)
-cli.add_command(runs)
-cli.add_command(demo)
-cli.add_command(data)
-cli.add_command(remote)
-cli.add_command(lineage)
 
 
 def main(argv: list[str] | None = None) -> None:

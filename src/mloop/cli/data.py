@@ -56,7 +56,7 @@ def add(path: Path, name: str | None, message: str | None, as_json: bool) -> Non
 def list_(as_json: bool) -> None:
     """Datasets with their latest version."""
     from mloop.core.clock import format_ms
-    from mloop.data.versions import list_datasets
+    from mloop.data.catalog import list_datasets
     from mloop.project import current_project
 
     versions = list_datasets(current_project())
@@ -74,7 +74,7 @@ def list_(as_json: bool) -> None:
 def log_(name: str, as_json: bool) -> None:
     """Every version of dataset NAME: who, when, message, size, rows, digest."""
     from mloop.core.clock import format_ms
-    from mloop.data.versions import log
+    from mloop.data.catalog import log
     from mloop.project import current_project
 
     versions = log(current_project(), name)
@@ -93,7 +93,7 @@ def show(ref: str, as_json: bool) -> None:
     """Schema, rows, per-column summary, validation result and lineage of REF (e.g. train@2)."""
     from mloop import lineage
     from mloop.core.clock import format_ms
-    from mloop.data.versions import get
+    from mloop.data.catalog import get
     from mloop.project import current_project
 
     project = current_project()

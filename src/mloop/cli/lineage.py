@@ -18,7 +18,7 @@ def lineage(uri: str, as_json: bool) -> None:
     Shows the edges into it (what it came from) and out of it (what used it).
     """
     from mloop import lineage as graph
-    from mloop.data.versions import get
+    from mloop.data.catalog import get
     from mloop.project import current_project
     from mloop.tracking.records import resolve_run_id
 

@@ -6,12 +6,14 @@ BLAKE3 hashes at several GB/s per core, so hashing never dominates an upload, an
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from blake3 import blake3
 
 CHUNK = 1 << 20  # 1 MiB reads: large enough to amortise syscalls, small enough for memory
 DIGEST_HEX_LEN = 64
+_DIGEST = re.compile(f"[0-9a-f]{{{DIGEST_HEX_LEN}}}")
 
 
 def hash_bytes(data: bytes) -> str:
@@ -30,7 +32,7 @@ def hash_file(path: str | Path) -> str:
 
 def is_digest(text: str) -> bool:
     """Whether ``text`` looks like a hex digest made by this module."""
-    return len(text) == DIGEST_HEX_LEN and all(c in "0123456789abcdef" for c in text)
+    return _DIGEST.fullmatch(text) is not None
 
 
 def new_hasher() -> blake3:

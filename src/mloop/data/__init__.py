@@ -63,17 +63,17 @@ def add(path: str | Path, name: str | None = None, message: str | None = None, *
 
 def get(ref: str, *, project: Project | None = None) -> DatasetVersion:
     """The version ``ref`` names: ``train``, ``train@2``, ``train@golden``, ``data:/train@2``."""
-    return _m("versions").get(_p(project), ref)
+    return _m("catalog").get(_p(project), ref)
 
 
 def log(name: str, *, project: Project | None = None) -> list[DatasetVersion]:
     """Every version of a dataset, newest first."""
-    return _m("versions").log(_p(project), name)
+    return _m("catalog").log(_p(project), name)
 
 
 def list_datasets(*, project: Project | None = None) -> list[DatasetVersion]:
     """The latest version of each dataset."""
-    return _m("versions").list_datasets(_p(project))
+    return _m("catalog").list_datasets(_p(project))
 
 
 def checkout(ref: str | None = None, path: str | Path | None = None, *,
@@ -119,7 +119,7 @@ def load(ref: str, *, project: Project | None = None) -> pd.DataFrame:
     from mloop.errors import InvalidInputError
 
     p = _p(project)
-    version = _m("versions").get(p, ref)
+    version = _m("catalog").get(p, ref)
     name, data = _m("compare").version_bytes(p, version.ref)
     fmt = table_format(name)
     if fmt is None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from mloop.data.catalog import get, read_tree
 from mloop.data.chunks import read_entry
 from mloop.data.stats import read_frame, table_format
-from mloop.data.versions import get, read_tree
 from mloop.errors import InvalidInputError
 from mloop.project import Project
 

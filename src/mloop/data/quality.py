@@ -20,10 +20,10 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from mloop.data.catalog import get
 from mloop.data.compare import version_bytes
 from mloop.data.model import dumps
 from mloop.data.stats import read_frame, table_format
-from mloop.data.versions import get
 from mloop.errors import InvalidInputError
 from mloop.project import Project
 from mloop.store.schema import dataset_versions, datasets

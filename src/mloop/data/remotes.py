@@ -17,8 +17,8 @@ from mloop.core.clock import now_ms
 from mloop.core.progress import progress
 from mloop.core.settings import redact_uri
 from mloop.core.uris import check_name
+from mloop.data.catalog import get, list_datasets, log
 from mloop.data.model import DatasetVersion, decode_tree
-from mloop.data.versions import get, list_datasets, log
 from mloop.errors import ConfigError, NotFoundError
 from mloop.objects import ObjectStore, open_object_store
 from mloop.project import Project

@@ -8,9 +8,7 @@ never rewritten.
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,141 +18,23 @@ from sqlalchemy.exc import IntegrityError
 from mloop.core.clock import now_ms
 from mloop.core.ids import new_id
 from mloop.core.progress import progress
-from mloop.core.uris import DataURI, check_name, parse_uri
+from mloop.core.uris import check_name
+from mloop.data.catalog import (  # noqa: F401 - the read side, re-exported
+    POINTER_SUFFIX,
+    DatasetNotFoundError,
+    collect,
+    get,
+    list_datasets,
+    log,
+    parse_ref,
+    project_relpath,
+    read_tree,
+)
 from mloop.data.chunks import FileEntry, chunk_files
-from mloop.data.model import DatasetVersion, decode_tree, dumps, encode_tree
-from mloop.errors import InvalidInputError, InvalidURIError, NotFoundError
+from mloop.data.model import DatasetVersion, dumps, encode_tree
+from mloop.errors import InvalidInputError
 from mloop.project import Project
 from mloop.store.schema import dataset_tags, dataset_versions, datasets
-
-POINTER_SUFFIX = ".mloop"
-
-
-class DatasetNotFoundError(NotFoundError):
-    code = "dataset_not_found"
-
-
-def parse_ref(ref: str) -> DataURI:
-    """``train``, ``train@2``, ``train@golden`` or ``data:/train@2``."""
-    if ref.startswith("data:/"):
-        parsed = parse_uri(ref)
-        assert isinstance(parsed, DataURI)
-        return parsed
-    name, sep, rest = ref.partition("@")
-    if sep and not rest:
-        raise InvalidURIError(f"{ref!r}: nothing after '@'; write e.g. '{name}@2'.")
-    return DataURI(check_name(name, "dataset name"), check_name(rest, "version or tag") if sep
-                   else None)
-
-
-def _row_to_version(row: Any, tags: list[str]) -> DatasetVersion:
-    return DatasetVersion(
-        name=row.name, version=row.version, tree=row.tree, kind=row.kind,
-        source_path=row.source_path, size=row.size, files=row.files, rows=row.rows,
-        stats=json.loads(row.stats) if row.stats else None,
-        validation=json.loads(row.validation) if row.validation else None,
-        message=row.message, user=row.user, command=row.command, created_at=row.created_at,
-        tags=tags)
-
-
-def _versions_query() -> Any:
-    return select(dataset_versions, datasets.c.name).join(
-        datasets, datasets.c.id == dataset_versions.c.dataset_id)
-
-
-def _tags_of(conn: Any, dataset_id: str) -> dict[int, list[str]]:
-    out: dict[int, list[str]] = {}
-    for tag, version in conn.execute(select(dataset_tags.c.tag, dataset_tags.c.version)
-                                     .where(dataset_tags.c.dataset_id == dataset_id)
-                                     .order_by(dataset_tags.c.tag)):
-        out.setdefault(version, []).append(tag)
-    return out
-
-
-def get(project: Project, ref: str) -> DatasetVersion:
-    """The version a ref names; a bare name means the latest version."""
-    uri = parse_ref(ref)
-    with project.store.read() as conn:
-        ds = conn.execute(select(datasets).where(datasets.c.name == uri.name)).first()
-        if ds is None:
-            raise DatasetNotFoundError(f"No dataset named {uri.name!r}. Add one with "
-                                       f"`mloop data add PATH --name {uri.name}`.")
-        query = _versions_query().where(dataset_versions.c.dataset_id == ds.id)
-        if uri.ref is None:
-            query = query.order_by(dataset_versions.c.version.desc()).limit(1)
-        elif uri.ref.isdigit():
-            query = query.where(dataset_versions.c.version == int(uri.ref))
-        else:
-            tagged = conn.execute(select(dataset_tags.c.version).where(
-                dataset_tags.c.dataset_id == ds.id, dataset_tags.c.tag == uri.ref)).scalar()
-            if tagged is None:
-                raise DatasetNotFoundError(f"Dataset {uri.name!r} has no version or tag "
-                                           f"{uri.ref!r}. See `mloop data log {uri.name}`.")
-            query = query.where(dataset_versions.c.version == tagged)
-        row = conn.execute(query).first()
-        if row is None:
-            raise DatasetNotFoundError(f"Dataset {uri.name!r} has no version {uri.ref}. "
-                                       f"See `mloop data log {uri.name}`.")
-        tags = _tags_of(conn, ds.id).get(row.version, [])
-    return _row_to_version(row, tags)
-
-
-def log(project: Project, name: str) -> list[DatasetVersion]:
-    """Every version of a dataset, newest first: the audit trail."""
-    with project.store.read() as conn:
-        ds = conn.execute(select(datasets).where(datasets.c.name == name)).first()
-        if ds is None:
-            raise DatasetNotFoundError(f"No dataset named {name!r}. List them with "
-                                       "`mloop data list`.")
-        tags = _tags_of(conn, ds.id)
-        rows = conn.execute(_versions_query().where(dataset_versions.c.dataset_id == ds.id)
-                            .order_by(dataset_versions.c.version.desc())).all()
-    return [_row_to_version(r, tags.get(r.version, [])) for r in rows]
-
-
-def list_datasets(project: Project) -> list[DatasetVersion]:
-    """The latest version of every dataset."""
-    latest = (select(dataset_versions.c.dataset_id,
-                     func.max(dataset_versions.c.version).label("v"))
-              .group_by(dataset_versions.c.dataset_id).subquery())
-    query = _versions_query().join(latest, (latest.c.dataset_id == dataset_versions.c.dataset_id)
-                                   & (latest.c.v == dataset_versions.c.version))
-    with project.store.read() as conn:
-        rows = conn.execute(query.order_by(datasets.c.name)).all()
-    return [_row_to_version(r, []) for r in rows]
-
-
-def read_tree(project: Project, version: DatasetVersion) -> list[FileEntry]:
-    """The files of a version, with their chunk lists."""
-    data = decode_tree(project.objects.get_bytes(version.tree))
-    return [FileEntry.from_json(f) for f in data["files"]]
-
-
-def project_relpath(project: Project, path: Path) -> str:
-    """``path`` relative to the project root; data outside the project is refused."""
-    resolved = path.resolve()
-    try:
-        return resolved.relative_to(project.root).as_posix()
-    except ValueError:
-        raise InvalidInputError(f"{path} is outside the project at {project.root}; move or copy "
-                                "it inside the project to version it.") from None
-
-
-def _walk(folder: Path) -> Iterator[Path]:
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if d != ".mloop")
-        for name in sorted(filenames):
-            if not name.endswith(POINTER_SUFFIX):
-                yield Path(dirpath) / name
-
-
-def collect(path: Path) -> tuple[str, list[tuple[Path, str]]]:
-    """("file" | "folder", [(local path, path inside the version)])."""
-    if path.is_file():
-        return "file", [(path, path.name)]
-    if path.is_dir():
-        return "folder", [(f, f.relative_to(path).as_posix()) for f in _walk(path)]
-    raise InvalidInputError(f"Cannot add {str(path)!r}: no such file or folder.")
 
 
 def store_tree(project: Project, kind: str, entries: list[FileEntry]) -> str:

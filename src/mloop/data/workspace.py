@@ -11,24 +11,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
-
 from mloop.core.hashing import hash_file
 from mloop.core.paths import safe_join
-from mloop.data.chunks import FileEntry, restore_file
-from mloop.data.model import DatasetVersion
-from mloop.data.pointer import pointer_path, read_pointer, write_pointer
-from mloop.data.versions import (
+from mloop.data.catalog import (
     POINTER_SUFFIX,
+    cached_stats,
     collect,
     get,
     list_datasets,
     project_relpath,
     read_tree,
+    source_paths,
 )
-from mloop.errors import InvalidInputError
+from mloop.data.chunks import PATCH_MIN_SIZE, FileEntry, patch_file, restore_file
+from mloop.data.model import DatasetVersion
+from mloop.data.pointer import pointer_path, read_pointer, write_pointer
+from mloop.errors import InvalidInputError, NotFoundError
 from mloop.project import Project
-from mloop.store.schema import dataset_versions, stat_cache
+from mloop.store.lite import lite
 
 
 def _stat_key(path: Path) -> tuple[int, int, int]:
@@ -36,26 +36,16 @@ def _stat_key(path: Path) -> tuple[int, int, int]:
     return st.st_size, st.st_mtime_ns, st.st_ino
 
 
-def _cache_rows(project: Project, paths: list[str]) -> dict[str, tuple[int, int, int, str]]:
-    out: dict[str, tuple[int, int, int, str]] = {}
-    with project.store.read() as conn:
-        for start in range(0, len(paths), 900):
-            chunk = paths[start:start + 900]
-            for r in conn.execute(select(stat_cache).where(stat_cache.c.path.in_(chunk))):
-                out[r.path] = (r.size, r.mtime_ns, r.inode, r.digest)
-    return out
+_SAVE_STAT = ("INSERT INTO stat_cache (path, size, mtime_ns, inode, digest) "
+              "VALUES (:path, :size, :mtime_ns, :inode, :digest) ON CONFLICT (path) DO UPDATE "
+              "SET size = excluded.size, mtime_ns = excluded.mtime_ns, inode = excluded.inode, "
+              "digest = excluded.digest")
 
 
 def _save_cache(project: Project, rows: list[dict[str, object]]) -> None:
-    if not rows:
-        return
-    store = project.store
-    stmt = store.insert(stat_cache)
-    stmt = stmt.on_conflict_do_update(index_elements=["path"], set_={
-        "size": stmt.excluded.size, "mtime_ns": stmt.excluded.mtime_ns,
-        "inode": stmt.excluded.inode, "digest": stmt.excluded.digest})
-    with store.write() as conn:
-        conn.execute(stmt, rows)
+    if rows:
+        with lite(project).write() as q:
+            q.many(_SAVE_STAT, rows)
 
 
 def remember_stats(project: Project, local: Path, source: str, kind: str,
@@ -82,7 +72,7 @@ def current_digests(project: Project, local: Path, source: str, *,
     except InvalidInputError:
         return {}
     rels = {inner: (source if kind == "file" else f"{source}/{inner}") for _, inner in files}
-    cache = _cache_rows(project, list(rels.values()))
+    cache = cached_stats(project, list(rels.values()))
     out: dict[str, str] = {}
     fresh: list[dict[str, object]] = []
     for path, inner in files:
@@ -131,13 +121,20 @@ def checkout(project: Project, ref: str, path: str | Path | None = None) -> Chec
     have = (current_digests(project, local, source) or {}
             if source is not None and local.exists() else {})
     result = CheckoutResult(version, local)
+    todo = [e for e in entries if have.get(_key(version, local, e)) != e.digest]
+    result.unchanged = len(entries) - len(todo)
+    # Large files the working copy holds a known version of are patched chunk by chunk.
+    previous = _checked_out(project, local, version.kind, have) if tracked and todo else {}
+    patchable = [e for e in todo
+                 if e.size >= PATCH_MIN_SIZE and _key(version, local, e) in previous]
+    if patchable and source is not None:  # an interrupted patch must not look clean
+        _forget_stats(project, [_rel(source, version.kind, e) for e in patchable])
     packs: dict[str, bytes] = {}  # small files share pack blobs: read each once
-    for entry in entries:
+    for entry in todo:
         dest = local if version.kind == "file" else safe_join(local, entry.path)
-        if have.get(entry.path if version.kind == "folder" else local.name) == entry.digest:
-            result.unchanged += 1
-            continue
-        restore_file(project.objects, entry, dest, packs)
+        old = previous.get(_key(version, local, entry))
+        if old is None or not patch_file(project.objects, old, entry, dest):
+            restore_file(project.objects, entry, dest, packs)
         result.written.append(entry.path)
     if version.kind == "folder":
         wanted = {e.path for e in entries}
@@ -147,6 +144,37 @@ def checkout(project: Project, ref: str, path: str | Path | None = None) -> Chec
     if tracked:
         write_pointer(local, version)
     return result
+
+
+def _key(version: DatasetVersion, local: Path, entry: FileEntry) -> str:
+    return entry.path if version.kind == "folder" else local.name
+
+
+def _rel(source: str, kind: str, entry: FileEntry) -> str:
+    return source if kind == "file" else f"{source}/{entry.path}"
+
+
+def _checked_out(project: Project, local: Path, kind: str,
+                 have: dict[str, str]) -> dict[str, FileEntry]:
+    """Entries (with chunk lists) of the files that still hold the version the pointer
+    names, keyed as ``have``: what a patch can start from."""
+    pointer = pointer_path(local)
+    if not pointer.is_file():
+        return {}
+    body = read_pointer(pointer)
+    try:
+        current = get(project, f"{body['dataset']}@{body['version']}")
+    except NotFoundError:
+        return {}
+    if current.kind != kind:
+        return {}
+    entries = {(e.path if kind == "folder" else local.name): e for e in read_tree(project, current)}
+    return {k: e for k, e in entries.items() if have.get(k) == e.digest}
+
+
+def _forget_stats(project: Project, paths: list[str]) -> None:
+    with lite(project).write() as q:
+        q.many("DELETE FROM stat_cache WHERE path = :path", [{"path": p} for p in paths])
 
 
 @dataclass(frozen=True)
@@ -192,10 +220,8 @@ def checkout_pointers(project: Project) -> list[CheckoutResult]:
     This is the step after ``git checkout <commit>``: the pointers came back with the
     commit, and this brings back the data they mean.
     """
-    with project.store.read() as conn:
-        sources = sorted(set(conn.execute(select(dataset_versions.c.source_path)).scalars()))
     results = []
-    for source in sources:
+    for source in source_paths(project):
         pointer = pointer_path(project.root / source)
         if pointer.is_file():
             results.append(checkout(project, str(pointer)))

@@ -14,14 +14,11 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, inspect, text
 
 from mloop.errors import SchemaError, SchemaTooNewError
+from mloop.store.revisions import HEAD, REVISIONS
 
 if TYPE_CHECKING:
     from mloop.store.engine import Store
 
-# Every revision this release knows, oldest first; HEAD is the last. A test checks this
-# against the migration scripts so the two cannot drift apart.
-REVISIONS: tuple[str, ...] = ("0001_initial", "0002_data")
-HEAD = REVISIONS[-1]
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _PG_LOCK_KEY = 0x6D6C6F6F70  # "mloop"
 

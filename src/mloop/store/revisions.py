@@ -1,0 +1,6 @@
+"""The schema revisions this release knows (no imports: read by every way of opening a store)."""
+
+# Oldest first; HEAD is the last. A test checks this against the migration scripts so the
+# two cannot drift apart.
+REVISIONS: tuple[str, ...] = ("0001_initial", "0002_data")
+HEAD = REVISIONS[-1]
