@@ -117,7 +117,9 @@ def show(ref: str, as_json: bool) -> None:
                        f"{info.get('distinct', 0)} distinct; top "
                        + ", ".join(list(info.get("top", {}))[:3]))
             rows.append((col, info["type"], info["nulls"], summary))
-        table(["column", "type", "nulls", "summary"], rows, title="Columns")
+        sampled = v.stats.get("sample_rows")
+        table(["column", "type", "nulls", "summary"], rows,
+              title="Columns" + (f" (summary of a {sampled:,}-row sample)" if sampled else ""))
     if v.validation:
         state = "passed" if v.validation["passed"] else "FAILED"
         click.echo(f"Validation: {state} ({len(v.validation['checks'])} checks)")

@@ -21,9 +21,14 @@ def hash_bytes(data: bytes) -> str:
     return blake3(data).hexdigest()
 
 
-def hash_file(path: str | Path) -> str:
-    """Hex BLAKE3 digest of a file's bytes, read in 1 MiB chunks."""
-    h = blake3(max_threads=blake3.AUTO) if Path(path).stat().st_size > 64 * CHUNK else blake3()
+def hash_file(path: str | Path, *, threads: int | None = None) -> str:
+    """Hex BLAKE3 digest of a file's bytes, read in 1 MiB chunks.
+
+    Files over 64 MiB are hashed on all cores unless ``threads`` says otherwise.
+    """
+    if threads is None:
+        threads = blake3.AUTO if Path(path).stat().st_size > 64 * CHUNK else 1
+    h = blake3(max_threads=threads)
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
             h.update(chunk)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -128,14 +128,23 @@ def source_paths(project: Project) -> list[str]:
     return [r["source_path"] for r in rows]
 
 
+_WHOLE_CACHE = 2000
+
+
 def cached_stats(project: Project, paths: list[str]) -> dict[str, tuple[int, int, int, str]]:
     """The stat cache: project path → (size, mtime_ns, inode, digest) when last hashed."""
     out: dict[str, tuple[int, int, int, str]] = {}
+    columns = "SELECT path, size, mtime_ns, inode, digest FROM stat_cache"
     with lite(project).read() as q:
+        if len(paths) > _WHOLE_CACHE:  # a big folder: one scan beats many IN lists
+            wanted = set(paths)
+            for r in q.all(columns):
+                if r["path"] in wanted:
+                    out[r["path"]] = (r["size"], r["mtime_ns"], r["inode"], r["digest"])
+            return out
         for start in range(0, len(paths), 900):
             placeholders, params = in_list("p", paths[start:start + 900])
-            for r in q.all("SELECT path, size, mtime_ns, inode, digest FROM stat_cache "
-                           f"WHERE path IN ({placeholders})", params):
+            for r in q.all(f"{columns} WHERE path IN ({placeholders})", params):
                 out[r["path"]] = (r["size"], r["mtime_ns"], r["inode"], r["digest"])
     return out
 
@@ -144,6 +153,12 @@ def read_tree(project: Project, version: DatasetVersion) -> list[FileEntry]:
     """The files of a version, with their chunk lists."""
     data = decode_tree(project.objects.get_bytes(version.tree))
     return [FileEntry.from_json(f) for f in data["files"]]
+
+
+def tree_digests(project: Project, version: DatasetVersion) -> list[tuple[str, str]]:
+    """(path, digest) of each file of a version: what status compares, without chunk lists."""
+    data = decode_tree(project.objects.get_bytes(version.tree))
+    return [(f["path"], f["digest"]) for f in data["files"]]
 
 
 def project_relpath(project: Project, path: Path) -> str:
@@ -156,18 +171,36 @@ def project_relpath(project: Project, path: Path) -> str:
                                 "it inside the project to version it.") from None
 
 
-def _walk(folder: Path) -> Iterator[Path]:
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if d != ".mloop")
-        for name in sorted(filenames):
-            if not name.endswith(POINTER_SUFFIX):
-                yield Path(dirpath) / name
+def scan(path: Path) -> tuple[str, list[tuple[str, str, os.stat_result]]]:
+    """("file" | "folder", [(file path, path inside the version, its stat)]), sorted.
+
+    One ``scandir`` walk on plain strings: a folder of 20,000 files costs one stat each
+    and no path objects. ``.mloop`` folders and ``*.mloop`` pointer files are skipped.
+    """
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise InvalidInputError(f"Cannot add {str(path)!r}: no such file or folder.") from None
+    if stat.S_ISREG(st.st_mode):
+        return "file", [(str(path), path.name, st)]
+    if not stat.S_ISDIR(st.st_mode):
+        raise InvalidInputError(f"Cannot add {str(path)!r}: not a regular file or folder.")
+    out: list[tuple[str, str, os.stat_result]] = []
+    stack = [(str(path), "")]
+    while stack:
+        folder, prefix = stack.pop()
+        with os.scandir(folder) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.name != ".mloop":
+                        stack.append((entry.path, f"{prefix}{entry.name}/"))
+                elif not entry.name.endswith(POINTER_SUFFIX) and entry.is_file():
+                    out.append((entry.path, prefix + entry.name, entry.stat()))
+    out.sort(key=lambda item: item[1])
+    return "folder", out
 
 
 def collect(path: Path) -> tuple[str, list[tuple[Path, str]]]:
-    """("file" | "folder", [(local path, path inside the version)])."""
-    if path.is_file():
-        return "file", [(path, path.name)]
-    if path.is_dir():
-        return "folder", [(f, f.relative_to(path).as_posix()) for f in _walk(path)]
-    raise InvalidInputError(f"Cannot add {str(path)!r}: no such file or folder.")
+    """("file" | "folder", [(local path, path inside the version)]), sorted."""
+    kind, files = scan(path)
+    return kind, [(Path(full), rel) for full, rel, _ in files]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mloop.core.hashing import hash_bytes, hash_file, new_hasher
-from mloop.errors import CorruptObjectError
+from mloop.errors import CorruptObjectError, InvalidInputError
 from mloop.objects import ObjectStore
 
 AVG_CHUNK = 64 * 1024
@@ -68,37 +68,55 @@ def _store_blob(objects: ObjectStore, data: bytes) -> str:
     return digest
 
 
-def _store_chunk(objects: ObjectStore, data: bytes) -> Chunk:
-    return _store_blob(objects, data), len(data), 0
+_IN_FLIGHT = 64  # chunks being written at once (bounds memory to ~16 MiB)
 
 
-_IN_FLIGHT = 64  # chunks being hashed and written at once (bounds memory to ~16 MiB)
+def _put(objects: ObjectStore, digest: str, data: bytes) -> None:
+    put_chunk = getattr(objects, "put_chunk", None)
+    if put_chunk is not None:
+        put_chunk(digest, data)
+    elif not objects.exists(digest):
+        objects.put_bytes(data)
 
 
 def chunk_file(objects: ObjectStore, path: Path, rel: str,
                pool: ThreadPoolExecutor | None = None) -> FileEntry:
     """Cut ``path`` into chunks and store the missing ones; returns its entry.
 
-    The cutting runs here; hashing and writing each chunk run on ``pool`` (BLAKE3 and
-    file writes release the GIL), in order, with a bounded number in flight.
+    Cutting and hashing each chunk run here; with a ``pool``, the whole-file digest is
+    computed on a second read of the file (BLAKE3 releases the GIL on large blocks)
+    and chunks are written on the pool (file writes release it too), a bounded number
+    in flight.
     """
-    size = path.stat().st_size
-    whole = new_hasher()
+    before = path.stat()
+    size = before.st_size
     if size == 0:
-        return FileEntry(rel, 0, whole.hexdigest(), ())
+        return FileEntry(rel, 0, new_hasher().hexdigest(), ())
+    whole_job = pool.submit(hash_file, path, threads=1) if pool is not None else None
+    whole = new_hasher() if whole_job is None else None
     chunks: list[Chunk] = []
-    pending: deque[Future[Chunk]] = deque()
+    pending: deque[Future[None]] = deque()
     for chunk in _cutter().cut_file(str(path)):  # type: ignore[attr-defined]
         data = bytes(chunk.data)
-        whole.update(data)
+        digest = hash_bytes(data)
+        chunks.append((digest, len(data), 0))
         if pool is None:
-            chunks.append(_store_chunk(objects, data))
+            assert whole is not None
+            whole.update(data)
+            _put(objects, digest, data)
             continue
-        pending.append(pool.submit(_store_chunk, objects, data))
+        pending.append(pool.submit(_put, objects, digest, data))
         if len(pending) >= _IN_FLIGHT:
-            chunks.append(pending.popleft().result())
-    chunks.extend(f.result() for f in pending)
-    return FileEntry(rel, size, whole.hexdigest(), tuple(chunks))
+            pending.popleft().result()
+    for done in pending:
+        done.result()
+    file_digest = whole_job.result() if whole_job is not None else whole.hexdigest()  # type: ignore[union-attr]
+    after = path.stat()
+    if ((after.st_size, after.st_mtime_ns) != (size, before.st_mtime_ns)
+            or sum(c[1] for c in chunks) != size):
+        raise InvalidInputError(f"{path} changed while mloop was reading it; run the command "
+                                "again when nothing is writing to it.")
+    return FileEntry(rel, size, file_digest, tuple(chunks))
 
 
 SMALL_FILE = MIN_CHUNK  # smaller files are packed together instead of one blob each

@@ -16,12 +16,13 @@ from mloop.core.paths import safe_join
 from mloop.data.catalog import (
     POINTER_SUFFIX,
     cached_stats,
-    collect,
     get,
     list_datasets,
     project_relpath,
     read_tree,
+    scan,
     source_paths,
+    tree_digests,
 )
 from mloop.data.chunks import PATCH_MIN_SIZE, FileEntry, patch_file, restore_file
 from mloop.data.model import DatasetVersion
@@ -68,24 +69,25 @@ def current_digests(project: Project, local: Path, source: str, *,
     With ``cached_only``, returns ``None`` as soon as one file would have to be read.
     """
     try:
-        kind, files = collect(local)
+        kind, files = scan(local)
     except InvalidInputError:
         return {}
-    rels = {inner: (source if kind == "file" else f"{source}/{inner}") for _, inner in files}
-    cache = cached_stats(project, list(rels.values()))
+    prefix = "" if kind == "file" else f"{source}/"
+    cache = cached_stats(project, [source] if kind == "file" else
+                         [prefix + inner for _, inner, _ in files])
     out: dict[str, str] = {}
     fresh: list[dict[str, object]] = []
-    for path, inner in files:
-        size, mtime, ino = _stat_key(path)
-        hit = cache.get(rels[inner])
-        if hit is not None and hit[:3] == (size, mtime, ino):
+    for full, inner, st in files:
+        rel = source if kind == "file" else prefix + inner
+        hit = cache.get(rel)
+        if hit is not None and hit[:3] == (st.st_size, st.st_mtime_ns, st.st_ino):
             out[inner] = hit[3]
         elif cached_only:
             return None
         else:
-            out[inner] = digest = hash_file(path)
-            fresh.append({"path": rels[inner], "size": size, "mtime_ns": mtime, "inode": ino,
-                          "digest": digest})
+            out[inner] = digest = hash_file(full)
+            fresh.append({"path": rel, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                          "inode": st.st_ino, "digest": digest})
     _save_cache(project, fresh)
     return out
 
@@ -204,10 +206,11 @@ def status(project: Project) -> list[PathStatus]:
             out.append(PathStatus(version.name, version.version, version.source_path,
                                   "missing", []))
             continue
-        entries = {(e.path if version.kind == "folder" else local.name): e.digest
-                   for e in read_tree(project, version)}
+        entries = {(path if version.kind == "folder" else local.name): digest
+                   for path, digest in tree_digests(project, version)}
         now = current_digests(project, local, version.source_path) or {}
-        changed = sorted(k for k in set(entries) | set(now) if entries.get(k) != now.get(k))
+        changed = [] if entries == now else sorted(
+            k for k in entries.keys() | now.keys() if entries.get(k) != now.get(k))
         out.append(PathStatus(version.name, version.version, version.source_path,
                               "modified" if changed else "clean", changed))
     return out
