@@ -80,8 +80,13 @@ def _put(objects: ObjectStore, digest: str, data: bytes) -> None:
 
 
 def chunk_file(objects: ObjectStore, path: Path, rel: str,
-               pool: ThreadPoolExecutor | None = None) -> FileEntry:
+               pool: ThreadPoolExecutor | None = None,
+               reused: frozenset[str] = frozenset()) -> FileEntry:
     """Cut ``path`` into chunks and store the missing ones; returns its entry.
+
+    ``reused``: chunks of the version this one follows. A version references them, so
+    garbage collection keeps them; one that the store has is neither written nor touched
+    (re-adding a 1 GB file with 1% appended costs no metadata write per chunk).
 
     Cutting and hashing each chunk run here; with a ``pool``, the whole-file digest is
     computed on a second read of the file (BLAKE3 releases the GIL on large blocks)
@@ -100,6 +105,10 @@ def chunk_file(objects: ObjectStore, path: Path, rel: str,
         data = bytes(chunk.data)
         digest = hash_bytes(data)
         chunks.append((digest, len(data), 0))
+        if digest in reused and objects.exists(digest):
+            if whole is not None:
+                whole.update(data)
+            continue
         if pool is None:
             assert whole is not None
             whole.update(data)
@@ -177,14 +186,17 @@ def chunk_files(objects: ObjectStore, files: Iterable[tuple[Path, str]],
     sizes = [p.stat().st_size for p, _ in items]
     small = [item for item, n in zip(items, sizes, strict=True) if n < SMALL_FILE]
     large = [item for item, n in zip(items, sizes, strict=True) if n >= SMALL_FILE]
+    previous = list(previous)
     known = {e.digest: e.chunks for e in previous if 0 < e.size < SMALL_FILE and e.chunks}
+    reused = frozenset(c[0] for e in previous if e.size >= SMALL_FILE for c in e.chunks)
     workers = max(2, min(8, os.cpu_count() or 2))
     out: list[FileEntry] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
         if len(large) == 1:  # one big file: parallel inside it
-            out.append(chunk_file(objects, large[0][0], large[0][1], pool))
+            out.append(chunk_file(objects, large[0][0], large[0][1], pool, reused))
         elif large:  # many files: one per worker
-            out.extend(pool.map(lambda item: chunk_file(objects, item[0], item[1]), large))
+            out.extend(pool.map(lambda item: chunk_file(objects, item[0], item[1],
+                                                        reused=reused), large))
     out.extend(_pack_small(objects, small, known))
     if on_done is not None:
         for entry in out:
