@@ -2,5 +2,5 @@
 
 # Oldest first; HEAD is the last. A test checks this against the migration scripts so the
 # two cannot drift apart.
-REVISIONS: tuple[str, ...] = ("0001_initial", "0002_data")
+REVISIONS: tuple[str, ...] = ("0001_initial", "0002_data", "0003_registry")
 HEAD = REVISIONS[-1]

@@ -188,3 +188,54 @@ lineage_edges = Table(
     Column("created_at", BigInteger, nullable=False),
     Index(None, "dst"),
 )
+
+# -- model registry -----------------------------------------------------------------
+
+registered_models = Table(
+    "registered_models", metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("description", Text),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+model_versions = Table(
+    "model_versions", metadata,
+    Column("model_id", ID, ForeignKey("registered_models.id"), primary_key=True),
+    Column("version", BigInteger, primary_key=True),
+    Column("run_id", ID, index=True),  # the run that logged it (kept if the run is deleted)
+    Column("artifact_path", String(1000), nullable=False),  # inside the run's artifacts
+    Column("manifest", DIGEST, nullable=False),  # object-store digest of mloop-model.json
+    Column("flavor", String(50), nullable=False),
+    Column("status", String(20), nullable=False),  # registered | approved | archived
+    Column("description", Text),
+    Column("user", String(200)),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+model_aliases = Table(
+    "model_aliases", metadata,
+    Column("model_id", ID, ForeignKey("registered_models.id"), primary_key=True),
+    Column("alias", String(200), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+)
+
+model_tags = Table(
+    "model_tags", metadata,
+    Column("model_id", ID, ForeignKey("registered_models.id"), primary_key=True),
+    Column("version", BigInteger, primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# The governance audit log: every registration, transition, alias move and deletion.
+model_events = Table(
+    "model_events", metadata,
+    Column("id", ID, primary_key=True),
+    Column("model_id", ID, ForeignKey("registered_models.id"), nullable=False, index=True),
+    Column("version", BigInteger),
+    Column("action", String(50), nullable=False),
+    Column("user", String(200)),
+    Column("message", Text),
+    Column("created_at", BigInteger, nullable=False),
+)
