@@ -10,6 +10,10 @@ EXPECTED = [
     "log_param",
     "log_params", "log_text", "read_artifact", "restore_runs", "search_runs", "seed_everything",
     "set_experiment", "set_project", "set_tag", "set_tags", "start_run",
+    # model registry
+    "approve_model", "archive_model", "delete_model_version", "get_model_version",
+    "list_model_versions", "list_models", "load_model", "log_model", "model_events",
+    "register_model", "set_alias",
 ]
 
 

@@ -22,12 +22,13 @@ def safe_relpath(path: str | PurePosixPath, *, allow_empty: bool = False) -> str
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise UnsafePathError(f"Path {text!r} is not valid Unicode text; rename it.") from None
-    if text.startswith("/") or (len(text) > 1 and text[1] == ":"):
+    norm = posixpath.normpath(text) if text else "."
+    # Checked on the text and on its normal form: 'x/../c:' normalises to a drive.
+    if any(t.startswith("/") or (len(t) > 1 and t[1] == ":") for t in (text, norm)):
         raise UnsafePathError(
             f"Path {text!r} is absolute; artifact and dataset paths must be relative, "
             "e.g. 'plots/roc.png'."
         )
-    norm = posixpath.normpath(text) if text else "."
     if norm == "..":
         raise UnsafePathError(f"Path {text!r} escapes its root; remove the '..' parts.")
     if norm.startswith("../"):

@@ -1,0 +1,102 @@
+"""The model registry API: ``mloop.log_model``, ``mloop.load_model``, aliases, approvals.
+
+>>> info = mloop.log_model(model, name="model", input_example=X[:5],   # doctest: +SKIP
+...                        registered_name="churn")
+>>> mloop.set_alias("churn", "champion", 1)                            # doctest: +SKIP
+>>> mloop.load_model("models:/churn@champion").predict(df)             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from mloop.project import Project, current_project
+
+if TYPE_CHECKING:
+    from mloop.registry.models import LoadedModel, ModelEvent, ModelInfo, ModelVersion
+
+
+def _m() -> Any:
+    return importlib.import_module("mloop.registry.models")
+
+
+def _p(project: Project | None) -> Project:
+    return project if project is not None else current_project()
+
+
+def log_model(model: Any, name: str = "model", *, input_example: Any = None,
+              registered_name: str | None = None, onnx: bool | None = None,
+              metadata: dict[str, Any] | None = None, description: str | None = None
+              ) -> ModelInfo:
+    """Save ``model`` with the active run (starting one if none is active) under ``name``.
+
+    The flavor is chosen from the model (scikit-learn, ONNX, any object with
+    ``predict``); ``input_example`` gives the signature that ``predict`` enforces; a
+    scikit-learn model also gets an ONNX twin when skl2onnx reproduces it (``onnx=False``
+    skips that, ``True`` requires it). ``registered_name`` registers it as the next
+    version of that model.
+    """
+    from mloop.tracking import fluent
+
+    run = fluent._run()
+    return _m().log_model(run.tracker.project, run.id, model, name,
+                          input_example=input_example, registered_name=registered_name,
+                          onnx=onnx, metadata=metadata, description=description)
+
+
+def register_model(source: str, name: str, *, description: str | None = None,
+                   project: Project | None = None) -> ModelVersion:
+    """Register a logged model (``runs:/<run_id>/model``) as the next version of ``name``."""
+    return _m().register_model(_p(project), source, name,
+                               description=description)
+
+
+def load_model(uri: str, *, engine: str = "auto", project: Project | None = None
+               ) -> LoadedModel:
+    """``models:/churn/1``, ``models:/churn@champion`` or ``runs:/<run_id>/model``."""
+    return _m().load_model(_p(project), uri, engine=engine)
+
+
+def get_model_version(ref: str, *, project: Project | None = None) -> ModelVersion:
+    """A registered version: ``churn/2``, ``churn@champion``, ``models:/churn/2``."""
+    return _m().get_version(_p(project), ref)
+
+
+def list_models(*, project: Project | None = None) -> list[ModelVersion]:
+    """The latest version of every registered model."""
+    return _m().list_models(_p(project))
+
+
+def list_model_versions(name: str, *, project: Project | None = None) -> list[ModelVersion]:
+    """Every version of model ``name``, newest first."""
+    return _m().list_versions(_p(project), name)
+
+
+def set_alias(name: str, alias: str, version: int | str, *,
+              project: Project | None = None) -> ModelVersion:
+    """Point ``alias`` at ``version`` of model ``name`` (moving it if it pointed elsewhere)."""
+    return _m().set_alias(_p(project), name, alias, version)
+
+
+def approve_model(ref: str, message: str | None = None, *,
+                  project: Project | None = None) -> ModelVersion:
+    """Mark a version approved (governance), recording who, when and ``message``."""
+    return _m().transition(_p(project), ref, "approved", message)
+
+
+def archive_model(ref: str, message: str | None = None, *,
+                  project: Project | None = None) -> ModelVersion:
+    """Mark a version archived (retired), recording who, when and ``message``."""
+    return _m().transition(_p(project), ref, "archived", message)
+
+
+def delete_model_version(ref: str, message: str | None = None, *,
+                         project: Project | None = None) -> ModelVersion:
+    """Remove a version from the registry; refused while an alias points at it."""
+    return _m().delete_version(_p(project), ref, message)
+
+
+def model_events(name: str, *, project: Project | None = None) -> list[ModelEvent]:
+    """The audit log of a model, oldest first."""
+    return _m().events(_p(project), name)
