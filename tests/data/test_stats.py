@@ -34,11 +34,22 @@ def test_counted_rows_equal_parsed_rows(tmp_path_factory, n, newline, trailing):
     'a,b\n1,"two\nlines"\n',  # a quoted newline: lines are not rows
     "a,b\n1,2\n\n3,4\n",  # a blank line is not a row
     "\na,b\n1,2\n",
+    "a,b\r\n1,2\r\n\r\n3,4\r\n",
 ])
-def test_line_counting_declines_when_lines_are_not_rows(tmp_path, body):
+@pytest.mark.parametrize("block", [3, 4, 5, 1 << 20])  # blank lines across read blocks too
+def test_line_counting_declines_when_lines_are_not_rows(tmp_path, monkeypatch, body, block):
+    monkeypatch.setattr(stats, "_READ", block)
     path = tmp_path / "t.csv"
-    path.write_text(body)
+    path.write_bytes(body.encode())
     assert stats.count_csv_rows(path) is None
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 7, 1 << 20])
+def test_line_counting_is_exact_whatever_the_read_size(tmp_path, monkeypatch, block):
+    monkeypatch.setattr(stats, "_READ", block)
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"a,b\r\n1,2\r\n3,4\r\n5,6")
+    assert stats.count_csv_rows(path) == 3
 
 
 def test_a_large_csv_is_summarised_from_a_sample_with_exact_rows(tmp_path, monkeypatch):
