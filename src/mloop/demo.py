@@ -18,6 +18,7 @@ from mloop.core.ids import short_id
 from mloop.project import Project
 
 EXPERIMENT = "demo-breast-cancer"
+MODEL = "breast-cancer"
 SEED = 42
 
 
@@ -29,6 +30,7 @@ class DemoResult:
     best_run_id: str = ""
     best_name: str = ""
     best_auc: float = 0.0
+    model_uri: str = ""
 
 
 def default_demo_dir(cwd: Path | None = None) -> Path:
@@ -78,13 +80,14 @@ def run_demo(path: Path | None = None, echo: Callable[[str], None] = print) -> D
             X, y, test_size=0.25, random_state=SEED, stratify=y)
         mloop.log_params({"dataset": version.uri, "test_size": 0.25, "seed": SEED})
         result = DemoResult(project.root, parent.id)
+        fitted: dict[str, Any] = {}
         for name, model in _candidates().items():
             with mloop.start_run(name=name, nested=True, project=project) as child:
                 mloop.log_params({"model": type(model).__name__ if not hasattr(model, "steps")
                                   else type(model.steps[-1][1]).__name__,
                                   **{k: v for k, v in model.get_params().items()
                                      if k in {"C", "n_estimators", "logisticregression__C"}}})
-                model.fit(X_train, y_train)
+                fitted[name] = model.fit(X_train, y_train)
                 proba = model.predict_proba(X_test)[:, 1]
                 pred = (proba >= 0.5).astype(int)
                 metrics = {"accuracy": accuracy_score(y_test, pred),
@@ -104,8 +107,18 @@ def run_demo(path: Path | None = None, echo: Callable[[str], None] = print) -> D
         result.best_auc = float(best["metrics.roc_auc"])
         mloop.set_tag("best_run", result.best_run_id)
         mloop.log_metric("best_roc_auc", result.best_auc)
+        # The winner goes to the registry from the run that read the data, so lineage
+        # reads data version → run → model version.
+        info = mloop.log_model(fitted[result.best_name], name="model",
+                               input_example=X_test[:5], registered_name=MODEL,
+                               description=f"Best of the demo's model selection "
+                                           f"({result.best_name})")
+        assert info.registered is not None
+        mloop.set_alias(MODEL, "champion", info.registered.version, project=project)
+        result.model_uri = info.registered.uri
     echo(f"Best: {result.best_name} (roc_auc {result.best_auc:.3f}, "
-         f"run {short_id(result.best_run_id)})")
+         f"run {short_id(result.best_run_id)}) → registered as {result.model_uri} "
+         f"(alias champion)")
     echo("\nNext, try:")
     echo(f"  cd {project.root}")
     echo(f"  mloop data show {version.ref}")
@@ -114,6 +127,9 @@ def run_demo(path: Path | None = None, echo: Callable[[str], None] = print) -> D
     echo(f"  mloop runs list -e {EXPERIMENT} -o 'metrics.roc_auc DESC'")
     echo(f"  mloop runs show {short_id(result.best_run_id)}")
     echo(f"  mloop runs compare {' '.join(short_id(r) for r in result.run_ids[:2])}")
+    echo(f"  mloop models show {MODEL}@champion")
+    echo(f"  mloop lineage models:/{MODEL}@champion")
+    echo(f"  mloop models card {MODEL}@champion")
     return result
 
 

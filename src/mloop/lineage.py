@@ -63,3 +63,32 @@ def neighbours(project: Project, uri: str) -> tuple[list[Edge], list[Edge]]:
         rows = conn.execute(query.order_by(lineage_edges.c.created_at)).all()
     edges = [Edge(r.src, r.dst, r.relation, r.created_at) for r in rows]
     return [e for e in edges if e.dst == uri], [e for e in edges if e.src == uri]
+
+
+def trace(project: Project, uri: str, depth: int = 3) -> tuple[list[tuple[int, Edge]],
+                                                                list[tuple[int, Edge]]]:
+    """Edges up to ``depth`` steps upstream and downstream of ``uri``, as (hop, edge).
+
+    ``models:/churn/1`` upstream: the run that produced it (hop 1), the dataset versions
+    that run read (hop 2), the runs that wrote those (hop 3) …
+    """
+    def walk(upstream: bool) -> list[tuple[int, Edge]]:
+        out: list[tuple[int, Edge]] = []
+        seen = {uri}
+        frontier = [uri]
+        for hop in range(1, depth + 1):
+            nxt = []
+            for node in frontier:
+                into, out_of = neighbours(project, node)
+                for e in into if upstream else out_of:
+                    out.append((hop, e))
+                    other = e.src if upstream else e.dst
+                    if other not in seen:
+                        seen.add(other)
+                        nxt.append(other)
+            if not nxt:
+                break
+            frontier = nxt
+        return out
+
+    return walk(True), walk(False)

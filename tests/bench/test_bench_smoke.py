@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize(("script", "expected"), [
     ("tracking.py", ["(a) 200 log_metric", "(d) search over 300 runs"]),
     ("data.py", ["cache growth / appended bytes", "mloop --help"]),
+    ("registry.py", ["cold: import + load", "warm one-row predict, ONNX engine"]),
 ])
 def test_bench_smoke(tmp_path, script, expected):
     out = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--smoke", "--no-peer"],

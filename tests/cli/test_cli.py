@@ -128,5 +128,13 @@ def test_demo_makes_a_project_and_prints_next_steps(tmp_path):
     assert sum(1 for r in runs if r["parent_id"]) == 4
     parent = next(r for r in runs if not r["parent_id"])
     graph = json.loads(run_cli("lineage", "breast-cancer@1", "--json", cwd=demo_dir).stdout)
-    assert [e["dst"] for e in graph["to"]] == [f"runs:/{parent['run_id']}"]
+    assert [e["dst"] for e in graph["to"] if e["hop"] == 1] == [f"runs:/{parent['run_id']}"]
+    assert [e["dst"] for e in graph["to"] if e["hop"] == 2] == ["models:/breast-cancer/1"]
+    model = json.loads(run_cli("models", "show", "breast-cancer@champion", "--json",
+                               cwd=demo_dir).stdout)
+    assert model["uri"] == "models:/breast-cancer/1" and model["aliases"] == ["champion"]
+    back = json.loads(run_cli("lineage", "models:/breast-cancer@champion", "--json",
+                              cwd=demo_dir).stdout)
+    assert [(e["hop"], e["src"]) for e in back["from"]] == [
+        (1, f"runs:/{parent['run_id']}"), (2, "data:/breast-cancer@1")]
     assert run_cli("demo", cwd=tmp_path).returncode == 0  # re-runnable

@@ -126,3 +126,20 @@ def test_input_example_as_records(project):
         info = mloop.log_model(Doubler(), name="m", input_example=df.to_dict(orient="records"))
     assert info.signature.names == ["a", "b"]
     assert str(info.signature) == "a: int64, b: float64"
+
+
+def test_the_engine_setting_picks_the_onnx_twin(project, data, churn):
+    from mloop.project import Project
+
+    X, _ = data
+    auto = Project(project.root, store_uri=project.settings.store_uri, model_engine="auto")
+    try:
+        loaded = mloop.load_model("models:/churn/1", project=auto)
+        assert loaded.engine == "onnx"
+        np.testing.assert_array_equal(loaded.predict(X), churn[0].predict(X))
+        assert mloop.load_model("models:/churn/1", engine="native", project=auto).engine == \
+            "native"
+    finally:
+        auto.close()
+    with pytest.raises(InvalidInputError, match="Unknown engine"):
+        mloop.load_model("models:/churn/1", engine="gpu")

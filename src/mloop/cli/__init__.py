@@ -28,6 +28,7 @@ COMMANDS = {
     "runs": "mloop.cli.runs:runs",
     "data": "mloop.cli.data:data",
     "remote": "mloop.cli.remote:remote",
+    "models": "mloop.cli.models:models",
     "lineage": "mloop.cli.lineage:lineage",
 }
 
@@ -51,7 +52,8 @@ class _LazyGroup(click.Group):
 def cli(quiet: bool) -> None:
     """mloop: one tool around the whole ML loop. This release: projects, experiment
     tracking (runs, params, metrics, artifacts, search, reproducibility), data versions
-    (chunk-level dedup, diffs, remotes, validation) and lineage.
+    (chunk-level dedup, diffs, remotes, validation), the model registry (versions,
+    aliases, approvals, model cards, ONNX and package exports) and lineage.
 
     Commands work in the current folder's project (found upwards, as git does).
     Start with `mloop init`, or try everything at once with `mloop demo`.

@@ -11,11 +11,15 @@ from mloop.cli.render import emit_json, json_option
 
 @click.command()
 @click.argument("uri")
+@click.option("-d", "--depth", type=click.IntRange(1, 20), default=3, show_default=True,
+              help="How many steps to follow in each direction.")
 @json_option
-def lineage(uri: str, as_json: bool) -> None:
-    """The lineage graph one step around URI, e.g. data:/train@2 or runs:/<run id>.
+def lineage(uri: str, depth: int, as_json: bool) -> None:
+    """The lineage graph around URI: data:/train@2, runs:/<run id>, models:/churn/1 or
+    models:/churn@champion.
 
-    Shows the edges into it (what it came from) and out of it (what used it).
+    Upstream (← what it came from: data → run → model) and downstream (→ what used it),
+    indented by the number of steps.
     """
     from mloop import lineage as graph
     from mloop.data.catalog import get
@@ -27,15 +31,20 @@ def lineage(uri: str, as_json: bool) -> None:
         uri = get(project, uri).uri
     elif uri.startswith("runs:/"):
         uri = f"runs:/{resolve_run_id(project, uri[len('runs:/'):].split('/')[0])}"
-    upstream, downstream = graph.neighbours(project, uri)
+    elif uri.startswith("models:/"):
+        from mloop.registry.models import get_version
+
+        uri = get_version(project, uri).uri
+    upstream, downstream = graph.trace(project, uri, depth)
     if as_json:
-        emit_json({"uri": uri, "from": [asdict(e) for e in upstream],
-                   "to": [asdict(e) for e in downstream]})
+        emit_json({"uri": uri,
+                   "from": [dict(asdict(e), hop=hop) for hop, e in upstream],
+                   "to": [dict(asdict(e), hop=hop) for hop, e in downstream]})
         return
     click.echo(uri)
-    for e in upstream:
-        click.echo(f"  ← {e.src}  ({e.relation})")
-    for e in downstream:
-        click.echo(f"  → {e.dst}  ({e.relation})")
+    for hop, e in upstream:
+        click.echo(f"{'  ' * hop}← {e.src}  ({e.relation} of {e.dst})")
+    for hop, e in downstream:
+        click.echo(f"{'  ' * hop}→ {e.dst}  ({e.relation} of {e.src})")
     if not upstream and not downstream:
         click.echo("  (no lineage recorded yet)")

@@ -90,6 +90,10 @@ SPECS: tuple[SettingSpec, ...] = (
                 "record git commit, dirty flag and diff on every run"),
     SettingSpec("capture_packages", "tracking", "capture_packages", _bool, True,
                 "record the installed packages (name==version) on every run"),
+    SettingSpec("model_engine", "models", "engine", _choice("native", "onnx", "auto"), "native",
+                "how load_model predicts by default: native (the model's own library), onnx "
+                "(its verified ONNX twin; an error when it has none) or auto (the twin when "
+                "there is one)"),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 
@@ -232,4 +236,7 @@ CONFIG_TEMPLATE = """\
 # flush_interval = 0.5       # seconds between background metric flushes
 # capture_git = true
 # capture_packages = true
+
+[models]
+# engine = "native"          # "auto": predict through the verified ONNX twin when there is one
 """

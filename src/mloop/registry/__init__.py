@@ -52,9 +52,13 @@ def register_model(source: str, name: str, *, description: str | None = None,
                                description=description)
 
 
-def load_model(uri: str, *, engine: str = "auto", project: Project | None = None
+def load_model(uri: str, *, engine: str | None = None, project: Project | None = None
                ) -> LoadedModel:
-    """``models:/churn/1``, ``models:/churn@champion`` or ``runs:/<run_id>/model``."""
+    """Load ``models:/churn/1``, ``models:/churn@champion`` or ``runs:/<run_id>/model``.
+
+    ``engine``: ``native``, ``onnx`` (the verified ONNX twin, ~15x faster per row) or
+    ``auto``; default: the project's ``models.engine`` setting (``native``).
+    """
     return _m().load_model(_p(project), uri, engine=engine)
 
 

@@ -451,12 +451,23 @@ def _resolve_source(project: Project, uri: str) -> tuple[str, str, str]:
     return version.run_id, version.artifact_path, version.manifest
 
 
-def load_model(project: Project, uri: str, *, engine: str = "auto") -> LoadedModel:
-    """Load a logged or registered model; ``engine="onnx"`` predicts through onnxruntime."""
-    if engine not in ("auto", "native", "onnx"):
-        raise InvalidInputError(f"Unknown engine {engine!r}; use auto, native or onnx.")
+ENGINES = ("native", "onnx", "auto")
+
+
+def load_model(project: Project, uri: str, *, engine: str | None = None) -> LoadedModel:
+    """Load a logged or registered model.
+
+    ``engine``: ``native`` (the flavor's library), ``onnx`` (the verified ONNX twin,
+    through onnxruntime; an error when there is none) or ``auto`` (the twin when there
+    is one). Default: the project's ``models.engine`` setting (``native``).
+    """
+    engine = engine or project.settings.model_engine
+    if engine not in ENGINES:
+        raise InvalidInputError(f"Unknown engine {engine!r}; use native, onnx or auto.")
     run_id, path, digest = _resolve_source(project, uri)
     manifest = json.loads(project.objects.get_bytes(digest))
+    if engine == "auto":
+        engine = "onnx" if manifest.get("onnx") else "native"
     if engine == "onnx":
         if not manifest.get("onnx"):
             why = manifest.get("onnx_note") or "only scikit-learn models are converted"

@@ -1,0 +1,256 @@
+"""``mloop models …``: the model registry: versions, aliases, approvals, cards, exports."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from mloop.cli.render import emit_json, fmt, json_option, kv_section, table
+
+
+@click.group()
+def models() -> None:
+    """Registered models: versions, aliases, governance, model cards and exports.
+
+    A version is named NAME/VERSION (churn/2) or NAME@ALIAS (churn@champion); the
+    models:/ form works too.
+    """
+
+
+def _when(ms: int) -> str:
+    from mloop.core.clock import format_ms
+
+    return format_ms(ms)
+
+
+@models.command("list")
+@json_option
+def list_(as_json: bool) -> None:
+    """Registered models with their latest version."""
+    from mloop.project import current_project
+    from mloop.registry.models import list_models
+
+    latest = list_models(current_project())
+    if as_json:
+        emit_json([v.to_dict() for v in latest])
+        return
+    table(["model", "latest", "status", "aliases", "flavor", "registered (UTC)"],
+          [(v.name, v.version, v.status, ",".join(v.aliases) or "-", v.flavor,
+            _when(v.created_at)) for v in latest],
+          empty="No registered models. Register one with mloop.log_model(model, "
+                "registered_name='NAME').")
+
+
+@models.command("versions")
+@click.argument("name")
+@json_option
+def versions(name: str, as_json: bool) -> None:
+    """Every version of model NAME, newest first."""
+    from mloop.project import current_project
+    from mloop.registry.models import list_versions
+
+    found = list_versions(current_project(), name)
+    if as_json:
+        emit_json([v.to_dict() for v in found])
+        return
+    table(["version", "status", "aliases", "flavor", "registered (UTC)", "user", "source"],
+          [(v.version, v.status, ",".join(v.aliases) or "-", v.flavor, _when(v.created_at),
+            v.user, v.source) for v in found])
+
+
+@models.command("show")
+@click.argument("ref")
+@json_option
+def show(ref: str, as_json: bool) -> None:
+    """One version: status, aliases, signature, source run, lineage and its audit trail."""
+    from mloop import lineage as graph
+    from mloop.project import current_project
+    from mloop.registry.models import events, get_version
+
+    project = current_project()
+    v = get_version(project, ref)
+    manifest = json.loads(project.objects.get_bytes(v.manifest))
+    upstream, downstream = graph.neighbours(project, v.uri)
+    history = [e for e in events(project, v.name) if e.version in (v.version, None)]
+    if as_json:
+        data = v.to_dict()
+        data.update(signature=manifest.get("signature"), onnx=bool(manifest.get("onnx")),
+                    onnx_note=manifest.get("onnx_note"), metadata=manifest.get("metadata"),
+                    lineage={"from": [e.src for e in upstream],
+                             "to": [e.dst for e in downstream]},
+                    history=[{"action": e.action, "user": e.user, "message": e.message,
+                              "at": _when(e.created_at)} for e in history])
+        emit_json(data)
+        return
+    from mloop.registry.signature import Signature
+
+    sig = manifest.get("signature")
+    kv_section(v.uri, {"status": v.status, "aliases": ",".join(v.aliases) or "-",
+                       "flavor": v.flavor, "class": manifest.get("model_class"),
+                       "onnx": "yes" if manifest.get("onnx") else
+                       f"no ({manifest.get('onnx_note') or '-'})",
+                       "input": str(Signature.from_dict(sig)) if sig else "-",
+                       "source": v.source, "registered (UTC)": _when(v.created_at),
+                       "user": v.user or "-", "description": v.description or "-",
+                       "tags": ", ".join(f"{k}={x}" for k, x in v.tags.items()) or "-"},
+               sort=False)
+    for e in upstream:
+        click.echo(f"from {e.src} ({e.relation})")
+    for e in downstream:
+        click.echo(f"to   {e.dst} ({e.relation})")
+    table(["when (UTC)", "action", "user", "message"],
+          [(_when(e.created_at), e.action, e.user, e.message) for e in history],
+          title="History")
+
+
+@models.command("history")
+@click.argument("name")
+@json_option
+def history(name: str, as_json: bool) -> None:
+    """The audit log of model NAME: registrations, approvals, alias moves, deletions."""
+    from mloop.project import current_project
+    from mloop.registry.models import events
+
+    found = events(current_project(), name)
+    if as_json:
+        emit_json([{"version": e.version, "action": e.action, "user": e.user,
+                    "message": e.message, "at": _when(e.created_at)} for e in found])
+        return
+    table(["when (UTC)", "version", "action", "user", "message"],
+          [(_when(e.created_at), e.version, e.action, e.user, e.message) for e in found])
+
+
+@models.command("alias")
+@click.argument("name")
+@click.argument("alias")
+@click.argument("version", type=click.IntRange(min=1))
+def alias(name: str, alias: str, version: int) -> None:
+    """Point ALIAS (e.g. champion) at VERSION of model NAME, moving it if needed."""
+    from mloop.project import current_project
+    from mloop.registry.models import set_alias
+
+    v = set_alias(current_project(), name, alias, version)
+    click.echo(f"{name}@{alias} → version {v.version}")
+
+
+def _transition(ref: str, status: str, message: str | None) -> None:
+    from mloop.project import current_project
+    from mloop.registry.models import transition
+
+    v = transition(current_project(), ref, status, message)
+    click.echo(f"{v.uri}: {v.status}")
+
+
+@models.command("approve")
+@click.argument("ref")
+@click.option("-m", "--message", help="Why, e.g. 'passed review'. Kept in the audit log.")
+def approve(ref: str, message: str | None) -> None:
+    """Mark a version approved for deployment (recorded with who, when and why)."""
+    _transition(ref, "approved", message)
+
+
+@models.command("archive")
+@click.argument("ref")
+@click.option("-m", "--message", help="Why it is retired. Kept in the audit log.")
+def archive(ref: str, message: str | None) -> None:
+    """Mark a version archived (retired); it stays loadable."""
+    _transition(ref, "archived", message)
+
+
+@models.command("delete")
+@click.argument("ref")
+@click.option("-m", "--message", help="Why. Kept in the audit log.")
+def delete(ref: str, message: str | None) -> None:
+    """Remove a version from the registry (its run keeps the files). Refused while an
+    alias points at it."""
+    from mloop.project import current_project
+    from mloop.registry.models import delete_version
+
+    v = delete_version(current_project(), ref, message)
+    click.echo(f"Deleted {v.uri} from the registry (the files stay with {v.source}).")
+
+
+@models.command("compare")
+@click.argument("a")
+@click.argument("b")
+@json_option
+def compare(a: str, b: str, as_json: bool) -> None:
+    """Two versions side by side: status, flavor, input, and their runs' params and metrics."""
+    from mloop.project import current_project
+    from mloop.registry.models import get_version
+    from mloop.tracking.records import get_run
+
+    project = current_project()
+    va, vb = get_version(project, a), get_version(project, b)
+    ra = get_run(project, va.run_id) if va.run_id else None
+    rb = get_run(project, vb.run_id) if vb.run_id else None
+    rows: list[tuple[str, object, object]] = [
+        ("status", va.status, vb.status), ("flavor", va.flavor, vb.flavor),
+        ("aliases", ",".join(va.aliases) or "-", ",".join(vb.aliases) or "-")]
+    for kind, get in (("params", lambda r: r.params), ("metrics", lambda r: r.metrics)):
+        pa, pb = (get(ra) if ra else {}), (get(rb) if rb else {})
+        rows += [(f"{kind}.{k}", pa.get(k), pb.get(k)) for k in sorted(set(pa) | set(pb))]
+    if as_json:
+        emit_json({"a": va.uri, "b": vb.uri,
+                   "rows": [{"field": f, "a": x, "b": y} for f, x, y in rows]})
+        return
+    table(["field", va.uri, vb.uri, "same"],
+          [(f, fmt(x), fmt(y), "yes" if x == y else "no") for f, x, y in rows])
+
+
+@models.command("card")
+@click.argument("ref")
+@click.option("-f", "--format", "fmt_", type=click.Choice(["md", "html", "hf"]), default="md",
+              show_default=True, help="Markdown, HTML, or a Hugging Face card (README.md with "
+              "model-index front matter).")
+@click.option("-s", "--spec", type=click.Path(dir_okay=False, path_type=Path),
+              help="YAML with what only people know: intended_use, factors, evaluation_data, "
+                   "ethical_considerations, caveats_and_recommendations, license …")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the card to this file (default: print it).")
+@click.option("--check", is_flag=True, help="List the sections still empty; exit 1 if any.")
+def card(ref: str, fmt_: str, spec: Path | None, output: Path | None, check: bool) -> None:
+    """A model card (Mitchell et al. 2019) for a version, filled from the registry, its
+    run and its training data, plus your --spec."""
+    from mloop.project import current_project
+    from mloop.registry import card as cards
+
+    built = cards.build(current_project(), ref, cards.load_spec(spec))
+    if check:
+        missing = built.missing()
+        for title in missing:
+            click.echo(f"empty: {title}")
+        if missing:
+            sys.exit(1)
+        click.echo("Every section is filled.")
+        return
+    text = cards.render(built, fmt_)
+    if output is None:
+        click.echo(text)
+        return
+    tmp = output.with_name(f".{output.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(output)
+    click.echo(f"Wrote {output}")
+
+
+@models.command("export")
+@click.argument("ref")
+@click.option("-f", "--format", "fmt_", type=click.Choice(["onnx", "package"]), required=True,
+              help="onnx: the ONNX file; package: a pip-installable Python package.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="Where to write: a file or folder (onnx), a new folder (package).")
+def export(ref: str, fmt_: str, output: Path) -> None:
+    """Export a version as an ONNX file or as a package an application pins and installs."""
+    from mloop.project import current_project
+    from mloop.registry import export as exporter
+
+    project = current_project()
+    if fmt_ == "onnx":
+        click.echo(f"Wrote {exporter.export_onnx(project, ref, output)}")
+        return
+    path = exporter.export_package(project, ref, output)
+    click.echo(f"Wrote package {path}; install it with: pip install {path}")
