@@ -52,6 +52,10 @@ def test_list_versions_show_alias_and_governance(registered):
     refused = run_cli("models", "delete", "churn/1", cwd=root, check=False)
     assert refused.returncode == 4 and "aliased as champion" in refused.stderr
     assert run_cli("models", "archive", "churn/1", cwd=root).returncode == 0
+    assert "ticket=ML-42" in run_cli("models", "tag", "churn/1", "ticket", "ML-42",
+                                     cwd=root).stdout
+    assert json.loads(run_cli("models", "show", "churn/1", "--json", cwd=root).stdout)[
+        "tags"] == {"ticket": "ML-42"}
     history = json.loads(run_cli("models", "history", "churn", "--json", cwd=root).stdout)
     assert [h["action"] for h in history][-3:] == ["alias", "approved", "archived"]
     missing = run_cli("models", "show", "churn/9", cwd=root, check=False)

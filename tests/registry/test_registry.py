@@ -143,3 +143,31 @@ def test_the_engine_setting_picks_the_onnx_twin(project, data, churn):
         auto.close()
     with pytest.raises(InvalidInputError, match="Unknown engine"):
         mloop.load_model("models:/churn/1", engine="gpu")
+
+
+class AddOne:
+    """A transformer of the user's own: not a type skops vouches for."""
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return np.asarray(X) + 1
+
+    def get_params(self, deep=True):
+        return {}
+
+    def set_params(self, **params):
+        return self
+
+
+def test_types_beyond_sklearn_numpy_scipy_need_the_callers_trust(project, data):
+    X, y = data
+    model = make_pipeline(AddOne(), StandardScaler(), LogisticRegression()).fit(X, y)
+    with mloop.start_run():
+        info = mloop.log_model(model, name="m", input_example=X[:3], onnx=False)
+    own = f"{AddOne.__module__}.AddOne"
+    with pytest.raises(InvalidInputError, match=own):
+        mloop.load_model(info.uri)
+    loaded = mloop.load_model(info.uri, trusted=[own])
+    np.testing.assert_array_equal(loaded.predict(X[:5]), model.predict(X[:5]))

@@ -136,6 +136,19 @@ def alias(name: str, alias: str, version: int) -> None:
     click.echo(f"{name}@{alias} → version {v.version}")
 
 
+@models.command("tag")
+@click.argument("ref")
+@click.argument("key")
+@click.argument("value")
+def tag(ref: str, key: str, value: str) -> None:
+    """Set tag KEY=VALUE on a version (e.g. team, ticket)."""
+    from mloop.project import current_project
+    from mloop.registry.models import set_tag
+
+    v = set_tag(current_project(), ref, key, value)
+    click.echo(f"{v.uri}: {key}={v.tags[key]}")
+
+
 def _transition(ref: str, status: str, message: str | None) -> None:
     from mloop.project import current_project
     from mloop.registry.models import transition

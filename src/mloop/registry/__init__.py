@@ -52,14 +52,15 @@ def register_model(source: str, name: str, *, description: str | None = None,
                                description=description)
 
 
-def load_model(uri: str, *, engine: str | None = None, project: Project | None = None
-               ) -> LoadedModel:
+def load_model(uri: str, *, engine: str | None = None, trusted: list[str] | None = None,
+               project: Project | None = None) -> LoadedModel:
     """Load ``models:/churn/1``, ``models:/churn@champion`` or ``runs:/<run_id>/model``.
 
     ``engine``: ``native``, ``onnx`` (the verified ONNX twin, ~15x faster per row) or
-    ``auto``; default: the project's ``models.engine`` setting (``native``).
+    ``auto``; default: the project's ``models.engine`` setting (``native``). ``trusted``:
+    types beyond scikit-learn's, NumPy's and SciPy's that a skops file may rebuild.
     """
-    return _m().load_model(_p(project), uri, engine=engine)
+    return _m().load_model(_p(project), uri, engine=engine, trusted=trusted)
 
 
 def get_model_version(ref: str, *, project: Project | None = None) -> ModelVersion:
@@ -99,6 +100,12 @@ def delete_model_version(ref: str, message: str | None = None, *,
                          project: Project | None = None) -> ModelVersion:
     """Remove a version from the registry; refused while an alias points at it."""
     return _m().delete_version(_p(project), ref, message)
+
+
+def set_model_tag(ref: str, key: str, value: str, *,
+                  project: Project | None = None) -> ModelVersion:
+    """Set tag ``key`` = ``value`` on a registered version (e.g. ``team``, ``ticket``)."""
+    return _m().set_tag(_p(project), ref, key, value)
 
 
 def model_events(name: str, *, project: Project | None = None) -> list[ModelEvent]:

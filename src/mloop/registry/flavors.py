@@ -29,12 +29,17 @@ class Flavor(Protocol):
     def load(self, folder: Path, meta: dict[str, Any]) -> Any: ...
 
 
+SAFE_PACKAGES = ("sklearn", "numpy", "scipy")
+
+
 class SklearnFlavor:
     """scikit-learn estimators and pipelines: skops where it can, joblib otherwise.
 
-    skops loads by rebuilding objects of known types, never by running pickled code; the
-    types it cannot vouch for are recorded at save time and trusted at load time only for
-    those exact (hash-verified) bytes.
+    skops loads by rebuilding objects of known types, never by running pickled code. The
+    types it does not vouch for by default are trusted at load time only when they come
+    from scikit-learn, NumPy or SciPy themselves (a tree's node arrays, say), and only for
+    hash-verified bytes; any other type must be named by the caller
+    (``load_model(..., trusted=[...])``), so a tampered manifest cannot widen the trust.
     """
 
     name = "sklearn"
@@ -67,7 +72,16 @@ class SklearnFlavor:
         if meta["serializer"] == "skops":
             import skops.io as sio
 
-            return sio.load(path, trusted=list(meta.get("trusted", [])))
+            untrusted = sio.get_untrusted_types(file=path)
+            extra = set(meta.get("trust", ()))
+            refused = [t for t in untrusted
+                       if t.split(".")[0] not in SAFE_PACKAGES and t not in extra]
+            if refused:
+                raise InvalidInputError(
+                    f"The model holds types that are not scikit-learn's, NumPy's or SciPy's: "
+                    f"{', '.join(refused)}. Loading them can run their code; if you trust "
+                    f"them, pass load_model(..., trusted={refused!r}).")
+            return sio.load(path, trusted=untrusted)
         import joblib
 
         return joblib.load(path)

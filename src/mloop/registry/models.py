@@ -363,6 +363,8 @@ def transition(project: Project, ref: str, status: str, message: str | None = No
 
 
 def set_tag(project: Project, ref: str, key: str, value: str) -> ModelVersion:
+    """Set tag ``key`` on a version (replacing its value)."""
+    check_name(key, "tag key")
     target = get_version(project, ref)
     store = project.store
     with store.write() as conn:
@@ -454,12 +456,15 @@ def _resolve_source(project: Project, uri: str) -> tuple[str, str, str]:
 ENGINES = ("native", "onnx", "auto")
 
 
-def load_model(project: Project, uri: str, *, engine: str | None = None) -> LoadedModel:
+def load_model(project: Project, uri: str, *, engine: str | None = None,
+               trusted: list[str] | None = None) -> LoadedModel:
     """Load a logged or registered model.
 
     ``engine``: ``native`` (the flavor's library), ``onnx`` (the verified ONNX twin,
     through onnxruntime; an error when there is none) or ``auto`` (the twin when there
     is one). Default: the project's ``models.engine`` setting (``native``).
+    ``trusted``: types beyond scikit-learn's, NumPy's and SciPy's that a skops file may
+    rebuild (e.g. your own transformer classes).
     """
     engine = engine or project.settings.model_engine
     if engine not in ENGINES:
@@ -479,5 +484,6 @@ def load_model(project: Project, uri: str, *, engine: str | None = None) -> Load
     flavor = get_flavor(manifest["flavor"])
     with tempfile.TemporaryDirectory(prefix="mloop-load-") as tmp:
         _artifacts.download(project, run_id, path, tmp)  # every byte verified
-        model = flavor.load(Path(tmp) / Path(path).name, manifest["flavor_meta"])
+        meta = dict(manifest["flavor_meta"], trust=list(trusted or ()))
+        model = flavor.load(Path(tmp) / Path(path).name, meta)
     return LoadedModel(model, manifest, "native", uri)
