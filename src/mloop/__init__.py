@@ -59,6 +59,7 @@ _LAZY: dict[str, str] = {
     "list_models": "mloop.registry",
     "list_model_versions": "mloop.registry",
     "set_alias": "mloop.registry",
+    "evaluate": "mloop.evaluation",
     "set_model_tag": "mloop.registry",
     "approve_model": "mloop.registry",
     "archive_model": "mloop.registry",
@@ -66,7 +67,7 @@ _LAZY: dict[str, str] = {
     "model_events": "mloop.registry",
 }
 
-_SUBMODULES = ("data", "errors", "lineage", "registry")
+_SUBMODULES = ("data", "errors", "evaluation", "fairness", "lineage", "metrics", "registry")
 
 __all__ = [
     "ActiveRun",
@@ -85,6 +86,7 @@ __all__ = [
     "delete_runs",
     "download_artifacts",
     "end_run",
+    "evaluate",
     "flush",
     "get_experiment",
     "get_model_version",

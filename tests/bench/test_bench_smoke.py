@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
     ("tracking.py", ["(a) 200 log_metric", "(d) search over 300 runs"]),
     ("data.py", ["cache growth / appended bytes", "mloop --help"]),
     ("registry.py", ["cold: import + load", "warm one-row predict, ONNX engine"]),
+    ("evaluation.py", ["(a) fairness over 20,000 predictions", "(b) default suite"]),
 ])
 def test_bench_smoke(tmp_path, script, expected):
     out = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--smoke", "--no-peer"],

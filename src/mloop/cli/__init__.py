@@ -29,6 +29,8 @@ COMMANDS = {
     "data": "mloop.cli.data:data",
     "remote": "mloop.cli.remote:remote",
     "models": "mloop.cli.models:models",
+    "test": "mloop.cli.evaluate:test",
+    "evaluate": "mloop.cli.evaluate:evaluate_cmd",
     "lineage": "mloop.cli.lineage:lineage",
 }
 
@@ -53,7 +55,8 @@ def cli(quiet: bool) -> None:
     """mloop: one tool around the whole ML loop. This release: projects, experiment
     tracking (runs, params, metrics, artifacts, search, reproducibility), data versions
     (chunk-level dedup, diffs, remotes, validation), the model registry (versions,
-    aliases, approvals, model cards, ONNX and package exports) and lineage.
+    aliases, approvals, model cards, ONNX and package exports), evaluation and testing
+    (metrics, fairness, robustness, data and behaviour checks, gates) and lineage.
 
     Commands work in the current folder's project (found upwards, as git does).
     Start with `mloop init`, or try everything at once with `mloop demo`.

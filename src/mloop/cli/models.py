@@ -75,6 +75,9 @@ def show(ref: str, as_json: bool) -> None:
     manifest = json.loads(project.objects.get_bytes(v.manifest))
     upstream, downstream = graph.neighbours(project, v.uri)
     history = [e for e in events(project, v.name) if e.version in (v.version, None)]
+    from mloop.evaluation.core import latest_evaluation
+
+    tested = latest_evaluation(project, v.uri)
     if as_json:
         data = v.to_dict()
         data.update(signature=manifest.get("signature"), onnx=bool(manifest.get("onnx")),
@@ -82,7 +85,9 @@ def show(ref: str, as_json: bool) -> None:
                     lineage={"from": [e.src for e in upstream],
                              "to": [e.dst for e in downstream]},
                     history=[{"action": e.action, "user": e.user, "message": e.message,
-                              "at": _when(e.created_at)} for e in history])
+                              "at": _when(e.created_at)} for e in history],
+                    evaluation=None if tested is None else dict(
+                        tested, created_at=_when(tested["created_at"])))
         emit_json(data)
         return
     from mloop.registry.signature import Signature
@@ -95,7 +100,10 @@ def show(ref: str, as_json: bool) -> None:
                        "input": str(Signature.from_dict(sig)) if sig else "-",
                        "source": v.source, "registered (UTC)": _when(v.created_at),
                        "user": v.user or "-", "description": v.description or "-",
-                       "tags": ", ".join(f"{k}={x}" for k, x in v.tags.items()) or "-"},
+                       "tags": ", ".join(f"{k}={x}" for k, x in v.tags.items()) or "-",
+                       "evaluation": "never tested (mloop test)" if tested is None else
+                       f"{'PASSED' if tested['passed'] else 'FAILED'} suite {tested['suite']} "
+                       f"on {tested['data']}, {_when(tested['created_at'])} UTC"},
                sort=False)
     for e in upstream:
         click.echo(f"from {e.src} ({e.relation})")

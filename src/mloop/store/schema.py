@@ -239,3 +239,19 @@ model_events = Table(
     Column("message", Text),
     Column("created_at", BigInteger, nullable=False),
 )
+
+# -- evaluation -----------------------------------------------------------------------
+
+# Each test of a model: the decision and the digest of the full JSON report.
+evaluations = Table(
+    "evaluations", metadata,
+    Column("id", ID, primary_key=True),
+    Column("model_uri", String(300), nullable=False, index=True),  # models:/n/v or runs:/…
+    Column("run_id", ID),  # the active run it was recorded with, if any
+    Column("data", Text, nullable=False),
+    Column("suite", String(200), nullable=False),
+    Column("passed", Boolean, nullable=False),
+    Column("report", DIGEST, nullable=False),
+    Column("user", String(200)),
+    Column("created_at", BigInteger, nullable=False),
+)
