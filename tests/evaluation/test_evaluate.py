@@ -202,3 +202,36 @@ def test_skew_and_the_served_twin(project, tmp_path):
     assert skew.status == "warn" and "mean area" in skew.explanation and skew.value > 0.5
     overlap = by["data: train/test overlap"]
     assert overlap.value < 0.05  # the shifted rows are not the training rows
+
+
+def test_ranges_seed_stability_and_group_folds(project, tmp_path):
+    from sklearn.ensemble import RandomForestClassifier
+
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    path = project.root / "train.csv"
+    X.assign(target=y).to_csv(path, index=False)
+    mloop.data.add(path, name="train")
+    with mloop.start_run():
+        rows = mloop.data.load("train@1")
+        forest = RandomForestClassifier(30, random_state=0).fit(rows.drop(columns="target"),
+                                                                rows.target)
+        mloop.log_model(forest, input_example=X[:5], registered_name="rf", onnx=False)
+    suite = tmp_path / "s.yaml"
+    suite.write_text("""
+checks:
+  - data: ranges
+    columns: {mean radius: {min: 0, max: 25}, mean area: {max: 100}}
+    max: 0.5
+  - behaviour: seed_stability
+    seeds: 2
+    min_agreement: 0.9
+""")
+    data = X.assign(target=y, customer=np.arange(len(X)) % 40)
+    report = mloop.evaluate("models:/rf/1", data, "target", suite=str(suite), resamples=0,
+                            cv=4, cv_strategy="group", cv_groups="customer")
+    by = {c.name: c for c in report.checks}
+    ranges = by["data: ranges"]
+    assert ranges.status == "fail" and "mean area" in ranges.explanation  # areas exceed 100
+    stable = by["stable across training seeds"]
+    assert stable.status == "pass" and stable.value >= 0.9
+    assert report.cv["accuracy"]["folds"] == 4

@@ -94,12 +94,15 @@ def test(model: str, data: str, target: str, sensitive: tuple[str, ...],
               "folds (refits the model).")
 @click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
               help="Repeat the cross-validation over this many shuffles (mean and std).")
-@click.option("--split", type=click.Choice(["auto", "stratified", "kfold", "timeseries"]),
+@click.option("--split", type=click.Choice(["auto", "stratified", "kfold", "group",
+                                           "timeseries"]),
               default="auto", show_default=True, help="How cross-validation folds are cut.")
+@click.option("--groups", "cv_groups", help="Column whose values must not straddle folds "
+              "(with --split group), e.g. customer_id.")
 def evaluate_cmd(model: str, data: str, target: str, sensitive: tuple[str, ...],
                  slices: tuple[str, ...], baseline: str | None, output: Path | None,
                  resamples: int, no_record: bool, as_json: bool, cv: int | None, seeds: int,
-                 split: str) -> None:
+                 split: str, cv_groups: str | None) -> None:
     """Measure MODEL on labelled data: metrics with intervals, slices, fairness, and
     optionally cross-validation over several seeds. Runs the default checks too, but
     never fails the command on them (use `mloop test` as a gate)."""
@@ -108,7 +111,8 @@ def evaluate_cmd(model: str, data: str, target: str, sensitive: tuple[str, ...],
 
     report = evaluate(current_project(), model, data, target, sensitive_features=list(sensitive),
                       baseline=baseline, slices=list(slices), cv=cv, seeds=seeds,
-                      cv_strategy=split, resamples=resamples, record=not no_record)
+                      cv_strategy=split, cv_groups=cv_groups, resamples=resamples,
+                      record=not no_record)
     _write(report, output)
     if as_json:
         emit_json(report.to_dict())

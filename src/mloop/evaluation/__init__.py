@@ -21,7 +21,8 @@ def evaluate(model: str, data: Any, target: str, *,
              sensitive_features: list[str] | None = None, baseline: str | None = None,
              suite: str | Path | Suite | None = None, slices: list[str] | None = None,
              cv: int | None = None, seeds: int = 1, cv_strategy: str = "auto",
-             resamples: int = 200, seed: int = 0, record: bool = True,
+             cv_groups: str | None = None, resamples: int = 200, seed: int = 0,
+             record: bool = True,
              project: Project | None = None) -> EvaluationReport:
     """Measure and check ``model`` on labelled ``data``; the report is the deployment decision.
 
@@ -31,7 +32,9 @@ def evaluate(model: str, data: Any, target: str, *,
     and per-slice values for every sensitive feature and ``slices`` column. ``suite``: a
     YAML file (or :class:`~mloop.evaluation.suite.Suite`) choosing checks and thresholds;
     default: the documented default suite. ``baseline``: a model to compare with.
-    ``cv``: folds of a cross-validation that refits the model, repeated over ``seeds``.
+    ``cv``: folds of a cross-validation that refits the model, repeated over ``seeds``
+    (``cv_strategy``: auto, stratified, kfold, group with the ``cv_groups`` column, or
+    timeseries); inside an active run each fold is a nested run.
     With ``record``, the report is stored with the model version and the active run.
     """
     from mloop.evaluation.core import evaluate as run
@@ -39,4 +42,4 @@ def evaluate(model: str, data: Any, target: str, *,
     return run(project if project is not None else current_project(), model, data, target,
                sensitive_features=sensitive_features, baseline=baseline, suite=suite,
                slices=slices, cv=cv, seeds=seeds, cv_strategy=cv_strategy,
-               resamples=resamples, seed=seed, record=record)
+               cv_groups=cv_groups, resamples=resamples, seed=seed, record=record)

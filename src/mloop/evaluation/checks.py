@@ -405,9 +405,45 @@ def _behaviour_check(ctx: Context, entry: dict[str, Any]) -> CheckResult:
                            f"Raising {column} moves {wrong:.1%} of outputs the wrong way.")
     if kind == "engine_consistency":
         return _engine_consistency(ctx)
+    if kind == "seed_stability":
+        return _seed_stability(ctx, entry)
     raise InvalidInputError(f"Unknown behaviour check {kind!r}; use probabilities_sum_to_one, "
-                            "determinism, output_bounds, invariance, monotonic or "
-                            "engine_consistency.")
+                            "determinism, output_bounds, invariance, monotonic, "
+                            "engine_consistency or seed_stability.")
+
+
+def _seed_stability(ctx: Context, entry: dict[str, Any]) -> CheckResult:
+    """Refit the model with other random seeds on its training rows: do predictions hold?"""
+    from sklearn.base import clone
+
+    name = "stable across training seeds"
+    inner = ctx.model.model
+    if ctx.train is None or not hasattr(inner, "get_params"):
+        return CheckResult(name, WARN, None, "-", "Needs a scikit-learn model and the training "
+                           "data it was fitted on (a dataset read by its run).")
+    seeded = [k for k in inner.get_params() if k.endswith("random_state")]
+    if not seeded:
+        return CheckResult(name, PASS, 1.0, "-", "The model has no random seed to vary.")
+    needed = [*ctx.X.columns, ctx.target]
+    if any(c not in ctx.train.columns for c in needed):
+        return CheckResult(name, WARN, None, "-", "The training data the model's run read "
+                           "lacks some of its input columns or the target.")
+    features = ctx.train[list(ctx.X.columns)]
+    target = ctx.train[ctx.target].to_numpy()
+    agreement = []
+    for seed in range(1, int(entry.get("seeds", 3)) + 1):
+        refit = clone(inner).set_params(**dict.fromkeys(seeded, seed)).fit(features, target)
+        pred = np.asarray(refit.predict(ctx.X))
+        if ctx.task == "classification":
+            agreement.append(float(np.mean(pred == ctx.pred)))
+        else:
+            scale = float(np.std(ctx.pred.astype(float))) or 1.0
+            agreement.append(1 - float(np.mean(np.abs(pred - ctx.pred.astype(float)))) / scale)
+    value = min(agreement)
+    status, threshold = _bounds(value, {"min": entry.get("min_agreement", 0.95)})
+    return CheckResult(name, status, value, threshold,
+                       f"Refitted with {len(agreement)} other seeds, the least agreement with "
+                       f"the model's predictions is {value:.1%}.")
 
 
 def _engine_consistency(ctx: Context) -> CheckResult:
@@ -481,6 +517,28 @@ def _data_check(ctx: Context, entry: dict[str, Any]) -> CheckResult:
         status, threshold = _bounds(value, {"max": entry.get("max", 0.0)})
         return CheckResult("data: train/test overlap", status, value, threshold,
                            f"{value:.2%} of evaluation rows also occur in the training data.")
+    if kind == "ranges":
+        spec = entry.get("columns") or {}
+        if not isinstance(spec, dict) or not spec:
+            raise InvalidInputError("data: ranges needs columns: {name: {min: …, max: …}}.")
+        rows = ctx.frame if ctx.frame is not None else X
+        worst, value = "-", 0.0
+        for col, bounds in spec.items():
+            if col not in rows.columns:
+                raise InvalidInputError(f"data: ranges names column {col!r}, which the "
+                                        "evaluation data lacks.")
+            v = rows[col].to_numpy(dtype=float)
+            bad = np.zeros(len(v), dtype=bool)
+            if "min" in bounds:
+                bad |= v < float(bounds["min"])
+            if "max" in bounds:
+                bad |= v > float(bounds["max"])
+            share = float(bad.mean()) if len(v) else 0.0
+            if share > value or worst == "-":
+                worst, value = col, share
+        status, threshold = _bounds(value, {"max": entry.get("max", 0.0)})
+        return CheckResult("data: ranges", status, value, threshold,
+                           f"Largest share of values out of range: {value:.2%} in {worst}.")
     if kind == "skew":
         if ctx.train is None:
             return CheckResult("data: training/serving skew", WARN, None, "-",
@@ -505,7 +563,7 @@ def _data_check(ctx: Context, entry: dict[str, Any]) -> CheckResult:
                            "every signature column present",
                            f"Missing: {', '.join(missing)}" if missing else
                            f"All {len(want)} input columns present.")
-    raise InvalidInputError(f"Unknown data check {kind!r}; use nulls, duplicates, "
+    raise InvalidInputError(f"Unknown data check {kind!r}; use nulls, duplicates, ranges, "
                             "class_balance, leakage, train_test_overlap, skew or schema.")
 
 

@@ -202,7 +202,8 @@ def evaluate(project: Project, model: str, data: Any, target: str, *,
              sensitive_features: list[str] | None = None, baseline: str | None = None,
              suite: str | Path | Suite | None = None, slices: list[str] | None = None,
              cv: int | None = None, seeds: int = 1, cv_strategy: str = "auto",
-             resamples: int = 200, seed: int = 0, record: bool = True) -> EvaluationReport:
+             cv_groups: str | None = None, resamples: int = 200, seed: int = 0,
+             record: bool = True) -> EvaluationReport:
     """Evaluate ``model`` (a models:/ or runs:/ URI) on ``data`` (a dataset ref, a CSV or
     Parquet file, or a DataFrame) with the ``target`` column; see the module docs."""
     from mloop.registry.models import load_model
@@ -216,7 +217,8 @@ def evaluate(project: Project, model: str, data: Any, target: str, *,
         raise InvalidInputError(f"The evaluation data has no target column {target!r}; its "
                                 f"columns: {', '.join(map(str, list(frame.columns)[:20]))}.")
     sensitive = list(sensitive_features or [])
-    missing = [c for c in sensitive + list(slices or []) if c not in frame.columns]
+    missing = [c for c in sensitive + list(slices or []) + ([cv_groups] if cv_groups else [])
+               if c not in frame.columns]
     if missing:
         raise InvalidInputError(f"The evaluation data has no column(s) {', '.join(missing)}.")
     y = frame[target].to_numpy()
@@ -266,7 +268,8 @@ def evaluate(project: Project, model: str, data: Any, target: str, *,
     else:
         chosen = default_suite(task, sensitive, baseline is not None)
     ctx.first_model = chosen.first_model
-    if any(c.get("data") in ("train_test_overlap", "skew") for c in chosen.checks):
+    if any(c.get("data") in ("train_test_overlap", "skew")
+           or c.get("behaviour") == "seed_stability" for c in chosen.checks):
         ctx.train = _training_rows(project, model)
     if any(c.get("behaviour") == "engine_consistency" for c in chosen.checks) and \
             loaded.manifest.get("onnx"):
@@ -287,8 +290,9 @@ def evaluate(project: Project, model: str, data: Any, target: str, *,
     cv_summary = None
     if cv:
         t = time.perf_counter()
-        cv_summary, per_fold = cross_validate(loaded, X, y, task, folds=cv, seeds=seeds,
-                                              strategy=cv_strategy)
+        cv_summary, per_fold = cross_validate(
+            loaded, X, y, task, folds=cv, seeds=seeds, strategy=cv_strategy,
+            groups=frame[cv_groups].to_numpy() if cv_groups else None)
         _fold_runs(project, per_fold)
         timings["cross_validation"] = time.perf_counter() - t
     report = EvaluationReport(
