@@ -31,6 +31,7 @@ COMMANDS = {
     "models": "mloop.cli.models:models",
     "test": "mloop.cli.evaluate:test",
     "evaluate": "mloop.cli.evaluate:evaluate_cmd",
+    "serve": "mloop.cli.serve:serve",
     "lineage": "mloop.cli.lineage:lineage",
 }
 

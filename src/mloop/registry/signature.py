@@ -144,8 +144,10 @@ def enforce(signature: Signature | None, data: Any) -> Any:
         return frame  # already right: no copy (the common case, and the fast one)
     missing = [n for n in signature.names if n not in have]
     if missing:
-        raise InvalidInputError(f"Input is missing column(s) {', '.join(map(repr, missing))}; "
-                                f"the model takes: {signature}.")
+        shown = ", ".join(map(repr, missing[:5])) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise InvalidInputError(f"Input is missing column(s) {shown}; the model takes: "
+                                f"{signature}.")
     extra = [c for c in have if c not in signature.names]
     if extra:
         raise InvalidInputError(f"Input has column(s) the model does not take: "

@@ -1,0 +1,1 @@
+"""Serving: a REST server speaking the Open Inference Protocol (``mloop serve``)."""

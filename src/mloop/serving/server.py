@@ -1,0 +1,384 @@
+"""``mloop serve``: registered models behind the Open Inference Protocol (KServe V2).
+
+Routes: ``/v2/health/live``, ``/v2/health/ready``, ``/v2``, ``/v2/models/{name}[/versions/
+{v}]`` (metadata), ``…/ready``, ``…/infer``; ``/predict`` (records or columns + data) and
+``/invocations`` (MLflow's scoring form) for people and existing clients; ``/metrics``
+(Prometheus). Each model has a micro-batcher; every prediction is logged in batches off
+the request path; payload mistakes get 400 (malformed) or 422 (against the signature)
+with the field named; a full queue gets 503 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import PlainTextResponse, Response
+
+from mloop.errors import InvalidInputError, MloopError
+from mloop.serving.batcher import MicroBatcher, Overloaded
+from mloop.serving.protocol import (
+    PayloadError,
+    mlflow_frame,
+    records_frame,
+    v2_frame,
+    v2_outputs,
+    with_binary_inputs,
+)
+
+CONFIG_ENV = "MLOOP_SERVE_CONFIG"
+
+
+def _json(content: Any, status_code: int = 200,
+          headers: dict[str, str] | None = None) -> Response:
+    """A JSON response serialised by orjson (NumPy arrays included)."""
+    return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY),
+                    status_code=status_code, headers=headers, media_type="application/json")
+
+
+@dataclass
+class ServeConfig:
+    models: list[str]
+    project: str | None = None
+    max_batch_size: int = 64
+    max_batch_delay_ms: float = 0.0
+    max_queue: int = 1024
+    max_body_bytes: int = 16 << 20
+    engine: str | None = None
+    log_predictions: bool = True
+
+
+@dataclass
+class ServedModel:
+    name: str
+    version: int
+    uri: str
+    loaded: Any
+    batcher: MicroBatcher
+    load_seconds: float
+    has_proba: bool = field(default=False)
+
+    def metadata(self) -> dict[str, Any]:
+        sig = self.loaded.signature
+        if sig is not None and sig.kind == "table":
+            inputs = [{"name": n, "datatype": _v2_of(d), "shape": [-1]} for n, d in sig.columns]
+        elif sig is not None:
+            inputs = [{"name": "input", "datatype": _v2_of(sig.dtype or "float64"),
+                       "shape": [-1, *sig.shape]}]
+        else:
+            inputs = []
+        outputs = [{"name": "predict", "datatype": "BYTES", "shape": [-1]}]
+        if self.has_proba:
+            outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, -1]})
+        return {"name": self.name, "versions": [str(self.version)],
+                "platform": f"mloop_{self.loaded.flavor}", "inputs": inputs,
+                "outputs": outputs}
+
+
+def _v2_of(dtype: str) -> str:
+    return {"int64": "INT64", "float64": "FP64", "bool": "BOOL"}.get(dtype, "BYTES")
+
+
+def _predict_fn(loaded: Any) -> Any:
+    inner = loaded.model
+    proba = getattr(inner, "predict_proba", None)
+
+    def predict(frame: Any) -> tuple[Any, Any]:
+        pred = np.asarray(inner.predict(frame))
+        return pred, (np.asarray(proba(frame)) if proba is not None else None)
+
+    return predict
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter("mloop_requests", "Requests by model, version, route and "
+                                "status", ["model", "version", "route", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("mloop_request_latency_seconds", "Request latency",
+                                 ["model", "version", "route"], registry=self.registry,
+                                 buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25,
+                                          .5, 1, 2.5))
+        self.batch = Histogram("mloop_batch_rows", "Rows per model call", ["model"],
+                               registry=self.registry,
+                               buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024))
+        self.in_flight = Gauge("mloop_in_flight_requests", "Requests being served",
+                               registry=self.registry)
+        self.load = Gauge("mloop_model_load_seconds", "Time to load and warm a model",
+                          ["model", "version"], registry=self.registry)
+        self.dropped = Gauge("mloop_prediction_log_dropped", "Prediction log rows dropped "
+                             "because the log queue was full", registry=self.registry)
+
+
+def create_app(config: ServeConfig) -> Any:
+    """The FastAPI application serving ``config.models``."""
+    from mloop.project import Project, current_project
+    from mloop.registry.models import get_version, load_model
+    from mloop.serving.predlog import PredictionLogger
+
+    metrics = _Metrics()
+    state: dict[str, Any] = {"ready": False, "models": {}, "logger": None}
+
+    def load_all() -> list[tuple[str, int, str, Any, float]]:
+        project = Project.open(config.project) if config.project else current_project()
+        state["project"] = project
+        out = []
+        for uri in config.models:
+            start = time.perf_counter()
+            version = get_version(project, uri)
+            loaded = load_model(project, version.uri, engine=config.engine)
+            example = loaded.manifest.get("input_example")
+            if example and version.run_id:  # warm: the first predict pays lazy imports
+                from mloop.tracking import artifacts
+
+                body = json.loads(artifacts.read_artifact(
+                    project, version.run_id, f"{version.artifact_path}/{example}"))
+                import pandas as pd
+
+                frame = (pd.DataFrame(body["data"], columns=body.get("columns"))
+                         if "columns" in body else np.asarray(body["data"]))
+                loaded.predict(frame)
+            out.append((version.name, version.version, version.uri, loaded,
+                        time.perf_counter() - start))
+        return out
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> Any:
+        loaded = await asyncio.get_running_loop().run_in_executor(None, load_all)
+        for name, version, uri, model, seconds in loaded:
+            batcher = MicroBatcher(_predict_fn(model), max_batch_size=config.max_batch_size,
+                                   max_delay=config.max_batch_delay_ms / 1000,
+                                   max_queue=config.max_queue,
+                                   on_batch=metrics.batch.labels(name).observe)
+            batcher.start()
+            served = ServedModel(name, version, uri, model, batcher, seconds,
+                                 hasattr(model.model, "predict_proba"))
+            # the first version listed for a name answers requests without a version
+            state["models"].setdefault(name, []).append(served)
+            metrics.load.labels(name, str(version)).set(seconds)
+        if config.log_predictions:
+            state["logger"] = PredictionLogger(state["project"].root / ".mloop" / "predictions")
+        state["ready"] = True
+        yield
+        state["ready"] = False
+        for versions in state["models"].values():
+            for served in versions:
+                await served.batcher.stop()
+        if state["logger"] is not None:
+            state["logger"].close()
+
+    app = FastAPI(title="mloop serve", lifespan=lifespan)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Any) -> Any:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > config.max_body_bytes:
+            return _json({"error": f"The body is larger than {config.max_body_bytes} "
+                                            "bytes (set --max-body-mb)."}, status_code=413)
+        return await call_next(request)
+
+    def model_of(name: str, version: str | None) -> ServedModel:
+        versions: list[ServedModel] = state["models"].get(name, [])
+        if not versions:
+            raise _NotServed(f"No model {name!r} is served here; see GET /v2.")
+        if version is None:
+            return versions[0]
+        for served in versions:
+            if str(served.version) == version:
+                return served
+        raise _NotServed(f"Model {name!r} is served at version(s) "
+                         f"{', '.join(str(v.version) for v in versions)}, not {version}.")
+
+    async def body_of(request: Request) -> Any:
+        raw = await request.body()
+        if len(raw) > config.max_body_bytes:
+            raise _TooLarge()
+        header = request.headers.get("inference-header-content-length")
+        tail = b""
+        if header is not None:  # the V2 binary tensor extension: JSON, then raw tensors
+            if not header.isdigit() or int(header) > len(raw):
+                raise PayloadError("Inference-Header-Content-Length",
+                                   "must be the byte length of the JSON part")
+            raw, tail = raw[:int(header)], raw[int(header):]
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise PayloadError("$", f"malformed JSON: {exc}") from None
+        return with_binary_inputs(body, tail) if header is not None else body
+
+    async def run(served: ServedModel, frame: Any, route: str) -> tuple[Any, Any, str, float]:
+        start = time.perf_counter()
+        metrics.in_flight.inc()
+        try:
+            ready = served.loaded.signature
+            frame = frame if ready is None else _enforce(ready, frame)
+            pred, proba = await served.batcher.submit(frame)
+        finally:
+            metrics.in_flight.dec()
+        latency = time.perf_counter() - start
+        request_id = uuid.uuid4().hex
+        logger = state["logger"]
+        if logger is not None:
+            logger.log(served.name, served.version, request_id, inputs=
+                       {"columns": [str(c) for c in frame.columns],
+                        "data": frame.to_numpy().tolist()}
+                       if hasattr(frame, "columns") else np.asarray(frame).tolist(),
+                       outputs={"predict": np.asarray(pred).tolist(),
+                                **({"predict_proba": np.asarray(proba).tolist()}
+                                   if proba is not None else {})}, latency_ms=latency * 1000)
+            metrics.dropped.set(logger.dropped)
+        metrics.latency.labels(served.name, str(served.version), route).observe(latency)
+        metrics.requests.labels(served.name, str(served.version), route, "200").inc()
+        return pred, proba, request_id, latency
+
+    @app.exception_handler(PayloadError)
+    async def payload_error(request: Request, exc: PayloadError) -> Any:
+        return _json({"error": exc.message, "field": exc.field}, status_code=400)
+
+    @app.exception_handler(MloopError)
+    async def mloop_error(request: Request, exc: MloopError) -> Any:
+        status = 422 if isinstance(exc, InvalidInputError) else exc.http_status
+        return _json({"error": exc.message}, status_code=status)
+
+    @app.exception_handler(_NotServed)
+    async def not_served(request: Request, exc: _NotServed) -> Any:
+        return _json({"error": str(exc)}, status_code=404)
+
+    @app.exception_handler(_TooLarge)
+    async def too_large(request: Request, exc: _TooLarge) -> Any:
+        return _json({"error": "The body is too large (set --max-body-mb)."},
+                              status_code=413)
+
+    @app.exception_handler(Overloaded)
+    async def overloaded(request: Request, exc: Overloaded) -> Any:
+        return _json({"error": str(exc)}, status_code=503,
+                              headers={"Retry-After": "1"})
+
+    @app.get("/v2/health/live")
+    async def live() -> Any:
+        return _json({"live": True})
+
+    @app.get("/v2/health/ready")
+    async def ready() -> Any:
+        if not state["ready"]:
+            return _json({"ready": False}, status_code=503)
+        return _json({"ready": True})
+
+    @app.get("/v2")
+    async def server_metadata() -> Any:
+        from mloop._version import __version__
+
+        return _json({
+            "name": "mloop", "version": __version__, "extensions": ["binary_tensor_data"],
+            "models": [{"name": s.name, "version": str(s.version), "uri": s.uri}
+                       for versions in state["models"].values() for s in versions]})
+
+    @app.get("/v2/models/{name}")
+    @app.get("/v2/models/{name}/versions/{version}")
+    async def model_metadata(name: str, version: str | None = None) -> Any:
+        if version is None:
+            meta = model_of(name, None).metadata()
+            meta["versions"] = [str(v.version) for v in state["models"][name]]
+            return _json(meta)
+        return _json(model_of(name, version).metadata())
+
+    @app.get("/v2/models/{name}/ready")
+    @app.get("/v2/models/{name}/versions/{version}/ready")
+    async def model_ready(name: str, version: str | None = None) -> Any:
+        model_of(name, version)
+        return _json({"name": name, "ready": state["ready"]})
+
+    @app.post("/v2/models/{name}/infer")
+    @app.post("/v2/models/{name}/versions/{version}/infer")
+    async def infer(name: str, request: Request, version: str | None = None) -> Any:
+        served = model_of(name, version)
+        frame, wanted, req_id = v2_frame(await body_of(request), served.loaded.signature)
+        pred, proba, request_id, _ = await run(served, frame, "infer")
+        outputs = v2_outputs(pred, proba, wanted)
+        body = {"model_name": served.name, "model_version": str(served.version),
+                "outputs": outputs}
+        if req_id is not None:
+            body["id"] = req_id
+        return _json(body, headers={"x-request-id": request_id})
+
+    def only_model(name: str | None) -> ServedModel:
+        if name is not None:
+            return model_of(name, None)
+        if len(state["models"]) != 1:
+            raise PayloadError("model", "several models are served; add ?model=NAME")
+        served: ServedModel = next(iter(state["models"].values()))[0]
+        return served
+
+    @app.post("/predict")
+    async def predict(request: Request, model: str | None = None) -> Any:
+        served = only_model(model)
+        frame = records_frame(await body_of(request))
+        pred, proba, request_id, _ = await run(served, frame, "predict")
+        body: dict[str, Any] = {"model": served.name, "version": served.version,
+                                "request_id": request_id,
+                                "predictions": np.asarray(pred).tolist()}
+        if proba is not None:
+            body["probabilities"] = np.asarray(proba).tolist()
+        return _json(body, headers={"x-request-id": request_id})
+
+    @app.post("/invocations")
+    async def invocations(request: Request, model: str | None = None) -> Any:
+        served = only_model(model)
+        frame = mlflow_frame(await body_of(request), served.loaded.signature)
+        pred, _, request_id, _ = await run(served, frame, "invocations")
+        return _json({"predictions": np.asarray(pred).tolist()},
+                              headers={"x-request-id": request_id})
+
+    @app.get("/metrics")
+    async def prometheus() -> Any:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return PlainTextResponse(generate_latest(metrics.registry),
+                                 media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _enforce(signature: Any, frame: Any) -> Any:
+    from mloop.registry.signature import enforce
+
+    return enforce(signature, frame)
+
+
+class _NotServed(LookupError):
+    pass
+
+
+class _TooLarge(ValueError):
+    pass
+
+
+def app_factory() -> Any:
+    """For ``uvicorn --factory`` with several workers: the config comes from the env."""
+    return create_app(ServeConfig(**json.loads(os.environ[CONFIG_ENV])))
+
+
+def serve(config: ServeConfig, *, host: str = "127.0.0.1", port: int = 8080,
+          workers: int = 1) -> None:
+    """Run the server until SIGINT/SIGTERM (in-flight requests are drained)."""
+    import uvicorn
+
+    if workers > 1:
+        os.environ[CONFIG_ENV] = json.dumps(asdict(config))
+        uvicorn.run("mloop.serving.server:app_factory", factory=True, host=host, port=port,
+                    workers=workers, log_level="warning", timeout_graceful_shutdown=30)
+        return
+    uvicorn.run(create_app(config), host=host, port=port, log_level="warning",
+                timeout_graceful_shutdown=30)
