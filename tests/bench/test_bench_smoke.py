@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
     ("data.py", ["cache growth / appended bytes", "mloop --help"]),
     ("registry.py", ["cold: import + load", "warm one-row predict, ONNX engine"]),
     ("evaluation.py", ["(a) fairness over 20,000 predictions", "(b) default suite"]),
+    ("serving.py", ["mloop serve, 1 row", "mloop serve --engine onnx, 1 row"]),
 ])
 def test_bench_smoke(tmp_path, script, expected):
     out = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--smoke", "--no-peer"],

@@ -98,7 +98,7 @@ def test_micro_batcher_merges_concurrent_requests_and_bounds_its_queue():
 
     sizes = []
 
-    def predict(frame):
+    def predict(frame, with_proba):
         time.sleep(0.05)
         return frame["a"].to_numpy() * 2, None
 

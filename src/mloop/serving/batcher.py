@@ -25,10 +25,12 @@ class Overloaded(RuntimeError):
 class _Item:
     frame: Any
     future: asyncio.Future[tuple[Any, Any]]
+    proba: bool
 
 
 class MicroBatcher:
-    def __init__(self, predict: Callable[[Any], tuple[Any, Any]], *, max_batch_size: int = 64,
+    def __init__(self, predict: Callable[[Any, bool], tuple[Any, Any]], *,
+                 max_batch_size: int = 64,
                  max_delay: float = 0.0, max_queue: int = 1024,
                  on_batch: Callable[[int], None] | None = None) -> None:
         self._predict = predict
@@ -49,10 +51,12 @@ class MicroBatcher:
             self._task.cancel()
         self._executor.shutdown(wait=True)
 
-    async def submit(self, frame: Any) -> tuple[Any, Any]:
+    async def submit(self, frame: Any, *, proba: bool = True) -> tuple[Any, Any]:
+        """(predictions, probabilities or None) for ``frame``; ``proba=False`` when the
+        caller does not need probabilities (a batch computes them if any member does)."""
         future: asyncio.Future[tuple[Any, Any]] = asyncio.get_running_loop().create_future()
         try:
-            self._queue.put_nowait(_Item(frame, future))
+            self._queue.put_nowait(_Item(frame, future, proba))
         except asyncio.QueueFull:
             raise Overloaded("The model's request queue is full.") from None
         return await future
@@ -82,7 +86,8 @@ class MicroBatcher:
             frame = batch[0].frame if len(batch) == 1 else pd.concat(
                 [b.frame for b in batch], ignore_index=True)
             try:
-                pred, proba = await loop.run_in_executor(self._executor, self._predict, frame)
+                pred, proba = await loop.run_in_executor(
+                    self._executor, self._predict, frame, any(b.proba for b in batch))
             except Exception as exc:  # the model's own failure: every caller gets it
                 for b in batch:
                     if not b.future.done():

@@ -92,9 +92,9 @@ def _predict_fn(loaded: Any) -> Any:
     inner = loaded.model
     proba = getattr(inner, "predict_proba", None)
 
-    def predict(frame: Any) -> tuple[Any, Any]:
+    def predict(frame: Any, with_proba: bool) -> tuple[Any, Any]:
         pred = np.asarray(inner.predict(frame))
-        return pred, (np.asarray(proba(frame)) if proba is not None else None)
+        return pred, (np.asarray(proba(frame)) if proba is not None and with_proba else None)
 
     return predict
 
@@ -185,8 +185,13 @@ def create_app(config: ServeConfig) -> Any:
     async def limit_body(request: Request, call_next: Any) -> Any:
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > config.max_body_bytes:
+            # read and drop the body (no memory kept) so the client sees the answer rather
+            # than a connection reset in the middle of its upload
+            async for _chunk in request.stream():
+                continue
             return _json({"error": f"The body is larger than {config.max_body_bytes} "
-                                            "bytes (set --max-body-mb)."}, status_code=413)
+                                   "bytes (set --max-body-mb)."}, status_code=413,
+                         headers={"connection": "close"})
         return await call_next(request)
 
     def model_of(name: str, version: str | None) -> ServedModel:
@@ -218,13 +223,14 @@ def create_app(config: ServeConfig) -> Any:
             raise PayloadError("$", f"malformed JSON: {exc}") from None
         return with_binary_inputs(body, tail) if header is not None else body
 
-    async def run(served: ServedModel, frame: Any, route: str) -> tuple[Any, Any, str, float]:
+    async def run(served: ServedModel, frame: Any, route: str, *, proba: bool = True
+                  ) -> tuple[Any, Any, str, float]:
         start = time.perf_counter()
         metrics.in_flight.inc()
         try:
             ready = served.loaded.signature
             frame = frame if ready is None else _enforce(ready, frame)
-            pred, proba = await served.batcher.submit(frame)
+            pred, probabilities = await served.batcher.submit(frame, proba=proba)
         finally:
             metrics.in_flight.dec()
         latency = time.perf_counter() - start
@@ -236,12 +242,13 @@ def create_app(config: ServeConfig) -> Any:
                         "data": frame.to_numpy().tolist()}
                        if hasattr(frame, "columns") else np.asarray(frame).tolist(),
                        outputs={"predict": np.asarray(pred).tolist(),
-                                **({"predict_proba": np.asarray(proba).tolist()}
-                                   if proba is not None else {})}, latency_ms=latency * 1000)
+                                **({"predict_proba": np.asarray(probabilities).tolist()}
+                                   if probabilities is not None else {})},
+                       latency_ms=latency * 1000)
             metrics.dropped.set(logger.dropped)
         metrics.latency.labels(served.name, str(served.version), route).observe(latency)
         metrics.requests.labels(served.name, str(served.version), route, "200").inc()
-        return pred, proba, request_id, latency
+        return pred, probabilities, request_id, latency
 
     @app.exception_handler(PayloadError)
     async def payload_error(request: Request, exc: PayloadError) -> Any:
@@ -305,7 +312,8 @@ def create_app(config: ServeConfig) -> Any:
     async def infer(name: str, request: Request, version: str | None = None) -> Any:
         served = model_of(name, version)
         frame, wanted, req_id = v2_frame(await body_of(request), served.loaded.signature)
-        pred, proba, request_id, _ = await run(served, frame, "infer")
+        pred, proba, request_id, _ = await run(served, frame, "infer",
+                                               proba=wanted is None or "predict_proba" in wanted)
         outputs = v2_outputs(pred, proba, wanted)
         body = {"model_name": served.name, "model_version": str(served.version),
                 "outputs": outputs}
@@ -337,7 +345,7 @@ def create_app(config: ServeConfig) -> Any:
     async def invocations(request: Request, model: str | None = None) -> Any:
         served = only_model(model)
         frame = mlflow_frame(await body_of(request), served.loaded.signature)
-        pred, _, request_id, _ = await run(served, frame, "invocations")
+        pred, _, request_id, _ = await run(served, frame, "invocations", proba=False)
         return _json({"predictions": np.asarray(pred).tolist()},
                               headers={"x-request-id": request_id})
 

@@ -1,0 +1,263 @@
+"""REST serving, mloop vs a bare FastAPI endpoint and ``mlflow models serve``, in one run.
+
+The same breast-cancer LogisticRegression pipeline is served by each, on 127.0.0.1, with
+the server pinned to core 0 and this load generator (aiohttp, asyncio) to core 1 where
+the machine allows. Each server gets CONCURRENCY connections for SECONDS of single-row
+requests; mloop also takes 100-row requests. Printed: requests/s, p50/p99 latency,
+requests per server CPU-second (the server process's user+system time), and the cold
+start (launch to ready).
+
+Usage: python bench/serving.py [--smoke] [--no-peer] [--seconds 20] [--concurrency 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+BIN = Path(sys.executable).parent
+
+BARE = textwrap.dedent("""
+    import sys, joblib, numpy as np, pandas as pd
+    from fastapi import FastAPI, Request
+    model = joblib.load(sys.argv[1])
+    columns = list(model.feature_names_in_)
+    app = FastAPI()
+
+    @app.get("/ready")
+    def ready():
+        return {"ready": True}
+
+    @app.post("/predict")
+    async def predict(request: Request):
+        body = await request.json()
+        frame = pd.DataFrame(body["records"], columns=columns)
+        return {"predictions": model.predict(frame).tolist()}
+
+    import uvicorn
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+""")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children (Linux /proc)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        pids += [int(c) for c in children]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError):
+            continue
+    return total
+
+
+def pin(pid: int, core: int) -> None:
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(pid, {core})
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> float:
+    import urllib.request
+
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited: {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return time.perf_counter() - start
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"not ready after {timeout} s: {url}")
+
+
+async def drive(url: str, body: bytes, seconds: float, concurrency: int) -> list[float]:
+    import aiohttp
+
+    latencies: list[float] = []
+    stop = time.perf_counter() + seconds
+    headers = {"content-type": "application/json"}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as s:
+        async def worker() -> None:
+            while time.perf_counter() < stop:
+                t = time.perf_counter()
+                async with s.post(url, data=body, headers=headers) as r:
+                    await r.read()
+                    if r.status != 200:
+                        raise SystemExit(f"{url} answered {r.status}")
+                latencies.append(time.perf_counter() - t)
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies
+
+
+def measure(name: str, proc: subprocess.Popen[bytes], url: str, body: bytes, seconds: float,
+            concurrency: int, cold: float) -> dict[str, Any]:
+    asyncio.run(drive(url, body, min(2.0, seconds), concurrency))  # warm-up
+    cpu0 = cpu_seconds(proc.pid)
+    start = time.perf_counter()
+    lat = asyncio.run(drive(url, body, seconds, concurrency))
+    wall = time.perf_counter() - start
+    cpu = cpu_seconds(proc.pid) - cpu0
+    lat.sort()
+    return {"name": name, "rps": len(lat) / wall, "p50": statistics.median(lat) * 1000,
+            "p99": lat[int(len(lat) * 0.99) - 1] * 1000, "per_cpu": len(lat) / max(cpu, 1e-9),
+            "cold": cold}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.seconds, args.concurrency = 1.0, 4
+    import joblib
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    import mloop
+
+    pin(0, 1)  # this process: the load generator
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
+    one = json.dumps({"records": X[:1].to_dict(orient="records")}).encode()
+    hundred = json.dumps({"records": X[:100].to_dict(orient="records")}).encode()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="mloop-serving-bench-") as tmp:
+        base = Path(tmp)
+        project = mloop.init(base / "mloop")
+        with mloop.start_run(project=project):
+            mloop.log_model(model, input_example=X[:5], registered_name="churn")
+        project.close()
+        servers = []
+        port = free_port()
+        proc = subprocess.Popen([str(BIN / "mloop"), "serve", "models:/churn/1", "--port",
+                                 str(port), "--no-log"], cwd=base / "mloop",
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        servers.append(proc)
+        pin(proc.pid, 0)
+        try:
+            cold = wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc)
+            results.append(measure("mloop serve, 1 row", proc,
+                                   f"http://127.0.0.1:{port}/predict", one, args.seconds,
+                                   args.concurrency, cold))
+            results.append(measure("mloop serve, 100 rows", proc,
+                                   f"http://127.0.0.1:{port}/predict", hundred, args.seconds,
+                                   args.concurrency, cold))
+            proc.terminate()
+            proc.wait(timeout=30)
+            port = free_port()
+            proc = subprocess.Popen([str(BIN / "mloop"), "serve", "models:/churn/1", "--port",
+                                     str(port), "--no-log", "--engine", "onnx"],
+                                    cwd=base / "mloop", stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            servers.append(proc)
+            pin(proc.pid, 0)
+            cold = wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc)
+            results.append(measure("mloop serve --engine onnx, 1 row", proc,
+                                   f"http://127.0.0.1:{port}/predict", one, args.seconds,
+                                   args.concurrency, cold))
+            if not args.no_peer:
+                joblib.dump(model, base / "model.joblib")
+                (base / "bare.py").write_text(BARE)
+                port = free_port()
+                bare = subprocess.Popen([sys.executable, str(base / "bare.py"),
+                                         str(base / "model.joblib"), str(port)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                servers.append(bare)
+                pin(bare.pid, 0)
+                cold = wait_ready(f"http://127.0.0.1:{port}/ready", bare)
+                results.append(measure("bare FastAPI + uvicorn, 1 row", bare,
+                                       f"http://127.0.0.1:{port}/predict", one, args.seconds,
+                                       args.concurrency, cold))
+                results += mlflow_run(base, model, X, one, args)
+        finally:
+            for p in servers:
+                p.terminate()
+                p.wait(timeout=30)
+    print(f"concurrency {args.concurrency}, {args.seconds:.0f} s per measurement; server on "
+          "core 0, load generator on core 1")
+    for r in results:
+        print(f"{r['name']:<34} {r['rps']:8.0f} req/s  p50 {r['p50']:7.1f} ms  p99 "
+              f"{r['p99']:7.1f} ms  {r['per_cpu']:7.0f} req/CPU-s  cold start {r['cold']:.1f} s")
+    by = {r["name"]: r for r in results}
+    for mine in ("mloop serve, 1 row", "mloop serve --engine onnx, 1 row"):
+        ours = by[mine]
+        for peer in ("bare FastAPI + uvicorn, 1 row", "mlflow models serve, 1 row"):
+            if peer in by:
+                print(f"{mine.split(',')[0]} / {peer.split(',')[0]}: "
+                      f"{ours['per_cpu'] / by[peer]['per_cpu']:.2f}x req/CPU-s, "
+                      f"p99 {ours['p99'] / by[peer]['p99']:.2f}x")
+    return 0
+
+
+def mlflow_run(base: Path, model: Any, X: Any, one: bytes, args: Any) -> list[dict[str, Any]]:
+    try:
+        import mlflow
+        import mlflow.sklearn
+    except ImportError:
+        print("MLflow is not installed: its server is skipped.")
+        return []
+    uri = f"sqlite:///{base / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(model, name="model", input_example=X[:5],
+                                        serialization_format="cloudpickle")
+    port = free_port()
+    env = dict(os.environ, MLFLOW_TRACKING_URI=uri,
+               PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    proc = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", info.model_uri,
+                             "-p", str(port), "--env-manager", "local", "-w", "1"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=(base / "mlflow.log").open("w"))
+    pin(proc.pid, 0)
+    try:
+        try:
+            cold = wait_ready(f"http://127.0.0.1:{port}/ping", proc)
+        except SystemExit:
+            print((base / "mlflow.log").read_text()[-2000:])
+            raise
+        for child in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split():
+            pin(int(child), 0)
+        body = json.dumps({"dataframe_records": X[:1].to_dict(orient="records")}).encode()
+        return [measure("mlflow models serve, 1 row", proc,
+                        f"http://127.0.0.1:{port}/invocations", body, args.seconds,
+                        args.concurrency, cold)]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
