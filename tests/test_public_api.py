@@ -16,6 +16,8 @@ EXPECTED = [
     "register_model", "set_alias", "set_model_tag",
     # evaluation
     "evaluate",
+    # serving
+    "batch_predict", "lookup",
 ]
 
 

@@ -32,6 +32,7 @@ COMMANDS = {
     "test": "mloop.cli.evaluate:test",
     "evaluate": "mloop.cli.evaluate:evaluate_cmd",
     "serve": "mloop.cli.serve:serve",
+    "batch": "mloop.cli.batch:batch",
     "lineage": "mloop.cli.lineage:lineage",
 }
 

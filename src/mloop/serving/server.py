@@ -349,6 +349,14 @@ def create_app(config: ServeConfig) -> Any:
         return _json({"predictions": np.asarray(pred).tolist()},
                               headers={"x-request-id": request_id})
 
+    @app.get("/api/v1/precomputed/{table}/{key}")
+    async def precomputed(table: str, key: str) -> Any:
+        from mloop.serving.precompute import lookup
+
+        loop = asyncio.get_running_loop()
+        found = await loop.run_in_executor(None, lookup, state["project"], table, key)
+        return _json(found)
+
     @app.get("/metrics")
     async def prometheus() -> Any:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest

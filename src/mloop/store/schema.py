@@ -255,3 +255,28 @@ evaluations = Table(
     Column("user", String(200)),
     Column("created_at", BigInteger, nullable=False),
 )
+
+# -- precomputed predictions ----------------------------------------------------------
+
+precompute_batches = Table(
+    "precompute_batches", metadata,
+    Column("id", ID, primary_key=True),
+    Column("table_name", String(200), nullable=False, index=True),
+    Column("model_uri", String(300), nullable=False),  # models:/name/version
+    Column("source", Text, nullable=False),
+    Column("status", String(20), nullable=False),  # running | complete
+    Column("rows", BigInteger, nullable=False),
+    Column("started_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger),
+)
+
+# One prediction per (table, model version, entity key); JSON: {"prediction", "proba"?}.
+precomputed = Table(
+    "precomputed", metadata,
+    Column("table_name", String(200), primary_key=True),
+    Column("model_uri", String(300), primary_key=True),
+    Column("key", String(300), primary_key=True),
+    Column("batch_id", ID, nullable=False),
+    Column("prediction", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)

@@ -1,0 +1,65 @@
+"""``mloop batch …``: precomputed predictions (score a table, look a key up)."""
+
+from __future__ import annotations
+
+import click
+
+from mloop.cli.render import emit_json, json_option, kv_section
+
+
+@click.group()
+def batch() -> None:
+    """Precompute: score whole tables with Dask, then look predictions up by key."""
+
+
+@batch.command("predict")
+@click.argument("model")
+@click.option("-i", "--input", "source", required=True,
+              help="CSV or Parquet file, folder or glob (e.g. 'exports/*.parquet').")
+@click.option("-k", "--key", required=True, help="The entity column, e.g. customer_id.")
+@click.option("--table", help="Where the predictions go (default: the model's name).")
+@click.option("--scheduler", help="A Dask scheduler address, e.g. tcp://host:8786 (default: "
+              "this machine's threads).")
+@click.option("--full", is_flag=True, help="Score every key again, even those this model "
+              "version already scored.")
+@click.option("--blocksize", default="64MB", show_default=True,
+              help="CSV partition size.")
+@json_option
+def predict(model: str, source: str, key: str, table: str | None, scheduler: str | None,
+            full: bool, blocksize: str, as_json: bool) -> None:
+    """Score every row of the input with MODEL and store the predictions by key.
+
+    Re-running for the same model version scores only new keys (unless --full); a new
+    version writes alongside, and lookups answer from the newest complete batch.
+    """
+    from dataclasses import asdict
+
+    from mloop.project import current_project
+    from mloop.serving.precompute import batch_predict
+
+    result = batch_predict(current_project(), model, source, key, table=table,
+                           scheduler=scheduler, full=full, blocksize=blocksize)
+    if as_json:
+        emit_json(asdict(result))
+        return
+    rate = result.rows / result.seconds if result.seconds else 0
+    click.echo(f"{result.table}: {result.rows:,} predictions by {result.model} "
+               f"({result.skipped:,} keys already scored) in {result.seconds:.1f} s "
+               f"({rate:,.0f} rows/s)")
+
+
+@batch.command("lookup")
+@click.argument("table")
+@click.argument("key")
+@click.option("--model", help="A model version URI (default: the newest complete batch).")
+@json_option
+def lookup(table: str, key: str, model: str | None, as_json: bool) -> None:
+    """The stored prediction for KEY in TABLE."""
+    from mloop.project import current_project
+    from mloop.serving.precompute import lookup as find
+
+    found = find(current_project(), table, key, model=model)
+    if as_json:
+        emit_json(found)
+        return
+    kv_section(f"{table} / {key}", found, sort=False)
