@@ -17,7 +17,7 @@ EXPECTED = [
     # evaluation
     "evaluate",
     # serving
-    "batch_predict", "lookup",
+    "batch_predict", "lookup", "result", "submit",
 ]
 
 

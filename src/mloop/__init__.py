@@ -62,6 +62,8 @@ _LAZY: dict[str, str] = {
     "evaluate": "mloop.evaluation",
     "batch_predict": "mloop.serving",
     "lookup": "mloop.serving",
+    "submit": "mloop.serving",
+    "result": "mloop.serving",
     "set_model_tag": "mloop.registry",
     "approve_model": "mloop.registry",
     "archive_model": "mloop.registry",
@@ -115,6 +117,7 @@ __all__ = [
     "read_artifact",
     "register_model",
     "restore_runs",
+    "result",
     "search_runs",
     "seed_everything",
     "set_alias",
@@ -124,6 +127,7 @@ __all__ = [
     "set_tag",
     "set_tags",
     "start_run",
+    "submit",
 ]
 
 

@@ -33,6 +33,8 @@ COMMANDS = {
     "evaluate": "mloop.cli.evaluate:evaluate_cmd",
     "serve": "mloop.cli.serve:serve",
     "batch": "mloop.cli.batch:batch",
+    "worker": "mloop.cli.worker:worker",
+    "jobs": "mloop.cli.worker:jobs",
     "lineage": "mloop.cli.lineage:lineage",
 }
 

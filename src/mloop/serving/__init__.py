@@ -33,3 +33,37 @@ def lookup(table: str, key: str | int, *, model: str | None = None,
 
     return find(project if project is not None else current_project(), table, key,
                 model=model)
+
+
+def submit(model: str, rows: Any, *, broker: str | None = None, job_id: str | None = None,
+           project: Project | None = None) -> str:
+    """Queue ``rows`` (records or a dict of columns) for ``model``; returns the job id.
+
+    ``broker``: ``sqlite`` (default: the project's queue), ``sqlite:///path`` or
+    ``redis://host:6379/0``. A worker (``mloop worker MODEL``) answers it.
+    """
+    from mloop.serving.broker import check_payload, open_broker
+
+    if hasattr(rows, "to_dict"):
+        rows = rows.to_dict(orient="records")
+    p = project if project is not None else (current_project() if broker is None
+                                             or broker == "sqlite" else None)
+    b = open_broker(broker, p.root if p is not None else None)
+    try:
+        return b.enqueue(model, check_payload(rows), job_id)
+    finally:
+        b.close()
+
+
+def result(job_id: str, *, timeout: float = 30.0, broker: str | None = None,
+           project: Project | None = None) -> Any:
+    """The answer to a submitted job (waits up to ``timeout`` seconds)."""
+    from mloop.serving.broker import open_broker
+
+    p = project if project is not None else (current_project() if broker is None
+                                             or broker == "sqlite" else None)
+    b = open_broker(broker, p.root if p is not None else None)
+    try:
+        return b.result(job_id, timeout)
+    finally:
+        b.close()

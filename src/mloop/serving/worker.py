@@ -1,0 +1,121 @@
+"""``mloop worker``: model-on-demand. Claims jobs from a broker, predicts, stores results.
+
+Each thread claims up to a batch of jobs for its model, predicts them in one vectorised
+call (a failing batch is retried job by job, so one bad payload fails alone), writes the
+results and acknowledges. Every ``follow`` seconds the worker resolves its model ref
+again: when an alias such as ``champion`` moves, the new version is loaded and used for
+the next claims — no job is dropped, and the app that submits jobs is not redeployed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from mloop.project import Project
+from mloop.serving.broker import Broker, Job
+
+
+class Worker:
+    def __init__(self, project: Project, model: str, broker: Broker, *, concurrency: int = 2,
+                 follow: float = 5.0, batch: int = 64) -> None:
+        self.project = project
+        self.model_ref = model
+        self.broker = broker
+        self.concurrency = concurrency
+        self.follow = follow
+        self.batch = batch
+        self.consumer = f"{socket.gethostname()}-{os.getpid()}"
+        self.processed = 0
+        self.failed = 0
+        self._lock = threading.Lock()
+        self._loaded: tuple[str, Any] | None = None
+        self._checked = 0.0
+
+    def model(self) -> tuple[str, Any]:
+        """(version URI, loaded model), reloaded when the ref now names another version."""
+        from mloop.registry.models import get_version, load_model
+
+        with self._lock:
+            now = time.monotonic()
+            if self._loaded is None or now - self._checked >= self.follow:
+                self._checked = now
+                uri = get_version(self.project, self.model_ref).uri \
+                    if self.model_ref.startswith("models:/") else self.model_ref
+                if self._loaded is None or self._loaded[0] != uri:
+                    self._loaded = (uri, load_model(self.project, uri))
+            return self._loaded
+
+    def run(self, stop: threading.Event | None = None, max_jobs: int | None = None) -> int:
+        """Serve until ``stop`` is set (or ``max_jobs`` are done); returns the count."""
+        stop = stop or threading.Event()
+        self.model()  # load (and fail on a bad ref) before claiming anything
+        threads = [threading.Thread(target=self._loop, args=(stop, max_jobs, i), daemon=True,
+                                    name=f"mloop-worker-{i}")
+                   for i in range(self.concurrency)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return self.processed
+
+    def _loop(self, stop: threading.Event, max_jobs: int | None, index: int) -> None:
+        consumer = f"{self.consumer}-{index}"
+        while not stop.is_set():
+            if max_jobs is not None and self.processed + self.failed >= max_jobs:
+                stop.set()
+                return
+            jobs = self.broker.claim(self.model_ref, consumer, count=self.batch, block_s=0.5)
+            if jobs:
+                self.handle(jobs)
+
+    def handle(self, jobs: list[Job]) -> None:
+        import pandas as pd
+
+        uri, loaded = self.model()
+        try:
+            frames = [_frame(j.payload) for j in jobs]
+            merged = pd.concat(frames, ignore_index=True)
+            outputs = _predict(loaded, merged)
+        except Exception:  # one payload spoils the batch: find which, job by job
+            for job in jobs:
+                self._one(job, uri, loaded)
+            return
+        start = 0
+        for job, frame in zip(jobs, frames, strict=True):
+            end = start + len(frame)
+            self.broker.complete(job, {"model": uri, **{k: v[start:end]
+                                                        for k, v in outputs.items()}})
+            start = end
+        with self._lock:
+            self.processed += len(jobs)
+
+    def _one(self, job: Job, uri: str, loaded: Any) -> None:
+        try:
+            result = _predict(loaded, _frame(job.payload))
+        except Exception as exc:  # the job's own error, kept for the dead-letter list
+            self.broker.fail(job, f"{type(exc).__name__}: {exc}")
+            with self._lock:
+                self.failed += 1
+            return
+        self.broker.complete(job, {"model": uri, **result})
+        with self._lock:
+            self.processed += 1
+
+
+def _frame(payload: Any) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame(payload)
+
+
+def _predict(loaded: Any, frame: Any) -> dict[str, list[Any]]:
+    out = {"predictions": np.asarray(loaded.predict(frame)).tolist()}
+    if hasattr(loaded.model, "predict_proba"):
+        out["probabilities"] = np.asarray(loaded.predict_proba(frame)).tolist()
+    return out
