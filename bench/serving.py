@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         servers = []
         port = free_port()
         proc = subprocess.Popen([str(BIN / "mloop"), "serve", "models:/churn/1", "--port",
-                                 str(port), "--no-log"], cwd=base / "mloop",
+                                 str(port)], cwd=base / "mloop",
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         servers.append(proc)
         pin(proc.pid, 0)
@@ -180,7 +180,19 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait(timeout=30)
             port = free_port()
             proc = subprocess.Popen([str(BIN / "mloop"), "serve", "models:/churn/1", "--port",
-                                     str(port), "--no-log", "--engine", "onnx"],
+                                     str(port), "--no-log"], cwd=base / "mloop",
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            servers.append(proc)
+            pin(proc.pid, 0)
+            cold = wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc)
+            results.append(measure("mloop serve --no-log, 1 row", proc,
+                                   f"http://127.0.0.1:{port}/predict", one, args.seconds,
+                                   args.concurrency, cold))
+            proc.terminate()
+            proc.wait(timeout=30)
+            port = free_port()
+            proc = subprocess.Popen([str(BIN / "mloop"), "serve", "models:/churn/1", "--port",
+                                     str(port), "--engine", "onnx"],
                                     cwd=base / "mloop", stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
             servers.append(proc)
@@ -208,12 +220,17 @@ def main(argv: list[str] | None = None) -> int:
                 p.terminate()
                 p.wait(timeout=30)
     print(precompute_line(model, X, 20_000 if args.smoke else 500_000))
+    for broker in ("sqlite", "redis://127.0.0.1:6379/14"):
+        print(async_line(model, X, broker, 200 if args.smoke else 5_000))
     print(f"concurrency {args.concurrency}, {args.seconds:.0f} s per measurement; server on "
           "core 0, load generator on core 1")
     for r in results:
         print(f"{r['name']:<34} {r['rps']:8.0f} req/s  p50 {r['p50']:7.1f} ms  p99 "
               f"{r['p99']:7.1f} ms  {r['per_cpu']:7.0f} req/CPU-s  cold start {r['cold']:.1f} s")
     by = {r["name"]: r for r in results}
+    logged, unlogged = by["mloop serve, 1 row"], by["mloop serve --no-log, 1 row"]
+    print(f"prediction logging costs {1 - logged['rps'] / unlogged['rps']:.1%} of "
+          "throughput")
     for mine in ("mloop serve, 1 row", "mloop serve --engine onnx, 1 row"):
         ours = by[mine]
         for peer in ("bare FastAPI + uvicorn, 1 row", "mlflow models serve, 1 row"):
@@ -245,6 +262,46 @@ def precompute_line(model: Any, X: Any, rows: int) -> str:
         project.close()
     return (f"precompute: {result.rows:,} rows scored and stored in {result.seconds:.1f} s "
             f"({result.rows / result.seconds:,.0f} rows/s)")
+
+
+def async_line(model: Any, X: Any, broker: str, jobs: int) -> str:
+    """Jobs per second answered by 2 worker threads (one row per job)."""
+    import threading
+    import uuid
+
+    import mloop
+    from mloop.serving.broker import open_broker
+    from mloop.serving.worker import Worker
+
+    name = f"bench-{uuid.uuid4().hex[:8]}"  # its own Redis stream: nothing left over counts
+    ref = f"models:/{name}/1"
+    with tempfile.TemporaryDirectory(prefix="mloop-async-bench-") as tmp:
+        project = mloop.init(Path(tmp))
+        with mloop.start_run(project=project):
+            mloop.log_model(model, input_example=X[:5], registered_name=name, onnx=False)
+        try:
+            queue = open_broker(broker, project.root)
+        except Exception as exc:  # Redis not running here: say so and go on
+            project.close()
+            return f"async jobs via {broker}: skipped ({exc})"
+        rows = X.iloc[:1].to_dict(orient="records")
+        ids = [queue.enqueue(ref, rows) for _ in range(jobs)]
+        worker = Worker(project, ref, queue, concurrency=2)
+        stop = threading.Event()
+        start = time.perf_counter()
+        thread = threading.Thread(target=worker.run, args=(stop,))
+        thread.start()
+        queue.result(ids[-1], timeout=600)
+        for job in ids:
+            queue.result(job, timeout=600)
+        seconds = time.perf_counter() - start
+        stop.set()
+        thread.join()
+        queue.close()
+        project.close()
+    kind = broker.split(":", maxsplit=1)[0]
+    return (f"async jobs via {kind}: {jobs:,} one-row jobs in {seconds:.1f} s "
+            f"({jobs / seconds:,.0f} jobs/s, 2 worker threads)")
 
 
 def mlflow_run(base: Path, model: Any, X: Any, one: bytes, args: Any) -> list[dict[str, Any]]:

@@ -155,3 +155,27 @@ def test_submit_and_result_api(sqlite_project):
     worker.run(max_jobs=1)
     assert len(mloop.result(job, timeout=5)["predictions"]) == 2
     b.close()
+
+
+def test_a_worker_outlives_a_broker_outage(sqlite_project, tmp_path):
+    _register()
+    real = open_broker(f"sqlite:///{tmp_path / 'q.db'}")
+    job = real.enqueue("models:/churn/1", X.iloc[:1].to_dict(orient="records"))
+
+    class Flaky:
+        outages = 2
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def claim(self, *args, **kwargs):
+            if self.outages:
+                self.outages -= 1
+                raise ConnectionError("broker restarting")
+            return real.claim(*args, **kwargs)
+
+    worker = Worker(sqlite_project, "models:/churn/1", Flaky(), concurrency=1)
+    assert worker.run(max_jobs=1) == 1
+    assert worker.reconnects == 2
+    assert len(real.result(job, timeout=5)["predictions"]) == 1
+    real.close()

@@ -137,4 +137,34 @@ def test_concurrency_batches_metrics_log_and_graceful_stop(server):
 
     logged = read_predictions(project.root / ".mloop" / "predictions", "churn")
     assert len(logged) == 200 and logged.request_id.is_unique
-    assert json.loads(logged.outputs[0])["predict"] == model.predict(X[:1]).tolist()
+    assert (logged.prediction == model.predict(X[:1])[0]).all()
+    assert logged["in.mean radius"].iloc[0] == X["mean radius"].iloc[0]
+    np.testing.assert_allclose(logged["proba.1"].iloc[0], model.predict_proba(X[:1])[0, 1])
+
+
+def test_schemathesis_finds_no_server_error(server):
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    port, *_ = server
+    schema = schemathesis.openapi.from_url(f"http://127.0.0.1:{port}/openapi.json")
+    seen: dict[str, set[int]] = {}
+    errors = []
+    def fuzz(operation):
+        @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck),
+                  database=None)
+        @given(operation.as_strategy())
+        def run(case):
+            response = case.call()
+            seen.setdefault(f"{operation.method} {operation.path}", set()).add(
+                response.status_code)
+            if response.status_code >= 500:
+                errors.append((operation.path, response.status_code, case.body))
+
+        run()
+
+    for found in schema.get_all_operations():
+        fuzz(found.ok())
+    assert errors == []
+    assert seen["post /predict"] & {400, 422}  # bodies really were generated and refused
+    assert len(seen) >= 12

@@ -14,11 +14,13 @@ dead-letter list after ``max_attempts`` failures with the error kept.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -186,6 +188,17 @@ class SqliteBroker:
             self._local.conn = None
 
 
+@contextlib.contextmanager
+def _network(url: str) -> Iterator[None]:
+    """Redis connection trouble as the built-in ConnectionError (workers retry on it)."""
+    import redis
+
+    try:
+        yield
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        raise ConnectionError(f"Redis at {url}: {exc}") from exc
+
+
 class RedisBroker:
     GROUP, DEAD = "mloop-workers", "mloop:dead"
 
@@ -201,6 +214,7 @@ class RedisBroker:
             raise ConfigError("The Redis broker needs the redis package: pip install "
                               "'mloop[redis]'.") from None
         self.visibility, self.max_attempts, self.backoff = visibility, max_attempts, backoff
+        self.url = url
         self.r: Any = redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5,
                                       retry_on_timeout=True, health_check_interval=30)
         try:
@@ -228,24 +242,26 @@ class RedisBroker:
         return job_id
 
     def _add(self, job: Job, not_before: float = 0.0) -> None:
-        stream = self.stream(job.model)
-        self._group(stream)
-        self.r.xadd(stream, {"id": job.id, "model": job.model,
-                                  "payload": json.dumps(job.payload),
-                                  "attempts": job.attempts, "not_before": not_before})
+        with _network(self.url):
+            stream = self.stream(job.model)
+            self._group(stream)
+            self.r.xadd(stream, {"id": job.id, "model": job.model,
+                                      "payload": json.dumps(job.payload),
+                                      "attempts": job.attempts, "not_before": not_before})
 
     def claim(self, model: str, consumer: str, count: int = 16,
               block_s: float = 1.0) -> list[Job]:
-        stream = self.stream(model)
-        self._group(stream)
-        deadline = time.monotonic() + block_s
-        while True:
-            jobs, deferred = self._claim_once(stream, consumer, count,
-                                              max(0.001, deadline - time.monotonic()))
-            if jobs or time.monotonic() >= deadline:
-                return jobs
-            if deferred:  # only retries still in their backoff: look again shortly
-                time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        with _network(self.url):
+            stream = self.stream(model)
+            self._group(stream)
+            deadline = time.monotonic() + block_s
+            while True:
+                jobs, deferred = self._claim_once(stream, consumer, count,
+                                                  max(0.001, deadline - time.monotonic()))
+                if jobs or time.monotonic() >= deadline:
+                    return jobs
+                if deferred:  # only retries still in their backoff: look again shortly
+                    time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
 
     def _claim_once(self, stream: str, consumer: str, count: int,
                     block_s: float) -> tuple[list[Job], int]:
@@ -291,38 +307,42 @@ class RedisBroker:
         self._done(job)
 
     def fail(self, job: Job, error: str) -> bool:
-        retry = job.attempts < self.max_attempts
-        self._done(job)
-        if retry:
-            self._add(Job(job.id, job.model, job.payload, job.attempts),
-                      time.time() + self.backoff * 2 ** (job.attempts - 1))
-        else:
-            self.r.xadd(self.DEAD, {"id": job.id, "model": job.model, "error": error,
-                                    "attempts": job.attempts})
-            self.r.set(f"mloop:result:{job.id}", json.dumps({"error": error}), nx=True,
-                       ex=RESULT_TTL_S)
-            self.r.rpush(f"mloop:done:{job.id}", 1)
-            self.r.expire(f"mloop:done:{job.id}", RESULT_TTL_S)
-        return retry
+        with _network(self.url):
+            retry = job.attempts < self.max_attempts
+            self._done(job)
+            if retry:
+                self._add(Job(job.id, job.model, job.payload, job.attempts),
+                          time.time() + self.backoff * 2 ** (job.attempts - 1))
+            else:
+                self.r.xadd(self.DEAD, {"id": job.id, "model": job.model, "error": error,
+                                        "attempts": job.attempts})
+                self.r.set(f"mloop:result:{job.id}", json.dumps({"error": error}), nx=True,
+                           ex=RESULT_TTL_S)
+                self.r.rpush(f"mloop:done:{job.id}", 1)
+                self.r.expire(f"mloop:done:{job.id}", RESULT_TTL_S)
+            return retry
 
     def result(self, job_id: str, timeout: float = 30.0) -> Any:
-        raw = self.r.get(f"mloop:result:{job_id}")
-        if raw is None and self.r.blpop([f"mloop:done:{job_id}"], timeout=max(1, int(timeout))):
-            self.r.rpush(f"mloop:done:{job_id}", 1)  # leave the signal for other waiters
+        with _network(self.url):
             raw = self.r.get(f"mloop:result:{job_id}")
-        if raw is None:
-            raise TimeoutError(f"Job {job_id} has no result after {timeout} s.")
-        body = json.loads(raw)
-        if "error" in body:
-            raise JobFailed(f"Job {job_id} failed for good: {body['error']}")
-        return body["result"]
+            if raw is None and self.r.blpop([f"mloop:done:{job_id}"], timeout=max(1, int(timeout))):
+                self.r.rpush(f"mloop:done:{job_id}", 1)  # leave the signal for other waiters
+                raw = self.r.get(f"mloop:result:{job_id}")
+            if raw is None:
+                raise TimeoutError(f"Job {job_id} has no result after {timeout} s.")
+            body = json.loads(raw)
+            if "error" in body:
+                raise JobFailed(f"Job {job_id} failed for good: {body['error']}")
+            return body["result"]
 
     def dead_letters(self) -> list[dict[str, Any]]:
-        return [{k.decode(): v.decode() for k, v in fields.items()}
-                for _, fields in self.r.xrange(self.DEAD)]
+        with _network(self.url):
+            return [{k.decode(): v.decode() for k, v in fields.items()}
+                    for _, fields in self.r.xrange(self.DEAD)]
 
     def close(self) -> None:
-        self.r.close()
+        with _network(self.url):
+            self.r.close()
 
 
 def check_payload(payload: Any) -> Any:

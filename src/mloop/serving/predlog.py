@@ -1,14 +1,17 @@
 """The prediction log: every served prediction, written in batches off the request path.
 
-Rows (request id, time, model, version, inputs, outputs, latency) are queued in memory
-and a background thread writes them as Parquet segments under
-``<project>/.mloop/predictions/<model>/<version>/``, each written to a temporary name
-and renamed, so a reader never sees half a file. Monitoring reads these segments.
+The request path only queues references (the request's rows as the model saw them, the
+predictions, the probabilities); a background thread turns a second's worth of requests
+into one columnar Parquet segment per model version under
+``<project>/.mloop/predictions/<model>/<version>/``: one row per predicted row, with
+``request_id``, ``row`` (its place in the request), ``time_ms``, ``latency_ms``, the
+input columns as ``in.<name>``, ``prediction`` and ``proba.<k>``. Segments are written to
+a temporary name and renamed, so a reader never sees half a file. Monitoring reads the
+inputs column by column, as drift tests want them.
 """
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import time
@@ -16,84 +19,116 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 class PredictionLogger:
-    def __init__(self, root: Path, *, flush_rows: int = 10_000, flush_seconds: float = 1.0,
-                 max_pending: int = 200_000) -> None:
+    def __init__(self, root: Path, *, flush_rows: int = 50_000, flush_seconds: float = 1.0,
+                 max_pending: int = 100_000) -> None:
         self.root = root
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=max_pending)
+        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=max_pending)
         self.dropped = 0
         self._thread = threading.Thread(target=self._run, name="mloop-predlog", daemon=True)
         self._thread.start()
 
-    def log(self, model: str, version: int, request_id: str, *, inputs: Any, outputs: Any,
-            latency_ms: float) -> None:
-        """Queue one request's rows; never blocks (a full queue drops and counts)."""
+    def log(self, model: str, version: int, request_id: str, *, frame: Any, pred: Any,
+            proba: Any, latency_ms: float) -> None:
+        """Queue one request (references only); never blocks: a full queue drops and
+        counts (``dropped``)."""
         try:
-            self._queue.put_nowait({
-                "request_id": request_id, "time_ms": int(time.time() * 1000), "model": model,
-                "version": version, "inputs": inputs, "outputs": outputs,
-                "latency_ms": latency_ms})
+            self._queue.put_nowait((model, version, request_id, int(time.time() * 1000),
+                                    frame, pred, proba, latency_ms))
         except queue.Full:
             self.dropped += 1
 
     def close(self) -> None:
         """Write everything queued, then stop."""
         self._queue.put(None)
-        self._thread.join(timeout=30)
+        self._thread.join(timeout=60)
 
     def _run(self) -> None:
-        pending: list[dict[str, Any]] = []
+        pending: list[tuple[Any, ...]] = []
+        rows = 0
         last = time.monotonic()
         while True:
             try:
                 item = self._queue.get(timeout=self.flush_seconds)
             except queue.Empty:
-                item = {}
+                item = ()
             if item is None:
                 self._write(pending)
                 return
             if item:
                 pending.append(item)
-            if len(pending) >= self.flush_rows or (
+                rows += len(item[4])
+            if rows >= self.flush_rows or (
                     pending and time.monotonic() - last >= self.flush_seconds):
                 self._write(pending)
-                pending, last = [], time.monotonic()
+                pending, rows, last = [], 0, time.monotonic()
 
-    def _write(self, rows: list[dict[str, Any]]) -> None:
-        if not rows:
-            return
+    def _write(self, items: list[tuple[Any, ...]]) -> None:
+        groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
+        for item in items:
+            frame = item[4]
+            columns = tuple(str(c) for c in frame.columns) if hasattr(frame, "columns") \
+                else ("input",)
+            groups.setdefault((item[0], item[1], columns), []).append(item)
+        for (model, version, columns), group in groups.items():
+            self._segment(model, version, columns, group)
+
+    def _segment(self, model: str, version: int, columns: tuple[str, ...],
+                 group: list[tuple[Any, ...]]) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        by_model: dict[tuple[str, int], list[dict[str, Any]]] = {}
-        for r in rows:
-            by_model.setdefault((r["model"], r["version"]), []).append(r)
-        for (model, version), items in by_model.items():
-            table = pa.table({
-                "request_id": [r["request_id"] for r in items],
-                "time_ms": [r["time_ms"] for r in items],
-                "version": [r["version"] for r in items],
-                "inputs": [json.dumps(r["inputs"], default=str) for r in items],
-                "outputs": [json.dumps(r["outputs"], default=str) for r in items],
-                "latency_ms": [r["latency_ms"] for r in items]})
-            folder = self.root / model / str(version)
-            folder.mkdir(parents=True, exist_ok=True)
-            name = f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}.parquet"
-            tmp = folder / f".{name}.tmp"
-            pq.write_table(table, tmp)
-            tmp.replace(folder / name)
+        sizes = np.array([len(g[5]) for g in group])
+        data: dict[str, Any] = {
+            "request_id": np.repeat([g[2] for g in group], sizes),
+            "row": np.concatenate([np.arange(n) for n in sizes]),
+            "time_ms": np.repeat([g[3] for g in group], sizes),
+            "latency_ms": np.repeat([g[7] for g in group], sizes),
+        }
+        frames = [g[4] for g in group]
+        if hasattr(frames[0], "columns"):
+            # one to_numpy per request (a 2-D block), then columns are slices of the stack
+            values = np.vstack([f.to_numpy() for f in frames])
+            dtypes = list(frames[0].dtypes)
+            for j, name in enumerate(columns):
+                column = values[:, j]
+                if column.dtype == object and dtypes[j].kind in "biuf":
+                    column = column.astype(dtypes[j])
+                data[f"in.{name}"] = column
+        else:
+            data["in.input"] = [list(map(float, np.ravel(r))) for f in frames
+                                for r in np.asarray(f)]
+        data["prediction"] = np.concatenate([np.asarray(g[5]) for g in group])
+        if all(g[6] is not None for g in group):
+            proba = np.vstack([np.asarray(g[6]) for g in group])
+            for k in range(proba.shape[1] if proba.ndim == 2 else 0):
+                data[f"proba.{k}"] = proba[:, k]
+        table = pa.table({k: (pa.array(v.astype(str)) if isinstance(v, np.ndarray)
+                              and v.dtype == object else v) for k, v in data.items()})
+        folder = self.root / model / str(version)
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}.parquet"
+        tmp = folder / f".{name}.tmp"
+        pq.write_table(table, tmp)
+        tmp.replace(folder / name)
 
 
 def read_predictions(root: Path, model: str) -> Any:
-    """Every logged prediction of ``model`` as a DataFrame (empty when none)."""
+    """Every logged prediction row of ``model`` as a DataFrame (empty when none)."""
     import pandas as pd
     import pyarrow.parquet as pq
 
     files = sorted((root / model).glob("*/*.parquet"))
     if not files:
-        return pd.DataFrame(columns=["request_id", "time_ms", "version", "inputs", "outputs",
-                                     "latency_ms"])
-    return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+        return pd.DataFrame(columns=["request_id", "row", "time_ms", "latency_ms",
+                                     "prediction"])
+    frames = []
+    for f in files:
+        part = pq.read_table(f).to_pandas()
+        frames.append(part.assign(version=int(f.parent.name)))
+    return pd.concat(frames, ignore_index=True)

@@ -37,6 +37,37 @@ from mloop.serving.protocol import (
 
 CONFIG_ENV = "MLOOP_SERVE_CONFIG"
 
+# Request bodies are parsed by hand (faster than models, and errors name the field), so
+# their shapes are declared here for the OpenAPI document, clients and fuzzers.
+_TENSOR = {"type": "object", "required": ["name", "shape", "datatype", "data"], "properties": {
+    "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}},
+    "datatype": {"type": "string", "enum": ["BOOL", "INT8", "INT16", "INT32", "INT64",
+                                            "UINT8", "UINT16", "UINT32", "UINT64", "FP16",
+                                            "FP32", "FP64", "BYTES"]},
+    "data": {"type": "array"}, "parameters": {"type": "object"}}}
+_BODIES = {
+    "infer": {"type": "object", "required": ["inputs"], "properties": {
+        "id": {"type": "string"}, "parameters": {"type": "object"},
+        "inputs": {"type": "array", "items": _TENSOR},
+        "outputs": {"type": "array", "items": {"type": "object", "properties": {
+            "name": {"type": "string"}}}}}},
+    "predict": {"type": "object", "properties": {
+        "records": {"type": "array", "items": {"type": "object"}},
+        "columns": {"type": "array", "items": {"type": "string"}},
+        "data": {"type": "array", "items": {"type": "array"}}}},
+    "invocations": {"type": "object", "properties": {
+        "dataframe_split": {"type": "object", "properties": {
+            "columns": {"type": "array", "items": {"type": "string"}},
+            "data": {"type": "array", "items": {"type": "array"}}}},
+        "dataframe_records": {"type": "array", "items": {"type": "object"}},
+        "instances": {"type": "array"}, "inputs": {}}},
+}
+
+
+def _body(kind: str) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": _BODIES[kind]}}}}
+
 
 def _json(content: Any, status_code: int = 200,
           headers: dict[str, str] | None = None) -> Response:
@@ -237,14 +268,8 @@ def create_app(config: ServeConfig) -> Any:
         request_id = uuid.uuid4().hex
         logger = state["logger"]
         if logger is not None:
-            logger.log(served.name, served.version, request_id, inputs=
-                       {"columns": [str(c) for c in frame.columns],
-                        "data": frame.to_numpy().tolist()}
-                       if hasattr(frame, "columns") else np.asarray(frame).tolist(),
-                       outputs={"predict": np.asarray(pred).tolist(),
-                                **({"predict_proba": np.asarray(probabilities).tolist()}
-                                   if probabilities is not None else {})},
-                       latency_ms=latency * 1000)
+            logger.log(served.name, served.version, request_id, frame=frame, pred=pred,
+                       proba=probabilities, latency_ms=latency * 1000)
             metrics.dropped.set(logger.dropped)
         metrics.latency.labels(served.name, str(served.version), route).observe(latency)
         metrics.requests.labels(served.name, str(served.version), route, "200").inc()
@@ -307,8 +332,8 @@ def create_app(config: ServeConfig) -> Any:
         model_of(name, version)
         return _json({"name": name, "ready": state["ready"]})
 
-    @app.post("/v2/models/{name}/infer")
-    @app.post("/v2/models/{name}/versions/{version}/infer")
+    @app.post("/v2/models/{name}/infer", openapi_extra=_body("infer"))
+    @app.post("/v2/models/{name}/versions/{version}/infer", openapi_extra=_body("infer"))
     async def infer(name: str, request: Request, version: str | None = None) -> Any:
         served = model_of(name, version)
         frame, wanted, req_id = v2_frame(await body_of(request), served.loaded.signature)
@@ -329,7 +354,7 @@ def create_app(config: ServeConfig) -> Any:
         served: ServedModel = next(iter(state["models"].values()))[0]
         return served
 
-    @app.post("/predict")
+    @app.post("/predict", openapi_extra=_body("predict"))
     async def predict(request: Request, model: str | None = None) -> Any:
         served = only_model(model)
         frame = records_frame(await body_of(request))
@@ -341,7 +366,7 @@ def create_app(config: ServeConfig) -> Any:
             body["probabilities"] = np.asarray(proba).tolist()
         return _json(body, headers={"x-request-id": request_id})
 
-    @app.post("/invocations")
+    @app.post("/invocations", openapi_extra=_body("invocations"))
     async def invocations(request: Request, model: str | None = None) -> Any:
         served = only_model(model)
         frame = mlflow_frame(await body_of(request), served.loaded.signature)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import threading
 import time
 from typing import Any
@@ -33,6 +34,7 @@ class Worker:
         self.consumer = f"{socket.gethostname()}-{os.getpid()}"
         self.processed = 0
         self.failed = 0
+        self.reconnects = 0
         self._lock = threading.Lock()
         self._loaded: tuple[str, Any] | None = None
         self._checked = 0.0
@@ -66,13 +68,25 @@ class Worker:
 
     def _loop(self, stop: threading.Event, max_jobs: int | None, index: int) -> None:
         consumer = f"{self.consumer}-{index}"
+        pause = 0.0
         while not stop.is_set():
             if max_jobs is not None and self.processed + self.failed >= max_jobs:
                 stop.set()
                 return
-            jobs = self.broker.claim(self.model_ref, consumer, count=self.batch, block_s=0.5)
-            if jobs:
-                self.handle(jobs)
+            try:
+                jobs = self.broker.claim(self.model_ref, consumer, count=self.batch,
+                                         block_s=0.5)
+                if jobs:
+                    self.handle(jobs)
+                pause = 0.0
+            except (ConnectionError, TimeoutError, OSError) as exc:
+                # the broker went away: wait (1, 2, 4 … 30 s) and try again; claimed jobs
+                # that were not answered come back after the visibility timeout
+                pause = min(30.0, max(1.0, pause * 2))
+                self.reconnects += 1
+                print(f"mloop worker: broker unreachable ({exc}); retrying in {pause:.0f} s",
+                      file=sys.stderr)
+                stop.wait(pause)
 
     def handle(self, jobs: list[Job]) -> None:
         import pandas as pd
