@@ -161,46 +161,32 @@ def main(argv: list[str] | None = None) -> int:
         with mloop.start_run(project=project):
             mloop.log_model(model, input_example=X[:5], registered_name="churn")
         project.close()
-        servers = []
-        port = free_port()
-        proc = subprocess.Popen([str(BIN / "mloop"), "serve", "models:/churn/1", "--port",
-                                 str(port)], cwd=base / "mloop",
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        servers.append(proc)
-        pin(proc.pid, 0)
-        try:
-            cold = wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc)
-            results.append(measure("mloop serve, 1 row", proc,
-                                   f"http://127.0.0.1:{port}/predict", one, args.seconds,
-                                   args.concurrency, cold))
-            results.append(measure("mloop serve, 100 rows", proc,
-                                   f"http://127.0.0.1:{port}/predict", hundred, args.seconds,
-                                   args.concurrency, cold))
-            proc.terminate()
-            proc.wait(timeout=30)
+        servers: list[subprocess.Popen[bytes]] = []
+
+        def mloop_server(*flags: str) -> tuple[subprocess.Popen[bytes], str, float]:
+            """Start `mloop serve` with ``flags``; (process, /predict URL, cold start)."""
             port = free_port()
             proc = subprocess.Popen([str(BIN / "mloop"), "serve", "models:/churn/1", "--port",
-                                     str(port), "--no-log"], cwd=base / "mloop",
+                                     str(port), *flags], cwd=base / "mloop",
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             servers.append(proc)
             pin(proc.pid, 0)
             cold = wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc)
-            results.append(measure("mloop serve --no-log, 1 row", proc,
-                                   f"http://127.0.0.1:{port}/predict", one, args.seconds,
-                                   args.concurrency, cold))
-            proc.terminate()
-            proc.wait(timeout=30)
-            port = free_port()
-            proc = subprocess.Popen([str(BIN / "mloop"), "serve", "models:/churn/1", "--port",
-                                     str(port), "--engine", "onnx"],
-                                    cwd=base / "mloop", stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
-            servers.append(proc)
-            pin(proc.pid, 0)
-            cold = wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc)
-            results.append(measure("mloop serve --engine onnx, 1 row", proc,
-                                   f"http://127.0.0.1:{port}/predict", one, args.seconds,
-                                   args.concurrency, cold))
+            return proc, f"http://127.0.0.1:{port}/predict", cold
+
+        try:
+            for flags, label, bodies in (((), "mloop serve", (("1 row", one),
+                                                             ("100 rows", hundred))),
+                                         (("--no-log",), "mloop serve --no-log",
+                                          (("1 row", one),)),
+                                         (("--engine", "onnx"), "mloop serve --engine onnx",
+                                          (("1 row", one),))):
+                proc, url, cold = mloop_server(*flags)
+                for rows, body in bodies:
+                    results.append(measure(f"{label}, {rows}", proc, url, body, args.seconds,
+                                           args.concurrency, cold))
+                proc.terminate()
+                proc.wait(timeout=30)
             if not args.no_peer:
                 joblib.dump(model, base / "model.joblib")
                 (base / "bare.py").write_text(BARE)

@@ -25,6 +25,8 @@ import numpy as np
 class PredictionLogger:
     def __init__(self, root: Path, *, flush_rows: int = 50_000, flush_seconds: float = 1.0,
                  max_pending: int = 100_000) -> None:
+        import pyarrow.parquet  # noqa: F401 - imported now (before ready), not mid-traffic
+
         self.root = root
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
