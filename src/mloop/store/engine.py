@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -120,10 +121,19 @@ def _sqlite_engine(url: str, synchronous: str, busy_timeout_ms: int) -> Engine:
         # Take BEGIN out of the driver's hands so we can choose IMMEDIATE for writers.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        try:
-            cur.execute("PRAGMA journal_mode=WAL")
-        except Exception as exc:  # e.g. a read-only or network file system
-            raise SchemaError(f"Cannot switch {path} to WAL mode: {exc}") from exc
+        # Switching to WAL needs a moment alone with the file: several processes opening a
+        # new store at once can get "database is locked" here without the busy handler
+        # being consulted, so wait for our turn as a writer would.
+        deadline = time.monotonic() + busy_timeout_ms / 1000
+        while True:
+            try:
+                cur.execute("PRAGMA journal_mode=WAL")
+                break
+            except Exception as exc:  # e.g. a read-only or network file system
+                if "locked" in str(exc) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    continue
+                raise SchemaError(f"Cannot switch {path} to WAL mode: {exc}") from exc
         cur.execute(f"PRAGMA synchronous={synchronous.upper()}")
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cur.execute("PRAGMA foreign_keys=ON")
