@@ -9,18 +9,11 @@ from mloop import lineage
 from mloop.core.process import command_line, current_user
 from mloop.core.uris import check_name
 from mloop.data import stats as _stats
+from mloop.data.catalog import get, list_datasets, project_relpath, read_tree
 from mloop.data.chunks import FileEntry
 from mloop.data.model import DatasetVersion, dumps
 from mloop.data.pointer import write_pointer
-from mloop.data.versions import (
-    get,
-    insert_version,
-    list_datasets,
-    project_relpath,
-    read_tree,
-    snapshot,
-    store_tree,
-)
+from mloop.data.versions import insert_version, snapshot, store_tree
 from mloop.data.workspace import current_digests, remember_stats
 from mloop.errors import InvalidInputError, NotFoundError
 from mloop.project import Project

@@ -19,17 +19,7 @@ from mloop.core.clock import now_ms
 from mloop.core.ids import new_id
 from mloop.core.progress import progress
 from mloop.core.uris import check_name
-from mloop.data.catalog import (  # noqa: F401 - the read side, re-exported
-    POINTER_SUFFIX,
-    DatasetNotFoundError,
-    collect,
-    get,
-    list_datasets,
-    log,
-    parse_ref,
-    project_relpath,
-    read_tree,
-)
+from mloop.data.catalog import collect, get, read_tree
 from mloop.data.chunks import FileEntry, chunk_files
 from mloop.data.model import DatasetVersion, dumps, encode_tree
 from mloop.errors import InvalidInputError

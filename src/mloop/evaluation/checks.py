@@ -78,12 +78,10 @@ class Context:
         return m.fn(y, out)
 
     def predict(self, X: Any) -> tuple[np.ndarray, np.ndarray | None]:
-        pred = np.asarray(self.model.predict(X))
-        score = None
-        if self.task == "classification" and hasattr(self.model.model, "predict_proba"):
-            proba = np.asarray(self.model.predict_proba(X))
-            score = proba[:, 1] if proba.ndim == 2 and proba.shape[1] == 2 else proba
-        return pred, score
+        pred, proba = self.model.predict_both(X)
+        if self.task != "classification" or proba is None:
+            return pred, None
+        return pred, (proba[:, 1] if proba.ndim == 2 and proba.shape[1] == 2 else proba)
 
 
 CheckFn = Callable[[Context, dict[str, Any]], CheckResult]

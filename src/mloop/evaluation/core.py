@@ -71,16 +71,10 @@ def _features(model: Any, df: Any, target: str, sensitive: list[str]) -> Any:
 
 def _training_rows(project: Project, model_uri: str) -> Any:
     """The dataset version the model's run read (through lineage), or None."""
-    from mloop.registry.models import get_version
+    from mloop.registry.models import resolve_source
 
-    try:
-        run = (f"runs:/{get_version(project, model_uri).run_id}"
-               if model_uri.startswith("models:/") else model_uri.split("/", 2)[:2])
-    except InvalidInputError:
-        return None
-    if not isinstance(run, str):
-        return None
-    upstream, _ = lineage.neighbours(project, run)
+    run_id, _, _ = resolve_source(project, model_uri)
+    upstream, _ = lineage.neighbours(project, f"runs:/{run_id}")
     inputs = [e.src for e in upstream if e.src.startswith("data:/")]
     if not inputs:
         return None
@@ -93,10 +87,10 @@ def _training_rows(project: Project, model_uri: str) -> Any:
 
 
 def _onnx_bytes(project: Project, model: str) -> bytes | None:
-    from mloop.registry.models import _resolve_source
+    from mloop.registry.models import resolve_source
     from mloop.tracking import artifacts
 
-    run_id, path, digest = _resolve_source(project, model)
+    run_id, path, digest = resolve_source(project, model)
     manifest = json.loads(project.objects.get_bytes(digest))
     return artifacts.read_artifact(project, run_id, f"{path}/{manifest['onnx']}")
 

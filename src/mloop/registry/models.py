@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -113,17 +114,6 @@ class ModelEvent:
 # -- logging --------------------------------------------------------------------------
 
 
-def _example_frame(example: Any) -> Any:
-    import pandas as pd
-
-    if example is None or isinstance(example, pd.DataFrame):
-        return example
-    if isinstance(example, dict) or (isinstance(example, list) and example
-                                     and isinstance(example[0], dict)):
-        return pd.DataFrame(example)
-    return example
-
-
 def save_model(model: Any, folder: Path, *, input_example: Any = None, onnx: bool | None = None,
                metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``model`` and its manifest into ``folder``; returns the manifest.
@@ -132,12 +122,10 @@ def save_model(model: Any, folder: Path, *, input_example: Any = None, onnx: boo
     conversion reproduces it on the input example; ``True`` requires that; ``False``
     skips it.
     """
-    import numpy as np
-
     flavor = flavor_for(model)
     folder.mkdir(parents=True, exist_ok=True)
     flavor_meta = flavor.save(model, folder)
-    example = _example_frame(input_example)
+    example = sig.as_table(input_example)
     signature = sig.infer(example)
     manifest: dict[str, Any] = {
         "format": 1, "flavor": flavor.name, "flavor_meta": flavor_meta,
@@ -431,6 +419,14 @@ class LoadedModel:
     def predict(self, data: Any) -> Any:
         return self.model.predict(sig.enforce(self.signature, data))
 
+    def predict_both(self, data: Any) -> tuple[Any, Any]:
+        """(predictions, probabilities or None), checking the input against the signature
+        once for both."""
+        rows = sig.enforce(self.signature, data)
+        method = getattr(self.model, "predict_proba", None)
+        return (np.asarray(self.model.predict(rows)),
+                np.asarray(method(rows)) if method is not None else None)
+
     def predict_proba(self, data: Any) -> Any:
         method = getattr(self.model, "predict_proba", None)
         if method is None:
@@ -438,7 +434,7 @@ class LoadedModel:
         return method(sig.enforce(self.signature, data))
 
 
-def _resolve_source(project: Project, uri: str) -> tuple[str, str, str]:
+def resolve_source(project: Project, uri: str) -> tuple[str, str, str]:
     """(run id, artifact path, manifest digest) of a model URI."""
     if uri.startswith("runs:/"):
         parsed = parse_uri(uri)
@@ -469,7 +465,7 @@ def load_model(project: Project, uri: str, *, engine: str | None = None,
     engine = engine or project.settings.model_engine
     if engine not in ENGINES:
         raise InvalidInputError(f"Unknown engine {engine!r}; use native, onnx or auto.")
-    run_id, path, digest = _resolve_source(project, uri)
+    run_id, path, digest = resolve_source(project, uri)
     manifest = json.loads(project.objects.get_bytes(digest))
     if engine == "auto":
         engine = "onnx" if manifest.get("onnx") else "native"

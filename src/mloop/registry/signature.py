@@ -60,15 +60,23 @@ def _dtype_name(dtype: Any) -> str:
     return "str"
 
 
+def as_table(example: Any) -> Any:
+    """Records (a list of dicts) or a dict of columns as a DataFrame; anything else as is."""
+    import pandas as pd
+
+    if isinstance(example, Mapping) or (isinstance(example, Sequence) and example
+                                        and isinstance(example[0], Mapping)):
+        return pd.DataFrame(example)
+    return example
+
+
 def infer(example: Any) -> Signature | None:
     """The signature of an input example (a DataFrame, array, list of records or dict)."""
     import pandas as pd
 
     if example is None:
         return None
-    if isinstance(example, Mapping) or (isinstance(example, Sequence) and example
-                                        and isinstance(example[0], Mapping)):
-        example = pd.DataFrame(example)
+    example = as_table(example)
     if isinstance(example, pd.DataFrame):
         return Signature("table", tuple((str(c), _dtype_name(example[c].dtype))
                                         for c in example.columns))

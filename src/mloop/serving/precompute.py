@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mloop.core.clock import now_ms
 from mloop.core.ids import new_id
 from mloop.core.progress import progress
@@ -60,12 +58,10 @@ def _read(source: str, key: str, blocksize: str) -> Any:
     return frame
 
 
-def _score(part: Any, model: Any, signature: Any, key: str, skip: frozenset[str]) -> Any:
+def _score(part: Any, model: Any, key: str, skip: frozenset[str]) -> Any:
     """One partition: keys not yet scored, their predictions as JSON text."""
     import orjson
     import pandas as pd
-
-    from mloop.registry.signature import enforce
 
     keys = part[key].astype(str)
     if skip:
@@ -73,12 +69,7 @@ def _score(part: Any, model: Any, signature: Any, key: str, skip: frozenset[str]
         part, keys = part[keep.to_numpy()], keys[keep]
     if part.empty:
         return pd.DataFrame({"key": [], "prediction": []})
-    features = part.drop(columns=[key])
-    if signature is not None:
-        features = enforce(signature, features)
-    pred = np.asarray(model.predict(features))
-    proba_fn = getattr(model, "predict_proba", None)
-    proba = np.asarray(proba_fn(features)) if proba_fn is not None else None
+    pred, proba = model.predict_both(part.drop(columns=[key]))
     texts = [orjson.dumps({"prediction": p, **({"proba": q} if proba is not None else {})},
                           option=orjson.OPT_SERIALIZE_NUMPY).decode()
              for p, q in zip(pred.tolist(), proba if proba is not None else pred, strict=True)]
@@ -123,7 +114,7 @@ def batch_predict(project: Project, model: str, source: str, key: str, *,
         with progress(len(parts), f"Scoring {Path(str(source)).name}", unit="partitions",
                       quiet=quiet) as bar:
             for i in range(0, len(parts), _GROUP):
-                tasks = [dask.delayed(_score)(p, loaded.model, loaded.signature, key, skip)
+                tasks = [dask.delayed(_score)(p, loaded, key, skip)
                          for p in parts[i:i + _GROUP]]
                 results = (client.compute(tasks, sync=True) if client is not None
                            else dask.compute(*tasks, scheduler="threads"))

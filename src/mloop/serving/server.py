@@ -25,6 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from mloop.errors import InvalidInputError, MloopError
+from mloop.registry.signature import enforce
 from mloop.serving.batcher import MicroBatcher, Overloaded
 from mloop.serving.protocol import (
     PayloadError,
@@ -260,7 +261,7 @@ def create_app(config: ServeConfig) -> Any:
         metrics.in_flight.inc()
         try:
             ready = served.loaded.signature
-            frame = frame if ready is None else _enforce(ready, frame)
+            frame = frame if ready is None else enforce(ready, frame)
             pred, probabilities = await served.batcher.submit(frame, proba=proba)
         finally:
             metrics.in_flight.dec()
@@ -390,12 +391,6 @@ def create_app(config: ServeConfig) -> Any:
                                  media_type=CONTENT_TYPE_LATEST)
 
     return app
-
-
-def _enforce(signature: Any, frame: Any) -> Any:
-    from mloop.registry.signature import enforce
-
-    return enforce(signature, frame)
 
 
 class _NotServed(LookupError):

@@ -16,8 +16,6 @@ import threading
 import time
 from typing import Any
 
-import numpy as np
-
 from mloop.project import Project
 from mloop.serving.broker import Broker, Job
 
@@ -129,7 +127,8 @@ def _frame(payload: Any) -> Any:
 
 
 def _predict(loaded: Any, frame: Any) -> dict[str, list[Any]]:
-    out = {"predictions": np.asarray(loaded.predict(frame)).tolist()}
-    if hasattr(loaded.model, "predict_proba"):
-        out["probabilities"] = np.asarray(loaded.predict_proba(frame)).tolist()
+    pred, proba = loaded.predict_both(frame)
+    out = {"predictions": pred.tolist()}
+    if proba is not None:
+        out["probabilities"] = proba.tolist()
     return out
