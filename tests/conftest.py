@@ -73,8 +73,9 @@ def pg_database() -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-TABLES = ("precomputed", "precompute_batches", "evaluations", "model_events", "model_tags",
-          "model_aliases", "model_versions", "registered_models", "lineage_edges", "stat_cache",
+TABLES = ("alerts", "feedback", "precomputed", "precompute_batches", "evaluations",
+          "model_events", "model_tags", "model_aliases", "model_versions", "registered_models",
+          "lineage_edges", "stat_cache",
           "remotes", "dataset_tags", "dataset_versions", "datasets", "artifacts",
           "latest_metrics", "metrics", "tags", "params", "runs", "environments", "experiments")
 

@@ -69,9 +69,11 @@ _LAZY: dict[str, str] = {
     "archive_model": "mloop.registry",
     "delete_model_version": "mloop.registry",
     "model_events": "mloop.registry",
+    "log_feedback": "mloop.monitoring",
 }
 
-_SUBMODULES = ("data", "errors", "evaluation", "fairness", "lineage", "metrics", "registry")
+_SUBMODULES = ("data", "errors", "evaluation", "fairness", "lineage", "metrics", "monitoring",
+               "registry")
 
 __all__ = [
     "ActiveRun",
@@ -104,6 +106,7 @@ __all__ = [
     "log_artifact",
     "log_artifacts",
     "log_dict",
+    "log_feedback",
     "log_figure",
     "log_input",
     "log_metric",

@@ -35,6 +35,7 @@ COMMANDS = {
     "batch": "mloop.cli.batch:batch",
     "worker": "mloop.cli.worker:worker",
     "jobs": "mloop.cli.worker:jobs",
+    "monitor": "mloop.cli.monitor:monitor",
     "lineage": "mloop.cli.lineage:lineage",
 }
 

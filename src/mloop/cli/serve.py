@@ -25,25 +25,32 @@ import click
 @click.option("--engine", type=click.Choice(["native", "onnx", "auto"]),
               help="How models predict (default: the project's models.engine setting).")
 @click.option("--no-log", is_flag=True, help="Do not log predictions for monitoring.")
+@click.option("--monitor-every", default="60s", show_default=True,
+              help="How often to check the served models for drift, live metrics and alert "
+              "rules (exported on /metrics); 0 turns it off.")
 def serve(models: tuple[str, ...], host: str, port: int, workers: int, max_batch_size: int,
           max_batch_delay_ms: float, max_queue: int, max_body_mb: float, engine: str | None,
-          no_log: bool) -> None:
+          no_log: bool, monitor_every: str) -> None:
     """Serve MODELS (models:/churn@champion …) over HTTP until Ctrl-C or SIGTERM.
 
     Open Inference Protocol (KServe V2) at /v2/…, plus POST /predict ({"records": […]})
     and POST /invocations (MLflow's scoring form); GET /metrics for Prometheus. Ready
     (GET /v2/health/ready) once every model is loaded and warmed. Every prediction is
-    logged for monitoring under .mloop/predictions (unless --no-log).
+    logged for monitoring under .mloop/predictions (unless --no-log); labels for them
+    arrive at POST /api/v1/feedback, and every --monitor-every the served models are
+    checked against the rules of .mloop/monitoring.yaml (see `mloop monitor run`).
     """
+    from mloop.monitoring.live import parse_duration
     from mloop.project import current_project
     from mloop.serving.server import ServeConfig
     from mloop.serving.server import serve as run
 
     project = current_project()
+    every = 0.0 if monitor_every.strip() in ("0", "0s") else parse_duration(monitor_every) / 1000
     config = ServeConfig(list(models), project=str(project.root), max_batch_size=max_batch_size,
                          max_batch_delay_ms=max_batch_delay_ms, max_queue=max_queue,
                          max_body_bytes=int(max_body_mb * (1 << 20)), engine=engine,
-                         log_predictions=not no_log)
+                         log_predictions=not no_log, monitor_every=every)
     click.echo(f"Serving {', '.join(models)} on http://{host}:{port} (Ctrl-C to stop)",
                err=True)
     run(config, host=host, port=port, workers=workers)

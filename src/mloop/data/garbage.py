@@ -1,13 +1,14 @@
 """``mloop data gc``: delete blobs that nothing references.
 
-Referenced: every dataset version's tree and chunks, every run artifact, every stored
-git diff. A blob younger than the grace period is never deleted, so a ``data add``
-running at the same moment (its chunks are written before its version row commits)
-keeps everything it needs.
+Referenced: every dataset version's tree, chunks and distribution profile, every run
+artifact, every stored git diff, every evaluation report. A blob younger than the grace
+period is never deleted, so a ``data add`` running at the same moment (its chunks are
+written before its version row commits) keeps everything it needs.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ from sqlalchemy import select
 from mloop.data.remotes import version_blobs
 from mloop.objects import LocalObjectStore
 from mloop.project import Project
-from mloop.store.schema import artifacts, dataset_versions, runs
+from mloop.store.schema import artifacts, dataset_versions, evaluations, runs
 
 GRACE_SECONDS = 3600
 
@@ -34,6 +35,12 @@ def referenced(project: Project) -> set[str]:
         trees = conn.execute(select(dataset_versions.c.tree).distinct()).scalars().all()
         refs = set(conn.execute(select(artifacts.c.digest).distinct()).scalars().all())
         refs |= {d for d in conn.execute(select(runs.c.git_diff).distinct()).scalars() if d}
+        refs |= set(conn.execute(select(evaluations.c.report).distinct()).scalars().all())
+        for stats in conn.execute(select(dataset_versions.c.stats).where(
+                dataset_versions.c.stats.like('%"profile"%'))).scalars():
+            profile = json.loads(stats).get("profile")
+            if profile:
+                refs.add(profile)
     for tree in trees:
         if project.objects.exists(tree):
             refs |= version_blobs(project.objects.get_bytes(tree), tree)

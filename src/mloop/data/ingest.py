@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -54,6 +55,10 @@ def add(project: Project, path: str | Path, name: str | None = None,
         summary_job = side.submit(_stats.summarize_path, local) if local.is_file() else None
         kind, entries = snapshot(project, local, quiet=quiet, previous=previous or ())
         summary = summary_job.result() if summary_job is not None else None
+    profile = summary.pop(_stats.PROFILE_KEY, None) if summary else None
+    if summary is not None and profile is not None:  # what drift tests read (monitoring)
+        summary["profile"] = project.objects.put_bytes(
+            json.dumps(profile, separators=(",", ":")).encode())
     tree = store_tree(project, kind, entries)
     if latest is not None and latest.tree == tree and latest.source_path == source:
         version = latest  # unchanged: no new version

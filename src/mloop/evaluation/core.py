@@ -320,7 +320,7 @@ def _record(project: Project, report: EvaluationReport) -> None:
 
     report.id = new_id()
     model_uri = report.model
-    if model_uri.startswith("models:/"):
+    if not model_uri.startswith("runs:/"):  # churn@champion, models:/churn/2, churn
         model_uri = get_version(project, model_uri).uri  # an alias names its version
     digest = project.objects.put_bytes(report.to_json().encode())
     run_id = lineage.active_run_id()

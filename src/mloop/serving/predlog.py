@@ -120,17 +120,46 @@ class PredictionLogger:
         tmp.replace(folder / name)
 
 
-def read_predictions(root: Path, model: str) -> Any:
-    """Every logged prediction row of ``model`` as a DataFrame (empty when none)."""
-    import pandas as pd
-    import pyarrow.parquet as pq
-
+def segments(root: Path, model: str, since_ms: int | None = None) -> list[Path]:
+    """The Parquet segments of ``model`` that may hold rows logged at or after
+    ``since_ms`` (a segment is named by when it was written, after its rows)."""
     files = sorted((root / model).glob("*/*.parquet"))
+    if since_ms is None:
+        return files
+    return [f for f in files if int(f.name.split("-", 1)[0]) >= since_ms]
+
+
+def read_predictions(root: Path, model: str, *, since_ms: int | None = None,
+                     until_ms: int | None = None, columns: list[str] | None = None) -> Any:
+    """Logged prediction rows of ``model`` (all versions; a ``version`` column says
+    which) between two times (Unix ms), as a DataFrame; empty when none. ``columns``
+    limits what is read (Parquet reads only those columns; ``"in.*"`` names a prefix)."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    files = segments(root, model, since_ms)
     if not files:
-        return pd.DataFrame(columns=["request_id", "row", "time_ms", "latency_ms",
-                                     "prediction"])
-    frames = []
-    for f in files:
-        part = pq.read_table(f).to_pandas()
-        frames.append(part.assign(version=int(f.parent.name)))
-    return pd.concat(frames, ignore_index=True)
+        return pd.DataFrame({"request_id": pd.Series(dtype=str), "row": pd.Series(dtype=int),
+                             "time_ms": pd.Series(dtype="int64"),
+                             "latency_ms": pd.Series(dtype=float),
+                             "prediction": pd.Series(dtype=object),
+                             "version": pd.Series(dtype="int64")})
+    condition = None
+    if since_ms is not None:
+        condition = ds.field("time_ms") >= since_ms
+    if until_ms is not None:
+        upper = ds.field("time_ms") < until_ms
+        condition = upper if condition is None else condition & upper
+    parts = []
+    for folder in sorted({f.parent for f in files}):
+        group = [str(f) for f in files if f.parent == folder]
+        dataset = ds.dataset(group, format="parquet")  # segments of one version agree
+        wanted = None if columns is None else [
+            c for c in dataset.schema.names
+            if any(c == w or (w.endswith("*") and c.startswith(w[:-1])) for w in columns)]
+        table = dataset.to_table(columns=wanted, filter=condition)
+        table = table.append_column("version", pa.array(
+            np.full(table.num_rows, int(folder.name), dtype=np.int64)))
+        parts.append(table)
+    return pa.concat_tables(parts, promote_options="default").to_pandas()

@@ -62,6 +62,11 @@ _BODIES = {
             "data": {"type": "array", "items": {"type": "array"}}}},
         "dataframe_records": {"type": "array", "items": {"type": "object"}},
         "instances": {"type": "array"}, "inputs": {}}},
+    "feedback": {"type": "object", "properties": {
+        "request_id": {"type": "string"}, "row": {"type": "integer", "minimum": 0},
+        "label": {"type": ["string", "number", "boolean", "array"]},
+        "items": {"type": "array", "items": {"type": "object", "required": [
+            "request_id", "label"]}}}},
 }
 
 
@@ -87,6 +92,7 @@ class ServeConfig:
     max_body_bytes: int = 16 << 20
     engine: str | None = None
     log_predictions: bool = True
+    monitor_every: float = 60.0  # seconds between drift/performance checks; 0: none
 
 
 @dataclass
@@ -152,6 +158,47 @@ class _Metrics:
                           ["model", "version"], registry=self.registry)
         self.dropped = Gauge("mloop_prediction_log_dropped", "Prediction log rows dropped "
                              "because the log queue was full", registry=self.registry)
+        # monitoring, refreshed by the background check
+        self.drift_share = Gauge("mloop_drift_share", "Share of input columns drifted",
+                                 ["model"], registry=self.registry)
+        self.dataset_drift = Gauge("mloop_dataset_drift", "1 when the inputs drift",
+                                   ["model"], registry=self.registry)
+        self.drift_statistic = Gauge("mloop_drift_statistic", "Drift test statistic per "
+                                     "input column", ["model", "column", "method"],
+                                     registry=self.registry)
+        self.drift_detected = Gauge("mloop_drift_detected", "1 when the column drifted",
+                                    ["model", "column"], registry=self.registry)
+        self.drift_checked = Gauge("mloop_drift_last_check_timestamp_seconds", "When the "
+                                   "inputs were last checked", ["model"], registry=self.registry)
+        self.live_metric = Gauge("mloop_live_metric", "Metric on the window's labelled "
+                                 "predictions", ["model", "metric"], registry=self.registry)
+        self.feedback_rows = Gauge("mloop_feedback_rows", "Labelled predictions in the "
+                                   "window", ["model"], registry=self.registry)
+        self.open_alerts = Gauge("mloop_open_alerts", "Open monitoring alerts",
+                                 ["severity"], registry=self.registry)
+
+    def monitored(self, results: list[Any], counts: dict[str, int]) -> None:
+        """Gauges from one round of monitoring checks (the first version of a name)."""
+        seen: set[str] = set()
+        for r in results:
+            if r.model in seen:
+                continue
+            seen.add(r.model)
+            if r.drift is not None:
+                self.drift_checked.labels(r.model).set(r.drift.created_at / 1000)
+                self.drift_share.labels(r.model).set(r.drift.share_drifted)
+                self.dataset_drift.labels(r.model).set(float(bool(r.drift.dataset_drift)))
+                for name, c in r.drift.columns.items():
+                    if c.statistic is not None and c.method is not None:
+                        self.drift_statistic.labels(r.model, name, c.method).set(c.statistic)
+                    if c.drifted is not None:
+                        self.drift_detected.labels(r.model, name).set(float(c.drifted))
+            if r.performance is not None:
+                self.feedback_rows.labels(r.model).set(r.performance.labelled)
+                for metric, value in r.performance.metrics.items():
+                    self.live_metric.labels(r.model, metric).set(value)
+        for severity, n in counts.items():
+            self.open_alerts.labels(severity).set(n)
 
 
 def create_app(config: ServeConfig) -> Any:
@@ -202,14 +249,39 @@ def create_app(config: ServeConfig) -> Any:
             metrics.load.labels(name, str(version)).set(seconds)
         if config.log_predictions:
             state["logger"] = PredictionLogger(state["project"].root / ".mloop" / "predictions")
+        monitor = None
+        if config.monitor_every > 0 and config.log_predictions:
+            monitor = asyncio.create_task(watch())
         state["ready"] = True
         yield
         state["ready"] = False
+        if monitor is not None:
+            monitor.cancel()
         for versions in state["models"].values():
             for served in versions:
                 await served.batcher.stop()
         if state["logger"] is not None:
             state["logger"].close()
+
+    def check_once() -> None:
+        from mloop.monitoring.alerting import open_counts
+        from mloop.monitoring.runner import check
+
+        project = state["project"]
+        metrics.monitored(check(project, models=list(state["models"])), open_counts(project))
+
+    async def watch() -> None:
+        """Drift, live metrics and alert rules for the served models, off the event loop;
+        a failing round is logged and the next one tries again."""
+        import logging
+
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(config.monitor_every)
+            try:
+                await loop.run_in_executor(None, check_once)
+            except Exception:  # never let monitoring take serving down
+                logging.getLogger("mloop.monitoring").exception("monitoring round failed")
 
     app = FastAPI(title="mloop serve", lifespan=lifespan)
 
@@ -276,28 +348,39 @@ def create_app(config: ServeConfig) -> Any:
         metrics.requests.labels(served.name, str(served.version), route, "200").inc()
         return pred, probabilities, request_id, latency
 
+    def failed(request: Request, status: int) -> int:
+        """Count a failed inference request (other routes are not counted: their paths
+        are the caller's to choose, and labels must stay few)."""
+        route = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+        if route in ("infer", "predict", "invocations"):
+            name = request.path_params.get("name") or request.query_params.get("model") or ""
+            metrics.requests.labels(name[:100], request.path_params.get("version", ""), route,
+                                    str(status)).inc()
+        return status
+
     @app.exception_handler(PayloadError)
     async def payload_error(request: Request, exc: PayloadError) -> Any:
-        return _json({"error": exc.message, "field": exc.field}, status_code=400)
+        return _json({"error": exc.message, "field": exc.field},
+                     status_code=failed(request, 400))
 
     @app.exception_handler(MloopError)
     async def mloop_error(request: Request, exc: MloopError) -> Any:
         status = 422 if isinstance(exc, InvalidInputError) else exc.http_status
-        return _json({"error": exc.message}, status_code=status)
+        return _json({"error": exc.message}, status_code=failed(request, status))
 
     @app.exception_handler(_NotServed)
     async def not_served(request: Request, exc: _NotServed) -> Any:
-        return _json({"error": str(exc)}, status_code=404)
+        return _json({"error": str(exc)}, status_code=failed(request, 404))
 
     @app.exception_handler(_TooLarge)
     async def too_large(request: Request, exc: _TooLarge) -> Any:
         return _json({"error": "The body is too large (set --max-body-mb)."},
-                              status_code=413)
+                     status_code=failed(request, 413))
 
     @app.exception_handler(Overloaded)
     async def overloaded(request: Request, exc: Overloaded) -> Any:
-        return _json({"error": str(exc)}, status_code=503,
-                              headers={"Retry-After": "1"})
+        return _json({"error": str(exc)}, status_code=failed(request, 503),
+                     headers={"Retry-After": "1"})
 
     @app.get("/v2/health/live")
     async def live() -> Any:
@@ -382,6 +465,26 @@ def create_app(config: ServeConfig) -> Any:
         loop = asyncio.get_running_loop()
         found = await loop.run_in_executor(None, lookup, state["project"], table, key)
         return _json(found)
+
+    @app.post("/api/v1/feedback", openapi_extra=_body("feedback"))
+    async def feedback(request: Request) -> Any:
+        from mloop.monitoring import feedback as fb
+
+        body = await body_of(request)
+        items = body.get("items") if isinstance(body, dict) else None
+        if items is None:
+            items = [body]
+        if not isinstance(items, list) or not items or len(items) > 100_000:
+            raise PayloadError("items", "a list of 1 to 100,000 {request_id, label, row?}")
+        entries = []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict) or "request_id" not in item or "label" not in item:
+                raise PayloadError(f"items[{i}]" if "items" in body else "$",
+                                   "needs request_id and label (and optionally row)")
+            entries.extend(fb.entries(item["request_id"], item["label"], item.get("row")))
+        loop = asyncio.get_running_loop()
+        stored = await loop.run_in_executor(None, fb.save, state["project"], entries)
+        return _json({"stored": stored})
 
     @app.get("/metrics")
     async def prometheus() -> Any:

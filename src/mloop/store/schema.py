@@ -280,3 +280,34 @@ precomputed = Table(
     Column("prediction", Text, nullable=False),
     Column("created_at", BigInteger, nullable=False),
 )
+
+# -- monitoring -----------------------------------------------------------------------
+
+# Ground truth that arrived after the prediction: one label (JSON) per predicted row.
+feedback = Table(
+    "feedback", metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("row", BigInteger, primary_key=True),
+    Column("label", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False, index=True),
+)
+
+# A rule that fired on a subject (models:/name/version): one open record at a time,
+# counted while it keeps firing, resolved when the signal recovers.
+alerts = Table(
+    "alerts", metadata,
+    Column("id", ID, primary_key=True),
+    Column("rule", String(200), nullable=False),
+    Column("signal", String(200), nullable=False),
+    Column("subject", String(300), nullable=False),
+    Column("severity", String(20), nullable=False),  # info | warning | critical
+    Column("status", String(20), nullable=False),  # open | resolved
+    Column("value", Double),
+    Column("threshold", Double),
+    Column("message", Text, nullable=False),
+    Column("count", BigInteger, nullable=False),
+    Column("opened_at", BigInteger, nullable=False),
+    Column("last_seen_at", BigInteger, nullable=False),
+    Column("resolved_at", BigInteger),
+    Index("ix_alerts_rule_subject", "rule", "subject", "status"),
+)

@@ -1,0 +1,215 @@
+"""Alerts: a rule that fired on a model version, stored once, told once.
+
+A rule watches a *signal* of a model version (see :mod:`.rules`). When it fires:
+
+* an open alert for the same rule and version is updated (``count``, ``last_seen_at``,
+  ``value``) — one record, however many checks keep firing;
+* an alert of that rule and version opened within the rule's ``cooldown`` is reopened
+  rather than duplicated, and nobody is told again;
+* otherwise a new alert is stored, a warning is logged (logger ``mloop.monitoring``), the
+  webhook (if configured) receives it as JSON, and the lineage graph gets
+  ``models:/name/version --alert--> alerts:/<id>``.
+
+When the signal recovers the open alert is resolved. ``mloop monitor alerts`` lists them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import urllib.request
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from mloop.core.clock import now_ms
+from mloop.core.ids import new_id
+from mloop.errors import InvalidInputError, NotFoundError
+
+if TYPE_CHECKING:
+    from mloop.project import Project
+
+log = logging.getLogger("mloop.monitoring")
+SEVERITIES = ("info", "warning", "critical")
+
+
+@dataclass
+class Alert:
+    id: str
+    rule: str
+    signal: str
+    subject: str
+    severity: str
+    status: str
+    value: float | None
+    threshold: float | None
+    message: str
+    count: int
+    opened_at: int
+    last_seen_at: int
+    resolved_at: int | None
+
+    @property
+    def uri(self) -> str:
+        return f"alerts:/{self.id}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "uri": self.uri}
+
+
+@dataclass(frozen=True)
+class Firing:
+    """What a check found: a rule's signal over its threshold on a subject."""
+
+    rule: str
+    signal: str
+    subject: str  # models:/name/version
+    severity: str
+    value: float | None
+    threshold: float | None
+    message: str
+    cooldown_ms: int
+
+
+def _row(r: Any) -> Alert:
+    m = r._mapping  # ("count" is also a method of the row's tuple)
+    return Alert(m["id"], m["rule"], m["signal"], m["subject"], m["severity"], m["status"],
+                 m["value"], m["threshold"], m["message"], int(m["count"]),
+                 int(m["opened_at"]), int(m["last_seen_at"]),
+                 None if m["resolved_at"] is None else int(m["resolved_at"]))
+
+
+def fire(project: Project, firing: Firing, *, webhook: str | None = None,
+         now: int | None = None) -> tuple[Alert, bool]:
+    """Record ``firing``; returns (the alert, whether it is new and was announced)."""
+    from sqlalchemy import select, update
+
+    from mloop.store.schema import alerts
+
+    t = now_ms() if now is None else now
+    store = project.store
+    with store.write() as conn:
+        latest = conn.execute(select(alerts).where(
+            alerts.c.rule == firing.rule, alerts.c.subject == firing.subject)
+            .order_by(alerts.c.opened_at.desc()).limit(1)).first()
+        if latest is not None and (latest.status == "open"
+                                   or latest.opened_at >= t - firing.cooldown_ms):
+            conn.execute(update(alerts).where(alerts.c.id == latest.id).values(
+                status="open", resolved_at=None, last_seen_at=t,
+                count=latest._mapping["count"] + 1,
+                value=firing.value, message=firing.message))
+            row = conn.execute(select(alerts).where(alerts.c.id == latest.id)).one()
+            return _row(row), False
+        alert_id = new_id()
+        conn.execute(alerts.insert().values(
+            id=alert_id, rule=firing.rule, signal=firing.signal, subject=firing.subject,
+            severity=firing.severity, status="open", value=firing.value,
+            threshold=firing.threshold, message=firing.message, count=1, opened_at=t,
+            last_seen_at=t, resolved_at=None))
+        row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).one()
+    alert = _row(row)
+    from mloop import lineage
+
+    lineage.add_edge(project, firing.subject, alert.uri, "alert")
+    log.warning("alert %s [%s] %s on %s: %s", alert.id, alert.severity, alert.rule,
+                alert.subject, alert.message)
+    if webhook:
+        notify(webhook, alert)
+    return alert, True
+
+
+def clear(project: Project, rule: str, subject: str, *, now: int | None = None) -> int:
+    """Resolve the open alert of ``rule`` on ``subject`` (the signal recovered)."""
+    from sqlalchemy import update
+
+    from mloop.store.schema import alerts
+
+    with project.store.write() as conn:
+        done = conn.execute(update(alerts).where(
+            alerts.c.rule == rule, alerts.c.subject == subject, alerts.c.status == "open")
+            .values(status="resolved", resolved_at=now_ms() if now is None else now))
+    return int(done.rowcount or 0)
+
+
+def resolve(project: Project, alert_id: str) -> Alert:
+    """Mark one alert resolved by hand (it reopens if its rule fires again)."""
+    from sqlalchemy import select, update
+
+    from mloop.store.schema import alerts
+
+    with project.store.write() as conn:
+        row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).first()
+        if row is None:
+            raise NotFoundError(f"No alert {alert_id!r}; see `mloop monitor alerts`.")
+        if row.status == "open":
+            conn.execute(update(alerts).where(alerts.c.id == alert_id).values(
+                status="resolved", resolved_at=now_ms()))
+        row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).one()
+    return _row(row)
+
+
+def list_alerts(project: Project, *, open_only: bool = False, subject: str | None = None,
+                limit: int = 100) -> list[Alert]:
+    """Alerts, newest first."""
+    from sqlalchemy import select
+
+    from mloop.store.schema import alerts
+
+    query = select(alerts)
+    if open_only:
+        query = query.where(alerts.c.status == "open")
+    if subject is not None:
+        query = query.where(alerts.c.subject.startswith(subject))
+    with project.store.read() as conn:
+        rows = conn.execute(query.order_by(alerts.c.last_seen_at.desc()).limit(limit)).all()
+    return [_row(r) for r in rows]
+
+
+def open_counts(project: Project) -> dict[str, int]:
+    """Open alerts by severity (every severity present, zero included)."""
+    from sqlalchemy import func, select
+
+    from mloop.store.schema import alerts
+
+    with project.store.read() as conn:
+        rows = conn.execute(select(alerts.c.severity, func.count()).where(
+            alerts.c.status == "open").group_by(alerts.c.severity)).all()
+    counts = dict.fromkeys(SEVERITIES, 0)
+    counts.update({str(s): int(n) for s, n in rows})
+    return counts
+
+
+def check_webhook(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidInputError(f"The webhook must be an http(s) URL, not {redact(url)!r}.")
+    return url
+
+
+def redact(url: str) -> str:
+    """The URL's scheme and host only: webhook paths often carry tokens."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}/…" if parts.scheme else "…"
+
+
+def notify(url: str, alert: Alert, *, timeout: float = 5.0, wait: bool = False) -> None:
+    """POST the alert as JSON to ``url`` off the caller's thread; failures are logged
+    (host only, never the full URL) and never raised."""
+    body = json.dumps({"alert": alert.to_dict(), "text": f"[{alert.severity}] {alert.rule} "
+                       f"on {alert.subject}: {alert.message}"}).encode()
+
+    def send() -> None:
+        request = urllib.request.Request(url, data=body, method="POST",
+                                         headers={"content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                response.read()
+        except Exception as exc:  # any network failure: log it, the alert is stored
+            log.warning("webhook %s failed for alert %s: %s", redact(url), alert.id,
+                        type(exc).__name__)
+
+    thread = threading.Thread(target=send, name="mloop-webhook", daemon=True)
+    thread.start()
+    if wait:
+        thread.join(timeout + 1)
