@@ -66,7 +66,10 @@ def drift_cmd(reference: str, current: str, since: str, method: str, columns: tu
     since_ms = now_ms() - parse_duration(since)
     ref = sources.load(project, reference, reference=True, since_ms=since_ms)
     cur = sources.load(project, current, reference=False, since_ms=since_ms)
-    report = drift(ref, cur, columns=list(columns) or None, method=method, alpha=alpha,
+    chosen = list(columns) or None
+    if chosen is None and current.startswith(sources.SERVING) and len(cur.columns):
+        chosen = list(cur.columns)  # the model's inputs: a training set's target is no drift
+    report = drift(ref, cur, columns=chosen, method=method, alpha=alpha,
                    drift_share=drift_share)
     report.reference["name"] = reference
     report.current["name"] = current + (f" (since {since})" if current.startswith(

@@ -80,10 +80,21 @@ class ColumnDrift:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "method": self.method,
                 "statistic": _num(self.statistic), "p_value": _num(self.p_value),
-                "threshold": self.threshold, "effect": self.effect, "drifted": self.drifted,
-                "status": self.status, "reason": self.reason, "warnings": self.warnings,
-                "reference_rows": self.reference_rows, "current_rows": self.current_rows,
-                "plot": self.plot}
+                "threshold": self.threshold, "effect": _finite(self.effect),
+                "drifted": self.drifted, "status": self.status, "reason": self.reason,
+                "warnings": self.warnings, "reference_rows": self.reference_rows,
+                "current_rows": self.current_rows, "plot": _finite(self.plot)}
+
+
+def _finite(obj: Any) -> Any:
+    """JSON has no inf or NaN: such numbers (values at the float limit) become None."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def _num(x: float | None) -> float | None:
@@ -285,10 +296,12 @@ def _column(name: str, ref_src: _Source, cur_src: _Source, plan: _Plan) -> Colum
     assert ref.kind is not None
     kind = ref.kind
     try:
-        _test_column(out, ref, cur, kind, plan)
+        with np.errstate(all="ignore"):  # values near the float limit: judged below
+            _test_column(out, ref, cur, kind, plan)
     except InvalidInputError as exc:
         out.status, out.reason = "not_tested", exc.message
-    out.plot = _plot(ref.side, cur.side, kind)
+    with np.errstate(all="ignore"):
+        out.plot = _plot(ref.side, cur.side, kind)
     return out
 
 
@@ -333,6 +346,9 @@ def _test_column(out: ColumnDrift, ref: _Col, cur: _Col, kind: str, plan: _Plan)
                             f"used {fallback}")
         test = st.get_test(fallback)
     result = _run(test, ref.side, cur.side, kind, preset)
+    if np.isnan(result.statistic) or (result.p_value is not None and np.isnan(result.p_value)):
+        raise InvalidInputError(f"{test.name} gave no number here (values too large to "
+                                "compute with?)")
     if threshold is None:
         threshold = plan.alpha if test.score == "p_value" else test.threshold
     drifted = test.drifted(result, threshold)

@@ -35,6 +35,7 @@ and holds α. The Evidently preset keeps it only to reproduce Evidently's scores
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,7 +63,9 @@ class Numeric:
     @classmethod
     def of(cls, values: np.ndarray) -> Numeric:
         v = np.sort(values, kind="quicksort")
-        return cls(v, len(v), float(np.std(v)) if len(v) else 0.0)
+        with np.errstate(all="ignore"):  # values near the float limit overflow to inf
+            std = float(np.std(v)) if len(v) else 0.0
+        return cls(v, len(v), std)
 
     def distinct(self) -> int:
         if self.counts is not None:
@@ -195,7 +198,9 @@ def _ks(ref: Numeric, cur: Numeric) -> Result:
     from scipy import stats
 
     if ref.exact and max(ref.n, cur.n) <= KS_EXACT_MAX_N:
-        res = stats.ks_2samp(ref.values, cur.values)
+        with warnings.catch_warnings():  # "exact calculation unsuccessful": scipy then
+            warnings.simplefilter("ignore", RuntimeWarning)  # answers asymptotically
+            res = stats.ks_2samp(ref.values, cur.values)
         return Result(float(res.statistic), float(res.pvalue))
     # scipy's asymptotic branch, on our merged CDFs (a profile's n is its sample size)
     d = ks_statistic(ref, cur)
