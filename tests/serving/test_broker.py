@@ -116,6 +116,14 @@ def test_worker_answers_follows_the_alias_and_isolates_bad_jobs(sqlite_project, 
         stop.set()
         thread.join(timeout=30)
         b.close()
+    # answered jobs joined the prediction log (flushed when the worker stopped), by job id
+    from mloop.serving.predlog import read_predictions
+
+    logged = read_predictions(sqlite_project.root / ".mloop" / "predictions", "churn")
+    assert set(good) <= set(logged["request_id"])
+    assert moved in set(logged.loc[logged["version"] == 2, "request_id"])
+    assert bad not in set(logged["request_id"])
+    assert "in.mean radius" in logged.columns
 
 
 def test_a_worker_killed_mid_job_loses_nothing(sqlite_project, tmp_path):

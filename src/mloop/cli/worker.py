@@ -25,15 +25,17 @@ _broker = click.option("--broker", default="sqlite", show_default=True,
               help="Failures before a job goes to the dead-letter list.")
 @click.option("--follow", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
               help="Seconds between checks whether the model's alias moved.")
+@click.option("--no-log", is_flag=True, help="Do not log predictions for monitoring.")
 def worker(model: str, broker: str, concurrency: int, visibility: float, max_attempts: int,
-           follow: float) -> None:
+           follow: float, no_log: bool) -> None:
     """Answer jobs submitted for MODEL (mloop.submit) until Ctrl-C or SIGTERM.
 
     At-least-once: a job whose worker dies is claimed again after --visibility seconds;
     the first result written wins. Failures are retried with exponential backoff, then
     kept with their error in the dead-letter list (mloop jobs dead). When MODEL is an
     alias (models:/churn@champion) and it moves, the new version is loaded without
-    dropping jobs.
+    dropping jobs. Answered jobs are logged for monitoring like served predictions (the
+    job id is the request id for feedback), unless --no-log.
     """
     from mloop.project import current_project
     from mloop.serving.broker import open_broker
@@ -43,7 +45,8 @@ def worker(model: str, broker: str, concurrency: int, visibility: float, max_att
     queue = open_broker(broker, project.root, visibility=visibility, max_attempts=max_attempts)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    runner = Worker(project, model, queue, concurrency=concurrency, follow=follow)
+    runner = Worker(project, model, queue, concurrency=concurrency, follow=follow,
+                    log_predictions=not no_log)
     click.echo(f"Worker for {model} on {broker} ({concurrency} threads; Ctrl-C to stop)",
                err=True)
     try:

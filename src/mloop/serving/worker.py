@@ -22,7 +22,7 @@ from mloop.serving.broker import Broker, Job
 
 class Worker:
     def __init__(self, project: Project, model: str, broker: Broker, *, concurrency: int = 2,
-                 follow: float = 5.0, batch: int = 64) -> None:
+                 follow: float = 5.0, batch: int = 64, log_predictions: bool = True) -> None:
         self.project = project
         self.model_ref = model
         self.broker = broker
@@ -36,6 +36,8 @@ class Worker:
         self._lock = threading.Lock()
         self._loaded: tuple[str, Any] | None = None
         self._checked = 0.0
+        self.log_predictions = log_predictions
+        self._logger: Any = None
 
     def model(self) -> tuple[str, Any]:
         """(version URI, loaded model), reloaded when the ref now names another version."""
@@ -55,6 +57,10 @@ class Worker:
         """Serve until ``stop`` is set (or ``max_jobs`` are done); returns the count."""
         stop = stop or threading.Event()
         self.model()  # load (and fail on a bad ref) before claiming anything
+        if self.log_predictions:  # answered jobs join the prediction log, as served ones
+            from mloop.serving.predlog import PredictionLogger
+
+            self._logger = PredictionLogger(self.project.root / ".mloop" / "predictions")
         threads = [threading.Thread(target=self._loop, args=(stop, max_jobs, i), daemon=True,
                                     name=f"mloop-worker-{i}")
                    for i in range(self.concurrency)]
@@ -62,6 +68,9 @@ class Worker:
             t.start()
         for t in threads:
             t.join()
+        if self._logger is not None:
+            self._logger.close()
+            self._logger = None
         return self.processed
 
     def _loop(self, stop: threading.Event, max_jobs: int | None, index: int) -> None:
@@ -90,32 +99,47 @@ class Worker:
         import pandas as pd
 
         uri, loaded = self.model()
+        began = time.perf_counter()
         try:
             frames = [_frame(j.payload) for j in jobs]
             merged = pd.concat(frames, ignore_index=True)
-            outputs = _predict(loaded, merged)
+            pred, proba = loaded.predict_both(merged)
         except Exception:  # one payload spoils the batch: find which, job by job
             for job in jobs:
                 self._one(job, uri, loaded)
             return
+        latency = (time.perf_counter() - began) * 1000
         start = 0
         for job, frame in zip(jobs, frames, strict=True):
             end = start + len(frame)
-            self.broker.complete(job, {"model": uri, **{k: v[start:end]
-                                                        for k, v in outputs.items()}})
+            part = None if proba is None else proba[start:end]
+            self.broker.complete(job, {"model": uri, **_outputs(pred[start:end], part)})
+            self._log(uri, job, frame, pred[start:end], part, latency)
             start = end
         with self._lock:
             self.processed += len(jobs)
 
+    def _log(self, uri: str, job: Job, frame: Any, pred: Any, proba: Any,
+             latency_ms: float) -> None:
+        if self._logger is None or not uri.startswith("models:/"):
+            return
+        name, _, version = uri[len("models:/"):].rpartition("/")
+        if version.isdigit():
+            self._logger.log(name, int(version), job.id, frame=frame, pred=pred, proba=proba,
+                             latency_ms=latency_ms)
+
     def _one(self, job: Job, uri: str, loaded: Any) -> None:
+        began = time.perf_counter()
         try:
-            result = _predict(loaded, _frame(job.payload))
+            frame = _frame(job.payload)
+            pred, proba = loaded.predict_both(frame)
         except Exception as exc:  # the job's own error, kept for the dead-letter list
             self.broker.fail(job, f"{type(exc).__name__}: {exc}")
             with self._lock:
                 self.failed += 1
             return
-        self.broker.complete(job, {"model": uri, **result})
+        self.broker.complete(job, {"model": uri, **_outputs(pred, proba)})
+        self._log(uri, job, frame, pred, proba, (time.perf_counter() - began) * 1000)
         with self._lock:
             self.processed += 1
 
@@ -126,8 +150,7 @@ def _frame(payload: Any) -> Any:
     return pd.DataFrame(payload)
 
 
-def _predict(loaded: Any, frame: Any) -> dict[str, list[Any]]:
-    pred, proba = loaded.predict_both(frame)
+def _outputs(pred: Any, proba: Any) -> dict[str, list[Any]]:
     out = {"predictions": pred.tolist()}
     if proba is not None:
         out["probabilities"] = proba.tolist()
