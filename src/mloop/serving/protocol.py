@@ -198,24 +198,36 @@ def mlflow_frame(body: Any, signature: Signature | None) -> Any:
         return pd.DataFrame(recs)
     for key in ("instances", "inputs"):
         if key in body:
-            value = body[key]
-            if isinstance(value, dict):
-                return pd.DataFrame(value)
-            if isinstance(value, list) and value and isinstance(value[0], dict):
-                return pd.DataFrame(value)
-            if isinstance(value, list) and value:
-                names = signature.names if signature is not None and \
-                    signature.kind == "table" else None
-                arr = np.asarray(value, dtype=object)
-                if arr.ndim == 1:
-                    arr = arr.reshape(1, -1)
-                if names is not None and arr.shape[1] != len(names):
-                    raise PayloadError(key, f"rows have {arr.shape[1]} values; the model "
-                                            f"takes {len(names)}")
-                return pd.DataFrame(arr.tolist(), columns=names)
-            raise PayloadError(key, "must be a non-empty list or an object of columns")
+            try:
+                return _instances(body[key], key, signature)
+            except (ValueError, TypeError) as exc:  # ragged rows, columns of unequal length
+                raise PayloadError(key, f"cannot form a table: {exc}") from None
     raise PayloadError("$", "send one of dataframe_split, dataframe_records, instances, "
                             "inputs")
+
+
+def _instances(value: Any, key: str, signature: Signature | None) -> Any:
+    import pandas as pd
+
+    if isinstance(value, dict):
+        return pd.DataFrame(value)
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        if not all(isinstance(v, dict) for v in value):
+            raise PayloadError(key, "mixes objects with other values; send one kind")
+        return pd.DataFrame(value)
+    if isinstance(value, list) and value:
+        names = signature.names if signature is not None and \
+            signature.kind == "table" else None
+        arr = np.asarray(value, dtype=object)
+        if arr.ndim == 1:
+            arr = arr.reshape(1, -1)
+        if arr.ndim != 2:
+            raise PayloadError(key, "rows must be flat lists of values")
+        if names is not None and arr.shape[1] != len(names):
+            raise PayloadError(key, f"rows have {arr.shape[1]} values; the model "
+                                    f"takes {len(names)}")
+        return pd.DataFrame(arr.tolist(), columns=names)
+    raise PayloadError(key, "must be a non-empty list or an object of columns")
 
 
 def v2_outputs(pred: np.ndarray, proba: np.ndarray | None, wanted: list[str] | None

@@ -471,15 +471,16 @@ def create_app(config: ServeConfig) -> Any:
         from mloop.monitoring import feedback as fb
 
         body = await body_of(request)
-        items = body.get("items") if isinstance(body, dict) else None
-        if items is None:
-            items = [body]
+        if not isinstance(body, dict):
+            raise PayloadError("$", "send {request_id, label, row?} or {items: [...]}")
+        listed = "items" in body
+        items = body["items"] if listed else [body]
         if not isinstance(items, list) or not items or len(items) > 100_000:
             raise PayloadError("items", "a list of 1 to 100,000 {request_id, label, row?}")
         entries = []
         for i, item in enumerate(items):
             if not isinstance(item, dict) or "request_id" not in item or "label" not in item:
-                raise PayloadError(f"items[{i}]" if "items" in body else "$",
+                raise PayloadError(f"items[{i}]" if listed else "$",
                                    "needs request_id and label (and optionally row)")
             entries.extend(fb.entries(item["request_id"], item["label"], item.get("row")))
         loop = asyncio.get_running_loop()

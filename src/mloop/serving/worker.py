@@ -114,12 +114,12 @@ class Worker:
             end = start + len(frame)
             part = None if proba is None else proba[start:end]
             self.broker.complete(job, {"model": uri, **_outputs(pred[start:end], part)})
-            self._log(uri, job, frame, pred[start:end], part, latency)
+            self._log(uri, job, frame, pred=pred[start:end], proba=part, latency_ms=latency)
             start = end
         with self._lock:
             self.processed += len(jobs)
 
-    def _log(self, uri: str, job: Job, frame: Any, pred: Any, proba: Any,
+    def _log(self, uri: str, job: Job, frame: Any, *, pred: Any, proba: Any,
              latency_ms: float) -> None:
         if self._logger is None or not uri.startswith("models:/"):
             return
@@ -139,7 +139,8 @@ class Worker:
                 self.failed += 1
             return
         self.broker.complete(job, {"model": uri, **_outputs(pred, proba)})
-        self._log(uri, job, frame, pred, proba, (time.perf_counter() - began) * 1000)
+        self._log(uri, job, frame, pred=pred, proba=proba,
+                  latency_ms=(time.perf_counter() - began) * 1000)
         with self._lock:
             self.processed += 1
 
