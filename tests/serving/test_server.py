@@ -168,3 +168,140 @@ def test_schemathesis_finds_no_server_error(server):
     assert errors == []
     assert seen["post /predict"] & {400, 422}  # bodies really were generated and refused
     assert len(seen) >= 12
+
+
+# -- monitoring: feedback, gauges on /metrics, failed requests counted ----------------------
+
+def _start(project, tmp_path, uri, *extra):
+    """``mloop serve URI`` in ``project``; (port, process, log file) once ready."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLOOP_PROJECT")}
+    log = (tmp_path / "monitored.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mloop", "serve", uri, "--port", str(port), *extra],
+        cwd=project.root, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if _call(port, "/v2/health/ready")[0] == 200:
+                return port, proc, log
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    log.close()
+    pytest.fail(f"server did not become ready: {(tmp_path / 'monitored.log').read_text()}")
+
+
+@pytest.fixture
+def monitored(sqlite_project, tmp_path):
+    """A model whose run read train@1 (the drift reference), served with a check every
+    half second."""
+    path = sqlite_project.root / "train.csv"
+    X.assign(target=Y).to_csv(path, index=False)
+    mloop.data.add(path, name="train")
+    with mloop.start_run():
+        rows = mloop.data.load("train@1")
+        model = make_pipeline(StandardScaler(), LogisticRegression()).fit(
+            rows.drop(columns="target"), rows.target)
+        mloop.log_model(model, input_example=X[:5], registered_name="churn", onnx=False)
+    port, proc, log = _start(sqlite_project, tmp_path, "models:/churn/1",
+                             "--monitor-every", "0.5s")
+    yield port, model, sqlite_project
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    log.close()
+
+
+def test_feedback_endpoint_and_failed_requests_counted(server):
+    from mloop.monitoring import feedback
+
+    port, _, project, _ = server
+    status, body, _ = _call(port, "/predict", {"records": X[:3].to_dict(orient="records")})
+    assert status == 200
+    rid = body["request_id"]
+    for _ in range(2):  # sending again replaces
+        status, body, _ = _call(port, "/api/v1/feedback", {"request_id": rid,
+                                                           "label": [1, 0, 1]})
+        assert (status, body) == (200, {"stored": 3})
+    status, body, _ = _call(port, "/api/v1/feedback", {"items": [
+        {"request_id": rid, "row": 1, "label": 1},
+        {"request_id": "other-1", "label": "yes"},
+        {"request_id": "other-2", "label": [0.5, 1.5]}]})
+    assert (status, body) == (200, {"stored": 4})
+    stored = feedback.read(project, 0)
+    assert len(stored) == 6
+    assert stored[stored.request_id == rid].sort_values("row").label.tolist() == [1, 1, 1]
+    # against the rules: 422 with the reason; malformed: 400 with the field
+    status, body, _ = _call(port, "/api/v1/feedback", {"request_id": "no spaces",
+                                                       "label": 1})
+    assert status == 422 and "request_id" in body["error"]
+    assert _call(port, "/api/v1/feedback", {"request_id": "r", "label": {"a": 1}})[0] == 422
+    assert _call(port, "/api/v1/feedback", {"request_id": "r", "label": 1, "row": -1})[0] \
+        == 422
+    assert _call(port, "/api/v1/feedback", raw=b"{not json")[0] == 400
+    status, body, _ = _call(port, "/api/v1/feedback", {"request_id": "r"})
+    assert status == 400 and body["field"] == "$"
+    status, body, _ = _call(port, "/api/v1/feedback", {"items": [{"label": 1}]})
+    assert status == 400 and body["field"] == "items[0]"
+    assert _call(port, "/api/v1/feedback", {"items": []})[0] == 400
+    assert _call(port, "/api/v1/feedback", {"items": "r1"})[0] == 400
+    for raw in (b"1", b"null", b'"r1"', b"[]"):  # not an object
+        status, body, _ = _call(port, "/api/v1/feedback", raw=raw)
+        assert status == 400 and body["field"] == "$"
+    assert len(feedback.read(project, 0)) == 6  # nothing refused was stored
+    # a refused prediction is counted with its status
+    assert _call(port, "/predict", {"records": [{"mean radius": "big"}]})[0] == 422
+    assert _call(port, "/predict", {"records": [{"mean radius": "big"}]})[0] == 422
+    _, text, _ = _call(port, "/metrics")
+    counted = [line for line in text.splitlines()
+               if line.startswith("mloop_requests_total{") and 'status="422"' in line]
+    assert len(counted) == 1 and 'route="predict"' in counted[0]
+    assert counted[0].endswith(" 2.0")
+
+
+def test_failed_requests_are_labelled_with_the_served_model(server):
+    port, *_ = server
+    assert _call(port, "/predict", {"records": [{"mean radius": "big"}]})[0] == 422
+    assert _call(port, "/v2/models/made-up-name/infer", {"inputs": []})[0] == 404
+    _, text, _ = _call(port, "/metrics")
+    assert 'model="churn",route="predict",status="422",version="1"' in text
+    assert "made-up-name" not in text
+
+
+def test_monitoring_gauges_on_metrics(monitored):
+    port, _, _ = monitored
+    for start in range(0, 60, 10):
+        rows = X[start:start + 10]
+        status, body, _ = _call(port, "/predict", {"records": rows.to_dict(orient="records")})
+        assert status == 200
+        labels = [int(1 - p) for p in body["predictions"]]  # every label wrong
+        assert _call(port, "/api/v1/feedback", {"request_id": body["request_id"],
+                                                "label": labels})[0] == 200
+    wanted = ('mloop_drift_share{model="churn"}', 'mloop_live_metric{metric="accuracy",'
+              'model="churn"} 0.0', 'mloop_open_alerts{severity="critical"}',
+              'mloop_feedback_rows{model="churn"} 60.0')
+    deadline = time.monotonic() + 30
+    text = ""
+    while time.monotonic() < deadline:
+        text = _call(port, "/metrics")[1]
+        if all(w in text for w in wanted):
+            break
+        time.sleep(0.2)
+    missing = [w for w in wanted if w not in text]
+    assert not missing, text
+    assert 'mloop_drift_statistic{column="mean radius"' in text
+    assert "mloop_dataset_drift{" in text and "mloop_drift_last_check_timestamp_seconds{" \
+        in text
+
+
+@pytest.mark.parametrize("body", [{"instances": {"a": 1}},
+                                  {"inputs": {"a": [1], "b": [1, 2]}},
+                                  {"instances": [{"a": 1}, None]},
+                                  {"instances": [{"a": 1}, True]}])
+def test_invocations_bodies_pandas_refuses_are_payload_errors(body):
+    from mloop.serving.protocol import PayloadError, mlflow_frame
+
+    with pytest.raises(PayloadError):
+        mlflow_frame(body, None)

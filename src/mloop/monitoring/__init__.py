@@ -94,9 +94,19 @@ def alerts(*, open_only: bool = False, model: str | None = None, limit: int = 10
     """Stored alerts, newest first (``model``: a name or ``models:/name/version``)."""
     from mloop.monitoring.alerting import list_alerts
 
-    subject = None if model is None else (model if model.startswith("models:/")
-                                          else f"models:/{model}/")
-    return list_alerts(_p(project), open_only=open_only, subject=subject, limit=limit)
+    p = _p(project)
+    subject = None
+    if model is not None:
+        from mloop.registry.models import get_version, parse_model_ref
+
+        parsed = parse_model_ref(model)
+        if isinstance(parsed, tuple):  # a bare name: every version
+            subject = f"models:/{parsed[0]}/"
+        elif parsed.alias is not None:  # an alias: the version it names now
+            subject = get_version(p, model).uri
+        else:
+            subject = f"models:/{parsed.name}/{parsed.version}"
+    return list_alerts(p, open_only=open_only, subject=subject, limit=limit)
 
 
 def resolve_alert(alert_id: str, *, project: Project | None = None) -> Alert:

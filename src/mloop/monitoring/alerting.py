@@ -82,7 +82,22 @@ def _row(r: Any) -> Alert:
 
 def fire(project: Project, firing: Firing, *, webhook: str | None = None,
          now: int | None = None) -> tuple[Alert, bool]:
-    """Record ``firing``; returns (the alert, whether it is new and was announced)."""
+    """Record ``firing``; returns (the alert, whether it is new and was announced).
+
+    Checks running at once (several server workers, a server and ``monitor run``) cannot
+    open two alerts: a unique index allows one open alert per rule and subject, and the
+    loser of the race counts itself into the winner's.
+    """
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        return _fire(project, firing, webhook, now)
+    except IntegrityError:
+        return _fire(project, firing, webhook, now)
+
+
+def _fire(project: Project, firing: Firing, webhook: str | None,
+          now: int | None) -> tuple[Alert, bool]:
     from sqlalchemy import select, update
 
     from mloop.store.schema import alerts
@@ -96,8 +111,7 @@ def fire(project: Project, firing: Firing, *, webhook: str | None = None,
         if latest is not None and (latest.status == "open"
                                    or latest.opened_at >= t - firing.cooldown_ms):
             conn.execute(update(alerts).where(alerts.c.id == latest.id).values(
-                status="open", resolved_at=None, last_seen_at=t,
-                count=latest._mapping["count"] + 1,
+                status="open", resolved_at=None, last_seen_at=t, count=alerts.c.count + 1,
                 value=firing.value, message=firing.message))
             row = conn.execute(select(alerts).where(alerts.c.id == latest.id)).one()
             return _row(row), False
@@ -159,8 +173,9 @@ def list_alerts(project: Project, *, open_only: bool = False, subject: str | Non
     query = select(alerts)
     if open_only:
         query = query.where(alerts.c.status == "open")
-    if subject is not None:
-        query = query.where(alerts.c.subject.startswith(subject))
+    if subject is not None:  # a version (models:/churn/3) exactly, a model (models:/churn/) all
+        query = query.where(alerts.c.subject.startswith(subject, autoescape=True)
+                            if subject.endswith("/") else alerts.c.subject == subject)
     with project.store.read() as conn:
         rows = conn.execute(query.order_by(alerts.c.last_seen_at.desc()).limit(limit)).all()
     return [_row(r) for r in rows]

@@ -52,6 +52,8 @@ def entries(request_id: str, label: Any, row: int | None = None) -> list[Feedbac
     if not isinstance(request_id, str) or not _REQUEST_ID.match(request_id):
         raise InvalidInputError(f"request_id {request_id!r}: use the id the server answered "
                                 "with (letters, digits, '_', '-', '.', ':'; up to 64).")
+    if hasattr(label, "ndim") and getattr(label, "ndim", 0) >= 1:
+        label = label.tolist()  # a NumPy array (or Series) of labels: one per row
     if isinstance(label, (list, tuple)):
         if row is not None:
             raise InvalidInputError("Give either a list of labels (one per row) or row=, "
@@ -95,9 +97,23 @@ def log_frame(project: Project, frame: pd.DataFrame) -> int:
     if missing:
         raise InvalidInputError(f"The feedback table needs the columns request_id and label "
                                 f"(and optionally row); missing: {', '.join(sorted(missing))}.")
+    for column in ("request_id", "label", "row"):
+        if column in frame.columns and frame[column].isna().any():
+            first = int(frame[column].isna().to_numpy().argmax())
+            raise InvalidInputError(f"The feedback table has an empty {column} (data row "
+                                    f"{first + 1}); fill it or drop the row.")
     ids = frame["request_id"].astype(str).tolist()
     labels = frame["label"].tolist()
-    rows = frame["row"].astype(int).tolist() if "row" in frame.columns else [0] * len(ids)
+    if "row" in frame.columns:
+        import pandas as pd
+
+        numbers = pd.to_numeric(frame["row"], errors="coerce")
+        if numbers.isna().any() or (numbers % 1 != 0).any() or (numbers < 0).any():
+            raise InvalidInputError("The feedback table's row column must hold whole "
+                                    "numbers from 0 (a row of the request).")
+        rows = numbers.astype(int).tolist()
+    else:
+        rows = [0] * len(ids)
     items = [e for rid, lab, r in zip(ids, labels, rows, strict=True)
              for e in entries(rid, lab, r)]
     return save(project, items)
@@ -128,8 +144,9 @@ def decode(raw: pd.Series) -> pd.Series:
         return raw.astype(object)
     text = raw.astype(str)
     if text.str.startswith('"').all():
-        return pd.Series([json.loads(t) for t in text], index=raw.index) \
-            if text.str.contains("\\\\", regex=False).any() else text.str.slice(1, -1)
+        if text.str.contains("\\", regex=False).any():  # escapes: let JSON read them
+            return pd.Series([json.loads(t) for t in text], index=raw.index)
+        return text.str.slice(1, -1)
     if text.isin(["true", "false"]).all():
         return text == "true"
     numbers = pd.to_numeric(text, errors="coerce")

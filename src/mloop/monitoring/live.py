@@ -9,6 +9,7 @@ window holds ``min_labels`` labelled rows, so that a handful of labels cannot pa
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,14 +32,16 @@ ERRORS = {"mae", "rmse", "mape", "median_absolute_error", "log_loss", "brier",
 def parse_duration(text: str | int | float) -> int:
     """``"90s"``, ``"10m"``, ``"1h"``, ``"7d"``, ``"2w"`` (or seconds as a number) → ms."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
-        if text <= 0:
-            raise InvalidInputError(f"A duration must be positive, not {text}.")
-        return int(text * 1000)
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", str(text))
-    if not match or float(match.group(1)) <= 0:
-        raise InvalidInputError(f"Cannot read the duration {text!r}: use a number and a unit "
-                                "such as 90s, 10m, 1h, 7d or 2w.")
-    return int(float(match.group(1)) * _UNITS[match.group(2)])
+        ms = text * 1000
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", str(text))
+        if not match:
+            raise InvalidInputError(f"Cannot read the duration {text!r}: use a number and a "
+                                    "unit such as 90s, 10m, 1h, 7d or 2w.")
+        ms = float(match.group(1)) * _UNITS[match.group(2)]
+    if not math.isfinite(ms) or ms < 1 or ms > 100 * 365 * 86_400_000:
+        raise InvalidInputError(f"A duration must be between 1 ms and 100 years, not {text!r}.")
+    return int(ms)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mloop.core.clock import now_ms
@@ -145,7 +146,11 @@ def _reference(project: Project, result: CheckResult, config: MonitorConfig,
                cache: dict[str, Any]) -> Any:
     from mloop.monitoring import sources
 
-    spec = config.reference.get(result.model) or _training_data(project, result.subject)
+    spec = config.reference.get(result.model)
+    if spec is not None and Path(spec).suffix.lower() in (".csv", ".parquet", ".pq") \
+            and not Path(spec).is_absolute():
+        spec = str(project.root / spec)  # monitoring.yaml's paths are the project's
+    spec = spec or _training_data(project, result.subject)
     if spec is None:
         result.notes.append("no drift reference: the model's run read no dataset version; "
                             f"set reference: {{{result.model}: DATASET}} in "
@@ -208,8 +213,12 @@ def run(project: Project, *, every_ms: int | None = None, stop: threading.Event 
     ``iterations`` checks). A failing check is logged and retried next time."""
     stop = stop if stop is not None else threading.Event()
     done = 0
+    config = load_config(project.root)  # a broken file at start: a clear error, no loop
     while not stop.is_set():
-        config = load_config(project.root)  # edits to monitoring.yaml apply next round
+        try:
+            config = load_config(project.root)  # edits to monitoring.yaml apply next round
+        except MloopError as exc:  # a half-saved file: keep the last good settings
+            log.error("%s (keeping the previous settings)", exc.message)
         try:
             results = check(project, config)
             prune(project, config.retention_ms)

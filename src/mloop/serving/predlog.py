@@ -123,7 +123,8 @@ class PredictionLogger:
 def segments(root: Path, model: str, since_ms: int | None = None) -> list[Path]:
     """The Parquet segments of ``model`` that may hold rows logged at or after
     ``since_ms`` (a segment is named by when it was written, after its rows)."""
-    files = sorted((root / model).glob("*/*.parquet"))
+    files = [f for f in sorted((root / model).glob("*/*.parquet"))
+             if f.parent.name.isdigit() and f.name.split("-", 1)[0].isdigit()]  # ours only
     if since_ms is None:
         return files
     return [f for f in files if int(f.name.split("-", 1)[0]) >= since_ms]

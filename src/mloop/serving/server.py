@@ -353,9 +353,17 @@ def create_app(config: ServeConfig) -> Any:
         are the caller's to choose, and labels must stay few)."""
         route = request.url.path.rstrip("/").rsplit("/", 1)[-1]
         if route in ("infer", "predict", "invocations"):
-            name = request.path_params.get("name") or request.query_params.get("model") or ""
-            metrics.requests.labels(name[:100], request.path_params.get("version", ""), route,
-                                    str(status)).inc()
+            served = state["models"]
+            name = request.path_params.get("name") or request.query_params.get("model")
+            if name is None and len(served) == 1:
+                name = next(iter(served))  # the one model /predict answers for
+            versions = served.get(name, []) if name is not None else []
+            wanted = request.path_params.get("version")
+            version = next((str(v.version) for v in versions
+                            if wanted is None or str(v.version) == wanted), "")
+            # names and versions not served here are one label: callers choose them
+            metrics.requests.labels(name if versions else "unknown",
+                                    version if versions else "", route, str(status)).inc()
         return status
 
     @app.exception_handler(PayloadError)

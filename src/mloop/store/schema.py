@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 NAMING = {
@@ -310,4 +311,6 @@ alerts = Table(
     Column("last_seen_at", BigInteger, nullable=False),
     Column("resolved_at", BigInteger),
     Index("ix_alerts_rule_subject", "rule", "subject", "status"),
+    Index("uq_alerts_open", "rule", "subject", unique=True,
+          sqlite_where=text("status = 'open'"), postgresql_where=text("status = 'open'")),
 )

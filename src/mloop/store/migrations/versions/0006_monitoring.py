@@ -41,6 +41,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_alerts"),
     )
     op.create_index("ix_alerts_rule_subject", "alerts", ["rule", "subject", "status"])
+    # one open alert per rule and subject, whatever runs checks at the same time
+    op.create_index("uq_alerts_open", "alerts", ["rule", "subject"], unique=True,
+                    sqlite_where=sa.text("status = 'open'"),
+                    postgresql_where=sa.text("status = 'open'"))
 
 
 def downgrade() -> None:
