@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import math
 import os
@@ -445,6 +446,63 @@ def null_simulation(reps: int, n: int = 1000, seed: int = 7) -> list[tuple[str, 
     return [(names[col], method, alarms[(col, method)] / reps) for col, method in order]
 
 
+def log_storage(rows: int, columns: int = 20, segments: int = 100) -> dict[str, float]:
+    """The prediction log stored both ways it could be: Parquet segments (what the server
+    writes) and one SQLite table with a time index; the write, the bytes, and the read
+    of every input column of the newer half (what a drift check does)."""
+    import sqlite3
+    import tempfile
+
+    import pandas as pd
+
+    from mloop.serving.predlog import read_predictions
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({f"in.x{i}": rng.normal(size=rows) for i in range(columns)})
+    frame.insert(0, "request_id", [f"{i:032x}" for i in range(rows)])
+    frame.insert(1, "row", 0)
+    frame.insert(2, "time_ms", np.arange(rows, dtype=np.int64) + 1_000_000)
+    frame["prediction"] = rng.integers(0, 2, rows)
+    since = 1_000_000 + rows // 2
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "predictions"
+        folder = root / "m" / "1"
+        folder.mkdir(parents=True)
+        start = time.perf_counter()
+        bounds = np.linspace(0, rows, segments + 1).astype(int)
+        parts = [frame.iloc[a:b] for a, b in itertools.pairwise(bounds)]
+        for k, part in enumerate(parts):
+            stamp = int(part["time_ms"].iloc[-1])
+            part.to_parquet(folder / f"{stamp}-{k:08x}.parquet", index=False)
+        out["parquet_write_s"] = time.perf_counter() - start
+        out["parquet_mb"] = sum(f.stat().st_size for f in folder.iterdir()) / 1e6
+        start = time.perf_counter()
+        got = read_predictions(root, "m", since_ms=since, columns=["in.*"])
+        out["parquet_read_s"] = time.perf_counter() - start
+        assert len(got) == rows - rows // 2
+        db = Path(tmp) / "log.db"
+        conn = sqlite3.connect(db)
+        names = [c.replace(".", "_") for c in frame.columns]
+        conn.execute(f"CREATE TABLE log ({', '.join(names)})")
+        conn.execute("CREATE INDEX ix_time ON log (time_ms)")
+        start = time.perf_counter()
+        for part in parts:
+            conn.executemany(f"INSERT INTO log VALUES ({', '.join('?' * len(names))})",
+                             part.itertuples(index=False, name=None))
+            conn.commit()
+        out["sqlite_write_s"] = time.perf_counter() - start
+        out["sqlite_mb"] = db.stat().st_size / 1e6
+        inputs = ", ".join(n for n in names if n.startswith("in_"))
+        start = time.perf_counter()
+        back = pd.read_sql_query(f"SELECT {inputs} FROM log WHERE time_ms >= ?", conn,
+                                 params=(since,))
+        out["sqlite_read_s"] = time.perf_counter() - start
+        assert len(back) == len(got)
+        conn.close()
+    return out
+
+
 def mb(x: float) -> str:
     return f"{x / 2**20:,.1f} MB"
 
@@ -624,6 +682,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"    ({time.perf_counter() - start:.1f} s)")
     report["null"] = [{"column": c, "method": m, "false_alarm_rate": r} for c, m, r in alarms]
     report["null_reps"] = args.null_reps
+
+    log_rows = 2_000 if args.smoke else 500_000
+    print(f"\n(e) the prediction log, {log_rows:,} rows x 20 inputs in 100 segments: "
+          "Parquet (what mloop writes) vs one SQLite table", flush=True)
+    storage = log_storage(log_rows)
+    for kind in ("parquet", "sqlite"):
+        print(f"    {kind:<8} write {storage[kind + '_write_s']:6.2f} s   "
+              f"{storage[kind + '_mb']:7.1f} MB   read the newer half's inputs "
+              f"{storage[kind + '_read_s']:6.2f} s")
+    print(f"    Parquet reads {storage['sqlite_read_s'] / storage['parquet_read_s']:.1f}x "
+          f"faster, writes {storage['sqlite_write_s'] / storage['parquet_write_s']:.1f}x "
+          f"faster, in {storage['parquet_mb'] / storage['sqlite_mb']:.2f}x the bytes")
+    report["log_storage"] = storage
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=str))
     return 0

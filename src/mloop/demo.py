@@ -130,6 +130,9 @@ def run_demo(path: Path | None = None, echo: Callable[[str], None] = print) -> D
     echo(f"  mloop models show {MODEL}@champion")
     echo(f"  mloop lineage models:/{MODEL}@champion")
     echo(f"  mloop models card {MODEL}@champion")
+    echo(f"  mloop test {MODEL}@champion --data {version.ref} --target target")
+    echo(f"  mloop serve {MODEL}@champion     # then send requests to /predict")
+    echo(f"  mloop monitor drift --reference {version.ref} --current serving:{MODEL}")
     return result
 
 

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
     ("registry.py", ["cold: import + load", "warm one-row predict, ONNX engine"]),
     ("evaluation.py", ["(a) fairness over 20,000 predictions", "(b) default suite"]),
     ("serving.py", ["mloop serve, 1 row", "mloop serve --engine onnx, 1 row"]),
-    ("monitoring.py", ["(a) mloop method='evidently'", "(d) false alarms"]),
+    ("monitoring.py", ["(a) mloop method='evidently'", "(d) false alarms",
+                       "(e) the prediction log"]),
 ])
 def test_bench_smoke(tmp_path, script, expected):
     out = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--smoke", "--no-peer"],
