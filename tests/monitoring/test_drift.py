@@ -301,3 +301,13 @@ def test_false_alarms_without_drift_stay_near_alpha() -> None:
     assert alarms["chisquare"] <= 10
     assert alarms["auto"] <= 10
     assert alarms["chisquare_gof"] >= 15
+
+
+def test_public_names_are_documented() -> None:
+    import mloop.monitoring as monitoring
+
+    assert len(set(monitoring.__all__)) == len(monitoring.__all__)
+    for name in monitoring.__all__:
+        assert (getattr(monitoring, name).__doc__ or "").strip(), name
+    assert {"ks", "chisquare", "chisquare_gof", "z", "psi", "wasserstein",
+            "jensenshannon"} <= set(monitoring.known_tests())

@@ -147,6 +147,7 @@ def get_test(name: str) -> DriftTest:
 
 
 def known_tests() -> list[str]:
+    """The names of the registered drift tests, sorted."""
     return sorted(_TESTS)
 
 
