@@ -3,7 +3,8 @@
 import mloop
 
 EXPECTED = [
-    "ActiveRun", "Experiment", "MloopError", "Project", "Run", "RunStatus", "__version__",
+    "ActiveRun", "Dataset", "Experiment", "MloopError", "Model", "Pipeline", "Project",
+    "Report", "Run", "RunStatus", "__version__", "step",
     "active_run", "autolog", "current_project", "delete_runs", "download_artifacts", "end_run",
     "flush", "get_experiment", "get_run", "init", "list_experiments", "log_artifact",
     "log_artifacts", "log_dict", "log_feedback", "log_figure", "log_input", "log_metric",

@@ -70,16 +70,25 @@ _LAZY: dict[str, str] = {
     "delete_model_version": "mloop.registry",
     "model_events": "mloop.registry",
     "log_feedback": "mloop.monitoring",
+    "Dataset": "mloop.pipelines",
+    "Model": "mloop.pipelines",
+    "Pipeline": "mloop.pipelines",
+    "Report": "mloop.pipelines",
+    "step": "mloop.pipelines",
 }
 
 _SUBMODULES = ("data", "errors", "evaluation", "fairness", "lineage", "metrics", "monitoring",
-               "registry")
+               "pipelines", "registry")
 
 __all__ = [
     "ActiveRun",
+    "Dataset",
     "Experiment",
     "MloopError",
+    "Model",
+    "Pipeline",
     "Project",
+    "Report",
     "Run",
     "RunStatus",
     "__version__",
@@ -130,6 +139,7 @@ __all__ = [
     "set_tag",
     "set_tags",
     "start_run",
+    "step",
     "submit",
 ]
 

@@ -2,8 +2,9 @@
 
 It makes a project, versions scikit-learn's bundled breast-cancer table as a dataset,
 trains a few classifiers on it with full tracking (a parent run that reads the dataset
-version, one nested run per candidate), and points at the commands to look at what it
-recorded. Later stages of the loop extend this
+version, one nested run per candidate), registers the best, then runs the same training
+as a cached pipeline twice (the second run restores every step from the cache), and points
+at the commands to look at what it recorded. Later stages of the loop extend this
 scenario with their own step.
 """
 
@@ -31,6 +32,7 @@ class DemoResult:
     best_name: str = ""
     best_auc: float = 0.0
     model_uri: str = ""
+    pipeline_run_id: str = ""
 
 
 def default_demo_dir(cwd: Path | None = None) -> Path:
@@ -119,6 +121,7 @@ def run_demo(path: Path | None = None, echo: Callable[[str], None] = print) -> D
     echo(f"Best: {result.best_name} (roc_auc {result.best_auc:.3f}, "
          f"run {short_id(result.best_run_id)}) → registered as {result.model_uri} "
          f"(alias champion)")
+    _training_pipeline(project, version.ref, echo, result)
     echo("\nNext, try:")
     echo(f"  cd {project.root}")
     echo(f"  mloop data show {version.ref}")
@@ -133,7 +136,80 @@ def run_demo(path: Path | None = None, echo: Callable[[str], None] = print) -> D
     echo(f"  mloop test {MODEL}@champion --data {version.ref} --target target")
     echo(f"  mloop serve {MODEL}@champion     # then send requests to /predict")
     echo(f"  mloop monitor drift --reference {version.ref} --current serving:{MODEL}")
+    echo(f"  mloop pipeline dag {PIPELINE}")
+    echo(f"  mloop pipeline run {PIPELINE} --input raw={version.ref} --param C=0.5")
+    echo("  mloop pipeline status")
     return result
+
+
+PIPELINE = "breast-cancer-training"
+PIPELINE_CODE = '''"""The demo's training as a pipeline: split → train → evaluate, each step cached.
+
+Run it with `mloop pipeline run breast-cancer-training --input raw=breast-cancer@latest`;
+change a param (--param C=0.5) or a step's code and only what depends on it runs again.
+"""
+
+import pandas as pd
+
+import mloop
+
+SEED = 42
+
+
+@mloop.step(outputs=("train_rows", "test_rows"))
+def split(raw: mloop.Dataset, test_size: float = 0.25) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from sklearn.model_selection import train_test_split
+
+    frame = raw.load()
+    return tuple(train_test_split(frame, test_size=test_size, random_state=SEED,
+                                  stratify=frame["target"]))
+
+
+@mloop.step(outputs="model")
+def train(train_rows: pd.DataFrame, C: float = 1.0) -> mloop.Model:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = train_rows.drop(columns=["target"]), train_rows["target"]
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=500)).fit(X, y)
+
+
+@mloop.step(outputs="scores")
+def evaluate(model: mloop.Model, test_rows: pd.DataFrame) -> mloop.Report:
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    X, y = test_rows.drop(columns=["target"]), test_rows["target"]
+    scores = {"accuracy": accuracy_score(y, model.predict(X)),
+              "roc_auc": roc_auc_score(y, model.predict_proba(X)[:, 1])}
+    mloop.log_metrics(scores)
+    return scores
+
+
+training = mloop.Pipeline("breast-cancer-training", steps=[split, train, evaluate])
+'''
+
+
+def _training_pipeline(project: Project, data_ref: str, echo: Callable[[str], None],
+                       result: DemoResult) -> None:
+    """Write the training pipeline into the project, run it, run it again: all cached."""
+    from mloop.pipelines.engine import run_pipeline
+    from mloop.pipelines.registry import find_pipeline
+
+    path = project.root / "pipelines.py"
+    if not path.exists():
+        path.write_text(PIPELINE_CODE)
+    pipe = find_pipeline(project, PIPELINE)
+    echo(f"\nPipeline {PIPELINE} (pipelines.py): {' → '.join(pipe.steps)}")
+    for attempt in ("first run", "second run"):
+        run = run_pipeline(project, pipe, inputs={"raw": data_ref})
+        states = ", ".join(f"{n} {s.status}" for n, s in run.steps.items())
+        seconds = ((run.finished_at or run.started_at) - run.started_at) / 1000
+        echo(f"  {attempt}: {run.status} in {seconds:.1f} s ({states})")
+        if run.status != "succeeded":
+            echo(f"  {run.error}")
+            return
+    result.pipeline_run_id = run.id
 
 
 def _version_data(project: Project) -> Any:

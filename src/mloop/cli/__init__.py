@@ -36,6 +36,7 @@ COMMANDS = {
     "worker": "mloop.cli.worker:worker",
     "jobs": "mloop.cli.worker:jobs",
     "monitor": "mloop.cli.monitor:monitor",
+    "pipeline": "mloop.cli.pipeline:pipeline",
     "lineage": "mloop.cli.lineage:lineage",
 }
 

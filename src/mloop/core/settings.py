@@ -56,6 +56,13 @@ def _positive(kind: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return parse
 
 
+def _names(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ValueError(f"{value!r} is not a list of names")
+    return tuple(str(v).strip() for v in items if str(v).strip())
+
+
 @dataclass(frozen=True)
 class SettingSpec:
     name: str
@@ -94,6 +101,9 @@ SPECS: tuple[SettingSpec, ...] = (
                 "how load_model predicts by default: native (the model's own library), onnx "
                 "(its verified ONNX twin; an error when it has none) or auto (the twin when "
                 "there is one)"),
+    SettingSpec("pipeline_modules", "pipelines", "modules", _names, (),
+                "modules (importable names or .py paths relative to the project) that define "
+                "pipelines, besides pipelines.py at the project root"),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 

@@ -81,7 +81,7 @@ def get(project: Project, ref: str) -> DatasetVersion:
         ds = _dataset_id(q, uri.name, f"Add one with `mloop data add PATH --name {uri.name}`.")
         where = "v.dataset_id = :ds"
         params: dict[str, Any] = {"ds": ds}
-        if uri.ref is None:
+        if uri.ref is None or uri.ref == "latest":  # "train@latest" reads as it says
             where += " ORDER BY v.version DESC LIMIT 1"
         elif uri.ref.isdigit():
             where += " AND v.version = :version"

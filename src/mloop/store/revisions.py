@@ -3,5 +3,6 @@
 # Oldest first; HEAD is the last. A test checks this against the migration scripts so the
 # two cannot drift apart.
 REVISIONS: tuple[str, ...] = ("0001_initial", "0002_data", "0003_registry",
-                             "0004_evaluations", "0005_precompute", "0006_monitoring")
+                             "0004_evaluations", "0005_precompute", "0006_monitoring",
+                             "0007_pipelines")
 HEAD = REVISIONS[-1]

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Double,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
@@ -313,4 +314,51 @@ alerts = Table(
     Index("ix_alerts_rule_subject", "rule", "subject", "status"),
     Index("uq_alerts_open", "rule", "subject", unique=True,
           sqlite_where=text("status = 'open'"), postgresql_where=text("status = 'open'")),
+)
+
+# -- pipelines ------------------------------------------------------------------------
+
+# One run of a pipeline: what it was given, how it ended, the tracking run that parents
+# its steps' runs (none when every step came from the cache).
+pipeline_runs = Table(
+    "pipeline_runs", metadata,
+    Column("id", ID, primary_key=True),
+    Column("pipeline", String(200), nullable=False, index=True),
+    Column("status", String(20), nullable=False),  # running | succeeded | failed
+    Column("executor", String(20), nullable=False),
+    Column("params", Text, nullable=False),  # JSON
+    Column("inputs", Text, nullable=False),  # JSON
+    Column("trigger", Text),
+    Column("run_id", ID),
+    Column("error", Text),
+    Column("started_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger),
+)
+
+# Each step of a pipeline run: ran, cached, failed or not run; its outputs (JSON refs).
+pipeline_steps = Table(
+    "pipeline_steps", metadata,
+    Column("pipeline_run_id", ID, primary_key=True),
+    Column("step", String(200), primary_key=True),
+    Column("status", String(20), nullable=False),
+    Column("cache_key", DIGEST),
+    Column("attempts", Integer, nullable=False),
+    Column("run_id", ID),
+    Column("seconds", Double),
+    Column("error", Text),
+    Column("log", DIGEST),
+    Column("outputs", Text),
+    Column("started_at", BigInteger),
+    Column("finished_at", BigInteger),
+)
+
+# What a step produced for a cache key (code, params, inputs, environment).
+pipeline_cache = Table(
+    "pipeline_cache", metadata,
+    Column("key", DIGEST, primary_key=True),
+    Column("pipeline", String(200), nullable=False),
+    Column("step", String(200), nullable=False),
+    Column("outputs", Text, nullable=False),
+    Column("run_id", ID),
+    Column("created_at", BigInteger, nullable=False),
 )

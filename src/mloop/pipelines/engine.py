@@ -1,0 +1,515 @@
+"""Running a pipeline: cache keys, the ready set, an executor, records and lineage.
+
+A step's cache key covers its code (the function and every project helper it calls,
+transitively: :mod:`.fingerprint`), its params, the content digests of its inputs
+(dataset versions' trees, upstream outputs' blobs) and the environment lock (the
+interpreter and installed packages). A step whose key has an entry — and whose outputs
+are still in the object store — is not run: its outputs are restored. Steps whose inputs
+are ready run side by side on the executor; a failing step is retried with exponential
+backoff, then marks the run failed: its downstream steps do not run, independent
+branches finish, and the next run resumes from it (everything before is cached).
+
+Records: ``pipeline_runs`` and ``pipeline_steps`` (status, attempts, seconds, the error
+with its traceback, the step's log), ``pipeline_cache``; a tracking run parents one
+nested run per executed step (created only when a step runs, so a fully cached re-run
+costs no tracking); lineage ``pipelines:/<name>/<id> --step--> runs:/<step run>``,
+``data:/… --input--> runs:/…`` and ``runs:/<upstream> --feeds--> runs:/<downstream>``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import traceback
+from collections.abc import Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mloop.core.clock import now_ms
+from mloop.core.hashing import hash_bytes
+from mloop.core.ids import new_id
+from mloop.errors import InvalidInputError, MloopError
+from mloop.pipelines.step import Dataset, Step, coerce_param
+from mloop.pipelines.values import ValueRef
+
+if TYPE_CHECKING:
+    from mloop.pipelines.dag import Edge, Pipeline
+    from mloop.project import Project
+
+EXECUTORS = ("local", "dask")
+
+
+@dataclass
+class StepResult:
+    name: str
+    status: str = "pending"  # ran | cached | failed | not_run
+    key: str | None = None
+    attempts: int = 0
+    seconds: float = 0.0
+    run_id: str | None = None
+    error: str | None = None
+    outputs: dict[str, ValueRef] = field(default_factory=dict)
+    log: str | None = None  # digest of the step's log
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.name, "status": self.status, "key": self.key,
+                "attempts": self.attempts, "seconds": round(self.seconds, 3),
+                "run_id": self.run_id, "error": self.error, "log": self.log,
+                "outputs": {k: v.to_dict() for k, v in self.outputs.items()}}
+
+
+@dataclass
+class PipelineRun:
+    """The outcome of one run: status, per-step results, the models it logged."""
+
+    id: str
+    pipeline: str
+    status: str
+    steps: dict[str, StepResult]
+    run_id: str | None = None
+    error: str | None = None
+    started_at: int = 0
+    finished_at: int | None = None
+    trigger: str | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"pipelines:/{self.pipeline}/{self.id}"
+
+    @property
+    def models(self) -> list[str]:
+        """``runs:/…`` URIs of every model output, in step order (the newest last)."""
+        return [ref.uri for s in self.steps.values() for ref in s.outputs.values()
+                if ref.kind == "model" and ref.uri]
+
+    def output(self, name: str, project: Project | None = None) -> Any:
+        """The value of an output (loaded from the object store)."""
+        from mloop.pipelines import values
+        from mloop.project import current_project
+
+        for s in self.steps.values():
+            if name in s.outputs:
+                return values.load(project or current_project(), s.outputs[name])
+        raise InvalidInputError(f"No output {name!r}; outputs: "
+                                f"{', '.join(n for s in self.steps.values() for n in s.outputs)}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "uri": self.uri, "pipeline": self.pipeline,
+                "status": self.status, "run_id": self.run_id, "error": self.error,
+                "trigger": self.trigger, "started_at": self.started_at,
+                "finished_at": self.finished_at, "models": self.models,
+                "steps": [s.to_dict() for s in self.steps.values()]}
+
+
+class StepError(MloopError):
+    """A step failed after its retries; the message holds its error."""
+
+    exit_code = 1
+    code = "step_failed"
+
+
+# -- preparing ---------------------------------------------------------------------------------
+
+_ENV: dict[str, str] = {}
+
+
+def environment_lock() -> str:
+    """The digest of the interpreter, platform and installed packages (once per process)."""
+    if "id" not in _ENV:
+        from mloop.tracking.environment import capture_environment
+
+        _ENV["id"] = capture_environment().id
+    return _ENV["id"]
+
+
+def _resolve_inputs(project: Project, pipeline: Pipeline,
+                    inputs: Mapping[str, Any]) -> dict[str, ValueRef]:
+    """Pipeline inputs as stored values: dataset refs → the version (its tree is its
+    content), anything else stored like a step output."""
+    from mloop.pipelines import values
+
+    wanted = pipeline.external_inputs()
+    unknown = sorted(set(inputs) - set(wanted))
+    if unknown:
+        raise InvalidInputError(f"Pipeline {pipeline.name!r} takes no input "
+                                f"{', '.join(map(repr, unknown))}; its inputs: "
+                                f"{', '.join(sorted(wanted)) or 'none'}.")
+    out: dict[str, ValueRef] = {}
+    for name, value in inputs.items():
+        if isinstance(value, Dataset):
+            out[name] = ValueRef("dataset", value.digest, value.uri, value.uri)
+        elif wanted[name] is Dataset or (isinstance(value, str) and (
+                value.startswith("data:/") or "@" in value)):
+            from mloop.data import catalog
+
+            version = catalog.get(project, str(value))
+            out[name] = ValueRef("dataset", version.tree, version.uri, version.uri)
+        else:
+            out[name] = values.store(project, name, value, wanted[name], None)
+    return out
+
+
+def _params_for(pipeline: Pipeline, given: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    known = pipeline.params()
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise InvalidInputError(f"No step of {pipeline.name!r} takes the param(s) "
+                                f"{', '.join(unknown)}; params: "
+                                f"{', '.join(sorted(known)) or 'none'}.")
+    out: dict[str, dict[str, Any]] = {}
+    for s in pipeline.steps.values():
+        out[s.name] = {p.name: coerce_param(s, p, given[p.name]) if p.name in given
+                       else p.default for p in s.params.values()}
+    return out
+
+
+def _code_of(project: Project, s: Step) -> str:
+    from mloop.pipelines.fingerprint import fingerprint
+
+    return fingerprint(s.fn, roots=[project.root])
+
+
+def cache_key(project: Project, s: Step, params: dict[str, Any],
+              inputs: dict[str, ValueRef]) -> str:
+    """The digest of everything a step's result depends on."""
+    if s.kind == "shell":
+        from mloop.pipelines.stages import shell_key
+
+        parts: dict[str, Any] = {"shell": shell_key(project, s)}
+    else:
+        parts = {"code": _code_of(project, s), "params": params,
+                 "inputs": {k: v.digest for k, v in sorted(inputs.items())},
+                 "env": environment_lock(), "outputs": list(s.outputs)}
+    return hash_bytes(json.dumps(parts, sort_keys=True, default=str).encode())
+
+
+# -- the store -----------------------------------------------------------------------------------
+
+class _Records:
+    """The pipeline's rows, written through plain SQL (the no-op path stays light)."""
+
+    def __init__(self, project: Project, run: PipelineRun, executor: str,
+                 params: Mapping[str, Any], inputs: Mapping[str, ValueRef]) -> None:
+        from mloop.store.lite import lite
+
+        self.db = lite(project)
+        self.run = run
+        with self.db.write() as q:
+            q.all("INSERT INTO pipeline_runs (id, pipeline, status, executor, params, inputs, "
+                  "trigger, started_at) VALUES (:id, :p, 'running', :ex, :params, :inputs, "
+                  ":trigger, :t)",
+                  {"id": run.id, "p": run.pipeline, "ex": executor,
+                   "params": json.dumps(dict(params), default=str),
+                   "inputs": json.dumps({k: v.to_dict() for k, v in inputs.items()}),
+                   "trigger": run.trigger, "t": run.started_at})
+
+    def cached(self, key: str) -> dict[str, ValueRef] | None:
+        with self.db.read() as q:
+            rows = q.all("SELECT outputs, run_id FROM pipeline_cache WHERE key = :k", {"k": key})
+        if not rows:
+            return None
+        return {k: ValueRef.from_dict(v) for k, v in json.loads(rows[0]["outputs"]).items()}
+
+    def cached_run(self, key: str) -> str | None:
+        with self.db.read() as q:
+            rows = q.all("SELECT run_id FROM pipeline_cache WHERE key = :k", {"k": key})
+        return rows[0]["run_id"] if rows else None
+
+    def step(self, r: StepResult, *, cache: bool = False) -> None:
+        outputs = json.dumps({k: v.to_dict() for k, v in r.outputs.items()})
+        with self.db.write() as q:
+            q.all("INSERT INTO pipeline_steps (pipeline_run_id, step, status, cache_key, "
+                  "attempts, run_id, seconds, error, log, outputs, started_at, finished_at) "
+                  "VALUES (:run, :step, :status, :key, :attempts, :rid, :s, :err, :log, :out, "
+                  ":t, :t) ON CONFLICT (pipeline_run_id, step) DO UPDATE SET "
+                  "status = excluded.status, cache_key = excluded.cache_key, attempts = "
+                  "excluded.attempts, run_id = excluded.run_id, seconds = excluded.seconds, "
+                  "error = excluded.error, log = excluded.log, outputs = excluded.outputs, "
+                  "finished_at = excluded.finished_at",
+                  {"run": self.run.id, "step": r.name, "status": r.status, "key": r.key,
+                   "attempts": r.attempts, "rid": r.run_id, "s": r.seconds, "err": r.error,
+                   "log": r.log, "out": outputs, "t": now_ms()})
+            if cache and r.key:
+                q.all("INSERT INTO pipeline_cache (key, pipeline, step, outputs, run_id, "
+                      "created_at) VALUES (:k, :p, :s, :o, :r, :t) ON CONFLICT (key) DO UPDATE "
+                      "SET outputs = excluded.outputs, run_id = excluded.run_id, "
+                      "created_at = excluded.created_at",
+                      {"k": r.key, "p": self.run.pipeline, "s": r.name, "o": outputs,
+                       "r": r.run_id, "t": now_ms()})
+
+    def finish(self) -> None:
+        with self.db.write() as q:
+            q.all("UPDATE pipeline_runs SET status = :s, run_id = :r, error = :e, "
+                  "finished_at = :t WHERE id = :id",
+                  {"s": self.run.status, "r": self.run.run_id, "e": self.run.error,
+                   "t": self.run.finished_at, "id": self.run.id})
+
+
+# -- running -------------------------------------------------------------------------------------
+
+class _Tracking:
+    """The parent tracking run, made the first time a step actually runs."""
+
+    def __init__(self, project: Project, run: PipelineRun) -> None:
+        self.project = project
+        self.run = run
+        self.lock = threading.Lock()
+        self.parent: Any = None
+
+    def child(self, step: str, params: dict[str, Any]) -> str:
+        from mloop import lineage
+        from mloop.tracking import records
+        from mloop.tracking.fluent import tracker_for
+
+        tracker = tracker_for(self.project)
+        tags = {"mloop.pipeline": self.run.pipeline, "mloop.pipeline_run": self.run.id}
+        with self.lock:
+            if self.parent is None:
+                self.parent = tracker._create(self.run.pipeline, f"{self.run.pipeline}-"
+                                              f"{self.run.id[-6:]}", None, dict(tags))
+                self.run.run_id = self.parent.id
+            created = tracker._create(self.run.pipeline, step, self.parent.id,
+                                      {**tags, "mloop.step": step})
+            if params:
+                with self.project.store.write() as conn:
+                    records.write_params(self.project.store, conn, created.id,
+                                         records.stringify_params(params))
+            tracker.forget(created)
+        lineage.add_edge(self.project, self.run.uri, f"runs:/{created.id}", "step")
+        return str(created.id)
+
+    def end(self, status: str) -> None:
+        if self.parent is None:
+            return
+        from mloop.tracking import records
+        from mloop.tracking.model import RunStatus
+
+        store = self.project.store
+        with store.write() as conn:
+            records.set_status(store, conn, self.parent.id,
+                               RunStatus.FINISHED if status == "succeeded" else RunStatus.FAILED)
+
+
+def run_pipeline(project: Project, pipeline: Pipeline, *, inputs: Mapping[str, Any] | None = None,
+                 params: Mapping[str, Any] | None = None, executor: str = "local",
+                 scheduler: str | None = None, force: bool = False,
+                 from_step: str | None = None, quiet: bool = True,
+                 trigger: str | None = None) -> PipelineRun:
+    """Run ``pipeline`` (see the module docs); returns how every step went."""
+    if executor not in EXECUTORS:
+        raise InvalidInputError(f"Unknown executor {executor!r}; use local or dask.")
+    inputs = dict(inputs or {})
+    step_params = _params_for(pipeline, params or {})
+    edges, external = pipeline.wire(inputs)
+    order = pipeline.order(edges)
+    forced = set(order) if force else (pipeline.downstream(from_step, edges)
+                                       if from_step else set())
+    given = _resolve_inputs(project, pipeline, inputs)
+    from mloop.pipelines.executors import open_executor
+
+    runner = open_executor(executor, scheduler, project)
+    run = PipelineRun(new_id(), pipeline.name, "running", {n: StepResult(n) for n in order},
+                      started_at=now_ms(), trigger=trigger)
+    records = _Records(project, run, executor, params or {}, given)
+    tracking = _Tracking(project, run)
+    say = (lambda _m: None) if quiet else _echo
+    try:
+        _loop(_Context(project, pipeline, run, _Plan(edges, external, step_params, given,
+                                                     forced), runner, records, tracking, say))
+    finally:
+        runner.close()
+        run.finished_at = now_ms()
+        run.status = "failed" if any(s.status == "failed" for s in run.steps.values()) \
+            else "succeeded"
+        failed = [s for s in run.steps.values() if s.status == "failed"]
+        run.error = (f"step {failed[0].name} failed: {_last_line(failed[0].error)}"
+                     if failed else None)
+        tracking.end(run.status)
+        records.finish()
+    return run
+
+
+@dataclass
+class _Plan:
+    edges: list[Edge]
+    external: dict[str, dict[str, str]]
+    params: dict[str, dict[str, Any]]
+    given: dict[str, ValueRef]
+    forced: set[str]
+
+
+@dataclass
+class _Context:
+    """One run in progress: what every step of it needs to reach."""
+
+    project: Project
+    pipeline: Pipeline
+    run: PipelineRun
+    plan: _Plan
+    runner: Any
+    records: _Records
+    tracking: _Tracking
+    say: Any
+
+
+def _last_line(text: str | None) -> str:
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "unknown error"
+
+
+def _echo(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
+
+
+def _loop(ctx: _Context) -> None:
+    project, pipeline, run, plan = ctx.project, ctx.pipeline, ctx.run, ctx.plan
+    records, say = ctx.records, ctx.say
+    upstream = {n: [e for e in plan.edges if e.dst == n] for n in run.steps}
+    pending = list(run.steps)
+    running: dict[Future[StepResult], str] = {}
+    with ThreadPoolExecutor(max_workers=max(1, ctx.runner.slots)) as pool:
+        while pending or running:
+            for name in list(pending):
+                deps = upstream[name]
+                states = [run.steps[e.src].status for e in deps]
+                if any(s in ("failed", "not_run") for s in states):
+                    run.steps[name].status = "not_run"
+                    run.steps[name].error = "an upstream step failed"
+                    records.step(run.steps[name])
+                    pending.remove(name)
+                    say(f"  - {name}: not run (upstream failed)")
+                    continue
+                if not all(s in ("ran", "cached") for s in states):
+                    continue
+                pending.remove(name)
+                s = pipeline.steps[name]
+                ins = {e.input: run.steps[e.src].outputs[e.output] for e in deps}
+                ins.update({k: plan.given[v] for k, v in plan.external.get(name, {}).items()})
+                result = run.steps[name]
+                result.key = cache_key(project, s, plan.params[name], ins)
+                if s.cache and name not in plan.forced and _restore(project, s, result, records):
+                    records.step(result)
+                    say(f"  ✓ {name}: cached")
+                    continue
+                running[pool.submit(_execute, ctx, s, result, ins)] = name
+            if not running:
+                continue
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                name = running.pop(future)
+                result = future.result()
+                records.step(result, cache=result.status == "ran" and
+                             pipeline.steps[name].cache)
+                _edges(project, run, upstream[name], result, plan)
+                if result.status == "ran":
+                    say(f"  ✓ {name}: ran in {result.seconds:.1f} s"
+                        + (f" ({result.attempts} attempts)" if result.attempts > 1 else ""))
+                else:
+                    say(f"  ✗ {name}: failed after {result.attempts} attempt(s): "
+                        f"{_last_line(result.error)}")
+
+
+def _restore(project: Project, s: Step, result: StepResult, records: _Records) -> bool:
+    from mloop.pipelines import values
+
+    assert result.key is not None
+    outputs = records.cached(result.key)
+    if outputs is None or not all(values.exists(project, r) for r in outputs.values()):
+        return False
+    if s.kind == "shell":
+        from mloop.pipelines.stages import restore
+
+        for ref in outputs.values():
+            restore(project, s, ref)
+    result.status, result.outputs = "cached", outputs
+    result.run_id = records.cached_run(result.key)
+    return True
+
+
+def _edges(project: Project, run: PipelineRun, deps: list[Edge], result: StepResult,
+           plan: _Plan) -> None:
+    if result.run_id is None or result.status != "ran":
+        return
+    from mloop import lineage
+
+    me = f"runs:/{result.run_id}"
+    for e in deps:
+        src = run.steps[e.src].run_id
+        if src:
+            lineage.add_edge(project, f"runs:/{src}", me, "feeds")
+    for name in plan.external.get(result.name, {}).values():
+        ref = plan.given[name]
+        if ref.kind == "dataset" and ref.uri:
+            lineage.add_edge(project, ref.uri, me, "input")
+
+
+def _execute(ctx: _Context, s: Step, result: StepResult, ins: dict[str, ValueRef]
+             ) -> StepResult:
+    """Run one step with its retries (in a pool thread; the work is in the executor)."""
+    project, run, params = ctx.project, ctx.run, ctx.plan.params[s.name]
+    logs = project.root / ".mloop" / "pipelines" / run.id
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"{s.name}.log"
+    start = time.perf_counter()
+    for attempt in range(s.retries + 1):
+        result.attempts = attempt + 1
+        try:
+            if s.kind == "shell":
+                from mloop.pipelines.stages import run_shell
+
+                result.outputs = {s.outputs[0]: run_shell(project, s, log_path)}
+            else:
+                run_id = ctx.tracking.child(s.name, params)
+                result.run_id = run_id
+                result.outputs = ctx.runner.run(_task(project, s, ins, params,
+                                                      run_id=run_id, log_path=log_path))
+            result.status, result.error = "ran", None
+            break
+        except Exception as exc:  # a step's failure, whatever raised it, is the step's
+            result.status = "failed"
+            result.error = getattr(exc, "details", None) or "".join(
+                traceback.format_exception_only(type(exc), exc)).strip()
+            if attempt < s.retries:
+                time.sleep(s.retry_delay * (2 ** attempt))
+    result.seconds = time.perf_counter() - start
+    if result.status == "failed" and result.run_id:
+        _close_run(project, result.run_id)
+    if log_path.is_file() and log_path.stat().st_size:
+        result.log = project.objects.put_file(log_path)
+    return result
+
+
+def _close_run(project: Project, run_id: str) -> None:
+    """A step process that died (SIGKILL) left its run RUNNING: it failed."""
+    from sqlalchemy import update
+
+    from mloop.store.schema import runs
+    from mloop.tracking.model import RunStatus
+
+    with project.store.write() as conn:
+        conn.execute(update(runs).where(runs.c.id == run_id, runs.c.status == "RUNNING")
+                     .values(status=str(RunStatus.FAILED), end_time=now_ms()))
+
+
+def _task(project: Project, s: Step, ins: dict[str, ValueRef], params: dict[str, Any], *,
+          run_id: str, log_path: Path) -> dict[str, Any]:
+    import cloudpickle
+
+    from mloop.pipelines.values import Model, Report
+
+    module = __import__("sys").modules.get(s.fn.__module__)
+    if module is not None and getattr(module, "__mloop_by_value__", False):
+        cloudpickle.register_pickle_by_value(module)  # loaded from a file, not importable
+    kinds = {}
+    for out in s.outputs:
+        t = s.output_type(out)
+        kinds[out] = "model" if t is Model else "report" if t is Report else None
+    return {"root": str(project.root), "fn": cloudpickle.dumps(s.fn), "step": s.name,
+            "inputs": {k: v.to_dict() for k, v in ins.items()}, "params": params,
+            "outputs": list(s.outputs), "kinds": kinds, "run_id": run_id,
+            "log": str(log_path)}

@@ -1,0 +1,131 @@
+"""Where steps run: fresh local processes (the default) or a Dask cluster.
+
+Both take the same task (see :mod:`.task`) and give back the step's output refs or raise
+:class:`~mloop.pipelines.engine.StepError` with the step's error and traceback. The
+engine runs up to ``slots`` steps at once.
+
+* ``local``: each step in its own ``python -m mloop.pipelines.task`` process, its stdout
+  and stderr in the step's log; as many at once as the machine has cores. A process
+  killed (SIGKILL, the OOM killer) fails its step with the signal named.
+* ``dask``: the task is submitted to a Dask scheduler (``tcp://host:8786``) or, with no
+  address, to a local cluster started for the run. Workers need the project folder at
+  the same path (or the object store on shared storage) to read inputs and write
+  outputs.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from mloop.errors import ConfigError
+from mloop.pipelines.values import ValueRef
+
+if TYPE_CHECKING:
+    from mloop.project import Project
+
+
+class Executor(Protocol):
+    slots: int
+
+    def run(self, task: dict[str, Any]) -> dict[str, ValueRef]: ...
+
+    def close(self) -> None: ...
+
+
+def _outputs(result: dict[str, Any]) -> dict[str, ValueRef]:
+    from mloop.pipelines.engine import StepError
+
+    if not result.get("ok"):
+        error = StepError(result.get("error") or "the step failed")
+        error.details = (result.get("traceback") or result.get("error") or "").strip()  # type: ignore[attr-defined]
+        raise error
+    return {k: ValueRef.from_dict(v) for k, v in result["outputs"].items()}
+
+
+class LocalExecutor:
+    """Each step in a fresh Python process; logs to the step's file."""
+
+    def __init__(self, slots: int | None = None) -> None:
+        self.slots = slots or os.cpu_count() or 1
+
+    def run(self, task: dict[str, Any]) -> dict[str, ValueRef]:
+        import json
+
+        from mloop.pipelines.engine import StepError
+
+        log_path = Path(task["log"])
+        with tempfile.TemporaryDirectory(prefix="mloop-step-") as tmp:
+            task_file, result_file = Path(tmp) / "task.pkl", Path(tmp) / "result.json"
+            task_file.write_bytes(pickle.dumps(task))
+            env = dict(os.environ)
+            paths = [task["root"], *[p for p in sys.path if p]]
+            env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+            with open(log_path, "ab") as log:
+                proc = subprocess.run(
+                    [sys.executable, "-m", "mloop.pipelines.task", str(task_file),
+                     str(result_file)], cwd=task["root"], env=env, stdout=log,
+                    stderr=subprocess.STDOUT, check=False)
+            if result_file.is_file():
+                return _outputs(json.loads(result_file.read_text()))
+        if proc.returncode < 0:
+            name = signal.Signals(-proc.returncode).name
+            raise StepError(f"the step's process was killed by signal {-proc.returncode} "
+                            f"({name}); see its log")
+        raise StepError(f"the step's process exited with status {proc.returncode} without a "
+                        f"result; see its log {log_path}")
+
+    def close(self) -> None:
+        return None
+
+
+class DaskExecutor:
+    """Steps as tasks on a Dask cluster (the same task the local executor runs)."""
+
+    def __init__(self, scheduler: str | None) -> None:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise ConfigError("The Dask executor needs `pip install 'mloop[dask]'` "
+                              "(dask.distributed); or use --executor local.") from None
+        self._cluster = None
+        try:
+            if scheduler:
+                self.client = Client(scheduler, timeout="10s")
+            else:
+                self._cluster = LocalCluster(n_workers=1, threads_per_worker=os.cpu_count() or 1,
+                                             processes=True, dashboard_address=None)
+                self.client = Client(self._cluster)
+        except (OSError, TimeoutError) as exc:
+            raise ConfigError(f"Cannot reach the Dask scheduler {scheduler}: {exc}. Check the "
+                              "address (tcp://host:8786) and that it runs, or use "
+                              "--executor local.") from None
+        info = self.client.scheduler_info()
+        self.slots = max(1, sum(w.get("nthreads", 1) for w in info["workers"].values()))
+
+    def run(self, task: dict[str, Any]) -> dict[str, ValueRef]:
+        from mloop.pipelines.task import execute
+
+        future = self.client.submit(execute, task, pure=False, key=f"mloop-{task['step']}-"
+                                    f"{task['run_id']}")
+        return _outputs(future.result())
+
+    def close(self) -> None:
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def open_executor(name: str, scheduler: str | None, project: Project) -> Executor:
+    """The executor ``name`` (``local`` or ``dask``)."""
+    if name == "dask":
+        return DaskExecutor(scheduler)
+    if scheduler:
+        raise ConfigError("--scheduler is for --executor dask.")
+    return LocalExecutor()

@@ -1,0 +1,653 @@
+"""Code fingerprints: a step's source and, transitively, the project code it uses.
+
+A step is skipped when its cache key is unchanged, and the code fingerprint is the part
+of that key that follows the code. Hashing only the step's own source misses an edit to a
+helper two calls deep (the complaint about ZenML's cache), so references are followed on
+code objects — never by matching text:
+
+- global names (``co_names``) of the function and of its nested code objects (lambdas,
+  comprehensions, inner functions), looked up in ``__globals__``; builtins are ignored;
+- attributes of project modules whose names appear in that code (``helpers.clean``,
+  ``pkg.sub.f``), also for modules imported inside the function;
+- closure cells, default arguments, ``functools.partial`` arguments, and wrappers that
+  keep the wrapped function in ``__wrapped__`` or ``fn`` (decorators, ``@mloop.step``);
+- project classes (their methods' references, their project bases), the class a method
+  is defined in and the class of a bound method's instance.
+
+What is hashed, per item, into a sorted manifest (no ids, addresses or line numbers):
+
+- project functions and classes: their dedented source, or, when there is none (``exec``,
+  a REPL), a line-number-free encoding of the code object;
+- simple constants (None, bool, int, float, complex, str, bytes, enum members, and tuples
+  or frozensets of these) by name and value, so ``THRESHOLD = 0.5`` → ``0.6`` counts;
+- any other global a project module binds (a list, a dict, an estimator, ``mean =
+  np.mean``) by the source of the module-level statements that assign it, following
+  ``from x import name`` into project modules — a cache dict filled at run time does
+  not change the fingerprint, its definition does.
+
+"The project" is the files under ``roots``, minus site-packages/dist-packages folders, the
+interpreter's trees (a virtualenv inside the project included) and mloop itself: library
+code is covered by the environment lock. Functions and classes defined in the step's own
+module count as the project when that module has no file (``exec``, notebooks).
+
+Not followed: dynamic lookups (``getattr(m, name)``, ``globals()[...]``,
+``importlib.import_module``), instance state set at run time (``self.x``), mutable values
+held in closures or defaults, statements that mutate a global (``FEATURES.append``), and
+data files the code reads. Names are resolved by name, not by bytecode position, so an
+attribute that shares a helper's name (``df.clean`` when ``helpers.clean`` exists) may add
+that helper: the error is always towards re-running, never towards a stale cache.
+"""
+
+from __future__ import annotations
+
+import ast
+import enum
+import functools
+import importlib.util
+import inspect
+import linecache
+import sys
+import sysconfig
+import textwrap
+import types
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from mloop.core.hashing import hash_bytes
+
+__all__ = ["describe", "fingerprint"]
+
+# Bump when what is hashed changes: every cached step then runs once more, which is right.
+_FORMAT = b"mloop.fingerprint/1\n"
+_EXCLUDED_PARTS = frozenset({"site-packages", "dist-packages"})
+_MAX_UNWRAP = 32  # wrapper layers followed; a guard against self-referencing proxies
+_MAX_IMPORT_HOPS = 8  # `from a import X` chains followed to find where X is assigned
+_MAX_ITEMS = 100_000  # elements of one constant hashed by value; larger ones are not "simple"
+_MAX_DEPTH = 16
+
+
+def fingerprint(fn: Callable[..., Any], *, roots: Sequence[str | Path]) -> str:
+    """Hex BLAKE3 digest of ``fn``'s code and of the project code it uses, transitively.
+
+    ``fn`` may be a function, a bound method, a ``functools.partial`` or any wrapper with
+    ``__wrapped__`` or ``fn`` (a ``Step``). ``roots`` are the project folders. Equal in
+    every process for equal code; never raises (what cannot be read is hashed by its
+    code object, its type name or the kind of error).
+    """
+    manifest = "".join(sorted(_walk(fn, roots).lines))
+    return hash_bytes(_FORMAT + manifest.encode("utf-8", "surrogatepass"))
+
+
+def describe(fn: Callable[..., Any], *, roots: Sequence[str | Path]) -> list[str]:
+    """Sorted qualified names that :func:`fingerprint` covers, e.g. ``"helpers.clean"``.
+
+    Module names are the import names; a script run as ``__main__`` is named by its path
+    under the root. Closure values read ``step.<closure>.name``.
+    """
+    return sorted(_walk(fn, roots).labels)
+
+
+def _walk(fn: object, roots: Sequence[str | Path]) -> _Walk:
+    walk = _Walk(roots)
+    try:
+        walk.run(fn)
+    except Exception as exc:  # a fingerprint must not break a pipeline run
+        walk.lines.add(f"error\t{type(exc).__name__}\n")
+    return walk
+
+
+class _Paths:
+    """Which source files are the project's: under a root, outside library trees."""
+
+    def __init__(self, roots: Sequence[str | Path]) -> None:
+        # deepest root first, so a file's key does not depend on the order of `roots`
+        self._roots = sorted({Path(r).resolve() for r in roots},
+                             key=lambda p: len(p.parts), reverse=True)
+        self._prefixes = {Path(p).resolve() for p in
+                          (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
+        paths = sysconfig.get_paths()
+        self._libraries = {Path(paths[k]).resolve() for k in
+                           ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+        self._libraries.add(Path(__file__).resolve().parents[1])  # mloop itself
+        self._cache: dict[str, tuple[str | None, bool]] = {}
+
+    def relpath(self, filename: object) -> str | None:
+        """Root-relative POSIX path of a project source file; None for other code."""
+        return self._classify(filename)[0]
+
+    def is_library(self, filename: object) -> bool:
+        """Whether a file is installed or interpreter code (not `<string>` or a notebook)."""
+        return self._classify(filename)[1]
+
+    def _classify(self, filename: object) -> tuple[str | None, bool]:
+        if not isinstance(filename, str) or not filename or filename.startswith("<"):
+            return None, False
+        hit = self._cache.get(filename)
+        if hit is None:
+            try:
+                hit = self._uncached(Path(filename).resolve())
+            except (OSError, RuntimeError, ValueError):
+                hit = (None, False)
+            self._cache[filename] = hit
+        return hit
+
+    def _uncached(self, path: Path) -> tuple[str | None, bool]:
+        library = bool(_EXCLUDED_PARTS.intersection(path.parts)) or any(
+            path.is_relative_to(d) for d in self._libraries)
+        root = next((r for r in self._roots if path.is_relative_to(r)), None)
+        if root is None:
+            return None, library or any(path.is_relative_to(p) for p in self._prefixes)
+        # A prefix tree inside the project (a .venv) is library; a project inside the
+        # prefix (/usr/src/app with the system Python's /usr) is not.
+        if library or any(path.is_relative_to(p) and not root.is_relative_to(p)
+                          for p in self._prefixes):
+            return None, True
+        return path.relative_to(root).as_posix(), False
+
+
+@dataclass(frozen=True)
+class _Namespace:
+    """A module's globals and the names its items get in the manifest and in describe()."""
+
+    globals: dict[str, Any]
+    loc: str  # manifest key prefix: root-relative path, so `__main__` == imported
+    label: str  # dotted module name for describe()
+    filename: str | None  # set only for project files: where assignments are looked up
+    package: str | None
+
+
+@dataclass(frozen=True)
+class _Bindings:
+    """Module-level statements of one file: the source of assignments, and from-imports."""
+
+    assigns: dict[str, list[str]]
+    imports: dict[str, tuple[int, str | None, str]]  # name -> (level, module, attribute)
+
+
+class _Walk:
+    """One traversal: manifest lines and describe() labels of everything reached."""
+
+    def __init__(self, roots: Sequence[str | Path]) -> None:
+        self.lines: set[str] = set()
+        self.labels: set[str] = set()
+        self._paths = _Paths(roots)
+        self._home: dict[str, Any] | None = None  # the step's globals, when they count
+        self._queue: list[types.FunctionType | type] = []
+        self._seen: dict[int, object] = {}  # holds the objects, so their ids stay unique
+        self._done: set[tuple[int, str]] = set()  # (id of globals, name) resolved
+        self._spaces: dict[int, _Namespace] = {}
+        self._classes: dict[int, tuple[type, bool]] = {}
+        self._files: dict[str, _Bindings] = {}
+
+    def run(self, obj: object) -> None:
+        layers = _unwrap(obj)
+        functions = [layer for layer in layers if isinstance(layer, types.FunctionType)]
+        if functions:  # the innermost function is the step: hashed wherever it lives
+            step = functions[-1]
+            if not self._paths.is_library(step.__code__.co_filename):
+                self._home = step.__globals__
+            self._enqueue(step)
+        for layer in layers:
+            self._layer(layer, ())
+        while self._queue:
+            item = self._queue.pop()
+            try:
+                if isinstance(item, type):
+                    self._class(item)
+                else:
+                    self._function(item)
+            except Exception as exc:  # never raise; the error kind still shapes the key
+                self.lines.add(f"error\t{_qualified(item)!r}\t{type(exc).__name__}\n")
+        if not self.lines:  # a builtin or another callable without Python code
+            name = _qualified(obj)
+            self._add("opaque", name, name, b"")
+
+    # -- items -------------------------------------------------------------------------
+
+    def _function(self, fn: types.FunctionType) -> None:
+        ns = self._namespace(fn.__globals__)
+        key, label = f"{ns.loc}:{fn.__qualname__}", f"{ns.label}.{fn.__qualname__}"
+        names = _code_names(fn.__code__)
+        source = _source(fn)
+        parts = [b"source", source.encode("utf-8", "surrogatepass")] if source is not None \
+            else [b"code", _encode_code(fn.__code__)]
+        # Defaults are evaluated at definition: `def f(k=THRESHOLD)` keeps the old value
+        # in the same source, so the values themselves are hashed.
+        parts += [self._argument(v, names) for v in fn.__defaults__ or ()]
+        for kw, value in sorted((fn.__kwdefaults__ or {}).items()):
+            parts += [kw.encode(), self._argument(value, names)]
+        self._add("function", key, label, _join(parts))
+        self._follow(fn, names)
+
+    def _follow(self, fn: types.FunctionType, names: Sequence[str]) -> None:
+        """Everything ``fn`` refers to: globals, module attributes, closure cells, owner."""
+        ns = self._namespace(fn.__globals__)
+        key, label = f"{ns.loc}:{fn.__qualname__}", f"{ns.label}.{fn.__qualname__}"
+        for name in names:
+            if name in ns.globals:
+                self._global(ns, name, names)
+            elif not _is_dunder(name):
+                for module in _imported(name, ns.package):  # `import x` inside the function
+                    self._module(module, names)
+        for var, cell in zip(fn.__code__.co_freevars, fn.__closure__ or (), strict=False):
+            try:
+                value = cell.cell_contents
+            except ValueError:  # an empty cell: not assigned yet
+                continue
+            blob = _encode_simple(value)
+            if blob is not None:
+                self._add("closure", f"{key}/<closure>/{var}", f"{label}.<closure>.{var}", blob)
+            else:
+                self._dispatch(value, names, None, None)
+        self._owner(fn)
+
+    def _class(self, cls: type) -> None:
+        ns = self._namespace(_class_globals(cls))
+        key, label = f"{ns.loc}:{cls.__qualname__}", f"{ns.label}.{cls.__qualname__}"
+        source = _source(cls)
+        parts = [b"source", source.encode("utf-8", "surrogatepass")] if source is not None \
+            else [b"code", *(_encode_code(f.__code__) for f in _methods(cls))]
+        for name, value in sorted(vars(cls).items()):  # values computed at class creation
+            blob = None if _is_dunder(name) else _encode_simple(value)
+            if blob is not None:
+                parts += [name.encode(), blob]
+        self._add("class", key, label, _join(parts))
+        for base in (*cls.__mro__[1:], type(cls)):
+            self._class_ref(base)
+        for value in vars(cls).values():
+            if isinstance(value, type):
+                self._class_ref(value)
+        for method in _methods(cls):
+            if self._is_project_function(method):  # its source is in the class's
+                self._follow(method, _code_names(method.__code__))
+
+    def _partial(self, p: functools.partial[Any], names: Sequence[str]) -> None:
+        parts = [self._argument(arg, names) for arg in p.args]
+        for kw, value in sorted(p.keywords.items()):
+            parts += [kw.encode(), self._argument(value, names)]
+        func = p.func
+        if isinstance(func, types.FunctionType):
+            ns = self._namespace(func.__globals__)
+            key, label = f"{ns.loc}:{func.__qualname__}", f"{ns.label}.{func.__qualname__}"
+        else:
+            key = label = _qualified(func)
+        self._add("partial", f"{key}/<partial>", f"{label}.<partial>", _join(parts))
+
+    # -- references --------------------------------------------------------------------
+
+    def _global(self, ns: _Namespace, name: str, names: Sequence[str]) -> None:
+        if _is_dunder(name):  # __name__ differs between a script and its import
+            return
+        value = ns.globals[name]
+        if isinstance(value, types.ModuleType):
+            self._module(value, names)
+        elif (id(ns.globals), name) not in self._done:
+            self._done.add((id(ns.globals), name))
+            self._dispatch(value, names, ns, name)
+
+    def _module(self, module: types.ModuleType, names: Sequence[str],
+                outer: tuple[int, ...] = ()) -> None:
+        """The attributes of a project module that ``names`` mention, and so on down."""
+        if not self._is_project_module(module):
+            return
+        ns = self._namespace(vars(module))
+        for name in names:
+            value = ns.globals.get(name)
+            if isinstance(value, types.ModuleType):
+                if id(value) not in (*outer, id(module)):
+                    self._module(value, names, (*outer, id(module)))
+            elif name in ns.globals:
+                self._global(ns, name, names)
+
+    def _dispatch(self, value: object, names: Sequence[str], ns: _Namespace | None,
+                  name: str | None) -> None:
+        if isinstance(value, types.ModuleType):
+            self._module(value, names)
+            return
+        if ns is not None and name is not None:
+            blob = _encode_simple(value)
+            if blob is not None:
+                self._add("const", f"{ns.loc}:{name}", f"{ns.label}.{name}", blob)
+                return
+        found = False
+        for layer in _unwrap(value):
+            found = self._layer(layer, names) or found
+        if not found and ns is not None and name is not None:
+            self._assignment(ns, name)
+
+    def _layer(self, layer: object, names: Sequence[str]) -> bool:
+        """Queue what one wrapper layer brings in; whether it was project code."""
+        if isinstance(layer, types.FunctionType):
+            if self._is_project_function(layer):
+                self._enqueue(layer)
+                return True
+            return False
+        if isinstance(layer, type):
+            return self._class_ref(layer)
+        if isinstance(layer, functools.partial):
+            self._partial(layer, names)
+            return False
+        if isinstance(layer, types.MethodType):
+            owner = layer.__self__
+            return self._class_ref(owner if isinstance(owner, type) else type(owner))
+        return self._class_ref(type(layer))
+
+    def _argument(self, value: object, names: Sequence[str]) -> bytes:
+        """A default or partial argument: its value if simple, else a reference."""
+        blob = _encode_simple(value)
+        if blob is not None:
+            return blob
+        self._dispatch(value, names, None, None)
+        return b"?" + _qualified(type(value)).encode()
+
+    def _owner(self, fn: types.FunctionType) -> None:
+        """The class a method is defined in: its other methods are reached via ``self``."""
+        parts = fn.__qualname__.split(".")
+        if len(parts) < 2 or "<locals>" in parts:
+            return
+        owner: object = fn.__globals__.get(parts[0])
+        for part in parts[1:-1]:
+            owner = vars(owner).get(part) if isinstance(owner, type) else None
+        if isinstance(owner, type):
+            self._class_ref(owner)
+
+    def _assignment(self, ns: _Namespace, name: str, hops: int = 0) -> None:
+        """The module-level statements that bind ``name`` in a project module."""
+        if ns.filename is None:
+            return
+        bindings = self._bindings(ns.filename)
+        statements = bindings.assigns.get(name)
+        if statements:
+            self._add("assign", f"{ns.loc}:{name}", f"{ns.label}.{name}",
+                      "\n".join(statements).encode("utf-8", "surrogatepass"))
+            return
+        origin = bindings.imports.get(name)
+        if origin is None or hops >= _MAX_IMPORT_HOPS:
+            return
+        level, module_name, attribute = origin
+        target = _resolve(level, module_name, ns.package)
+        module = sys.modules.get(target) if target else None
+        if isinstance(module, types.ModuleType) and self._is_project_module(module):
+            self._assignment(self._namespace(vars(module)), attribute, hops + 1)
+
+    # -- what counts as the project ----------------------------------------------------
+
+    def _is_project_function(self, fn: types.FunctionType) -> bool:
+        return (self._paths.relpath(fn.__code__.co_filename) is not None
+                or (self._home is not None and fn.__globals__ is self._home))
+
+    def _is_project_module(self, module: types.ModuleType) -> bool:
+        g = vars(module)
+        if self._home is not None and g is self._home:
+            return True
+        filename = g.get("__file__")
+        if isinstance(filename, str):
+            return self._paths.relpath(filename) is not None
+        try:  # a namespace package (a folder without __init__.py) has only __path__
+            return any(self._paths.relpath(p) is not None for p in list(g.get("__path__") or ()))
+        except TypeError:
+            return False
+
+    def _class_ref(self, cls: type) -> bool:
+        hit = self._classes.get(id(cls))
+        if hit is None:
+            hit = (cls, self._is_project_class(cls))
+            self._classes[id(cls)] = hit
+        if hit[1]:
+            self._enqueue(cls)
+        return hit[1]
+
+    def _is_project_class(self, cls: type) -> bool:
+        try:
+            if self._paths.relpath(inspect.getfile(cls)) is not None:
+                return True
+        except (TypeError, OSError):
+            pass
+        return self._home is not None and any(f.__globals__ is self._home for f in _methods(cls))
+
+    # -- bookkeeping -------------------------------------------------------------------
+
+    def _enqueue(self, item: types.FunctionType | type) -> None:
+        if id(item) not in self._seen:
+            self._seen[id(item)] = item
+            self._queue.append(item)
+
+    def _add(self, kind: str, key: str, label: str, payload: bytes) -> None:
+        self.lines.add(f"{kind}\t{key!r}\t{hash_bytes(payload)}\n")
+        self.labels.add(label)
+
+    def _namespace(self, g: dict[str, Any]) -> _Namespace:
+        hit = self._spaces.get(id(g))
+        if hit is None:
+            name, filename, package = (g.get(k) for k in ("__name__", "__file__", "__package__"))
+            module = name if isinstance(name, str) else None
+            rel = self._paths.relpath(filename)
+            if rel is not None:
+                label = module if module and module != "__main__" else _dotted(rel)
+                hit = _Namespace(g, rel, label, str(filename), _str_or_none(package))
+            else:
+                label = module or "<exec>"
+                hit = _Namespace(g, f"<{label}>", label, None, _str_or_none(package))
+            self._spaces[id(g)] = hit
+        return hit
+
+    def _bindings(self, filename: str) -> _Bindings:
+        hit = self._files.get(filename)
+        if hit is None:
+            hit = _parse_bindings(filename)
+            self._files[filename] = hit
+        return hit
+
+
+# -- helpers without state -------------------------------------------------------------
+
+
+def _source(obj: object) -> str | None:
+    """Dedented source of a function or class; None when there is none to read."""
+    try:
+        return textwrap.dedent(inspect.getsource(obj))  # type: ignore[arg-type]
+    except Exception:  # OSError, TypeError, and tokenizer errors on edited files
+        return None
+
+
+def _code_names(code: types.CodeType) -> tuple[str, ...]:
+    """Sorted names used by a code object and its nested ones (lambdas, comprehensions)."""
+    names: set[str] = set()
+    stack = [code]
+    while stack:
+        current = stack.pop()
+        names.update(current.co_names)
+        stack.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+    return tuple(sorted(names))
+
+
+def _imported(name: str, package: str | None) -> Iterator[types.ModuleType]:
+    """Loaded modules a name in ``co_names`` may import (``import x``, ``from . import x``)."""
+    candidates = [name] if name else []
+    if package:
+        candidates.append(f"{package}.{name}" if name else package)
+    for candidate in candidates:
+        module = sys.modules.get(candidate)
+        if isinstance(module, types.ModuleType):
+            yield module
+
+
+def _resolve(level: int, module: str | None, package: str | None) -> str | None:
+    if level == 0:
+        return module
+    try:
+        return importlib.util.resolve_name("." * level + (module or ""), package)
+    except (ImportError, ValueError):
+        return None
+
+
+def _unwrap(obj: object) -> list[object]:
+    """``obj`` and the objects it wraps, outermost first."""
+    layers: list[object] = []
+    current: object | None = obj
+    while current is not None and len(layers) < _MAX_UNWRAP \
+            and all(current is not layer for layer in layers):
+        layers.append(current)
+        current = _inner(current)
+    return layers
+
+
+def _inner(obj: object) -> object | None:
+    if isinstance(obj, type | types.ModuleType) or not callable(obj):
+        return None
+    if isinstance(obj, functools.partial):
+        return obj.func
+    if isinstance(obj, types.MethodType):
+        return obj.__func__
+    for attr in ("__wrapped__", "fn"):  # functools.wraps; mloop's Step keeps `fn`
+        try:
+            inner = getattr(obj, attr, None)
+        except Exception:  # a proxy whose __getattr__ does more than look up
+            return None
+        if callable(inner) and not isinstance(inner, type):
+            return inner
+    return None
+
+
+def _methods(cls: type) -> list[types.FunctionType]:
+    """Functions defined in a class body: methods, static/class methods, properties."""
+    found: list[types.FunctionType] = []
+    for _, value in sorted(vars(cls).items()):
+        candidates: Iterable[object]
+        if isinstance(value, staticmethod | classmethod):
+            candidates = (value.__func__,)
+        elif isinstance(value, property):
+            candidates = (value.fget, value.fset, value.fdel)
+        elif isinstance(value, functools.cached_property):
+            candidates = (value.func,)
+        else:
+            candidates = (value,)
+        found += [c for c in candidates if isinstance(c, types.FunctionType)]
+    return found
+
+
+def _class_globals(cls: type) -> dict[str, Any]:
+    for method in _methods(cls):
+        return method.__globals__
+    module = sys.modules.get(cls.__module__)
+    return vars(module) if module is not None else {"__name__": cls.__module__}
+
+
+def _parse_bindings(filename: str) -> _Bindings:
+    linecache.checkcache(filename)
+    lines = linecache.getlines(filename)
+    assigns: dict[str, list[str]] = {}
+    imports: dict[str, tuple[int, str | None, str]] = {}
+    try:
+        tree = ast.parse("".join(lines))
+    except (SyntaxError, ValueError):
+        return _Bindings(assigns, imports)
+    for node in _module_statements(tree.body):
+        if isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                imports[alias.asname or alias.name] = (node.level, node.module, alias.name)
+            continue
+        targets = node.targets if isinstance(node, ast.Assign) \
+            else [node.target] if isinstance(node, ast.AnnAssign | ast.AugAssign) else []
+        text = "".join(lines[node.lineno - 1:node.end_lineno]).strip()
+        # `X = ...`, `a, b = ...`, `X += ...`, `X[0] = ...`: each statement that binds X
+        bound = {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        for name in sorted(bound):
+            assigns.setdefault(name, []).append(text)
+    return _Bindings(assigns, imports)
+
+
+def _module_statements(nodes: Iterable[ast.AST]) -> Iterator[ast.stmt]:
+    """Assignments and from-imports run at import: in `if`, `try` and `with` blocks too."""
+    for node in nodes:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            continue
+        if isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign | ast.ImportFrom):
+            yield node
+        elif not isinstance(node, ast.expr):
+            yield from _module_statements(ast.iter_child_nodes(node))
+
+
+def _encode_simple(value: object) -> bytes | None:
+    """Canonical bytes of a simple immutable constant; None for anything else."""
+    return _encode(value, [_MAX_ITEMS], 0)
+
+
+def _encode(value: object, budget: list[int], depth: int) -> bytes | None:
+    budget[0] -= 1
+    if budget[0] < 0 or depth > _MAX_DEPTH:
+        return None
+    if value is None or value is Ellipsis:
+        return b"N" if value is None else b"E"
+    if isinstance(value, enum.Enum):
+        inner = _encode(value.value, budget, depth + 1)
+        name = f"{type(value).__qualname__}.{value.name}".encode()
+        return None if inner is None else b"e" + _frame(name) + inner
+    if isinstance(value, bool):
+        return b"T" if value else b"F"
+    if isinstance(value, int):  # hex: no 4300-digit limit, unlike str()
+        return b"i" + format(int(value), "x").encode()
+    if isinstance(value, float):
+        return b"f" + float.__repr__(value).encode()
+    if isinstance(value, complex):
+        return b"c" + complex.__repr__(value).encode()
+    if isinstance(value, str):
+        return b"s" + _frame(str.encode(value, "utf-8", "surrogatepass"))
+    if isinstance(value, bytes):
+        return b"b" + _frame(bytes(value))
+    if isinstance(value, tuple | frozenset):
+        items = [_encode(item, budget, depth + 1) for item in value]
+        if any(item is None for item in items):
+            return None
+        framed = [_frame(item) for item in items if item is not None]
+        if isinstance(value, frozenset):  # iteration order follows PYTHONHASHSEED
+            return b"z" + b"".join(sorted(framed))
+        return b"t" + b"".join(framed)
+    return None
+
+
+def _encode_code(code: types.CodeType) -> bytes:
+    """A code object without its file name or line numbers (marshal is not stable)."""
+    consts = [b"C" + _frame(_encode_code(c)) if isinstance(c, types.CodeType)
+              else _encode_simple(c) or b"?" + _qualified(type(c)).encode()
+              for c in code.co_consts]
+    fields = [code.co_code, code.co_exceptiontable, code.co_qualname.encode(),
+              *(str(n).encode() for n in (code.co_argcount, code.co_posonlyargcount,
+                                          code.co_kwonlyargcount, code.co_flags)),
+              *(_encode_simple(names) or b"" for names in (
+                  code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars))]
+    return _join([*fields, *consts])
+
+
+def _frame(data: bytes) -> bytes:
+    return len(data).to_bytes(8, "big") + data
+
+
+def _join(parts: Iterable[bytes]) -> bytes:
+    return b"".join(_frame(p) for p in parts)
+
+
+def _qualified(obj: object) -> str:
+    try:
+        module = getattr(obj, "__module__", None) or type(obj).__module__
+        name = getattr(obj, "__qualname__", None) or type(obj).__qualname__
+    except Exception:  # a proxy object; its type is still a fine name
+        module, name = type(obj).__module__, type(obj).__qualname__
+    return f"{module}.{name}"
+
+
+def _dotted(rel: str) -> str:
+    parts = list(PurePosixPath(rel).with_suffix("").parts)
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts.pop()
+    return ".".join(parts)
+
+
+def _is_dunder(name: str) -> bool:
+    return len(name) > 4 and name.startswith("__") and name.endswith("__")
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None

@@ -1,0 +1,108 @@
+"""Finding pipelines: ``pipelines.py`` at the project root, the modules listed under
+``[pipelines] modules = [...]`` in ``.mloop/config.toml``, and ``mloop.yaml``'s stages."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from mloop.errors import InvalidInputError, NotFoundError
+
+if TYPE_CHECKING:
+    from mloop.pipelines.dag import Pipeline
+    from mloop.project import Project
+
+YAML_FILE = "mloop.yaml"
+
+
+class PipelineNotFoundError(NotFoundError):
+    """No pipeline of that name in the project."""
+
+    code = "pipeline_not_found"
+
+
+def _load_file(path: Path) -> ModuleType:
+    """A project file as a module of its own (steps pickled by value for the workers)."""
+    name = f"mloop_user_{path.stem}"
+    existing = sys.modules.get(name)
+    if existing is not None and getattr(existing, "__file__", None) == str(path):
+        return existing
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise InvalidInputError(f"Cannot load {path} as Python.")
+    module = importlib.util.module_from_spec(spec)
+    module.__mloop_by_value__ = True  # type: ignore[attr-defined]
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(name, None)
+        raise InvalidInputError(f"{path.name} failed to import: {type(exc).__name__}: "
+                                f"{exc}") from exc
+    return module
+
+
+def modules(project: Project) -> list[ModuleType]:
+    """The project's pipeline modules, imported."""
+    root = project.root
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))  # so they can import their helpers
+    found = []
+    default = root / "pipelines.py"
+    if default.is_file():
+        found.append(_load_file(default))
+    for entry in project.settings.pipeline_modules:
+        path = root / entry
+        if entry.endswith(".py"):
+            if not path.is_file():
+                raise InvalidInputError(f"[pipelines] modules lists {entry}, which does not "
+                                        "exist.")
+            found.append(_load_file(path))
+        else:
+            try:
+                found.append(importlib.import_module(entry))
+            except ImportError as exc:
+                raise InvalidInputError(f"[pipelines] modules lists {entry!r}, which does not "
+                                        f"import: {exc}") from exc
+    return found
+
+
+def list_pipelines(project: Project) -> dict[str, Pipeline]:
+    """Every pipeline the project defines, by name (mloop.yaml's stages as ``default``)."""
+    from mloop.pipelines.dag import Pipeline
+
+    out: dict[str, Pipeline] = {}
+    for module in modules(project):
+        for value in vars(module).values():
+            if isinstance(value, Pipeline):
+                out.setdefault(value.name, value)
+    if (project.root / YAML_FILE).is_file() and "default" not in out:
+        from mloop.pipelines.stages import load_stages
+
+        out["default"] = load_stages(project.root)
+    return out
+
+
+def find_pipeline(project: Project, name: str | None) -> Pipeline:
+    """The pipeline called ``name`` (None: the stages of mloop.yaml)."""
+    if name is None:
+        if not (project.root / YAML_FILE).is_file():
+            raise PipelineNotFoundError(
+                f"No {YAML_FILE} in {project.root}: name a pipeline (defined in "
+                "pipelines.py or a module under [pipelines] modules in .mloop/config.toml), "
+                f"or write {YAML_FILE} stages.")
+        from mloop.pipelines.stages import load_stages
+
+        return load_stages(project.root)
+    found = list_pipelines(project)
+    if name not in found:
+        raise PipelineNotFoundError(
+            f"No pipeline {name!r} in this project; defined: "
+            f"{', '.join(sorted(found)) or 'none'}. Pipelines live in pipelines.py at the "
+            "project root or in modules listed under [pipelines] modules in "
+            ".mloop/config.toml.")
+    return found[name]

@@ -1,0 +1,143 @@
+"""What flows between steps, stored by content so that a cached step can be restored.
+
+Every output goes to the object store, named by its digest (which later steps' cache
+keys use): DataFrames as Parquet, NumPy arrays as ``.npy``, JSON-able values and reports
+as JSON, models through the registry's flavors (logged with the step's run, so they can
+be registered and served), anything else pickled. A value is read back only from a blob
+whose hash matches its name (the object store verifies every read).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from mloop.errors import MloopError
+from mloop.pipelines.step import Dataset, Model, Report
+
+if TYPE_CHECKING:
+    from mloop.project import Project
+
+
+@dataclass(frozen=True)
+class ValueRef:
+    """A stored value: its kind, its digest and, for models, the run artifact it is."""
+
+    kind: str  # frame | array | json | report | model | pickle | dataset | files
+    digest: str
+    uri: str | None = None  # models: runs:/<run>/<name>; datasets: data:/<name>@<v>
+    summary: str | None = None  # a few words for `mloop pipeline show`
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ValueRef:
+        return cls(data["kind"], data["digest"], data.get("uri"), data.get("summary"))
+
+
+def _is_model(value: Any, annotation: Any) -> bool:
+    if annotation is Model:
+        return True
+    return hasattr(value, "fit") and hasattr(value, "predict")
+
+
+def store(project: Project, name: str, value: Any, annotation: Any,
+          run_id: str | None) -> ValueRef:
+    """Put ``value`` (the output ``name`` of a step) in the object store."""
+    import numpy as np
+
+    objects = project.objects
+    if isinstance(value, Dataset):
+        return ValueRef("dataset", value.digest, value.uri, value.uri)
+    if _is_model(value, annotation) and run_id is not None:
+        from mloop.core.hashing import hash_bytes
+        from mloop.registry.models import _manifest_of, log_model
+        from mloop.tracking.artifacts import list_artifacts
+
+        log_model(project, run_id, value, name)
+        _manifest_of(project, run_id, name)  # the model is complete and readable
+        # the content of every file of the model (the manifest alone names, not hashes, it)
+        files = sorted((a.path.removeprefix(f"{name}/"), a.digest)
+                       for a in list_artifacts(project, run_id, name))
+        digest = hash_bytes(json.dumps(files).encode())
+        return ValueRef("model", digest, f"runs:/{run_id}/{name}", type(value).__name__)
+    if hasattr(value, "to_parquet") and hasattr(value, "columns"):
+        buf = io.BytesIO()
+        value.to_parquet(buf, index=False)
+        return ValueRef("frame", objects.put_bytes(buf.getvalue()), None,
+                        f"{len(value):,} rows × {len(value.columns)} columns")
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        buf = io.BytesIO()
+        np.save(buf, value, allow_pickle=False)
+        return ValueRef("array", objects.put_bytes(buf.getvalue()), None,
+                        f"array {value.dtype} {value.shape}")
+    if annotation is Report or (hasattr(value, "to_dict") and callable(value.to_dict)):
+        data = value.to_dict() if hasattr(value, "to_dict") else value
+        text = json.dumps(data, sort_keys=True, default=str)
+        return ValueRef("report", objects.put_bytes(text.encode()), None, _short(data))
+    try:
+        text = json.dumps(value, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):
+        import cloudpickle
+
+        return ValueRef("pickle", objects.put_bytes(cloudpickle.dumps(value)), None,
+                        type(value).__name__)
+    return ValueRef("json", objects.put_bytes(text.encode()), None, _short(value))
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict):
+        numbers = {k: v for k, v in value.items() if isinstance(v, (int, float))}
+        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                          for k, v in list(numbers.items())[:4])
+        return shown or f"{len(value)} keys"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def load(project: Project, ref: ValueRef) -> Any:
+    """The value a :class:`ValueRef` names, read from hash-verified blobs."""
+    if ref.kind == "dataset":
+        assert ref.uri is not None
+        return Dataset(ref.uri, ref.uri, ref.digest)
+    if ref.kind == "model":
+        from mloop.registry.models import load_model
+
+        assert ref.uri is not None
+        return load_model(project, ref.uri, engine="native").model
+    data = project.objects.get_bytes(ref.digest)
+    if ref.kind == "frame":
+        import pandas as pd
+
+        return pd.read_parquet(io.BytesIO(data))
+    if ref.kind == "array":
+        import numpy as np
+
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    if ref.kind in ("json", "report"):
+        return json.loads(data)
+    if ref.kind == "pickle":
+        import pickle
+
+        return pickle.loads(data)
+    raise ValueError(f"unknown value kind {ref.kind!r}")
+
+
+def exists(project: Project, ref: ValueRef) -> bool:
+    """Whether the value can still be restored (a gc may have removed it)."""
+    if ref.kind == "dataset":
+        return True
+    if ref.kind == "model":
+        from mloop.registry.models import resolve_source
+        from mloop.tracking.artifacts import list_artifacts
+
+        try:
+            run_id, path, _ = resolve_source(project, str(ref.uri))
+        except MloopError:
+            return False
+        return all(project.objects.exists(a.digest)
+                   for a in list_artifacts(project, run_id, path))
+    return project.objects.exists(ref.digest)
