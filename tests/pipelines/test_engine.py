@@ -315,3 +315,16 @@ def test_cli_run_status_show_dag(flow_project):
     assert bad.returncode == 2
     assert "param scale takes float, not 'x'" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_gc_keeps_what_the_cache_restores(flow_project):
+    from mloop.data.garbage import gc
+
+    first = _run(flow_project)
+    assert first.status == "succeeded"
+    gc(flow_project, grace_seconds=0)
+    again = _run(flow_project)
+    assert {s.status for s in again.steps.values()} == {"cached"}
+    assert again.output("report", flow_project)["sum"] == 7.0
+    log = first.steps["prepare"].log
+    assert log is None or flow_project.objects.exists(log)
