@@ -28,7 +28,8 @@ What is hashed, per item, into a sorted manifest (no ids, addresses or line numb
 "The project" is the files under ``roots``, minus site-packages/dist-packages folders, the
 interpreter's trees (a virtualenv inside the project included) and mloop itself: library
 code is covered by the environment lock. Functions and classes defined in the step's own
-module count as the project when that module has no file (``exec``, notebooks).
+module count as the project too, unless it is library code: a notebook, ``exec``, a
+script outside the roots.
 
 Not followed: dynamic lookups (``getattr(m, name)``, ``globals()[...]``,
 ``importlib.import_module``), instance state set at run time (``self.x``), mutable values
@@ -83,8 +84,10 @@ def fingerprint(fn: Callable[..., Any], *, roots: Sequence[str | Path]) -> str:
 def describe(fn: Callable[..., Any], *, roots: Sequence[str | Path]) -> list[str]:
     """Sorted qualified names that :func:`fingerprint` covers, e.g. ``"helpers.clean"``.
 
-    Module names are the import names; a script run as ``__main__`` is named by its path
-    under the root. Closure values read ``step.<closure>.name``.
+    Module names are the import names; a module imported under a name that is not its
+    file's (``__main__``, ``mloop_user_pipelines``) is named by its path under the root.
+    Closure values read ``step.<closure>.name``; a decorator's wrapper
+    ``deco.<locals>.wrapper``.
     """
     return sorted(_walk(fn, roots).labels)
 
@@ -105,12 +108,7 @@ class _Paths:
         # deepest root first, so a file's key does not depend on the order of `roots`
         self._roots = sorted({Path(r).resolve() for r in roots},
                              key=lambda p: len(p.parts), reverse=True)
-        self._prefixes = {Path(p).resolve() for p in
-                          (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
-        paths = sysconfig.get_paths()
-        self._libraries = {Path(paths[k]).resolve() for k in
-                           ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
-        self._libraries.add(Path(__file__).resolve().parents[1])  # mloop itself
+        self._prefixes, self._libraries = _interpreter_trees()
         self._cache: dict[str, tuple[str | None, bool]] = {}
 
     def relpath(self, filename: object) -> str | None:
@@ -147,6 +145,17 @@ class _Paths:
         return path.relative_to(root).as_posix(), False
 
 
+@functools.cache
+def _interpreter_trees() -> tuple[frozenset[Path], frozenset[Path]]:
+    """The interpreter's prefixes, and its library folders plus mloop's own package."""
+    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    paths = sysconfig.get_paths()
+    libraries = [paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths]
+    libraries.append(str(Path(__file__).resolve().parents[1]))  # mloop itself
+    return (frozenset(Path(p).resolve() for p in prefixes),
+            frozenset(Path(p).resolve() for p in libraries))
+
+
 @dataclass(frozen=True)
 class _Namespace:
     """A module's globals and the names its items get in the manifest and in describe()."""
@@ -159,9 +168,11 @@ class _Namespace:
 
 
 @dataclass(frozen=True)
-class _Bindings:
-    """Module-level statements of one file: the source of assignments, and from-imports."""
+class _File:
+    """A parsed source file: its module-level assignments (source) and from-imports."""
 
+    lines: list[str]
+    tree: ast.Module | None
     assigns: dict[str, list[str]]
     imports: dict[str, tuple[int, str | None, str]]  # name -> (level, module, attribute)
 
@@ -179,7 +190,7 @@ class _Walk:
         self._done: set[tuple[int, str]] = set()  # (id of globals, name) resolved
         self._spaces: dict[int, _Namespace] = {}
         self._classes: dict[int, tuple[type, bool]] = {}
-        self._files: dict[str, _Bindings] = {}
+        self._files: dict[str, _File] = {}
 
     def run(self, obj: object) -> None:
         layers = _unwrap(obj)
@@ -208,9 +219,9 @@ class _Walk:
 
     def _function(self, fn: types.FunctionType) -> None:
         ns = self._namespace(fn.__globals__)
-        key, label = f"{ns.loc}:{fn.__qualname__}", f"{ns.label}.{fn.__qualname__}"
+        key, label = _names(ns, fn)
         names = _code_names(fn.__code__)
-        source = _source(fn)
+        source = _source(fn.__code__)
         parts = [b"source", source.encode("utf-8", "surrogatepass")] if source is not None \
             else [b"code", _encode_code(fn.__code__)]
         # Defaults are evaluated at definition: `def f(k=THRESHOLD)` keeps the old value
@@ -224,7 +235,7 @@ class _Walk:
     def _follow(self, fn: types.FunctionType, names: Sequence[str]) -> None:
         """Everything ``fn`` refers to: globals, module attributes, closure cells, owner."""
         ns = self._namespace(fn.__globals__)
-        key, label = f"{ns.loc}:{fn.__qualname__}", f"{ns.label}.{fn.__qualname__}"
+        key, label = _names(ns, fn)
         for name in names:
             if name in ns.globals:
                 self._global(ns, name, names)
@@ -246,7 +257,7 @@ class _Walk:
     def _class(self, cls: type) -> None:
         ns = self._namespace(_class_globals(cls))
         key, label = f"{ns.loc}:{cls.__qualname__}", f"{ns.label}.{cls.__qualname__}"
-        source = _source(cls)
+        source = self._class_source(cls)
         parts = [b"source", source.encode("utf-8", "surrogatepass")] if source is not None \
             else [b"code", *(_encode_code(f.__code__) for f in _methods(cls))]
         for name, value in sorted(vars(cls).items()):  # values computed at class creation
@@ -270,7 +281,7 @@ class _Walk:
         func = p.func
         if isinstance(func, types.FunctionType):
             ns = self._namespace(func.__globals__)
-            key, label = f"{ns.loc}:{func.__qualname__}", f"{ns.label}.{func.__qualname__}"
+            key, label = _names(ns, func)
         else:
             key = label = _qualified(func)
         self._add("partial", f"{key}/<partial>", f"{label}.<partial>", _join(parts))
@@ -318,7 +329,7 @@ class _Walk:
             self._assignment(ns, name)
 
     def _layer(self, layer: object, names: Sequence[str]) -> bool:
-        """Queue what one wrapper layer brings in; whether it was project code."""
+        """Queue what one wrapper layer brings in; whether it is project code itself."""
         if isinstance(layer, types.FunctionType):
             if self._is_project_function(layer):
                 self._enqueue(layer)
@@ -331,8 +342,10 @@ class _Walk:
             return False
         if isinstance(layer, types.MethodType):
             owner = layer.__self__
-            return self._class_ref(owner if isinstance(owner, type) else type(owner))
-        return self._class_ref(type(layer))
+            self._class_ref(owner if isinstance(owner, type) else type(owner))
+            return False
+        self._class_ref(type(layer))  # an instance: its arguments are in its assignment
+        return False
 
     def _argument(self, value: object, names: Sequence[str]) -> bytes:
         """A default or partial argument: its value if simple, else a reference."""
@@ -344,7 +357,7 @@ class _Walk:
 
     def _owner(self, fn: types.FunctionType) -> None:
         """The class a method is defined in: its other methods are reached via ``self``."""
-        parts = fn.__qualname__.split(".")
+        parts = fn.__code__.co_qualname.split(".")
         if len(parts) < 2 or "<locals>" in parts:
             return
         owner: object = fn.__globals__.get(parts[0])
@@ -357,7 +370,7 @@ class _Walk:
         """The module-level statements that bind ``name`` in a project module."""
         if ns.filename is None:
             return
-        bindings = self._bindings(ns.filename)
+        bindings = self._file(ns.filename)
         statements = bindings.assigns.get(name)
         if statements:
             self._add("assign", f"{ns.loc}:{name}", f"{ns.label}.{name}",
@@ -400,11 +413,8 @@ class _Walk:
         return hit[1]
 
     def _is_project_class(self, cls: type) -> bool:
-        try:
-            if self._paths.relpath(inspect.getfile(cls)) is not None:
-                return True
-        except (TypeError, OSError):
-            pass
+        if self._paths.relpath(_class_file(cls)[0]) is not None:
+            return True
         return self._home is not None and any(f.__globals__ is self._home for f in _methods(cls))
 
     # -- bookkeeping -------------------------------------------------------------------
@@ -424,8 +434,10 @@ class _Walk:
             name, filename, package = (g.get(k) for k in ("__name__", "__file__", "__package__"))
             module = name if isinstance(name, str) else None
             rel = self._paths.relpath(filename)
-            if rel is not None:
-                label = module if module and module != "__main__" else _dotted(rel)
+            if rel is not None:  # `helpers` for src/helpers.py; not `__main__`, nor the
+                dotted = _dotted(rel)  # `mloop_user_pipelines` mloop loads pipelines.py as
+                same = module is not None and module.rpartition(".")[2] == dotted.rpartition(".")[2]
+                label = module if same and module else dotted
                 hit = _Namespace(g, rel, label, str(filename), _str_or_none(package))
             else:
                 label = module or "<exec>"
@@ -433,21 +445,55 @@ class _Walk:
             self._spaces[id(g)] = hit
         return hit
 
-    def _bindings(self, filename: str) -> _Bindings:
+    def _file(self, filename: str) -> _File:
         hit = self._files.get(filename)
         if hit is None:
-            hit = _parse_bindings(filename)
+            hit = _read(filename)
             self._files[filename] = hit
         return hit
+
+    def _class_source(self, cls: type) -> str | None:
+        """A class's source, found in the file its methods come from.
+
+        ``inspect.getsource`` looks the class up through ``sys.modules[cls.__module__]``,
+        which is another file for a script run by ``runpy`` as ``__main__``.
+        """
+        filename, line = _class_file(cls)
+        if filename is None:
+            return None
+        file = self._file(filename)
+        node = _find_class(file.tree, cls.__qualname__, line) if file.tree else None
+        if node is None:  # a class made inside a function: ask inspect, if it reads that file
+            try:
+                consistent = inspect.getfile(cls) == filename
+            except (TypeError, OSError):
+                consistent = False
+            return _source(cls) if consistent else None
+        start = min([d.lineno for d in node.decorator_list] + [node.lineno])
+        return textwrap.dedent("".join(file.lines[start - 1:node.end_lineno]))
 
 
 # -- helpers without state -------------------------------------------------------------
 
 
-def _source(obj: object) -> str | None:
-    """Dedented source of a function or class; None when there is none to read."""
+def _names(ns: _Namespace, fn: types.FunctionType) -> tuple[str, str]:
+    """Manifest key and describe() label of a function.
+
+    The code's own qualname: ``functools.wraps`` copies the wrapped function's name onto a
+    wrapper, which is other code (``deco.<locals>.wrapper``).
+    """
+    qualname = fn.__code__.co_qualname
+    return f"{ns.loc}:{qualname}", f"{ns.label}.{qualname}"
+
+
+def _source(obj: types.CodeType | type) -> str | None:
+    """Dedented source of a code object or class; None when there is none to read.
+
+    A code object, not its function: ``inspect.getsource(fn)`` follows ``__wrapped__`` and
+    would return the wrapped function's source for a decorator's wrapper.
+    """
     try:
-        return textwrap.dedent(inspect.getsource(obj))  # type: ignore[arg-type]
+        return textwrap.dedent(inspect.getsource(obj))
     except Exception:  # OSError, TypeError, and tokenizer errors on edited files
         return None
 
@@ -528,23 +574,30 @@ def _methods(cls: type) -> list[types.FunctionType]:
     return found
 
 
+def _own_methods(cls: type) -> list[types.FunctionType]:
+    """Methods written in the class body: not a dataclass's generated ones (from `<string>`
+    or dataclasses.py), nor the __new__ an Enum copies from enum.py."""
+    return [f for f in _methods(cls)
+            if f.__code__.co_qualname.rpartition(".")[0] == cls.__qualname__]
+
+
 def _class_globals(cls: type) -> dict[str, Any]:
-    for method in _methods(cls):
+    for method in _own_methods(cls):
         return method.__globals__
     module = sys.modules.get(cls.__module__)
     return vars(module) if module is not None else {"__name__": cls.__module__}
 
 
-def _parse_bindings(filename: str) -> _Bindings:
-    linecache.checkcache(filename)
+def _read(filename: str) -> _File:
+    linecache.checkcache(filename)  # the same text inspect.getsource reads
     lines = linecache.getlines(filename)
     assigns: dict[str, list[str]] = {}
     imports: dict[str, tuple[int, str | None, str]] = {}
     try:
         tree = ast.parse("".join(lines))
     except (SyntaxError, ValueError):
-        return _Bindings(assigns, imports)
-    for node in _module_statements(tree.body):
+        return _File(lines, None, assigns, imports)
+    for node in _run_at_import(tree.body):
         if isinstance(node, ast.ImportFrom):
             for alias in node.names:
                 imports[alias.asname or alias.name] = (node.level, node.module, alias.name)
@@ -556,18 +609,47 @@ def _parse_bindings(filename: str) -> _Bindings:
         bound = {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
         for name in sorted(bound):
             assigns.setdefault(name, []).append(text)
-    return _Bindings(assigns, imports)
+    return _File(lines, tree, assigns, imports)
 
 
-def _module_statements(nodes: Iterable[ast.AST]) -> Iterator[ast.stmt]:
-    """Assignments and from-imports run at import: in `if`, `try` and `with` blocks too."""
+def _run_at_import(nodes: Iterable[ast.AST]) -> Iterator[ast.stmt]:
+    """Statements of a module or class body, also those in `if`, `try` and `with` blocks;
+    a def or class statement is yielded, its body is not entered."""
     for node in nodes:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            continue
-        if isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign | ast.ImportFrom):
+        if isinstance(node, ast.stmt) and not isinstance(
+                node, ast.If | ast.Try | ast.TryStar | ast.With | ast.For | ast.While | ast.Match):
             yield node
         elif not isinstance(node, ast.expr):
-            yield from _module_statements(ast.iter_child_nodes(node))
+            yield from _run_at_import(ast.iter_child_nodes(node))
+
+
+def _find_class(tree: ast.Module, qualname: str, line: int | None) -> ast.ClassDef | None:
+    """The class statement of ``qualname``: the one holding ``line`` (a method's first line),
+    else the last one, which is the definition in force after import."""
+    found: ast.ClassDef | None = None
+    body: list[ast.stmt] = tree.body
+    for part in qualname.split("."):
+        matches = [n for n in _run_at_import(body)
+                   if isinstance(n, ast.ClassDef) and n.name == part]
+        if not matches:
+            return None
+        found = next((n for n in matches if line is not None
+                      and n.lineno <= line <= (n.end_lineno or n.lineno)), matches[-1])
+        body = found.body
+    return found
+
+
+def _class_file(cls: type) -> tuple[str | None, int | None]:
+    """The file a class is defined in, and a line inside it (a method's), when known."""
+    try:
+        declared: str | None = inspect.getfile(cls)
+    except (TypeError, OSError):
+        declared = None
+    methods = [f.__code__ for f in _own_methods(cls)]
+    files = sorted({c.co_filename for c in methods})
+    filename = declared if declared in files or not files else files[0]
+    line = next((c.co_firstlineno for c in methods if c.co_filename == filename), None)
+    return filename, line
 
 
 def _encode_simple(value: object) -> bytes | None:
