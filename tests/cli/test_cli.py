@@ -127,9 +127,18 @@ def test_demo_makes_a_project_and_prints_next_steps(tmp_path):
     assert all(r["status"] == "FINISHED" for r in runs)
     assert sum(1 for r in runs if r["parent_id"]) == 4
     parent = next(r for r in runs if not r["parent_id"])
+    steps = json.loads(run_cli("runs", "list", "-e", "breast-cancer-training", "--json",
+                               cwd=demo_dir).stdout)
+    assert sorted(r["name"] for r in steps if r["parent_id"]) == ["evaluate", "split", "train"]
+    # the training pipeline ran, then ran again from its cache
+    assert "split cached, train cached, evaluate cached" in out.stdout
+    pipeline_runs = json.loads(run_cli("pipeline", "status", "--json", cwd=demo_dir).stdout)
+    assert [r["steps"] for r in pipeline_runs] == [{"cached": 3}, {"ran": 3}]
     graph = json.loads(run_cli("lineage", "breast-cancer@1", "--json", cwd=demo_dir).stdout)
-    assert [e["dst"] for e in graph["to"] if e["hop"] == 1] == [f"runs:/{parent['run_id']}"]
-    assert [e["dst"] for e in graph["to"] if e["hop"] == 2] == ["models:/breast-cancer/1"]
+    first_hop = [e["dst"] for e in graph["to"] if e["hop"] == 1]
+    assert first_hop[0] == f"runs:/{parent['run_id']}"  # the model selection read it first
+    assert len(first_hop) == 2  # and the pipeline's split step
+    assert "models:/breast-cancer/1" in [e["dst"] for e in graph["to"] if e["hop"] == 2]
     model = json.loads(run_cli("models", "show", "breast-cancer@champion", "--json",
                                cwd=demo_dir).stdout)
     assert model["uri"] == "models:/breast-cancer/1" and model["aliases"] == ["champion"]
