@@ -73,7 +73,8 @@ def pg_database() -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-TABLES = ("pipeline_cache", "pipeline_steps", "pipeline_runs", "alerts", "feedback",
+TABLES = ("automation_events", "automation_decisions", "automation_state",
+          "pipeline_cache", "pipeline_steps", "pipeline_runs", "alerts", "feedback",
           "precomputed", "precompute_batches", "evaluations",
           "model_events", "model_tags", "model_aliases", "model_versions", "registered_models",
           "lineage_edges", "stat_cache",

@@ -77,8 +77,8 @@ _LAZY: dict[str, str] = {
     "step": "mloop.pipelines",
 }
 
-_SUBMODULES = ("data", "errors", "evaluation", "fairness", "lineage", "metrics", "monitoring",
-               "pipelines", "registry")
+_SUBMODULES = ("automation", "data", "errors", "evaluation", "fairness", "lineage", "metrics",
+               "monitoring", "pipelines", "registry")
 
 __all__ = [
     "ActiveRun",

@@ -328,3 +328,23 @@ def test_gc_keeps_what_the_cache_restores(flow_project):
     assert again.output("report", flow_project)["sum"] == 7.0
     log = first.steps["prepare"].log
     assert log is None or flow_project.objects.exists(log)
+
+
+def test_a_long_running_process_runs_the_edited_code(sqlite_project):
+    _write(sqlite_project, "pipelines.py", """
+        import mloop
+
+        @mloop.step
+        def value() -> int:
+            return 1
+
+        p = mloop.Pipeline("p", steps=[value])
+    """)
+    first = run_pipeline(sqlite_project, find_pipeline(sqlite_project, "p"))
+    assert first.output("value", sqlite_project) == 1
+    time.sleep(0.01)
+    path = sqlite_project.root / "pipelines.py"
+    path.write_text(path.read_text().replace("return 1", "return 2"))  # no module purge
+    second = run_pipeline(sqlite_project, find_pipeline(sqlite_project, "p"))
+    assert second.steps["value"].status == "ran"
+    assert second.output("value", sqlite_project) == 2

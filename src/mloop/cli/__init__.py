@@ -37,6 +37,7 @@ COMMANDS = {
     "jobs": "mloop.cli.worker:jobs",
     "monitor": "mloop.cli.monitor:monitor",
     "pipeline": "mloop.cli.pipeline:pipeline",
+    "automate": "mloop.cli.automate:automate",
     "lineage": "mloop.cli.lineage:lineage",
 }
 

@@ -81,9 +81,16 @@ class PipelineRun:
 
     @property
     def models(self) -> list[str]:
-        """``runs:/…`` URIs of every model output, in step order (the newest last)."""
+        """``runs:/…`` URIs of every model output, in step order (the newest last),
+        including models restored from the cache."""
         return [ref.uri for s in self.steps.values() for ref in s.outputs.values()
                 if ref.kind == "model" and ref.uri]
+
+    @property
+    def new_models(self) -> list[str]:
+        """The model outputs of steps that ran in this run (not restored)."""
+        return [ref.uri for s in self.steps.values() if s.status == "ran"
+                for ref in s.outputs.values() if ref.kind == "model" and ref.uri]
 
     def output(self, name: str, project: Project | None = None) -> Any:
         """The value of an output (loaded from the object store)."""
@@ -101,6 +108,7 @@ class PipelineRun:
                 "status": self.status, "run_id": self.run_id, "error": self.error,
                 "trigger": self.trigger, "started_at": self.started_at,
                 "finished_at": self.finished_at, "models": self.models,
+                "new_models": self.new_models,
                 "steps": [s.to_dict() for s in self.steps.values()]}
 
 
@@ -301,6 +309,9 @@ def run_pipeline(project: Project, pipeline: Pipeline, *, inputs: Mapping[str, A
     """Run ``pipeline`` (see the module docs); returns how every step went."""
     if executor not in EXECUTORS:
         raise InvalidInputError(f"Unknown executor {executor!r}; use local or dask.")
+    import linecache
+
+    linecache.checkcache()  # source read for cache keys is the source on disk now
     inputs = dict(inputs or {})
     step_params = _params_for(pipeline, params or {})
     edges, external = pipeline.wire(inputs)

@@ -25,6 +25,33 @@ class PipelineNotFoundError(NotFoundError):
     code = "pipeline_not_found"
 
 
+_STAMPS: dict[str, tuple[int, int]] = {}
+
+
+def _stamp(path: str) -> tuple[int, int] | None:
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def _forget_edited(root: Path) -> None:
+    """Drop the project's modules whose files changed since they were imported, so a
+    long-running process (``mloop automate run``) runs the code the cache keys hash."""
+    prefix = str(root.resolve())
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if not file or not str(Path(file).resolve()).startswith(prefix) or \
+                "site-packages" in file or "dist-packages" in file:
+            continue
+        now = _stamp(file)
+        seen = _STAMPS.setdefault(name, now) if now is not None else None
+        if now is None or seen != now:
+            sys.modules.pop(name, None)
+            _STAMPS.pop(name, None)
+
+
 def _load_file(path: Path) -> ModuleType:
     """A project file as a module of its own (steps pickled by value for the workers)."""
     name = f"mloop_user_{path.stem}"
@@ -37,6 +64,9 @@ def _load_file(path: Path) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     module.__mloop_by_value__ = True  # type: ignore[attr-defined]
     sys.modules[name] = module
+    stamp = _stamp(str(path))
+    if stamp is not None:
+        _STAMPS[name] = stamp
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
@@ -51,6 +81,7 @@ def modules(project: Project) -> list[ModuleType]:
     root = project.root
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))  # so they can import their helpers
+    _forget_edited(root)
     found = []
     default = root / "pipelines.py"
     if default.is_file():

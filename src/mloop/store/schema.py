@@ -362,3 +362,46 @@ pipeline_cache = Table(
     Column("run_id", ID),
     Column("created_at", BigInteger, nullable=False),
 )
+
+# -- automation -----------------------------------------------------------------------
+
+# Per automated pipeline: the lease that lets one process at a time start it (taken by a
+# compare-and-set UPDATE) and the start of the last triggered run (the cooldown's anchor).
+automation_state = Table(
+    "automation_state", metadata,
+    Column("pipeline", String(200), primary_key=True),
+    Column("lease", ID),  # the decision holding the pipeline
+    Column("lease_holder", String(300)),  # host:pid of its process
+    Column("lease_until", BigInteger),
+    Column("last_run_at", BigInteger),
+    Column("last_skip", Text),  # the events of the last cooldown skip (recorded once)
+)
+
+# Every decision of the automation: what fired, what ran, what came of it, and why.
+automation_decisions = Table(
+    "automation_decisions", metadata,
+    Column("id", ID, primary_key=True),
+    Column("pipeline", String(200), nullable=False),
+    Column("trigger", Text, nullable=False),
+    # running | promoted | rejected | succeeded | failed | blocked | skipped_cooldown
+    Column("decision", String(20), nullable=False),
+    Column("reasons", Text, nullable=False),  # JSON list of sentences, the headline first
+    Column("fired_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger),
+    Column("pipeline_run_id", ID),
+    Column("model_uri", String(300)),  # the candidate: runs:/<run>/<path>
+    Column("registered", String(300)),  # the version it became: models:/<name>/<version>
+    Column("holder", String(300)),
+    Index(None, "pipeline", "fired_at"),
+    Index(None, "fired_at"),
+)
+
+# An event (a cron time, a dataset version, an alert id) that fired: its row is its claim.
+automation_events = Table(
+    "automation_events", metadata,
+    Column("pipeline", String(200), primary_key=True),
+    Column("trigger", String(300), primary_key=True),
+    Column("event", String(300), primary_key=True),
+    Column("decision_id", ID, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)

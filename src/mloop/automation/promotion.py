@@ -1,0 +1,227 @@
+"""The promotion policy: should a freshly trained model take the place of the last one?
+
+1. The candidate (``runs:/<run>/<path>``, the newest model a pipeline run logged) becomes
+   a new version of the policy's model (always: a rejected version is kept for audit).
+2. That version is evaluated with the suite on the policy's data; the report is recorded.
+3. Each listed metric is compared with the version the compare alias names (the
+   champion): its latest recorded evaluation *on the same data*, or, when it has none,
+   an evaluation made now (and recorded, so the next comparison reuses it).
+   ``new - old >= min_change`` for scores, ``new - old <= max_change`` for errors.
+4. Promoted when the suite passed and every comparison holds; with no champion yet, the
+   suite alone decides (the first model). A promoted version gets the policy's alias.
+
+Rollout to live traffic is not this module's job: ``challenger`` is a name the deployment
+stage acts on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mloop.automation.config import MetricRule, PromotionPolicy
+from mloop.errors import MloopError, NotFoundError
+
+if TYPE_CHECKING:
+    from mloop.evaluation.report import EvaluationReport
+    from mloop.project import Project
+    from mloop.registry.models import ModelVersion
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One metric of the candidate against the champion's."""
+
+    metric: str
+    new: float | None
+    old: float | None
+    rule: str  # "min_change 0" or "max_change 0.01"
+    passed: bool
+    reason: str
+
+    @property
+    def change(self) -> float | None:
+        return None if self.new is None or self.old is None else self.new - self.old
+
+
+@dataclass
+class PromotionResult:
+    """What the policy decided about one candidate, and why."""
+
+    decision: str  # promoted | rejected | failed (the evaluation could not run)
+    model_uri: str  # the candidate: runs:/<run>/<path>
+    registered: str | None  # the version it became: models:/<name>/<version>
+    alias: str | None  # the alias it got (None unless promoted)
+    champion: str | None  # the version it was compared with
+    evaluation_id: str | None
+    reasons: list[str] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision == "promoted"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"decision": self.decision, "model_uri": self.model_uri,
+                "registered": self.registered, "alias": self.alias, "champion": self.champion,
+                "evaluation_id": self.evaluation_id, "reasons": list(self.reasons),
+                "comparisons": [{"metric": c.metric, "new": c.new, "old": c.old,
+                                 "change": c.change, "rule": c.rule, "passed": c.passed}
+                                for c in self.comparisons]}
+
+
+def promote(project: Project, candidate: str, policy: PromotionPolicy, *,
+            source: str | None = None) -> PromotionResult:
+    """Register ``candidate``, evaluate it, compare it with the champion, alias it if it
+    earned it. ``source`` (a ``pipelines:/…`` URI) gets a ``produced`` lineage edge."""
+    from mloop import lineage
+    from mloop.registry.models import register_model, set_alias
+
+    described = f"trained by {source}" if source else "promoted by hand"
+    version = register_model(project, candidate, policy.model, description=described)
+    if source is not None:
+        lineage.add_edge(project, source, version.uri, "produced")
+    result = PromotionResult("rejected", candidate, version.uri, None, None, None)
+    champion = _champion(project, policy)
+    try:
+        report = _evaluate(project, version.uri, policy)
+    except MloopError as exc:
+        result.decision = "failed"
+        result.reasons.append(f"the evaluation of {version.uri} on {policy.data} failed: "
+                              f"{exc.message}")
+        return result
+    result.evaluation_id = report.id
+    result.reasons.append(_suite_reason(report))
+    if champion is None:
+        result.reasons.append(f"no {policy.model}@{policy.compare_alias} yet: the first "
+                              "model is promoted when its suite passes")
+    else:
+        result.champion = champion.uri
+        old, how = _champion_metrics(project, champion, policy, report)
+        if old is None:
+            result.reasons.append(how)
+        else:
+            result.comparisons = [_compare(rule, report.metrics, old, champion.uri)
+                                  for rule in policy.metrics]
+            result.reasons.append(how if policy.metrics else
+                                  f"{how}; no metrics listed to compare")
+            result.reasons.extend(c.reason for c in result.comparisons)
+    if report.passed and all(c.passed for c in result.comparisons):
+        set_alias(project, policy.model, policy.alias, version.version)
+        result.decision, result.alias = "promoted", policy.alias
+        result.reasons.append(f"{version.uri} is now {policy.model}@{policy.alias}")
+    else:
+        result.reasons.append(f"{version.uri} is registered without an alias")
+    result.reasons.insert(0, _headline(result, report, policy))
+    return result
+
+
+def _headline(result: PromotionResult, report: EvaluationReport,
+              policy: PromotionPolicy) -> str:
+    """The one-line why, first among the reasons (``mloop automate history`` shows it)."""
+    changes = ", ".join(f"{c.metric} {c.change:+.4f}" for c in result.comparisons
+                        if c.change is not None)
+    if not report.passed:
+        failed = [c.name for c in report.checks if c.blocking]
+        return f"rejected: the {report.suite} suite failed ({', '.join(failed)})"
+    if not result.promoted:
+        short = [c for c in result.comparisons if not c.passed]
+        return "rejected: " + "; ".join(
+            f"{c.metric} {c.change:+.4f} vs {result.champion} ({c.rule})"
+            if c.change is not None else f"{c.metric} not measured" for c in short)
+    if result.champion is None:
+        return (f"promoted to {policy.alias}: the first {policy.model} model "
+                f"(no {policy.compare_alias} yet) and its suite passed")
+    return (f"promoted to {policy.alias}: {changes or 'the suite passed'} vs "
+            f"{result.champion}")
+
+
+def _evaluate(project: Project, model: str, policy: PromotionPolicy) -> EvaluationReport:
+    from mloop.evaluation.core import evaluate
+
+    return evaluate(project, model, policy.data, policy.target, suite=policy.suite,
+                    record=True)
+
+
+def _champion(project: Project, policy: PromotionPolicy) -> ModelVersion | None:
+    from mloop.registry.models import get_version
+
+    try:
+        return get_version(project, f"{policy.model}@{policy.compare_alias}")
+    except NotFoundError:
+        return None
+
+
+def _suite_reason(report: EvaluationReport) -> str:
+    counts = report.counts
+    if report.passed:
+        return (f"the {report.suite} suite passed on {report.data} ({counts['pass']} passed, "
+                f"{counts['warn']} warnings)")
+    failed = [c.name for c in report.checks if c.blocking]
+    return f"the {report.suite} suite failed on {report.data}: {', '.join(failed)}"
+
+
+def _champion_metrics(project: Project, champion: ModelVersion, policy: PromotionPolicy,
+                      report: EvaluationReport) -> tuple[dict[str, Any] | None, str]:
+    """(the champion's metrics on the candidate's data, where they come from)."""
+    recorded = _recorded_on(project, champion.uri, report.data)
+    if recorded is not None:
+        return recorded, (f"compared with {champion.uri} ({policy.compare_alias}) as "
+                          f"recorded on {report.data}")
+    try:
+        fresh = _evaluate(project, champion.uri, policy)
+    except MloopError as exc:
+        return None, (f"{champion.uri} ({policy.compare_alias}) cannot be evaluated on "
+                      f"{report.data} ({exc.message}); the suite alone decides")
+    return fresh.metrics, (f"compared with {champion.uri} ({policy.compare_alias}), "
+                           f"evaluated now on {report.data}")
+
+
+def _recorded_on(project: Project, model_uri: str, data: str) -> dict[str, Any] | None:
+    """The metrics of ``model_uri``'s newest recorded evaluation on ``data``."""
+    from sqlalchemy import select
+
+    from mloop.evaluation.core import load_report
+    from mloop.store.schema import evaluations
+
+    with project.store.read() as conn:
+        digest = conn.execute(select(evaluations.c.report).where(
+            evaluations.c.model_uri == model_uri, evaluations.c.data == data)
+            .order_by(evaluations.c.created_at.desc()).limit(1)).scalar()
+    if digest is None:
+        return None
+    metrics: dict[str, Any] = load_report(project, digest).get("metrics") or {}
+    return metrics
+
+
+def _value(metrics: dict[str, Any], name: str) -> float | None:
+    entry = metrics.get(name)
+    value = entry.get("value") if isinstance(entry, dict) else None
+    if isinstance(value, str):  # reports store infinities as text
+        value = float(value)
+    return None if value is None or math.isnan(float(value)) else float(value)
+
+
+def _compare(rule: MetricRule, new_metrics: dict[str, Any], old_metrics: dict[str, Any],
+             champion: str) -> Comparison:
+    new, old = _value(new_metrics, rule.metric), _value(old_metrics, rule.metric)
+    bound = (f"min_change {rule.min_change:g}" if rule.min_change is not None
+             else f"max_change {rule.max_change:g}")
+    if new is None or old is None:
+        which = "the new model" if new is None else champion
+        return Comparison(rule.metric, new, old, bound, False,
+                          f"{rule.metric}: not measured for {which}, so it cannot be compared "
+                          "(a metric of another task?)")
+    change = new - old
+    if rule.min_change is not None:
+        passed = change >= rule.min_change
+        need = f"needs >= {rule.min_change:+.4g}"
+    else:
+        assert rule.max_change is not None
+        passed = change <= rule.max_change
+        need = f"needs <= {rule.max_change:+.4g}"
+    verdict = "ok" if passed else "not enough"
+    return Comparison(rule.metric, new, old, bound, passed,
+                      f"{rule.metric} {new:.4f} vs {old:.4f} for {champion}: change "
+                      f"{change:+.4f}, {need}: {verdict}")

@@ -1,0 +1,249 @@
+"""One round of automation: see what fired, claim, validate, run, promote, record.
+
+For each pipeline of ``.mloop/automation.yaml`` with events pending (see
+:mod:`.triggers`):
+
+1. claim it (:func:`.state.claim`): one process wins, the events are consumed, a
+   ``running`` decision is recorded; a cooldown or another process's run says no;
+2. validate the data the run will read; a failure is a ``blocked`` decision (no run);
+3. run the pipeline with the events written into its ``trigger``; lineage gets
+   ``data:/… or alerts:/… --triggered--> pipelines:/<name>/<id>``;
+4. promote its newest model by the policy (:mod:`.promotion`), or ``succeeded`` without one;
+5. record the outcome and the reasons, and release the pipeline.
+
+``mloop automate check`` is one round; ``mloop automate run`` calls it on a schedule.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mloop.automation import state
+from mloop.automation.config import AutomationConfig, PipelineAutomation, load_config
+from mloop.automation.triggers import Event, pending
+from mloop.core.clock import format_ms, now_ms
+from mloop.errors import MloopError
+
+if TYPE_CHECKING:
+    from mloop.project import Project
+
+log = logging.getLogger("mloop.automation")
+
+
+@dataclass
+class Outcome:
+    """What one round did about one pipeline.
+
+    ``status``: ``idle`` (nothing fired), ``would_run`` / ``would_wait`` (dry run),
+    ``busy`` (another process is running it), ``error`` (it could not be started, e.g. an
+    unknown pipeline; nothing recorded, the events stay pending), or the recorded
+    decision: ``promoted``, ``rejected``, ``succeeded``, ``failed``, ``blocked``,
+    ``skipped_cooldown``.
+    """
+
+    pipeline: str
+    status: str
+    events: list[Event] = field(default_factory=list)
+    decision: state.Decision | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def trigger(self) -> str:
+        return "; ".join(e.label for e in self.events)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pipeline": self.pipeline, "status": self.status,
+                "events": [e.to_dict() for e in self.events],
+                "decision": self.decision.to_dict() if self.decision else None,
+                "notes": list(self.notes)}
+
+
+def check(project: Project, config: AutomationConfig | None = None, *,
+          dry_run: bool = False, pipelines: list[str] | None = None,
+          kinds: set[str] | None = None, now: int | None = None) -> list[Outcome]:
+    """One round over every automated pipeline (or ``pipelines``), triggers of ``kinds``
+    only when given; ``now`` in Unix ms (tests pin it)."""
+    config = config if config is not None else load_config(project.root)
+    t = now_ms() if now is None else now
+    names = list(config.pipelines) if pipelines is None else pipelines
+    unknown = [n for n in names if n not in config.pipelines]
+    if unknown:
+        from mloop.errors import NotFoundError
+
+        raise NotFoundError(f"No automation for {', '.join(unknown)} in .mloop/automation.yaml"
+                            f"; it has: {', '.join(config.pipelines) or 'none'}.")
+    return [check_pipeline(project, config.pipelines[n], dry_run=dry_run, kinds=kinds, now=t)
+            for n in names]
+
+
+def check_pipeline(project: Project, auto: PipelineAutomation, *, dry_run: bool = False,
+                   kinds: set[str] | None = None, now: int | None = None) -> Outcome:
+    """One round for one pipeline; see the module docs."""
+    t = now_ms() if now is None else now
+    events, notes = pending(project, auto, now=t, kinds=kinds)
+    out = Outcome(auto.name, "idle", events, notes=notes)
+    if not events:
+        return out
+    try:
+        pipeline = _find(project, auto.name)
+    except MloopError as exc:
+        out.status = "error"
+        out.notes.append(exc.message)
+        return out
+    if dry_run:
+        return _dry_run(project, auto, out, t)
+    claim = state.claim(project, auto.name, [(e.trigger, e.event) for e in events],
+                        out.trigger, cooldown_ms=auto.cooldown_ms, now=t)
+    if claim.status != "claimed":
+        return _not_claimed(out, claim)
+    assert claim.decision_id is not None
+    won = set(claim.events)
+    out.events = [e for e in events if (e.trigger, e.event) in won]
+    try:
+        out.decision = _act(project, auto, pipeline, out, decision_id=claim.decision_id, t=t)
+    except BaseException as exc:  # never leave the lease held by a live process
+        reason = exc.message if isinstance(exc, MloopError) else f"{type(exc).__name__}: {exc}"
+        out.decision = state.finish(project, claim.decision_id, "failed",
+                                    [f"automation stopped: {reason}"])
+        if not isinstance(exc, Exception):
+            raise
+        log.exception("automation of %s failed", auto.name)
+    out.status = out.decision.decision
+    return out
+
+
+def _not_claimed(out: Outcome, claim: state.Claim) -> Outcome:
+    if claim.status == "busy":
+        out.status = "busy"
+        out.notes.append(f"already running (decision {claim.decision_id} by {claim.holder}); "
+                         "the events wait for the next round")
+    elif claim.status == "cooldown":
+        out.status = "skipped_cooldown"
+        out.notes.append(f"cooldown until {format_ms(claim.until)} UTC; the events wait")
+        out.decision = claim.skipped
+    else:  # stale: another process handled every event between our look and our claim
+        out.status, out.events = "idle", []
+    return out
+
+
+def _dry_run(project: Project, auto: PipelineAutomation, out: Outcome, t: int) -> Outcome:
+    current = state.get_state(project, auto.name)
+    until = state.cooldown_until(current, auto.cooldown_ms)
+    if current is not None and current.lease is not None:
+        out.status = "busy"
+        out.notes.append(f"already running (by {current.lease_holder})")
+    elif until is not None and until > t:
+        out.status = "would_wait"
+        out.notes.append(f"cooldown until {format_ms(until)} UTC")
+    else:
+        out.status = "would_run"
+        if auto.validate is not None:
+            out.notes.append(f"validates {auto.validate.dataset} against "
+                             f"{auto.validate.schema} first")
+        if auto.promotion is not None:
+            p = auto.promotion
+            out.notes.append(f"then registers the new model as {p.model} and compares it with "
+                             f"{p.model}@{p.compare_alias} on {p.data}")
+    return out
+
+
+def _act(project: Project, auto: PipelineAutomation, pipeline: Any, out: Outcome, *,
+         decision_id: str, t: int) -> state.Decision:
+    """Validate, run, promote; the claimed decision's outcome."""
+    if auto.validate is not None:
+        problem = _validation_problem(project, auto, out.events)
+        if problem is not None:
+            return state.finish(project, decision_id, "blocked", [problem])
+    state.started(project, auto.name, now=t)
+    run = _run(project, auto, pipeline, out.trigger)
+    for event in out.events:
+        if event.source is not None:
+            from mloop import lineage
+
+            lineage.add_edge(project, event.source, run.uri, "triggered")
+    if run.status != "succeeded":
+        return state.finish(project, decision_id, "failed", [
+            f"{run.uri} failed: {run.error or 'see mloop pipeline show ' + run.id}"],
+            pipeline_run_id=run.id)
+    reasons = [f"{run.uri} succeeded ({_steps(run)})"]
+    if auto.promotion is None:
+        return state.finish(project, decision_id, "succeeded",
+                            [*reasons, "no promotion policy: nothing registered"],
+                            pipeline_run_id=run.id,
+                            model_uri=run.models[-1] if run.models else None)
+    if not run.models:
+        return state.finish(project, decision_id, "failed", [
+            *reasons, "it logged no model to promote: return an mloop.Model from a step"],
+            pipeline_run_id=run.id)
+    known = _registered_as(project, auto.promotion.model, run.models[-1])
+    if known is not None:  # every step that makes the model came from the cache
+        return state.finish(project, decision_id, "succeeded", [
+            f"no new model: {run.models[-1]} is already {known}", *reasons],
+            pipeline_run_id=run.id, model_uri=run.models[-1], registered=known)
+    from mloop.automation.promotion import promote
+
+    result = promote(project, run.models[-1], auto.promotion, source=run.uri)
+    return state.finish(project, decision_id, result.decision,
+                        [*result.reasons[:1], *reasons, *result.reasons[1:]],
+                        pipeline_run_id=run.id, model_uri=result.model_uri,
+                        registered=result.registered)
+
+
+def _validation_problem(project: Project, auto: PipelineAutomation,
+                        events: list[Event]) -> str | None:
+    """Why the data gate fails (None: it passes)."""
+    from mloop.data.quality import validate
+
+    rule = auto.validate
+    assert rule is not None
+    ref = rule.dataset
+    if "@" not in ref:  # the version a dataset trigger saw, else the newest
+        ref = next((f"{ref}@{e.event}" for e in events if e.trigger == f"dataset {ref}"), ref)
+    try:
+        result = validate(project, ref, rule.schema)
+    except MloopError as exc:
+        return f"data validation of {ref} could not run: {exc.message}"
+    if result.passed:
+        return None
+    failed = [c for c in result.checks if not c.passed]
+    shown = "; ".join(f"{c.column} {c.check}: measured {c.measured!r}, expected {c.expected!r}"
+                      for c in failed[:5]) + (" …" if len(failed) > 5 else "")
+    return (f"data validation of data:/{result.ref} against {rule.schema} failed "
+            f"({len(failed)} of {len(result.checks)} checks): {shown}")
+
+
+def _registered_as(project: Project, model: str, source: str) -> str | None:
+    """The version of ``model`` registered from ``source`` (a runs:/ URI), if any."""
+    from mloop.registry.models import list_versions
+
+    try:
+        versions = list_versions(project, model)
+    except MloopError:  # not registered yet
+        return None
+    return next((v.uri for v in versions if v.source == source), None)
+
+
+def _steps(run: Any) -> str:
+    counts: dict[str, int] = {}
+    for step in run.steps.values():
+        counts[step.status] = counts.get(step.status, 0) + 1
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no steps"
+
+
+# The pipeline engine, imported only when something runs (and replaced in unit tests).
+
+
+def _find(project: Project, name: str) -> Any:
+    from mloop.pipelines.registry import find_pipeline
+
+    return find_pipeline(project, name)
+
+
+def _run(project: Project, auto: PipelineAutomation, pipeline: Any, trigger: str) -> Any:
+    from mloop.pipelines.engine import run_pipeline
+
+    return run_pipeline(project, pipeline, inputs=auto.inputs or None,
+                        params=auto.params or None, executor=auto.executor,
+                        scheduler=auto.scheduler, quiet=True, trigger=trigger)

@@ -1,0 +1,150 @@
+"""``mloop automate …``: continuous training from ``.mloop/automation.yaml``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from mloop.cli.render import emit_json, json_option, table
+
+
+@click.group()
+def automate() -> None:
+    """Retrain without anyone at the keyboard: triggers start pipelines, a policy promotes.
+
+    Triggers (cron schedule, new dataset version, monitoring alert), cooldowns, the data
+    validation gate and the promotion policy live in .mloop/automation.yaml; see
+    docs/automation.md. Every decision is recorded: `mloop automate history`.
+    """
+
+
+@automate.command("check")
+@click.option("--dry-run", is_flag=True, help="Only say what would run; change nothing.")
+@click.option("-p", "--pipeline", "pipelines", multiple=True,
+              help="Only this pipeline (repeatable; default: every automated pipeline).")
+@json_option
+def check_cmd(dry_run: bool, pipelines: tuple[str, ...], as_json: bool) -> None:
+    """Evaluate every trigger once and act on what fired, then exit (for cron).
+
+    A fired pipeline is validated, run, its model evaluated, registered and promoted
+    or rejected by the policy. Exits 0 whatever the decisions were (they are in the
+    output and in `mloop automate history`); a broken automation.yaml exits 2.
+    """
+    from mloop.automation import check
+    from mloop.project import current_project
+
+    outcomes = check(current_project(), dry_run=dry_run, pipelines=list(pipelines) or None)
+    if as_json:
+        emit_json([o.to_dict() for o in outcomes])
+        return
+    if not outcomes:
+        click.echo("No pipelines are automated: describe them in .mloop/automation.yaml "
+                   "(see docs/automation.md).")
+        return
+    for o in outcomes:
+        _print_outcome(o)
+
+
+def _print_outcome(o: Any) -> None:
+    head = f"{o.pipeline}: {o.status.replace('_', ' ')}"
+    if o.events:
+        head += f" ({o.trigger})"
+    click.echo(head)
+    if o.decision is not None:
+        if o.decision.pipeline_uri:
+            click.echo(f"  run: {o.decision.pipeline_uri}")
+        for reason in o.decision.reasons:
+            click.echo(f"  - {reason}")
+    for note in o.notes:
+        click.echo(f"  note: {note}")
+
+
+@automate.command("run")
+@click.option("--poll", default="60s", show_default=True,
+              help="How often to look for new dataset versions and alerts (e.g. 30s, 5m).")
+@json_option
+def run_cmd(poll: str, as_json: bool) -> None:
+    """Stay up: run each schedule trigger on time and poll the event triggers.
+
+    Cron expressions are read in UTC. Edits to .mloop/automation.yaml apply at the next
+    poll. Ctrl-C or SIGTERM stops cleanly: a pipeline already running finishes first
+    (a second Ctrl-C abandons it).
+    """
+    import os
+    import signal
+    import threading
+    import time
+
+    from mloop.automation import run
+    from mloop.project import current_project
+
+    project = current_project()
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if stop.is_set():  # asked twice: leave now; the next check takes the lease over
+            click.echo("Abandoning the running pipeline.", err=True)
+            os._exit(130)
+        click.echo("Stopping (a running pipeline finishes first; again to abandon it)…",
+                   err=True)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    def report(outcomes: list[Any]) -> None:
+        for o in outcomes:
+            if o.status == "idle" and not o.notes:
+                continue
+            if as_json:
+                click.echo(_json_line(o.to_dict()))
+            else:
+                click.echo(f"{time.strftime('%H:%M:%S')} ", nl=False)
+                _print_outcome(o)
+            sys.stdout.flush()
+
+    if not as_json:
+        click.echo(f"Automating {project.root} (poll every {poll}; Ctrl-C stops)")
+    run(poll=poll, stop=stop, on_outcomes=report, project=project)
+    if not as_json:
+        click.echo("Stopped.")
+
+
+def _json_line(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, default=str)
+
+
+@automate.command("history")
+@click.option("-p", "--pipeline", help="Only this pipeline's decisions.")
+@click.option("--decision", type=click.Choice(["running", "promoted", "rejected", "succeeded",
+                                               "failed", "blocked", "skipped_cooldown"]),
+              help="Only decisions of this kind.")
+@click.option("-n", "--limit", type=int, default=20, show_default=True,
+              help="At most this many decisions.")
+@json_option
+def history_cmd(pipeline: str | None, decision: str | None, limit: int, as_json: bool) -> None:
+    """What the automation decided, newest first: trigger, run, model, why."""
+    from mloop.automation import history
+    from mloop.core.clock import format_ms
+    from mloop.project import current_project
+
+    found = history(pipeline=pipeline, decision=decision, limit=limit,
+                    project=current_project())
+    if as_json:
+        emit_json([d.to_dict() for d in found])
+        return
+    table(("when (UTC)", "pipeline", "decision", "trigger", "run", "model", "why"),
+          [(format_ms(d.fired_at), d.pipeline or "-", d.decision, d.trigger,
+            d.pipeline_run_id or "-", d.registered or "-",
+            _short(d.reasons[0] if d.reasons else ""))
+           for d in found], empty="No decisions yet.")
+    if found:
+        click.echo("Every reason: --json")
+
+
+def _short(text: str, width: int = 70) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"

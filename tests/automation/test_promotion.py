@@ -1,0 +1,139 @@
+"""The promotion policy on real models: better → promoted, worse → rejected (registered,
+no alias), no champion → promoted, a failed suite → rejected; reasons and lineage."""
+
+import pytest
+from sklearn.dummy import DummyClassifier
+
+import mloop
+from mloop.automation import history, promote
+from mloop.automation.config import parse_policy
+from mloop.errors import InvalidInputError, NotFoundError
+from tests.automation.conftest import (
+    COLUMNS,
+    TEST,
+    TRAIN,
+    FakeRun,
+    add_dataset,
+    log_model,
+    write_yaml,
+)
+
+POLICY = {"model": "churn", "data": "test@latest", "target": "target",
+          "compare": {"alias": "champion", "metrics": {"roc_auc": {"min_change": 0.0},
+                                                       "accuracy": {"min_change": -0.01}}},
+          "alias": "challenger"}
+
+
+@pytest.fixture
+def data(proj):
+    add_dataset(proj, "test", TEST)
+    return proj
+
+
+def _champion(project, columns):
+    version = mloop.register_model(log_model(project, columns), "churn", project=project)
+    mloop.set_alias("churn", "champion", version.version, project=project)
+    return version
+
+
+def test_no_champion_the_first_model_is_promoted(data):
+    result = promote(log_model(data), POLICY, project=data)
+    assert result.decision == "promoted" and result.alias == "challenger"
+    assert result.registered == "models:/churn/1" and result.champion is None
+    assert result.reasons[0] == ("promoted to challenger: the first churn model (no champion "
+                                 "yet) and its suite passed")
+    assert mloop.get_model_version("churn@challenger", project=data).version == 1
+    # recorded with the version, and as a decision taken by hand
+    from mloop.evaluation.core import latest_evaluation
+
+    assert latest_evaluation(data, "models:/churn/1")["data"] == "data:/test@1"
+    d = history(project=data)[0]
+    assert (d.trigger, d.decision, d.registered) == ("manual", "promoted", "models:/churn/1")
+
+
+def test_better_than_the_champion_is_promoted(data):
+    old = _champion(data, COLUMNS[:1])  # one feature: clearly worse
+    result = promote(log_model(data), POLICY, project=data)
+    assert result.decision == "promoted", result.reasons
+    assert result.champion == old.uri
+    assert [c.metric for c in result.comparisons] == ["roc_auc", "accuracy"]
+    assert all(c.passed and c.change > 0 for c in result.comparisons)
+    assert result.reasons[0].startswith("promoted to challenger: roc_auc +")
+    assert f"vs {old.uri}" in result.reasons[0]
+    # the champion had no evaluation: it was evaluated now on the same data, and recorded
+    assert any("evaluated now on data:/test@1" in r for r in result.reasons)
+    assert mloop.get_model_version("churn@challenger", project=data).version == 2
+    assert mloop.get_model_version("churn@champion", project=data).version == 1  # kept
+    # the next comparison reuses the champion's recorded evaluation
+    again = promote(log_model(data, C=0.5), POLICY, project=data)
+    assert any("as recorded on data:/test@1" in r for r in again.reasons)
+
+
+def test_worse_than_the_champion_is_rejected_but_registered(data):
+    _champion(data, COLUMNS)
+    result = promote(log_model(data, COLUMNS[:1]), POLICY, project=data)
+    assert result.decision == "rejected" and result.alias is None
+    assert result.registered == "models:/churn/2"
+    roc = result.comparisons[0]
+    assert not roc.passed and roc.change < 0
+    assert result.reasons[0].startswith("rejected: roc_auc -")
+    assert "(min_change 0)" in result.reasons[0]
+    assert any("needs >= +0: not enough" in r for r in result.reasons)
+    assert result.reasons[-1] == "models:/churn/2 is registered without an alias"
+    v2 = mloop.get_model_version("churn/2", project=data)
+    assert v2.aliases == [] and v2.description == "promoted by hand"
+    with pytest.raises(NotFoundError):
+        mloop.get_model_version("churn@challenger", project=data)
+
+
+def test_a_failing_suite_rejects_even_the_first_model(data):
+    with mloop.start_run(project=data):
+        dummy = DummyClassifier(strategy="most_frequent").fit(TRAIN[COLUMNS], TRAIN.target)
+        uri = mloop.log_model(dummy, input_example=TRAIN[COLUMNS].head(3), onnx=False).uri
+    result = promote(uri, POLICY, project=data)
+    assert result.decision == "rejected"
+    assert result.reasons[0].startswith("rejected: the default suite failed (")
+    assert result.registered == "models:/churn/1"
+
+
+def test_a_suite_file_and_an_error_metric(data):
+    (data.root / "strict.yaml").write_text("checks:\n  - metric: accuracy\n    min: 0.999\n")
+    policy = {**POLICY, "suite": "strict.yaml"}
+    result = promote(log_model(data), policy, project=data)
+    assert result.decision == "rejected"
+    assert result.reasons[0].startswith("rejected: the strict suite failed (accuracy")
+    # a metric the task does not measure cannot pass
+    _champion(data, COLUMNS)
+    regression = {**POLICY, "compare": {"metrics": {"rmse": {"max_change": 0.0}}}}
+    out = promote(log_model(data), regression, project=data)
+    assert out.decision == "rejected"
+    assert any("rmse: not measured for the new model" in r for r in out.reasons)
+    assert out.reasons[0] == "rejected: rmse not measured"
+
+
+def test_policy_by_pipeline_name_and_pipeline_runs(data):
+    write_yaml(data, """
+        pipelines:
+          churn-training:
+            promotion: {model: churn, data: test@latest, target: target, alias: champion}
+    """)
+    run = FakeRun("0" * 32, "churn-training", models=[log_model(data)])
+    result = promote(run, "churn-training", project=data)
+    assert result.decision == "promoted" and result.alias == "champion"
+    _, out_of = mloop.lineage.neighbours(data, run.uri)
+    assert [(e.dst, e.relation) for e in out_of] == [("models:/churn/1", "produced")]
+    assert mloop.get_model_version("churn/1", project=data).description == (
+        f"trained by {run.uri}")
+    d = history(project=data)[0]
+    assert (d.pipeline, d.pipeline_run_id) == ("churn-training", run.id)
+    with pytest.raises(NotFoundError, match="No promotion policy for 'other'"):
+        promote(run, "other", project=data)
+    with pytest.raises(InvalidInputError, match="logged no model"):
+        promote(FakeRun("1" * 32, "churn-training"), POLICY, project=data)
+
+
+def test_an_evaluation_that_cannot_run_is_a_failed_decision(data):
+    policy = parse_policy({**POLICY, "target": "label"})
+    result = promote(log_model(data), policy, project=data)
+    assert result.decision == "failed" and result.registered == "models:/churn/1"
+    assert "has no target column 'label'" in result.reasons[0]
