@@ -11,9 +11,10 @@ Attributes are imported on first use, so ``import mloop`` (and the CLI) start fa
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from mloop._version import __version__
+
+TYPE_CHECKING = False  # importing typing costs ~12 ms of every command's start-up
 
 _LAZY: dict[str, str] = {
     "ActiveRun": "mloop.tracking.active",
@@ -162,6 +163,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from mloop.errors import MloopError
     from mloop.project import Project, current_project, init, set_project
     from mloop.tracking.active import ActiveRun

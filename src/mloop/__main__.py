@@ -1,3 +1,3 @@
-from mloop.cli import main
+from mloop.quick import main
 
 main()

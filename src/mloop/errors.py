@@ -19,6 +19,7 @@ ends with, and every message says what went wrong *and what to do next*::
     ├── ConflictError                  409 / exit 4
     │   ├── ParamConflictError         a param re-set to another value
     │   └── RunStateError              e.g. logging into a finished run
+    ├── StepFailedError                500 / exit 1   a pipeline step did not do its job
     ├── IntegrityError                 500 / exit 5
     │   └── CorruptObjectError         stored bytes no longer match their hash
     └── SchemaError                    500 / exit 6
@@ -122,6 +123,12 @@ class RunStateError(ConflictError):
     code = "run_state"
 
 
+class StepFailedError(MloopError):
+    """A pipeline step failed: its command or function raised, or an output is missing."""
+
+    code = "step_failed"
+
+
 class IntegrityError(MloopError):
     """Stored data failed a consistency check."""
 
@@ -162,5 +169,6 @@ __all__ = [
     "RunStateError",
     "SchemaError",
     "SchemaTooNewError",
+    "StepFailedError",
     "UnsafePathError",
 ]

@@ -67,6 +67,13 @@ def run_cmd(name: str | None, params: tuple[str, ...], inputs: tuple[str, ...],
                           params=_pairs(params, "param"), executor=executor,
                           scheduler=scheduler, force=force, from_step=from_step,
                           quiet=as_json)
+    from mloop import quick
+
+    plain = not (params or inputs or force or from_step or executor != "local")
+    if name is None and plain and result.status == "succeeded":
+        quick.record(project.root, pipe, result)  # the next unchanged run answers at once
+    else:
+        quick.forget(project.root)
     if as_json:
         emit_json(result.to_dict())
     else:

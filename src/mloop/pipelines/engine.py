@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from mloop.core.clock import now_ms
 from mloop.core.hashing import hash_bytes
 from mloop.core.ids import new_id
-from mloop.errors import InvalidInputError, MloopError
+from mloop.errors import InvalidInputError, MloopError, StepFailedError
 from mloop.pipelines.step import Dataset, Step, coerce_param
 from mloop.pipelines.values import ValueRef
 
@@ -112,11 +112,7 @@ class PipelineRun:
                 "steps": [s.to_dict() for s in self.steps.values()]}
 
 
-class StepError(MloopError):
-    """A step failed after its retries; the message holds its error."""
-
-    exit_code = 1
-    code = "step_failed"
+StepError = StepFailedError  # a step's process failed; ``details`` holds its traceback
 
 
 # -- preparing ---------------------------------------------------------------------------------
@@ -163,6 +159,10 @@ def _resolve_inputs(project: Project, pipeline: Pipeline,
 def _params_for(pipeline: Pipeline, given: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     known = pipeline.params()
     unknown = sorted(set(given) - set(known))
+    if unknown and all(s.kind == "shell" for s in pipeline.steps.values()):
+        raise InvalidInputError(f"mloop.yaml's stages read their params from params.yaml: "
+                                f"change {', '.join(unknown)} there (a change re-runs the "
+                                "stages that list it).")
     if unknown:
         raise InvalidInputError(f"No step of {pipeline.name!r} takes the param(s) "
                                 f"{', '.join(unknown)}; params: "
@@ -402,8 +402,16 @@ def _loop(ctx: _Context) -> None:
                 ins = {e.input: run.steps[e.src].outputs[e.output] for e in deps}
                 ins.update({k: plan.given[v] for k, v in plan.external.get(name, {}).items()})
                 result = run.steps[name]
-                result.key = cache_key(project, s, plan.params[name], ins)
-                if s.cache and name not in plan.forced and _restore(project, s, result, records):
+                try:
+                    result.key = cache_key(project, s, plan.params[name], ins)
+                    restored = s.cache and name not in plan.forced and _restore(
+                        project, s, result, records)
+                except MloopError as exc:  # e.g. a stage's dependency is missing
+                    result.status, result.error = "failed", exc.message
+                    records.step(result)
+                    say(f"  ✗ {name}: {exc.message}")
+                    continue
+                if restored:
                     records.step(result)
                     say(f"  ✓ {name}: cached")
                     continue

@@ -49,11 +49,19 @@ def _outputs(result: dict[str, Any]) -> dict[str, ValueRef]:
     return {k: ValueRef.from_dict(v) for k, v in result["outputs"].items()}
 
 
+def _cpus() -> int:
+    """The cores this process may use (affinity and cpusets count, not the machine's)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class LocalExecutor:
     """Each step in a fresh Python process; logs to the step's file."""
 
     def __init__(self, slots: int | None = None) -> None:
-        self.slots = slots or os.cpu_count() or 1
+        self.slots = slots or _cpus()
 
     def run(self, task: dict[str, Any]) -> dict[str, ValueRef]:
         import json

@@ -43,7 +43,7 @@ from mloop.core.hashing import hash_bytes
 from mloop.core.paths import safe_join, safe_relpath
 from mloop.core.settings import PROJECT_DIR
 from mloop.core.uris import NAME_RE
-from mloop.errors import ConfigError, InvalidInputError, MloopError
+from mloop.errors import ConfigError, InvalidInputError, StepFailedError
 from mloop.pipelines.dag import Pipeline
 from mloop.pipelines.step import Step
 from mloop.pipelines.values import ValueRef
@@ -62,10 +62,7 @@ LOG_TAIL_LINES = 20
 _RESERVED = (STAGES_FILE, PARAMS_FILE, ".mloop", ".git")
 
 
-class StepFailed(MloopError):
-    """A step did not do its job: a command that failed, an out it did not write."""
-
-    exit_code, code = 1, "step_failed"
+StepFailed = StepFailedError  # a command that failed, an out it did not write
 
 
 # -- mloop.yaml ----------------------------------------------------------------------------

@@ -130,6 +130,12 @@ def exists(project: Project, ref: ValueRef) -> bool:
     """Whether the value can still be restored (a gc may have removed it)."""
     if ref.kind == "dataset":
         return True
+    if ref.kind == "files":  # the manifest and every file it lists
+        from mloop.pipelines.stages import blobs
+
+        if not project.objects.exists(ref.digest):
+            return False
+        return not project.objects.missing(blobs(project, ref))
     if ref.kind == "model":
         from mloop.registry.models import resolve_source
         from mloop.tracking.artifacts import list_artifacts
