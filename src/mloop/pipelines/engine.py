@@ -465,6 +465,9 @@ def _edges(project: Project, run: PipelineRun, deps: list[Edge], result: StepRes
         ref = plan.given[name]
         if ref.kind == "dataset" and ref.uri:
             lineage.add_edge(project, ref.uri, me, "input")
+    for ref in result.outputs.values():
+        if ref.kind == "model" and ref.uri:  # registering it later links models:/… to it
+            lineage.add_edge(project, me, ref.uri, "output")
 
 
 def _execute(ctx: _Context, s: Step, result: StepResult, ins: dict[str, ValueRef]
