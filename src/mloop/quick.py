@@ -68,13 +68,31 @@ def _watched(meta: list[dict[str, Any]]) -> list[str]:
     return sorted(set(paths))
 
 
-def record(root: Path, pipeline: Any, run: Any) -> None:
-    """After a successful run of mloop.yaml's stages: the snapshot the next no-op reads."""
+def watched_stats(root: Path, pipeline: Any) -> dict[str, Any]:
+    """The stats the snapshot compares, taken before a run (see :func:`record`)."""
+    return _stats(root, _watched([dict(s.meta) for s in pipeline.steps.values()]))
+
+
+def record(root: Path, pipeline: Any, run: Any, before: dict[str, Any]) -> None:
+    """After a successful run of mloop.yaml's stages: the snapshot the next no-op reads.
+
+    The run's cache keys were taken from the files as they were before it (``before``):
+    a source edited while it ran would make the snapshot vouch for a result built from
+    the old content, so then no snapshot is written and the next run decides afresh.
+    """
     from mloop.store.revisions import HEAD
 
     meta = [dict(s.meta) for s in pipeline.steps.values()]
+    after = _stats(root, _watched(meta))
+    outs = [o for m in meta for o in m.get("outs", [])]
+    written = {p for p in after if any(p == o or p.startswith(o.rstrip("/") + "/")
+                                       for o in outs)}
+    if any(before.get(p) != v for p, v in after.items() if p not in written) or \
+            any(p not in after for p in before if p not in written):
+        forget(root)
+        return
     snapshot = {
-        "head": HEAD, "pipeline": run.pipeline, "stats": _stats(root, _watched(meta)),
+        "head": HEAD, "pipeline": run.pipeline, "stats": after,
         "meta": meta, "steps": [
             {"step": s.name, "key": s.key, "run_id": s.run_id,
              "outputs": json.dumps({k: v.to_dict() for k, v in s.outputs.items()})}

@@ -348,3 +348,87 @@ def test_a_long_running_process_runs_the_edited_code(sqlite_project):
     second = run_pipeline(sqlite_project, find_pipeline(sqlite_project, "p"))
     assert second.steps["value"].status == "ran"
     assert second.output("value", sqlite_project) == 2
+
+
+def test_values_keep_their_types_between_steps(sqlite_project):
+    import numpy as np
+
+    from mloop.pipelines import values
+
+    for value in (pd.Series([1.0, 2.0]), {1: "a", 2: (3, 4)}, (1, 2), {"a": [1, 2.5, None]}):
+        ref = values.store(sqlite_project, "v", value, None, None)
+        back = values.load(sqlite_project, ref)
+        if isinstance(value, pd.Series):
+            pd.testing.assert_series_equal(back, value)
+        else:
+            assert back == value
+            assert type(back) is type(value)
+    assert values.store(sqlite_project, "v", {"a": 1}, None, None).kind == "json"
+    report = values.store(sqlite_project, "r", {"acc": np.float64(0.5)}, mloop.Report, None)
+    assert report.kind == "report"
+    assert values.load(sqlite_project, report) == {"acc": 0.5}
+
+
+def test_optional_params_and_type_wiring_from_earlier_steps(sqlite_project):
+    from mloop.pipelines.step import coerce_param
+
+    @mloop.step
+    def count(n: int | None = None) -> int:
+        return n or 0
+
+    param = count.params["n"]
+    assert coerce_param(count, param, "5") == 5
+    assert coerce_param(count, param, "none") is None
+    with pytest.raises(InvalidInputError, match="param n takes int"):
+        coerce_param(count, param, "abc")
+
+    @mloop.step
+    def readfile(path: str) -> str:
+        return path
+
+    @mloop.step
+    def upper(readfile: str) -> str:
+        return readfile.upper()
+
+    pipe = mloop.Pipeline("f", steps=[readfile, upper])
+    assert set(pipe.external_inputs()) == {"path"}  # not wired to upper's str output
+    assert "input path" in pipe.draw()
+
+
+def test_an_interrupted_run_is_recorded_as_failed(flow_project, monkeypatch):
+    from mloop.pipelines import engine
+
+    def interrupted(ctx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "_loop", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _run(flow_project)
+    last = mloop.pipelines.list_runs(project=flow_project)[0]
+    assert last["status"] == "failed"
+    assert "interrupted" in last["error"]
+    assert last["steps"] == {"not_run": 4}
+
+
+def test_one_run_of_a_pipeline_at_a_time(flow_project):
+    import fcntl
+
+    from mloop.errors import ConflictError
+
+    folder = flow_project.root / ".mloop" / "pipelines"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "flow.lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ConflictError, match="'flow' is already running"):
+            _run(flow_project)
+    assert _run(flow_project).status == "succeeded"  # released with its holder
+
+
+def test_a_malformed_scheduler_address_is_a_clear_error(sqlite_project):
+    @mloop.step
+    def one() -> int:
+        return 1
+
+    with pytest.raises(ConfigError, match="--executor local"):
+        run_pipeline(sqlite_project, mloop.Pipeline("d", steps=[one]), executor="dask",
+                     scheduler="http://x")

@@ -78,3 +78,43 @@ def test_options_and_failures_skip_the_quick_answer(yaml_project):
     assert not (yaml_project.root / ".mloop" / "pipelines" / "noop.json").exists()
     plain = _run(yaml_project, "pipeline", "run")
     assert "nothing changed" not in plain.stdout  # the snapshot was dropped by --force
+
+
+def test_a_source_edited_during_the_run_writes_no_snapshot(yaml_project):
+    from mloop import quick
+    from mloop.pipelines.engine import run_pipeline
+    from mloop.pipelines.registry import find_pipeline
+
+    pipe = find_pipeline(yaml_project, None)
+    before = quick.watched_stats(yaml_project.root, pipe)
+    run = run_pipeline(yaml_project, pipe)
+    (yaml_project.root / "in.txt").write_text("edited while it ran")
+    quick.record(yaml_project.root, pipe, run, before)
+    assert not (yaml_project.root / quick.SNAPSHOT).exists()
+    out = _run(yaml_project, "pipeline", "run")
+    assert "nothing changed" not in out.stdout
+    assert (yaml_project.root / "b.txt").read_text() == "edited while it ranab"
+
+
+def test_a_failing_stage_says_why_and_outs_stay_inside(yaml_project, tmp_path):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("precious")
+    (yaml_project.root / "link").symlink_to(victim)
+    (yaml_project.root / "mloop.yaml").write_text(textwrap.dedent("""
+        stages:
+          escape:
+            cmd: "true"
+            outs: [link/keep.txt]
+          broken:
+            cmd: exit 3
+            outs: [never.txt]
+    """))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLOOP_")}
+    out = subprocess.run([sys.executable, "-m", "mloop", "pipeline", "run"],
+                         cwd=yaml_project.root, env=env, capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert out.returncode == 1
+    assert (victim / "keep.txt").read_text() == "precious"
+    assert "leads outside the project" in out.stderr
+    assert "exited with status 3" in out.stderr + out.stdout

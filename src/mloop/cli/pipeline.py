@@ -55,23 +55,23 @@ def run_cmd(name: str | None, params: tuple[str, ...], inputs: tuple[str, ...],
     cache. A failing step (its traceback kept) stops what depends on it and fails the
     run; running again resumes from it.
     """
+    from mloop import quick
     from mloop.pipelines.engine import run_pipeline
     from mloop.pipelines.registry import find_pipeline
     from mloop.project import current_project
 
     project = current_project()
     pipe = find_pipeline(project, name)
+    before = quick.watched_stats(project.root, pipe) if name is None else None
     if not as_json:
         click.echo(f"pipeline {pipe.name}: {len(pipe.steps)} steps", err=True)
     result = run_pipeline(project, pipe, inputs=_pairs(inputs, "input"),
                           params=_pairs(params, "param"), executor=executor,
                           scheduler=scheduler, force=force, from_step=from_step,
                           quiet=as_json)
-    from mloop import quick
-
     plain = not (params or inputs or force or from_step or executor != "local")
-    if name is None and plain and result.status == "succeeded":
-        quick.record(project.root, pipe, result)  # the next unchanged run answers at once
+    if before is not None and plain and result.status == "succeeded":
+        quick.record(project.root, pipe, result, before)  # the next unchanged run: at once
     else:
         quick.forget(project.root)
     if as_json:
@@ -97,7 +97,7 @@ def _when(ms: int | None) -> str:
 
 @pipeline.command("status")
 @click.argument("name", required=False)
-@click.option("-n", "--limit", type=int, default=20, show_default=True,
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=20, show_default=True,
               help="At most this many runs.")
 @json_option
 def status_cmd(name: str | None, limit: int, as_json: bool) -> None:

@@ -1,7 +1,8 @@
 """The pipeline: steps wired into a graph, checked before anything runs.
 
 Wiring, for every input of every step: a pipeline input of that name (``raw=…``); else
-the output of that name; else the one output whose type matches the input's annotation.
+the output of that name; else the one output of an earlier step (in the order the steps
+were listed) whose type matches the input's annotation.
 Checked up front, with errors that name the steps: an input nothing provides, two
 producers of one name, a type that does not match, a cycle.
 """
@@ -77,9 +78,10 @@ class Pipeline:
                     _check_types(self.steps[producer], name, s, name, annotation)
                     edges.append(Edge(producer, name, s.name, name))
                     continue
+                earlier = list(self.steps)[:list(self.steps).index(s.name)]
                 matches = [(p, out) for out, p in self.producers.items()
-                           if p != s.name and _same_type(self.steps[p].output_type(out),
-                                                         annotation)]
+                           if p in earlier and _same_type(self.steps[p].output_type(out),
+                                                          annotation)]
                 if len(matches) == 1:
                     edges.append(Edge(matches[0][0], matches[0][1], s.name, name))
                     continue
@@ -98,7 +100,8 @@ class Pipeline:
                 raise InvalidInputError(
                     f"Step {s.name!r}: nothing provides input {name!r}. Pass it to run(), or "
                     f"add a step that returns it (outputs: {', '.join(sorted(self.producers))}).")
-        self.order(edges)  # cycles fail here
+        if strict:
+            self.order(edges)  # cycles fail here
         return edges, external
 
     def order(self, edges: list[Edge]) -> list[str]:
@@ -122,9 +125,10 @@ class Pipeline:
                                     f"{', '.join(stuck)}: each waits for another's output.")
         return done
 
-    def external_inputs(self) -> dict[str, Any]:
-        """Inputs no step provides (what ``run`` must be given), with their annotations."""
-        _, external = self.wire(strict=False)
+    def external_inputs(self, given: Iterable[str] = ()) -> dict[str, Any]:
+        """Inputs no step provides (what ``run`` must be given; ``given`` are taken as
+        such), with their annotations."""
+        _, external = self.wire(given, strict=False)
         return {name: self.steps[step].inputs[name]
                 for step, names in external.items() for name in names}
 

@@ -18,6 +18,7 @@ costs no tracking); lineage ``pipelines:/<name>/<id> --step--> runs:/<step run>`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -135,7 +136,7 @@ def _resolve_inputs(project: Project, pipeline: Pipeline,
     content), anything else stored like a step output."""
     from mloop.pipelines import values
 
-    wanted = pipeline.external_inputs()
+    wanted = pipeline.external_inputs(inputs)
     unknown = sorted(set(inputs) - set(wanted))
     if unknown:
         raise InvalidInputError(f"Pipeline {pipeline.name!r} takes no input "
@@ -321,26 +322,70 @@ def run_pipeline(project: Project, pipeline: Pipeline, *, inputs: Mapping[str, A
     given = _resolve_inputs(project, pipeline, inputs)
     from mloop.pipelines.executors import open_executor
 
-    runner = open_executor(executor, scheduler, project)
-    run = PipelineRun(new_id(), pipeline.name, "running", {n: StepResult(n) for n in order},
-                      started_at=now_ms(), trigger=trigger)
-    records = _Records(project, run, executor, params or {}, given)
-    tracking = _Tracking(project, run)
-    say = (lambda _m: None) if quiet else _echo
+    lock = _lock(project, pipeline.name)
     try:
-        _loop(_Context(project, pipeline, run, _Plan(edges, external, step_params, given,
-                                                     forced), runner, records, tracking, say))
+        runner = open_executor(executor, scheduler, project)
+        run = PipelineRun(new_id(), pipeline.name, "running", {n: StepResult(n) for n in order},
+                          started_at=now_ms(), trigger=trigger)
+        records = _Records(project, run, executor, params or {}, given)
+        tracking = _Tracking(project, run)
+        say = (lambda _m: None) if quiet else _echo
+        stopped: BaseException | None = None
+        try:
+            _loop(_Context(project, pipeline, run, _Plan(edges, external, step_params, given,
+                                                         forced), runner, records, tracking,
+                           say))
+        except BaseException as exc:  # Ctrl-C, or a failure of the engine itself
+            stopped = exc
+            raise
+        finally:
+            runner.close()
+            _finish(run, records, tracking, stopped)
     finally:
-        runner.close()
-        run.finished_at = now_ms()
-        run.status = "failed" if any(s.status == "failed" for s in run.steps.values()) \
-            else "succeeded"
-        failed = [s for s in run.steps.values() if s.status == "failed"]
-        run.error = (f"step {failed[0].name} failed: {_last_line(failed[0].error)}"
-                     if failed else None)
+        lock.close()
+    return run
+
+
+def _finish(run: PipelineRun, records: _Records, tracking: _Tracking,
+            stopped: BaseException | None) -> None:
+    """The run's outcome: failed when a step failed or did not get to finish."""
+    run.finished_at = now_ms()
+    failed = [s for s in run.steps.values() if s.status == "failed"]
+    unfinished = [s for s in run.steps.values()
+                  if s.status not in ("ran", "cached", "failed", "not_run")]
+    why = "interrupted" if isinstance(stopped, KeyboardInterrupt) else (
+        f"stopped by {type(stopped).__name__}: {stopped}" if stopped else "stopped")
+    for s in unfinished:
+        s.status, s.error = "not_run", f"the run was {why}"
+        with contextlib.suppress(Exception):
+            records.step(s)
+    run.status = "failed" if failed or unfinished else "succeeded"
+    run.error = (f"step {failed[0].name} failed: {_headline(failed[0].error)}" if failed
+                 else f"the run was {why}" if unfinished else None)
+    with contextlib.suppress(Exception):
         tracking.end(run.status)
         records.finish()
-    return run
+
+
+def _lock(project: Project, name: str) -> Any:
+    """One run of a pipeline at a time per project: a second one is refused, not mixed
+    into the first's files (the lock goes with the process, however it ends)."""
+    from mloop.errors import ConflictError
+
+    folder = project.root / ".mloop" / "pipelines"
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / f"{name}.lock", "a+")  # noqa: SIM115 - held for the whole run
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        return handle
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ConflictError(f"Pipeline {name!r} is already running in this project; wait "
+                            "for that run to finish (mloop pipeline status).") from None
+    return handle
 
 
 @dataclass
@@ -366,9 +411,12 @@ class _Context:
     say: Any
 
 
-def _last_line(text: str | None) -> str:
+def _headline(text: str | None) -> str:
+    """The line that says what went wrong: a traceback's last, a message's first."""
     lines = [line for line in (text or "").strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else "unknown error"
+    if not lines:
+        return "unknown error"
+    return (lines[-1] if lines[0].startswith("Traceback") else lines[0]).strip()
 
 
 def _echo(message: str) -> None:
@@ -430,7 +478,7 @@ def _loop(ctx: _Context) -> None:
                         + (f" ({result.attempts} attempts)" if result.attempts > 1 else ""))
                 else:
                     say(f"  ✗ {name}: failed after {result.attempts} attempt(s): "
-                        f"{_last_line(result.error)}")
+                        f"{_headline(result.error)}")
 
 
 def _restore(project: Project, s: Step, result: StepResult, records: _Records) -> bool:

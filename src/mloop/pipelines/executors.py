@@ -8,9 +8,10 @@ engine runs up to ``slots`` steps at once.
   and stderr in the step's log; as many at once as the machine has cores. A process
   killed (SIGKILL, the OOM killer) fails its step with the signal named.
 * ``dask``: the task is submitted to a Dask scheduler (``tcp://host:8786``) or, with no
-  address, to a local cluster started for the run. Workers need the project folder at
-  the same path (or the object store on shared storage) to read inputs and write
-  outputs.
+  address, to a local cluster started for the run (one single-threaded worker per
+  core). Workers need the project folder at the same path (or the object store on
+  shared storage) and should run one thread each (``dask worker --nthreads 1``): the
+  active tracking run a step logs to belongs to its process.
 """
 
 from __future__ import annotations
@@ -107,10 +108,11 @@ class DaskExecutor:
             if scheduler:
                 self.client = Client(scheduler, timeout="10s")
             else:
-                self._cluster = LocalCluster(n_workers=1, threads_per_worker=os.cpu_count() or 1,
+                # one thread per worker process: a step's tracking run is its process's
+                self._cluster = LocalCluster(n_workers=_cpus(), threads_per_worker=1,
                                              processes=True, dashboard_address=None)
                 self.client = Client(self._cluster)
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ValueError) as exc:
             raise ConfigError(f"Cannot reach the Dask scheduler {scheduler}: {exc}. Check the "
                               "address (tcp://host:8786) and that it runs, or use "
                               "--executor local.") from None

@@ -340,7 +340,7 @@ def run_shell(project: Project, step: Step, log_path: Path) -> ValueRef:
     meta = step.meta
     root = project.root
     for out in meta["outs"]:
-        _remove(safe_join(root, out))
+        _remove(_inside(root, out))
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:  # a retry adds to the log of the attempts before
         done = subprocess.run(meta["cmd"], shell=True, cwd=root, stdout=log,
@@ -373,7 +373,7 @@ def restore(project: Project, step: Step, ref: ValueRef) -> int:
     written: dict[str, list[tuple[str, str]]] = {}
     for out in step.meta["outs"]:
         wanted = {p: e for p, e in manifest.items() if p == out or p.startswith(out + "/")}
-        local = safe_join(root, out)
+        local = _inside(root, out)
         is_file = out in wanted
         wrong_kind = local.is_dir() if is_file else (local.is_file() or local.is_symlink())
         if wrong_kind:
@@ -382,12 +382,12 @@ def restore(project: Project, step: Step, ref: ValueRef) -> int:
         have = {out if is_file else f"{out}/{inner}": d for inner, d in found.items()}
         for rel, entry in wanted.items():
             if have.get(rel) != entry["digest"]:
-                dest = safe_join(root, rel)
+                dest = _inside(root, rel)
                 project.objects.get_file(entry["digest"], dest)
                 os.chmod(dest, entry.get("mode", 0o644))
                 written.setdefault(out, []).append((rel, entry["digest"]))
         for rel in sorted(set(have) - set(wanted)):
-            safe_join(root, rel).unlink()
+            _inside(root, rel).unlink()
         changed += len(written.get(out, ())) + len(set(have) - set(wanted))
         if not wanted:
             local.mkdir(parents=True, exist_ok=True)  # an out folder that was empty
@@ -403,6 +403,17 @@ def blobs(project: Project, ref: ValueRef) -> set[str]:
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def _inside(root: Path, rel: str) -> Path:
+    """``root / rel``, refused when a symlink on the way leads out of the project."""
+    path = safe_join(root, rel)
+    real_root = root.resolve()
+    resolved = path.parent.resolve() / path.name  # the out itself may be a (dangling) link
+    if resolved != real_root and real_root not in resolved.parents:
+        raise StepFailed(f"{rel!r} leads outside the project (through a symlink); stages "
+                         "read and write only inside it.")
+    return path
 
 
 def _remove(path: Path) -> None:

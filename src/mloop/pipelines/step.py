@@ -95,6 +95,17 @@ def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
         return dict(getattr(fn, "__annotations__", {}))
 
 
+def _param_kind(annotation: Any, default: Any) -> type:
+    """The type a param's values take: its annotation's (``int | None`` → int), else its
+    default's."""
+    if annotation in PARAM_TYPES:
+        return annotation
+    members = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if len(members) == 1 and members[0] in PARAM_TYPES:
+        return members[0]
+    return type(default) if default is not None else str
+
+
 def make_step(fn: Callable[..., Any], *, name: str | None = None,
               outputs: str | tuple[str, ...] | list[str] | None = None, retries: int = 0,
               retry_delay: float = 1.0, cache: bool = True) -> Step:
@@ -115,8 +126,7 @@ def make_step(fn: Callable[..., Any], *, name: str | None = None,
         annotation = hints.get(p.name, p.annotation)
         if p.default is not p.empty and (p.default is None or isinstance(p.default, PARAM_TYPES)) \
                 and annotation not in (Dataset, Model, Report):
-            kind = annotation if annotation in PARAM_TYPES else type(p.default)
-            params[p.name] = Param(p.name, p.default, kind)
+            params[p.name] = Param(p.name, p.default, _param_kind(annotation, p.default))
         else:
             inputs[p.name] = annotation
     step_name = name or fn.__name__
@@ -160,6 +170,9 @@ def step(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
 
 def coerce_param(step: Step, param: Param, value: Any) -> Any:
     """``value`` as the param's type (CLI strings too); a clear error naming the step."""
+    if param.default is None and (value is None or (isinstance(value, str) and
+                                                    value.lower() in ("none", "null"))):
+        return None  # an optional param set back to nothing
     if param.kind is bool:
         if isinstance(value, bool):
             return value

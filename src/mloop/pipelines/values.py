@@ -74,18 +74,41 @@ def store(project: Project, name: str, value: Any, annotation: Any,
         np.save(buf, value, allow_pickle=False)
         return ValueRef("array", objects.put_bytes(buf.getvalue()), None,
                         f"array {value.dtype} {value.shape}")
-    if annotation is Report or (hasattr(value, "to_dict") and callable(value.to_dict)):
-        data = value.to_dict() if hasattr(value, "to_dict") else value
-        text = json.dumps(data, sort_keys=True, default=str)
+    if annotation is Report:  # a JSON document by contract (NumPy numbers become numbers)
+        data = value.to_dict() if callable(getattr(value, "to_dict", None)) else value
+        text = json.dumps(data, sort_keys=True, default=_plain)
         return ValueRef("report", objects.put_bytes(text.encode()), None, _short(data))
-    try:
-        text = json.dumps(value, sort_keys=True, allow_nan=False)
-    except (TypeError, ValueError):
+    exact = _json_exact(value)
+    if exact is None:  # JSON would change it (int keys, tuples, a Series …): pickle it
         import cloudpickle
 
         return ValueRef("pickle", objects.put_bytes(cloudpickle.dumps(value)), None,
                         type(value).__name__)
-    return ValueRef("json", objects.put_bytes(text.encode()), None, _short(value))
+    return ValueRef("json", objects.put_bytes(exact.encode()), None, _short(value))
+
+
+def _plain(value: Any) -> Any:
+    item = getattr(value, "item", None)  # NumPy scalars
+    return item() if callable(item) else str(value)
+
+
+def _json_exact(value: Any) -> str | None:
+    """``value`` as JSON when reading it back gives exactly it (types included)."""
+    try:
+        text = json.dumps(value, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+    return text if _same(json.loads(text), value) else None
+
+
+def _same(back: Any, value: Any) -> bool:
+    if type(back) is not type(value):
+        return False
+    if isinstance(value, dict):
+        return back.keys() == value.keys() and all(_same(back[k], value[k]) for k in value)
+    if isinstance(value, list):
+        return len(back) == len(value) and all(map(_same, back, value))
+    return bool(back == value)
 
 
 def _short(value: Any) -> str:
