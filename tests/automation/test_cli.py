@@ -1,5 +1,6 @@
 """``mloop automate …`` through the real entry point: check (two at once), history,
-dry runs, a broken file, and ``run`` stopped by SIGTERM."""
+dry runs, a broken file, and ``run`` stopped by SIGTERM; check's exit status (in process,
+with the fake engine): 0 for decisions, 1 for errors of the automation."""
 
 import json
 import os
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import time
 
+from mloop.automation import history
 from tests.automation.conftest import TEST, TRAIN, add_dataset, write_pipelines, write_yaml
 from tests.cli.test_cli import run_cli
 
@@ -81,3 +83,82 @@ def test_run_stops_cleanly_on_sigterm(proj):
     assert proc.returncode == 0, err
     assert "Stopping" in err and out.strip().endswith("Stopped.")
     assert "note: dataset train: no such dataset yet" in out
+
+
+def _check(*args):
+    """``mloop automate check`` in this process (the fake engine stays in place)."""
+    from click.testing import CliRunner
+
+    from mloop.cli.automate import automate
+
+    return CliRunner().invoke(automate, ["check", *args])
+
+
+def test_check_exits_1_on_errors_and_0_on_decisions(proj, engine):
+    write_yaml(proj, """
+        pipelines:
+          missing:
+            triggers: [{dataset: train}]
+          p:
+            triggers: [{dataset: train}]
+    """)
+    add_dataset(proj, "train", TRAIN)
+    engine.status = "failed"  # a failed run is a decision...
+    out = _check("--pipeline", "p")
+    assert out.exit_code == 0, out.output
+    assert out.stdout.startswith("p: failed (dataset train@1)") and out.stderr == ""
+    # ...a pipeline that cannot be found is an error; the others are still checked
+    engine.status = "succeeded"
+    add_dataset(proj, "train", TRAIN.iloc[:300])
+    out = _check()
+    assert out.exit_code == 1
+    assert out.stderr == "Error: missing: No pipeline 'missing' in this project.\n"
+    assert out.stdout.splitlines() == ["missing: error (dataset train@2)",
+                                       "p: succeeded (dataset train@2)",
+                                       f"  run: {history(project=proj)[0].pipeline_uri}",
+                                       "  - pipelines:/p/" + history(project=proj)[0]
+                                       .pipeline_run_id + " succeeded (1 ran)",
+                                       "  - no promotion policy: nothing registered"]
+    dry = _check("--dry-run", "--json")
+    assert dry.exit_code == 1 and "Error: missing:" in dry.stderr
+    assert [(o["status"], o["error"]) for o in json.loads(dry.stdout)] == [
+        ("error", "No pipeline 'missing' in this project."), ("idle", None)]
+    # an exception in the automation: recorded as failed, and an error
+    engine.hook = lambda: 1 / 0
+    add_dataset(proj, "train", TRAIN.iloc[:200])
+    out = _check("--pipeline", "p", "--json")
+    assert out.exit_code == 1
+    assert out.stderr == "Error: p: automation stopped: ZeroDivisionError: division by zero\n"
+    got = json.loads(out.stdout)[0]
+    assert got["status"] == "failed" and got["decision"]["reasons"] == [got["error"]]
+    assert _check("--pipeline", "p").exit_code == 0  # nothing pending: idle
+
+
+def test_check_reports_an_exception_while_looking_and_goes_on(proj, engine, monkeypatch,
+                                                              caplog):
+    from mloop.automation import runner
+
+    write_yaml(proj, """
+        pipelines:
+          a:
+            triggers: [{dataset: train}]
+          b:
+            triggers: [{dataset: train}]
+    """)
+    add_dataset(proj, "train", TRAIN)
+    real = runner.pending
+
+    def broken(project, auto, **kw):
+        if auto.name == "a":
+            raise OSError("store unreachable")
+        return real(project, auto, **kw)
+
+    monkeypatch.setattr(runner, "pending", broken)
+    out = _check()
+    assert out.exit_code == 1
+    assert out.stderr == "Error: a: OSError: store unreachable\n"
+    assert out.stdout.splitlines()[0] == "a: error"
+    assert "b: succeeded (dataset train@1)" in out.stdout
+    assert "automation of a failed before it started" in caplog.text
+    monkeypatch.setattr(runner, "pending", real)
+    assert _check("--pipeline", "a").stdout.startswith("a: succeeded")  # it waited

@@ -137,3 +137,46 @@ def test_an_evaluation_that_cannot_run_is_a_failed_decision(data):
     result = promote(log_model(data), policy, project=data)
     assert result.decision == "failed" and result.registered == "models:/churn/1"
     assert "has no target column 'label'" in result.reasons[0]
+
+
+def test_on_a_file_the_champion_is_evaluated_again_on_its_current_content(data):
+    path = data.root / "holdout.csv"
+    TEST.to_csv(path, index=False)
+    policy = {**POLICY, "data": str(path)}
+    _champion(data, COLUMNS)
+    first = promote(log_model(data, COLUMNS[:1]), policy, project=data)
+    assert first.decision == "rejected"  # one feature: worse than the champion
+    assert any(f"evaluated now on {path} (content blake3:" in r for r in first.reasons)
+    # the file is rewritten: its labels flipped, the champion is now bad at it. The
+    # recorded evaluation on that path is stale: the champion is evaluated again, so a
+    # model equal to it is measured equal to it (not against its old, better numbers)
+    TEST.assign(target=1 - TEST.target).to_csv(path, index=False)
+    second = promote(log_model(data, COLUMNS), policy, project=data)
+    assert not any("as recorded on" in r for r in second.reasons)
+    assert any(f"evaluated now on {path}" in r for r in second.reasons)
+    roc = second.comparisons[0]
+    assert roc.metric == "roc_auc" and roc.old < 0.5
+    assert roc.old == pytest.approx(roc.new)
+    assert all(c.passed for c in second.comparisons), second.reasons
+
+
+def test_a_file_that_changes_during_the_promotion_fails_it(data, monkeypatch):
+    from mloop.automation import promotion
+
+    path = data.root / "holdout.csv"
+    TEST.to_csv(path, index=False)
+    champion = _champion(data, COLUMNS)
+    evaluate = promotion._evaluate
+
+    def rewritten_meanwhile(project, model, policy):
+        if model == champion.uri:  # someone writes the file between the two evaluations
+            TEST.iloc[:50].to_csv(path, index=False)
+        return evaluate(project, model, policy)
+
+    monkeypatch.setattr(promotion, "_evaluate", rewritten_meanwhile)
+    result = promote(log_model(data), {**POLICY, "data": str(path)}, project=data)
+    assert result.decision == "failed" and result.alias is None
+    assert result.reasons[0] == (f"{path} changed while models:/churn/2 and {champion.uri} "
+                                 "were evaluated on it: they were not measured on the same "
+                                 "rows, nothing is compared")
+    assert mloop.get_model_version("churn/2", project=data).aliases == []

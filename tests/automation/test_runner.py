@@ -49,7 +49,7 @@ def test_a_failed_run_and_an_engine_error_are_recorded(proj, engine):
     add_dataset(proj, "train", TRAIN)
     engine.status = "failed"
     out = check(proj)[0]
-    assert out.status == "failed"
+    assert out.status == "failed" and out.error is None  # a decision, not an error
     assert out.decision.reasons == [
         f"{out.decision.pipeline_uri} failed: step train failed: boom"]
     into, _ = mloop.lineage.neighbours(proj, out.decision.pipeline_uri)
@@ -63,6 +63,7 @@ def test_a_failed_run_and_an_engine_error_are_recorded(proj, engine):
     out = check(proj)[0]
     assert out.status == "failed"
     assert out.decision.reasons == ["automation stopped: RuntimeError: disk full"]
+    assert out.error == out.decision.reasons[0]  # and an error of the automation
     assert state.get_state(proj, "p").lease is None  # released
     engine.hook, engine.status = None, "succeeded"
     add_dataset(proj, "train", TRAIN.iloc[:200])
@@ -78,6 +79,7 @@ def test_unknown_pipelines_leave_the_events_pending(proj, engine):
     add_dataset(proj, "train", TRAIN)
     out = check(proj)[0]
     assert out.status == "error" and out.notes == ["No pipeline 'missing' in this project."]
+    assert out.error == "No pipeline 'missing' in this project."
     assert history(project=proj) == []
     assert check(proj)[0].status == "error"  # still pending
     with pytest.raises(NotFoundError, match="No automation for nope"):

@@ -1,11 +1,12 @@
-"""Triggers: a cron tick is due once within its grace; a dataset version and an alert fire
-once each; the alert trigger keeps to its model and rules."""
+"""Triggers: a cron tick is due once within its grace (or, skipped for a cooldown, when the
+cooldown ends); a dataset version and an alert fire once each; the alert trigger keeps to
+its model and rules."""
 
 from datetime import UTC, datetime
 
-from mloop.automation import check
+from mloop.automation import check, history
 from mloop.automation.config import ScheduleTrigger, parse_pipeline
-from mloop.automation.triggers import latest_tick, next_tick, pending
+from mloop.automation.triggers import due_tick, latest_tick, next_tick, pending
 from mloop.monitoring.alerting import Firing, fire, resolve
 from tests.automation.conftest import TRAIN, add_dataset, write_yaml
 
@@ -119,3 +120,55 @@ def test_several_triggers_at_once_make_one_run(proj, engine):
                            "models:/churn/1); schedule 0 3 * * * (2024-05-01T03:00Z)")
     assert len(engine.calls) == 1
     assert check(proj, now=ms(2024, 5, 1, 3, 2))[0].status == "idle"
+
+
+def test_a_tick_skipped_for_the_cooldown_fires_once_when_it_ends(proj, engine):
+    write_yaml(proj, """
+        pipelines:
+          p:
+            triggers: [{dataset: train}, {schedule: "0 3 * * *"}]
+            cooldown: 6h
+    """)
+    add_dataset(proj, "train", TRAIN)
+    assert check(proj, now=ms(2024, 5, 1, 2, 0))[0].trigger == "dataset train@1"
+    skipped = check(proj, now=ms(2024, 5, 1, 3, 10))[0]
+    assert skipped.status == "skipped_cooldown"
+    assert skipped.trigger == "schedule 0 3 * * * (2024-05-01T03:00Z)"
+    # still inside the cooldown, past the tick's grace: it waits (the skip recorded once)
+    waiting = check(proj, now=ms(2024, 5, 1, 5, 0))[0]
+    assert waiting.status == "skipped_cooldown" and waiting.decision is None
+    assert check(proj, dry_run=True, now=ms(2024, 5, 1, 8, 1))[0].status == "would_run"
+    # the cooldown ended at 08:00, the tick's grace at 04:00: it fires now, once
+    ran = check(proj, now=ms(2024, 5, 1, 8, 5))[0]
+    assert ran.status == "succeeded"
+    assert ran.trigger == "schedule 0 3 * * * (2024-05-01T03:00Z)"
+    assert check(proj, now=ms(2024, 5, 1, 8, 6))[0].status == "idle"
+    assert check(proj, now=ms(2024, 5, 1, 10, 0))[0].status == "idle"
+    assert len(engine.calls) == 2
+    assert [d.decision for d in history(project=proj)] == ["succeeded", "skipped_cooldown",
+                                                           "succeeded"]
+    # the next day's tick fires as usual (the 08:05 run's cooldown ended at 14:05)
+    assert check(proj, now=ms(2024, 5, 2, 3, 0))[0].status == "succeeded"
+
+
+def test_a_tick_that_waited_is_let_go_a_grace_after_the_cooldown():
+    daily = ScheduleTrigger("0 3 * * *")  # grace 1 h
+    cooldown = (ms(2024, 5, 1, 2, 0), ms(2024, 5, 1, 8, 0))
+    tick = datetime(2024, 5, 1, 3, tzinfo=UTC)
+    assert due_tick(daily, ms(2024, 5, 1, 2, 30), cooldown) is None  # not yet due
+    assert due_tick(daily, ms(2024, 5, 1, 6, 0), cooldown) == tick  # waiting
+    assert due_tick(daily, ms(2024, 5, 1, 9, 0), cooldown) == tick  # due from 08:00
+    assert due_tick(daily, ms(2024, 5, 1, 9, 1), cooldown) is None  # missed its grace
+    assert due_tick(daily, ms(2024, 5, 1, 6, 0)) is None  # no cooldown: the grace alone
+    # a tick at the run's start did not wait; one at the cooldown's end is just due
+    assert due_tick(daily, ms(2024, 5, 1, 9, 0), (ms(2024, 5, 1, 3, 0),
+                                                  ms(2024, 5, 1, 8, 0))) is None
+    assert due_tick(daily, ms(2024, 5, 1, 3, 30), (ms(2024, 5, 1, 0, 0),
+                                                   ms(2024, 5, 1, 3, 0))) == tick
+    # a long cooldown and a per-minute cron: the newest tick, found quickly
+    often = ScheduleTrigger("* * * * *", grace_ms=60_000)
+    week = (ms(2024, 5, 1), ms(2024, 5, 8))
+    assert due_tick(often, ms(2024, 5, 7, 12, 30, 30), week) == datetime(
+        2024, 5, 7, 12, 30, tzinfo=UTC)
+    assert due_tick(often, ms(2024, 5, 8, 0, 0, 30), week) == datetime(
+        2024, 5, 8, 0, 0, tzinfo=UTC)

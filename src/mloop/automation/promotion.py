@@ -4,8 +4,13 @@
    a new version of the policy's model (always: a rejected version is kept for audit).
 2. That version is evaluated with the suite on the policy's data; the report is recorded.
 3. Each listed metric is compared with the version the compare alias names (the
-   champion): its latest recorded evaluation *on the same data*, or, when it has none,
-   an evaluation made now (and recorded, so the next comparison reuses it).
+   champion) on the same data. On a dataset version (``test@latest`` resolves to one, and
+   a version never changes) that is the champion's latest recorded evaluation on it, or,
+   when it has none, an evaluation made now (and recorded, so the next comparison reuses
+   it). On a CSV/Parquet file, whose content may have changed since any earlier
+   evaluation (the record names only its path), the champion is always evaluated now;
+   the file's content digest is taken before the candidate's evaluation and after the
+   champion's, and a file that changed in between fails the decision.
    ``new - old >= min_change`` for scores, ``new - old <= max_change`` for errors.
 4. Promoted when the suite passed and every comparison holds; with no champion yet, the
    suite alone decides (the first model). A promoted version gets the policy's alias.
@@ -84,6 +89,7 @@ def promote(project: Project, candidate: str, policy: PromotionPolicy, *,
         lineage.add_edge(project, source, version.uri, "produced")
     result = PromotionResult("rejected", candidate, version.uri, None, None, None)
     champion = _champion(project, policy)
+    digest = _file_digest(policy.data)  # None for a dataset ref
     try:
         report = _evaluate(project, version.uri, policy)
     except MloopError as exc:
@@ -98,7 +104,14 @@ def promote(project: Project, candidate: str, policy: PromotionPolicy, *,
                               "model is promoted when its suite passes")
     else:
         result.champion = champion.uri
-        old, how = _champion_metrics(project, champion, policy, report)
+        old, how = _champion_metrics(project, champion, policy, report, digest)
+        if digest is not None and _file_digest(policy.data) != digest:
+            result.decision = "failed"
+            result.reasons.insert(0, f"{policy.data} changed while {version.uri} and "
+                                     f"{champion.uri} were evaluated on it: they were not "
+                                     "measured on the same rows, nothing is compared")
+            result.reasons.append(f"{version.uri} is registered without an alias")
+            return result
         if old is None:
             result.reasons.append(how)
         else:
@@ -163,23 +176,51 @@ def _suite_reason(report: EvaluationReport) -> str:
 
 
 def _champion_metrics(project: Project, champion: ModelVersion, policy: PromotionPolicy,
-                      report: EvaluationReport) -> tuple[dict[str, Any] | None, str]:
-    """(the champion's metrics on the candidate's data, where they come from)."""
-    recorded = _recorded_on(project, champion.uri, report.data)
-    if recorded is not None:
-        return recorded, (f"compared with {champion.uri} ({policy.compare_alias}) as "
-                          f"recorded on {report.data}")
+                      report: EvaluationReport, digest: str | None = None
+                      ) -> tuple[dict[str, Any] | None, str]:
+    """(the champion's metrics on the candidate's data, where they come from).
+
+    Only a dataset version (``data:/name@v``, immutable) may reuse a recorded evaluation;
+    on a file the champion is evaluated now (``digest``: the file's content, for the
+    reasons).
+    """
+    if _is_dataset_version(report.data):
+        recorded = _recorded_on(project, champion.uri, report.data)
+        if recorded is not None:
+            return recorded, (f"compared with {champion.uri} ({policy.compare_alias}) as "
+                              f"recorded on {report.data}")
     try:
         fresh = _evaluate(project, champion.uri, policy)
     except MloopError as exc:
         return None, (f"{champion.uri} ({policy.compare_alias}) cannot be evaluated on "
                       f"{report.data} ({exc.message}); the suite alone decides")
+    content = f" (content blake3:{digest[:12]})" if digest is not None else ""
     return fresh.metrics, (f"compared with {champion.uri} ({policy.compare_alias}), "
-                           f"evaluated now on {report.data}")
+                           f"evaluated now on {report.data}{content}")
+
+
+def _is_dataset_version(data: str) -> bool:
+    """Whether ``data`` (an evaluation's recorded data) names a dataset version, which
+    never changes, rather than a file, whose content may have changed since."""
+    return data.startswith("data:/")
+
+
+def _file_digest(data: str) -> str | None:
+    """The content digest of ``data`` when it is a CSV/Parquet file (as evaluation reads
+    it), else None (a dataset ref)."""
+    from pathlib import Path
+
+    from mloop.core.hashing import hash_file
+
+    path = Path(data)
+    if path.suffix.lower() not in (".csv", ".parquet", ".pq") or not path.is_file():
+        return None
+    return hash_file(path)
 
 
 def _recorded_on(project: Project, model_uri: str, data: str) -> dict[str, Any] | None:
-    """The metrics of ``model_uri``'s newest recorded evaluation on ``data``."""
+    """The metrics of ``model_uri``'s newest recorded evaluation on the dataset version
+    ``data`` (never used for files: their path does not say what they held)."""
     from sqlalchemy import select
 
     from mloop.evaluation.core import load_report

@@ -38,9 +38,14 @@ class Outcome:
 
     ``status``: ``idle`` (nothing fired), ``would_run`` / ``would_wait`` (dry run),
     ``busy`` (another process is running it), ``error`` (it could not be started, e.g. an
-    unknown pipeline; nothing recorded, the events stay pending), or the recorded
-    decision: ``promoted``, ``rejected``, ``succeeded``, ``failed``, ``blocked``,
-    ``skipped_cooldown``.
+    unknown pipeline, or its triggers could not be read; nothing recorded, the events
+    stay pending), or the recorded decision: ``promoted``, ``rejected``, ``succeeded``,
+    ``failed``, ``blocked``, ``skipped_cooldown``.
+
+    ``error`` says what went wrong in the automation itself rather than what it decided:
+    set with status ``error``, and with ``failed`` when an exception stopped the
+    automation after the claim (the decision is recorded; ``mloop automate check`` exits
+    1 on either). A pipeline run that failed is a decision, not an error.
     """
 
     pipeline: str
@@ -48,6 +53,7 @@ class Outcome:
     events: list[Event] = field(default_factory=list)
     decision: state.Decision | None = None
     notes: list[str] = field(default_factory=list)
+    error: str | None = None
 
     @property
     def trigger(self) -> str:
@@ -57,7 +63,7 @@ class Outcome:
         return {"pipeline": self.pipeline, "status": self.status,
                 "events": [e.to_dict() for e in self.events],
                 "decision": self.decision.to_dict() if self.decision else None,
-                "notes": list(self.notes)}
+                "notes": list(self.notes), "error": self.error}
 
 
 def check(project: Project, config: AutomationConfig | None = None, *,
@@ -82,36 +88,41 @@ def check_pipeline(project: Project, auto: PipelineAutomation, *, dry_run: bool 
                    kinds: set[str] | None = None, now: int | None = None) -> Outcome:
     """One round for one pipeline; see the module docs."""
     t = now_ms() if now is None else now
-    events, notes = pending(project, auto, now=t, kinds=kinds)
-    out = Outcome(auto.name, "idle", events, notes=notes)
-    if not events:
-        return out
-    try:
+    out = Outcome(auto.name, "idle")
+    try:  # nothing is claimed yet: an exception leaves the events pending
+        out.events, out.notes = pending(project, auto, now=t, kinds=kinds)
+        if not out.events:
+            return out
         pipeline = _find(project, auto.name)
-    except MloopError as exc:
-        out.status = "error"
-        out.notes.append(exc.message)
+        if dry_run:
+            return _dry_run(project, auto, out, t)
+        claim = state.claim(project, auto.name, [(e.trigger, e.event) for e in out.events],
+                            out.trigger, cooldown_ms=auto.cooldown_ms, now=t)
+    except Exception as exc:
+        if not isinstance(exc, MloopError):
+            log.exception("automation of %s failed before it started", auto.name)
+        out.status, out.error = "error", _message(exc)
+        out.notes.append(out.error)
         return out
-    if dry_run:
-        return _dry_run(project, auto, out, t)
-    claim = state.claim(project, auto.name, [(e.trigger, e.event) for e in events],
-                        out.trigger, cooldown_ms=auto.cooldown_ms, now=t)
     if claim.status != "claimed":
         return _not_claimed(out, claim)
     assert claim.decision_id is not None
     won = set(claim.events)
-    out.events = [e for e in events if (e.trigger, e.event) in won]
+    out.events = [e for e in out.events if (e.trigger, e.event) in won]
     try:
         out.decision = _act(project, auto, pipeline, out, decision_id=claim.decision_id, t=t)
     except BaseException as exc:  # never leave the lease held by a live process
-        reason = exc.message if isinstance(exc, MloopError) else f"{type(exc).__name__}: {exc}"
-        out.decision = state.finish(project, claim.decision_id, "failed",
-                                    [f"automation stopped: {reason}"])
+        out.error = f"automation stopped: {_message(exc)}"
+        out.decision = state.finish(project, claim.decision_id, "failed", [out.error])
         if not isinstance(exc, Exception):
             raise
         log.exception("automation of %s failed", auto.name)
     out.status = out.decision.decision
     return out
+
+
+def _message(exc: BaseException) -> str:
+    return exc.message if isinstance(exc, MloopError) else f"{type(exc).__name__}: {exc}"
 
 
 def _not_claimed(out: Outcome, claim: state.Claim) -> Outcome:

@@ -3,7 +3,8 @@
 One APScheduler ``BlockingScheduler`` (UTC) holds a ``CronTrigger`` job per schedule
 trigger, which checks that pipeline's schedule the moment it is due, and one interval job
 that checks every trigger every ``poll`` (new dataset versions and alerts; a cron time
-missed while a long run held the process is caught there, within its grace). The poll
+missed while a long run held the process is caught there, within its grace, and so is
+one that waited for a cooldown, once the cooldown ends). The poll
 also re-reads ``.mloop/automation.yaml``, so edits apply without a restart (cron jobs are
 added and removed to match; a file that does not parse keeps the last good settings).
 

@@ -29,8 +29,14 @@ def check_cmd(dry_run: bool, pipelines: tuple[str, ...], as_json: bool) -> None:
     """Evaluate every trigger once and act on what fired, then exit (for cron).
 
     A fired pipeline is validated, run, its model evaluated, registered and promoted
-    or rejected by the policy. Exits 0 whatever the decisions were (they are in the
-    output and in `mloop automate history`); a broken automation.yaml exits 2.
+    or rejected by the policy.
+
+    Exit status: 0 when every pipeline got a decision (promoted, rejected, succeeded,
+    failed — a pipeline run that failed is a decision —, blocked, skipped_cooldown) or
+    had nothing to do; 1 when the automation itself erred for any pipeline (a configured
+    pipeline that cannot be found, an exception while checking or acting), the errors on
+    stderr and the other pipelines still checked; 2 for a broken automation.yaml; 3 for
+    a --pipeline it does not have.
     """
     from mloop.automation import check
     from mloop.project import current_project
@@ -38,16 +44,22 @@ def check_cmd(dry_run: bool, pipelines: tuple[str, ...], as_json: bool) -> None:
     outcomes = check(current_project(), dry_run=dry_run, pipelines=list(pipelines) or None)
     if as_json:
         emit_json([o.to_dict() for o in outcomes])
-        return
-    if not outcomes:
+    elif not outcomes:
         click.echo("No pipelines are automated: describe them in .mloop/automation.yaml "
                    "(see docs/automation.md).")
-        return
     for o in outcomes:
-        _print_outcome(o)
+        if not as_json:
+            _print_outcome(o, show_error=False)
+    errors = [o for o in outcomes if o.error is not None]
+    for o in errors:
+        click.secho(f"Error: {o.pipeline}: {o.error}", fg="red", err=True)
+    if errors:
+        raise SystemExit(1)
 
 
-def _print_outcome(o: Any) -> None:
+def _print_outcome(o: Any, *, show_error: bool = True) -> None:
+    """One outcome for people; its error too unless ``show_error`` is off (``check``
+    writes errors on stderr)."""
     head = f"{o.pipeline}: {o.status.replace('_', ' ')}"
     if o.events:
         head += f" ({o.trigger})"
@@ -58,7 +70,10 @@ def _print_outcome(o: Any) -> None:
         for reason in o.decision.reasons:
             click.echo(f"  - {reason}")
     for note in o.notes:
-        click.echo(f"  note: {note}")
+        if note != o.error:
+            click.echo(f"  note: {note}")
+    if show_error and o.error is not None and o.decision is None:  # else among the reasons
+        click.echo(f"  error: {o.error}")
 
 
 @automate.command("run")
