@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 from mloop.automation import history
 from tests.automation.conftest import TEST, TRAIN, add_dataset, write_pipelines, write_yaml
@@ -74,7 +73,11 @@ def test_run_stops_cleanly_on_sigterm(proj):
     try:
         line = proc.stdout.readline()
         assert line.startswith(f"Automating {proj.root} (poll every 1s")
-        time.sleep(0.5)
+        seen = []  # wait for the first round to report, however slow the machine is
+        while not any("note: dataset train: no such dataset yet" in s for s in seen):
+            got = proc.stdout.readline()
+            assert got, "automate run ended before its first round"
+            seen.append(got)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     finally:
@@ -82,7 +85,6 @@ def test_run_stops_cleanly_on_sigterm(proj):
             proc.kill()
     assert proc.returncode == 0, err
     assert "Stopping" in err and out.strip().endswith("Stopped.")
-    assert "note: dataset train: no such dataset yet" in out
 
 
 def _check(*args):
