@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mloop.core.clock import parse_duration
 from mloop.errors import ConfigError, InvalidInputError
-from mloop.monitoring.live import parse_duration
 from mloop.monitoring.rules import MonitorConfig, Rule, load_config, parse_config
 
 UNITS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}

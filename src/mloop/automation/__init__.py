@@ -118,7 +118,7 @@ def run(*, poll: str | int = "60s", stop: threading.Event | None = None,
     """Long-running: cron jobs for schedule triggers, a ``poll`` for event triggers,
     until ``stop`` is set or Ctrl-C (a round in progress finishes first)."""
     from mloop.automation import scheduler
-    from mloop.monitoring.live import parse_duration
+    from mloop.core.clock import parse_duration
 
     scheduler.run(_p(project), poll_ms=parse_duration(poll), stop=stop,
                   on_outcomes=on_outcomes)

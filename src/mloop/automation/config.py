@@ -360,7 +360,7 @@ def _alias(value: Any, where: str) -> str:
 
 
 def _duration(value: Any, where: str) -> int:
-    from mloop.monitoring.live import parse_duration
+    from mloop.core.clock import parse_duration
 
     try:
         return parse_duration(value)

@@ -63,7 +63,9 @@ def cli(quiet: bool) -> None:
     tracking (runs, params, metrics, artifacts, search, reproducibility), data versions
     (chunk-level dedup, diffs, remotes, validation), the model registry (versions,
     aliases, approvals, model cards, ONNX and package exports), evaluation and testing
-    (metrics, fairness, robustness, data and behaviour checks, gates) and lineage.
+    (metrics, fairness, robustness, data and behaviour checks, gates), serving (REST,
+    precompute, asynchronous workers), monitoring (drift, live performance, alerts),
+    cached pipelines, continuous training (triggers, promotion) and lineage.
 
     Commands work in the current folder's project (found upwards, as git does).
     Start with `mloop init`, or try everything at once with `mloop demo`.

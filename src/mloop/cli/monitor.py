@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import click
 
 from mloop.cli.render import emit_json, json_option, table
+from mloop.core.clock import format_ms
 
 
 @click.group()
@@ -18,11 +18,6 @@ def monitor() -> None:
     Rules and settings live in .mloop/monitoring.yaml (see `mloop monitor run --help`).
     """
 
-
-def _when(ms: int | None) -> str:
-    if not ms:
-        return "-"
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @monitor.command("drift")
@@ -56,10 +51,9 @@ def drift_cmd(reference: str, current: str, since: str, method: str, columns: tu
     values missing, too few rows). The dataset drifts when the share of drifted columns
     reaches --drift-share.
     """
-    from mloop.core.clock import now_ms
+    from mloop.core.clock import now_ms, parse_duration
     from mloop.monitoring import sources
     from mloop.monitoring.datadrift import drift
-    from mloop.monitoring.live import parse_duration
     from mloop.project import current_project
 
     project = current_project()
@@ -210,7 +204,7 @@ def alerts_cmd(open_only: bool, model: str | None, limit: int, as_json: bool) ->
         return
     table(("id", "severity", "status", "rule", "model", "count", "last seen", "message"),
           [(a.id, a.severity, a.status, a.rule, a.subject.removeprefix("models:/"), a.count,
-            _when(a.last_seen_at), _short(a.message)) for a in found])
+            format_ms(a.last_seen_at), _short(a.message)) for a in found])
     click.echo("Full messages: --json; the lineage of one: mloop lineage alerts:/ID")
 
 
@@ -245,7 +239,7 @@ def run_cmd(every: str | None, once: bool, as_json: bool) -> None:
     import signal
     import threading
 
-    from mloop.monitoring.live import parse_duration
+    from mloop.core.clock import parse_duration
     from mloop.monitoring.runner import run
     from mloop.project import current_project
 
@@ -286,7 +280,7 @@ def prune_cmd(older_than: str | None, as_json: bool) -> None:
     """Delete logged predictions and feedback older than the retention."""
     from dataclasses import asdict
 
-    from mloop.monitoring.live import parse_duration
+    from mloop.core.clock import parse_duration
     from mloop.monitoring.rules import load_config
     from mloop.monitoring.runner import prune
     from mloop.project import current_project

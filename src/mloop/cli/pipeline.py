@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import click
 
 from mloop.cli.render import emit_json, json_option, table
+from mloop.core.clock import format_ms
 
 
 @click.group()
@@ -89,11 +89,6 @@ def run_cmd(name: str | None, params: tuple[str, ...], inputs: tuple[str, ...],
         raise SystemExit(1)
 
 
-def _when(ms: int | None) -> str:
-    if not ms:
-        return "-"
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
-
 
 @pipeline.command("status")
 @click.argument("name", required=False)
@@ -115,7 +110,7 @@ def status_cmd(name: str | None, limit: int, as_json: bool) -> None:
     table(("run", "pipeline", "status", "steps", "started", "seconds", "trigger"),
           [(r["id"][-12:], r["pipeline"], r["status"],
             ", ".join(f"{n} {k}" for k, n in sorted(r["steps"].items())),
-            _when(r["started_at"]),
+            format_ms(r["started_at"]),
             f"{(r['finished_at'] - r['started_at']) / 1000:.1f}" if r["finished_at"] else "-",
             r["trigger"] or "") for r in runs])
 

@@ -40,7 +40,7 @@ def serve(models: tuple[str, ...], host: str, port: int, workers: int, max_batch
     arrive at POST /api/v1/feedback, and every --monitor-every the served models are
     checked against the rules of .mloop/monitoring.yaml (see `mloop monitor run`).
     """
-    from mloop.monitoring.live import parse_duration
+    from mloop.core.clock import parse_duration
     from mloop.project import current_project
     from mloop.serving.server import ServeConfig
     from mloop.serving.server import serve as run

@@ -71,17 +71,15 @@ def _features(model: Any, df: Any, target: str, sensitive: list[str]) -> Any:
 
 def _training_rows(project: Project, model_uri: str) -> Any:
     """The dataset version the model's run read (through lineage), or None."""
-    from mloop.registry.models import resolve_source
+    from mloop.registry.models import training_data
 
-    run_id, _, _ = resolve_source(project, model_uri)
-    upstream, _ = lineage.neighbours(project, f"runs:/{run_id}")
-    inputs = [e.src for e in upstream if e.src.startswith("data:/")]
-    if not inputs:
+    ref = training_data(project, model_uri)
+    if ref is None:
         return None
     from mloop import data as mdata
 
     try:
-        return mdata.load(inputs[0], project=project)
+        return mdata.load(ref, project=project)
     except (InvalidInputError, OSError):
         return None
 

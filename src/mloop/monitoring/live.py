@@ -9,39 +9,21 @@ window holds ``min_labels`` labelled rows, so that a handful of labels cannot pa
 
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mloop.core.clock import now_ms
+from mloop.core.clock import now_ms, parse_duration
 from mloop.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from mloop.project import Project
 
-_UNITS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 # the metrics watched by default; the others are reported without a criterion
 WATCHED = {"classification": ("accuracy", "f1", "roc_auc"), "regression": ("rmse", "mae", "r2")}
 ERRORS = {"mae", "rmse", "mape", "median_absolute_error", "log_loss", "brier",
           "calibration_error"}
-
-
-def parse_duration(text: str | int | float) -> int:
-    """``"90s"``, ``"10m"``, ``"1h"``, ``"7d"``, ``"2w"`` (or seconds as a number) → ms."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        ms = text * 1000
-    else:
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", str(text))
-        if not match:
-            raise InvalidInputError(f"Cannot read the duration {text!r}: use a number and a "
-                                    "unit such as 90s, 10m, 1h, 7d or 2w.")
-        ms = float(match.group(1)) * _UNITS[match.group(2)]
-    if not math.isfinite(ms) or ms < 1 or ms > 100 * 365 * 86_400_000:
-        raise InvalidInputError(f"A duration must be between 1 ms and 100 years, not {text!r}.")
-    return int(ms)
 
 
 @dataclass

@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mloop.core.clock import parse_duration
 from mloop.errors import ConfigError, InvalidInputError
 from mloop.monitoring.alerting import SEVERITIES, check_webhook
-from mloop.monitoring.live import parse_duration
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}

@@ -166,16 +166,12 @@ def _reference(project: Project, result: CheckResult, config: MonitorConfig,
 
 
 def _training_data(project: Project, subject: str) -> str | None:
-    from mloop import lineage
-    from mloop.registry.models import resolve_source
+    from mloop.registry.models import training_data
 
     try:
-        run_id, _, _ = resolve_source(project, subject)
+        return training_data(project, subject)
     except MloopError:
         return None
-    upstream, _ = lineage.neighbours(project, f"runs:/{run_id}")
-    inputs = [e.src for e in upstream if e.src.startswith("data:/")]
-    return inputs[0] if inputs else None
 
 
 def _apply(project: Project, rule: Rule, result: CheckResult, value: float | None,

@@ -449,6 +449,14 @@ def resolve_source(project: Project, uri: str) -> tuple[str, str, str]:
     return version.run_id, version.artifact_path, version.manifest
 
 
+def training_data(project: Project, uri: str) -> str | None:
+    """The dataset version (``data:/…``) the run that produced a model read, or None."""
+    run_id, _, _ = resolve_source(project, uri)
+    upstream, _ = lineage.neighbours(project, f"runs:/{run_id}")
+    inputs = [e.src for e in upstream if e.src.startswith("data:/")]
+    return inputs[0] if inputs else None
+
+
 ENGINES = ("native", "onnx", "auto")
 
 
