@@ -30,6 +30,8 @@ def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
         if key.startswith("MLOOP_") and key not in {"MLOOP_REQUIRE_SERVICES",
                                                    "MLOOP_TEST_POSTGRES_URI"}:
             monkeypatch.delenv(key)
+    # the user's own config, credentials and keys: a fresh, empty folder per test
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "user-config"))
     monkeypatch.setenv("MLOOP_QUIET", "1")
     monkeypatch.setenv("MLOOP_CAPTURE_PACKAGES", "0")  # fast; tests of capture turn it on
     yield

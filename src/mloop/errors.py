@@ -1,29 +1,43 @@
 """Every error mloop raises on purpose.
 
 Each class knows the HTTP status the server answers with and the exit code the CLI
-ends with, and every message says what went wrong *and what to do next*::
+ends with, and every message says what went wrong *and what to do next*. Exit codes
+mean one thing each (documented in the README, pinned by a test)::
 
-    MloopError                         500 / exit 1
-    ├── ConfigError                    400 / exit 2   bad setting, bad config.toml
+    0  ok                            5  integrity (corrupt object, hash mismatch)
+    1  a check, gate or step failed  6  schema too new
+    2  bad input or usage            7  unsafe model refused
+    3  not found                     69 a service, port or disk unavailable
+    4  conflict                      70 internal error (a bug: please report it)
+
+The tree::
+
+    MloopError                         500 / exit 70  (only subclasses are raised)
+    ├── CheckFailedError               422 / exit 1   a gate, check or test failed
+    │   └── StepFailedError                           a pipeline step did not do its job
+    ├── ConfigError                    400 / exit 2   bad setting, config or YAML file
     ├── ProjectNotFoundError           404 / exit 2   no .mloop/ here or above
+    ├── InvalidInputError              400 / exit 2
+    │   ├── InvalidURIError
+    │   ├── InvalidMetricError
+    │   ├── UnsafePathError                           a path that would escape its root
+    │   └── FilterSyntaxError                         carries the position of the mistake
     ├── NotFoundError                  404 / exit 3
     │   ├── ExperimentNotFoundError
     │   ├── RunNotFoundError
     │   ├── ArtifactNotFoundError
     │   └── ObjectNotFoundError
-    ├── InvalidInputError              400 / exit 2
-    │   ├── InvalidURIError
-    │   ├── InvalidMetricError
-    │   ├── UnsafePathError            a path that would escape its root
-    │   └── FilterSyntaxError          carries the position of the mistake
     ├── ConflictError                  409 / exit 4
-    │   ├── ParamConflictError         a param re-set to another value
-    │   └── RunStateError              e.g. logging into a finished run
-    ├── StepFailedError                500 / exit 1   a pipeline step did not do its job
+    │   ├── ParamConflictError                        a param re-set to another value
+    │   └── RunStateError                             e.g. logging into a finished run
     ├── IntegrityError                 500 / exit 5
-    │   └── CorruptObjectError         stored bytes no longer match their hash
-    └── SchemaError                    500 / exit 6
-        └── SchemaTooNewError          the store was written by a newer mloop
+    │   └── CorruptObjectError                        stored bytes no longer match their hash
+    ├── SchemaError                    500 / exit 6
+    │   └── SchemaTooNewError                         the store was written by a newer mloop
+    ├── UnsafeModelError               403 / exit 7   loading would run code from a file
+    ├── ServiceUnavailableError        503 / exit 69  a database, remote, broker or port
+    │   └── DiskFullError              507            no space left where mloop writes
+    └── InternalError                  500 / exit 70  an unexpected failure, wrapped
 """
 
 from __future__ import annotations
@@ -33,7 +47,7 @@ class MloopError(Exception):
     """Root of every error mloop raises on purpose."""
 
     http_status: int = 500
-    exit_code: int = 1
+    exit_code: int = 70
     code: str = "internal"
 
     def __init__(self, message: str) -> None:
@@ -123,10 +137,16 @@ class RunStateError(ConflictError):
     code = "run_state"
 
 
-class StepFailedError(MloopError):
+class CheckFailedError(MloopError):
+    """What the user asked to verify did not hold: a gate, a check, a test suite."""
+
+    http_status, exit_code, code = 422, 1, "check_failed"
+
+
+class StepFailedError(CheckFailedError):
     """A pipeline step failed: its command or function raised, or an output is missing."""
 
-    code = "step_failed"
+    http_status, code = 500, "step_failed"
 
 
 class IntegrityError(MloopError):
@@ -149,14 +169,57 @@ class SchemaTooNewError(SchemaError):
     code = "schema_too_new"
 
 
+class UnsafeModelError(MloopError):
+    """Loading a model would run code stored in one of its files (a pickle), unasked."""
+
+    http_status, exit_code, code = 403, 7, "unsafe_model"
+
+
+class ServiceUnavailableError(MloopError):
+    """A database, remote, broker or port mloop needs cannot be reached or used."""
+
+    http_status, exit_code, code = 503, 69, "unavailable"
+
+
+class DiskFullError(ServiceUnavailableError):
+    """No space is left on the device mloop writes to."""
+
+    http_status, code = 507, "disk_full"
+
+
+class InternalError(MloopError):
+    """An unexpected failure: a bug in mloop or a library, reported in one line."""
+
+    code = "internal"
+
+
+#: Exit codes of the ``mloop`` command, one meaning each (see the module docstring).
+EXIT_CODES: dict[int, str] = {
+    0: "ok",
+    1: "a check, gate or pipeline step failed",
+    2: "bad input or usage",
+    3: "not found",
+    4: "conflict",
+    5: "integrity: a corrupt object or a hash mismatch",
+    6: "the store's schema is newer than this mloop",
+    7: "an unsafe model was refused",
+    69: "a service, port or disk is unavailable",
+    70: "internal error (a bug; please report it)",
+}
+
+
 __all__ = [
+    "EXIT_CODES",
     "ArtifactNotFoundError",
+    "CheckFailedError",
     "ConfigError",
     "ConflictError",
     "CorruptObjectError",
+    "DiskFullError",
     "ExperimentNotFoundError",
     "FilterSyntaxError",
     "IntegrityError",
+    "InternalError",
     "InvalidInputError",
     "InvalidMetricError",
     "InvalidURIError",
@@ -169,6 +232,8 @@ __all__ = [
     "RunStateError",
     "SchemaError",
     "SchemaTooNewError",
+    "ServiceUnavailableError",
     "StepFailedError",
+    "UnsafeModelError",
     "UnsafePathError",
 ]

@@ -74,8 +74,48 @@ def cli(quiet: bool) -> None:
         os.environ[QUIET_ENV] = "1"
 
 
+DEBUG_ENV = "MLOOP_DEBUG"
+
+
+def _fail(message: str, code: int) -> None:
+    """One red line on stderr (secrets hidden), then exit with ``code``."""
+    from mloop.core.redact import redact
+
+    click.secho(f"Error: {redact(message)}", fg="red", err=True)
+    sys.exit(code)
+
+
+def _unexpected(exc: BaseException) -> None:
+    """An exception mloop did not raise on purpose: one line, exit 70 (69 for a full disk
+    or a port in use). MLOOP_DEBUG=1 prints the traceback as well."""
+    import errno
+
+    from mloop.errors import DiskFullError, InternalError, ServiceUnavailableError
+
+    if os.environ.get(DEBUG_ENV) == "1":
+        import traceback
+
+        from mloop.core.redact import redact
+
+        click.echo(redact("".join(traceback.format_exception(exc))), err=True)
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" ({exc.filename})" if exc.filename else ""
+        _fail(f"No space left on the device{where}. Free some space (`mloop data gc` "
+              "removes unreferenced objects) and run the command again.",
+              DiskFullError.exit_code)
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        _fail(f"{exc.strerror}: another process listens on that address; choose another "
+              "--port or stop it.", ServiceUnavailableError.exit_code)
+    if isinstance(exc, RecursionError):
+        _fail("The input is nested too deeply to process; simplify it.", 2)
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    _fail(f"Internal error: {type(exc).__name__}{': ' + detail if detail else ''}. This is "
+          f"a bug in mloop or a library it uses; run again with {DEBUG_ENV}=1 to see the "
+          "traceback, and please report it.", InternalError.exit_code)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``mloop`` script."""
+    """Entry point of the ``mloop`` script. Exit codes: see :data:`mloop.errors.EXIT_CODES`."""
     try:
         cli.main(args=argv, prog_name="mloop", standalone_mode=False)
     except click.exceptions.Abort:
@@ -85,9 +125,10 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except MloopError as exc:
-        click.secho(f"Error: {exc.message}", fg="red", err=True)
-        sys.exit(exc.exit_code)
+        _fail(exc.message, exc.exit_code)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+    except Exception as exc:
+        _unexpected(exc)
     sys.exit(0)

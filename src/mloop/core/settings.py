@@ -1,28 +1,37 @@
 """Settings, resolved with one precedence everywhere.
 
-    explicit argument  >  MLOOP_* environment variable  >  <project>/.mloop/config.toml  >  default
+    explicit argument  >  MLOOP_* environment variable  >  <project>/.mloop/config.toml
+                       >  the user's ~/.config/mloop/config.toml  >  default
 
 Each setting is declared once in :data:`SPECS` (its config section and key, its
 environment variable, its type and default); later features add their settings there.
 ``Settings.source(name)`` tells where a value came from, which ``mloop`` prints when a
 user asks why a value is what it is.
+
+Some settings switch off a protection (unpickling model files, webhooks to private
+addresses). Those are *user* settings: they are read from an argument, an ``MLOOP_*``
+variable or the user's own config file, never from the project's config, which is
+tracked by git — a cloned repository must not be able to switch them on for everyone
+who clones it. Setting one in ``.mloop/config.toml`` is an error that says where it
+belongs. Both config files reject keys they do not know, naming the closest known key.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from mloop.errors import ConfigError, ProjectNotFoundError
 
 PROJECT_DIR = ".mloop"
 CONFIG_FILE = "config.toml"
 PROJECT_ENV = "MLOOP_PROJECT"
+USER_SOURCE = "user config"
 
 
 def _bool(value: Any) -> bool:
@@ -71,6 +80,7 @@ class SettingSpec:
     parse: Callable[[Any], Any]
     default: Any
     help: str
+    user_only: bool = False  # never read from the project's (git-tracked) config
 
     @property
     def env(self) -> str:
@@ -101,9 +111,21 @@ SPECS: tuple[SettingSpec, ...] = (
                 "how load_model predicts by default: native (the model's own library), onnx "
                 "(its verified ONNX twin; an error when it has none) or auto (the twin when "
                 "there is one)"),
+    SettingSpec("allow_pickle", "models", "allow_pickle", _bool, False,
+                "load model files and pipeline values that are pickles (joblib, cloudpickle) "
+                "and so can run code when loaded; only for files you trust", user_only=True),
     SettingSpec("pipeline_modules", "pipelines", "modules", _names, (),
                 "modules (importable names or .py paths relative to the project) that define "
                 "pipelines, besides pipelines.py at the project root"),
+    SettingSpec("feedback_max_items", "serving", "feedback_max_items", _positive(int), 10_000,
+                "most labels one POST /api/v1/feedback request may carry (413 above)"),
+    SettingSpec("feedback_max_label_bytes", "serving", "feedback_max_label_bytes",
+                _positive(int), 65_536,
+                "largest label (as JSON) POST /api/v1/feedback accepts (413 above)"),
+    SettingSpec("webhook_allow_hosts", "webhooks", "allow_hosts", _names, (),
+                "hosts or networks (CIDR) on loopback or private addresses that alert "
+                "webhooks may call; others are refused (server-side request forgery)",
+                user_only=True),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 
@@ -156,23 +178,91 @@ def find_project_root(start: str | Path | None = None) -> Path:
     )
 
 
-def read_config(root: Path) -> dict[str, Any]:
-    """The parsed ``.mloop/config.toml`` of a project (empty when absent)."""
-    path = root / PROJECT_DIR / CONFIG_FILE
+def user_config_dir() -> Path:
+    """The user's mloop folder: ``$XDG_CONFIG_HOME/mloop``, else ``~/.config/mloop``.
+
+    It holds the user's own ``config.toml``, ``credentials.toml`` and the key that signs
+    pipeline values; never inside a project or a store."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base).expanduser() / "mloop"
+
+
+def user_config_path() -> Path:
+    return user_config_dir() / CONFIG_FILE
+
+
+# Sections of config.toml that other parts of mloop own (``[remotes.NAME]`` tables, …):
+# their keys are checked by their owners, not here.
+EXTRA_SECTIONS: dict[str, str] = {}
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if close:
+        return f" Did you mean {close[0]!r}?"
+    return f" Known: {', '.join(sorted(choices))}." if choices else ""
+
+
+def check_config(config: Mapping[str, Any], path: Path, *, user: bool) -> None:
+    """Refuse a key ``path`` does not know, with the closest known one; in the project's
+    config, also a user-only setting (it says where that setting belongs)."""
+    sections: dict[str, dict[str, SettingSpec]] = {}
+    for spec in SPECS:
+        sections.setdefault(spec.section, {})[spec.key] = spec
+    for name, table in config.items():
+        if name in EXTRA_SECTIONS:
+            continue
+        if name not in sections:
+            raise ConfigError(f"{path}: unknown section [{name}].{_suggest(name, list(sections))}"
+                              " Remove it or fix its name.")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: [{name}] must be a table of settings, not "
+                              f"{type(table).__name__}: write `[{name}]` on its own line "
+                              "with key = value lines under it.")
+        known = sections[name]
+        for key in table:
+            found = known.get(key)
+            if found is None:
+                raise ConfigError(f"{path}: unknown setting {key!r} in [{name}]."
+                                  f"{_suggest(key, list(known))} Remove it or fix its name.")
+            if found.user_only and not user:
+                raise ConfigError(
+                    f"{path}: [{name}] {key} cannot be set in a project's config, which git "
+                    f"shares with everyone who clones it ({found.help}). Set it for yourself "
+                    f"in {user_config_path()} or with {found.env}.")
+
+
+def _read_toml(path: Path, *, user: bool) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
+            config = tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}. Fix the file or re-create it "
-                          "with `mloop init --force`.") from exc
+        fix = "Fix the file." if user else ("Fix the file or re-create it with "
+                                            "`mloop init --force`.")
+        raise ConfigError(f"{path} is not valid TOML: {exc}. {fix}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"Cannot read {path}: {exc}.") from exc
+    check_config(config, path, user=user)
+    return config
+
+
+def read_config(root: Path) -> dict[str, Any]:
+    """The parsed, checked ``.mloop/config.toml`` of a project (empty when absent)."""
+    return _read_toml(root / PROJECT_DIR / CONFIG_FILE, user=False)
+
+
+def read_user_config() -> dict[str, Any]:
+    """The parsed, checked user config (``~/.config/mloop/config.toml``; empty when absent)."""
+    return _read_toml(user_config_path(), user=True)
 
 
 def load_settings(root: str | Path, **overrides: Any) -> Settings:
     """Resolve every setting of the project at ``root`` (overrides are explicit arguments)."""
     root = Path(root).resolve()
     config = read_config(root)
+    user = read_user_config()
     unknown = set(overrides) - set(SPEC_BY_NAME)
     if unknown:
         raise ConfigError(f"Unknown setting(s): {', '.join(sorted(unknown))}. "
@@ -180,7 +270,7 @@ def load_settings(root: str | Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for spec in SPECS:
-        raw, source = _lookup(spec, overrides, config)
+        raw, source = _lookup(spec, overrides, config, user)
         try:
             values[spec.name] = spec.parse(raw) if raw is not None else None
         except (TypeError, ValueError) as exc:
@@ -190,15 +280,29 @@ def load_settings(root: str | Path, **overrides: Any) -> Settings:
     return Settings(root, values, sources)
 
 
-def _lookup(spec: SettingSpec, overrides: Mapping[str, Any],
-            config: Mapping[str, Any]) -> tuple[Any, str]:
+def user_setting(name: str, override: Any = None) -> Any:
+    """One setting resolved without a project (argument > env > user config > default),
+    for commands that may run outside a project."""
+    spec = SPEC_BY_NAME[name]
+    raw, source = _lookup(spec, {name: override}, {}, read_user_config())
+    try:
+        return spec.parse(raw) if raw is not None else None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"Setting {spec.name} from {source}: {exc}. ({spec.help})") from exc
+
+
+def _lookup(spec: SettingSpec, overrides: Mapping[str, Any], config: Mapping[str, Any],
+            user: Mapping[str, Any]) -> tuple[Any, str]:
     if overrides.get(spec.name) is not None:
         return overrides[spec.name], "argument"
     if spec.env in os.environ:
         return os.environ[spec.env], f"env:{spec.env}"
-    section = config.get(spec.section, {})
-    if isinstance(section, dict) and spec.key in section:
-        return section[spec.key], CONFIG_FILE
+    layers = ((user, USER_SOURCE),) if spec.user_only else ((config, CONFIG_FILE),
+                                                            (user, USER_SOURCE))
+    for layer, source in layers:
+        section = layer.get(spec.section, {})
+        if isinstance(section, dict) and spec.key in section:
+            return section[spec.key], source
     return spec.default, "default"
 
 
@@ -220,15 +324,10 @@ def _fill_paths(root: Path, values: dict[str, Any]) -> None:
 
 
 def redact_uri(uri: str) -> str:
-    """``uri`` with any password replaced by ``***``, safe to print or log."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return uri
-    if parts.password is None:
-        return uri
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    """``uri`` with any password or token replaced by ``***``, safe to print or log."""
+    from mloop.core.redact import redact
+
+    return redact(uri)
 
 
 CONFIG_TEMPLATE = """\
@@ -249,4 +348,9 @@ CONFIG_TEMPLATE = """\
 
 [models]
 # engine = "native"          # "auto": predict through the verified ONNX twin when there is one
+# (allow_pickle is a per-user setting: ~/.config/mloop/config.toml or MLOOP_ALLOW_PICKLE)
+
+[serving]
+# feedback_max_items = 10000          # labels per POST /api/v1/feedback
+# feedback_max_label_bytes = 65536    # largest label, as JSON
 """
