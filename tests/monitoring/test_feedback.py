@@ -69,24 +69,24 @@ def test_a_numpy_array_of_labels_is_one_row_per_element():
 
 
 def test_resending_replaces_on_both_databases(project):
-    assert mloop.log_feedback("req-1", [0, 1, 1]) == 3
-    assert mloop.monitoring.log_feedback("req-2", "cat", row=4, project=project) == 1
-    assert mloop.log_feedback("req-1", 0, row=2) == 1  # one label corrected
-    assert mloop.log_feedback("req-2", "dog", row=4) == 1
+    assert mloop.log_feedback("req-1", [0, 1, 1]).stored == 3
+    assert mloop.monitoring.log_feedback("req-2", "cat", row=4, project=project).stored == 1
+    assert mloop.log_feedback("req-1", 0, row=2).stored == 1  # one label corrected
+    assert mloop.log_feedback("req-2", "dog", row=4).stored == 1
     stored = _stored(project)
     assert list(zip(stored.request_id, stored.row, stored.label, strict=True)) == [
         ("req-1", 0, 0), ("req-1", 1, 1), ("req-1", 2, 0), ("req-2", 4, "dog")]
     # a whole batch with repeats inside it and against the table: last one wins, no error
     n = F.save(project, [F.Feedback("req-1", 0, "1"), F.Feedback("req-3", 0, "1"),
                          F.Feedback("req-1", 1, "0")])
-    assert n == 3
+    assert n == F.FeedbackResult(3, 3)  # no prediction is logged: none matched
     stored = _stored(project)
     assert stored.label.tolist() == [1, 0, 0, "dog", 1]  # decoded per column: object
     assert len(stored) == 5
 
 
 def test_save_of_nothing_is_zero(sqlite_project):
-    assert F.save(sqlite_project, []) == 0
+    assert F.save(sqlite_project, []) == F.FeedbackResult(0, 0)
     assert F.read(sqlite_project, 0).empty
 
 
@@ -149,15 +149,15 @@ def test_decode_keeps_the_index_and_handles_empty():
 def test_log_frame_with_and_without_a_row_column(project):
     with_rows = pd.DataFrame({"request_id": ["a", "a", "b"], "row": [0, 1, 5],
                               "label": [1, 0, 1], "ignored": ["x", "y", "z"]})
-    assert F.log_frame(project, with_rows) == 3
+    assert F.log_frame(project, with_rows).stored == 3
     without = pd.DataFrame({"request_id": ["c", "d"], "label": ["spam", "ham"]})
-    assert F.log_frame(project, without) == 2
+    assert F.log_frame(project, without).stored == 2
     stored = _stored(project)
     assert list(zip(stored.request_id, stored.row, strict=True)) == [
         ("a", 0), ("a", 1), ("b", 5), ("c", 0), ("d", 0)]
     assert stored.label.tolist() == [1, 0, 1, "spam", "ham"]
     # numeric request ids (as a CSV reads them) are taken as text
-    assert F.log_frame(project, pd.DataFrame({"request_id": [42], "label": [1]})) == 1
+    assert F.log_frame(project, pd.DataFrame({"request_id": [42], "label": [1]})).stored == 1
     assert "42" in set(F.read(project, 0).request_id)
 
 
