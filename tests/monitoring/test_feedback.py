@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 import mloop
+from mloop.core.clock import now_ms
 from mloop.errors import InvalidInputError
 from mloop.monitoring import feedback as F
 
@@ -176,3 +177,117 @@ def test_log_frame_with_a_missing_row_value_is_a_clear_error(sqlite_project):
     frame = pd.DataFrame({"request_id": ["a", "b"], "label": [1, 0], "row": [0, None]})
     with pytest.raises(InvalidInputError):
         F.log_frame(sqlite_project, frame)
+
+
+# -- labels that arrive before their prediction, or for none ---------------------------------
+
+def _log(project, model, rid, frame, pred):
+    from mloop.serving.predlog import PredictionLogger
+
+    logger = PredictionLogger(project.root / ".mloop" / "predictions", flush_seconds=0.05)
+    logger.log(model, 1, rid, frame=frame, pred=pred, proba=None, latency_ms=1.0)
+    logger.close()
+
+
+def test_a_label_before_its_prediction_waits_then_counts_in_live_metrics(sqlite_project):
+    from mloop.core.ids import new_id
+    from tests.monitoring.test_runner import SERVE, Served, X
+
+    served = Served(sqlite_project)
+    served.log(X.iloc[SERVE[:10]])  # another request, unlabelled
+    part = X.iloc[SERVE[10:40]]
+    pred = served.model.predict(part)
+    rid = new_id()  # as the server makes them
+    assert mloop.log_feedback(rid, [int(p) for p in pred]) == F.FeedbackResult(30, 30)
+    (before,) = mloop.monitoring.performance("churn").versions
+    assert (before.predictions, before.labelled, before.metrics) == (10, 0, {})
+    assert F.status(sqlite_project).unmatched == 30
+    _log(sqlite_project, "churn", rid, part, pred)  # the prediction reaches the log
+    (after,) = mloop.monitoring.performance("churn").versions
+    assert (after.predictions, after.labelled) == (40, 30)
+    assert after.metrics["accuracy"] == 1.0  # the labels are the predictions
+    found = F.status(sqlite_project)
+    assert (found.labels, found.matched, found.unmatched) == (30, {"churn": 30}, 0)
+    # sending them again now reports them matched, through the time in the id
+    assert mloop.log_feedback(rid, 1, row=29) == F.FeedbackResult(1, 0)
+
+
+def test_requests_a_server_has_not_logged_yet_count_as_matched(sqlite_project):
+    got = F.save(sqlite_project, F.entries("r1", [1, 0, 1]) + F.entries("r2", 1),
+                 unwritten=lambda ids: {"r1": 2} if "r1" in ids else {})
+    assert got == F.FeedbackResult(4, 2)  # r1 row 2 and r2 wait
+
+
+def test_ids_made_by_mloop_are_looked_up_only_in_segments_written_after_them(sqlite_project):
+    from mloop.core.ids import new_id
+
+    rid = new_id()
+    frame = pd.DataFrame({"a": [1.0]})
+    _log(sqlite_project, "m", "other-id", frame, np.array([1]))
+    _log(sqlite_project, "m", rid, frame, np.array([1]))
+    assert F.unmatched(sqlite_project, [(rid, 0), (rid, 1), ("other-id", 0)]) == {(rid, 1)}
+    # a segment named as written an hour before the id cannot hold it: not read
+    (segment,) = [p for p in (sqlite_project.root / ".mloop" / "predictions" / "m" / "1")
+                  .glob("*.parquet") if rid in pd.read_parquet(p).request_id.tolist()]
+    early = segment.with_name(f"{int(segment.name.split('-')[0]) - 3_600_000}-x.parquet")
+    segment.rename(early)
+    assert F.unmatched(sqlite_project, [(rid, 0)]) == {(rid, 0)}
+    assert F.unmatched(sqlite_project, [("other-id", 0)]) == set()  # other ids: all read
+
+
+def test_labels_that_never_match_go_with_the_retention(sqlite_project):
+    from sqlalchemy import update
+
+    from mloop.monitoring.runner import prune
+    from mloop.store.schema import feedback
+
+    mloop.log_feedback("never-served", 1)
+    with sqlite_project.store.write() as conn:
+        conn.execute(update(feedback).values(created_at=now_ms() - 40 * 86_400_000))
+    mloop.log_feedback("recent", 1)
+    assert prune(sqlite_project, 30 * 86_400_000).feedback == 1
+    found = F.status(sqlite_project)
+    assert (found.labels, found.unmatched, found.examples) == (1, 1, ["recent"])
+
+
+# -- the body of POST /api/v1/feedback, with its limits ---------------------------------------
+
+def _limited(body, items=10, label_bytes=20):
+    return F.request_entries(body, max_items=items, max_label_bytes=label_bytes)
+
+
+def test_request_bodies_are_read_into_rows():
+    assert _limited({"request_id": "a", "label": [1, 0]}) == [F.Feedback("a", 0, "1"),
+                                                                F.Feedback("a", 1, "0")]
+    assert _limited({"items": [{"request_id": "a", "row": 3, "label": "x"}]}) == [
+        F.Feedback("a", 3, '"x"')]
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    (1, "$"), ([], "$"), ({"request_id": "a"}, "$"), ({"items": []}, "items"),
+    ({"items": "a"}, "items"), ({"items": [{"label": 1}]}, "items[0]"),
+    ({"items": [{"request_id": "a", "label": 1}, 7]}, "items[1]")])
+def test_malformed_request_bodies_name_the_field(body, field):
+    from mloop.serving.protocol import PayloadError
+
+    with pytest.raises(PayloadError) as caught:
+        _limited(body)
+    assert caught.value.field == field
+
+
+def test_request_limits_are_exact_and_named():
+    assert len(_limited({"items": [{"request_id": f"r{i}", "label": 1}
+                                   for i in range(10)]})) == 10
+    with pytest.raises(F.LimitError, match="More than 10 labels") as caught:
+        _limited({"items": [{"request_id": f"r{i}", "label": 1} for i in range(11)]})
+    assert (caught.value.limit, caught.value.value, caught.value.http_status) == (
+        "feedback_max_items", 10, 413)
+    with pytest.raises(F.LimitError, match=r"items\[1\]: more than 10 labels"):
+        _limited({"items": [{"request_id": "a", "label": [1] * 5},
+                            {"request_id": "b", "label": [1] * 6}]})
+    assert _limited({"request_id": "a", "label": "x" * 18})[0].label == '"' + "x" * 18 + '"'
+    with pytest.raises(F.LimitError, match="a label of 21 bytes .* = 20") as caught:
+        _limited({"request_id": "a", "label": "x" * 19})
+    assert caught.value.limit == "feedback_max_label_bytes"
+    with pytest.raises(F.LimitError, match="feedback_max_label_bytes"):
+        _limited({"request_id": "a", "label": ["ok", "é" * 4]})  # \\u00e9: 6 bytes each

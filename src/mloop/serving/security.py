@@ -48,7 +48,6 @@ _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 _INFERENCE = re.compile(r"/v2/models/[^/]+(?:/versions/[^/]+)?/infer|/predict|/invocations")
 _V2_INFER = re.compile(r"/v2/models/[^/]+(?:/versions/[^/]+)?/infer")
 _HOST = re.compile(r"(?:\[(?P<v6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9_.-]+))(?::[0-9]{1,5})?")
-_DRAIN_LIMIT = 1 << 20
 log = logging.getLogger("mloop.serving.security")
 
 
@@ -184,9 +183,10 @@ class Refusal(Exception):
 class Guard:
     """ASGI middleware running the checks above before the application."""
 
-    def __init__(self, app: ASGIApp, security: Security) -> None:
+    def __init__(self, app: ASGIApp, security: Security, *, max_body: int = 16 << 20) -> None:
         self.app = app
         self.security = security
+        self.max_body = max_body
         self.hosts = security.host_patterns()
         self.tokens = TokenFile(security.token_file) if security.token_file else None
 
@@ -201,7 +201,7 @@ class Guard:
                 client = scope.get("client") or ("?", 0)
                 log.warning("refused %s %s from %s: %s", scope["method"], scope["path"],
                             client[0], refusal.message)
-            await _answer(receive, send, refusal)
+            await _answer(receive, send, refusal, self.max_body)
             return
         await self.app(scope, receive, send)
 
@@ -270,11 +270,11 @@ class Guard:
         scope.setdefault("state", {})["token_id"] = record.id
 
 
-async def _answer(receive: Receive, send: Send, refusal: Refusal) -> None:
-    """Send the refusal; the body is read and dropped first (up to 1 MiB) so the client
-    sees the answer rather than a reset connection in the middle of its upload."""
+async def _answer(receive: Receive, send: Send, refusal: Refusal, limit: int) -> None:
+    """Send the refusal; the body is read and dropped first (up to the largest body the
+    server takes) so the client sees the answer, not a reset in the middle of its upload."""
     seen, complete = 0, False
-    while seen <= _DRAIN_LIMIT:
+    while seen <= limit:
         message = await receive()
         if message["type"] != "http.request":
             break

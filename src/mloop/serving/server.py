@@ -301,7 +301,7 @@ def create_app(config: ServeConfig) -> Any:
         return await call_next(request)
 
     # added last, so it runs first: nothing reaches a route (or reads a body) unchecked
-    app.add_middleware(Guard, security=config.security)
+    app.add_middleware(Guard, security=config.security, max_body=config.max_body_bytes)
 
     def model_of(name: str, version: str | None) -> ServedModel:
         versions: list[ServedModel] = state["models"].get(name, [])
