@@ -132,7 +132,7 @@ def test_feedback_performance_run_alerts_resolve_and_prune(served):
 
 def test_feedback_for_an_unknown_request_says_not_yet_matched_and_is_listed(served):
     root = served.project.root
-    rid, pred = served.requests[0]
+    rid, _ = served.requests[0]
     status = json.loads(run_cli("monitor", "feedback", "--json", cwd=root).stdout)
     assert status == {"labels": 0, "matched": {}, "unmatched": 0, "oldest_unmatched_ms": None,
                       "unmatched_examples": []}

@@ -88,7 +88,7 @@ def test_json_and_the_bearer_token_are_sent(servers):
 
 def test_redirects_are_not_followed_so_the_token_stays_home(servers):
     (_, _, url), (_, other, _) = servers
-    with pytest.raises(InvalidInputError, match="redirected to .*/ok; use that URL"):
+    with pytest.raises(InvalidInputError, match=r"redirected to .*/ok; use that URL"):
         ServerClient(url, token=TOKEN).post("/redirect", {})
     assert other.seen == []
 
@@ -96,7 +96,7 @@ def test_redirects_are_not_followed_so_the_token_stays_home(servers):
 def test_answers_become_mloop_errors_without_the_token(servers):
     _, _, url = servers[0]
     client = ServerClient(url, token=TOKEN)
-    with pytest.raises(TokenError, match="token was refused \\(said 401\\).*MLOOP_TOKEN") \
+    with pytest.raises(TokenError, match=r"token was refused \(said 401\).*MLOOP_TOKEN") \
             as caught:
         client.post("/401", {})
     assert TOKEN not in caught.value.message and "mloop token login" in caught.value.message

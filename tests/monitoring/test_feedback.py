@@ -286,7 +286,7 @@ def test_request_limits_are_exact_and_named():
         _limited({"items": [{"request_id": "a", "label": [1] * 5},
                             {"request_id": "b", "label": [1] * 6}]})
     assert _limited({"request_id": "a", "label": "x" * 18})[0].label == '"' + "x" * 18 + '"'
-    with pytest.raises(F.LimitError, match="a label of 21 bytes .* = 20") as caught:
+    with pytest.raises(F.LimitError, match=r"a label of 21 bytes .* = 20") as caught:
         _limited({"request_id": "a", "label": "x" * 19})
     assert caught.value.limit == "feedback_max_label_bytes"
     with pytest.raises(F.LimitError, match="feedback_max_label_bytes"):

@@ -273,7 +273,7 @@ def test_a_broken_token_file_refuses_everyone_and_says_why(serve, tokens, caplog
 
 def test_a_large_refused_body_is_answered_not_reset(serve):
     app = serve()
-    status, body, _ = app("POST", "/api/v1/feedback", b"x" * (3 << 20),
+    status, _, _ = app("POST", "/api/v1/feedback", b"x" * (3 << 20),
                           {"Content-Type": "text/plain"})
     assert status == 415
 
@@ -298,9 +298,17 @@ def test_the_checks_refuse_or_pass_any_headers(tmp_path_factory, method, path, h
     guard = S.Guard(lambda *a: None, S.Security(token_file=str(path_file), protect="all"))
     scope = {"type": "http", "method": method, "path": path,
              "headers": [(k.encode(), v.encode("latin-1")) for k, v in headers.items()]}
+    refusal = _refusal(guard, scope)
+    if refusal is not None:
+        assert refusal.status in (400, 401, 403, 415, 421)
+        sent = headers.get("authorization", "")
+        assert len(sent) < 20 or sent not in refusal.message  # what was sent is not echoed
+
+
+def _refusal(guard, scope):
+    """The check's refusal, or None when it passes; any other exception escapes."""
     try:
         guard.check(scope)
     except S.Refusal as refusal:
-        assert refusal.status in (400, 401, 403, 415, 421)
-        assert headers.get("authorization", "\x00") not in refusal.message or \
-            len(headers.get("authorization", "")) < 3
+        return refusal
+    return None

@@ -135,8 +135,8 @@ def test_unknown_request_ids_are_stored_as_not_yet_matched(served):
     status, body, _ = served.call("POST", "/api/v1/feedback",
                                   {"request_id": "nonexistent", "label": 1}, role="writer")
     assert (status, body) == (200, {"stored": 1, "unmatched": 1})
-    status, body, answer = served.call("POST", "/predict",
-                                       {"records": X[:2].to_dict(orient="records")})
+    status, body, _ = served.call("POST", "/predict",
+                                  {"records": X[:2].to_dict(orient="records")})
     assert status == 200
     rid = body["request_id"]
     # sent at once (the log is written a second later) and after: matched both times
