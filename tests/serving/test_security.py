@@ -312,3 +312,50 @@ def _refusal(guard, scope):
     except S.Refusal as refusal:
         return refusal
     return None
+
+
+# -- how mloop serve builds the checks ----------------------------------------------------
+
+def test_serve_resolves_flags_and_the_users_settings(tmp_path, monkeypatch, capsys):
+    from mloop.cli.serve import _security
+    from mloop.core.settings import load_settings, user_config_path
+    from mloop.errors import ConfigError
+
+    found = _security("127.0.0.1", ("a.example",), None, "writes")
+    assert found.token_file is None and found.allowed_hosts == ["a.example"]
+    assert capsys.readouterr().err == ""
+    _security("0.0.0.0", (), None, "writes")  # every interface and no tokens: said so
+    assert "without --token-file: anyone who can reach the port" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="No token file"):
+        _security("127.0.0.1", (), str(tmp_path / "none.jsonl"), "writes")
+    with pytest.raises(InvalidInputError, match="not a host name"):
+        _security("127.0.0.1", ("bad host",), None, "writes")
+    path = tmp_path / "t.jsonl"
+    create_token(path, "writer")
+    monkeypatch.setenv("MLOOP_SERVE_TOKENS", str(path))
+    user_config_path().parent.mkdir(parents=True)
+    user_config_path().write_text('[serving]\nallowed_hosts = ["models.example.com"]\n')
+    found = _security("0.0.0.0", ("b.example",), None, "inference")
+    assert found.token_file == str(path) and found.protect == "inference"
+    assert found.allowed_hosts == ["models.example.com", "b.example"]
+    assert capsys.readouterr().err == ""
+    # a cloned repository cannot widen the Host check or bring its own tokens
+    project = tmp_path / "repo"
+    (project / ".mloop").mkdir(parents=True)
+    for line in ('allowed_hosts = ["*"]', 'tokens = "theirs.jsonl"'):
+        (project / ".mloop" / "config.toml").write_text(f"[serving]\n{line}\n")
+        with pytest.raises(ConfigError, match="cannot be set in a project's config"):
+            load_settings(project)
+
+
+def test_several_workers_rebuild_the_checks_from_the_environment(monkeypatch):
+    from dataclasses import asdict
+
+    from mloop.serving.server import CONFIG_ENV, ServeConfig, app_factory
+
+    config = ServeConfig(["models:/m/1"], security=S.Security(
+        host="10.0.0.5", allowed_hosts=["a.example"], protect="all"))
+    monkeypatch.setenv(CONFIG_ENV, json.dumps(asdict(config)))
+    app = app_factory()
+    (guard,) = [m for m in app.user_middleware if m.cls is S.Guard]
+    assert guard.kwargs["security"] == config.security

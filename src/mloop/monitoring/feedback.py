@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from mloop.core.clock import now_ms
 from mloop.core.ids import id_time_ms
-from mloop.errors import InvalidInputError
+from mloop.errors import InvalidInputError, ServiceUnavailableError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -258,8 +258,8 @@ def send(server: str, items: list[Feedback], *, chunk: int | None = None) -> Fee
             {"request_id": f.request_id, "row": f.row, "label": json.loads(f.label)}
             for f in items[start:start + size]]})
         if not isinstance(answer, dict) or not isinstance(answer.get("stored"), int):
-            raise InvalidInputError(f"{client.url} did not answer as an mloop server does "
-                                    "to feedback.")
+            raise ServiceUnavailableError(f"{client.url} did not answer as an mloop server "
+                                          "does to feedback; is it `mloop serve`?")
         stored += answer["stored"]
         waiting += int(answer.get("unmatched") or 0)
     return FeedbackResult(stored, waiting)
