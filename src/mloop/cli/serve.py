@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from mloop.serving.security import Security
 
 
 @click.command()
@@ -75,7 +78,7 @@ def serve(models: tuple[str, ...], host: str, port: int, workers: int, max_batch
 
 
 def _security(host: str, allowed_hosts: tuple[str, ...], token_file: str | None,
-              protect: str) -> Any:
+              protect: str) -> Security:
     """The server's checks from the flags and the user's settings; a token file that is
     missing or broken stops the start here, with the reason."""
     from pathlib import Path
