@@ -532,7 +532,12 @@ def app_factory() -> Any:
 def serve(config: ServeConfig, *, host: str = "127.0.0.1", port: int = 8080,
           workers: int = 1) -> None:
     """Run the server until SIGINT/SIGTERM (in-flight requests are drained)."""
+    from dataclasses import replace
+
     import uvicorn
+
+    # the Host check accepts the address bound here, whatever the config said
+    config = replace(config, security=replace(config.security, host=host))
 
     if workers > 1:
         os.environ[CONFIG_ENV] = json.dumps(asdict(config))
