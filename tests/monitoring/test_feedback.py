@@ -212,8 +212,8 @@ def test_a_label_before_its_prediction_waits_then_counts_in_live_metrics(sqlite_
     assert mloop.log_feedback(rid, 1, row=29) == F.FeedbackResult(1, 0)
 
 
-def test_requests_a_server_has_not_logged_yet_count_as_matched(sqlite_project):
-    got = F.save(sqlite_project, F.entries("r1", [1, 0, 1]) + F.entries("r2", 1),
+def test_requests_a_server_has_not_logged_yet_count_as_matched(project):
+    got = F.save(project, F.entries("r1", [1, 0, 1]) + F.entries("r2", 1),
                  unwritten=lambda ids: {"r1": 2} if "r1" in ids else {})
     assert got == F.FeedbackResult(4, 2)  # r1 row 2 and r2 wait
 
@@ -235,18 +235,18 @@ def test_ids_made_by_mloop_are_looked_up_only_in_segments_written_after_them(sql
     assert F.unmatched(sqlite_project, [("other-id", 0)]) == set()  # other ids: all read
 
 
-def test_labels_that_never_match_go_with_the_retention(sqlite_project):
+def test_labels_that_never_match_go_with_the_retention(project):
     from sqlalchemy import update
 
     from mloop.monitoring.runner import prune
     from mloop.store.schema import feedback
 
     mloop.log_feedback("never-served", 1)
-    with sqlite_project.store.write() as conn:
+    with project.store.write() as conn:
         conn.execute(update(feedback).values(created_at=now_ms() - 40 * 86_400_000))
     mloop.log_feedback("recent", 1)
-    assert prune(sqlite_project, 30 * 86_400_000).feedback == 1
-    found = F.status(sqlite_project)
+    assert prune(project, 30 * 86_400_000).feedback == 1
+    found = F.status(project)
     assert (found.labels, found.unmatched, found.examples) == (1, 1, ["recent"])
 
 

@@ -339,6 +339,8 @@ def test_serve_resolves_flags_and_the_users_settings(tmp_path, monkeypatch, caps
         _security("127.0.0.1", (), str(tmp_path / "none.jsonl"), "writes")
     with pytest.raises(InvalidInputError, match="not a host name"):
         _security("127.0.0.1", ("bad host",), None, "writes")
+    with pytest.raises(InvalidInputError, match="--protect all needs tokens"):
+        _security("127.0.0.1", (), None, "all")
     path = tmp_path / "t.jsonl"
     create_token(path, "writer")
     monkeypatch.setenv("MLOOP_SERVE_TOKENS", str(path))

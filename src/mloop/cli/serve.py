@@ -92,6 +92,11 @@ def _security(host: str, allowed_hosts: tuple[str, ...], token_file: str | None,
     if path:
         path = str(Path(path).expanduser().resolve())
         read_token_file(Path(path))
+    elif protect != "writes":
+        from mloop.errors import InvalidInputError
+
+        raise InvalidInputError(f"--protect {protect} needs tokens to check: give "
+                                "--token-file (or set MLOOP_SERVE_TOKENS).")
     elif host not in LOOPBACK:
         click.echo(f"Warning: listening on {host} without --token-file: anyone who can reach "
                    "the port can send feedback. Create tokens with `mloop token create`.",
