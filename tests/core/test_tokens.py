@@ -165,3 +165,15 @@ def test_checking_arbitrary_text_raises_only_token_errors(text):
     records = {"a" * 12: T.TokenRecord("a" * 12, "0" * 64, "writer", 0)}
     with pytest.raises(T.TokenError):
         T.check_token(records, text)
+
+
+def test_every_message_mloop_prints_hides_a_token_secret(file):
+    from mloop.core.redact import redact, redact_argv
+
+    token, record = T.create_token(file, "writer")
+    for text in (f"token {token} end", f"Bearer {token}", f"x{token}", f"MLOOP_TOKEN={token}",
+                 f"http://h/?t={token}"):
+        hidden = redact(text)
+        assert token[18:] not in hidden and redact(hidden) == hidden
+    assert redact(f"sent {token}") == f"sent mloop_{record.id}_***"  # the id stays
+    assert token[18:] not in " ".join(redact_argv(["mloop", "x", token]))
