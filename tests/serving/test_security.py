@@ -195,6 +195,11 @@ def tokens(tmp_path):
     return path, made
 
 
+def _altered(token):
+    """The token with its last digit changed: the right id, a wrong secret."""
+    return token[:-1] + ("1" if token.endswith("0") else "0")
+
+
 def _auth(token):
     return {"Authorization": f"Bearer {token}", **JSON}
 
@@ -213,7 +218,7 @@ def test_writes_need_a_writer_token(serve, tokens, caplog):
         status, body, answer = app("POST", "/api/v1/feedback", b"{}", JSON)
         assert status == 401 and answer.getheader("www-authenticate") == 'Bearer realm="mloop"'
         assert "Authorization: Bearer" in body["error"]
-        for bad in ("Bearer nonsense", "Bearer " + made["writer"][:-1] + "0", "Basic abc",
+        for bad in ("Bearer nonsense", "Bearer " + _altered(made["writer"]), "Basic abc",
                     "bearer", made["writer"]):
             status, body, answer = app("POST", "/api/v1/feedback", b"{}",
                                        {"Authorization": bad, **JSON})

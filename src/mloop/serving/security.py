@@ -173,11 +173,15 @@ def bearer(headers: dict[str, str]) -> str | None:
 
 
 class Refusal(Exception):
+    """A failed check: the status, the message and headers to answer with."""
+
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None,
                  *, quiet: bool = False) -> None:
         super().__init__(message)
-        self.status, self.message, self.headers, self.quiet = status, message, headers or {}, \
-            quiet
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+        self.quiet = quiet  # a plain client mistake, not worth a log line
 
 
 class Guard:
