@@ -80,12 +80,12 @@ def test_feedback_performance_run_alerts_resolve_and_prune(served):
     rid, pred = served.requests[0]
     out = run_cli("monitor", "feedback", rid, str(int(1 - pred[3])), "--row", "3", "--json",
                   cwd=root)
-    assert json.loads(out.stdout) == {"stored": 1}
+    assert json.loads(out.stdout) == {"stored": 1, "unmatched": 0}
     lines = ["request_id,row,label"] + [f"{r},{k},{int(1 - p)}" for r, ps in
                                         served.requests[1:] for k, p in enumerate(ps)]
     (root / "labels.csv").write_text("\n".join(lines) + "\n")
     out = run_cli("monitor", "feedback", "--file", "labels.csv", cwd=root)
-    assert out.stdout.strip() == "Stored 90 label(s)."
+    assert out.stdout.strip() == "Stored 90 label(s), all matched to logged predictions."
     both = run_cli("monitor", "feedback", rid, "1", "--file", "labels.csv", cwd=root,
                    check=False)
     _clear_error(both, 2, "not both")
@@ -128,6 +128,31 @@ def test_feedback_performance_run_alerts_resolve_and_prune(served):
     assert not old.exists() and sorted(folder.glob("*.parquet")) == segments[1:]
     assert "Deleted 0 prediction segments (0.0 MB) and 0 feedback rows." in run_cli(
         "monitor", "prune", cwd=root).stdout  # the default retention: 30 days
+
+
+def test_feedback_for_an_unknown_request_says_not_yet_matched_and_is_listed(served):
+    root = served.project.root
+    rid, _ = served.requests[0]
+    status = json.loads(run_cli("monitor", "feedback", "--json", cwd=root).stdout)
+    assert status == {"labels": 0, "matched": {}, "unmatched": 0, "oldest_unmatched_ms": None,
+                      "unmatched_examples": []}
+    # it said "Stored 1 label(s)" as if the label counted: it is stored, but waits (exit 0)
+    out = run_cli("monitor", "feedback", "nonexistent", "1", cwd=root)
+    assert out.stdout.startswith("Stored 1 label(s), 1 not yet matched: no logged "
+                                 "prediction has that request id and row")
+    out = run_cli("monitor", "feedback", rid, "[1, 0]", "--json", cwd=root)
+    assert json.loads(out.stdout) == {"stored": 2, "unmatched": 0}
+    out = run_cli("monitor", "feedback", rid, "1", "--row", "99", "--json", cwd=root)
+    assert json.loads(out.stdout) == {"stored": 1, "unmatched": 1}  # no such row
+    status = json.loads(run_cli("monitor", "feedback", "--json", cwd=root).stdout)
+    assert status["labels"] == 4 and status["matched"] == {"churn": 2}
+    assert status["unmatched"] == 2 and status["oldest_unmatched_ms"] <= now_ms()
+    assert status["unmatched_examples"] == ["nonexistent", rid]
+    text = run_cli("monitor", "feedback", cwd=root).stdout
+    assert "4 label(s) stored, 2 not yet matched." in text and "nonexistent" in text
+    assert "churn" in text
+    out = run_cli("monitor", "feedback", "--row", "1", cwd=root, check=False)
+    _clear_error(out, 2, "REQUEST_ID LABEL")
 
 
 def test_feedback_file_with_an_empty_row_cell_is_a_clear_error(sqlite_project):

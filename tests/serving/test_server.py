@@ -224,12 +224,12 @@ def test_feedback_endpoint_and_failed_requests_counted(server):
     for _ in range(2):  # sending again replaces
         status, body, _ = _call(port, "/api/v1/feedback", {"request_id": rid,
                                                            "label": [1, 0, 1]})
-        assert (status, body) == (200, {"stored": 3})
+        assert (status, body) == (200, {"stored": 3, "unmatched": 0})
     status, body, _ = _call(port, "/api/v1/feedback", {"items": [
         {"request_id": rid, "row": 1, "label": 1},
         {"request_id": "other-1", "label": "yes"},
         {"request_id": "other-2", "label": [0.5, 1.5]}]})
-    assert (status, body) == (200, {"stored": 4})
+    assert (status, body) == (200, {"stored": 4, "unmatched": 3})  # no such predictions
     stored = feedback.read(project, 0)
     assert len(stored) == 6
     assert stored[stored.request_id == rid].sort_values("row").label.tolist() == [1, 1, 1]

@@ -146,42 +146,87 @@ def performance_cmd(model: str, window: str, max_drop: float, min_labels: int,
 @click.option("--row", type=int, help="The row of a multi-row request (default 0).")
 @click.option("-f", "--file", "path", help="CSV or Parquet with columns request_id, label "
               "[, row]: many labels at once.")
+@click.option("--server", metavar="URL", help="Send the labels to the mloop serve at URL "
+              "instead of this project (token: MLOOP_TOKEN or `mloop token login URL`).")
 @json_option
 def feedback_cmd(request_id: str | None, label: str | None, row: int | None,
-                 path: str | None, as_json: bool) -> None:
-    """Record the true outcome of a served prediction (REQUEST_ID LABEL, or --file).
+                 path: str | None, server: str | None, as_json: bool) -> None:
+    """Record the true outcome of a served prediction (REQUEST_ID LABEL, or --file);
+    without arguments, how many stored labels are matched to logged predictions.
 
-    LABEL is read as JSON when it parses (1, 0.5, true, "yes"), else as text.
+    LABEL is read as JSON when it parses (1, 0.5, true, "yes"), else as text. A label
+    whose request id (and row) is not in the prediction log yet is stored and reported
+    as not yet matched — the server writes its log about a second late — and is joined
+    when the prediction is logged. That is not an error: the exit code is 0.
     """
+    from mloop.errors import InvalidInputError
+    from mloop.monitoring import feedback
+
+    if request_id is None and label is None and path is None:
+        if server or row is not None:
+            raise InvalidInputError("Give REQUEST_ID LABEL or --file PATH to send labels.")
+        _feedback_status(as_json)
+        return
+    if path and (request_id or label):
+        raise InvalidInputError("Give REQUEST_ID LABEL or --file, not both.")
+    if not path and (request_id is None or label is None):
+        raise InvalidInputError("Give REQUEST_ID and LABEL (or --file PATH).")
+    items = _feedback_file(path) if path else feedback.entries(
+        request_id or "", _label_value(label or ""), row)
+    if server:
+        result = feedback.send(server, items)
+    else:
+        from mloop.project import current_project
+
+        result = feedback.save(current_project(), items)
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        click.echo(result.message())
+
+
+def _label_value(text: str) -> Any:
     import json
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _feedback_file(path: str) -> list[Any]:
     from pathlib import Path
 
+    from mloop.data.stats import read_frame, table_format
     from mloop.errors import InvalidInputError
+    from mloop.monitoring import feedback
+
+    fmt = table_format(path)
+    if fmt is None or not Path(path).is_file():
+        raise InvalidInputError(f"{path}: need an existing .csv or .parquet file.")
+    return feedback.frame_entries(read_frame(Path(path), fmt))
+
+
+def _feedback_status(as_json: bool) -> None:
     from mloop.monitoring import feedback
     from mloop.project import current_project
 
-    project = current_project()
-    if path:
-        if request_id or label:
-            raise InvalidInputError("Give REQUEST_ID LABEL or --file, not both.")
-        from mloop.data.stats import read_frame, table_format
-
-        fmt = table_format(path)
-        if fmt is None or not Path(path).is_file():
-            raise InvalidInputError(f"{path}: need an existing .csv or .parquet file.")
-        stored = feedback.log_frame(project, read_frame(Path(path), fmt))
-    else:
-        if request_id is None or label is None:
-            raise InvalidInputError("Give REQUEST_ID and LABEL (or --file PATH).")
-        try:
-            value: Any = json.loads(label)
-        except json.JSONDecodeError:
-            value = label
-        stored = feedback.log_feedback(project, request_id, value, row=row)
+    found = feedback.status(current_project())
     if as_json:
-        emit_json({"stored": stored})
-    else:
-        click.echo(f"Stored {stored:,} label(s).")
+        emit_json(found.to_dict())
+        return
+    if not found.labels:
+        click.echo("No labels stored. Send them with `mloop monitor feedback REQUEST_ID "
+                   "LABEL`, mloop.log_feedback or POST /api/v1/feedback.")
+        return
+    table(("model", "labels matched"), sorted(found.matched.items()),
+          empty="No label is matched to a logged prediction yet.")
+    click.echo(f"{found.labels:,} label(s) stored, {found.unmatched:,} not yet matched.")
+    if found.unmatched:
+        click.echo(f"The oldest waits since {format_ms(found.oldest_unmatched_ms)}; request "
+                   f"ids such as {', '.join(found.examples)} have no logged prediction. They "
+                   "are joined when one is logged, or pruned with the log (mloop monitor "
+                   "prune).")
 
 
 @monitor.command("alerts")

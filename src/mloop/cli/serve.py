@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
+
+if TYPE_CHECKING:
+    from mloop.serving.security import Security
 
 
 @click.command()
@@ -28,9 +33,21 @@ import click
 @click.option("--monitor-every", default="60s", show_default=True,
               help="How often to check the served models for drift, live metrics and alert "
               "rules (exported on /metrics); 0 turns it off.")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="HOST",
+              help="Also answer requests whose Host header names HOST (repeatable; "
+              "*.example.com for subdomains, * for any). Always: 127.0.0.1, localhost, ::1 "
+              "and --host. Also the setting [serving] allowed_hosts.")
+@click.option("--token-file", type=click.Path(dir_okay=False),
+              help="Bearer tokens (made by `mloop token create`) that writes need; also "
+              "MLOOP_SERVE_TOKENS. Without one, anyone who reaches the port may write.")
+@click.option("--protect", type=click.Choice(["writes", "inference", "all"]),
+              default="writes", show_default=True,
+              help="With --token-file, what needs a token: writes (feedback), inference "
+              "too, or all but the health checks.")
 def serve(models: tuple[str, ...], host: str, port: int, workers: int, max_batch_size: int,
           max_batch_delay_ms: float, max_queue: int, max_body_mb: float, engine: str | None,
-          no_log: bool, monitor_every: str) -> None:
+          no_log: bool, monitor_every: str, allowed_hosts: tuple[str, ...],
+          token_file: str | None, protect: str) -> None:
     """Serve MODELS (models:/churn@champion …) over HTTP until Ctrl-C or SIGTERM.
 
     Open Inference Protocol (KServe V2) at /v2/…, plus POST /predict ({"records": […]})
@@ -39,6 +56,9 @@ def serve(models: tuple[str, ...], host: str, port: int, workers: int, max_batch
     logged for monitoring under .mloop/predictions (unless --no-log); labels for them
     arrive at POST /api/v1/feedback, and every --monitor-every the served models are
     checked against the rules of .mloop/monitoring.yaml (see `mloop monitor run`).
+
+    Every POST must be JSON, and requests must name this server in their Host header
+    (421 otherwise); with --token-file, writes need `Authorization: Bearer <token>`.
     """
     from mloop.core.clock import parse_duration
     from mloop.project import current_project
@@ -50,7 +70,35 @@ def serve(models: tuple[str, ...], host: str, port: int, workers: int, max_batch
     config = ServeConfig(list(models), project=str(project.root), max_batch_size=max_batch_size,
                          max_batch_delay_ms=max_batch_delay_ms, max_queue=max_queue,
                          max_body_bytes=int(max_body_mb * (1 << 20)), engine=engine,
-                         log_predictions=not no_log, monitor_every=every)
+                         log_predictions=not no_log, monitor_every=every,
+                         security=_security(host, allowed_hosts, token_file, protect))
     click.echo(f"Serving {', '.join(models)} on http://{host}:{port} (Ctrl-C to stop)",
                err=True)
     run(config, host=host, port=port, workers=workers)
+
+
+def _security(host: str, allowed_hosts: tuple[str, ...], token_file: str | None,
+              protect: str) -> Security:
+    """The server's checks from the flags and the user's settings; a token file that is
+    missing or broken stops the start here, with the reason."""
+    from pathlib import Path
+
+    from mloop.core.settings import user_setting
+    from mloop.core.tokens import read_token_file
+    from mloop.serving.security import LOOPBACK, Security
+
+    path = user_setting("serve_tokens", token_file)
+    hosts = [*user_setting("serve_allowed_hosts"), *allowed_hosts]
+    if path:
+        path = str(Path(path).expanduser().resolve())
+        read_token_file(Path(path))
+    elif protect != "writes":
+        from mloop.errors import InvalidInputError
+
+        raise InvalidInputError(f"--protect {protect} needs tokens to check: give "
+                                "--token-file (or set MLOOP_SERVE_TOKENS).")
+    elif host not in LOOPBACK:
+        click.echo(f"Warning: listening on {host} without --token-file: anyone who can reach "
+                   "the port can send feedback. Create tokens with `mloop token create`.",
+                   err=True)
+    return Security(host=host, allowed_hosts=hosts, token_file=path, protect=protect)

@@ -10,6 +10,7 @@ Every error message, log line and recorded command line goes through :func:`reda
   ``X-Amz-Signature=…``, ``api_key=…``);
 - ``name=value`` and ``name: value`` pairs in free text whose name suggests a secret
   (``password=hunter2``, ``AWS_SECRET_ACCESS_KEY=…``);
+- the secret part of an mloop bearer token (``mloop_<id>_<secret>`` → ``mloop_<id>_***``);
 - on a command line, the value of any flag whose name suggests a secret, in both the
   ``--flag value`` and ``--flag=value`` forms (``--password``, ``--access-key``,
   ``--private-key``, ``--auth``, ``--token``, ``-p``).
@@ -45,6 +46,8 @@ _TEXT_PAIR = re.compile(
     r"(?P<name>\b[A-Za-z][A-Za-z0-9_.\-]*)(?P<sep>\s*[=:]\s*)(?P<quote>['\"]?)"
     r"(?P<value>[^\s'\",;&]+)")
 _WORD_SPLIT = re.compile(r"[-_.\s]+|(?<=[a-z0-9])(?=[A-Z])")
+# an mloop bearer token (mloop.core.tokens) anywhere: its id stays, its secret goes
+_MLOOP_TOKEN = re.compile(r"(mloop_[0-9a-f]{12}_)[0-9a-f]{64}")
 
 
 def is_secret_name(name: str) -> bool:
@@ -90,6 +93,7 @@ def redact(text: str) -> str:
     replaced by ``***``. Idempotent; text without secrets comes back unchanged."""
     if not text:
         return text
+    text = _MLOOP_TOKEN.sub(rf"\g<1>{MASK}", text)
     text = _URL_USERINFO.sub(_userinfo, text)
     text = _QUERY_PAIR.sub(_query, text)
     return _TEXT_PAIR.sub(_pair, text)

@@ -122,6 +122,14 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("feedback_max_label_bytes", "serving", "feedback_max_label_bytes",
                 _positive(int), 65_536,
                 "largest label (as JSON) POST /api/v1/feedback accepts (413 above)"),
+    SettingSpec("serve_tokens", "serving", "tokens", str, None,
+                "token file of mloop serve (ids and SHA-256 digests of bearer tokens, made "
+                "by `mloop token create`): writes need a token when it is set",
+                user_only=True),
+    SettingSpec("serve_allowed_hosts", "serving", "allowed_hosts", _names, (),
+                "Host header values mloop serve answers to besides 127.0.0.1, localhost, "
+                "::1 and its --host (DNS rebinding protection; * turns it off)",
+                user_only=True),
     SettingSpec("webhook_allow_hosts", "webhooks", "allow_hosts", _names, (),
                 "hosts or networks (CIDR) on loopback or private addresses that alert "
                 "webhooks may call; others are refused (server-side request forgery)",
@@ -353,4 +361,6 @@ CONFIG_TEMPLATE = """\
 [serving]
 # feedback_max_items = 10000          # labels per POST /api/v1/feedback
 # feedback_max_label_bytes = 65536    # largest label, as JSON
+# (tokens and allowed_hosts are per-user settings: ~/.config/mloop/config.toml or
+#  MLOOP_SERVE_TOKENS / MLOOP_SERVE_ALLOWED_HOSTS)
 """

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mloop.monitoring.alerting import Alert
+    from mloop.monitoring.feedback import FeedbackResult
     from mloop.monitoring.live import PerformanceReport
     from mloop.monitoring.runner import CheckResult
     from mloop.project import Project
@@ -63,11 +64,19 @@ def _p(project: Project | None) -> Project:
 
 
 def log_feedback(request_id: str, label: Any, *, row: int | None = None,
-                 project: Project | None = None) -> int:
+                 project: Project | None = None, server: str | None = None
+                 ) -> FeedbackResult:
     """Record the true outcome of a served prediction (a list: one label per row of the
-    request); returns the rows stored. Sending a label again replaces it."""
+    request); returns how many labels were stored and how many no logged prediction has
+    yet (they are joined when it is logged). Sending a label again replaces it.
+
+    ``server="http://host:8080"`` sends it to a running ``mloop serve`` instead of the
+    local project, with the token from ``MLOOP_TOKEN`` or ``mloop token login``."""
+    from mloop.monitoring.feedback import entries, send
     from mloop.monitoring.feedback import log_feedback as save
 
+    if server is not None:
+        return send(server, entries(request_id, label, row))
     return save(_p(project), request_id, label, row=row)
 
 

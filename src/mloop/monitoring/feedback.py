@@ -5,6 +5,13 @@ body of ``/predict``). When the true outcome is known, send it back — ``mloop.
 (request_id, label)``, ``POST /api/v1/feedback`` or ``mloop monitor feedback`` — one label
 per predicted row (a list for a request of several rows). Labels are stored once per
 (request, row); sending one again replaces it.
+
+A label may arrive before its prediction is in the log (the server writes the log about a
+second late) or carry a request id no prediction has. It is stored all the same, *not yet
+matched*: every save says how many labels it matched (``FeedbackResult``), metrics only
+ever count labels joined to a logged prediction, and the join happens whenever the
+prediction appears. Labels that never match go with the log's retention (``mloop monitor
+prune``); ``mloop monitor feedback`` without arguments lists how many wait.
 """
 
 from __future__ import annotations
@@ -12,12 +19,13 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mloop.core.clock import now_ms
-from mloop.errors import InvalidInputError
+from mloop.core.ids import id_time_ms
+from mloop.errors import InvalidInputError, ServiceUnavailableError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,6 +33,10 @@ if TYPE_CHECKING:
     from mloop.project import Project
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+# an id made by mloop.core.ids.new_id (UUIDv7: the server's request ids, worker job ids)
+_TIMED_ID = re.compile(r"^[0-9a-f]{12}7[0-9a-f]{3}[89ab][0-9a-f]{15}$")
+# a segment is written within seconds of its rows; an hour covers a backlog
+_LOG_DELAY_MS = 3_600_000
 
 
 @dataclass(frozen=True)
@@ -32,6 +44,44 @@ class Feedback:
     request_id: str
     row: int
     label: Any
+
+
+@dataclass(frozen=True)
+class FeedbackResult:
+    """What a save did: labels stored, and how many of them no logged prediction has yet."""
+
+    stored: int
+    unmatched: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {"stored": self.stored, "unmatched": self.unmatched}
+
+    def message(self) -> str:
+        """One line for people: "Stored 3 label(s), 1 not yet matched: …"."""
+        if not self.stored:
+            return "Stored no labels."
+        if not self.unmatched:
+            return f"Stored {self.stored:,} label(s), all matched to logged predictions."
+        return (f"Stored {self.stored:,} label(s), {self.unmatched:,} not yet matched: no "
+                "logged prediction has that request id and row (yet). They are joined when "
+                "the prediction is logged, and pruned with the log if it never is; check "
+                "the request ids.")
+
+
+@dataclass
+class FeedbackStatus:
+    """Every stored label, matched to the prediction log or waiting."""
+
+    labels: int
+    matched: dict[str, int] = field(default_factory=dict)  # model -> labels matched
+    unmatched: int = 0
+    oldest_unmatched_ms: int | None = None
+    examples: list[str] = field(default_factory=list)  # a few unmatched request ids
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"labels": self.labels, "matched": self.matched, "unmatched": self.unmatched,
+                "oldest_unmatched_ms": self.oldest_unmatched_ms,
+                "unmatched_examples": self.examples}
 
 
 def _label(value: Any, where: str) -> str:
@@ -67,32 +117,161 @@ def entries(request_id: str, label: Any, row: int | None = None) -> list[Feedbac
     return [Feedback(request_id, row or 0, _label(label, f"request {request_id}"))]
 
 
-def save(project: Project, items: Iterable[Feedback]) -> int:
-    """Store feedback rows in one transaction (a repeated (request, row) is replaced)."""
+class LimitError(InvalidInputError):
+    """A feedback request over one of the ``[serving]`` limits (HTTP 413)."""
+
+    http_status, code = 413, "too_large"
+
+    def __init__(self, message: str, limit: str, value: int) -> None:
+        super().__init__(message)
+        self.limit, self.value = limit, value
+
+
+def request_entries(body: Any, *, max_items: int, max_label_bytes: int) -> list[Feedback]:
+    """The feedback rows of a ``POST /api/v1/feedback`` body (``{request_id, label, row?}``
+    or ``{items: [...]}``): ``PayloadError`` for its shape, :class:`InvalidInputError`
+    for a value, :class:`LimitError` past ``feedback_max_items`` labels (a list label
+    counts each element) or a label longer than ``feedback_max_label_bytes`` as JSON."""
+    from mloop.serving.protocol import PayloadError
+
+    if not isinstance(body, dict):
+        raise PayloadError("$", "send {request_id, label, row?} or {items: [...]}")
+    listed = "items" in body
+    items = body["items"] if listed else [body]
+    if not isinstance(items, list) or not items:
+        raise PayloadError("items", "a non-empty list of {request_id, label, row?}")
+    too_many = (f"more than {max_items:,} labels in one request (feedback_max_items = "
+                f"{max_items}; send them in several requests, or raise [serving] "
+                "feedback_max_items / MLOOP_FEEDBACK_MAX_ITEMS)")
+    if len(items) > max_items:
+        raise LimitError(too_many[0].upper() + too_many[1:] + ".", "feedback_max_items",
+                         max_items)
+    out: list[Feedback] = []
+    for i, item in enumerate(items):
+        where = f"items[{i}]" if listed else "$"
+        if not isinstance(item, dict) or "request_id" not in item or "label" not in item:
+            raise PayloadError(where, "needs request_id and label (and optionally row)")
+        found = entries(item["request_id"], item["label"], item.get("row"))
+        for f in found:
+            if len(f.label) > max_label_bytes:
+                raise LimitError(
+                    f"{where}: a label of {len(f.label):,} bytes as JSON is larger than "
+                    f"feedback_max_label_bytes = {max_label_bytes} (raise [serving] "
+                    "feedback_max_label_bytes / MLOOP_FEEDBACK_MAX_LABEL_BYTES).",
+                    "feedback_max_label_bytes", max_label_bytes)
+        out.extend(found)
+        if len(out) > max_items:
+            raise LimitError(f"{where}: {too_many}.", "feedback_max_items", max_items)
+    return out
+
+
+def save(project: Project, items: Iterable[Feedback], *,
+         unwritten: Callable[[Iterable[str]], Mapping[str, int]] | None = None
+         ) -> FeedbackResult:
+    """Store feedback rows in one transaction (a repeated (request, row) is replaced) and
+    count those no logged prediction has yet. ``unwritten`` names requests a running
+    server has answered but not yet logged (they count as matched)."""
     from mloop.store.schema import feedback
 
     now = now_ms()
-    rows = [{"request_id": f.request_id, "row": f.row, "label": f.label, "created_at": now}
-            for f in items]
+    rows = {(f.request_id, f.row): {"request_id": f.request_id, "row": f.row,
+                                    "label": f.label, "created_at": now} for f in items}
     if not rows:
-        return 0
+        return FeedbackResult(0)
     store = project.store
     stmt = store.insert(feedback)
     stmt = stmt.on_conflict_do_update(index_elements=["request_id", "row"], set_={
         "label": stmt.excluded.label, "created_at": stmt.excluded.created_at})
     with store.write() as conn:
-        conn.execute(stmt, rows)
-    return len(rows)
+        conn.execute(stmt, list(rows.values()))
+    return FeedbackResult(len(rows), len(unmatched(project, rows, unwritten)))
+
+
+def unmatched(project: Project, pairs: Iterable[tuple[str, int]],
+              unwritten: Callable[[Iterable[str]], Mapping[str, int]] | None = None
+              ) -> set[tuple[str, int]]:
+    """The (request_id, row) pairs that no logged prediction has. Ids made by mloop carry
+    their time, so only the log segments written after it are read."""
+    from mloop.serving.predlog import find_requests
+
+    waiting = set(pairs)
+    if unwritten is not None and waiting:
+        known = unwritten({rid for rid, _ in waiting})
+        waiting = {(rid, row) for rid, row in waiting if not 0 <= row < known.get(rid, 0)}
+    ids = {rid for rid, _ in waiting}
+    if not ids:
+        return waiting
+    since = until = None
+    if all(_TIMED_ID.match(rid) for rid in ids):
+        times = [id_time_ms(rid) for rid in ids]
+        since, until = min(times) - 2_000, max(times) + _LOG_DELAY_MS
+    found = find_requests(_log_root(project), ids, written_since=since, written_until=until)
+    return waiting - set(zip(found["request_id"], found["row"].astype(int), strict=True))
+
+
+def status(project: Project, *, examples: int = 5) -> FeedbackStatus:
+    """How many stored labels are matched to logged predictions (per model) and how many
+    wait, the oldest waiting one and a few of their request ids (oldest first)."""
+    import pandas as pd
+    from sqlalchemy import select
+
+    from mloop.serving.predlog import find_requests
+    from mloop.store.schema import feedback
+
+    query = select(feedback.c.request_id, feedback.c.row, feedback.c.created_at)
+    with project.store.read() as conn:
+        frame = pd.DataFrame(conn.execute(query).all(),
+                             columns=["request_id", "row", "created_at"])
+    if frame.empty:
+        return FeedbackStatus(0)
+    found = find_requests(_log_root(project), frame["request_id"].unique()).drop_duplicates()
+    merged = frame.merge(found, on=["request_id", "row"], how="left")
+    matched = merged.dropna(subset=["model"]).groupby("model").size()
+    waiting = merged[merged["model"].isna()].sort_values("created_at")
+    return FeedbackStatus(
+        len(frame), {str(m): int(n) for m, n in matched.items()}, len(waiting),
+        int(waiting["created_at"].iloc[0]) if len(waiting) else None,
+        waiting["request_id"].drop_duplicates().head(examples).tolist())
+
+
+def _log_root(project: Project) -> Any:
+    return project.root / ".mloop" / "predictions"
 
 
 def log_feedback(project: Project, request_id: str, label: Any, *,
-                 row: int | None = None) -> int:
-    """Record the true outcome of a served prediction; returns the rows stored."""
+                 row: int | None = None) -> FeedbackResult:
+    """Record the true outcome of a served prediction."""
     return save(project, entries(request_id, label, row))
 
 
-def log_frame(project: Project, frame: pd.DataFrame) -> int:
+def send(server: str, items: list[Feedback], *, chunk: int | None = None) -> FeedbackResult:
+    """Send feedback rows to a running server's ``POST /api/v1/feedback``, in requests of
+    at most ``chunk`` labels (default: the ``feedback_max_items`` setting)."""
+    from mloop.core.client import ServerClient
+    from mloop.core.settings import user_setting
+
+    size = chunk or int(user_setting("feedback_max_items"))
+    client = ServerClient(server)
+    stored = waiting = 0
+    for start in range(0, len(items), size):
+        answer = client.post("/api/v1/feedback", {"items": [
+            {"request_id": f.request_id, "row": f.row, "label": json.loads(f.label)}
+            for f in items[start:start + size]]})
+        if not isinstance(answer, dict) or not isinstance(answer.get("stored"), int):
+            raise ServiceUnavailableError(f"{client.url} did not answer as an mloop server "
+                                          "does to feedback; is it `mloop serve`?")
+        stored += answer["stored"]
+        waiting += int(answer.get("unmatched") or 0)
+    return FeedbackResult(stored, waiting)
+
+
+def log_frame(project: Project, frame: pd.DataFrame) -> FeedbackResult:
     """Feedback from a table with columns ``request_id``, ``label`` and optionally ``row``."""
+    return save(project, frame_entries(frame))
+
+
+def frame_entries(frame: pd.DataFrame) -> list[Feedback]:
+    """Validated feedback rows of a table (request_id, label[, row])."""
     missing = {"request_id", "label"} - set(frame.columns)
     if missing:
         raise InvalidInputError(f"The feedback table needs the columns request_id and label "
@@ -114,9 +293,8 @@ def log_frame(project: Project, frame: pd.DataFrame) -> int:
         rows = numbers.astype(int).tolist()
     else:
         rows = [0] * len(ids)
-    items = [e for rid, lab, r in zip(ids, labels, rows, strict=True)
-             for e in entries(rid, lab, r)]
-    return save(project, items)
+    return [e for rid, lab, r in zip(ids, labels, rows, strict=True)
+            for e in entries(rid, lab, r)]
 
 
 def read(project: Project, since_ms: int) -> pd.DataFrame:

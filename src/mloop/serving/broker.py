@@ -19,12 +19,12 @@ import json
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from mloop.core.ids import new_id
 from mloop.errors import ConfigError, InvalidInputError, NotFoundError
 
 RESULT_TTL_S = 24 * 3600
@@ -110,7 +110,7 @@ class SqliteBroker:
         return conn
 
     def enqueue(self, model: str, payload: Any, job_id: str | None = None) -> str:
-        job_id = job_id or uuid.uuid4().hex
+        job_id = job_id or new_id()  # time-ordered: feedback finds its log by it
         now = time.time()
         self._conn().execute(
             "INSERT OR IGNORE INTO jobs (id, model, payload, status, available_at, created_at)"
@@ -237,7 +237,7 @@ class RedisBroker:
         self._groups.add(stream)
 
     def enqueue(self, model: str, payload: Any, job_id: str | None = None) -> str:
-        job_id = job_id or uuid.uuid4().hex
+        job_id = job_id or new_id()  # time-ordered: feedback finds its log by it
         self._add(Job(job_id, model, payload, 0))
         return job_id
 

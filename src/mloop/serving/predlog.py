@@ -16,6 +16,7 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,10 @@ class PredictionLogger:
         self.flush_seconds = flush_seconds
         self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=max_pending)
         self.dropped = 0
+        # request id -> rows, for requests queued but not yet in a segment: feedback that
+        # arrives meanwhile is for a prediction this server knows
+        self._unwritten: dict[str, int] = {}
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="mloop-predlog", daemon=True)
         self._thread.start()
 
@@ -39,11 +44,20 @@ class PredictionLogger:
             proba: Any, latency_ms: float) -> None:
         """Queue one request (references only); never blocks: a full queue drops and
         counts (``dropped``)."""
+        with self._lock:  # before queueing: the writer may be done before we return
+            self._unwritten[request_id] = len(pred)
         try:
             self._queue.put_nowait((model, version, request_id, int(time.time() * 1000),
                                     frame, pred, proba, latency_ms))
         except queue.Full:
             self.dropped += 1
+            with self._lock:
+                self._unwritten.pop(request_id, None)
+
+    def unwritten(self, request_ids: Iterable[str]) -> dict[str, int]:
+        """Those of ``request_ids`` queued but not yet written, with their row counts."""
+        with self._lock:
+            return {r: self._unwritten[r] for r in request_ids if r in self._unwritten}
 
     def close(self) -> None:
         """Write everything queued, then stop."""
@@ -77,8 +91,13 @@ class PredictionLogger:
             columns = tuple(str(c) for c in frame.columns) if hasattr(frame, "columns") \
                 else ("input",)
             groups.setdefault((item[0], item[1], columns), []).append(item)
-        for (model, version, columns), group in groups.items():
-            self._segment(model, version, columns, group)
+        try:
+            for (model, version, columns), group in groups.items():
+                self._segment(model, version, columns, group)
+        finally:
+            with self._lock:
+                for item in items:
+                    self._unwritten.pop(item[2], None)
 
     def _segment(self, model: str, version: int, columns: tuple[str, ...],
                  group: list[tuple[Any, ...]]) -> None:
@@ -128,6 +147,34 @@ def segments(root: Path, model: str, since_ms: int | None = None) -> list[Path]:
     if since_ms is None:
         return files
     return [f for f in files if int(f.name.split("-", 1)[0]) >= since_ms]
+
+
+def find_requests(root: Path, request_ids: Iterable[str], *, written_since: int | None = None,
+                  written_until: int | None = None) -> Any:
+    """The logged rows of these requests as a DataFrame (model, request_id, row), from
+    segments written between two times (Unix ms; both optional). Reads only those two
+    columns, filtered in Parquet."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    wanted = pa.array(sorted(set(request_ids)), type=pa.string())
+    parts = []
+    models = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    for model in models if len(wanted) else ():
+        files = [str(f) for f in segments(root, model, written_since)
+                 if written_until is None or int(f.name.split("-", 1)[0]) <= written_until]
+        if not files:
+            continue
+        table = ds.dataset(files, format="parquet").to_table(
+            columns=["request_id", "row"], filter=ds.field("request_id").isin(wanted))
+        if table.num_rows:
+            parts.append(table.to_pandas().assign(model=model))
+    if not parts:
+        return pd.DataFrame({"model": pd.Series(dtype=object),
+                             "request_id": pd.Series(dtype=object),
+                             "row": pd.Series(dtype="int64")})
+    return pd.concat(parts, ignore_index=True)[["model", "request_id", "row"]]
 
 
 def read_predictions(root: Path, model: str, *, since_ms: int | None = None,

@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import time
-import uuid
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -24,6 +23,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 
+from mloop.core.ids import new_id
 from mloop.errors import InvalidInputError, MloopError
 from mloop.registry.signature import enforce
 from mloop.serving.batcher import MicroBatcher, Overloaded
@@ -35,6 +35,7 @@ from mloop.serving.protocol import (
     v2_outputs,
     with_binary_inputs,
 )
+from mloop.serving.security import Guard, Security
 
 CONFIG_ENV = "MLOOP_SERVE_CONFIG"
 
@@ -93,6 +94,7 @@ class ServeConfig:
     engine: str | None = None
     log_predictions: bool = True
     monitor_every: float = 60.0  # seconds between drift/performance checks; 0: none
+    security: Security = field(default_factory=Security)  # Host, Origin, token, JSON checks
 
 
 @dataclass
@@ -298,6 +300,9 @@ def create_app(config: ServeConfig) -> Any:
                          headers={"connection": "close"})
         return await call_next(request)
 
+    # added last, so it runs first: nothing reaches a route (or reads a body) unchecked
+    app.add_middleware(Guard, security=config.security, max_body=config.max_body_bytes)
+
     def model_of(name: str, version: str | None) -> ServedModel:
         versions: list[ServedModel] = state["models"].get(name, [])
         if not versions:
@@ -338,7 +343,7 @@ def create_app(config: ServeConfig) -> Any:
         finally:
             metrics.in_flight.dec()
         latency = time.perf_counter() - start
-        request_id = uuid.uuid4().hex
+        request_id = new_id()  # time-ordered: feedback finds its log segment by it
         logger = state["logger"]
         if logger is not None:
             logger.log(served.name, served.version, request_id, frame=frame, pred=pred,
@@ -476,24 +481,7 @@ def create_app(config: ServeConfig) -> Any:
 
     @app.post("/api/v1/feedback", openapi_extra=_body("feedback"))
     async def feedback(request: Request) -> Any:
-        from mloop.monitoring import feedback as fb
-
-        body = await body_of(request)
-        if not isinstance(body, dict):
-            raise PayloadError("$", "send {request_id, label, row?} or {items: [...]}")
-        listed = "items" in body
-        items = body["items"] if listed else [body]
-        if not isinstance(items, list) or not items or len(items) > 100_000:
-            raise PayloadError("items", "a list of 1 to 100,000 {request_id, label, row?}")
-        entries = []
-        for i, item in enumerate(items):
-            if not isinstance(item, dict) or "request_id" not in item or "label" not in item:
-                raise PayloadError(f"items[{i}]" if listed else "$",
-                                   "needs request_id and label (and optionally row)")
-            entries.extend(fb.entries(item["request_id"], item["label"], item.get("row")))
-        loop = asyncio.get_running_loop()
-        stored = await loop.run_in_executor(None, fb.save, state["project"], entries)
-        return _json({"stored": stored})
+        return await _feedback(state, await body_of(request))
 
     @app.get("/metrics")
     async def prometheus() -> Any:
@@ -503,6 +491,27 @@ def create_app(config: ServeConfig) -> Any:
                                  media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+async def _feedback(state: dict[str, Any], body: Any) -> Any:
+    """Store the labels of one feedback request: ``{"stored": N, "unmatched": M}``, or 413
+    naming the ``[serving]`` limit it passed."""
+    from functools import partial
+
+    from mloop.monitoring import feedback as fb
+
+    settings = state["project"].settings
+    try:
+        entries = fb.request_entries(body, max_items=settings.feedback_max_items,
+                                     max_label_bytes=settings.feedback_max_label_bytes)
+    except fb.LimitError as exc:
+        return _json({"error": exc.message, "limit": exc.limit, "value": exc.value},
+                     status_code=413)
+    logger = state["logger"]
+    save = partial(fb.save, state["project"], entries,
+                   unwritten=logger.unwritten if logger is not None else None)
+    result = await asyncio.get_running_loop().run_in_executor(None, save)
+    return _json(result.to_dict())
 
 
 class _NotServed(LookupError):
@@ -515,13 +524,20 @@ class _TooLarge(ValueError):
 
 def app_factory() -> Any:
     """For ``uvicorn --factory`` with several workers: the config comes from the env."""
-    return create_app(ServeConfig(**json.loads(os.environ[CONFIG_ENV])))
+    config = json.loads(os.environ[CONFIG_ENV])
+    config["security"] = Security(**config.get("security", {}))
+    return create_app(ServeConfig(**config))
 
 
 def serve(config: ServeConfig, *, host: str = "127.0.0.1", port: int = 8080,
           workers: int = 1) -> None:
     """Run the server until SIGINT/SIGTERM (in-flight requests are drained)."""
+    from dataclasses import replace
+
     import uvicorn
+
+    # the Host check accepts the address bound here, whatever the config said
+    config = replace(config, security=replace(config.security, host=host))
 
     if workers > 1:
         os.environ[CONFIG_ENV] = json.dumps(asdict(config))
