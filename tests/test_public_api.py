@@ -40,6 +40,9 @@ def test_error_tree_has_http_and_exit_codes():
     from mloop import errors
 
     for name in errors.__all__:
+        if name == "EXIT_CODES":
+            continue
         cls = getattr(errors, name)
         assert issubclass(cls, errors.MloopError)
-        assert 400 <= cls.http_status < 600 and cls.exit_code >= 1
+        assert 400 <= cls.http_status < 600 and cls.exit_code in errors.EXIT_CODES
+        assert cls.exit_code != 0

@@ -21,7 +21,9 @@ The tree::
     │   ├── InvalidURIError
     │   ├── InvalidMetricError
     │   ├── UnsafePathError                           a path that would escape its root
-    │   └── FilterSyntaxError                         carries the position of the mistake
+    │   ├── FilterSyntaxError                         carries the position of the mistake
+    │   ├── TokenError                 401            a missing, wrong or expired token
+    │   └── ForbiddenError             403            a token whose role may not do this
     ├── NotFoundError                  404 / exit 3
     │   ├── ExperimentNotFoundError
     │   ├── RunNotFoundError
@@ -123,6 +125,18 @@ class FilterSyntaxError(InvalidInputError):
         super().__init__(f"{message} (at position {position})\n  {text}\n  {caret}")
 
 
+class TokenError(InvalidInputError):
+    """A token that is malformed, unknown, wrong or expired (HTTP 401)."""
+
+    http_status, code = 401, "invalid_token"
+
+
+class ForbiddenError(InvalidInputError):
+    """A valid token whose role does not allow the request (HTTP 403)."""
+
+    http_status, code = 403, "forbidden"
+
+
 class ConflictError(MloopError):
     """The request contradicts what is already stored."""
 
@@ -218,6 +232,7 @@ __all__ = [
     "DiskFullError",
     "ExperimentNotFoundError",
     "FilterSyntaxError",
+    "ForbiddenError",
     "IntegrityError",
     "InternalError",
     "InvalidInputError",
@@ -234,6 +249,7 @@ __all__ = [
     "SchemaTooNewError",
     "ServiceUnavailableError",
     "StepFailedError",
+    "TokenError",
     "UnsafeModelError",
     "UnsafePathError",
 ]

@@ -32,7 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from mloop.core.clock import now_ms
-from mloop.errors import ConfigError, InvalidInputError, NotFoundError
+from mloop.errors import (
+    ConfigError,
+    ForbiddenError,
+    InvalidInputError,
+    NotFoundError,
+    TokenError,
+)
 
 PREFIX = "mloop_"
 ID_HEX = 12
@@ -45,18 +51,6 @@ _ID = re.compile(rf"[0-9a-f]{{{ID_HEX}}}")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 # compared against when the id is unknown, so a miss costs what a hit costs
 _DUMMY = hashlib.sha256(b"mloop: no such token").hexdigest()
-
-
-class TokenError(InvalidInputError):
-    """A token that is malformed, unknown, wrong or expired (HTTP 401)."""
-
-    http_status, code = 401, "invalid_token"
-
-
-class ForbiddenError(InvalidInputError):
-    """A valid token whose role does not allow the request (HTTP 403)."""
-
-    http_status, code = 403, "forbidden"
 
 
 def role_allows(have: str, need: str) -> bool:
