@@ -105,7 +105,7 @@ def test_python_flavor_and_models_no_flavor_can_save(project):
         with pytest.raises(InvalidInputError, match="No flavor can save"):
             mloop.log_model(object(), name="x")
     assert info.flavor == "python"
-    with pytest.raises(UnsafeModelError, match="model.joblib is joblib, a pickle"):
+    with pytest.raises(UnsafeModelError, match=r"model\.joblib is joblib, a pickle"):
         mloop.load_model("models:/doubler/1")  # a pickle: only when asked for
     loaded = mloop.load_model("models:/doubler/1", allow_pickle=True)
     np.testing.assert_array_equal(loaded.predict([[1, 2, 3]]), [12])

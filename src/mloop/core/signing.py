@@ -13,6 +13,7 @@ key.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -58,10 +59,8 @@ def _create(path: Path) -> None:
             f.write(secrets.token_hex(32) + "\n")
             f.flush()
             os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)  # atomic and never replaces a key another process made
-        except FileExistsError:
-            pass
+        with contextlib.suppress(FileExistsError):  # another process made one: keep it
+            os.link(tmp, path)  # atomic, and never replaces an existing key
     finally:
         Path(tmp).unlink(missing_ok=True)
 

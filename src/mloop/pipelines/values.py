@@ -177,11 +177,12 @@ def _unsigned(ref: ValueRef) -> str:
 
     why = ("is not signed" if not ref.sig else
            "is signed by another key (another user or machine), or was changed")
-    return (f"Refused to read the pipeline value {ref.digest[:12]}… ({ref.summary or 'a "
-            f"pickle'}): it is a pickle, which runs code when read, and it {why}. mloop reads "
-            f"without asking only the pickles your key ({key_path()} or {KEY_ENV}) signed. "
-            "Run the step that makes it again, share the key between the machines that run "
-            f"steps ({KEY_ENV}), or, if you trust the store, allow pickles: {opt_ins()}.")
+    what = ref.summary or "a pickle"
+    return (f"Refused to read the pipeline value {ref.digest[:12]}… ({what}): it is a pickle, "
+            f"which runs code when read, and it {why}. mloop reads without asking only the "
+            f"pickles your key ({key_path()} or {KEY_ENV}) signed. Run the step that makes "
+            f"it again, share one key between the machines that run steps ({KEY_ENV}), or, "
+            f"if you trust the store, allow pickles: {opt_ins()}.")
 
 
 def exists(project: Project, ref: ValueRef) -> bool:

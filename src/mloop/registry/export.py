@@ -165,7 +165,7 @@ def predict_proba(data):
 
 
 def _load_plan(project: Project, version: ModelVersion, manifest: dict[str, Any],
-               folder: Path, trusted: list[str] | None,
+               folder: Path, *, trusted: list[str] | None,
                allow_pickle: bool | None) -> dict[str, Any]:
     """How the package will load its model (``model/load.json``), after mloop's checks."""
     from mloop.registry.flavors import get_flavor
@@ -204,7 +204,8 @@ def export_package(project: Project, ref: str, out: str | Path, *,
         raise InvalidInputError(f"{out} is not empty; choose a new folder for the package.")
     with tempfile.TemporaryDirectory(prefix="mloop-export-") as tmp:
         version, manifest, folder = _download(project, ref, Path(tmp))
-        plan = _load_plan(project, version, manifest, folder, trusted, allow_pickle)
+        plan = _load_plan(project, version, manifest, folder, trusted=trusted,
+                          allow_pickle=allow_pickle)
         package = package_name(version.name)
         pkg_version = f"{version.version}.0.0"
         staging = Path(tmp) / "pkg"

@@ -23,11 +23,11 @@ from sqlalchemy.exc import IntegrityError
 
 from mloop import lineage
 from mloop.core.clock import now_ms
+from mloop.core.hashing import hash_bytes, hash_file
 from mloop.core.ids import new_id, short_id
 from mloop.core.paths import safe_relpath
 from mloop.core.process import current_user
 from mloop.core.uris import ModelURI, RunURI, check_name, parse_uri
-from mloop.core.hashing import hash_bytes, hash_file
 from mloop.errors import (
     ConflictError,
     InvalidInputError,

@@ -159,10 +159,13 @@ def storage(project: Project, run_id: str, path: str, manifest: dict[str, Any]) 
 
 # -- skops ----------------------------------------------------------------------------
 
-# skops loaders that build an object without calling the named type with arguments from
-# the file (``cls.__new__`` then state), or that ignore the name (sparse matrices).
-_BUILDERS = frozenset({"ObjectNode", "TreeNode", "LossNode"})
-_REFERENCES = frozenset({"TypeNode"})
+# skops loaders under which a scikit-learn *class* may be named: they build it from state
+# (``cls.__new__``), fill an empty one (``cls()``, ``cls(items)``) or just refer to it. Not
+# ConstructorFromReduceNode, which calls the name with any arguments the file holds.
+_SKLEARN_LOADERS = frozenset({"ObjectNode", "TreeNode", "LossNode", "TypeNode", "DictNode",
+                              "DefaultDictNode", "ListNode", "SetNode", "TupleNode"})
+# functions a model may refer to (a scorer's metric), besides the list below
+_FUNCTION_MODULES = ("sklearn.metrics.",)
 # scikit-learn modules whose classes a model never holds: test helpers, vendored code.
 _NOT_MODEL_CODE = frozenset({"tests", "_testing", "conftest", "externals", "__main__"})
 # NumPy and SciPy names scikit-learn models hold, by loader; anything else of theirs
@@ -228,7 +231,10 @@ def _implicit(name: str, loaders: set[str]) -> bool:
             continue  # read with load_npz (no pickles), whatever the name says
         if name in _ALLOWED.get(loader, frozenset()):
             continue
-        if loader in _BUILDERS | _REFERENCES and _is_sklearn_class(name):
+        if loader == "FunctionNode" and name.startswith(_FUNCTION_MODULES) and \
+                not _NOT_MODEL_CODE.intersection(name.split(".")):
+            continue
+        if loader in _SKLEARN_LOADERS and _is_sklearn_class(name):
             continue
         return False
     return True
