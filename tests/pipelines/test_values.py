@@ -90,6 +90,12 @@ def test_the_signing_key_is_guarded(sqlite_project: Project, tmp_path: Path,
     monkeypatch.setenv(signing.KEY_ENV, "short")
     with pytest.raises(ConfigError, match="at least 32"):
         values.store(sqlite_project, "v", (1, 2), None, None)
+    monkeypatch.delenv(signing.KEY_ENV)
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(blocked))  # no key can be made there
+    with pytest.raises(ConfigError, match="MLOOP_SIGNING_KEY"):
+        values.store(sqlite_project, "v", (1, 2), None, None)
 
 
 def test_processes_starting_at_once_agree_on_one_key(tmp_path: Path) -> None:

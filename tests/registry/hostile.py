@@ -93,15 +93,21 @@ def manifest(flavor: str, flavor_meta: dict) -> dict:
             "model_class": "sklearn.linear_model._logistic.LogisticRegression"}
 
 
-def plant(project: Project, name: str, files: dict[str, bytes], flavor_meta: dict,
-          flavor: str = "sklearn") -> str:
-    """Register ``files`` and a manifest as the next version of ``name``; its URI."""
+def plant_run(project: Project, files: dict[str, bytes], meta: object) -> str:
+    """Log ``files`` and ``meta`` as a run's model (``mloop-model.json``); its ``runs:/`` URI."""
     with mloop.start_run(project=project) as run:
         pass
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        (folder / "mloop-model.json").write_text(json.dumps(manifest(flavor, flavor_meta)))
+        (folder / "mloop-model.json").write_text(json.dumps(meta))
         for file, data in files.items():
             (folder / file).write_bytes(data)
         artifacts.log_path(project, run.id, folder, "model", contents_only=True)
-    return mloop.register_model(f"runs:/{run.id}/model", name, project=project).uri
+    return f"runs:/{run.id}/model"
+
+
+def plant(project: Project, name: str, files: dict[str, bytes], flavor_meta: dict,
+          flavor: str = "sklearn") -> str:
+    """Register ``files`` and a manifest as the next version of ``name``; its URI."""
+    source = plant_run(project, files, manifest(flavor, flavor_meta))
+    return mloop.register_model(source, name, project=project).uri

@@ -141,6 +141,22 @@ def test_a_manifest_cannot_point_outside_the_model(project: Project, tmp_path: P
         mloop.load_model(uri, allow_pickle=True)
 
 
+@pytest.mark.parametrize("meta", [
+    [], {"flavor_meta": JOBLIB}, {"flavor": 3, "flavor_meta": JOBLIB},
+    {"flavor": "sklearn", "flavor_meta": []}, {"flavor": "sklearn", "flavor_meta": {}},
+    {"flavor": "sklearn", "flavor_meta": {"serializer": "skops"}},
+    {"flavor": "python", "flavor_meta": {"file": 7}},
+    {"flavor": "sklearn", "flavor_meta": {"file": "", "serializer": "skops"}},
+    {"flavor": "sklearn", "flavor_meta": {"file": "model.joblib\x00", "serializer": "joblib"}},
+])
+def test_a_malformed_manifest_is_a_clear_refusal(sqlite_project: Project, marker: Path,
+                                                 meta: object) -> None:
+    uri = hostile.plant_run(sqlite_project, {"model.joblib": hostile.evil_pickle(marker)}, meta)
+    with pytest.raises(UnsafeModelError, match=r"Refused to load runs:/"):
+        mloop.load_model(uri, allow_pickle=True)
+    assert not marker.exists()
+
+
 def test_skops_files_that_would_run_numpy_code_are_refused(project: Project, marker: Path,
                                                            tmp_path: Path) -> None:
     """'Trust whatever is NumPy's' ran exec (numpy.testing) and rmtree (a DataSource's

@@ -75,13 +75,18 @@ def signing_key() -> bytes:
         return env.encode()
     path = key_path()
     try:
-        return _read(path)
-    except FileNotFoundError:
-        _create(path)
-        return _read(path)
+        try:
+            return _read(path)
+        except FileNotFoundError:
+            _create(path)
+            return _read(path)
     except (ValueError, UnicodeDecodeError):
         raise ConfigError(f"{path} is not a signing key (64 hex digits); delete it and mloop "
                           "makes a new one.") from None
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        raise ConfigError(f"Cannot read or create your signing key {path}: {why}. Make its "
+                          f"folder writable, or set {KEY_ENV} (32+ characters).") from None
 
 
 def sign(purpose: str, digest: str) -> str:

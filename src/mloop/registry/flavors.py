@@ -15,6 +15,7 @@ plugin says it too, or it is not registered.
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -22,6 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 from mloop.errors import InvalidInputError
 
 ZIP_MAGIC = b"PK\x03\x04"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -99,8 +101,11 @@ class SklearnFlavor:
             trusted = sio.get_untrusted_types(file=folder / "model.skops")
             return {"file": "model.skops", "serializer": "skops", "trusted": trusted,
                     "sklearn_version": sklearn.__version__}
-        except Exception:  # a type skops cannot persist: fall back to joblib
+        except Exception as exc:  # a type skops cannot persist: fall back to joblib
             (folder / "model.skops").unlink(missing_ok=True)
+            log.warning("skops cannot save this %s (%s); it is saved with joblib, a pickle, "
+                        "and loading it will need allow_pickle=True (--allow-pickle).",
+                        type(model).__name__, exc)
         import joblib
 
         joblib.dump(model, folder / "model.joblib")

@@ -501,6 +501,10 @@ def _plan(project: Project, uri: str, engine: str | None, trusted: list[str] | N
         raise InvalidInputError(f"Unknown engine {engine!r}; use native, onnx or auto.")
     run_id, path, digest, source = _resolve(project, uri)
     manifest = json.loads(project.objects.get_bytes(digest))
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("flavor"), str) or \
+            not isinstance(manifest.get("flavor_meta", {}), dict):
+        raise UnsafeModelError(f"Refused to load {source}: its manifest ({MANIFEST}) is not "
+                               "one mloop wrote (no flavor, or no table of its details).")
     if engine == "auto":
         engine = "onnx" if manifest.get("onnx") else "native"
     allow = bool(project.settings.allow_pickle if allow_pickle is None else allow_pickle)
