@@ -151,3 +151,28 @@ def test_the_opt_in_serves_a_pickled_model(sqlite_project: Project, tmp_path: Pa
             proc.terminate()
             proc.wait(timeout=30)
     assert "Serving models:/sum/1" in log.read_text()
+
+
+def test_a_worker_keeps_its_model_when_the_alias_moves_to_a_pickle(
+        evil: Project, marker: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from mloop.serving.broker import open_broker
+    from mloop.serving.worker import Worker
+
+    X = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0]})
+    with mloop.start_run():
+        good = mloop.log_model(LogisticRegression().fit(X, [0, 0, 1, 1]), input_example=X,
+                               registered_name="evil", onnx=False).registered
+    mloop.set_alias("evil", "champion", good.version)
+    broker = open_broker("sqlite", evil.root)
+    try:
+        worker = Worker(evil, "models:/evil@champion", broker, follow=0.1)
+        assert worker.model()[0] == good.uri
+        mloop.set_alias("evil", "champion", 1)  # version 1 is the planted pickle
+        time.sleep(0.15)
+        assert worker.model()[0] == good.uri
+    finally:
+        broker.close()
+    assert "cannot be loaded: Refused to load models:/evil/1" in capsys.readouterr().err
+    assert not marker.exists()

@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Any
 
+from mloop.errors import MloopError
 from mloop.project import Project
 from mloop.serving.broker import Broker, Job
 
@@ -52,8 +53,14 @@ class Worker:
                 uri = get_version(self.project, self.model_ref).uri \
                     if self.model_ref.startswith("models:/") else self.model_ref
                 if self._loaded is None or self._loaded[0] != uri:
-                    self._loaded = (uri, load_model(self.project, uri,
-                                                    allow_pickle=self.allow_pickle))
+                    try:
+                        self._loaded = (uri, load_model(self.project, uri,
+                                                        allow_pickle=self.allow_pickle))
+                    except MloopError as exc:  # e.g. the alias moved to a refused pickle
+                        if self._loaded is None:
+                            raise
+                        print(f"mloop worker: still answering with {self._loaded[0]}; "
+                              f"{uri} cannot be loaded: {exc}", file=sys.stderr)
             return self._loaded
 
     def run(self, stop: threading.Event | None = None, max_jobs: int | None = None) -> int:
