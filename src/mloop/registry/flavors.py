@@ -129,7 +129,8 @@ class SklearnFlavor:
             return Serializer("skops", False, (str(meta["file"]),), (ZIP_MAGIC,),
                               "rebuilds known types; runs no pickled code")
         # anything else is read by joblib.load, whatever the manifest calls it
-        return pickle_serializer(str(meta.get("serializer") or "joblib"), str(meta["file"]))
+        named = str(meta.get("serializer") or "joblib")[:40]  # the manifest's word, shown
+        return pickle_serializer(named, str(meta["file"]))
 
 
 class OnnxFlavor:

@@ -68,7 +68,8 @@ def opt_ins() -> str:
     from mloop.core.settings import user_config_path
 
     return ("mloop.load_model(uri, allow_pickle=True) in Python; --allow-pickle on `mloop "
-            "serve`, `mloop worker` and `mloop batch predict`; MLOOP_ALLOW_PICKLE=1; or "
+            "serve`, `mloop worker`, `mloop batch predict` and `mloop models export`; "
+            "MLOOP_ALLOW_PICKLE=1; or "
             f"`[models] allow_pickle = true` in your own {user_config_path()} (a project's "
             ".mloop/config.toml cannot set it)")
 
@@ -133,7 +134,7 @@ def storage(project: Project, run_id: str, path: str, manifest: dict[str, Any]) 
     from mloop.registry.flavors import get_flavor
     from mloop.tracking.artifacts import read_artifact
 
-    if manifest.get("flavor") is None:
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("flavor"), str):
         return Storage("unknown", True, True, "unknown (the manifest names no flavor)")
     try:
         serializer = get_flavor(manifest["flavor"]).serializer(manifest.get("flavor_meta") or {})
