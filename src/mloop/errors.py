@@ -37,6 +37,7 @@ The tree::
     ├── SchemaError                    500 / exit 6
     │   └── SchemaTooNewError                         the store was written by a newer mloop
     ├── UnsafeModelError               403 / exit 7   loading would run code from a file
+    │   └── UnsafeValueError                          a pipeline value not signed by you
     ├── ServiceUnavailableError        503 / exit 69  a database, remote, broker or port
     │   └── DiskFullError              507            no space left where mloop writes
     └── InternalError                  500 / exit 70  an unexpected failure, wrapped
@@ -189,6 +190,12 @@ class UnsafeModelError(MloopError):
     http_status, exit_code, code = 403, 7, "unsafe_model"
 
 
+class UnsafeValueError(UnsafeModelError):
+    """A pipeline value is a pickle that this user's key did not sign (or it was changed)."""
+
+    code = "unsafe_value"
+
+
 class ServiceUnavailableError(MloopError):
     """A database, remote, broker or port mloop needs cannot be reached or used."""
 
@@ -252,4 +259,5 @@ __all__ = [
     "TokenError",
     "UnsafeModelError",
     "UnsafePathError",
+    "UnsafeValueError",
 ]

@@ -128,7 +128,14 @@ def test_nan_predictions_fail_explicitly(project):
     data = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "target": [1.0, 2.0, 3.0, 4.0]})
     with mloop.start_run():
         mloop.log_model(NaNModel(), input_example=data[["a"]], registered_name="nan")
-    report = mloop.evaluate("models:/nan/1", data, "target", resamples=0)
+    from mloop.project import Project
+
+    # a plain Python model is a pickle: the user allows it for this project's loads
+    allowing = Project(project.root, store_uri=project.settings.store_uri, allow_pickle=True)
+    try:
+        report = mloop.evaluate("models:/nan/1", data, "target", resamples=0, project=allowing)
+    finally:
+        allowing.close()
     assert not report.passed
     assert report.checks[0].name == "predictions are numbers"
 

@@ -10,7 +10,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import mloop
-from mloop.errors import ConflictError, CorruptObjectError, InvalidInputError, NotFoundError
+from mloop.errors import (
+    ConflictError,
+    CorruptObjectError,
+    InvalidInputError,
+    NotFoundError,
+    UnsafeModelError,
+)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +105,9 @@ def test_python_flavor_and_models_no_flavor_can_save(project):
         with pytest.raises(InvalidInputError, match="No flavor can save"):
             mloop.log_model(object(), name="x")
     assert info.flavor == "python"
-    loaded = mloop.load_model("models:/doubler/1")
+    with pytest.raises(UnsafeModelError, match=r"model\.joblib is joblib, a pickle"):
+        mloop.load_model("models:/doubler/1")  # a pickle: only when asked for
+    loaded = mloop.load_model("models:/doubler/1", allow_pickle=True)
     np.testing.assert_array_equal(loaded.predict([[1, 2, 3]]), [12])
     with pytest.raises(InvalidInputError, match="shape"):
         loaded.predict([[1, 2]])
@@ -167,7 +175,7 @@ def test_types_beyond_sklearn_numpy_scipy_need_the_callers_trust(project, data):
     with mloop.start_run():
         info = mloop.log_model(model, name="m", input_example=X[:3], onnx=False)
     own = f"{AddOne.__module__}.AddOne"
-    with pytest.raises(InvalidInputError, match=own):
+    with pytest.raises(UnsafeModelError, match=own):
         mloop.load_model(info.uri)
     loaded = mloop.load_model(info.uri, trusted=[own])
     np.testing.assert_array_equal(loaded.predict(X[:5]), model.predict(X[:5]))

@@ -15,8 +15,6 @@ def autologged(sqlite_project):
 
 
 def test_fit_logs_params_score_time_and_model(autologged):
-    import joblib
-
     X, y = load_iris(return_X_y=True)
     model = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=300)).fit(X, y)
     df = mloop.search_runs(experiment="auto")
@@ -26,8 +24,9 @@ def test_fit_logs_params_score_time_and_model(autologged):
     assert run.metrics["training_score"] == pytest.approx(model.score(X, y))
     assert run.metrics["training_fit_time_s"] > 0
     assert run.tags["estimator_class"] == "sklearn.pipeline.Pipeline"
-    path = mloop.download_artifacts(f"runs:/{run.id}/model/model.joblib", autologged.root)
-    assert (joblib.load(path).predict(X) == model.predict(X)).all()
+    # logged as a model (skops, no pickle): it loads without allow_pickle
+    assert {a.path for a in run.artifacts} >= {"model/model.skops", "model/mloop-model.json"}
+    assert (mloop.load_model(f"runs:/{run.id}/model").predict(X) == model.predict(X)).all()
 
 
 def test_fit_inside_active_run_logs_there(autologged):

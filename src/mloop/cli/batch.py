@@ -24,9 +24,12 @@ def batch() -> None:
               "version already scored.")
 @click.option("--blocksize", default="64MB", show_default=True,
               help="CSV partition size.")
+@click.option("--allow-pickle", is_flag=True, help="Load a model saved as a pickle "
+              "(joblib), which runs code when loaded: only models you trust. Without it it "
+              "is refused (exit 7).")
 @json_option
 def predict(model: str, source: str, key: str, table: str | None, scheduler: str | None,
-            full: bool, blocksize: str, as_json: bool) -> None:
+            full: bool, blocksize: str, allow_pickle: bool, as_json: bool) -> None:
     """Score every row of the input with MODEL and store the predictions by key.
 
     Re-running for the same model version scores only new keys (unless --full); a new
@@ -38,7 +41,8 @@ def predict(model: str, source: str, key: str, table: str | None, scheduler: str
     from mloop.serving.precompute import batch_predict
 
     result = batch_predict(current_project(), model, source, key, table=table,
-                           scheduler=scheduler, full=full, blocksize=blocksize)
+                           scheduler=scheduler, full=full, blocksize=blocksize,
+                           allow_pickle=allow_pickle or None)
     if as_json:
         emit_json(asdict(result))
         return

@@ -69,10 +69,12 @@ def show(ref: str, as_json: bool) -> None:
     from mloop import lineage as graph
     from mloop.project import current_project
     from mloop.registry.models import events, get_version
+    from mloop.registry.safety import storage
 
     project = current_project()
     v = get_version(project, ref)
     manifest = json.loads(project.objects.get_bytes(v.manifest))
+    stored = storage(project, v.run_id, v.artifact_path, manifest) if v.run_id else None
     upstream, downstream = graph.neighbours(project, v.uri)
     history = [e for e in events(project, v.name) if e.version in (v.version, None)]
     from mloop.evaluation.core import latest_evaluation
@@ -80,7 +82,8 @@ def show(ref: str, as_json: bool) -> None:
     tested = latest_evaluation(project, v.uri)
     if as_json:
         data = v.to_dict()
-        data.update(signature=manifest.get("signature"), onnx=bool(manifest.get("onnx")),
+        data.update(serializer=stored.to_dict() if stored else None,
+                    signature=manifest.get("signature"), onnx=bool(manifest.get("onnx")),
                     onnx_note=manifest.get("onnx_note"), metadata=manifest.get("metadata"),
                     lineage={"from": [e.src for e in upstream],
                              "to": [e.dst for e in downstream]},
@@ -95,6 +98,7 @@ def show(ref: str, as_json: bool) -> None:
     sig = manifest.get("signature")
     kv_section(v.uri, {"status": v.status, "aliases": ",".join(v.aliases) or "-",
                        "flavor": v.flavor, "class": manifest.get("model_class"),
+                       "serializer": stored.text if stored else "-",
                        "onnx": "yes" if manifest.get("onnx") else
                        f"no ({manifest.get('onnx_note') or '-'})",
                        "input": str(Signature.from_dict(sig)) if sig else "-",
@@ -264,7 +268,10 @@ def card(ref: str, fmt_: str, spec: Path | None, output: Path | None, check: boo
               help="onnx: the ONNX file; package: a pip-installable Python package.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="Where to write: a file or folder (onnx), a new folder (package).")
-def export(ref: str, fmt_: str, output: Path) -> None:
+@click.option("--allow-pickle", is_flag=True, help="Package a model saved as a pickle "
+              "(joblib), which runs code when the package loads it: only models you trust. "
+              "Without it it is refused (exit 7).")
+def export(ref: str, fmt_: str, output: Path, allow_pickle: bool) -> None:
     """Export a version as an ONNX file or as a package an application pins and installs."""
     from mloop.project import current_project
     from mloop.registry import export as exporter
@@ -273,5 +280,5 @@ def export(ref: str, fmt_: str, output: Path) -> None:
     if fmt_ == "onnx":
         click.echo(f"Wrote {exporter.export_onnx(project, ref, output)}")
         return
-    path = exporter.export_package(project, ref, output)
+    path = exporter.export_package(project, ref, output, allow_pickle=allow_pickle or None)
     click.echo(f"Wrote package {path}; install it with: pip install {path}")

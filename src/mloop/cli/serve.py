@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 @click.option("--engine", type=click.Choice(["native", "onnx", "auto"]),
               help="How models predict (default: the project's models.engine setting).")
 @click.option("--no-log", is_flag=True, help="Do not log predictions for monitoring.")
+@click.option("--allow-pickle", is_flag=True, help="Load models saved as pickles (joblib), "
+              "which run code when loaded: only models you trust. Without it they are "
+              "refused (exit 7).")
 @click.option("--monitor-every", default="60s", show_default=True,
               help="How often to check the served models for drift, live metrics and alert "
               "rules (exported on /metrics); 0 turns it off.")
@@ -46,8 +49,8 @@ if TYPE_CHECKING:
               "too, or all but the health checks.")
 def serve(models: tuple[str, ...], host: str, port: int, workers: int, max_batch_size: int,
           max_batch_delay_ms: float, max_queue: int, max_body_mb: float, engine: str | None,
-          no_log: bool, monitor_every: str, allowed_hosts: tuple[str, ...],
-          token_file: str | None, protect: str) -> None:
+          no_log: bool, allow_pickle: bool, monitor_every: str,
+          allowed_hosts: tuple[str, ...], token_file: str | None, protect: str) -> None:
     """Serve MODELS (models:/churn@champion …) over HTTP until Ctrl-C or SIGTERM.
 
     Open Inference Protocol (KServe V2) at /v2/…, plus POST /predict ({"records": […]})
@@ -71,7 +74,12 @@ def serve(models: tuple[str, ...], host: str, port: int, workers: int, max_batch
                          max_batch_delay_ms=max_batch_delay_ms, max_queue=max_queue,
                          max_body_bytes=int(max_body_mb * (1 << 20)), engine=engine,
                          log_predictions=not no_log, monitor_every=every,
+                         allow_pickle=allow_pickle or None,
                          security=_security(host, allowed_hosts, token_file, protect))
+    from mloop.registry.models import check_model
+
+    for ref in models:  # refuse a missing or unsafe model before announcing anything
+        check_model(project, ref, engine=engine, allow_pickle=config.allow_pickle)
     click.echo(f"Serving {', '.join(models)} on http://{host}:{port} (Ctrl-C to stop)",
                err=True)
     run(config, host=host, port=port, workers=workers)

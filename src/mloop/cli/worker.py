@@ -26,8 +26,11 @@ _broker = click.option("--broker", default="sqlite", show_default=True,
 @click.option("--follow", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
               help="Seconds between checks whether the model's alias moved.")
 @click.option("--no-log", is_flag=True, help="Do not log predictions for monitoring.")
+@click.option("--allow-pickle", is_flag=True, help="Load a model saved as a pickle (joblib), "
+              "which runs code when loaded: only models you trust. Without it it is refused "
+              "(exit 7).")
 def worker(model: str, broker: str, concurrency: int, visibility: float, max_attempts: int,
-           follow: float, no_log: bool) -> None:
+           follow: float, no_log: bool, allow_pickle: bool) -> None:
     """Answer jobs submitted for MODEL (mloop.submit) until Ctrl-C or SIGTERM.
 
     At-least-once: a job whose worker dies is claimed again after --visibility seconds;
@@ -46,7 +49,12 @@ def worker(model: str, broker: str, concurrency: int, visibility: float, max_att
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     runner = Worker(project, model, queue, concurrency=concurrency, follow=follow,
-                    log_predictions=not no_log)
+                    log_predictions=not no_log, allow_pickle=allow_pickle or None)
+    try:
+        runner.model()  # refuse a missing or unsafe model before announcing anything
+    except BaseException:
+        queue.close()
+        raise
     click.echo(f"Worker for {model} on {broker} ({concurrency} threads; Ctrl-C to stop)",
                err=True)
     try:

@@ -5,6 +5,13 @@ keys use): DataFrames as Parquet, NumPy arrays as ``.npy``, JSON-able values and
 as JSON, models through the registry's flavors (logged with the step's run, so they can
 be registered and served), anything else pickled. A value is read back only from a blob
 whose hash matches its name (the object store verifies every read).
+
+Pickles run code when read, and the store may be shared, so mloop signs the pickles and
+models it stores with the user's key (:mod:`mloop.core.signing`, HMAC-SHA256 over the
+content digest) and reads back without asking only what that key signed. A value that
+is unsigned, signed by another key or changed since is refused with
+:class:`~mloop.errors.UnsafeValueError` unless the user allows pickles, and a cached
+step whose values cannot be read so simply runs again.
 """
 
 from __future__ import annotations
@@ -14,7 +21,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from mloop.errors import MloopError
+from mloop.core import signing
+from mloop.errors import MloopError, UnsafeValueError
 from mloop.pipelines.step import Dataset, Model, Report
 
 if TYPE_CHECKING:
@@ -29,13 +37,23 @@ class ValueRef:
     digest: str
     uri: str | None = None  # models: runs:/<run>/<name>; datasets: data:/<name>@<v>
     summary: str | None = None  # a few words for `mloop pipeline show`
+    sig: str | None = None  # pickles and models: the user's HMAC of the digest
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ValueRef:
-        return cls(data["kind"], data["digest"], data.get("uri"), data.get("summary"))
+        return cls(data["kind"], data["digest"], data.get("uri"), data.get("summary"),
+                   data.get("sig"))
+
+    @property
+    def signed(self) -> bool:
+        """Whether this user's key signed the value (only pickles and models are signed)."""
+        return self.kind in SIGNED and signing.verify(self.kind, self.digest, self.sig)
+
+
+SIGNED = ("pickle", "model")  # the kinds whose reading can run code
 
 
 def _is_model(value: Any, annotation: Any) -> bool:
@@ -53,17 +71,16 @@ def store(project: Project, name: str, value: Any, annotation: Any,
     if isinstance(value, Dataset):
         return ValueRef("dataset", value.digest, value.uri, value.uri)
     if _is_model(value, annotation) and run_id is not None:
-        from mloop.core.hashing import hash_bytes
-        from mloop.registry.models import _manifest_of, log_model
+        from mloop.registry.models import _manifest_of, files_digest, log_model
         from mloop.tracking.artifacts import list_artifacts
 
         log_model(project, run_id, value, name)
         _manifest_of(project, run_id, name)  # the model is complete and readable
         # the content of every file of the model (the manifest alone names, not hashes, it)
-        files = sorted((a.path.removeprefix(f"{name}/"), a.digest)
-                       for a in list_artifacts(project, run_id, name))
-        digest = hash_bytes(json.dumps(files).encode())
-        return ValueRef("model", digest, f"runs:/{run_id}/{name}", type(value).__name__)
+        digest = files_digest([(a.path.removeprefix(f"{name}/"), a.digest)
+                               for a in list_artifacts(project, run_id, name)])
+        return ValueRef("model", digest, f"runs:/{run_id}/{name}", type(value).__name__,
+                        signing.sign("model", digest))
     if hasattr(value, "to_parquet") and hasattr(value, "columns"):
         buf = io.BytesIO()
         value.to_parquet(buf, index=False)
@@ -82,8 +99,9 @@ def store(project: Project, name: str, value: Any, annotation: Any,
     if exact is None:  # JSON would change it (int keys, tuples, a Series …): pickle it
         import cloudpickle
 
-        return ValueRef("pickle", objects.put_bytes(cloudpickle.dumps(value)), None,
-                        type(value).__name__)
+        digest = objects.put_bytes(cloudpickle.dumps(value))
+        return ValueRef("pickle", digest, None, type(value).__name__,
+                        signing.sign("pickle", digest))
     return ValueRef("json", objects.put_bytes(exact.encode()), None, _short(value))
 
 
@@ -130,7 +148,11 @@ def load(project: Project, ref: ValueRef) -> Any:
         from mloop.registry.models import load_model
 
         assert ref.uri is not None
-        return load_model(project, ref.uri, engine="native").model
+        if ref.signed:  # exactly the files this user's run stored
+            return load_model(project, ref.uri, engine="native", pinned=ref.digest).model
+        return load_model(project, ref.uri, engine="native").model  # pickles: if allowed
+    if ref.kind == "pickle" and not ref.signed and not project.settings.allow_pickle:
+        raise UnsafeValueError(_unsigned(ref))
     data = project.objects.get_bytes(ref.digest)
     if ref.kind == "frame":
         import pandas as pd
@@ -149,8 +171,25 @@ def load(project: Project, ref: ValueRef) -> Any:
     raise ValueError(f"unknown value kind {ref.kind!r}")
 
 
+def _unsigned(ref: ValueRef) -> str:
+    from mloop.core.signing import KEY_ENV, key_path
+    from mloop.registry.safety import opt_ins
+
+    why = ("is not signed" if not ref.sig else
+           "is signed by another key (another user or machine), or was changed")
+    what = ref.summary or "a pickle"
+    return (f"Refused to read the pipeline value {ref.digest[:12]}… ({what}): it is a pickle, "
+            f"which runs code when read, and it {why}. mloop reads without asking only the "
+            f"pickles your key ({key_path()} or {KEY_ENV}) signed. Run the step that makes "
+            f"it again, share one key between the machines that run steps ({KEY_ENV}), or, "
+            f"if you trust the store, allow pickles: {opt_ins()}.")
+
+
 def exists(project: Project, ref: ValueRef) -> bool:
-    """Whether the value can still be restored (a gc may have removed it)."""
+    """Whether the value can still be restored: its blobs are there (a gc may have removed
+    them) and, for a pickle, it may be read (signed by this user, or pickles allowed)."""
+    if ref.kind == "pickle" and not ref.signed and not project.settings.allow_pickle:
+        return False  # the step runs again and stores a value this user signed
     if ref.kind == "dataset":
         return True
     if ref.kind == "files":  # the manifest and every file it lists
@@ -160,12 +199,17 @@ def exists(project: Project, ref: ValueRef) -> bool:
             return False
         return not project.objects.missing(blobs(project, ref))
     if ref.kind == "model":
+        from mloop.registry.flavors import get_flavor
         from mloop.registry.models import resolve_source
         from mloop.tracking.artifacts import list_artifacts
 
         try:
-            run_id, path, _ = resolve_source(project, str(ref.uri))
-        except MloopError:
+            run_id, path, manifest = resolve_source(project, str(ref.uri))
+            if not ref.signed and not project.settings.allow_pickle:
+                meta = json.loads(project.objects.get_bytes(manifest))
+                if get_flavor(meta["flavor"]).serializer(meta["flavor_meta"]).runs_code:
+                    return False  # a pickle this user did not sign: make it again
+        except (MloopError, KeyError, TypeError, ValueError):
             return False
         return all(project.objects.exists(a.digest)
                    for a in list_artifacts(project, run_id, path))

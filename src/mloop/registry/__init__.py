@@ -53,14 +53,21 @@ def register_model(source: str, name: str, *, description: str | None = None,
 
 
 def load_model(uri: str, *, engine: str | None = None, trusted: list[str] | None = None,
-               project: Project | None = None) -> LoadedModel:
+               allow_pickle: bool | None = None, project: Project | None = None
+               ) -> LoadedModel:
     """Load ``models:/churn/1``, ``models:/churn@champion`` or ``runs:/<run_id>/model``.
 
     ``engine``: ``native``, ``onnx`` (the verified ONNX twin, ~15x faster per row) or
     ``auto``; default: the project's ``models.engine`` setting (``native``). ``trusted``:
-    types beyond scikit-learn's, NumPy's and SciPy's that a skops file may rebuild.
+    types beyond scikit-learn's that a skops file may rebuild. ``allow_pickle=True``
+    loads a model saved as a pickle (joblib: a plain Python model, or a scikit-learn one
+    skops could not write), which runs code when loaded: only for files you trust.
+    Without it (and without ``MLOOP_ALLOW_PICKLE=1`` or ``[models] allow_pickle = true``
+    in your own ``~/.config/mloop/config.toml``) such a model raises
+    :class:`~mloop.errors.UnsafeModelError`.
     """
-    return _m().load_model(_p(project), uri, engine=engine, trusted=trusted)
+    return _m().load_model(_p(project), uri, engine=engine, trusted=trusted,
+                           allow_pickle=allow_pickle)
 
 
 def get_model_version(ref: str, *, project: Project | None = None) -> ModelVersion:

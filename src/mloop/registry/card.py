@@ -32,6 +32,7 @@ from mloop.core.clock import format_ms
 from mloop.errors import InvalidInputError, NotFoundError
 from mloop.project import Project
 from mloop.registry.models import ModelVersion, get_version
+from mloop.registry.safety import storage
 
 SECTIONS = (
     ("model_details", "Model details"),
@@ -102,9 +103,12 @@ def build(project: Project, ref: str, spec: dict[str, Any] | None = None) -> Mod
     version = get_version(project, ref)
     run = get_run(project, version.run_id) if version.run_id else None
     manifest = json.loads(project.objects.get_bytes(version.manifest))
+    stored = (storage(project, version.run_id, version.artifact_path, manifest).text
+              if version.run_id else "-")
     details = [("Name", version.name), ("Version", str(version.version)),
                ("Status", version.status), ("Aliases", ", ".join(version.aliases) or "-"),
                ("Flavor", version.flavor), ("Class", f"`{manifest.get('model_class', '?')}`"),
+               ("Serializer", stored),
                ("Registered", f"{format_ms(version.created_at)} UTC by {version.user or '?'}"),
                ("Python", manifest.get("python", "?")),
                ("ONNX form", "yes" if manifest.get("onnx") else "no")]

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from mloop.errors import InvalidInputError
+from mloop.errors import InvalidInputError, UnsafeModelError
 from mloop.project import Project
 from mloop.registry.models import MANIFEST, ModelVersion, get_version
 from mloop.tracking import artifacts as _artifacts
@@ -74,7 +74,9 @@ _INIT = '''"""{name} v{version}, exported by mloop from {uri}.
     import {package}
     {package}.predict(rows)    # a DataFrame, a list of dicts, or a 2-D array
 
-The model files are checked against their SHA-256 digests before the first load.
+The model files are checked against their SHA-256 digests before the first load, and
+loaded as mloop checked them when it exported the package (model/load.json): a skops
+file only with the types mloop trusted then, a pickle only if the export allowed it.
 """
 
 import hashlib
@@ -86,6 +88,7 @@ __version__ = "{pkg_version}"
 MODEL_URI = "{uri}"
 _HERE = Path(__file__).parent / "model"
 MANIFEST = json.loads((_HERE / "mloop-model.json").read_text())
+_LOAD = json.loads((_HERE / "load.json").read_text())
 
 
 def _verify():
@@ -99,13 +102,14 @@ def _verify():
 def load():
     """The model object (loaded once)."""
     _verify()
-    meta = MANIFEST["flavor_meta"]
-    path = _HERE / meta["file"]
-    if MANIFEST["flavor"] == "sklearn" and meta.get("serializer") == "skops":
+    path = _HERE / _LOAD["file"]
+    if _LOAD["serializer"] == "skops":
+        if path.read_bytes()[:4] != b"PK\\x03\\x04":
+            raise RuntimeError(f"{{path.name}} is not a skops archive; reinstall the package.")
         import skops.io
 
-        return skops.io.load(path, trusted=list(meta.get("trusted", [])))
-    if MANIFEST["flavor"] == "onnx":
+        return skops.io.load(path, trusted=list(_LOAD["trusted"]))
+    if _LOAD["serializer"] == "onnx":
         import numpy as np
         import onnxruntime as ort
 
@@ -124,6 +128,9 @@ def load():
                 return self._run(x)[1]
 
         return _Onnx()
+    if not _LOAD["pickle"]:
+        raise RuntimeError(f"{{path.name}} is a pickle and this package was not exported with "
+                           "--allow-pickle; it will not be loaded.")
     import joblib
 
     return joblib.load(path)
@@ -157,18 +164,54 @@ def predict_proba(data):
 '''
 
 
-def export_package(project: Project, ref: str, out: str | Path) -> Path:
-    """Write a pip-installable package for the version into folder ``out``."""
+def _load_plan(project: Project, version: ModelVersion, manifest: dict[str, Any],
+               folder: Path, *, trusted: list[str] | None,
+               allow_pickle: bool | None) -> dict[str, Any]:
+    """How the package will load its model (``model/load.json``), after mloop's checks."""
+    from mloop.registry.flavors import get_flavor
+    from mloop.registry.safety import check_files, skops_trusted
+
+    allow = bool(project.settings.allow_pickle if allow_pickle is None else allow_pickle)
+    meta = manifest.get("flavor_meta") or {}
+    try:
+        serializer = get_flavor(manifest["flavor"]).serializer(meta)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UnsafeModelError(f"Refused to export {version.uri}: its manifest does not say "
+                               f"which file holds the model ({exc}).") from None
+    check_files(folder, serializer, allow_pickle=allow, source=version.uri)
+    plan: dict[str, Any] = {"file": serializer.files[0], "serializer": serializer.name,
+                            "pickle": serializer.runs_code, "trusted": []}
+    if serializer.runs_code:
+        plan["serializer"] = "pickle"
+    elif serializer.name == "skops":
+        plan["trusted"] = skops_trusted(folder / serializer.files[0], trusted or ())
+    elif serializer.name != "onnx":
+        raise InvalidInputError(f"{version.uri} is stored as {serializer.name}; an exported "
+                                "package loads skops, ONNX and pickles only.")
+    return plan
+
+
+def export_package(project: Project, ref: str, out: str | Path, *,
+                   trusted: list[str] | None = None,
+                   allow_pickle: bool | None = None) -> Path:
+    """Write a pip-installable package for the version into folder ``out``.
+
+    The model is checked as :func:`~mloop.registry.models.load_model` checks it: a pickle
+    (joblib) needs ``allow_pickle`` (default: the user's setting, off), a skops file
+    types mloop trusts or ``trusted`` names; the package loads it exactly so."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise InvalidInputError(f"{out} is not empty; choose a new folder for the package.")
     with tempfile.TemporaryDirectory(prefix="mloop-export-") as tmp:
         version, manifest, folder = _download(project, ref, Path(tmp))
+        plan = _load_plan(project, version, manifest, folder, trusted=trusted,
+                          allow_pickle=allow_pickle)
         package = package_name(version.name)
         pkg_version = f"{version.version}.0.0"
         staging = Path(tmp) / "pkg"
         model_dir = staging / "src" / package / "model"
         shutil.copytree(folder, model_dir)
+        (model_dir / "load.json").write_text(json.dumps(plan, indent=1))
         digests = {f.name: hashlib.sha256(f.read_bytes()).hexdigest()
                    for f in sorted(model_dir.iterdir()) if f.is_file()}
         (model_dir / "digests.json").write_text(json.dumps(digests, indent=1))

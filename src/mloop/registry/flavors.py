@@ -2,18 +2,56 @@
 
 Built-ins and plugins register the same way: a plugin package declares an entry point in
 the ``mloop.flavors`` group (or calls :func:`register_flavor`). The first flavor whose
-``handles`` accepts a model saves it. Loading runs only on files whose digests matched
-the object store (see :mod:`mloop.registry.models`), so a pickle-based format loads
-exactly the bytes that were logged.
+``handles`` accepts a model saves it.
+
+The contract has four parts: ``handles``, ``save``, ``load`` and ``serializer``. The last
+one says, for a saved model's metadata, which files ``load`` reads and whether reading
+them can run code (a pickle: joblib, pickle, cloudpickle). :mod:`mloop.registry.models`
+asks it before every load and refuses a file that runs code unless the caller opted in
+(``allow_pickle``), and a file whose bytes are not the safe format it claims to be; a
+plugin says it too, or it is not registered.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from mloop.errors import InvalidInputError
+
+ZIP_MAGIC = b"PK\x03\x04"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Serializer:
+    """How a saved model's files were written, and whether reading them runs code.
+
+    ``files``: the files ``load`` reads (relative to the model folder). ``runs_code``:
+    True for every pickle-based format, whose loading can call any function the file
+    names. ``magic``: byte prefixes one of which every file must start with (a safe
+    format's signature, e.g. a zip archive for skops), so a pickle cannot pass as it.
+    """
+
+    name: str
+    runs_code: bool
+    files: tuple[str, ...]
+    magic: tuple[bytes, ...] = ()
+    note: str = ""
+
+    def describe(self) -> str:
+        """``joblib (pickle: runs code when loaded; needs --allow-pickle)`` and the like."""
+        if self.runs_code:
+            return f"{self.name} (pickle: runs code when loaded; needs --allow-pickle)"
+        return f"{self.name} ({self.note})" if self.note else self.name
+
+
+def pickle_serializer(name: str, file: str) -> Serializer:
+    """A pickle-based format (joblib, pickle, cloudpickle) reading ``file``."""
+    return Serializer(name, True, (file,))
 
 
 @runtime_checkable
@@ -28,18 +66,22 @@ class Flavor(Protocol):
 
     def load(self, folder: Path, meta: dict[str, Any]) -> Any: ...
 
-
-SAFE_PACKAGES = ("sklearn", "numpy", "scipy")
+    def serializer(self, meta: dict[str, Any]) -> Serializer:
+        """What ``load`` will read for ``meta`` and whether that can run code; decided
+        from ``meta`` alone, without opening any file."""
+        ...
 
 
 class SklearnFlavor:
     """scikit-learn estimators and pipelines: skops where it can, joblib otherwise.
 
     skops loads by rebuilding objects of known types, never by running pickled code. The
-    types it does not vouch for by default are trusted at load time only when they come
-    from scikit-learn, NumPy or SciPy themselves (a tree's node arrays, say), and only for
-    hash-verified bytes; any other type must be named by the caller
-    (``load_model(..., trusted=[...])``), so a tampered manifest cannot widen the trust.
+    types it does not vouch for by default are trusted only as
+    :func:`mloop.registry.safety.skops_trusted` allows (scikit-learn's own classes and a
+    short list of NumPy/SciPy containers and functions scikit-learn models hold); any
+    other must be named by the caller (``load_model(..., trusted=[...])``), so nothing
+    stored with the model can widen the trust. joblib (for the few estimators skops
+    cannot write, e.g. ``Birch``) is a pickle: it loads only with ``allow_pickle``.
     """
 
     name = "sklearn"
@@ -59,8 +101,11 @@ class SklearnFlavor:
             trusted = sio.get_untrusted_types(file=folder / "model.skops")
             return {"file": "model.skops", "serializer": "skops", "trusted": trusted,
                     "sklearn_version": sklearn.__version__}
-        except Exception:  # a type skops cannot persist: fall back to joblib
+        except Exception as exc:  # a type skops cannot persist: fall back to joblib
             (folder / "model.skops").unlink(missing_ok=True)
+            log.warning("skops cannot save this %s (%s); it is saved with joblib, a pickle, "
+                        "and loading it will need allow_pickle=True (--allow-pickle).",
+                        type(model).__name__, exc)
         import joblib
 
         joblib.dump(model, folder / "model.joblib")
@@ -69,22 +114,23 @@ class SklearnFlavor:
 
     def load(self, folder: Path, meta: dict[str, Any]) -> Any:
         path = folder / meta["file"]
-        if meta["serializer"] == "skops":
+        if meta.get("serializer") == "skops":
             import skops.io as sio
 
-            untrusted = sio.get_untrusted_types(file=path)
-            extra = set(meta.get("trust", ()))
-            refused = [t for t in untrusted
-                       if t.split(".")[0] not in SAFE_PACKAGES and t not in extra]
-            if refused:
-                raise InvalidInputError(
-                    f"The model holds types that are not scikit-learn's, NumPy's or SciPy's: "
-                    f"{', '.join(refused)}. Loading them can run their code; if you trust "
-                    f"them, pass load_model(..., trusted={refused!r}).")
-            return sio.load(path, trusted=untrusted)
+            from mloop.registry.safety import skops_trusted
+
+            return sio.load(path, trusted=skops_trusted(path, meta.get("trust", ())))
         import joblib
 
         return joblib.load(path)
+
+    def serializer(self, meta: dict[str, Any]) -> Serializer:
+        if meta.get("serializer") == "skops":
+            return Serializer("skops", False, (str(meta["file"]),), (ZIP_MAGIC,),
+                              "rebuilds known types; runs no pickled code")
+        # anything else is read by joblib.load, whatever the manifest calls it
+        named = str(meta.get("serializer") or "joblib")[:40]  # the manifest's word, shown
+        return pickle_serializer(named, str(meta["file"]))
 
 
 class OnnxFlavor:
@@ -104,9 +150,14 @@ class OnnxFlavor:
 
         return OnnxModel.from_bytes((folder / meta["file"]).read_bytes())
 
+    def serializer(self, meta: dict[str, Any]) -> Serializer:
+        return Serializer("onnx", False, (str(meta["file"]),),
+                          note="a graph run by onnxruntime; runs no Python code")
+
 
 class PythonFlavor:
-    """Any object with a ``predict`` method, saved with joblib."""
+    """Any object with a ``predict`` method, saved with joblib (a pickle: loading it
+    needs ``allow_pickle``)."""
 
     name = "python"
 
@@ -128,6 +179,9 @@ class PythonFlavor:
 
         return joblib.load(folder / meta["file"])
 
+    def serializer(self, meta: dict[str, Any]) -> Serializer:
+        return pickle_serializer("joblib", str(meta["file"]))
+
 
 _FLAVORS: list[Flavor] = [OnnxFlavor(), SklearnFlavor(), PythonFlavor()]
 _plugins_loaded = False
@@ -136,8 +190,9 @@ _plugins_loaded = False
 def register_flavor(flavor: Flavor, *, first: bool = True) -> None:
     """Add a flavor (before the built-ins unless ``first=False``); replaces one of its name."""
     if not isinstance(flavor, Flavor):
-        raise InvalidInputError(f"{flavor!r} is not a flavor: it needs name, handles, save "
-                                "and load.")
+        raise InvalidInputError(f"{flavor!r} is not a flavor: it needs name, handles, save, "
+                                "load and serializer (which files load reads and whether "
+                                "reading them runs code; see mloop.registry.flavors).")
     _FLAVORS[:] = [f for f in _FLAVORS if f.name != flavor.name]
     _FLAVORS.insert(0 if first else len(_FLAVORS), flavor)
 

@@ -4,7 +4,8 @@ A logged model is a folder of run artifacts: the flavor's files, ``mloop-model.j
 (flavor, signature, input example, library versions, optional ONNX twin) and nothing
 else. A registered version points at such a folder; its manifest digest pins the exact
 bytes. Loading downloads every file verified against the object store, then hands it
-to the flavor, so nothing unverified is ever unpickled.
+to the flavor, and only after :mod:`mloop.registry.safety` agreed: a file whose format
+runs code when read (a pickle) loads only when the caller opted in.
 """
 
 from __future__ import annotations
@@ -22,14 +23,22 @@ from sqlalchemy.exc import IntegrityError
 
 from mloop import lineage
 from mloop.core.clock import now_ms
+from mloop.core.hashing import hash_bytes, hash_file
 from mloop.core.ids import new_id, short_id
 from mloop.core.paths import safe_relpath
 from mloop.core.process import current_user
 from mloop.core.uris import ModelURI, RunURI, check_name, parse_uri
-from mloop.errors import ConflictError, InvalidInputError, InvalidURIError, NotFoundError
+from mloop.errors import (
+    ConflictError,
+    InvalidInputError,
+    InvalidURIError,
+    NotFoundError,
+    UnsafeModelError,
+)
 from mloop.project import Project
 from mloop.registry import signature as sig
-from mloop.registry.flavors import flavor_for, get_flavor
+from mloop.registry.flavors import Flavor, Serializer, flavor_for, get_flavor
+from mloop.registry.safety import check_files
 from mloop.store.schema import (
     model_aliases,
     model_events,
@@ -434,19 +443,24 @@ class LoadedModel:
         return method(sig.enforce(self.signature, data))
 
 
-def resolve_source(project: Project, uri: str) -> tuple[str, str, str]:
-    """(run id, artifact path, manifest digest) of a model URI."""
+def _resolve(project: Project, uri: str) -> tuple[str, str, str, str]:
+    """(run id, artifact path, manifest digest, the version's URI for messages)."""
     if uri.startswith("runs:/"):
         parsed = parse_uri(uri)
         assert isinstance(parsed, RunURI)
         run_id = resolve_run_id(project, parsed.run_id)
         path = parsed.path or "model"
         digest, _ = _manifest_of(project, run_id, path)
-        return run_id, path, digest
+        return run_id, path, digest, f"runs:/{run_id}/{path}"
     version = get_version(project, uri)
     if version.run_id is None:
         raise ModelNotFoundError(f"{version.uri} has no source run.")
-    return version.run_id, version.artifact_path, version.manifest
+    return version.run_id, version.artifact_path, version.manifest, version.uri
+
+
+def resolve_source(project: Project, uri: str) -> tuple[str, str, str]:
+    """(run id, artifact path, manifest digest) of a model URI."""
+    return _resolve(project, uri)[:3]
 
 
 def training_data(project: Project, uri: str) -> str | None:
@@ -460,34 +474,108 @@ def training_data(project: Project, uri: str) -> str | None:
 ENGINES = ("native", "onnx", "auto")
 
 
+def files_digest(files: list[tuple[str, str]]) -> str:
+    """One digest for a model's files: ``(path in the model folder, content digest)``."""
+    return hash_bytes(json.dumps(sorted(files)).encode())
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What loading a model will read, decided before any model file is opened."""
+
+    source: str
+    run_id: str
+    path: str
+    manifest: dict[str, Any]
+    engine: str
+    flavor: Flavor | None
+    meta: dict[str, Any]
+    serializer: Serializer | None
+    allow_pickle: bool
+
+
+def _plan(project: Project, uri: str, engine: str | None, trusted: list[str] | None,
+          allow_pickle: bool | None) -> _Plan:
+    engine = engine or project.settings.model_engine
+    if engine not in ENGINES:
+        raise InvalidInputError(f"Unknown engine {engine!r}; use native, onnx or auto.")
+    run_id, path, digest, source = _resolve(project, uri)
+    manifest = json.loads(project.objects.get_bytes(digest))
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("flavor"), str) or \
+            not isinstance(manifest.get("flavor_meta", {}), dict):
+        raise UnsafeModelError(f"Refused to load {source}: its manifest ({MANIFEST}) is not "
+                               "one mloop wrote (no flavor, or no table of its details).")
+    if engine == "auto":
+        engine = "onnx" if manifest.get("onnx") else "native"
+    allow = bool(project.settings.allow_pickle if allow_pickle is None else allow_pickle)
+    if engine == "onnx":
+        if not manifest.get("onnx"):
+            why = manifest.get("onnx_note") or "only scikit-learn models are converted"
+            raise InvalidInputError(f"{uri} has no ONNX form: {why}.")
+        return _Plan(source, run_id, path, manifest, engine, None, {}, None, allow)
+    flavor = get_flavor(manifest["flavor"])
+    meta = dict(manifest.get("flavor_meta") or {}, trust=list(trusted or ()))
+    try:
+        serializer = flavor.serializer(meta)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UnsafeModelError(f"Refused to load {source}: its manifest does not say which "
+                               f"file holds the model ({exc}).") from None
+    return _Plan(source, run_id, path, manifest, engine, flavor, meta, serializer, allow)
+
+
+def _fetch(project: Project, plan: _Plan, tmp: Path, pinned: str | None) -> Path:
+    """Download the model's verified files into ``tmp`` and refuse what may not load."""
+    assert plan.serializer is not None
+    folder = _artifacts.download(project, plan.run_id, plan.path, tmp)  # every byte verified
+    allow = plan.allow_pickle
+    if pinned is not None:  # the caller vouches for exactly these files (signed values)
+        here = [(f.relative_to(folder).as_posix(), hash_file(f))
+                for f in sorted(folder.rglob("*")) if f.is_file()]
+        if files_digest(here) != pinned:
+            raise UnsafeModelError(f"Refused to load {plan.source}: its files changed after "
+                                   "they were stored as a pipeline value.")
+        allow = True
+    check_files(folder, plan.serializer, allow_pickle=allow, source=plan.source)
+    return folder
+
+
+def check_model(project: Project, uri: str, *, engine: str | None = None,
+                trusted: list[str] | None = None, allow_pickle: bool | None = None) -> str:
+    """Everything :func:`load_model` checks, without loading: raises what it would raise
+    (not found, :class:`UnsafeModelError` …); returns how the model is stored, in words.
+    Lets a command refuse a model before it announces anything."""
+    plan = _plan(project, uri, engine, trusted, allow_pickle)
+    if plan.serializer is None:
+        return "onnx twin"
+    with tempfile.TemporaryDirectory(prefix="mloop-check-") as tmp:
+        _fetch(project, plan, Path(tmp), None)
+    return plan.serializer.describe()
+
+
 def load_model(project: Project, uri: str, *, engine: str | None = None,
-               trusted: list[str] | None = None) -> LoadedModel:
+               trusted: list[str] | None = None, allow_pickle: bool | None = None,
+               pinned: str | None = None) -> LoadedModel:
     """Load a logged or registered model.
 
     ``engine``: ``native`` (the flavor's library), ``onnx`` (the verified ONNX twin,
     through onnxruntime; an error when there is none) or ``auto`` (the twin when there
     is one). Default: the project's ``models.engine`` setting (``native``).
-    ``trusted``: types beyond scikit-learn's, NumPy's and SciPy's that a skops file may
-    rebuild (e.g. your own transformer classes).
+    ``trusted``: types beyond scikit-learn's that a skops file may rebuild (e.g. your own
+    transformer classes). ``allow_pickle``: load files that run code when read (joblib
+    and other pickles); default: the user's ``allow_pickle`` setting (off), else they
+    are refused with :class:`UnsafeModelError` (see :mod:`mloop.registry.safety`).
+    ``pinned``: the :func:`files_digest` of the files the caller vouches for (a signed
+    pipeline value); they load, pickles included, only if they are still those files.
     """
-    engine = engine or project.settings.model_engine
-    if engine not in ENGINES:
-        raise InvalidInputError(f"Unknown engine {engine!r}; use native, onnx or auto.")
-    run_id, path, digest = resolve_source(project, uri)
-    manifest = json.loads(project.objects.get_bytes(digest))
-    if engine == "auto":
-        engine = "onnx" if manifest.get("onnx") else "native"
-    if engine == "onnx":
-        if not manifest.get("onnx"):
-            why = manifest.get("onnx_note") or "only scikit-learn models are converted"
-            raise InvalidInputError(f"{uri} has no ONNX form: {why}.")
+    plan = _plan(project, uri, engine, trusted, allow_pickle)
+    if plan.serializer is None:
         from mloop.registry.onnx import OnnxModel
 
-        data = _artifacts.read_artifact(project, run_id, f"{path}/{manifest['onnx']}")
-        return LoadedModel(OnnxModel.from_bytes(data), manifest, "onnx", uri)
-    flavor = get_flavor(manifest["flavor"])
+        data = _artifacts.read_artifact(project, plan.run_id,
+                                        f"{plan.path}/{plan.manifest['onnx']}")
+        return LoadedModel(OnnxModel.from_bytes(data), plan.manifest, "onnx", uri)
+    assert plan.flavor is not None
     with tempfile.TemporaryDirectory(prefix="mloop-load-") as tmp:
-        _artifacts.download(project, run_id, path, tmp)  # every byte verified
-        meta = dict(manifest["flavor_meta"], trust=list(trusted or ()))
-        model = flavor.load(Path(tmp) / Path(path).name, meta)
-    return LoadedModel(model, manifest, "native", uri)
+        folder = _fetch(project, plan, Path(tmp), pinned)
+        model = plan.flavor.load(folder, plan.meta)
+    return LoadedModel(model, plan.manifest, "native", uri)

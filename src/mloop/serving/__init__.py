@@ -17,13 +17,16 @@ if TYPE_CHECKING:
 
 def batch_predict(model: str, source: str, key: str, *, table: str | None = None,
                   scheduler: str | None = None, full: bool = False,
+                  allow_pickle: bool | None = None,
                   project: Project | None = None) -> BatchResult:
     """Score every row of ``source`` (CSV/Parquet file, folder or glob) with ``model`` on
-    Dask and store the predictions by ``key`` in ``table`` (default: the model's name)."""
+    Dask and store the predictions by ``key`` in ``table`` (default: the model's name).
+    ``allow_pickle=True`` loads a model saved as a pickle (see :func:`mloop.load_model`)."""
     from mloop.serving.precompute import batch_predict as run
 
     return run(project if project is not None else current_project(), model, source, key,
-               table=table, scheduler=scheduler, full=full, quiet=True)
+               table=table, scheduler=scheduler, full=full, quiet=True,
+               allow_pickle=allow_pickle)
 
 
 def lookup(table: str, key: str | int, *, model: str | None = None,

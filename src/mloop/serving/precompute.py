@@ -78,8 +78,11 @@ def _score(part: Any, model: Any, key: str, skip: frozenset[str]) -> Any:
 
 def batch_predict(project: Project, model: str, source: str, key: str, *,
                   table: str | None = None, scheduler: str | None = None, full: bool = False,
-                  blocksize: str = "64MB", quiet: bool = False) -> BatchResult:
-    """Score every row of ``source`` with ``model`` and store the predictions by ``key``."""
+                  blocksize: str = "64MB", quiet: bool = False,
+                  allow_pickle: bool | None = None) -> BatchResult:
+    """Score every row of ``source`` with ``model`` and store the predictions by ``key``.
+
+    ``allow_pickle``: load a model saved as a pickle (default: the user's setting, off)."""
     import dask
 
     from mloop.registry.models import get_version, load_model
@@ -88,7 +91,7 @@ def batch_predict(project: Project, model: str, source: str, key: str, *,
     start = time.perf_counter()
     version = get_version(project, model)
     table = check_name(table or version.name, "table name")
-    loaded = load_model(project, version.uri)
+    loaded = load_model(project, version.uri, allow_pickle=allow_pickle)
     frame = _read(source, key, blocksize)
     skip = frozenset() if full else frozenset(_scored_keys(project, table, version.uri))
     batch_id = new_id()

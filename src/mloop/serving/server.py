@@ -95,6 +95,7 @@ class ServeConfig:
     log_predictions: bool = True
     monitor_every: float = 60.0  # seconds between drift/performance checks; 0: none
     security: Security = field(default_factory=Security)  # Host, Origin, token, JSON checks
+    allow_pickle: bool | None = None  # None: the user's allow_pickle setting (off)
 
 
 @dataclass
@@ -219,7 +220,8 @@ def create_app(config: ServeConfig) -> Any:
         for uri in config.models:
             start = time.perf_counter()
             version = get_version(project, uri)
-            loaded = load_model(project, version.uri, engine=config.engine)
+            loaded = load_model(project, version.uri, engine=config.engine,
+                                allow_pickle=config.allow_pickle)
             example = loaded.manifest.get("input_example")
             if example and version.run_id:  # warm: the first predict pays lazy imports
                 from mloop.tracking import artifacts

@@ -16,13 +16,15 @@ import threading
 import time
 from typing import Any
 
+from mloop.errors import MloopError
 from mloop.project import Project
 from mloop.serving.broker import Broker, Job
 
 
 class Worker:
     def __init__(self, project: Project, model: str, broker: Broker, *, concurrency: int = 2,
-                 follow: float = 5.0, batch: int = 64, log_predictions: bool = True) -> None:
+                 follow: float = 5.0, batch: int = 64, log_predictions: bool = True,
+                 allow_pickle: bool | None = None) -> None:
         self.project = project
         self.model_ref = model
         self.broker = broker
@@ -37,6 +39,7 @@ class Worker:
         self._loaded: tuple[str, Any] | None = None
         self._checked = 0.0
         self.log_predictions = log_predictions
+        self.allow_pickle = allow_pickle  # None: the user's setting (off)
         self._logger: Any = None
 
     def model(self) -> tuple[str, Any]:
@@ -50,7 +53,14 @@ class Worker:
                 uri = get_version(self.project, self.model_ref).uri \
                     if self.model_ref.startswith("models:/") else self.model_ref
                 if self._loaded is None or self._loaded[0] != uri:
-                    self._loaded = (uri, load_model(self.project, uri))
+                    try:
+                        self._loaded = (uri, load_model(self.project, uri,
+                                                        allow_pickle=self.allow_pickle))
+                    except MloopError as exc:  # e.g. the alias moved to a refused pickle
+                        if self._loaded is None:
+                            raise
+                        print(f"mloop worker: still answering with {self._loaded[0]}; "
+                              f"{uri} cannot be loaded: {exc}", file=sys.stderr)
             return self._loaded
 
     def run(self, stop: threading.Event | None = None, max_jobs: int | None = None) -> int:

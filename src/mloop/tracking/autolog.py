@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from mloop.errors import MloopError
@@ -32,8 +30,9 @@ def autolog(*, disable: bool = False, log_models: bool = True,
             experiment: str | None = None) -> None:
     """Turn scikit-learn autologging on (or off with ``disable=True``).
 
-    ``log_models`` stores each fitted model as ``model/model.joblib``; ``experiment``
-    names the experiment of runs that autolog starts itself.
+    ``log_models`` logs each fitted model as the run's ``model`` (skops, as
+    :func:`mloop.log_model` does; load it with ``mloop.load_model("runs:/<id>/model")``);
+    ``experiment`` names the experiment of runs that autolog starts itself.
     """
     if disable:
         for cls, original in _patched.items():
@@ -111,9 +110,20 @@ def _log_fit(run: Any, est: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
             log.debug("mloop.autolog: no training score: %s", exc)
     run.log_metrics(metrics)
     if _config["log_models"]:
-        import joblib
+        # through the scikit-learn flavor (skops, no pickle), so that
+        # mloop.load_model("runs:/<id>/model") loads it without running stored code
+        from mloop.registry.models import log_model
 
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "model.joblib"
-            joblib.dump(est, path)
-            run.log_artifact(path, "model")
+        project = run.tracker.project
+        try:
+            log_model(project, run.id, est, "model", input_example=_head(X), onnx=False)
+        except MloopError:  # an input it cannot describe (sparse, ragged): no signature
+            log_model(project, run.id, est, "model", onnx=False)
+
+
+def _head(X: Any) -> Any:
+    """The first rows of ``X`` as the input example, or None when it cannot be sliced."""
+    try:
+        return X[:5] if X is not None else None
+    except (TypeError, KeyError, IndexError):
+        return None
