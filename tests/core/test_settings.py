@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from mloop.core.settings import find_project_root, load_settings, redact_uri
+from mloop.core.settings import find_project_root, load_settings
 from mloop.errors import ConfigError, ProjectNotFoundError
 from mloop.project import Project
 
@@ -77,12 +77,6 @@ def test_project_env_var(tmp_path, monkeypatch):
     monkeypatch.setenv("MLOOP_PROJECT", str(tmp_path / "nope"))
     with pytest.raises(ProjectNotFoundError, match="MLOOP_PROJECT"):
         find_project_root()
-
-
-def test_redact_uri_hides_passwords():
-    assert redact_uri("postgresql+psycopg://bob:hunter2@db:5432/x") == \
-        "postgresql+psycopg://bob:***@db:5432/x"
-    assert redact_uri("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
 
 
 def test_init_is_idempotent_and_keeps_config(tmp_path):

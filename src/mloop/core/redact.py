@@ -1,27 +1,39 @@
 """One way to hide secrets in text mloop prints, logs or stores.
 
-Every error message, log line and recorded command line goes through :func:`redact`
-(free text) or :func:`redact_argv` (a command line). What counts as a secret:
+Every error message (``MloopError`` redacts its own), log line (loggers from
+:func:`get_logger`) and recorded command line goes through :func:`redact` (free text) or
+:func:`redact_argv` (a command line). What counts as a secret:
 
 - the password of a URL's user-info (``postgresql://u:pw@h`` → ``postgresql://u:***@h``,
   ``s3://KEY:SECRET@bucket`` → ``s3://KEY:***@bucket``), and a user-info that is a lone
-  token (``https://ghp_x@host`` → ``https://***@host``);
+  token (``https://ghp_x@host`` → ``https://***@host``). A raw ``@`` in a password is
+  covered (the user-info ends at the authority's last ``@``); ``/``, ``?`` and ``#`` must be
+  percent-encoded in a URL anyway;
 - the value of a query parameter whose name suggests a secret (``?token=…``,
   ``X-Amz-Signature=…``, ``api_key=…``);
+- the path of a webhook URL (``https://hooks.slack.com/services/***``,
+  ``…/api/webhooks/***``): webhook services put their secret there;
 - ``name=value`` and ``name: value`` pairs in free text whose name suggests a secret
-  (``password=hunter2``, ``AWS_SECRET_ACCESS_KEY=…``);
+  (``password=hunter2``, ``AWS_SECRET_ACCESS_KEY=…``, ``"token": "…"`` in JSON or a
+  Python repr, ``Authorization: Bearer …``). An unquoted value ends at white space, a
+  quote, ``,``, ``;`` or ``&``; a quoted one at its closing quote;
+- bearer tokens and mloop API tokens (``mloop_<id>_<secret>``) wherever they appear;
 - on a command line, the value of any flag whose name suggests a secret, in both the
   ``--flag value`` and ``--flag=value`` forms (``--password``, ``--access-key``,
-  ``--private-key``, ``--auth``, ``--token``, ``-p``).
+  ``--private-key``, ``--auth``, ``--token``, ``--credential``), and of ``-p`` (a
+  password for mysql and friends) unless it is a ``name=value`` parameter.
 
 The rule errs on the side of hiding: a flag named ``--keyring-path`` loses its value in
-the record, which costs a little reproducibility and never a secret.
+the record, which costs a little reproducibility and never a secret. :func:`redact` is
+idempotent, and text with nothing secret-looking in it comes back unchanged.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 MASK = "***"
 
@@ -30,20 +42,37 @@ MASK = "***"
 _SECRET_WORDS = frozenset({
     "password", "passwd", "pwd", "pass", "passphrase", "secret", "token", "auth",
     "authorization", "credential", "credentials", "apikey", "sig", "signature", "cookie",
-    "session", "private", "bearer", "key",
+    "private", "bearer", "jwt", "dsn", "key",
 })
+# single words that prose uses as plain words ("tests pass: 3", "signature: 4 columns"):
+# alone they mark a secret flag or query parameter, not a pair in free text
+_PROSE_WORDS = frozenset({"pass", "sig", "signature", "private"})
+# one-word compounds ("clientsecret", "AUTHTOKEN", "privatekey") end with one of these
+_SECRET_ENDINGS = ("password", "passwd", "secret", "token", "apikey", "accesskey",
+                   "secretkey", "privatekey", "credential", "credentials")
 # flags that are secret though no word says so
 _SECRET_SHORT_FLAGS = frozenset({"-p"})
 # names that contain a secret word but never hold a secret
 _NOT_SECRET = frozenset({"key-column", "key_column", "keys", "primary-key", "sort-key",
                          "partition-key", "token-file", "tokens-file", "key-file",
                          "credentials-file", "pass-through"})
+_AUTH_SCHEMES = "basic|bearer|token|digest|negotiate"
 
-_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<info>[^/\s@?#]*)@")
+# each pattern starts where a token starts (look-behind), so that a long word costs one
+# scan, not one per character
+_URL_USERINFO = re.compile(
+    r"(?<![A-Za-z0-9+.\-])(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<info>[^/\s?#]*)@")
 _QUERY_PAIR = re.compile(r"(?P<sep>[?&;])(?P<name>[^=&#\s]+)=(?P<value>[^&#\s]*)")
+_WEBHOOK_PATH = re.compile(
+    r"(?P<keep>https?://(?:(?:[^/\s?#@]*@)?hooks\.[^/\s?#]+/|[^/\s?#]+(?:/[^/\s?#]+)*?"
+    r"/(?:hooks|webhooks?|webhookb2)/))(?P<path>[^\s?#'\"<>]+)", re.IGNORECASE)
 _TEXT_PAIR = re.compile(
-    r"(?P<name>\b[A-Za-z][A-Za-z0-9_.\-]*)(?P<sep>\s*[=:]\s*)(?P<quote>['\"]?)"
-    r"(?P<value>[^\s'\",;&]+)")
+    r"(?P<nq>['\"]?)(?<![A-Za-z0-9_.\-])(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)(?P=nq)(?P<sep>\s*[=:]\s*)"
+    r"(?:(?P<q>['\"])(?P<quoted>(?:\\.|(?!(?P=q))[^\\])*)(?P=q)"
+    rf"|(?P<scheme>(?i:{_AUTH_SCHEMES})\s+)?(?P<bare>[^\s'\",;&]+))")
+_BEARER = re.compile(r"\b(?P<scheme>[Bb]earer|BEARER)\s+(?P<token>[A-Za-z0-9._~+/\-]+=*)")
+_MLOOP_TOKEN = re.compile(r"\b(?P<keep>mloop_[A-Za-z0-9]+_)(?P<secret>[A-Za-z0-9_\-]{20,})")
+_PARAM = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*=")
 _WORD_SPLIT = re.compile(r"[-_.\s]+|(?<=[a-z0-9])(?=[A-Z])")
 
 
@@ -57,15 +86,15 @@ def is_secret_name(name: str) -> bool:
     words = [w.lower() for w in _WORD_SPLIT.split(bare) if w]
     if not words:
         return False
-    if any(w in _SECRET_WORDS - {"key"} for w in words):
+    if any(w in _SECRET_WORDS - {"key"} or w.endswith(_SECRET_ENDINGS) for w in words):
         return True
     # "key" alone is often a column or an id ("--key id"); qualified, it is a credential
-    return ("key" in words and len(words) > 1) or bare.lower().endswith(("apikey", "secretkey"))
+    return "key" in words and len(words) > 1
 
 
 def _userinfo(match: re.Match[str]) -> str:
     info = match.group("info")
-    if not info:
+    if not info or info == MASK:
         return match.group(0)
     user, colon, _password = info.partition(":")
     if colon:
@@ -79,30 +108,66 @@ def _query(match: re.Match[str]) -> str:
     return match.group(0)
 
 
+def _pairs(text: str) -> str:
+    """Mask the values of secret pairs; a pair that is not secret is skipped only up to
+    its separator, so ``user:bob:password=x`` still finds ``password=x``."""
+    out: list[str] = []
+    pos = 0
+    while (match := _TEXT_PAIR.search(text, pos)) is not None:
+        name = match.group("name")
+        if is_secret_name(name) and name.lower() not in _PROSE_WORDS:
+            out.append(text[pos:match.start()] + _pair(match))
+            pos = match.end()
+        else:
+            out.append(text[pos:match.end("sep")])
+            pos = match.end("sep")
+    out.append(text[pos:])
+    return "".join(out)
+
+
 def _pair(match: re.Match[str]) -> str:
-    if is_secret_name(match.group("name")) and match.group("value") != MASK:
-        return f"{match.group('name')}{match.group('sep')}{match.group('quote')}{MASK}"
+    head = f"{match.group('nq')}{match.group('name')}{match.group('nq')}{match.group('sep')}"
+    quote = match.group("q")
+    if quote is not None:
+        value = match.group("quoted")
+        return match.group(0) if value in ("", MASK) else f"{head}{quote}{MASK}{quote}"
+    if match.group("bare") == MASK:
+        return match.group(0)
+    return f"{head}{match.group('scheme') or ''}{MASK}"
+
+
+def _mloop_token(match: re.Match[str]) -> str:
+    secret = match.group("secret")
+    # a random secret has a digit or a capital; snake_case words (identifiers) have none
+    if any(c.isdigit() or c.isupper() for c in secret):
+        return f"{match.group('keep')}{MASK}"
     return match.group(0)
 
 
 def redact(text: str) -> str:
-    """``text`` with URL passwords, secret query parameters and ``secret=value`` pairs
-    replaced by ``***``. Idempotent; text without secrets comes back unchanged."""
+    """``text`` with URL passwords, secret query parameters, webhook paths, tokens and
+    ``secret=value`` pairs replaced by ``***``. Idempotent; text without secrets comes
+    back unchanged."""
     if not text:
         return text
     text = _URL_USERINFO.sub(_userinfo, text)
     text = _QUERY_PAIR.sub(_query, text)
-    return _TEXT_PAIR.sub(_pair, text)
+    text = _WEBHOOK_PATH.sub(lambda m: f"{m.group('keep')}{MASK}", text)
+    text = _pairs(text)
+    text = _BEARER.sub(lambda m: f"{m.group('scheme')} {MASK}", text)
+    return _MLOOP_TOKEN.sub(_mloop_token, text)
 
 
 def redact_argv(argv: Sequence[str]) -> list[str]:
     """A command line safe to record: secret flags' values and URL secrets hidden."""
     out: list[str] = []
-    hide_next = False
+    hide_next: str | None = None
     for arg in argv:
-        if hide_next:
-            out.append(MASK)
-            hide_next = False
+        if hide_next is not None:
+            # `-p C=1` is a parameter (mloop pipeline run); `-p hunter2` a password
+            keep = hide_next == "-p" and _PARAM.match(arg) is not None
+            out.append(redact(arg) if keep else MASK)
+            hide_next = None
             continue
         if arg.startswith("-") and len(arg) > 1 and arg != "--":
             name, eq, _value = arg.partition("=")
@@ -111,7 +176,49 @@ def redact_argv(argv: Sequence[str]) -> list[str]:
                     out.append(f"{name}={MASK}")
                 else:
                     out.append(arg)
-                    hide_next = True
+                    hide_next = name
                 continue
         out.append(redact(arg))
     return out
+
+
+def url_origin(url: str) -> str:
+    """Only the scheme, host and port of ``url`` (``https://hooks.example.com/…``), for
+    URLs whose whole path may be a secret, such as a webhook's."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        return "…"
+    if not parts.scheme or not host:
+        return "…"
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}{f':{port}' if port else ''}/…"
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts a record's message (arguments merged in) before any handler formats it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: leave it to logging to report
+            return True
+        clean = redact(message)
+        if clean != message or record.args:
+            record.msg, record.args = clean, None
+        if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
+            # the traceback's text holds the exception's message: format it redacted once
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
+_FILTER = RedactingFilter()
+
+
+def get_logger(name: str) -> logging.Logger:
+    """``logging.getLogger(name)`` whose records are redacted; mloop's only way to log."""
+    logger = logging.getLogger(name)
+    if _FILTER not in logger.filters:
+        logger.addFilter(_FILTER)
+    return logger

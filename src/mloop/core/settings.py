@@ -323,13 +323,6 @@ def _fill_paths(root: Path, values: dict[str, Any]) -> None:
         values["objects_uri"] = str((root / objects).resolve())
 
 
-def redact_uri(uri: str) -> str:
-    """``uri`` with any password or token replaced by ``***``, safe to print or log."""
-    from mloop.core.redact import redact
-
-    return redact(uri)
-
-
 CONFIG_TEMPLATE = """\
 # mloop project settings. Precedence: explicit argument > MLOOP_* environment variable >
 # this file > built-in default. Relative paths are relative to the project folder.

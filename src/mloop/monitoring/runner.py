@@ -10,13 +10,13 @@ background for the models it serves and exports the results on ``/metrics``.
 
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mloop.core.clock import now_ms
+from mloop.core.redact import get_logger
 from mloop.errors import MloopError
 from mloop.monitoring import alerting as A
 from mloop.monitoring.rules import MonitorConfig, Rule, load_config
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from mloop.monitoring.live import VersionPerformance
     from mloop.project import Project
 
-log = logging.getLogger("mloop.monitoring")
+log = get_logger("mloop.monitoring")
 
 
 @dataclass
