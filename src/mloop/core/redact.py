@@ -6,9 +6,8 @@ Every error message (``MloopError`` redacts its own), log line (loggers from
 
 - the password of a URL's user-info (``postgresql://u:pw@h`` → ``postgresql://u:***@h``,
   ``s3://KEY:SECRET@bucket`` → ``s3://KEY:***@bucket``), and a user-info that is a lone
-  token (``https://ghp_x@host`` → ``https://***@host``). A raw ``@`` in a password is
-  covered (the user-info ends at the authority's last ``@``); ``/``, ``?`` and ``#`` must be
-  percent-encoded in a URL anyway;
+  token (``https://ghp_x@host`` → ``https://***@host``). Raw ``@`` and ``/`` in a
+  password are covered (``?`` and ``#`` end a URL's authority: percent-encode them);
 - the value of a query parameter whose name suggests a secret (``?token=…``,
   ``X-Amz-Signature=…``, ``api_key=…``);
 - the path of a webhook URL (``https://hooks.slack.com/services/***``,
@@ -62,6 +61,11 @@ _AUTH_SCHEMES = "basic|bearer|token|digest|negotiate"
 # scan, not one per character
 _URL_USERINFO = re.compile(
     r"(?<![A-Za-z0-9+.\-])(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<info>[^/\s?#]*)@")
+# "u:pa/ss@host": a raw '/' in the password ends the authority early; a digit-only part
+# before the '/' is a port ("host:8080/x@y"), not a password
+_URL_SLASHED_PASSWORD = re.compile(
+    r"(?<![A-Za-z0-9+.\-])(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^/\s?#@:]*):"
+    r"(?!\d*/)(?P<password>[^\s@/]*/[^\s@]*)@")
 _QUERY_PAIR = re.compile(r"(?P<sep>[?&;])(?P<name>[^=&#\s]+)=(?P<value>[^&#\s]*)")
 _WEBHOOK_PATH = re.compile(
     r"(?P<keep>https?://(?:(?:[^/\s?#@]*@)?hooks\.[^/\s?#]+/|[^/\s?#]+(?:/[^/\s?#]+)*?"
@@ -151,6 +155,8 @@ def redact(text: str) -> str:
     if not text:
         return text
     text = _URL_USERINFO.sub(_userinfo, text)
+    text = _URL_SLASHED_PASSWORD.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:{MASK}@",
+                                     text)
     text = _QUERY_PAIR.sub(_query, text)
     text = _WEBHOOK_PATH.sub(lambda m: f"{m.group('keep')}{MASK}", text)
     text = _pairs(text)
