@@ -62,11 +62,12 @@ _AUTH_SCHEMES = "basic|bearer|token|digest|negotiate"
 _URL_USERINFO = re.compile(
     r"(?<![A-Za-z0-9+.\-])(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<info>[^/\s?#]*)@")
 # "u:pa/ss@host": a raw '/' in the password ends the authority early; a digit-only part
-# before the '/' is a port ("host:8080/x@y"), not a password
+# before the '/' is a port ("host:8080/x@y"), not a password. It runs to the last '@' of
+# the token, so "u:p/w@h/x@y" hides up to "y": more than needed, never less
 _URL_SLASHED_PASSWORD = re.compile(
     r"(?<![A-Za-z0-9+.\-])(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^/\s?#@:]*):"
-    r"(?!\d*/)(?P<password>[^\s@/]*/[^\s@]*)@")
-_QUERY_PAIR = re.compile(r"(?P<sep>[?&;])(?P<name>[^=&#\s]+)=(?P<value>[^&#\s]*)")
+    r"(?!\d+/)(?P<password>[^\s/]*/\S*)@")
+_QUERY_PAIR = re.compile(r"(?P<sep>[?&;])(?P<name>[^=&#\s]+)=(?P<value>[^&#\s'\"]*)")
 _WEBHOOK_PATH = re.compile(
     r"(?P<keep>https?://(?:(?:[^/\s?#@]*@)?hooks\.[^/\s?#]+/|[^/\s?#]+(?:/[^/\s?#]+)*?"
     r"/(?:hooks|webhooks?|webhookb2)/))(?P<path>[^\s?#'\"<>]+)", re.IGNORECASE)
@@ -96,14 +97,15 @@ def is_secret_name(name: str) -> bool:
     return "key" in words and len(words) > 1
 
 
-def _userinfo(match: re.Match[str]) -> str:
+def _userinfo(match: re.Match[str], *, lone: bool = True) -> str:
     info = match.group("info")
     if not info or info == MASK:
         return match.group(0)
     user, colon, _password = info.partition(":")
     if colon:
         return f"{match.group('scheme')}{user}:{MASK}@"
-    return f"{match.group('scheme')}{MASK}@"  # a lone token as user name
+    # a lone token as user name (https://ghp_x@github.com); or a plain user name
+    return f"{match.group('scheme')}{MASK}@" if lone else match.group(0)
 
 
 def _query(match: re.Match[str]) -> str:
@@ -137,7 +139,10 @@ def _pair(match: re.Match[str]) -> str:
         return match.group(0) if value in ("", MASK) else f"{head}{quote}{MASK}{quote}"
     if match.group("bare") == MASK:
         return match.group(0)
-    return f"{head}{match.group('scheme') or ''}{MASK}"
+    scheme = match.group("scheme") or ""
+    if "auth" not in match.group("name").lower():
+        scheme = ""  # "password=Bearer x": only an Authorization header has a scheme word
+    return f"{head}{scheme}{MASK}"
 
 
 def _mloop_token(match: re.Match[str]) -> str:
@@ -152,11 +157,33 @@ def redact(text: str) -> str:
     """``text`` with URL passwords, secret query parameters, webhook paths, tokens and
     ``secret=value`` pairs replaced by ``***``. Idempotent; text without secrets comes
     back unchanged."""
+    return _redact(text, lone=True)
+
+
+def holds_secret(text: str) -> bool:
+    """True when ``text`` holds something :func:`redact` hides, a lone user name in a URL
+    (``postgresql://bob@host/db``) aside: for refusing secrets in files git shares."""
+    return _redact(text, lone=False) != text
+
+
+def _redact(text: str, *, lone: bool) -> str:
+    # one pass can make a shape another rule knows ("pw://password:///@" → a URL with a
+    # user-info once its pair is masked): repeat until nothing changes (two or three passes)
+    for _ in range(8):
+        done = _one_pass(text, lone=lone)
+        if done == text:
+            break
+        text = done
+    return text
+
+
+def _one_pass(text: str, *, lone: bool) -> str:
     if not text:
         return text
-    text = _URL_USERINFO.sub(_userinfo, text)
+    # first the password with a raw '/': it runs to the token's last '@'
     text = _URL_SLASHED_PASSWORD.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:{MASK}@",
                                      text)
+    text = _URL_USERINFO.sub(lambda m: _userinfo(m, lone=lone), text)
     text = _QUERY_PAIR.sub(_query, text)
     text = _WEBHOOK_PATH.sub(lambda m: f"{m.group('keep')}{MASK}", text)
     text = _pairs(text)

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from mloop.core.redact import get_logger, url_origin
-from mloop.errors import InvalidInputError
+from mloop.errors import InvalidInputError, MloopError
 
 log = get_logger("mloop.monitoring")
 
@@ -216,7 +216,7 @@ def deliver(url: str, body: bytes, what: str, *, attempts: int = ATTEMPTS,
             return False
         except _Retry as exc:
             reason = str(exc)
-        except (OSError, InvalidInputError) as exc:
+        except (OSError, MloopError) as exc:  # a final answer, or a broken user config
             log.warning("webhook %s failed for %s: %s", where, what,
                         getattr(exc, "message", None) or exc)
             return False
