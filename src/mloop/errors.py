@@ -45,6 +45,8 @@ The tree::
 
 from __future__ import annotations
 
+from mloop.core.redact import redact
+
 
 class MloopError(Exception):
     """Root of every error mloop raises on purpose."""
@@ -54,6 +56,9 @@ class MloopError(Exception):
     code: str = "internal"
 
     def __init__(self, message: str) -> None:
+        # messages quote URLs, settings and driver errors: hide any secret in them once,
+        # here, so that no printer, log or stored error can show it
+        message = redact(message)
         super().__init__(message)
         self.message = message
 

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from mloop.core.settings import find_project_root, load_settings, redact_uri
+from mloop.core.settings import find_project_root, load_settings
 from mloop.errors import ConfigError, ProjectNotFoundError
 from mloop.project import Project
 
@@ -79,12 +79,6 @@ def test_project_env_var(tmp_path, monkeypatch):
         find_project_root()
 
 
-def test_redact_uri_hides_passwords():
-    assert redact_uri("postgresql+psycopg://bob:hunter2@db:5432/x") == \
-        "postgresql+psycopg://bob:***@db:5432/x"
-    assert redact_uri("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
-
-
 def test_init_is_idempotent_and_keeps_config(tmp_path):
     Project.init(tmp_path)
     cfg = tmp_path / ".mloop" / "config.toml"
@@ -93,3 +87,16 @@ def test_init_is_idempotent_and_keeps_config(tmp_path):
     assert "# mine" in cfg.read_text()
     Project.init(tmp_path, force=True)
     assert "# mine" not in cfg.read_text()
+
+
+@pytest.mark.parametrize("uri", ["postgresql+psycopg://bob:hunter2@db:5432/x",
+                                 "s3://AKIA:hunter2@bucket/blobs",
+                                 "s3://bucket/blobs?token=hunter2"])
+def test_a_secret_in_the_project_config_is_refused(tmp_path, uri):
+    section = "store" if uri.startswith("postgresql") else "objects"
+    _write_config(tmp_path, f'[{section}]\nuri = "{uri}"\n')
+    with pytest.raises(ConfigError, match="holds a password or token") as err:
+        load_settings(tmp_path)
+    assert "hunter2" not in err.value.message
+    _write_config(tmp_path, '[store]\nuri = "postgresql+psycopg://bob@db:5432/x"\n')
+    assert load_settings(tmp_path).store_uri == "postgresql+psycopg://bob@db:5432/x"

@@ -82,3 +82,38 @@ def test_unsupported_url_is_config_error(tmp_path):
 
     with pytest.raises(ConfigError, match="Unsupported"):
         Store("mysql://x")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("uri", [
+    "postgresql+psycopg://postgres:S3CR3T-pw@127.0.0.1:1/test",  # connection refused
+    "postgresql+psycopg://no_such_role:S3CR3T-pw@127.0.0.1:5432/test",  # unknown role
+    "postgresql+psycopg://u:S3C@R3T-pw@127.0.0.1:5432/test",  # a raw '@' in the password
+    "postgresql+nodriver://u:S3CR3T-pw@h/db",  # no such driver
+])
+def test_a_store_uri_password_never_reaches_an_error(tmp_path, uri, pg_database):
+    """Through the real CLI, with and without MLOOP_DEBUG's traceback."""
+    import os
+    import subprocess
+    import sys
+
+    from mloop.project import Project
+
+    Project.init(tmp_path).close()
+    for debug in ("0", "1"):
+        env = {**os.environ, "MLOOP_STORE_URI": uri, "MLOOP_PROJECT": str(tmp_path),
+               "MLOOP_DEBUG": debug}
+        out = subprocess.run([sys.executable, "-m", "mloop", "runs", "list"], cwd=tmp_path,
+                             env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode != 0
+        text = out.stdout + out.stderr
+        assert "S3CR3T" not in text and "R3T-pw" not in text, text
+        assert "Error" in out.stderr
+
+
+def test_a_raw_at_sign_in_the_password_is_refused_before_connecting():
+    from mloop.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="percent-encode") as err:
+        Store("postgresql+psycopg://u:S3C@R3T@127.0.0.1:1/test")
+    assert "R3T" not in err.value.message

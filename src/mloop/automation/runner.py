@@ -16,7 +16,6 @@ For each pipeline of ``.mloop/automation.yaml`` with events pending (see
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,12 +23,13 @@ from mloop.automation import state
 from mloop.automation.config import AutomationConfig, PipelineAutomation, load_config
 from mloop.automation.triggers import Event, pending
 from mloop.core.clock import format_ms, now_ms
+from mloop.core.redact import get_logger, redact
 from mloop.errors import MloopError
 
 if TYPE_CHECKING:
     from mloop.project import Project
 
-log = logging.getLogger("mloop.automation")
+log = get_logger("mloop.automation")
 
 
 @dataclass
@@ -122,7 +122,7 @@ def check_pipeline(project: Project, auto: PipelineAutomation, *, dry_run: bool 
 
 
 def _message(exc: BaseException) -> str:
-    return exc.message if isinstance(exc, MloopError) else f"{type(exc).__name__}: {exc}"
+    return exc.message if isinstance(exc, MloopError) else redact(f"{type(exc).__name__}: {exc}")
 
 
 def _not_claimed(out: Outcome, claim: state.Claim) -> Outcome:

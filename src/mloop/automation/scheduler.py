@@ -16,7 +16,6 @@ from cron) on one project: claims in the store start each pipeline once (see
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -24,12 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 from mloop.automation.config import AutomationConfig, ScheduleTrigger, load_config
 from mloop.automation.runner import Outcome, check
+from mloop.core.redact import get_logger
 from mloop.errors import MloopError
 
 if TYPE_CHECKING:
     from mloop.project import Project
 
-log = logging.getLogger("mloop.automation")
+log = get_logger("mloop.automation")
 OnOutcomes = Callable[[list[Outcome]], None]
 
 

@@ -16,12 +16,12 @@ def init(path: Path, force: bool) -> None:
     Makes .mloop/ with config.toml and the local metadata store. Running it again is
     safe: it keeps your config and upgrades the store's schema if needed.
     """
-    from mloop.core.settings import redact_uri
+    from mloop.core.redact import redact
     from mloop.project import Project
 
     project = Project.init(path, force=force)
     click.echo(f"Initialised mloop project in {project.root}")
-    click.echo(f"  metadata store: {redact_uri(project.settings.store_uri)}")
-    click.echo(f"  object store:   {project.settings.objects_uri}")
+    click.echo(f"  metadata store: {redact(project.settings.store_uri)}")
+    click.echo(f"  object store:   {redact(project.settings.objects_uri)}")
     click.echo("Next: log a run from Python with `mloop.start_run()`, "
                "then `mloop runs list`.")

@@ -15,13 +15,37 @@ def remote() -> None:
 @remote.command("add")
 @click.argument("name")
 @click.argument("url")
-def add(name: str, url: str) -> None:
-    """Register remote NAME at URL (s3://bucket/prefix, file:///path, …); re-points it if known."""
-    from mloop.data.remotes import add_remote
+@click.option("--credential", "options", multiple=True, metavar="OPTION[=VALUE]",
+              help="A storage option for the driver (key, secret, token, endpoint_url, …), "
+              "saved in your credentials file, never in the project; without =VALUE it is "
+              "asked for without echo. Repeat for several.")
+def add(name: str, url: str, options: tuple[str, ...]) -> None:
+    """Register remote NAME at URL (s3://bucket/prefix, file:///path, …); re-points it if known.
+
+    Credentials never go to the metadata store: a password in URL
+    (s3://KEY:SECRET@bucket/prefix) and --credential values are saved in
+    ~/.config/mloop/credentials.toml (mode 0600). They can also come from
+    MLOOP_REMOTE_<NAME>_<OPTION> variables or the driver's own (AWS_ACCESS_KEY_ID, …).
+    """
+    from mloop.core.credentials import credentials_path
+    from mloop.data.remotes import add_remote, option_value, split_credentials
+    from mloop.errors import InvalidInputError
     from mloop.project import current_project
 
-    r = add_remote(current_project(), name, url)
+    given: dict[str, object] = {}
+    for item in options:
+        key, eq, value = item.partition("=")
+        if not key.strip():
+            raise InvalidInputError(f"--credential wants OPTION=VALUE (or OPTION alone to be "
+                                    f"asked), not {item.partition('=')[0]!r}=….")
+        given[key.strip()] = option_value(value) if eq else click.prompt(
+            f"{key.strip()} for remote {name}", hide_input=True)
+    saved = sorted({*split_credentials(url)[1], *given})
+    r = add_remote(current_project(), name, url, given)
     click.echo(f"Remote {r.name} → {r.to_dict()['url']}")
+    if saved:
+        click.echo(f"Credentials ({', '.join(saved)}) saved in {credentials_path()}, not in "
+                   "the project.")
 
 
 @remote.command("list")
@@ -35,7 +59,8 @@ def list_(as_json: bool) -> None:
     if as_json:
         emit_json(remotes)
         return
-    table(["name", "url"], [(r["name"], r["url"]) for r in remotes],
+    table(["name", "url", "credentials"],
+          [(r["name"], r["url"], ", ".join(r["credentials"]) or "-") for r in remotes],
           empty="No remotes. Add one with `mloop remote add origin URL`.")
 
 

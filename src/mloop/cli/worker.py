@@ -40,6 +40,7 @@ def worker(model: str, broker: str, concurrency: int, visibility: float, max_att
     dropping jobs. Answered jobs are logged for monitoring like served predictions (the
     job id is the request id for feedback), unless --no-log.
     """
+    from mloop.core.redact import redact
     from mloop.project import current_project
     from mloop.serving.broker import open_broker
     from mloop.serving.worker import Worker
@@ -55,7 +56,7 @@ def worker(model: str, broker: str, concurrency: int, visibility: float, max_att
     except BaseException:
         queue.close()
         raise
-    click.echo(f"Worker for {model} on {broker} ({concurrency} threads; Ctrl-C to stop)",
+    click.echo(f"Worker for {model} on {redact(broker)} ({concurrency} threads; Ctrl-C to stop)",
                err=True)
     try:
         runner.run(stop)

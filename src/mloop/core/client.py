@@ -14,13 +14,13 @@ not followed: following one would hand the token to whatever host the answer nam
 from __future__ import annotations
 
 import json
-import logging
 import os
 import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
 
+from mloop.core.redact import get_logger
 from mloop.errors import (
     ConflictError,
     InvalidInputError,
@@ -31,7 +31,7 @@ from mloop.errors import (
 
 TOKEN_ENV = "MLOOP_TOKEN"
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-log = logging.getLogger("mloop.client")
+log = get_logger("mloop.client")
 
 
 def normalize_url(url: str) -> str:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mloop.core.redact import holds_secret
 from mloop.errors import ConfigError, ProjectNotFoundError
 
 PROJECT_DIR = ".mloop"
@@ -238,6 +239,13 @@ def check_config(config: Mapping[str, Any], path: Path, *, user: bool) -> None:
                     f"{path}: [{name}] {key} cannot be set in a project's config, which git "
                     f"shares with everyone who clones it ({found.help}). Set it for yourself "
                     f"in {user_config_path()} or with {found.env}.")
+            if not user and isinstance(table[key], str) and holds_secret(table[key]):
+                raise ConfigError(
+                    f"{path}: [{name}] {key} holds a password or token, and git shares this "
+                    f"file with everyone who clones the project. Keep the secret out of it: "
+                    f"write the value without it here and give the password to the driver "
+                    f"(PGPASSWORD or ~/.pgpass for PostgreSQL, AWS_* variables for S3), or "
+                    f"set {found.env} for yourself.")
 
 
 def _read_toml(path: Path, *, user: bool) -> dict[str, Any]:
@@ -329,13 +337,6 @@ def _fill_paths(root: Path, values: dict[str, Any]) -> None:
         values["objects_uri"] = str(project_dir / "objects")
     elif "://" not in objects and not Path(objects).expanduser().is_absolute():
         values["objects_uri"] = str((root / objects).resolve())
-
-
-def redact_uri(uri: str) -> str:
-    """``uri`` with any password or token replaced by ``***``, safe to print or log."""
-    from mloop.core.redact import redact
-
-    return redact(uri)
 
 
 CONFIG_TEMPLATE = """\

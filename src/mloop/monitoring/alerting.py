@@ -7,7 +7,9 @@ A rule watches a *signal* of a model version (see :mod:`.rules`). When it fires:
 * an alert of that rule and version opened within the rule's ``cooldown`` is reopened
   rather than duplicated, and nobody is told again;
 * otherwise a new alert is stored, a warning is logged (logger ``mloop.monitoring``), the
-  webhook (if configured) receives it as JSON, and the lineage graph gets
+  webhook (if configured) receives it as JSON (:mod:`.webhooks`: refused for private
+  addresses unless allowed, retried, delivered before the process exits), and the
+  lineage graph gets
   ``models:/name/version --alert--> alerts:/<id>``.
 
 When the signal recovers the open alert is resolved. ``mloop monitor alerts`` lists them.
@@ -16,22 +18,23 @@ When the signal recovers the open alert is resolved. ``mloop monitor alerts`` li
 from __future__ import annotations
 
 import json
-import logging
-import threading
-import urllib.request
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from mloop.core.clock import now_ms
 from mloop.core.ids import new_id
-from mloop.errors import InvalidInputError, NotFoundError
+from mloop.core.redact import get_logger
+from mloop.errors import NotFoundError
+from mloop.monitoring import webhooks
+from mloop.monitoring.webhooks import check_webhook
 
 if TYPE_CHECKING:
     from mloop.project import Project
 
-log = logging.getLogger("mloop.monitoring")
+log = get_logger("mloop.monitoring")
 SEVERITIES = ("info", "warning", "critical")
+__all__ = ["SEVERITIES", "Alert", "Firing", "check_webhook", "clear", "fire", "list_alerts",
+           "notify", "open_counts", "resolve"]
 
 
 @dataclass
@@ -195,36 +198,13 @@ def open_counts(project: Project) -> dict[str, int]:
     return counts
 
 
-def check_webhook(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise InvalidInputError(f"The webhook must be an http(s) URL, not {redact(url)!r}.")
-    return url
-
-
-def redact(url: str) -> str:
-    """The URL's scheme and host only: webhook paths often carry tokens."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}/…" if parts.scheme else "…"
-
-
-def notify(url: str, alert: Alert, *, timeout: float = 5.0, wait: bool = False) -> None:
-    """POST the alert as JSON to ``url`` off the caller's thread; failures are logged
-    (host only, never the full URL) and never raised."""
+def notify(url: str, alert: Alert, *, wait: bool = False) -> None:
+    """POST the alert as JSON to ``url`` from a background thread (see
+    :mod:`.webhooks`: address policy, retries, delivery before the process exits);
+    failures are logged (scheme and host only) and never raised. ``wait`` blocks until
+    it is delivered or given up."""
     body = json.dumps({"alert": alert.to_dict(), "text": f"[{alert.severity}] {alert.rule} "
                        f"on {alert.subject}: {alert.message}"}).encode()
-
-    def send() -> None:
-        request = urllib.request.Request(url, data=body, method="POST",
-                                         headers={"content-type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                response.read()
-        except Exception as exc:  # any network failure: log it, the alert is stored
-            log.warning("webhook %s failed for alert %s: %s", redact(url), alert.id,
-                        type(exc).__name__)
-
-    thread = threading.Thread(target=send, name="mloop-webhook", daemon=True)
-    thread.start()
+    webhooks.send(url, body, f"alert {alert.id}")
     if wait:
-        thread.join(timeout + 1)
+        webhooks.flush()

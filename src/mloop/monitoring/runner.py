@@ -10,15 +10,16 @@ background for the models it serves and exports the results on ``/metrics``.
 
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mloop.core.clock import now_ms
+from mloop.core.redact import get_logger
 from mloop.errors import MloopError
 from mloop.monitoring import alerting as A
+from mloop.monitoring import webhooks
 from mloop.monitoring.rules import MonitorConfig, Rule, load_config
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from mloop.monitoring.live import VersionPerformance
     from mloop.project import Project
 
-log = logging.getLogger("mloop.monitoring")
+log = get_logger("mloop.monitoring")
 
 
 @dataclass
@@ -206,7 +207,8 @@ def _message(rule: Rule, value: float | None, result: CheckResult) -> str:
 def run(project: Project, *, every_ms: int | None = None, stop: threading.Event | None = None,
         on_check: Any = None, iterations: int | None = None) -> None:
     """Check, prune past the retention, sleep ``every``; until ``stop`` is set (or
-    ``iterations`` checks). A failing check is logged and retried next time."""
+    ``iterations`` checks). A failing check is logged and retried next time. Webhooks
+    are delivered in the background, and waited for (bounded) before returning."""
     stop = stop if stop is not None else threading.Event()
     done = 0
     config = load_config(project.root)  # a broken file at start: a clear error, no loop
@@ -225,8 +227,9 @@ def run(project: Project, *, every_ms: int | None = None, stop: threading.Event 
             on_check(results)
         done += 1
         if iterations is not None and done >= iterations:
-            return
+            break
         stop.wait((every_ms or config.every_ms) / 1000)
+    webhooks.flush()  # the alerts of the last round reach their webhook before we return
 
 
 @dataclass

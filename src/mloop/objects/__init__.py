@@ -16,15 +16,16 @@ if TYPE_CHECKING:
     from mloop.objects.remote import FsspecObjectStore
 
 
-def open_object_store(url: str) -> ObjectStore:
-    """The object store at ``url`` (a folder, ``file://…`` or any fsspec URL)."""
+def open_object_store(url: str, **storage_options: Any) -> ObjectStore:
+    """The object store at ``url`` (a folder, ``file://…`` or any fsspec URL);
+    ``storage_options`` (credentials, endpoint) go to the fsspec driver."""
     if "://" not in url:
         return LocalObjectStore(url)
     if url.startswith("file://"):
         return LocalObjectStore(url[len("file://"):])
     from mloop.objects.remote import FsspecObjectStore  # fsspec loads only when needed
 
-    return FsspecObjectStore(url)
+    return FsspecObjectStore(url, **storage_options)
 
 
 def __getattr__(name: str) -> Any:

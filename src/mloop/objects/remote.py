@@ -12,6 +12,7 @@ from typing import Any
 import fsspec
 
 from mloop.core.hashing import CHUNK, hash_bytes, new_hasher
+from mloop.core.redact import redact
 from mloop.errors import ConfigError, ObjectNotFoundError
 from mloop.objects.base import check_digest, corrupt, object_relpath
 
@@ -27,13 +28,13 @@ class FsspecObjectStore:
         try:
             self.fs, root = fsspec.core.url_to_fs(url, **storage_options)
         except (ImportError, ValueError) as exc:
-            raise ConfigError(f"Cannot open object store {url!r}: {exc}. Install the fsspec "
-                              "driver for that scheme (e.g. pip install s3fs).") from exc
+            raise ConfigError(f"Cannot open object store {redact(url)!r}: {exc}. Install the "
+                              "fsspec driver for that scheme (e.g. pip install s3fs).") from exc
         self.url = url
         self.root = root.rstrip("/")
 
     def __repr__(self) -> str:
-        return f"FsspecObjectStore({self.url!r})"
+        return f"FsspecObjectStore({redact(self.url)!r})"
 
     def _key(self, digest: str) -> str:
         return f"{self.root}/{object_relpath(digest)}"

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from mloop.core.clock import now_ms
 from mloop.core.hashing import hash_bytes
 from mloop.core.ids import new_id
+from mloop.core.redact import redact
 from mloop.errors import InvalidInputError, MloopError, StepFailedError
 from mloop.pipelines.step import Dataset, Step, coerce_param
 from mloop.pipelines.values import ValueRef
@@ -542,8 +543,8 @@ def _execute(ctx: _Context, s: Step, result: StepResult, ins: dict[str, ValueRef
             break
         except Exception as exc:  # a step's failure, whatever raised it, is the step's
             result.status = "failed"
-            result.error = getattr(exc, "details", None) or "".join(
-                traceback.format_exception_only(type(exc), exc)).strip()
+            result.error = redact(getattr(exc, "details", None) or "".join(
+                traceback.format_exception_only(type(exc), exc)).strip())
             if attempt < s.retries:
                 time.sleep(s.retry_delay * (2 ** attempt))
     result.seconds = time.perf_counter() - start

@@ -17,6 +17,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from mloop.core.redact import redact
+
 
 def execute(task: dict[str, Any]) -> dict[str, Any]:
     """Run the task in this process; never raises (the error is in the result)."""
@@ -54,8 +56,10 @@ def execute(task: dict[str, Any]) -> dict[str, Any]:
                                           task["run_id"]).to_dict()
         return {"ok": True, "outputs": refs, "seconds": time.perf_counter() - start}
     except (Exception, SystemExit) as exc:  # the step's own failure, reported, not raised
-        return {"ok": False, "error": "".join(traceback.format_exception_only(type(exc), exc))
-                .strip(), "traceback": traceback.format_exc(),
+        # stored and shown: a driver's error text can hold a DSN with its password
+        return {"ok": False, "error": redact("".join(
+                    traceback.format_exception_only(type(exc), exc)).strip()),
+                "traceback": redact(traceback.format_exc()),
                 "seconds": time.perf_counter() - start}
 
 

@@ -15,15 +15,15 @@ plugin says it too, or it is not registered.
 from __future__ import annotations
 
 import importlib.metadata
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from mloop.core.redact import get_logger
 from mloop.errors import InvalidInputError
 
 ZIP_MAGIC = b"PK\x03\x04"
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)

@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import logging
 import re
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mloop.core.redact import get_logger
 from mloop.core.tokens import ForbiddenError, TokenError, TokenFile, authorize
 
 Scope = MutableMapping[str, Any]
@@ -48,7 +48,7 @@ _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 _INFERENCE = re.compile(r"/v2/models/[^/]+(?:/versions/[^/]+)?/infer|/predict|/invocations")
 _V2_INFER = re.compile(r"/v2/models/[^/]+(?:/versions/[^/]+)?/infer")
 _HOST = re.compile(r"(?:\[(?P<v6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9_.-]+))(?::[0-9]{1,5})?")
-log = logging.getLogger("mloop.serving.security")
+log = get_logger("mloop.serving.security")
 
 
 @dataclass

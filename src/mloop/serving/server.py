@@ -277,7 +277,7 @@ def create_app(config: ServeConfig) -> Any:
     async def watch() -> None:
         """Drift, live metrics and alert rules for the served models, off the event loop;
         a failing round is logged and the next one tries again."""
-        import logging
+        from mloop.core.redact import get_logger
 
         loop = asyncio.get_running_loop()
         while True:
@@ -285,7 +285,7 @@ def create_app(config: ServeConfig) -> Any:
             try:
                 await loop.run_in_executor(None, check_once)
             except Exception:  # never let monitoring take serving down
-                logging.getLogger("mloop.monitoring").exception("monitoring round failed")
+                get_logger("mloop.monitoring").exception("monitoring round failed")
 
     app = FastAPI(title="mloop serve", lifespan=lifespan)
 

@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Any
 
+from mloop.core.redact import redact
 from mloop.errors import MloopError
 from mloop.project import Project
 from mloop.serving.broker import Broker, Job
@@ -101,8 +102,8 @@ class Worker:
                 # that were not answered come back after the visibility timeout
                 pause = min(30.0, max(1.0, pause * 2))
                 self.reconnects += 1
-                print(f"mloop worker: broker unreachable ({exc}); retrying in {pause:.0f} s",
-                      file=sys.stderr)
+                print(redact(f"mloop worker: broker unreachable ({exc}); retrying in "
+                             f"{pause:.0f} s"), file=sys.stderr)
                 stop.wait(pause)
 
     def handle(self, jobs: list[Job]) -> None:
@@ -144,7 +145,7 @@ class Worker:
             frame = _frame(job.payload)
             pred, proba = loaded.predict_both(frame)
         except Exception as exc:  # the job's own error, kept for the dead-letter list
-            self.broker.fail(job, f"{type(exc).__name__}: {exc}")
+            self.broker.fail(job, redact(f"{type(exc).__name__}: {exc}"))
             with self._lock:
                 self.failed += 1
             return

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from mloop.core.settings import redact_uri
+from mloop.core.redact import redact
 from mloop.errors import ConfigError, SchemaError
 from mloop.store import migrate
 
@@ -39,7 +39,7 @@ class Store:
         migrate.ensure_schema(self, upgrade=upgrade)
 
     def __repr__(self) -> str:
-        return f"Store({redact_uri(self.url)!r})"
+        return f"Store({redact(self.url)!r})"
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -85,13 +85,25 @@ def _create_engine(url: str, synchronous: str, busy_timeout_ms: int) -> Engine:
         if url.startswith("sqlite"):
             return _sqlite_engine(url, synchronous, busy_timeout_ms)
         if url.startswith("postgresql"):
+            _check_userinfo(url)
             return create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8)
     except (ArgumentError, NoSuchModuleError) as exc:
-        raise ConfigError(f"Cannot open the metadata store {redact_uri(url)}: {exc}") from exc
+        raise ConfigError(f"Cannot open the metadata store {redact(url)}: {exc}") from exc
     raise ConfigError(
-        f"Unsupported metadata store {redact_uri(url)}: use sqlite:///path/to/mloop.db or "
+        f"Unsupported metadata store {redact(url)}: use sqlite:///path/to/mloop.db or "
         "postgresql+psycopg://user@host:5432/db (pip install 'mloop[postgres]')."
     )
+
+
+def _check_userinfo(url: str) -> None:
+    """A raw ``@`` in the password makes the driver read the rest as the host name, and
+    its error then quotes part of the password: refuse such a URI before connecting."""
+    authority = url.partition("://")[2].split("/", 1)[0]
+    if authority.count("@") > 1:
+        raise ConfigError(
+            f"The metadata store URI {redact(url)} has more than one '@' before its host: "
+            "percent-encode the user name and password (@ → %40, : → %3A, / → %2F), "
+            "e.g. with urllib.parse.quote(password, safe='').")
 
 
 def _sqlite_engine(url: str, synchronous: str, busy_timeout_ms: int) -> Engine:

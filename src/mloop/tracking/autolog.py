@@ -10,16 +10,16 @@ problems are reported as log warnings and never break the user's training.
 from __future__ import annotations
 
 import functools
-import logging
 import threading
 import time
 from typing import Any
 
+from mloop.core.redact import get_logger
 from mloop.errors import MloopError
 from mloop.tracking import lifecycle
 from mloop.tracking.model import RunStatus
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 _patched: dict[type, Any] = {}
 _config: dict[str, Any] = {"log_models": True, "experiment": None}
 _local = threading.local()

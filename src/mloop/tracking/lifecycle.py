@@ -21,6 +21,7 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING
 
 from mloop import lineage
+from mloop.core.redact import redact
 from mloop.tracking.active import ActiveRun, Terminated, status_for
 from mloop.tracking.model import RunStatus
 
@@ -99,11 +100,11 @@ def _at_exit() -> None:
         try:
             run.end(_exit_status)
         except Exception as exc:
-            print(f"mloop: could not end run {run.id}: {exc}", file=sys.stderr)
+            print(redact(f"mloop: could not end run {run.id}: {exc}"), file=sys.stderr)
     with _lock:
         trackers = list(_trackers)
     for tracker in trackers:
         try:
             tracker.writer.close()
         except Exception as exc:
-            print(f"mloop: could not flush metrics: {exc}", file=sys.stderr)
+            print(redact(f"mloop: could not flush metrics: {exc}"), file=sys.stderr)

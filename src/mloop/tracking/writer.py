@@ -13,7 +13,6 @@ so that batches from several processes can land in any order.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -24,11 +23,12 @@ from typing import Any
 from sqlalchemy import Connection, or_
 from sqlalchemy.exc import OperationalError
 
+from mloop.core.redact import get_logger
 from mloop.errors import MloopError
 from mloop.store import Store
 from mloop.store.schema import latest_metrics, metrics
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 Point = tuple[str, str, int, int, float | None]  # run_id, key, step, timestamp, value
 _RETRY_PAUSES = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
