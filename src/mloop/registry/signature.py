@@ -274,7 +274,7 @@ def _enforce_tensor(signature: Signature, data: Any, nullable: frozenset[str] | 
         raise ColumnError("input", f"Input rows have shape {tuple(arr.shape[1:])}; the model "
                                    f"takes {signature.shape}.")
     dtype = signature.dtype or "float64"
-    if _dtype_name(arr.dtype) != dtype or arr.dtype.kind in "OSU":
+    if not _typed(arr.dtype, dtype):
         width = int(np.prod(signature.shape)) if signature.shape else 1
         arr = np.asarray(_cast(arr.ravel(), dtype, "input", width)).reshape(arr.shape)
     if dtype not in MISSABLE or (nullable is not None and "input" not in nullable):
@@ -296,8 +296,6 @@ def enforce(signature: Signature | None, data: Any, *,
     naming the column. ``nullable`` names the columns (``input`` for a tensor) where the
     model takes missing values; None leaves float, string and date-time gaps to the model.
     """
-    import pandas as pd
-
     if signature is None:
         return data
     if signature.kind == "tensor":
@@ -309,14 +307,23 @@ def enforce(signature: Signature | None, data: Any, *,
         frame = frame.set_axis(have, axis=1)[signature.names]
     casts = {}
     for (name, dtype), actual in zip(signature.columns, frame.dtypes, strict=True):
-        if _dtype_name(actual) == dtype and (dtype != "str"
-                                             or isinstance(actual, pd.StringDtype)):
+        if _typed(actual, dtype):
             continue  # already right: no copy (the common case, and the fast one)
         casts[name] = _cast(frame[name].to_numpy(), dtype, name)
     if casts:
         frame = frame.assign(**casts)
     _refuse_missing(frame, signature, nullable)
     return frame
+
+
+def _typed(actual: Any, dtype: str) -> bool:
+    """Whether a column of dtype ``actual`` holds only what ``dtype`` takes, by its dtype
+    alone (object columns may hold anything; uint64 may be over int64's range)."""
+    import pandas as pd
+
+    if dtype == "str":
+        return isinstance(actual, pd.StringDtype)
+    return actual.kind == {"float64": "f", "int64": "i", "bool": "b"}.get(dtype, "M")
 
 
 def _check_names(have: list[str], signature: Signature) -> None:

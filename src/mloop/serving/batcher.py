@@ -7,8 +7,9 @@ batch open a little longer to fill it. The queue is bounded: when it is full the
 answers 503 with ``Retry-After`` instead of growing without limit.
 
 One request never fails another: requests are checked against the signature before they
-queue, and when a merged call still fails, each request of the batch is predicted alone,
-so only a request the model itself cannot take gets an error (:class:`ModelFailed`).
+queue, and when a merged call still fails, the batch is split in halves and each tried
+again, down to single requests, so only a request the model itself cannot take gets an
+error (:class:`ModelFailed`).
 """
 
 from __future__ import annotations
@@ -109,29 +110,27 @@ class MicroBatcher:
         return batch, rows
 
     def _call(self, batch: list[_Item]) -> list[Outcome]:
-        """One outcome per request, from one merged call or, when that fails, from one
-        call per request (run in the predict thread: the event loop goes on meanwhile)."""
-        if len(batch) > 1:
-            try:
-                pred, proba = self._predict(_merge([b.frame for b in batch]),
-                                            any(b.proba for b in batch))
-            except Exception:  # someone's rows failed the merged call: find whose, below
-                pass
-            else:
-                out: list[Outcome] = []
-                start = 0
-                for b in batch:
-                    end = start + len(b.frame)
-                    out.append((pred[start:end], None if proba is None else proba[start:end]))
-                    start = end
-                return out
-        alone: list[Outcome] = []
+        """One outcome per request, from one merged call; when that fails, each half is
+        tried again, down to single requests, so that only a request the model cannot
+        take gets an error and a few bad requests cost O(log n) calls, not n (run in the
+        predict thread: the event loop goes on meanwhile)."""
+        try:
+            if len(batch) == 1:
+                return [self._predict(batch[0].frame, batch[0].proba)]
+            pred, proba = self._predict(_merge([b.frame for b in batch]),
+                                        any(b.proba for b in batch))
+        except Exception as exc:
+            if len(batch) == 1:  # the model's own failure on this request alone
+                return [ModelFailed(exc)]
+            half = len(batch) // 2
+            return self._call(batch[:half]) + self._call(batch[half:])
+        out: list[Outcome] = []
+        start = 0
         for b in batch:
-            try:
-                alone.append(self._predict(b.frame, b.proba))
-            except Exception as exc:  # the model's own failure on this request alone
-                alone.append(ModelFailed(exc))
-        return alone
+            end = start + len(b.frame)
+            out.append((pred[start:end], None if proba is None else proba[start:end]))
+            start = end
+        return out
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -165,6 +165,8 @@ def _tensor(item: Any, where: str) -> np.ndarray:
             raise PayloadError(f"{where}.{key}", "is required")
     if not isinstance(item["name"], str):
         raise PayloadError(f"{where}.name", "must be a string")
+    if not isinstance(item.get("parameters", {}), dict):
+        raise PayloadError(f"{where}.parameters", "must be an object")
     shape = item["shape"]
     if not isinstance(shape, list) or not all(
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
