@@ -341,11 +341,12 @@ def test_a_failing_request_does_not_fail_its_batch():
         batcher = MicroBatcher(predict, max_batch_size=64, max_delay=0.02)
         batcher.start()
         values = [1, 2, -1, 3, 4, -2, 5]
-        out = await asyncio.gather(*(batcher.submit(make(v)) for v in values),
-                                   return_exceptions=True)
+        out = await asyncio.wait_for(asyncio.gather(  # a dead batch loop would hang: fail
+            *(batcher.submit(make(v)) for v in values), return_exceptions=True), 30)
         await batcher.stop()
         return values, out
 
+    # tables, and arrays (a tensor model's rows: merging them once killed the batch loop)
     for make in (lambda v: pd.DataFrame({"a": [v]}), lambda v: np.array([[v, 0.0]])):
         calls.clear()
         values, out = asyncio.run(scenario(make))
