@@ -65,7 +65,7 @@ def _zoo():
 
 @pytest.fixture(scope="module")
 def zoo(tmp_path_factory):
-    """(port, {name: fitted model}, project) of one server for the module's tests."""
+    """(port, {name: fitted model}, project, server log) of one server for the module."""
     root = tmp_path_factory.mktemp("zoo")
     with pytest.MonkeyPatch.context() as env:  # what conftest's _isolate does per test
         for key in [k for k in os.environ if k.startswith("MLOOP_")]:
@@ -82,7 +82,7 @@ def zoo(tmp_path_factory):
             models[name] = model
         port, proc, log = _start(project, root, *(f"models:/{n}/1" for n in models),
                                  "--max-batch-delay-ms", "5", "--monitor-every", "0")
-    yield port, models, project
+    yield port, models, project, root / "monitored.log"
     proc.kill()
     proc.wait()
     log.close()
@@ -121,7 +121,7 @@ def _metadata_matches_responses(port, names, models):
 
 
 def test_metadata_declares_the_outputs_infer_returns(zoo, tmp_path):
-    port, models, project = zoo
+    port, models, project, _ = zoo
     meta = _metadata_matches_responses(port, list(models), models)
     datatypes = {n: [o["datatype"] for o in m["outputs"]] for n, m in meta.items()}
     assert datatypes == {"clf": ["INT64", "FP64"], "labels": ["BYTES", "FP64"],
@@ -198,7 +198,7 @@ def test_caller_mistakes_get_a_4xx_naming_the_field(zoo, path, body, status, fie
 
 
 def test_gaps_pass_where_the_model_takes_them_and_values_keep_their_meaning(zoo):
-    port, models, _ = zoo
+    port, models, _, _ = zoo
     rows = [GOOD_ROW | {"g": None}, GOOD_ROW | {"f": 2, "i": 4.0}]  # int→float, 4.0→4
     status, body, _ = _call(port, "/predict?model=mixed", {"records": rows})
     assert status == 200, body
@@ -261,7 +261,7 @@ def test_poisoned_clients_never_fail_good_ones(zoo):
     alone, though their requests joined batches with good ones)."""
     import aiohttp
 
-    port, models, _ = zoo
+    port, models, _, log = zoo
     kinds = ["good"] * 28 + ["poisoned"] * 6 + ["model-failed"] * 2
     plans = _plans(kinds, models)
     outcomes = {kind: [] for kind in kinds}
@@ -285,6 +285,7 @@ def test_poisoned_clients_never_fail_good_ones(zoo):
                for s, a, _ in outcomes["poisoned"])
     assert {s for s, _, _ in outcomes["model-failed"]} == {500}
     assert all("unknown categor" in a["error"] for _, a, _ in outcomes["model-failed"])
+    assert "the model failed on a request" in log.read_text()  # with its traceback
     _, text, _ = _call(port, "/metrics")
     calls = next(float(line.split()[-1]) for line in text.splitlines()
                  if line.startswith('mloop_batch_rows_count{model="strict"}'))
@@ -374,7 +375,7 @@ def test_hypothesis_bodies_over_http_never_get_a_5xx(zoo):
 def test_the_warm_up_finds_the_columns_that_take_gaps_and_the_outputs(zoo):
     from mloop.serving.inference import Output, learn
 
-    _, _, project = zoo
+    _, _, project, _ = zoo
     example, _ = _mixed_data(5, 3)
     found = {}
     for name in ("mixed", "strict", "tensor"):
