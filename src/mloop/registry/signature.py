@@ -129,6 +129,7 @@ _KIND_FOUND = {"b": "boolean", "i": "integer", "u": "integer", "f": "floating",
                "M": "datetime64", "m": "timedelta64", "c": "complex", "U": "string"}
 _WANTED = {"float64": "numbers", "int64": "whole numbers", "bool": "true/false",
            "str": "strings", "datetime64[ns]": "ISO 8601 date-time strings"}
+_KINDS = {"float64": "f", "int64": "i", "bool": "b", "datetime64[ns]": "M"}
 _INT64_MAX = float(2 ** 63)
 # dtypes in which a missing value can be held; int64 and bool columns never take one
 MISSABLE = ("float64", "str", "datetime64[ns]")
@@ -250,10 +251,10 @@ def _refuse_missing(frame: Any, signature: Signature, nullable: frozenset[str] |
              if d not in MISSABLE or (nullable is not None and n not in nullable)]
     if not check:
         return
-    holes = frame.isna().to_numpy()  # one vectorised pass over the whole frame
-    bad = [i for i in check if holes[:, i].any()]
-    if bad:
-        name, dtype = signature.columns[bad[0]]
+    holes = frame.isna().to_numpy()[:, check]  # one vectorised pass over the whole frame
+    bad = np.flatnonzero(holes.any(axis=0))
+    if bad.size:
+        name, dtype = signature.columns[check[bad[0]]]
         raise _missing(name, dtype, int(np.flatnonzero(holes[:, bad[0]])[0]))
 
 
@@ -301,7 +302,7 @@ def enforce(signature: Signature | None, data: Any, *,
     if signature.kind == "tensor":
         return _enforce_tensor(signature, data, nullable)
     frame = as_frame(data, signature)
-    have = [str(c) for c in frame.columns]
+    have = list(map(str, frame.columns.tolist()))
     if have != signature.names:
         _check_names(have, signature)
         frame = frame.set_axis(have, axis=1)[signature.names]
@@ -319,11 +320,11 @@ def enforce(signature: Signature | None, data: Any, *,
 def _typed(actual: Any, dtype: str) -> bool:
     """Whether a column of dtype ``actual`` holds only what ``dtype`` takes, by its dtype
     alone (object columns may hold anything; uint64 may be over int64's range)."""
-    import pandas as pd
-
     if dtype == "str":
+        import pandas as pd
+
         return isinstance(actual, pd.StringDtype)
-    return actual.kind == {"float64": "f", "int64": "i", "bool": "b"}.get(dtype, "M")
+    return bool(actual.kind == _KINDS[dtype])
 
 
 def _check_names(have: list[str], signature: Signature) -> None:

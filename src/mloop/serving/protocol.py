@@ -114,31 +114,33 @@ _JSON_NAMES = {bool: "true/false", int: "integers", float: "numbers", str: "stri
                type(None): "null"}
 
 
-def _flat(raw: Any, where: str) -> list[Any]:
-    """The values of a JSON tensor, flattened (V2 allows nested or flat ``data``)."""
+def _flat(raw: Any, where: str) -> tuple[list[Any], set[type]]:
+    """The values of a JSON tensor, flattened (V2 allows nested or flat ``data``), and
+    the set of their types (one C-level pass: no Python loop over the values)."""
     if not isinstance(raw, list):
         raise PayloadError(where, "must be a list of values")
-    if not any(isinstance(v, list) for v in raw):
-        return raw
+    types = set(map(type, raw))
+    if list not in types:
+        return raw, types
     try:
         flat = np.asarray(raw, dtype=object).ravel().tolist()
     except (ValueError, TypeError, RecursionError) as exc:
         raise PayloadError(where, f"nested lists must be even: {exc}") from None
-    if any(isinstance(v, list) for v in flat):
+    types = set(map(type, flat))
+    if list in types:
         raise PayloadError(where, "nested lists must be even (the same length at each level)")
-    return flat
+    return flat, types
 
 
-def _json_values(flat: list[Any], dtype: str, where: str) -> np.ndarray:
+def _json_values(flat: list[Any], types: set[type], dtype: str, where: str) -> np.ndarray:
     """A JSON tensor's values as ``dtype``; only the types of ``_JSON_TYPES``, in range."""
     allowed = _JSON_TYPES[dtype]
-    types = set(map(type, flat))  # one C-level pass: no Python loop over the values
     if not types <= allowed:
         i, value = next((i, v) for i, v in enumerate(flat) if type(v) not in allowed)
         shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
         raise PayloadError(where, f"value {i} ({shown}) is not {dtype}: it takes "
-                                            f"{' or '.join(_JSON_NAMES[t] for t in allowed)}"
-                                            " (values are never converted)", 422)
+                                  f"{' or '.join(_JSON_NAMES[t] for t in allowed)}"
+                                  " (values are never converted)", 422)
     target = V2_DTYPES[dtype]
     if dtype == "BYTES":
         return np.array(flat, dtype=object)
@@ -179,7 +181,7 @@ def _tensor(item: Any, where: str) -> np.ndarray:
             raise PayloadError(f"{where}.data", "holds an infinite value; send finite "
                                                 "numbers (NaN for a missing value)", 422)
     else:
-        values = _json_values(_flat(raw, f"{where}.data"), dtype, f"{where}.data")
+        values = _json_values(*_flat(raw, f"{where}.data"), dtype, f"{where}.data")
     need = math.prod(shape)  # exact: NumPy's product would wrap around
     if values.size != need:
         raise PayloadError(f"{where}.data", f"shape {shape} needs {need} values, got "
