@@ -134,3 +134,15 @@ def test_enforce_refuses_or_keeps_the_meaning_of_any_json_rows(records, nullable
             elif column in "bs":
                 assert out[column].iloc[row] == value
     assert [out[c].dtype.kind for c in "fib"] == ["f", "i", "b"]
+
+
+def test_the_serving_docs_list_every_column_type_with_its_v2_datatype():
+    from pathlib import Path
+
+    from mloop.registry import signature
+    from mloop.serving.inference import _v2_of
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "serving.md").read_text()
+    table = docs.split("## Values", 1)[1].split("\n## ", 1)[0]
+    for dtype in signature._TAKES:
+        assert f"| `{dtype}` (`{_v2_of(dtype)}`) |" in table, dtype
