@@ -105,7 +105,7 @@ def test_worker_answers_follows_the_alias_and_isolates_bad_jobs(sqlite_project, 
         assert out["model"] == "models:/churn/1"
         for job in good[1:]:
             assert len(b.result(job, timeout=20)["predictions"]) == 3
-        with pytest.raises(JobFailed, match="InvalidInputError"):
+        with pytest.raises(JobFailed, match="ColumnError: Input is missing column"):
             b.result(bad, timeout=20)
         _register(C=0.01)
         mloop.set_alias("churn", "champion", 2)

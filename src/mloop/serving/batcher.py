@@ -5,6 +5,11 @@ Requests queue up while the model is busy; when it is free, everything waiting (
 no latency when there is no concurrency — and ``max_delay`` (off by default) can hold a
 batch open a little longer to fill it. The queue is bounded: when it is full the server
 answers 503 with ``Retry-After`` instead of growing without limit.
+
+One request never fails another: requests are checked against the signature before they
+queue, and when a merged call still fails, the batch is split in halves and each tried
+again, down to single requests, so only a request the model itself cannot take gets an
+error (:class:`ModelFailed`).
 """
 
 from __future__ import annotations
@@ -16,16 +21,37 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 
 class Overloaded(RuntimeError):
     """The request queue is full."""
 
 
+class ModelFailed(RuntimeError):
+    """The model raised on this request's own rows (predicted alone)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.error = error
+
+
 @dataclass
 class _Item:
-    frame: Any
+    frame: Any  # a DataFrame, or an array for a model with a tensor signature
     future: asyncio.Future[tuple[Any, Any]]
     proba: bool
+
+
+Outcome = tuple[Any, Any] | BaseException
+
+
+def _merge(frames: list[Any]) -> Any:
+    import pandas as pd
+
+    if isinstance(frames[0], pd.DataFrame):
+        return pd.concat(frames, ignore_index=True)
+    return np.concatenate([np.asarray(f) for f in frames])
 
 
 class MicroBatcher:
@@ -53,7 +79,8 @@ class MicroBatcher:
 
     async def submit(self, frame: Any, *, proba: bool = True) -> tuple[Any, Any]:
         """(predictions, probabilities or None) for ``frame``; ``proba=False`` when the
-        caller does not need probabilities (a batch computes them if any member does)."""
+        caller does not need probabilities (a batch computes them if any member does).
+        Raises :class:`ModelFailed` when the model fails on ``frame`` itself."""
         future: asyncio.Future[tuple[Any, Any]] = asyncio.get_running_loop().create_future()
         try:
             self._queue.put_nowait(_Item(frame, future, proba))
@@ -61,45 +88,65 @@ class MicroBatcher:
             raise Overloaded("The model's request queue is full.") from None
         return await future
 
-    async def _run(self) -> None:
-        import pandas as pd
+    async def _collect(self) -> tuple[list[_Item], int]:
+        """The next batch: what waits now (and, with ``max_delay``, what comes soon)."""
+        first = await self._queue.get()
+        batch = [first]
+        rows = len(first.frame)
+        deadline = time.monotonic() + self.max_delay
+        while rows < self.max_batch_size:
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), left)
+                except TimeoutError:
+                    break
+            batch.append(item)
+            rows += len(item.frame)
+        return batch, rows
 
+    def _call(self, batch: list[_Item]) -> list[Outcome]:
+        """One outcome per request, from one merged call; when that fails, each half is
+        tried again, down to single requests, so that only a request the model cannot
+        take gets an error and a few bad requests cost O(log n) calls, not n (run in the
+        predict thread: the event loop goes on meanwhile)."""
+        try:
+            if len(batch) == 1:
+                return [self._predict(batch[0].frame, batch[0].proba)]
+            pred, proba = self._predict(_merge([b.frame for b in batch]),
+                                        any(b.proba for b in batch))
+        except Exception as exc:
+            if len(batch) == 1:  # the model's own failure on this request alone
+                return [ModelFailed(exc)]
+            half = len(batch) // 2
+            return self._call(batch[:half]) + self._call(batch[half:])
+        out: list[Outcome] = []
+        start = 0
+        for b in batch:
+            end = start + len(b.frame)
+            out.append((pred[start:end], None if proba is None else proba[start:end]))
+            start = end
+        return out
+
+    async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            first = await self._queue.get()
-            batch = [first]
-            rows = len(first.frame)
-            deadline = time.monotonic() + self.max_delay
-            while rows < self.max_batch_size:
-                try:
-                    item = self._queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    try:
-                        item = await asyncio.wait_for(self._queue.get(), left)
-                    except TimeoutError:
-                        break
-                batch.append(item)
-                rows += len(item.frame)
-            frame = batch[0].frame if len(batch) == 1 else pd.concat(
-                [b.frame for b in batch], ignore_index=True)
+            batch, rows = await self._collect()
             try:
-                pred, proba = await loop.run_in_executor(
-                    self._executor, self._predict, frame, any(b.proba for b in batch))
-            except Exception as exc:  # the model's own failure: every caller gets it
-                for b in batch:
-                    if not b.future.done():
-                        b.future.set_exception(exc)
-            else:
-                start = 0
-                for b in batch:
-                    end = start + len(b.frame)
-                    if not b.future.done():
-                        b.future.set_result((pred[start:end],
-                                             None if proba is None else proba[start:end]))
-                    start = end
+                outcomes = await loop.run_in_executor(self._executor, self._call, batch)
+            except Exception as exc:  # never let this loop die: every caller gets an answer
+                outcomes = [ModelFailed(exc)] * len(batch)
+            for b, outcome in zip(batch, outcomes, strict=True):
+                if b.future.done():  # the caller went away
+                    continue
+                if isinstance(outcome, BaseException):
+                    b.future.set_exception(outcome)
+                else:
+                    b.future.set_result(outcome)
             if self._on_batch is not None:
                 self._on_batch(rows)
             for _ in batch:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import time
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
@@ -24,9 +25,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from mloop.core.ids import new_id
+from mloop.core.redact import get_logger, redact
 from mloop.errors import InvalidInputError, MloopError
-from mloop.registry.signature import enforce
-from mloop.serving.batcher import MicroBatcher, Overloaded
+from mloop.registry.signature import ColumnError, enforce
+from mloop.serving.batcher import MicroBatcher, ModelFailed, Overloaded
+from mloop.serving.inference import ServedModel, learn, predict_fn
 from mloop.serving.protocol import (
     PayloadError,
     mlflow_frame,
@@ -38,15 +41,22 @@ from mloop.serving.protocol import (
 from mloop.serving.security import Guard, Security
 
 CONFIG_ENV = "MLOOP_SERVE_CONFIG"
+log = get_logger("mloop.serving")
 
 # Request bodies are parsed by hand (faster than models, and errors name the field), so
 # their shapes are declared here for the OpenAPI document, clients and fuzzers.
+_VALUE = {"type": ["boolean", "integer", "number", "string", "null", "array"]}
 _TENSOR = {"type": "object", "required": ["name", "shape", "datatype", "data"], "properties": {
-    "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}},
+    "name": {"type": "string"},
+    "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
     "datatype": {"type": "string", "enum": ["BOOL", "INT8", "INT16", "INT32", "INT64",
                                             "UINT8", "UINT16", "UINT32", "UINT64", "FP16",
                                             "FP32", "FP64", "BYTES"]},
-    "data": {"type": "array"}, "parameters": {"type": "object"}}}
+    "data": {"type": "array", "items": _VALUE},  # flat or nested, as V2 allows
+    "parameters": {"type": "object", "properties": {
+        "binary_data_size": {"type": "integer", "minimum": 0}}}}}
+_ROWS = {"type": "array", "items": {"type": "array", "items": _VALUE}}
+_RECORDS = {"type": "array", "items": {"type": "object", "additionalProperties": _VALUE}}
 _BODIES = {
     "infer": {"type": "object", "required": ["inputs"], "properties": {
         "id": {"type": "string"}, "parameters": {"type": "object"},
@@ -54,15 +64,15 @@ _BODIES = {
         "outputs": {"type": "array", "items": {"type": "object", "properties": {
             "name": {"type": "string"}}}}}},
     "predict": {"type": "object", "properties": {
-        "records": {"type": "array", "items": {"type": "object"}},
-        "columns": {"type": "array", "items": {"type": "string"}},
-        "data": {"type": "array", "items": {"type": "array"}}}},
+        "records": _RECORDS,
+        "columns": {"type": "array", "items": {"type": "string"}}, "data": _ROWS}},
     "invocations": {"type": "object", "properties": {
         "dataframe_split": {"type": "object", "properties": {
-            "columns": {"type": "array", "items": {"type": "string"}},
-            "data": {"type": "array", "items": {"type": "array"}}}},
-        "dataframe_records": {"type": "array", "items": {"type": "object"}},
-        "instances": {"type": "array"}, "inputs": {}}},
+            "columns": {"type": "array", "items": {"type": "string"}}, "data": _ROWS}},
+        "dataframe_records": _RECORDS,
+        "instances": {"type": "array", "items": _VALUE | {"type": [*_VALUE["type"],
+                                                                   "object"]}},
+        "inputs": {"type": ["array", "object"]}, "params": {"type": "object"}}},
     "feedback": {"type": "object", "properties": {
         "request_id": {"type": "string"}, "row": {"type": "integer", "minimum": 0},
         "label": {"type": ["string", "number", "boolean", "array"]},
@@ -96,48 +106,6 @@ class ServeConfig:
     monitor_every: float = 60.0  # seconds between drift/performance checks; 0: none
     security: Security = field(default_factory=Security)  # Host, Origin, token, JSON checks
     allow_pickle: bool | None = None  # None: the user's allow_pickle setting (off)
-
-
-@dataclass
-class ServedModel:
-    name: str
-    version: int
-    uri: str
-    loaded: Any
-    batcher: MicroBatcher
-    load_seconds: float
-    has_proba: bool = field(default=False)
-
-    def metadata(self) -> dict[str, Any]:
-        sig = self.loaded.signature
-        if sig is not None and sig.kind == "table":
-            inputs = [{"name": n, "datatype": _v2_of(d), "shape": [-1]} for n, d in sig.columns]
-        elif sig is not None:
-            inputs = [{"name": "input", "datatype": _v2_of(sig.dtype or "float64"),
-                       "shape": [-1, *sig.shape]}]
-        else:
-            inputs = []
-        outputs = [{"name": "predict", "datatype": "BYTES", "shape": [-1]}]
-        if self.has_proba:
-            outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, -1]})
-        return {"name": self.name, "versions": [str(self.version)],
-                "platform": f"mloop_{self.loaded.flavor}", "inputs": inputs,
-                "outputs": outputs}
-
-
-def _v2_of(dtype: str) -> str:
-    return {"int64": "INT64", "float64": "FP64", "bool": "BOOL"}.get(dtype, "BYTES")
-
-
-def _predict_fn(loaded: Any) -> Any:
-    inner = loaded.model
-    proba = getattr(inner, "predict_proba", None)
-
-    def predict(frame: Any, with_proba: bool) -> tuple[Any, Any]:
-        pred = np.asarray(inner.predict(frame))
-        return pred, (np.asarray(proba(frame)) if proba is not None and with_proba else None)
-
-    return predict
 
 
 class _Metrics:
@@ -213,7 +181,7 @@ def create_app(config: ServeConfig) -> Any:
     metrics = _Metrics()
     state: dict[str, Any] = {"ready": False, "models": {}, "logger": None}
 
-    def load_all() -> list[tuple[str, int, str, Any, float]]:
+    def load_all() -> list[tuple[str, int, str, Any, float, Any]]:
         project = Project.open(config.project) if config.project else current_project()
         state["project"] = project
         out = []
@@ -223,6 +191,7 @@ def create_app(config: ServeConfig) -> Any:
             loaded = load_model(project, version.uri, engine=config.engine,
                                 allow_pickle=config.allow_pickle)
             example = loaded.manifest.get("input_example")
+            frame = None
             if example and version.run_id:  # warm: the first predict pays lazy imports
                 from mloop.tracking import artifacts
 
@@ -232,22 +201,21 @@ def create_app(config: ServeConfig) -> Any:
 
                 frame = (pd.DataFrame(body["data"], columns=body.get("columns"))
                          if "columns" in body else np.asarray(body["data"]))
-                loaded.predict(frame)
             out.append((version.name, version.version, version.uri, loaded,
-                        time.perf_counter() - start))
+                        time.perf_counter() - start, learn(loaded, frame)))
         return out
 
     @asynccontextmanager
     async def lifespan(app: Any) -> Any:
         loaded = await asyncio.get_running_loop().run_in_executor(None, load_all)
-        for name, version, uri, model, seconds in loaded:
-            batcher = MicroBatcher(_predict_fn(model), max_batch_size=config.max_batch_size,
+        for name, version, uri, model, seconds, traits in loaded:
+            batcher = MicroBatcher(predict_fn(model, traits.has_proba),
+                                   max_batch_size=config.max_batch_size,
                                    max_delay=config.max_batch_delay_ms / 1000,
                                    max_queue=config.max_queue,
                                    on_batch=metrics.batch.labels(name).observe)
             batcher.start()
-            served = ServedModel(name, version, uri, model, batcher, seconds,
-                                 hasattr(model.model, "predict_proba"))
+            served = ServedModel(name, version, uri, model, batcher, seconds, traits)
             # the first version listed for a name answers requests without a version
             state["models"].setdefault(name, []).append(served)
             metrics.load.labels(name, str(version)).set(seconds)
@@ -324,7 +292,8 @@ def create_app(config: ServeConfig) -> Any:
         header = request.headers.get("inference-header-content-length")
         tail = b""
         if header is not None:  # the V2 binary tensor extension: JSON, then raw tensors
-            if not header.isdigit() or int(header) > len(raw):
+            # ASCII digits only: str.isdigit() also takes "²", which int() refuses
+            if not re.fullmatch(r"[0-9]{1,12}", header) or int(header) > len(raw):
                 raise PayloadError("Inference-Header-Content-Length",
                                    "must be the byte length of the JSON part")
             raw, tail = raw[:int(header)], raw[int(header):]
@@ -339,8 +308,10 @@ def create_app(config: ServeConfig) -> Any:
         start = time.perf_counter()
         metrics.in_flight.inc()
         try:
-            ready = served.loaded.signature
-            frame = frame if ready is None else enforce(ready, frame)
+            if len(frame) == 0:
+                raise PayloadError("$", "the request has no rows", 422)
+            # checked here, alone, so that a request the model cannot take never joins a batch
+            frame = enforce(served.loaded.signature, frame, nullable=served.traits.nullable)
             pred, probabilities = await served.batcher.submit(frame, proba=proba)
         finally:
             metrics.in_flight.dec()
@@ -376,12 +347,28 @@ def create_app(config: ServeConfig) -> Any:
     @app.exception_handler(PayloadError)
     async def payload_error(request: Request, exc: PayloadError) -> Any:
         return _json({"error": exc.message, "field": exc.field},
-                     status_code=failed(request, 400))
+                     status_code=failed(request, exc.status))
 
     @app.exception_handler(MloopError)
     async def mloop_error(request: Request, exc: MloopError) -> Any:
         status = 422 if isinstance(exc, InvalidInputError) else exc.http_status
-        return _json({"error": exc.message}, status_code=failed(request, status))
+        body = {"error": exc.message}
+        if isinstance(exc, ColumnError):
+            body["field"] = exc.column
+        return _json(body, status_code=failed(request, status))
+
+    @app.exception_handler(ModelFailed)
+    async def model_failed(request: Request, exc: ModelFailed) -> Any:
+        """The model raised on this request alone: a 500 for it, with the model's reason."""
+        log.error("%s: the model failed on a request", request.url.path, exc_info=exc.error)
+        return _json({"error": redact(f"The model failed on this request: {exc}")[:2000]},
+                     status_code=failed(request, 500))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Any:
+        """A bug, not the caller's doing: a JSON 500 (the traceback goes to the log)."""
+        return _json({"error": "Internal error (logged by the server)."},
+                     status_code=failed(request, 500))
 
     @app.exception_handler(_NotServed)
     async def not_served(request: Request, exc: _NotServed) -> Any:
@@ -436,9 +423,14 @@ def create_app(config: ServeConfig) -> Any:
     async def infer(name: str, request: Request, version: str | None = None) -> Any:
         served = model_of(name, version)
         frame, wanted, req_id = v2_frame(await body_of(request), served.loaded.signature)
+        declared = served.traits.datatypes
+        unknown = [w for w in wanted or () if w not in declared]
+        if unknown:  # before predicting: nothing is logged for a request refused
+            raise PayloadError("outputs", f"unknown output(s) {', '.join(unknown)}; this "
+                                          f"model has {', '.join(declared)}")
         pred, proba, request_id, _ = await run(served, frame, "infer",
                                                proba=wanted is None or "predict_proba" in wanted)
-        outputs = v2_outputs(pred, proba, wanted)
+        outputs = v2_outputs(pred, proba, wanted, declared)
         body = {"model_name": served.name, "model_version": str(served.version),
                 "outputs": outputs}
         if req_id is not None:

@@ -1,0 +1,175 @@
+"""What a served model takes and gives, learnt once when the server loads it.
+
+The server predicts the model's input example at load (the warm-up: the first call pays
+the lazy imports) and keeps what that shows:
+
+- the outputs' V2 datatypes and shapes, so that ``GET /v2/models/{name}`` declares what
+  ``/infer`` returns (``INT64`` labels of an integer classifier, ``BYTES`` string labels,
+  ``FP64`` regression, ``FP32`` from an ONNX twin) and every response is cast to it;
+- whether it gives probabilities (``predict_proba`` answered on the example);
+- which columns take a missing value: the example is predicted with the column missing
+  (NaN, None or NaT); where the model fails or answers NaN, a request with a gap in that
+  column gets 422 before it joins a batch, rather than failing the batch. int64 and bool
+  columns never take one (they cannot hold it).
+
+A model without an input example has no signature: its rows are not checked, its
+``predict`` datatype comes from ``classes_`` (FP64 without), and a row the model fails
+on gets 500 for that request alone (see ``batcher``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mloop.core.redact import get_logger
+from mloop.errors import InvalidInputError
+from mloop.registry.signature import MISSABLE, Signature, enforce
+from mloop.serving.batcher import MicroBatcher
+from mloop.serving.protocol import v2_datatype
+
+log = get_logger("mloop.serving")
+
+PROBE_COLUMNS = 512  # wider models: one probe with every column missing, not one per column
+
+Predict = Callable[[Any, bool], tuple[Any, Any]]
+
+
+@dataclass(frozen=True)
+class Output:
+    name: str
+    datatype: str  # V2
+    shape: tuple[int, ...]  # after the batch axis
+
+
+@dataclass(frozen=True)
+class Traits:
+    """What the warm-up learnt; ``nullable`` is None when there was nothing to try."""
+
+    outputs: tuple[Output, ...]
+    nullable: frozenset[str] | None
+
+    @property
+    def has_proba(self) -> bool:
+        return any(o.name == "predict_proba" for o in self.outputs)
+
+    @property
+    def datatypes(self) -> dict[str, str]:
+        return {o.name: o.datatype for o in self.outputs}
+
+
+def predict_fn(loaded: Any, with_proba: bool) -> Predict:
+    """(rows, want probabilities) -> (predictions, probabilities or None)."""
+    inner = loaded.model
+    proba = getattr(inner, "predict_proba", None) if with_proba else None
+
+    def predict(rows: Any, want: bool) -> tuple[Any, Any]:
+        pred = np.asarray(inner.predict(rows))
+        return pred, (np.asarray(proba(rows)) if proba is not None and want else None)
+
+    return predict
+
+
+def _output(name: str, values: np.ndarray) -> Output:
+    return Output(name, v2_datatype(values), tuple(values.shape[1:]))
+
+
+def learn(loaded: Any, example: Any) -> Traits:
+    """Outputs and missing-value columns of ``loaded``, from its input example (or None)."""
+    signature = loaded.signature
+    if example is None or signature is None:
+        return _without_example(loaded)
+    try:
+        rows = enforce(signature, example)
+    except InvalidInputError as exc:  # an old example the rules now refuse: serve anyway
+        log.warning("%s: its input example does not fit its signature (%s); rows with "
+                    "missing values go to the model unchecked", loaded.source, exc)
+        return _without_example(loaded)
+    pred = np.asarray(loaded.model.predict(rows))  # a failure here stops the server: good
+    outputs = [_output("predict", pred)]
+    if hasattr(loaded.model, "predict_proba"):
+        try:
+            outputs.append(_output("predict_proba",
+                                   np.asarray(loaded.model.predict_proba(rows))))
+        except Exception as exc:  # e.g. the ONNX twin of a regressor
+            log.info("%s gives no probabilities: %s", loaded.source, exc)
+    has_proba = len(outputs) == 2
+    return Traits(tuple(outputs), _probe_missing(predict_fn(loaded, has_proba),
+                                                 signature, rows))
+
+
+def _without_example(loaded: Any) -> Traits:
+    classes = getattr(loaded.model, "classes_", None)
+    datatype = v2_datatype(np.asarray(classes)) if classes is not None else "FP64"
+    outputs = [Output("predict", datatype, ())]
+    if classes is not None and hasattr(loaded.model, "predict_proba"):
+        outputs.append(Output("predict_proba", "FP64", (len(classes),)))
+    return Traits(tuple(outputs), None)
+
+
+def _takes(predict: Predict, rows: Any) -> bool:
+    """Whether the model predicts ``rows`` without failing and without NaN answers."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pred, proba = predict(rows, True)
+    except Exception:
+        return False
+    return all(a.dtype.kind not in "fc" or bool(np.isfinite(a).all())
+               for a in (pred, proba) if a is not None)
+
+
+def _probe_missing(predict: Predict, signature: Signature, rows: Any) -> frozenset[str]:
+    """The columns (``input`` for a tensor) where the model takes a missing value."""
+    import pandas as pd
+
+    if signature.kind == "tensor":
+        if signature.dtype not in MISSABLE:
+            return frozenset()
+        holed = np.full(np.shape(rows), np.nan if signature.dtype == "float64" else None)
+        return frozenset({"input"}) if _takes(predict, holed) else frozenset()
+    gap = {"float64": np.nan, "str": None, "datetime64[ns]": pd.NaT}
+    candidates = {n: gap[d] for n, d in signature.columns if d in MISSABLE}
+    if not candidates:
+        return frozenset()
+    if _takes(predict, rows.assign(**candidates)):
+        return frozenset(candidates)
+    if len(candidates) > PROBE_COLUMNS:
+        return frozenset()
+    return frozenset(n for n, value in candidates.items()
+                     if _takes(predict, rows.assign(**{n: value})))
+
+
+@dataclass
+class ServedModel:
+    name: str
+    version: int
+    uri: str
+    loaded: Any
+    batcher: MicroBatcher
+    load_seconds: float
+    traits: Traits
+
+    def metadata(self) -> dict[str, Any]:
+        """The V2 model metadata: inputs from the signature, outputs from the warm-up."""
+        sig = self.loaded.signature
+        if sig is not None and sig.kind == "table":
+            inputs = [{"name": n, "datatype": _v2_of(d), "shape": [-1]} for n, d in sig.columns]
+        elif sig is not None:
+            inputs = [{"name": "input", "datatype": _v2_of(sig.dtype or "float64"),
+                       "shape": [-1, *sig.shape]}]
+        else:
+            inputs = []
+        outputs = [{"name": o.name, "datatype": o.datatype, "shape": [-1, *o.shape]}
+                   for o in self.traits.outputs]
+        return {"name": self.name, "versions": [str(self.version)],
+                "platform": f"mloop_{self.loaded.flavor}", "inputs": inputs,
+                "outputs": outputs}
+
+
+def _v2_of(dtype: str) -> str:
+    return {"int64": "INT64", "float64": "FP64", "bool": "BOOL"}.get(dtype, "BYTES")
