@@ -49,6 +49,7 @@ class TypeName:
     says too little (``a duration such as 10m``)."""
 
     text: str
+    plural: str = ""
 
 
 # -- reusable field types -------------------------------------------------------------------
@@ -78,12 +79,12 @@ def _number_as_text(value: Any) -> Any:
 
 #: A duration: ``90s``, ``10m``, ``1h``, ``7d``, ``2w`` or a number of seconds; held in ms.
 Duration = Annotated[int, BeforeValidator(_duration_ms),
-                     TypeName("a duration: 90s, 10m, 1h, 7d, 2w or seconds")]
+                     TypeName("a duration: 90s, 10m, 1h, 7d, 2w or seconds", "durations")]
 #: One string or a list of them (held as a list).
 Strings = Annotated[list[str], BeforeValidator(_one_or_many),
                     TypeName("a string or a list of strings")]
 #: A name (of a model, dataset, column, …); a number is read as its text.
-Name = Annotated[str, BeforeValidator(_number_as_text), TypeName("a name")]
+Name = Annotated[str, BeforeValidator(_number_as_text), TypeName("a name", "names")]
 
 
 # -- validation -------------------------------------------------------------------------------
@@ -331,9 +332,11 @@ _NOUNS: dict[Any, tuple[str, str]] = {
 def type_text(tp: Any, *, plural: bool = False) -> str:
     """``a number``, ``one of 'a', 'b'``, ``a list of strings``, ``a mapping`` …"""
     bare, meta = unwrap(tp)
-    names = [m.text for m in meta if isinstance(m, TypeName)]
+    names = [m for m in meta if isinstance(m, TypeName)]
     if names:
-        return names[-1] if not plural else f"items, each {names[-1]}"
+        if not plural:
+            return names[-1].text
+        return names[-1].plural or f"items, each {names[-1].text}"
     text = _bare_text(bare, plural)
     bounds = _bounds(meta)
     return f"{text} {bounds}" if bounds else text

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mloop.core.clock import now_ms
-from mloop.errors import MloopError
+from mloop.errors import CheckFailedError, MloopError
 from mloop.monitoring import alerting as A
 from mloop.monitoring.rules import MonitorConfig, Rule, load_config
 
@@ -204,9 +204,11 @@ def _message(rule: Rule, value: float | None, result: CheckResult) -> str:
 
 
 def run(project: Project, *, every_ms: int | None = None, stop: threading.Event | None = None,
-        on_check: Any = None, iterations: int | None = None) -> None:
+        on_check: Any = None, iterations: int | None = None, strict: bool = False) -> None:
     """Check, prune past the retention, sleep ``every``; until ``stop`` is set (or
-    ``iterations`` checks). A failing check is logged and retried next time."""
+    ``iterations`` checks). A failing check is logged and retried next time; with
+    ``strict`` (``mloop monitor run --once``, for cron) it raises
+    :class:`~mloop.errors.CheckFailedError` instead, so the caller's exit status says so."""
     stop = stop if stop is not None else threading.Event()
     done = 0
     config = load_config(project.root)  # a broken file at start: a clear error, no loop
@@ -219,6 +221,8 @@ def run(project: Project, *, every_ms: int | None = None, stop: threading.Event 
             results = check(project, config)
             prune(project, config.retention_ms)
         except MloopError as exc:
+            if strict:
+                raise CheckFailedError(f"The monitoring check failed: {exc.message}") from exc
             log.error("monitoring check failed: %s", exc.message)
             results = []
         if on_check is not None:
