@@ -140,7 +140,8 @@ def describe_errors(exc: ValidationError, model: type[BaseModel], *, source: str
     """The lines of a :class:`ConfigError` for every problem pydantic found."""
     problems: dict[Loc, list[str]] = {}
     errors = exc.errors(include_url=False)
-    located = [(_walk(model, tuple(e["loc"])), e) for e in errors]
+    # pydantic adds '[key]' after a mapping key it refuses: the key itself is the place
+    located = [(_walk(model, tuple(p for p in e["loc"] if p != "[key]")), e) for e in errors]
     missing = {(w.parent, w.key) for w, e in located if e["type"] == "missing"}
     suggested: set[tuple[Loc, str | int | None]] = set()
     for walk, error in located:
@@ -205,6 +206,11 @@ def _problem(walk: _Walk, error: Mapping[str, Any]) -> str:
     if kind.endswith(("_type", "_parsing")) or kind in ("int_from_float", "dict_type",
                                                          "model_attributes_type"):
         return f"expected {walk.type_text or _pydantic_noun(error['msg'])}, got {got}"
+    if kind in ("too_short", "too_long"):
+        ctx = error.get("ctx", {})
+        least = "at least" if kind == "too_short" else "at most"
+        count = ctx.get("min_length" if kind == "too_short" else "max_length")
+        return f"needs {least} {count} item{'' if count == 1 else 's'}, got {got}"
     message = str(error["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
