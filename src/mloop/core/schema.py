@@ -66,7 +66,8 @@ def _duration_ms(value: Any) -> int:
         raise ValueError(exc.message) from None
 
 
-def _one_or_many(value: Any) -> Any:
+def one_or_many(value: Any) -> Any:
+    """A lone string as a one-item list (``deps: a.csv`` means ``deps: [a.csv]``)."""
     return [value] if isinstance(value, str) else value
 
 
@@ -81,7 +82,7 @@ def _number_as_text(value: Any) -> Any:
 Duration = Annotated[int, BeforeValidator(_duration_ms),
                      TypeName("a duration: 90s, 10m, 1h, 7d, 2w or seconds", "durations")]
 #: One string or a list of them (held as a list).
-Strings = Annotated[list[str], BeforeValidator(_one_or_many),
+Strings = Annotated[list[str], BeforeValidator(one_or_many),
                     TypeName("a string or a list of strings")]
 #: A name (of a model, dataset, column, …); a number is read as its text.
 Name = Annotated[str, BeforeValidator(_number_as_text), TypeName("a name", "names")]
@@ -457,6 +458,7 @@ __all__ = [
     "key_docs",
     "keys_of",
     "markdown_table",
+    "one_or_many",
     "path_text",
     "type_text",
     "unwrap",
