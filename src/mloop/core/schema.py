@@ -24,6 +24,7 @@ import types
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
@@ -245,9 +246,12 @@ class _Walk:
     siblings: tuple[str, ...]
     tp: Any  # the annotation at the location, or None when unknown
     bare: Any = None  # the annotation without Annotated / Optional
+    union: str = ""  # the name of the union the location is a member of, if it has one
 
     @property
     def type_text(self) -> str:
+        if self.union:
+            return self.union
         return type_text(self.tp) if self.tp is not None else ""
 
 
@@ -257,11 +261,15 @@ def _walk(model: type[BaseModel], loc: Loc) -> _Walk:
     parent: Loc = ()
     siblings: tuple[str, ...] = ()
     key: str | int | None = None
+    union = ""
     for part in loc:
-        bare, _ = unwrap(tp) if tp is not None else (None, ())
+        bare, meta = unwrap(tp) if tp is not None else (None, ())
         if _is_union(bare) and isinstance(part, str):
+            names = [m.text for m in meta if isinstance(m, TypeName)]
+            union = names[-1] if names else ""
             tp = _union_member(bare, part)  # a union's tag, not a key of the file
             continue
+        union = ""
         parent, key = tuple(path), part
         path.append(part)
         if isinstance(bare, type) and issubclass(bare, BaseModel):
@@ -277,7 +285,7 @@ def _walk(model: type[BaseModel], loc: Loc) -> _Walk:
         else:
             tp = None
     bare = unwrap(tp)[0] if tp is not None else None
-    return _Walk(tuple(path), parent, key, siblings, tp, bare)
+    return _Walk(tuple(path), parent, key, siblings, tp, bare, union)
 
 
 def _is_union(tp: Any) -> bool:
@@ -332,7 +340,8 @@ def unwrap(tp: Any) -> tuple[Any, tuple[Any, ...]]:
 _NOUNS: dict[Any, tuple[str, str]] = {
     float: ("a number", "numbers"), int: ("an integer", "integers"),
     str: ("a string", "strings"), bool: ("true or false", "true/false values"),
-    Any: ("any value", "values"),
+    Any: ("any value", "values"), date: ("a date", "dates"),
+    datetime: ("a date and time", "dates and times"),
 }
 
 
