@@ -126,3 +126,17 @@ def test_what_pyyaml_dumps_loads_back(value):
     import yaml
 
     assert loads_yaml(yaml.safe_dump(value)) == value
+
+
+def test_no_module_parses_yaml_but_this_one():
+    import re
+    from pathlib import Path
+
+    import mloop
+
+    src = Path(mloop.__file__).parent
+    parsing = re.compile(r"yaml\.(safe_load|load|full_load|unsafe_load|parse|compose|"
+                         r"\w*Loader)\b")
+    found = [f"{p.relative_to(src)}:{n}" for p in src.rglob("*.py") if p.name != "yamlio.py"
+             for n, line in enumerate(p.read_text().splitlines(), 1) if parsing.search(line)]
+    assert found == []

@@ -325,7 +325,9 @@ def unwrap(tp: Any) -> tuple[Any, tuple[Any, ...]]:
     while True:
         if get_origin(tp) is Annotated:
             args = get_args(tp)
-            tp, meta = args[0], meta + tuple(args[1:])
+            for extra in args[1:]:  # Field(ge=0) inside Annotated holds its bounds
+                meta += (extra, *getattr(extra, "metadata", ()))
+            tp = args[0]
             continue
         if _is_union(tp):
             rest = [a for a in get_args(tp) if a is not type(None)]
@@ -402,7 +404,6 @@ class KeyDoc:
     type_name: str
     default: str
     description: str
-    nested: tuple[type[BaseModel], ...] = ()
 
 
 def key_docs(model: type[BaseModel]) -> list[KeyDoc]:
@@ -417,17 +418,8 @@ def key_docs(model: type[BaseModel]) -> list[KeyDoc]:
             default = "not set" if value is None or value is PydanticUndefined else \
                 f"`{_yaml_text(value)}`"
         out.append(KeyDoc(info.alias or name, type_text(annotation), default,
-                          (info.description or "").strip(), tuple(_models_in(annotation))))
+                          (info.description or "").strip()))
     return out
-
-
-def _models_in(tp: Any) -> Iterator[type[BaseModel]]:
-    bare, _ = unwrap(tp)
-    if isinstance(bare, type) and issubclass(bare, BaseModel):
-        yield bare
-        return
-    for arg in get_args(bare):
-        yield from _models_in(arg)
 
 
 def _yaml_text(value: Any) -> str:
@@ -440,6 +432,38 @@ def _yaml_text(value: Any) -> str:
     return str(value)
 
 
+def nested_models(model: type[BaseModel], prefix: str = ""
+                  ) -> Iterator[tuple[str, type[BaseModel]]]:
+    """Every schema below ``model``, each with the path of its keys in the file:
+    ``rules[]`` for a list item, ``stages.<name>`` for a mapping's value."""
+    for key, annotation in keys_of(model).items():
+        for path, inner in _paths_to_models(annotation, f"{prefix}{key}"):
+            yield path, inner
+            yield from nested_models(inner, f"{path}.")
+
+
+def _paths_to_models(tp: Any, path: str) -> Iterator[tuple[str, type[BaseModel]]]:
+    bare, _ = unwrap(tp)
+    origin = get_origin(bare)
+    if isinstance(bare, type) and issubclass(bare, BaseModel):
+        yield path, bare
+    elif origin in (list, tuple, set, frozenset, Sequence):
+        for arg in get_args(bare)[:1]:
+            yield from _paths_to_models(arg, f"{path}[]")
+    elif origin in (dict, Mapping):
+        for arg in get_args(bare)[1:]:
+            yield from _paths_to_models(arg, f"{path}.<name>")
+    elif _is_union(bare):
+        for arg in get_args(bare):
+            yield from _paths_to_models(arg, path)
+
+
+def markdown_text(text: str) -> str:
+    """``text`` safe in a Markdown table cell: ``|`` escaped, ``<name>`` not read as HTML."""
+    text = text.replace("|", "\\|").replace("\n", " ")
+    return re.sub(r"<(?=[A-Za-z/!])", "&lt;", text)
+
+
 def markdown_table(model: type[BaseModel], *, prefix: str = "",
                    skip: Callable[[KeyDoc], bool] | None = None) -> str:
     """A Markdown table of ``model``'s keys (``prefix`` is put before each key)."""
@@ -447,9 +471,9 @@ def markdown_table(model: type[BaseModel], *, prefix: str = "",
     for doc in key_docs(model):
         if skip is not None and skip(doc):
             continue
-        cells = (f"`{prefix}{doc.key}`", doc.type_name, doc.default, doc.description)
-        rows.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ")
-                                      for c in cells) + " |")
+        cells = (f"`{prefix}{doc.key}`", markdown_text(doc.type_name), doc.default,
+                 markdown_text(doc.description))
+        rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -467,6 +491,8 @@ __all__ = [
     "key_docs",
     "keys_of",
     "markdown_table",
+    "markdown_text",
+    "nested_models",
     "one_or_many",
     "path_text",
     "type_text",

@@ -75,8 +75,9 @@ class ColumnRules(Schema):
     max: Bound | None = Field(None, description="no value above")
     max_null_share: Share | None = Field(None, description="at most this share of nulls")
     unique: bool = Field(False, description="no value twice")
-    allowed: list[str | bool | int | float] | None = Field(None, description="the only values "
-                                                     "allowed")
+    allowed: Annotated[list[str | bool | int | float] | None,
+                       TypeName("a list of values (text, numbers, true/false)")] = Field(
+        None, description="the only values allowed")
     required: bool = Field(True, description="the column must be present")
 
     @model_validator(mode="after")

@@ -27,11 +27,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from mloop.core.schema import Name, Schema, config_error, validate
+from mloop.core.schema import Name, Schema, TypeName, config_error, validate
 
 
 @dataclass(frozen=True)
@@ -86,8 +86,9 @@ def default_suite(task: str, sensitive: list[str], has_baseline: bool) -> Suite:
 class SuiteFile(Schema):
     """A test suite file (``mloop test --suite``, ``mloop.evaluate(suite=…)``)."""
 
-    checks: list[Any] = Field(..., description="the checks, in order; each names one check "
-                              "kind (see Check kinds below)")
+    checks: Annotated[list[Any], TypeName("a list of checks")] = Field(
+        ..., description="the checks, in order; each names one check kind and its "
+        "parameters (see Check kinds below)")
     first_model: Literal["pass", "warn", "fail"] = Field(
         "warn", description="the result of a check that compares with a baseline model when "
         "there is none (the first model)")
