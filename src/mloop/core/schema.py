@@ -139,75 +139,75 @@ def path_text(loc: Loc) -> str:
 
 def describe_errors(exc: ValidationError, model: type[BaseModel], *, source: str | Path,
                     at: Loc = ()) -> str:
-    """The lines of a :class:`ConfigError` for every problem pydantic found."""
-    problems: dict[Loc, list[str]] = {}
-    errors = exc.errors(include_url=False)
+    """The lines of a :class:`ConfigError` for every problem pydantic found, in the
+    order of the file; one line per key."""
     # pydantic adds '[key]' after a mapping key it refuses: the key itself is the place
-    located = [(_walk(model, tuple(p for p in e["loc"] if p != "[key]")), e) for e in errors]
+    located = [(_walk(model, tuple(p for p in e["loc"] if p != "[key]")), e)
+               for e in exc.errors(include_url=False)]
     missing = {(w.parent, w.key) for w, e in located if e["type"] == "missing"}
+    problems: dict[Loc, list[str]] = {}
+    expected: dict[Loc, tuple[list[str], str]] = {}  # wrong types: what would do, what came
     suggested: set[tuple[Loc, str | int | None]] = set()
-    for walk, error in located:
-        if error["type"] == "extra_forbidden":
-            text = _unknown_key(walk, missing)
-            hint = re.search(r"did you mean '(.+)'\?", text)
-            if hint:
-                suggested.add((walk.parent, hint.group(1)))
+    # unknown keys first: one may be the missing key mistyped, which is then not repeated
+    for walk, error in sorted(located, key=lambda we: we[1]["type"] != "extra_forbidden"):
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            text, match = _unknown_key(walk, missing)
+            suggested.add((walk.parent, match))
             problems.setdefault(at + walk.path, []).append(text)
-    for walk, error in located:
-        if error["type"] == "extra_forbidden":
-            continue
-        if error["type"] == "missing":
-            if (walk.parent, walk.key) in suggested:
-                continue  # said already: "did you mean 'column'?"
-            problems.setdefault(at + walk.parent, []).append(
-                f"the key {walk.key!r} is required ({walk.type_text or 'a value'}); add it")
-            continue
-        texts = problems.setdefault(at + walk.path, [])
-        text = _problem(walk, error)
-        if text not in texts:
-            texts.append(text)
+        elif kind == "missing":
+            if (walk.parent, walk.key) not in suggested:
+                problems.setdefault(at + walk.parent, []).append(
+                    f"the key {walk.key!r} is required ({walk.type_text or 'a value'}); add it")
+        elif kind.endswith(("_type", "_parsing")) or kind == "int_from_float":
+            # a union reports each member: 'a string or a list of strings'
+            wanted, _ = expected.setdefault(at + walk.path, ([], _shown(error.get("input"))))
+            name = walk.type_text or _pydantic_noun(error["msg"])
+            if name not in wanted:
+                wanted.append(name)
+            problems.setdefault(at + walk.path, [])
+        else:
+            texts = problems.setdefault(at + walk.path, [])
+            if (text := _problem(walk, error)) not in texts:
+                texts.append(text)
     lines = []
     for loc, texts in problems.items():
+        if loc in expected:
+            wanted, got = expected[loc]
+            texts = [f"expected {' or '.join(wanted)}, got {got}", *texts]
         where = path_text(loc)
-        joined = "; ".join(texts) if len(texts) == 1 or not _all_types(texts) else \
-            "expected " + " or ".join(t.removeprefix("expected ").split(", got ")[0]
-                                      for t in texts) + ", got " + texts[0].split(", got ")[-1]
-        lines.append(f"{source}: {where}: {joined}" if where else f"{source}: {joined}")
+        lines.append(f"{source}: {where}: {'; '.join(texts)}" if where
+                     else f"{source}: {'; '.join(texts)}")
     if len(lines) > MAX_REPORTED:
         lines = [*lines[:MAX_REPORTED], f"{source}: … and {len(lines) - MAX_REPORTED} more "
                  "problems"]
     return "\n".join(lines)
 
 
-def _all_types(texts: list[str]) -> bool:
-    return all(t.startswith("expected ") and ", got " in t for t in texts)
-
-
-def _unknown_key(walk: _Walk, missing: set[tuple[Loc, str | int | None]]) -> str:
-    key = str(walk.key)
+def _unknown_key(walk: _Walk, missing: set[tuple[Loc, str | int | None]]
+                 ) -> tuple[str, str | None]:
+    """The text for an unknown key, and the key suggested instead (if any)."""
     known = list(walk.siblings)
-    match = closest(key, known)
+    match = closest(str(walk.key), known)
     if match is None:
         required = [str(k) for p, k in missing if p == walk.parent and k is not None]
-        if len(required) == 1:
-            match = required[0]
+        match = required[0] if len(required) == 1 else None
     if match is not None:
-        return f"unknown key; did you mean {match!r}?"
+        return f"unknown key; did you mean {match!r}?", match
     if known:
-        return f"unknown key; known keys: {', '.join(known)}"
-    return "unknown key; this takes no keys"
+        return f"unknown key; known keys: {', '.join(known)}", None
+    return "unknown key; this takes no keys", None
 
 
 def _problem(walk: _Walk, error: Mapping[str, Any]) -> str:
+    """A problem that is neither an unknown key nor a wrong type: a choice, a length, a
+    range, or a validator's own words."""
     kind, got = error["type"], _shown(error.get("input"))
     if kind == "literal_error":
         choices = [str(c) for c in get_args(walk.bare)] if walk.bare is not None else []
         hint = did_you_mean(str(error.get("input")), choices, known=False)
         expected = error.get("ctx", {}).get("expected", ", ".join(map(repr, choices)))
         return f"expected one of {expected}, got {got}{hint}"
-    if kind.endswith(("_type", "_parsing")) or kind in ("int_from_float", "dict_type",
-                                                         "model_attributes_type"):
-        return f"expected {walk.type_text or _pydantic_noun(error['msg'])}, got {got}"
     if kind in ("too_short", "too_long"):
         ctx = error.get("ctx", {})
         least = "at least" if kind == "too_short" else "at most"
