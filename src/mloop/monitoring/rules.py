@@ -41,7 +41,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from mloop.core.schema import Duration, Name, Schema, did_you_mean, validate
-from mloop.errors import InvalidInputError
+from mloop.errors import MloopError
 from mloop.monitoring.alerting import check_webhook
 
 OPS: dict[str, Callable[[float, float], bool]] = {
@@ -181,7 +181,7 @@ class MonitoringFile(Schema):
             return None
         try:
             return check_webhook(url)
-        except InvalidInputError as exc:
+        except MloopError as exc:  # its message never shows the path (tokens)
             raise ValueError(exc.message) from None
 
     @field_validator("rules")
