@@ -52,7 +52,7 @@ def _always(ctx, entry):
     return CheckResult(f"plugged {entry}", PASS, 1.0, "-", "plugged in")
 
 
-PLUGIN = CheckKind("plugged", _always, Threshold, help="a test plugin")
+PLUGIN = CheckKind("plugged", _always, Threshold)
 
 
 @pytest.fixture

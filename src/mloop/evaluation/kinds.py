@@ -57,7 +57,6 @@ class CheckKind:
     name: str
     run: CheckFn
     params: Params = CheckParams
-    help: str = ""
     variants: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -76,13 +75,13 @@ _loaded = False
 
 
 def register_check(kind: str | CheckKind, fn: CheckFn | None = None, *,
-                   params: Params = CheckParams, help: str = "") -> CheckKind:
+                   params: Params = CheckParams) -> CheckKind:
     """Make a kind usable in suites: ``register_check(CheckKind(...))`` or
     ``register_check("name", fn, params=Model)``; a later registration replaces one."""
     if isinstance(kind, str):
         if fn is None:
             raise TypeError("register_check(name, fn): the check function is missing")
-        kind = CheckKind(kind, fn, params, help)
+        kind = CheckKind(kind, fn, params)
     _check_contract(kind)
     _KINDS[kind.name] = kind
     return kind
@@ -156,14 +155,15 @@ def validate_entry(entry: Any, *, source: str | Path, at: tuple[str | int, ...] 
         raise config_error(source, at, f"names no check kind{hint} (e.g. metric: accuracy)")
     kind = known[named[0]]
     value = entry[kind.name]
-    model = kind.schema_for(value)
-    if model is None:
-        if kind.variants:
+    if isinstance(kind.params, Mapping):
+        model = kind.params.get(value) if isinstance(value, str) else None
+        if model is None:
             raise config_error(source, (*at, kind.name), f"{value!r} is not a {kind.name} check"
                                f"{did_you_mean(str(value), kind.variants)}")
     elif value is None or isinstance(value, Mapping | list):
         raise config_error(source, (*at, kind.name), f"expected a name, got {value!r}")
-    assert model is not None
+    else:
+        model = kind.params
     params = validate(model, {k: v for k, v in entry.items() if k != kind.name},
                       source=source, at=at)
     return {kind.name: value, **params.model_dump(exclude_none=True)}
