@@ -164,3 +164,30 @@ def test_check_reports_an_exception_while_looking_and_goes_on(proj, engine, monk
     assert "automation of a failed before it started" in caplog.text
     monkeypatch.setattr(runner, "pending", real)
     assert _check("--pipeline", "a").stdout.startswith("a: succeeded")  # it waited
+
+
+def test_a_param_the_pipeline_refuses_is_a_clear_error_before_any_run(proj):
+    write_pipelines(proj)
+    write_yaml(proj, """
+        pipelines:
+          churn-training:
+            inputs: {raw: train@latest}
+            params: {C: abc}
+            triggers: [{dataset: train}]
+    """)
+    add_dataset(proj, "train", TRAIN)
+    out = run_cli("automate", "check", cwd=proj.root, check=False)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "automation.yaml: pipelines.churn-training.params.C: Step 'train': param C takes " \
+           "float, not 'abc'." in out.stderr
+    assert history(project=proj) == []  # nothing claimed: the event waits for the fix
+    write_yaml(proj, """
+        pipelines:
+          churn-training:
+            inputs: {raw: train@latest}
+            params: {Cee: 0.5}
+            triggers: [{dataset: train}]
+    """)
+    out = run_cli("automate", "check", cwd=proj.root, check=False)
+    assert "pipelines.churn-training.params.Cee: No step of 'churn-training' takes the " \
+           "param(s) Cee; params: C." in out.stderr

@@ -12,7 +12,7 @@ from mloop.automation.config import (
     load_config,
     parse_config,
 )
-from mloop.errors import ConfigError, InvalidInputError
+from mloop.errors import ConfigError
 from tests.automation.conftest import write_yaml
 
 EXAMPLE = """
@@ -71,38 +71,60 @@ def test_defaults_and_no_file(proj):
     assert (p.metrics[0].min_change, p.metrics[0].max_change) == (None, 0.0)  # an error
 
 
+def _promo(**extra):
+    return {"pipelines": {"p": {"promotion": {"model": "m", "data": "d", "target": "y",
+                                              **extra}}}}
+
+
 @pytest.mark.parametrize(("raw", "words"), [
-    ({"pipeline": {}}, "unknown key(s) pipeline"),
-    ({"pipelines": {"p": {"trigger": []}}}, "pipelines.p: unknown key(s) trigger"),
-    ({"pipelines": {"bad name": {}}}, "Invalid pipeline name"),
-    ({"pipelines": {"p": {"triggers": {"dataset": "x"}}}}, "pipelines.p.triggers: a list"),
-    ({"pipelines": {"p": {"triggers": [{"cron": "x"}]}}}, "triggers[0]: name exactly one"),
+    ({"pipeline": {}}, "pipeline: unknown key; did you mean 'pipelines'?"),
+    ({"pipelines": {"p": {"trigger": []}}},
+     "pipelines.p.trigger: unknown key; did you mean 'triggers'?"),
+    ({"pipelines": {"bad name": {}}}, "pipelines['bad name']: Invalid pipeline name"),
+    ({"pipelines": {"p": {"triggers": {"dataset": "x"}}}},
+     "pipelines.p.triggers: expected a list of mappings"),
+    ({"pipelines": {"p": {"triggers": [{"cron": "x"}]}}},
+     "pipelines.p.triggers[0].cron: unknown key; known keys: schedule, grace, dataset, alert"),
+    ({"pipelines": {"p": {"triggers": [{"schedule": "0 3 * * *", "dataset": "x"}]}}},
+     "pipelines.p.triggers[0]: name exactly one of schedule, dataset, alert"),
     ({"pipelines": {"p": {"triggers": [{"schedule": "0 3 * *"}]}}},
-     "cron '0 3 * *': Wrong number of fields"),
+     "triggers[0]: cron '0 3 * *': Wrong number of fields"),
     ({"pipelines": {"p": {"triggers": [{"schedule": "61 * * * *"}]}}}, "higher than the max"),
     ({"pipelines": {"p": {"triggers": [{"schedule": "0 3 * * 8"}]}}}, "day of week '8'"),
     ({"pipelines": {"p": {"triggers": [{"schedule": "0 3 * * *", "grace": "soon"}]}}},
      "triggers[0].grace: Cannot read the duration"),
-    ({"pipelines": {"p": {"triggers": [{"alert": {"rules": ["x"]}}]}}}, "which model?"),
+    ({"pipelines": {"p": {"triggers": [{"dataset": "train", "grace": "1h"}]}}},
+     "triggers[0]: grace goes with schedule only"),
+    ({"pipelines": {"p": {"triggers": [{"alert": {"rules": ["x"]}}]}}},
+     "triggers[0].alert: the key 'model' is required"),
     ({"pipelines": {"p": {"triggers": [{"alert": {"model": "m", "rules": []}}]}}},
-     "a non-empty list"),
+     "triggers[0].alert.rules: needs at least 1 item, got a list []"),
     ({"pipelines": {"p": {"cooldown": "6 hours"}}}, "pipelines.p.cooldown"),
-    ({"pipelines": {"p": {"validate": {"dataset": "train"}}}}, "needs dataset and schema"),
-    ({"pipelines": {"p": {"promotion": {"model": "m"}}}}, "needs data, target"),
-    ({"pipelines": {"p": {"promotion": {"model": "m", "data": "d", "target": "y",
-                                        "alias": "the champ"}}}}, "must be an identifier"),
-    ({"pipelines": {"p": {"promotion": {"model": "m", "data": "d", "target": "y", "compare": {
-        "metrics": {"auc": {"min_change": 0}}}}}}}, "unknown metric; known: accuracy"),
-    ({"pipelines": {"p": {"promotion": {"model": "m", "data": "d", "target": "y", "compare": {
-        "metrics": {"log_loss": {"min_change": 0}}}}}}}, "log_loss is an error"),
-    ({"pipelines": {"p": {"promotion": {"model": "m", "data": "d", "target": "y", "compare": {
-        "metrics": {"roc_auc": {"max_change": 0}}}}}}}, "roc_auc is a score"),
-    ({"pipelines": {"p": {"promotion": {"model": "m", "data": "d", "target": "y", "compare": {
-        "metrics": {"roc_auc": {"min_change": "a lot"}}}}}}}, "must be numbers"),
+    ({"pipelines": {"p": {"executor": "dsk"}}},
+     "pipelines.p.executor: expected one of 'local' or 'dask', got 'dsk'; did you mean "
+     "'dask'?"),
+    ({"pipelines": {"p": {"validate": {"dataset": "train"}}}},
+     "pipelines.p.validate: the key 'schema' is required"),
+    ({"pipelines": {"p": {"validate": {"dataset": "train", "schema": "s.yaml", "shema": 1}}}},
+     "pipelines.p.validate.shema: unknown key; did you mean 'schema'?"),
+    ({"pipelines": {"p": {"promotion": {"model": "m"}}}},
+     "the key 'data' is required (a string); add it; the key 'target' is required"),
+    (_promo(alias="the champ"), "promotion.alias: alias 'the champ' must be an identifier"),
+    (_promo(compare={"metrics": {"acuracy": {"min_change": 0}}}),
+     "compare.metrics.acuracy: unknown metric; did you mean 'accuracy'?"),
+    (_promo(compare={"metrics": {"log_loss": {"min_change": 0}}}), "log_loss is an error"),
+    (_promo(compare={"metrics": {"roc_auc": {"max_change": 0}}}), "roc_auc is a score"),
+    (_promo(compare={"metrics": {"roc_auc": {"min_change": "a lot"}}}),
+     "compare.metrics.roc_auc.min_change: expected a number, got 'a lot'"),
+    (_promo(compare={"metrics": {"roc_auc": {"min_chnage": 0}}}),
+     "compare.metrics.roc_auc.min_chnage: unknown key; did you mean 'min_change'?"),
+    (_promo(comparre={}), "pipelines.p.promotion.comparre: unknown key; did you mean "
+                          "'compare'?"),
 ])
 def test_errors_name_the_place_and_the_fix(raw, words):
-    with pytest.raises(InvalidInputError) as err:
+    with pytest.raises(ConfigError) as err:
         parse_config(raw)
+    assert err.value.message.startswith("automation.yaml: ")
     assert words in err.value.message
 
 

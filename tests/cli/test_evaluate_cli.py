@@ -63,3 +63,27 @@ def test_bad_input_exit_codes(proj):
     unknown = run_cli("test", "models:/churn/7", "-d", "test@1", "-t", "target", cwd=proj,
                       check=False)
     assert unknown.returncode == 3
+
+
+@pytest.mark.parametrize(("suite", "words"), [
+    # the gate: a typo of min passed with exit 0
+    ("checks: [{metric: accuracy, mni: 0.99}]",
+     "checks[0].mni: unknown key; did you mean 'min'?"),
+    ("checks:\n  - behaviour: monotonic\n    feature: mean radius\n",
+     "checks[0].feature: unknown key; did you mean 'column'?"),
+    ("checks: [{metric: accuracy, min: high}]", "checks[0].min: expected a number, got 'high'"),
+    ("checks: [{metric: accuracy, min: 0.9, severity: warning}]",
+     "checks[0].severity: expected one of 'block' or 'warn', got 'warning'; did you mean "
+     "'warn'?"),
+    ("checks: [{metric: acuracy, min: 0.9}]",
+     "checks[0].metric: 'acuracy' is not a metric check; did you mean 'accuracy'?"),
+    ("first_modle: fail\nchecks: []", "first_modle: unknown key; did you mean 'first_model'?"),
+])
+def test_a_mistake_in_a_suite_stops_the_gate_with_exit_2(proj, tmp_path, suite, words):
+    path = tmp_path / "suite.yaml"
+    path.write_text(suite)
+    out = run_cli("test", "models:/churn/1", "-d", "test@1", "-t", "target", "--suite",
+                  str(path), cwd=proj, check=False)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.startswith(f"Error: {path}: ") and words in out.stderr
+    assert "PASSED" not in out.stdout

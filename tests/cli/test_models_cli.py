@@ -98,7 +98,11 @@ def test_model_cards(registered, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("intended_usage: typo\n")
     wrong = run_cli("models", "card", "churn/1", "--spec", str(bad), cwd=root, check=False)
-    assert wrong.returncode == 2 and "unknown field" in wrong.stderr
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
+    assert "bad.yaml: intended_usage: unknown key; did you mean 'intended_use'?" in wrong.stderr
+    bad.write_text("factors:\n  region: north\n")  # a section is Markdown text
+    wrong = run_cli("models", "card", "churn/1", "--spec", str(bad), cwd=root, check=False)
+    assert wrong.returncode == 2 and "factors: expected a string, got a mapping" in wrong.stderr
 
 
 def test_export_onnx_and_an_installable_package(registered, tmp_path):

@@ -1,6 +1,7 @@
 """``mloop monitor …`` through the real entry point."""
 
 import json
+import time
 
 import pytest
 
@@ -65,7 +66,7 @@ def test_clear_errors_without_a_traceback(csvs):
     _clear_error(bad_age, 2, "Cannot read the duration 'soon'")
     (csvs / ".mloop" / "monitoring.yaml").write_text("rules: [\n  - oops")
     bad_yaml = run_cli("monitor", "run", "--once", cwd=csvs, check=False)
-    _clear_error(bad_yaml, 2, "monitoring.yaml: not valid YAML")
+    _clear_error(bad_yaml, 2, "monitoring.yaml:2:3: not valid YAML")
 
 
 @pytest.fixture
@@ -160,3 +161,45 @@ def test_feedback_file_with_an_empty_row_cell_is_a_clear_error(sqlite_project):
     out = run_cli("monitor", "feedback", "--file", "fb.csv", cwd=sqlite_project.root,
                   check=False)
     _clear_error(out, 2)
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("rules:\n  - signal: drift.dataset\n    typo_sevrity: critical\n",
+     "monitoring.yaml: rules[0].typo_sevrity: unknown key; did you mean 'severity'?"),
+    ("alpha: 7\n", "monitoring.yaml: alpha: must be less than 1, got 7"),
+    ("rules:\n  - signal: drift.share\n    threshold: high\n",
+     "rules[0].threshold: expected a number, got 'high'"),
+    ("method: bogus\n", "method: unknown drift method 'bogus'"),
+])
+def test_a_mistake_in_monitoring_yaml_exits_2_naming_the_key(sqlite_project, text, words):
+    root = sqlite_project.root
+    (root / ".mloop" / "monitoring.yaml").write_text(text)
+    _clear_error(run_cli("monitor", "run", "--once", cwd=root, check=False), 2, words)
+
+
+def test_an_alias_bomb_in_monitoring_yaml_is_refused_fast(sqlite_project):
+    from tests.core.test_yamlio import alias_bomb
+
+    root = sqlite_project.root
+    (root / ".mloop" / "monitoring.yaml").write_text("models:\n" + alias_bomb(indent="  "))
+    start = time.monotonic()
+    out = run_cli("monitor", "run", "--once", cwd=root, check=False)
+    assert time.monotonic() - start < 5  # it used 6.5 GB for 129 s
+    _clear_error(out, 2, "monitoring.yaml:", "too many YAML aliases")
+
+
+def test_monitor_run_once_exits_1_when_the_check_fails(sqlite_project, monkeypatch, capsys):
+    from mloop.cli import main
+    from mloop.errors import ServiceUnavailableError
+    from mloop.monitoring import runner
+
+    def broken(*_args, **_kwargs):
+        raise ServiceUnavailableError("the prediction log cannot be read")
+
+    monkeypatch.chdir(sqlite_project.root)
+    monkeypatch.setattr(runner, "check", broken)
+    with pytest.raises(SystemExit) as done:
+        main(["monitor", "run", "--once"])
+    assert done.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Error: The monitoring check failed: the prediction log cannot be")

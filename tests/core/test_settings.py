@@ -100,3 +100,78 @@ def test_a_secret_in_the_project_config_is_refused(tmp_path, uri):
     assert "hunter2" not in err.value.message
     _write_config(tmp_path, '[store]\nuri = "postgresql+psycopg://bob@db:5432/x"\n')
     assert load_settings(tmp_path).store_uri == "postgresql+psycopg://bob@db:5432/x"
+
+
+def _write_user_config(text: str) -> Path:
+    from mloop.core.settings import user_config_path
+
+    path = user_config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("[models]\nallow_pikle = true\n",
+     "unknown setting 'allow_pikle' in [models]. Did you mean 'allow_pickle'?"),
+    ("[tracking]\nflush_intervall = 1.0\n", "Did you mean 'flush_interval'?"),
+    ("[strore]\nuri = 'x'\n", "unknown section [strore]. Did you mean 'store'?"),
+    ("[colours]\nred = 1\n", "unknown section [colours]. Known: "),
+    ("tracking = 3\n", "[tracking] must be a table of settings, not int"),
+])
+def test_unknown_config_keys_are_errors_with_the_closest_key(tmp_path, text, words):
+    _write_config(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_settings(tmp_path)
+    assert str(tmp_path / ".mloop" / "config.toml") in err.value.message
+    assert words in err.value.message
+
+
+def test_allow_pikle_typo_fails_through_the_cli(tmp_path):
+    from tests.cli.test_cli import run_cli
+
+    Project.init(tmp_path)
+    (tmp_path / ".mloop" / "config.toml").write_text("[models]\nallow_pikle = true\n")
+    out = run_cli("runs", "list", cwd=tmp_path, check=False)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "Did you mean 'allow_pickle'?" in out.stderr
+
+
+@pytest.mark.parametrize(("section", "key"), [("models", "allow_pickle"),
+                                              ("webhooks", "allow_hosts")])
+def test_a_user_only_setting_is_refused_in_the_project_config(tmp_path, section, key):
+    value = "true" if key == "allow_pickle" else '["127.0.0.1"]'
+    _write_config(tmp_path, f"[{section}]\n{key} = {value}\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(tmp_path)
+    assert f"[{section}] {key} cannot be set in a project's config" in err.value.message
+    assert "MLOOP_" in err.value.message and "config.toml" in err.value.message
+
+
+def test_the_user_config_is_read_below_the_project_config(tmp_path, monkeypatch):
+    from mloop.core.settings import user_setting
+
+    user = _write_user_config("[models]\nallow_pickle = true\n[tracking]\nflush_interval = 4.0\n"
+                              "capture_git = false\n")
+    _write_config(tmp_path, "[tracking]\nflush_interval = 2.0\n")
+    s = load_settings(tmp_path)
+    assert s.allow_pickle is True and s.source("allow_pickle") == "user config"
+    assert s.flush_interval == 2.0 and s.source("flush_interval") == "config.toml"
+    assert s.capture_git is False and s.source("capture_git") == "user config"
+    assert user_setting("allow_pickle") is True
+    assert user_setting("allow_pickle", False) is False  # an argument wins
+    monkeypatch.setenv("MLOOP_ALLOW_PICKLE", "0")
+    assert load_settings(tmp_path).allow_pickle is False  # so does the environment
+    user.write_text("[models]\nallow_pikle = true\n")
+    with pytest.raises(ConfigError, match="Did you mean 'allow_pickle'"):
+        user_setting("allow_pickle")
+
+
+def test_the_user_config_follows_xdg(tmp_path, monkeypatch):
+    from mloop.core.settings import user_config_dir
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert user_config_dir() == tmp_path / "xdg" / "mloop"
+    monkeypatch.delenv("XDG_CONFIG_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert user_config_dir() == tmp_path / "home" / ".config" / "mloop"

@@ -12,7 +12,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import mloop
-from mloop.errors import InvalidInputError
+from mloop.errors import ConfigError, InvalidInputError
 from mloop.evaluation.checks import PASS, CheckResult, register_check
 from mloop.evaluation.core import latest_evaluation
 
@@ -97,7 +97,7 @@ def test_bad_input_is_an_error_or_an_explicit_result(project, models, tmp_path):
         mloop.evaluate("models:/churn/1", one, "target", sensitive_features=["gender"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("checks:\n  - vibes: good\n")
-    with pytest.raises(InvalidInputError, match="exactly one check kind"):
+    with pytest.raises(ConfigError, match=r"checks\[0\]: names no check kind"):
         mloop.evaluate("models:/churn/1", models, "target", suite=str(bad))
     unseen = models.assign(target=models.target.where(models.index % 7 != 0, 2))
     report = mloop.evaluate("models:/churn/1", unseen, "target", resamples=0)

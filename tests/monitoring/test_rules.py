@@ -57,45 +57,76 @@ def test_parse_config_defaults():
 
 
 @pytest.mark.parametrize(("raw", "message"), [
-    ({"evry": "1m"}, "unknown setting(s) evry; known: alpha, drift_share, every"),
+    ({"evry": "1m"}, "evry: unknown key; did you mean 'every'?"),
+    ({"rules": [{"signal": "drift.share", "threshold": 1, "typo_sevrity": "critical"}]},
+     "rules[0].typo_sevrity: unknown key; did you mean 'severity'?"),
     ({"rules": [{"signal": "drift.everything"}]},
-     "rules[0]: unknown signal 'drift.everything'; use one of drift.share, drift.dataset, "
-     "performance.drop, predictions.count, drift.column.<name> or performance.<metric>"),
+     "rules[0].signal: unknown signal 'drift.everything'; use one of drift.share, "
+     "drift.dataset, performance.drop, predictions.count, drift.column.<name> or "
+     "performance.<metric>"),
+    ({"rules": [{"signal": "drift.column."}]}, "rules[0].signal: unknown signal"),
+    ({"rules": [{"signal": "performance.acuracy", "threshold": 0.9}]},
+     "rules[0].signal: unknown metric 'acuracy' in 'performance.acuracy'; did you mean "
+     "'accuracy'?"),
     ({"rules": [{"signal": "drift.share", "threshold": 1, "op": "=="}]},
-     "rules[0]: op must be one of >=, >, <=, <, not '=='"),
+     "rules[0].op: expected one of '>=', '>', '<=' or '<', got '=='"),
     ({"rules": [{"signal": "drift.dataset"}, {"signal": "drift.share", "threshold": 1,
                                               "severity": "page"}]},
-     "rules[1]: severity must be one of info, warning, critical, not 'page'"),
-    ({"rules": [{"signal": "drift.share"}]}, "rules[0] (drift.share): a threshold is needed"),
+     "rules[1].severity: expected one of 'info', 'warning' or 'critical', got 'page'"),
+    ({"rules": [{"signal": "drift.share", "threshold": 1, "severity": "critcal"}]},
+     "rules[0].severity: expected one of 'info', 'warning' or 'critical', got 'critcal'; "
+     "did you mean 'critical'?"),
+    ({"rules": [{"signal": "drift.share", "threshold": "high"}]},
+     "rules[0].threshold: expected a number, got 'high'"),
+    ({"rules": [{"signal": "drift.share"}]}, "rules[0]: a rule on drift.share needs a threshold"),
     ({"rules": [{"signal": "performance.accuracy"}]},
-     "rules[0] (performance.accuracy): a threshold is needed"),
+     "rules[0]: a rule on performance.accuracy needs a threshold"),
     ({"rules": [{"name": "x", "signal": "drift.dataset"},
                 {"name": "x", "signal": "performance.drop"}]},
      "rules: two rules share a name; names identify alerts"),
     ({"rules": [{"signal": "drift.dataset"}, {"signal": "drift.dataset"}]},
      "rules: two rules share a name"),
     ({"rules": [{"signal": "drift.dataset", "window": "soon"}]},
-     "Cannot read the duration 'soon'"),
+     "rules[0].window: Cannot read the duration 'soon'"),
     ({"rules": [{"signal": "drift.dataset", "cooldown": "-1h"}]},
-     "Cannot read the duration '-1h'"),
-    ({"every": "10 minutes"}, "Cannot read the duration '10 minutes'"),
-    ({"retention": 0}, "A duration must be between 1 ms and 100 years, not 0"),
-    ({"webhook": "ftp://hooks.example.com/x"}, "The webhook must be an http(s) URL"),
+     "rules[0].cooldown: Cannot read the duration '-1h'"),
+    ({"every": "10 minutes"}, "every: Cannot read the duration '10 minutes'"),
+    ({"every": True}, "every: expected a duration such as 10m, not True"),
+    ({"retention": 0}, "retention: A duration must be between 1 ms and 100 years, not 0"),
+    ({"webhook": "ftp://hooks.example.com/x"}, "webhook: The webhook must be an http(s) URL"),
     ({"webhook": "hooks.example.com/T0"}, "The webhook must be an http(s) URL"),
-    ({"models": "churn"}, "models: a list of model names"),
-    ({"reference": ["train@1"]}, "reference: a mapping of model name to dataset or file"),
-    ({"rules": {"signal": "drift.dataset"}}, "rules: a list of rules"),
-    ({"rules": ["drift.dataset"]}, "rules[0]: a mapping with at least 'signal'"),
-    ({"rules": [{"name": "no signal"}]}, "rules[0]: a mapping with at least 'signal'"),
+    ({"models": "churn"}, "models: expected a list of names, got 'churn'"),
+    ({"reference": ["train@1"]}, "reference: expected a mapping"),
+    ({"rules": {"signal": "drift.dataset"}}, "rules: expected a list of mappings"),
+    ({"rules": ["drift.dataset"]}, "rules[0]: expected a mapping, got 'drift.dataset'"),
+    ({"rules": [{"name": "no signal"}]}, "rules[0]: the key 'signal' is required"),
+    ({"alpha": 7}, "alpha: must be less than 1, got 7"),
+    ({"alpha": 0}, "alpha: must be greater than 0, got 0"),
+    ({"alpha": "lots"}, "alpha: expected a number (> 0, < 1), got 'lots'"),
+    ({"alpha": True}, "alpha: expected a number"),  # a YAML yes is not a number
+    ({"drift_share": 1.5}, "drift_share: must be less than or equal to 1, got 1.5"),
+    ({"min_labels": 2.5}, "min_labels: expected an integer (>= 1), got 2.5"),
+    ({"method": "kss"}, "method: unknown drift method 'kss'; did you mean 'ks'?"),
+    (["every"], "expected a mapping, got a list ['every']"),
 ])
 def test_parse_config_errors(raw, message):
-    with pytest.raises(InvalidInputError) as err:
+    with pytest.raises(ConfigError) as err:
         parse_config(raw)
+    assert err.value.message.startswith("monitoring.yaml: ")
     assert message in err.value.message
 
 
+def test_every_mistake_is_reported_at_once():
+    with pytest.raises(ConfigError) as err:
+        parse_config({"evry": "1m", "alpha": 7, "rules": [{"signal": "drift.share"}]})
+    assert err.value.message.splitlines() == [
+        "monitoring.yaml: evry: unknown key; did you mean 'every'?",
+        "monitoring.yaml: alpha: must be less than 1, got 7",
+        "monitoring.yaml: rules[0]: a rule on drift.share needs a threshold"]
+
+
 def test_a_webhook_error_does_not_show_the_token():
-    with pytest.raises(InvalidInputError) as err:
+    with pytest.raises(ConfigError) as err:
         parse_config({"webhook": "ftp://hooks.example.com/services/SECRET"})
     assert "SECRET" not in err.value.message
 
@@ -126,16 +157,20 @@ def test_load_config_reads_the_file(tmp_path):
 
 @pytest.mark.parametrize(("text", "message"), [
     ("rules: [\n  - oops", "not valid YAML"),
-    ("- a\n- b\n", "expected a mapping of settings at the top level"),
-    ("colour: red\n", "unknown setting(s) colour"),
-    ("alpha: lots\n", "could not convert string to float"),
-    ("rules:\n  - signal: drift.share\n", "rules[0] (drift.share): a threshold is needed"),
+    ("- a\n- b\n", "expected a mapping, got a list ['a', 'b']"),
+    ("colour: red\n", "colour: unknown key; known keys: every, window"),
+    ("alpha: lots\n", "alpha: expected a number"),
+    ("alpha: 7\n", "alpha: must be less than 1, got 7"),
+    ("rules:\n  - signal: drift.share\n", "rules[0]: a rule on drift.share needs a threshold"),
+    ("rules:\n  - signal: drift.share\n    threshold: 1\n    typo_sevrity: critical\n",
+     "rules[0].typo_sevrity: unknown key; did you mean 'severity'?"),
+    ("alpha: 0.1\nalpha: 0.2\n", "the key 'alpha' is given twice"),
 ])
 def test_load_config_errors_name_the_file(tmp_path, text, message):
     path = _write(tmp_path, text)
     with pytest.raises(ConfigError) as err:
         load_config(tmp_path)
-    assert err.value.message.startswith(f"{path}: ")
+    assert err.value.message.startswith(f"{path}:")  # with the line for YAML mistakes
     assert message in err.value.message
 
 

@@ -292,3 +292,19 @@ def test_a_stray_file_in_the_log_folder_does_not_break_checks(served_sqlite):
     (folder / "notes.parquet").write_bytes(b"")
     (result,) = mloop.monitoring.check()
     assert result.predictions == 20
+
+
+def test_a_failing_check_is_retried_or_raised_when_strict(sqlite_project, monkeypatch):
+    from mloop.errors import CheckFailedError, ServiceUnavailableError
+
+    calls = []
+
+    def broken(*_args, **_kwargs):
+        calls.append(1)
+        raise ServiceUnavailableError("the prediction log cannot be read")
+
+    monkeypatch.setattr(runner, "check", broken)
+    runner.run(sqlite_project, every_ms=10, iterations=2)  # logged, tried again
+    assert len(calls) == 2
+    with pytest.raises(CheckFailedError, match="monitoring check failed: the prediction log"):
+        runner.run(sqlite_project, iterations=1, strict=True)

@@ -83,10 +83,15 @@ def test_a_whole_section_can_be_a_param(tmp_path):
 
 
 @pytest.mark.parametrize(("text", "params", "says"), [
-    ("stages:\n  a: {cmd: x, dep: [y]}\n", None, ["stage 'a'", "unknown key(s) dep", "deps"]),
-    ("stages:\n  a: {deps: [y]}\n", None, ["stage 'a'", "no cmd", "cmd: python"]),
-    ("stages:\n  a: {cmd: '  '}\n", None, ["stage 'a'", "no cmd"]),
-    ("stages:\n  a: python a.py\n", None, ["stage 'a'", "expected a mapping"]),
+    ("stages:\n  a: {cmd: x, dep: [y]}\n", None,
+     ["stages.a.dep: unknown key; did you mean 'deps'?"]),
+    ("stages:\n  a: {deps: [y]}\n", None, ["stages.a: the key 'cmd' is required (a shell "
+                                             "command"]),
+    ("stages:\n  a: {cmd: '  '}\n", None, ["stages.a.cmd[0]: an empty command", "cmd: python"]),
+    ("stages:\n  a: {cmd: [x, 3]}\n", None, ["stages.a.cmd[1]: expected a string, got 3"]),
+    ("stages:\n  a: {cmd: x, desc: 5}\n", None, ["stages.a.desc: expected a string, got 5"]),
+    ("stages:\n  a: {cmd: x, deps: 5}\n", None, ["stages.a.deps: expected a path or a list"]),
+    ("stages:\n  a: python a.py\n", None, ["stages.a: expected a mapping"]),
     ("stages:\n  a: {cmd: x, outs: [o.csv]}\n  b: {cmd: y, outs: [o.csv]}\n", None,
      ["stages 'a' and 'b' both write", "o.csv"]),
     ("stages:\n  a: {cmd: x, outs: [data]}\n  b: {cmd: y, outs: [data/o.csv]}\n", None,
@@ -95,19 +100,21 @@ def test_a_whole_section_can_be_a_param(tmp_path):
      ["stage 'a' reads 'o.csv'", "its own out"]),
     ("stages:\n  a: {cmd: x, params: [train.C]}\n", "train: {gamma: 1}\n",
      ["stage 'a' uses param 'train.C'", "params.yaml does not have"]),
+    ("stages:\n  a: {cmd: x, params: [train.c]}\n", "train: {C: 1}\n",
+     ["param 'train.c', which params.yaml does not have (did you mean 'train.C'?)"]),
     ("stages:\n  a: {cmd: x, params: [train.C.deep]}\n", "train: {C: 1}\n",
      ["param 'train.C.deep'"]),
     ("stages:\n  a: {cmd: x, params: [train.C]}\n", None, ["no params.yaml", "create it"]),
     ("stages:\n  a: {cmd: x, params: [{other.yaml: [k]}]}\n", "k: 1\n",
-     ["params must be a list", "keys of params.yaml"]),
+     ["stages.a.params[0]: expected a string, got a mapping"]),
     ("stages:\n  a: {cmd: x, outs: [../up.csv]}\n", None, ["stage 'a'", "escapes"]),
     ("stages:\n  a: {cmd: x, deps: [/etc/passwd]}\n", None, ["stage 'a'", "absolute"]),
     ("stages:\n  a: {cmd: x, outs: [.mloop/x]}\n", None, ["mloop's own"]),
     ("stages:\n  a: {cmd: x, outs: [o, ./o]}\n", None, ["same path twice"]),
     ("stages:\n  a: {cmd: x, deps: [i, i]}\n", None, ["same entry twice"]),
-    ("stages:\n  'bad name': {cmd: x}\n", None, ["stage 'bad name'", "rename"]),
+    ("stages:\n  'bad name': {cmd: x}\n", None, ["stages['bad name']: stage names", "rename"]),
     ("stages: {}\n", None, ["'stages' must map"]),
-    ("stage:\n  a: {cmd: x}\n", None, ["one key, 'stages'", "stage"]),
+    ("stage:\n  a: {cmd: x}\n", None, ["stage: unknown key; did you mean 'stages'?"]),
     ("stages: [a\n", None, ["not valid YAML"]),
     ("stages:\n  a: {cmd: x, deps: [b.txt], outs: [a.txt]}\n"
      "  b: {cmd: y, deps: [a.txt], outs: [b.txt]}\n", None, ["cycle", "a, b"]),
@@ -426,3 +433,61 @@ def test_a_failing_stage_stops_its_downstream(sqlite_project):
     assert statuses(result) == {"first": "failed", "second": "not_run", "aside": "ran"}
     assert "exited with status 4" in (result.steps["first"].error or "")
     assert "it broke" in (result.steps["first"].error or "")
+
+
+# -- the file's limits and schema ------------------------------------------------------------
+
+
+def test_an_alias_bomb_under_deps_is_refused_fast(sqlite_project):
+    import time
+
+    from tests.cli.test_cli import run_cli
+    from tests.core.test_yamlio import alias_bomb
+
+    root = sqlite_project.root
+    (root / "mloop.yaml").write_text("stages:\n  a:\n    cmd: echo hi\n    deps:\n"
+                                     + alias_bomb(indent="      "))
+    start = time.monotonic()
+    out = run_cli("pipeline", "run", cwd=root, check=False)
+    assert time.monotonic() - start < 5  # it reached 1.9 GB
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "mloop.yaml:" in out.stderr and "too many YAML aliases" in out.stderr
+
+
+def test_an_unknown_key_fails_through_the_cli(sqlite_project):
+    from tests.cli.test_cli import run_cli
+
+    root = sqlite_project.root
+    (root / "mloop.yaml").write_text("stages:\n  a:\n    cmd: echo hi\n    outz: [a.txt]\n")
+    out = run_cli("pipeline", "run", cwd=root, check=False)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "mloop.yaml: stages.a.outz: unknown key; did you mean 'outs'?" in out.stderr
+
+
+def _load_in_a_fresh_process(root: Path) -> list[str]:
+    code = ("import sys; from pathlib import Path; from mloop.pipelines.stages import "
+            "load_stages; load_stages(Path(sys.argv[1])); "
+            "print(sorted(m for m in ('yaml', 'pydantic') if m in sys.modules))")
+    import subprocess
+
+    out = subprocess.run([PY, "-c", code, str(root)], capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.replace("'", '"'))
+
+
+def test_an_unchanged_file_is_neither_parsed_nor_checked_again(tmp_path):
+    (tmp_path / ".mloop").mkdir()
+    write(tmp_path, "stages:\n  a: {cmd: 'true', params: [seed]}\n", "seed: 7\n")
+    old = os.stat(tmp_path / "mloop.yaml").st_mtime - 10  # out of the racy window
+    for name in ("mloop.yaml", "params.yaml"):
+        os.utime(tmp_path / name, (old, old))
+    assert _load_in_a_fresh_process(tmp_path) == ["pydantic", "yaml"]
+    assert _load_in_a_fresh_process(tmp_path) == []  # the checked parse is reused
+    cache = tmp_path / ".mloop" / "stages-parsed.json"
+    entries = json.loads(cache.read_text())
+    assert entries["mloop.yaml"]["format"] == 2
+    # a parse cached by an mloop that did not check the schema is not trusted
+    entries["mloop.yaml"]["data"] = {"stages": {"a": {"cmd": "true", "depz": ["x"]}}}
+    del entries["mloop.yaml"]["format"]
+    cache.write_text(json.dumps(entries))
+    assert load_stages(tmp_path).steps["a"].meta["cmd"] == "true"  # parsed again: fine

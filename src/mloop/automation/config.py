@@ -28,7 +28,9 @@
           alias: challenger            # what a promoted version gets (or champion)
 
 Paths (schema, suite, data files) are relative to the project root. Cron day-of-week
-numbers mean what they mean in crontab (0 and 7 are Sunday).
+numbers mean what they mean in crontab (0 and 7 are Sunday). The file is checked against
+:class:`AutomationFile` (every key is listed in ``docs/configuration.md``); params are
+checked against the pipeline's steps when it runs (:func:`check_params`).
 """
 
 from __future__ import annotations
@@ -36,10 +38,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
+
+from mloop.core.schema import Duration, Name, Schema, config_error, did_you_mean, validate
 from mloop.core.uris import check_name
-from mloop.errors import ConfigError, InvalidInputError, InvalidURIError
+from mloop.errors import InvalidURIError
 
 FILE = "automation.yaml"
 DEFAULT_GRACE_MS = 3_600_000
@@ -146,160 +151,247 @@ class AutomationConfig:
     pipelines: dict[str, PipelineAutomation] = field(default_factory=dict)
 
 
+# -- the file's schema ---------------------------------------------------------------------
+
+
+def _checked_name(what: str) -> Any:
+    def check(value: str) -> str:
+        try:
+            return check_name(value, what)
+        except InvalidURIError as exc:
+            raise ValueError(exc.message) from None
+
+    return AfterValidator(check)
+
+
+def _identifier(value: str) -> str:
+    if not value.isidentifier():
+        raise ValueError(f"alias {value!r} must be an identifier, e.g. champion or challenger")
+    return value
+
+
+def _alert_shorthand(value: Any) -> Any:
+    return {"model": value} if isinstance(value, str) else value
+
+
+ModelName = Annotated[Name, _checked_name("model name")]
+DatasetName = Annotated[Name, _checked_name("dataset name")]
+Alias = Annotated[str, AfterValidator(_identifier)]
+
+
+class AlertSpec(Schema):
+    model: ModelName = Field(..., description="the model whose open alerts fire the trigger")
+    rules: Annotated[list[Name], Field(min_length=1)] | None = Field(
+        None, description="only alerts of these rules (see .mloop/monitoring.yaml); default: "
+        "every rule")
+
+
+class TriggerSpec(Schema):
+    """One trigger: exactly one of ``schedule``, ``dataset`` or ``alert``."""
+
+    schedule: str | None = Field(None, description="a cron expression, in UTC (\"0 3 * * *\")")
+    grace: Duration | None = Field(None, description="with schedule: how late a missed tick "
+                                   "may still start (one run, coalesced); default 1h")
+    dataset: DatasetName | None = Field(None, description="a new version of this dataset "
+                                        "(one no run of this trigger saw)")
+    alert: Annotated[AlertSpec | None, BeforeValidator(_alert_shorthand)] = Field(
+        None, description="an open monitoring alert: a model name, or {model, rules}")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TriggerSpec:
+        named = [k for k in ("schedule", "dataset", "alert") if getattr(self, k) is not None]
+        if len(named) != 1:
+            raise ValueError("name exactly one of schedule, dataset, alert, e.g. "
+                             "{schedule: '0 3 * * *'} or {dataset: train}")
+        if self.grace is not None and self.schedule is None:
+            raise ValueError("grace goes with schedule only")
+        if self.schedule is not None:
+            try:
+                ScheduleTrigger(self.schedule.strip()).cron_trigger()
+            except ValueError as exc:
+                raise ValueError(f"cron {self.schedule.strip()!r}: {exc} (five fields: "
+                                 "minute hour day-of-month month day-of-week)") from None
+        return self
+
+
+class ValidateSpec(Schema):
+    dataset: str = Field(..., description="a dataset name (the version the run reads) or "
+                         "name@version")
+    schema_file: str = Field(..., alias="schema", description="the data validation schema "
+                             "(see Data validation schemas)")
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset(cls, value: str) -> str:
+        try:
+            check_name(value.split("@", 1)[0], "dataset name")
+        except InvalidURIError as exc:
+            raise ValueError(exc.message) from None
+        return value
+
+
+class MetricBound(Schema):
+    min_change: float | None = Field(None, description="a score (higher is better): "
+                                     "new - old must be at least this")
+    max_change: float | None = Field(None, description="an error (lower is better): "
+                                     "new - old must be at most this")
+
+
+class CompareSpec(Schema):
+    alias: Alias = Field("champion", description="the version compared with (none yet: "
+                         "promote)")
+    metrics: dict[str, MetricBound | None] = Field(
+        {}, description="per metric, how much it may change (default for a metric left "
+        "empty: no worse)")
+
+
+class PromotionSpec(Schema):
+    model: ModelName = Field(..., description="the registered model the new version joins")
+    data: str = Field(..., description="evaluation data: a dataset ref or a CSV/Parquet file")
+    target: Name = Field(..., description="the target column of the evaluation data")
+    suite: str | None = Field(None, description="a suite YAML file (default: the default "
+                              "suite)")
+    compare: CompareSpec | None = Field(None, description="the comparison with the current "
+                                        "version")
+    alias: Alias = Field("challenger", description="what a promoted version gets")
+
+
+class PipelineSpec(Schema):
+    params: dict[str, Any] | None = Field(None, description="params passed to the run "
+                                          "(default: the steps' defaults)")
+    inputs: dict[str, Any] | None = Field(None, description="inputs of the run, e.g. "
+                                          "{raw: train@latest}")
+    executor: Literal["local", "dask"] = Field("local", description="where steps run")
+    scheduler: str | None = Field(None, description="with executor dask: the cluster "
+                                  "(tcp://…)")
+    triggers: list[TriggerSpec] | None = Field(None, description="what starts a run; none: "
+                                               "never started by the automation")
+    cooldown: Duration | None = Field(None, description="no triggered run within this time "
+                                      "of the last one")
+    validate_data: ValidateSpec | None = Field(None, alias="validate", description="a data "
+                                               "gate that must pass, else the round is "
+                                               "'blocked'")
+    promotion: PromotionSpec | None = Field(None, description="how a new model earns its "
+                                            "alias")
+
+
+class AutomationFile(Schema):
+    """``.mloop/automation.yaml``."""
+
+    pipelines: dict[Annotated[Name, _checked_name("pipeline name")],
+                    PipelineSpec | None] | None = Field(
+        None, description="per pipeline (a name `mloop pipeline run` knows), what automates it")
+
+
 def load_config(root: Path) -> AutomationConfig:
     """``<project>/.mloop/automation.yaml`` read and checked (nothing automated without it)."""
+    from mloop.core.yamlio import load_yaml
+
     path = root / ".mloop" / FILE
-    if not path.is_file():
-        return AutomationConfig()
-    import yaml
-
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc}).") from None
-    try:
-        return parse_config(raw, root)
-    except InvalidInputError as exc:
-        raise ConfigError(f"{path}: {exc.message}") from None
+    raw = load_yaml(path, missing_ok=True)
+    return AutomationConfig() if raw is None else parse_config(raw, root, source=path)
 
 
-def parse_config(raw: Any, root: Path | None = None) -> AutomationConfig:
-    """Check a parsed ``automation.yaml``; errors name the pipeline and key at fault."""
-    _mapping(raw, "the top level", {"pipelines"})
-    pipelines = raw.get("pipelines") or {}
-    _mapping(pipelines, "pipelines", None)
-    return AutomationConfig({str(name): parse_pipeline(str(name), spec, root)
-                             for name, spec in pipelines.items()})
-
-
-_PIPELINE_KEYS = {"params", "inputs", "executor", "scheduler", "triggers", "cooldown",
-                  "validate", "promotion"}
+def parse_config(raw: Any, root: Path | None = None, *, source: str | Path = FILE
+                 ) -> AutomationConfig:
+    """Check a parsed ``automation.yaml``; a :class:`ConfigError` names ``source``, the key
+    at fault and the closest known key."""
+    spec = validate(AutomationFile, raw, source=source)
+    empty = PipelineSpec.model_validate({})
+    return AutomationConfig({name: _pipeline(name, body or empty, root, source)
+                             for name, body in (spec.pipelines or {}).items()})
 
 
 def parse_pipeline(name: str, raw: Any, root: Path | None = None) -> PipelineAutomation:
     """One entry of ``pipelines:``."""
-    where = f"pipelines.{name}"
-    _name(name, where, "pipeline name")
-    raw = {} if raw is None else raw
-    _mapping(raw, where, _PIPELINE_KEYS)
-    params = raw.get("params") or {}
-    inputs = raw.get("inputs") or {}
-    _mapping(params, f"{where}.params", None)
-    _mapping(inputs, f"{where}.inputs", None)
-    triggers = raw.get("triggers") or []
-    if not isinstance(triggers, list):
-        raise InvalidInputError(f"{where}.triggers: a list such as [{{schedule: '0 3 * * *'}}, "
-                                "{dataset: train}]")
-    cooldown = _duration(raw["cooldown"], f"{where}.cooldown") if raw.get("cooldown") else 0
-    return PipelineAutomation(
-        name=name,
-        triggers=tuple(_trigger(t, f"{where}.triggers[{i}]") for i, t in enumerate(triggers)),
-        params={str(k): v for k, v in params.items()},
-        inputs={str(k): v for k, v in inputs.items()},
-        executor=str(raw.get("executor") or "local"),
-        scheduler=None if raw.get("scheduler") is None else str(raw["scheduler"]),
-        cooldown_ms=cooldown,
-        validate=_validate(raw["validate"], f"{where}.validate", root)
-        if raw.get("validate") else None,
-        promotion=parse_policy(raw["promotion"], f"{where}.promotion", root)
-        if raw.get("promotion") else None,
-    )
-
-
-def _trigger(raw: Any, where: str) -> Trigger:
-    kinds = ("schedule", "dataset", "alert")
-    named = [k for k in kinds if isinstance(raw, dict) and k in raw]
-    if len(named) != 1:
-        raise InvalidInputError(f"{where}: name exactly one of {', '.join(kinds)}, e.g. "
-                                "{schedule: '0 3 * * *'} or {dataset: train}")
-    kind = named[0]
-    if kind == "schedule":
-        _mapping(raw, where, {"schedule", "grace"})
-        trigger = ScheduleTrigger(str(raw["schedule"]).strip(),
-                                  _duration(raw.get("grace", "1h"), f"{where}.grace"))
-        try:
-            trigger.cron_trigger()
-        except ValueError as exc:
-            raise InvalidInputError(f"{where}: cron {trigger.cron!r}: {exc} (five fields: "
-                                    "minute hour day-of-month month day-of-week)") from None
-        return trigger
-    if kind == "dataset":
-        _mapping(raw, where, {"dataset"})
-        return DatasetTrigger(_name(str(raw["dataset"]), where, "dataset name"))
-    spec = raw["alert"]
-    _mapping(raw, where, {"alert"})
-    if isinstance(spec, str):
-        spec = {"model": spec}
-    _mapping(spec, f"{where}.alert", {"model", "rules"})
-    if "model" not in spec:
-        raise InvalidInputError(f"{where}.alert: which model? e.g. {{model: churn}}")
-    rules = spec.get("rules")
-    if rules is not None and not (isinstance(rules, list) and rules):
-        raise InvalidInputError(f"{where}.alert.rules: a non-empty list of rule names "
-                                "(see .mloop/monitoring.yaml), or leave it out for every rule")
-    return AlertTrigger(_name(str(spec["model"]), f"{where}.alert", "model name"),
-                        None if rules is None else tuple(str(r) for r in rules))
-
-
-def _validate(raw: Any, where: str, root: Path | None) -> ValidateRule:
-    _mapping(raw, where, {"dataset", "schema"})
-    if "dataset" not in raw or "schema" not in raw:
-        raise InvalidInputError(f"{where}: needs dataset and schema, e.g. "
-                                "{dataset: train, schema: schemas/train.yaml}")
-    dataset = str(raw["dataset"])
-    _name(dataset.split("@", 1)[0], f"{where}.dataset", "dataset name")
-    return ValidateRule(dataset, _path(str(raw["schema"]), root))
-
-
-_POLICY_KEYS = {"model", "data", "target", "suite", "compare", "alias"}
+    return parse_config({"pipelines": {name: raw}}, root).pipelines[name]
 
 
 def parse_policy(raw: Any, where: str = "promotion", root: Path | None = None
                  ) -> PromotionPolicy:
     """A promotion policy (the ``promotion:`` mapping of a pipeline)."""
-    _mapping(raw, where, _POLICY_KEYS)
-    missing = [k for k in ("model", "data", "target") if not raw.get(k)]
-    if missing:
-        raise InvalidInputError(f"{where}: needs {', '.join(missing)} (the registered model, "
-                                "the evaluation data and its target column)")
-    compare = raw.get("compare") or {}
-    _mapping(compare, f"{where}.compare", {"alias", "metrics"})
-    metrics = compare.get("metrics") or {}
-    _mapping(metrics, f"{where}.compare.metrics", None)
-    data = str(raw["data"])
-    return PromotionPolicy(
-        model=_name(str(raw["model"]), f"{where}.model", "model name"),
-        data=_path(data, root) if Path(data).suffix.lower() in (".csv", ".parquet", ".pq")
-        else data,
-        target=str(raw["target"]),
-        suite=None if raw.get("suite") is None else _path(str(raw["suite"]), root),
-        compare_alias=_alias(compare.get("alias", "champion"), f"{where}.compare.alias"),
-        metrics=tuple(_metric_rule(str(m), r, f"{where}.compare.metrics.{m}")
-                      for m, r in metrics.items()),
-        alias=_alias(raw.get("alias", "challenger"), f"{where}.alias"),
+    spec = validate(PromotionSpec, raw, source=where)
+    return _policy(spec, root, where, ())
+
+
+def check_params(auto: PipelineAutomation, pipeline: Any, *,
+                 source: str | Path = f".mloop/{FILE}") -> None:
+    """``auto.params`` checked against ``pipeline``'s steps (known names, their types)
+    before a run is claimed: ``C: abc`` for a float param is a :class:`ConfigError` naming
+    ``pipelines.<name>.params.C``, not a failed run."""
+    from mloop.errors import InvalidInputError
+    from mloop.pipelines.engine import step_params
+
+    for key, value in auto.params.items():
+        try:
+            step_params(pipeline, {key: value})
+        except InvalidInputError as exc:
+            raise config_error(source, ("pipelines", auto.name, "params", key),
+                               exc.message) from None
+
+
+def _pipeline(name: str, spec: PipelineSpec, root: Path | None,
+              source: str | Path) -> PipelineAutomation:
+    at = ("pipelines", name)
+    return PipelineAutomation(
+        name=name,
+        triggers=tuple(_trigger(t) for t in spec.triggers or ()),
+        params={str(k): v for k, v in (spec.params or {}).items()},
+        inputs={str(k): v for k, v in (spec.inputs or {}).items()},
+        executor=spec.executor, scheduler=spec.scheduler, cooldown_ms=spec.cooldown or 0,
+        validate=None if spec.validate_data is None else ValidateRule(
+            spec.validate_data.dataset, _path(spec.validate_data.schema_file, root)),
+        promotion=None if spec.promotion is None else _policy(
+            spec.promotion, root, source, (*at, "promotion")),
     )
 
 
-def _metric_rule(metric: str, raw: Any, where: str) -> MetricRule:
+def _trigger(spec: TriggerSpec) -> Trigger:
+    if spec.schedule is not None:
+        return ScheduleTrigger(spec.schedule.strip(), DEFAULT_GRACE_MS if spec.grace is None
+                               else spec.grace)
+    if spec.dataset is not None:
+        return DatasetTrigger(spec.dataset)
+    assert spec.alert is not None
+    rules = spec.alert.rules
+    return AlertTrigger(spec.alert.model, None if rules is None else tuple(rules))
+
+
+def _policy(spec: PromotionSpec, root: Path | None, source: str | Path,
+            at: tuple[str | int, ...]) -> PromotionPolicy:
+    compare = spec.compare or CompareSpec.model_validate({})
+    data = spec.data
+    return PromotionPolicy(
+        model=spec.model,
+        data=_path(data, root) if Path(data).suffix.lower() in (".csv", ".parquet", ".pq")
+        else data,
+        target=spec.target,
+        suite=None if spec.suite is None else _path(spec.suite, root),
+        compare_alias=compare.alias,
+        metrics=tuple(_metric_rule(m, b, source, (*at, "compare", "metrics", m))
+                      for m, b in compare.metrics.items()),
+        alias=spec.alias,
+    )
+
+
+def _metric_rule(metric: str, bound: MetricBound | None, source: str | Path,
+                 at: tuple[str | int, ...]) -> MetricRule:
     from mloop.evaluation.metrics import METRICS
 
     known = METRICS.get(metric)
     if known is None:
-        raise InvalidInputError(f"{where}: unknown metric; known: {', '.join(sorted(METRICS))}")
-    raw = {} if raw is None else raw
-    _mapping(raw, where, {"min_change", "max_change"})
-    if not raw:
-        raw = {"min_change" if known.greater_is_better else "max_change": 0.0}
-    if "min_change" in raw and not known.greater_is_better:
-        raise InvalidInputError(f"{where}: {metric} is an error (lower is better); bound "
-                                "how much it may grow with max_change, e.g. {max_change: 0.0}")
-    if "max_change" in raw and known.greater_is_better:
-        raise InvalidInputError(f"{where}: {metric} is a score (higher is better); bound how "
-                                "much it may fall with min_change, e.g. {min_change: -0.01}")
-    try:
-        return MetricRule(metric, _float(raw.get("min_change")), _float(raw.get("max_change")))
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"{where}: min_change / max_change must be numbers") from None
+        raise config_error(source, at, f"unknown metric{did_you_mean(metric, list(METRICS))}")
+    bound = bound or MetricBound.model_validate({})
+    low, high = bound.min_change, bound.max_change
+    if low is None and high is None:
+        low, high = (0.0, None) if known.greater_is_better else (None, 0.0)
+    if low is not None and not known.greater_is_better:
+        raise config_error(source, at, f"{metric} is an error (lower is better); bound how "
+                           "much it may grow with max_change, e.g. {max_change: 0.0}")
+    if high is not None and known.greater_is_better:
+        raise config_error(source, at, f"{metric} is a score (higher is better); bound how "
+                           "much it may fall with min_change, e.g. {min_change: -0.01}")
+    return MetricRule(metric, low, high)
 
 
 def crontab_weekdays(expr: str) -> str:
@@ -329,47 +421,6 @@ def crontab_weekdays(expr: str) -> str:
         days.extend(_WEEKDAYS[d % 7] for d in range(low, high + 1, int(step or 1)))
     fields[4] = ",".join(dict.fromkeys(days))
     return " ".join(fields)
-
-
-# -- small checks -----------------------------------------------------------------------
-
-
-def _mapping(raw: Any, where: str, known: set[str] | None) -> None:
-    if not isinstance(raw, dict):
-        raise InvalidInputError(f"{where}: expected a mapping, not {type(raw).__name__}")
-    if known is not None:
-        unknown = set(map(str, raw)) - known
-        if unknown:
-            raise InvalidInputError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
-                                    f"known: {', '.join(sorted(known))}")
-
-
-def _name(value: str, where: str, what: str) -> str:
-    try:
-        return check_name(value, what)
-    except InvalidURIError as exc:
-        raise InvalidInputError(f"{where}: {exc.message}") from None
-
-
-def _alias(value: Any, where: str) -> str:
-    text = str(value)
-    if not text.isidentifier():
-        raise InvalidInputError(f"{where}: alias {text!r} must be an identifier, e.g. "
-                                "champion or challenger")
-    return text
-
-
-def _duration(value: Any, where: str) -> int:
-    from mloop.core.clock import parse_duration
-
-    try:
-        return parse_duration(value)
-    except InvalidInputError as exc:
-        raise InvalidInputError(f"{where}: {exc.message}") from None
-
-
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
 
 
 def _path(text: str, root: Path | None) -> str:

@@ -94,6 +94,7 @@ def check_pipeline(project: Project, auto: PipelineAutomation, *, dry_run: bool 
         if not out.events:
             return out
         pipeline = _find(project, auto.name)
+        _check(project, auto, pipeline)  # a param the steps refuse: no claim, no run
         if dry_run:
             return _dry_run(project, auto, out, t)
         claim = state.claim(project, auto.name, [(e.trigger, e.event) for e in out.events],
@@ -116,7 +117,8 @@ def check_pipeline(project: Project, auto: PipelineAutomation, *, dry_run: bool 
         out.decision = state.finish(project, claim.decision_id, "failed", [out.error])
         if not isinstance(exc, Exception):
             raise
-        log.exception("automation of %s failed", auto.name)
+        if not isinstance(exc, MloopError):  # a bug: its traceback; else the message says it
+            log.exception("automation of %s failed", auto.name)
     out.status = out.decision.decision
     return out
 
@@ -250,6 +252,12 @@ def _find(project: Project, name: str) -> Any:
     from mloop.pipelines.registry import find_pipeline
 
     return find_pipeline(project, name)
+
+
+def _check(project: Project, auto: PipelineAutomation, pipeline: Any) -> None:
+    from mloop.automation.config import check_params
+
+    check_params(auto, pipeline, source=project.root / ".mloop" / "automation.yaml")
 
 
 def _run(project: Project, auto: PipelineAutomation, pipeline: Any, trigger: str) -> Any:

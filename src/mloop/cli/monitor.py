@@ -279,7 +279,8 @@ def run_cmd(every: str | None, once: bool, as_json: bool) -> None:
     Settings and rules come from .mloop/monitoring.yaml (models, reference per model,
     window, rules with signal/op/threshold/window/severity/cooldown, webhook, retention);
     without it, dataset drift and a drop below the evaluated metrics raise alerts.
-    Stops cleanly on Ctrl-C or SIGTERM.
+    Stops cleanly on Ctrl-C or SIGTERM. With --once, a check that fails ends with
+    status 1 (alerts that fire are results, not failures: status 0).
     """
     import signal
     import threading
@@ -312,7 +313,7 @@ def run_cmd(every: str | None, once: bool, as_json: bool) -> None:
 
     try:
         run(project, every_ms=parse_duration(every) if every else None, stop=stop,
-            on_check=report, iterations=1 if once else None)
+            on_check=report, iterations=1 if once else None, strict=once)
     except KeyboardInterrupt:
         stop.set()
 

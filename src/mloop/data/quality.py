@@ -9,17 +9,22 @@ A schema is YAML (or JSON)::
     rows: {min: 1000}
 
 Types: int, float, str, bool, datetime. Every check reports the measured value; the
-result is stored with the version (``mloop data show``).
+result is stored with the version (``mloop data show``). The file is checked against
+:class:`DataSchema` first (every key is listed in ``docs/configuration.md``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import Field, model_validator
 from sqlalchemy import select, update
 
+from mloop.core import schema as S
+from mloop.core.schema import Name, Schema, TypeName
 from mloop.data.catalog import get
 from mloop.data.compare import version_bytes
 from mloop.data.model import dumps
@@ -27,9 +32,6 @@ from mloop.data.stats import read_frame, table_format
 from mloop.errors import InvalidInputError
 from mloop.project import Project
 from mloop.store.schema import dataset_versions, datasets
-
-KNOWN_KEYS = {"type", "min", "max", "max_null_share", "unique", "allowed", "required"}
-TYPES = {"int", "float", "str", "bool", "datetime"}
 
 
 @dataclass
@@ -59,28 +61,59 @@ class ValidationResult:
                 "checks": [c.to_dict() for c in self.checks]}
 
 
-def load_schema(path: str | Path) -> dict[str, Any]:
-    """Read and check a schema file; errors name the column and the key at fault."""
-    import yaml
+Bound = Annotated[int | float | str | date | datetime,
+                  TypeName("a number (a date or text for such columns)")]
+Share = Annotated[float, Field(ge=0, le=1)]
 
-    try:
-        schema = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise InvalidInputError(f"Cannot read schema {path}: {exc}") from exc
-    if not isinstance(schema, dict) or not isinstance(schema.get("columns"), dict):
-        raise InvalidInputError(f"Schema {path} needs a 'columns:' mapping of column name to "
-                                "checks, e.g. columns: {{age: {{type: int, min: 0}}}}.")
-    for col, rules in schema["columns"].items():
-        if not isinstance(rules, dict):
-            raise InvalidInputError(f"Schema {path}: column {col!r} needs a mapping of checks.")
-        unknown = set(rules) - KNOWN_KEYS
-        if unknown:
-            raise InvalidInputError(f"Schema {path}: column {col!r} has unknown check(s) "
-                                    f"{sorted(unknown)}; known: {sorted(KNOWN_KEYS)}.")
-        if "type" in rules and rules["type"] not in TYPES:
-            raise InvalidInputError(f"Schema {path}: column {col!r} type {rules['type']!r} is "
-                                    f"not one of {sorted(TYPES)}.")
-    return schema
+
+class ColumnRules(Schema):
+    """The checks of one column; each is optional."""
+
+    type: Literal["int", "float", "str", "bool", "datetime"] | None = Field(
+        None, description="the column's type")
+    min: Bound | None = Field(None, description="no value below")
+    max: Bound | None = Field(None, description="no value above")
+    max_null_share: Share | None = Field(None, description="at most this share of nulls")
+    unique: bool = Field(False, description="no value twice")
+    allowed: Annotated[list[str | bool | int | float] | None,
+                       TypeName("a list of values (text, numbers, true/false)")] = Field(
+        None, description="the only values allowed")
+    required: bool = Field(True, description="the column must be present")
+
+    @model_validator(mode="after")
+    def _bounds_fit_the_type(self) -> ColumnRules:
+        numeric = self.type in ("int", "float", "bool")
+        for key in ("min", "max"):
+            value = getattr(self, key)
+            if numeric and value is not None and not isinstance(value, int | float):
+                raise ValueError(f"{key} of {self.type} values must be a number, not "
+                                 f"{value!r}")
+        if isinstance(self.min, int | float) and isinstance(self.max, int | float) and \
+                self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}: no value can pass")
+        return self
+
+
+class RowRules(Schema):
+    min: Annotated[int, Field(ge=0)] | None = Field(None, description="at least this many "
+                                                    "rows")
+
+
+class DataSchema(Schema):
+    """A data validation schema (``mloop data validate --schema``)."""
+
+    columns: dict[Name, ColumnRules] = Field(..., description="column name to its checks")
+    rows: RowRules | None = Field(None, description="checks of the whole table")
+
+
+def load_schema(path: str | Path) -> dict[str, Any]:
+    """Read and check a schema file (YAML or JSON): a :class:`ConfigError` names the file,
+    the column and the key at fault, with the closest known key."""
+    from mloop.core.yamlio import load_yaml
+
+    data = load_yaml(path)
+    return S.validate(DataSchema, data, source=path).model_dump(exclude_unset=True,
+                                                             exclude_none=True)
 
 
 def _type_ok(series: Any, want: str) -> bool:
@@ -116,12 +149,9 @@ def check_frame(df: Any, schema: dict[str, Any], ref: str) -> ValidationResult:
             add(Check(col, "max_null_share", share <= rules["max_null_share"], share,
                       rules["max_null_share"]))
         values = s.dropna()
-        if "min" in rules and len(values):
-            low = values.min()
-            add(Check(col, "min", bool(low >= rules["min"]), _plain(low), rules["min"]))
-        if "max" in rules and len(values):
-            high = values.max()
-            add(Check(col, "max", bool(high <= rules["max"]), _plain(high), rules["max"]))
+        for key in ("min", "max"):
+            if key in rules and len(values):
+                add(_bound(col, key, values, rules[key]))
         if rules.get("unique"):
             dupes = int(values.duplicated().sum())
             add(Check(col, "unique", dupes == 0, dupes, 0))
@@ -130,6 +160,23 @@ def check_frame(df: Any, schema: dict[str, Any], ref: str) -> ValidationResult:
             add(Check(col, "allowed", bad.empty, sorted(map(str, bad.unique()[:5])),
                       rules["allowed"]))
     return result
+
+
+def _bound(col: str, key: str, values: Any, bound: Any) -> Check:
+    """The ``min``/``max`` check of a column; a bound its values cannot be compared with
+    (text for numbers) is the schema's mistake, said as such."""
+    import pandas as pd
+
+    if pd.api.types.is_datetime64_any_dtype(values) and isinstance(bound, str | date):
+        bound = pd.Timestamp(bound)  # YAML reads 2024-01-31 as a date
+    try:
+        edge = values.min() if key == "min" else values.max()
+        ok = bool(edge >= bound) if key == "min" else bool(edge <= bound)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"Schema: columns.{col}.{key}: {bound!r} cannot be compared "
+                                f"with the values of {col!r} ({values.dtype}); give a bound "
+                                "of the column's type.") from None
+    return Check(col, key, ok, _plain(edge), bound)
 
 
 def _plain(value: Any) -> Any:

@@ -3,16 +3,16 @@
 A check takes the evaluation context and its entry from the suite and returns a
 :class:`CheckResult`: pass, warn or fail, the measured value, the threshold and a
 sentence saying why. A failed check blocks deployment unless its ``severity`` is
-``warn``. Plugins register more kinds with :func:`register_check` or through the
-``mloop.checks`` entry point group; a suite entry names its kind by its key
-(``metric: accuracy``, ``fairness: …``, ``robustness: …``, ``data: …``,
-``behaviour: …``, ``baseline: …``).
+``warn``. A suite entry names its kind by its key (``metric: accuracy``,
+``fairness: …``, ``robustness: …``, ``data: …``, ``behaviour: …``, ``baseline: …``).
+The kinds are registered in :mod:`mloop.evaluation.kinds` (plugins too, with
+:func:`register_check` or the ``mloop.checks`` entry point group), each with its
+parameter schema (:mod:`mloop.evaluation.checkparams` for these built-ins); an entry
+reaches its function validated, with the defaults of the parameters it left out.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,7 @@ import numpy as np
 
 from mloop.errors import InvalidInputError
 from mloop.evaluation import metrics as M
+from mloop.evaluation.kinds import CheckKind, check_kinds, kinds, register_check, validate_entry
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 
@@ -84,34 +85,12 @@ class Context:
         return pred, (proba[:, 1] if proba.ndim == 2 and proba.shape[1] == 2 else proba)
 
 
-CheckFn = Callable[[Context, dict[str, Any]], CheckResult]
-_CHECKS: dict[str, CheckFn] = {}
-_plugins_loaded = False
-
-
-def register_check(kind: str, fn: CheckFn) -> None:
-    """Make ``kind`` usable in suites (``- kind: name`` entries call ``fn(context, entry)``)."""
-    _CHECKS[kind] = fn
-
-
-def check_kinds() -> list[str]:
-    global _plugins_loaded
-    if not _plugins_loaded:
-        _plugins_loaded = True
-        for ep in importlib.metadata.entry_points(group="mloop.checks"):
-            register_check(ep.name, ep.load())
-    return sorted(_CHECKS)
-
-
 def run_check(ctx: Context, entry: dict[str, Any]) -> CheckResult:
-    kinds = [k for k in entry if k in check_kinds()]
-    if len(kinds) != 1:
-        raise InvalidInputError(f"Suite entry {entry} must name exactly one check kind "
-                                f"({', '.join(check_kinds())}).")
+    """Run one suite entry (validated against its kind's schema first)."""
+    entry = validate_entry(entry, source="suite entry")
+    kind = next(k for k in kinds().values() if k.name in entry)
     severity = entry.get("severity", "block")
-    if severity not in ("block", "warn"):
-        raise InvalidInputError(f"severity must be block or warn, not {severity!r}.")
-    result = _CHECKS[kinds[0]](ctx, entry)
+    result = kind.run(ctx, entry)
     result.severity = severity
     if result.status == FAIL and severity == "warn":
         result.status = WARN
@@ -590,9 +569,18 @@ def _leakage(ctx: Context, entry: dict[str, Any]) -> CheckResult:
                        f"Strongest single feature: {worst} ({stat} {score:.3f} alone)")
 
 
-register_check("metric", _metric_check)
-register_check("baseline", _baseline_check)
-register_check("fairness", _fairness_check)
-register_check("robustness", _robustness_dispatch)
-register_check("behaviour", _behaviour_check)
-register_check("data", _data_check)
+def _register_builtins() -> None:
+    from mloop.evaluation import checkparams as P
+
+    for kind in (CheckKind("metric", _metric_check, P.METRIC),
+                 CheckKind("baseline", _baseline_check, P.BASELINE),
+                 CheckKind("fairness", _fairness_check, P.FAIRNESS),
+                 CheckKind("robustness", _robustness_dispatch, P.ROBUSTNESS),
+                 CheckKind("behaviour", _behaviour_check, P.BEHAVIOUR),
+                 CheckKind("data", _data_check, P.DATA)):
+        register_check(kind)
+
+
+_register_builtins()
+__all__ = ["FAIL", "PASS", "WARN", "CheckResult", "Context", "check_kinds", "register_check",
+           "run_check"]

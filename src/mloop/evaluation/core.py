@@ -22,7 +22,7 @@ from mloop.errors import InvalidInputError
 from mloop.evaluation import metrics as M
 from mloop.evaluation.checks import FAIL, WARN, CheckResult, Context, run_check
 from mloop.evaluation.report import EvaluationReport
-from mloop.evaluation.suite import Suite, default_suite, load_suite
+from mloop.evaluation.suite import Suite, check_suite, default_suite, load_suite
 from mloop.project import Project
 
 SLICE_METRICS = {"classification": ("accuracy", "recall", "precision"),
@@ -202,6 +202,9 @@ def evaluate(project: Project, model: str, data: Any, target: str, *,
 
     timings: dict[str, float] = {}
     start = time.perf_counter()
+    # A suite with a mistake fails before the model and data are loaded.
+    given = check_suite(suite) if isinstance(suite, Suite) else (
+        load_suite(suite) if suite is not None else None)
     loaded = load_model(project, model, engine="native")
     frame, data_name = _load_data(project, data)
     timings["load"] = time.perf_counter() - start
@@ -253,12 +256,8 @@ def evaluate(project: Project, model: str, data: Any, target: str, *,
         ctx.baseline_uri = baseline
         timings["baseline"] = time.perf_counter() - t
     ctx.sensitive = frame[sensitive] if sensitive else None
-    if isinstance(suite, Suite):
-        chosen = suite
-    elif suite is not None:
-        chosen = load_suite(suite)
-    else:
-        chosen = default_suite(task, sensitive, baseline is not None)
+    chosen = given if given is not None else check_suite(
+        default_suite(task, sensitive, baseline is not None))
     ctx.first_model = chosen.first_model
     if any(c.get("data") in ("train_test_overlap", "skew")
            or c.get("behaviour") == "seed_stability" for c in chosen.checks):

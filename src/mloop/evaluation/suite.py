@@ -18,17 +18,20 @@
       - robustness: gaussian_noise
         scale: 0.1
         max_metric_drop: 0.05
+
+Every key of the file and of every check kind is listed in ``docs/configuration.md``,
+generated from :class:`SuiteFile` and the kinds' parameter schemas.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from mloop.errors import InvalidInputError
+from pydantic import Field
 
-POLICIES = ("pass", "warn", "fail")
+from mloop.core.schema import Name, Schema, TypeName, config_error, validate
 
 
 @dataclass(frozen=True)
@@ -80,33 +83,38 @@ def default_suite(task: str, sensitive: list[str], has_baseline: bool) -> Suite:
     return Suite("default", [{k: v for k, v in c.items() if v is not None} for c in checks])
 
 
+class SuiteFile(Schema):
+    """A test suite file (``mloop test --suite``, ``mloop.evaluate(suite=…)``)."""
+
+    checks: Annotated[list[Any], TypeName("a list of checks")] = Field(
+        ..., description="the checks, in order; each names one check kind and its "
+        "parameters (see Check kinds below)")
+    first_model: Literal["pass", "warn", "fail"] = Field(
+        "warn", description="the result of a check that compares with a baseline model when "
+        "there is none (the first model)")
+    name: Name | None = Field(None, description="shown in reports (default: the file's name)")
+
+
 def load_suite(path: str | Path) -> Suite:
-    """A suite from a YAML file, validated before anything runs."""
-    import yaml
+    """A suite from a YAML file, validated before anything runs: unknown keys of the file
+    and of every check kind are errors naming the entry and the closest key."""
+    from mloop.core.yamlio import load_yaml
+    from mloop.evaluation.kinds import validate_entry
 
-    from mloop.evaluation.checks import check_kinds
+    data = load_yaml(path)
+    if data is None:
+        raise config_error(path, (), "the file is empty; it needs a 'checks:' list (see "
+                           "`mloop test --help`)")
+    suite = validate(SuiteFile, data, source=path)
+    checks = [validate_entry(entry, source=path, at=("checks", i))
+              for i, entry in enumerate(suite.checks)]
+    return Suite(suite.name or Path(path).stem, checks, suite.first_model)
 
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise InvalidInputError(f"No suite file {str(path)!r}.") from None
-    except yaml.YAMLError as exc:
-        raise InvalidInputError(f"Suite {path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("checks"), list):
-        raise InvalidInputError(f"Suite {path} needs a 'checks:' list; see `mloop test --help`.")
-    unknown = sorted(set(data) - {"checks", "first_model", "name"})
-    if unknown:
-        raise InvalidInputError(f"Suite {path}: unknown key(s) {', '.join(unknown)}.")
-    policy = data.get("first_model", "warn")
-    if policy not in POLICIES:
-        raise InvalidInputError(f"first_model must be one of {', '.join(POLICIES)}.")
-    kinds = set(check_kinds())
-    for i, entry in enumerate(data["checks"], 1):
-        if not isinstance(entry, dict):
-            raise InvalidInputError(f"Suite {path}, check {i}: expected a mapping like "
-                                    "'metric: accuracy'.")
-        named = [k for k in entry if k in kinds]
-        if len(named) != 1:
-            raise InvalidInputError(f"Suite {path}, check {i} ({entry}): name exactly one check "
-                                    f"kind of {', '.join(sorted(kinds))}.")
-    return Suite(str(data.get("name", Path(path).stem)), list(data["checks"]), policy)
+
+def check_suite(suite: Suite) -> Suite:
+    """``suite`` with every entry validated (a suite built in Python, or the default)."""
+    from mloop.evaluation.kinds import validate_entry
+
+    source = f"suite {suite.name!r}"
+    return Suite(suite.name, [validate_entry(entry, source=source, at=("checks", i))
+                              for i, entry in enumerate(suite.checks)], suite.first_model)

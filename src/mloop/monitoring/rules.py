@@ -25,7 +25,9 @@
         cooldown: 6h           # no new alert (nor message) for this rule and version
 
 Without a file the two default rules apply: dataset drift (warning) and a drop of a
-watched metric below its evaluated value (critical).
+watched metric below its evaluated value (critical). The file is checked against
+:class:`MonitoringFile` (every key is listed in ``docs/configuration.md``): an unknown
+key, a value of the wrong type or out of range is a ConfigError naming the key.
 """
 
 from __future__ import annotations
@@ -34,16 +36,17 @@ import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from mloop.core.clock import parse_duration
-from mloop.errors import ConfigError, InvalidInputError
-from mloop.monitoring.alerting import SEVERITIES, check_webhook
+from pydantic import Field, field_validator, model_validator
+
+from mloop.core.schema import Duration, Name, Schema, did_you_mean, validate
+from mloop.errors import MloopError
+from mloop.monitoring.alerting import check_webhook
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 SIGNALS = ("drift.share", "drift.dataset", "performance.drop", "predictions.count")
-PREFIXES = ("drift.column.", "performance.")
 FILE = "monitoring.yaml"
 
 
@@ -85,87 +88,133 @@ def default_rules(window_ms: int) -> list[Rule]:
                  severity="critical", cooldown_ms=3_600_000)]
 
 
+class RuleSpec(Schema):
+    """One rule of ``rules:``."""
+
+    name: Name | None = Field(None, description="identifies the rule's alerts (default: its "
+                              "signal); unique")
+    signal: str = Field(..., description="drift.share, drift.dataset, drift.column.<name>, "
+                        "performance.drop, performance.<metric> or predictions.count")
+    op: Literal[">=", ">", "<=", "<"] = Field(">=", description="how the signal is compared "
+                                              "with the threshold")
+    threshold: float | None = Field(None, description="the rule fires when `signal op "
+                                    "threshold` (default 1 for drift.dataset and "
+                                    "performance.drop, required otherwise)")
+    window: Duration | None = Field(None, description="recent predictions the rule looks at "
+                                    "(default: the file's window)")
+    severity: Literal["info", "warning", "critical"] = Field("warning", description="of the "
+                                                             "alerts it raises")
+    cooldown: Duration = Field("1h", validate_default=True, description="no new alert (nor "
+                               "message) for this rule and model version within this time")
+
+    @field_validator("signal")
+    @classmethod
+    def _known_signal(cls, signal: str) -> str:
+        from mloop.evaluation.metrics import METRICS
+
+        metric = signal.removeprefix("performance.")
+        if signal in SIGNALS or (signal.startswith("drift.column.") and
+                                 len(signal) > len("drift.column.")):
+            return signal
+        if signal.startswith("performance.") and metric in METRICS:
+            return signal
+        if signal.startswith("performance.") and metric:
+            raise ValueError(f"unknown metric {metric!r} in {signal!r}"
+                             f"{did_you_mean(metric, sorted(METRICS))}")
+        raise ValueError(f"unknown signal {signal!r}"
+                         f"{did_you_mean(signal, SIGNALS, known=False)}; use one of "
+                         f"{', '.join(SIGNALS)}, drift.column.<name> or performance.<metric>")
+
+    @model_validator(mode="after")
+    def _threshold(self) -> RuleSpec:
+        if self.threshold is None and self.signal not in ("drift.dataset", "performance.drop"):
+            raise ValueError(f"a rule on {self.signal} needs a threshold")
+        return self
+
+
+class MonitoringFile(Schema):
+    """``.mloop/monitoring.yaml`` (every key optional)."""
+
+    every: Duration = Field("10m", validate_default=True, description="how often `mloop "
+                            "monitor run` (and `mloop serve`) checks")
+    window: Duration = Field("24h", validate_default=True, description="recent predictions a "
+                             "rule looks at, unless it sets its own")
+    models: list[Name] | None = Field(None, description="models to watch (default: every model "
+                                      "with logged predictions)")
+    reference: dict[Name, str] = Field({}, description="per model, its drift reference: a "
+                                       "dataset version (data:/train@3) or a CSV/Parquet file "
+                                       "(default: the dataset version its run read)")
+    method: str = Field("auto", description="drift test: auto, evidently, or one test for "
+                        "every column (ks, chisquare, psi, wasserstein, …)")
+    alpha: Annotated[float, Field(gt=0, lt=1)] = Field(0.05, description="significance level "
+                                                       "of the p-value tests")
+    drift_share: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.5, description="share of drifted columns that makes the dataset drift")
+    max_drop: Annotated[float, Field(ge=0)] = Field(
+        0.05, description="how much worse than evaluated a live metric may get (absolute for "
+        "scores, relative for errors)")
+    min_labels: Annotated[int, Field(ge=1)] = Field(30, description="labelled predictions "
+                                                    "needed before a drop counts")
+    retention: Duration = Field("30d", validate_default=True, description="logged predictions "
+                                "and feedback older than this are pruned")
+    webhook: str | None = Field(None, description="an http(s) URL alerts are POSTed to as "
+                                "JSON")
+    rules: list[RuleSpec] | None = Field(None, description="the alert rules (default: dataset "
+                                         "drift, warning; a drop below the evaluated metrics, "
+                                         "critical)")
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, method: str) -> str:
+        from mloop.monitoring import stattests
+        from mloop.monitoring.datadrift import PRESETS
+
+        known = [*PRESETS, *stattests.known_tests()]
+        if method not in known:
+            raise ValueError(f"unknown drift method {method!r}{did_you_mean(method, known)}")
+        return method
+
+    @field_validator("webhook")
+    @classmethod
+    def _webhook(cls, url: str | None) -> str | None:
+        if not url:
+            return None
+        try:
+            return check_webhook(url)
+        except MloopError as exc:  # its message never shows the path (tokens)
+            raise ValueError(exc.message) from None
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_names(cls, rules: list[RuleSpec] | None) -> list[RuleSpec] | None:
+        names = [r.name or r.signal for r in rules or []]
+        if len(set(names)) != len(names):
+            raise ValueError("two rules share a name; names identify alerts")
+        return rules
+
+
 def load_config(root: Path) -> MonitorConfig:
     """``<project>/.mloop/monitoring.yaml`` read and checked (defaults when absent)."""
+    from mloop.core.yamlio import load_yaml
+
     path = root / ".mloop" / FILE
-    if not path.is_file():
-        config = MonitorConfig()
-        config.rules = default_rules(config.window_ms)
-        return config
-    import yaml
-
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc}).") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings at the top level.")
-    try:
-        return parse_config(raw)
-    except (InvalidInputError, ValueError, TypeError) as exc:
-        message = exc.message if isinstance(exc, InvalidInputError) else str(exc)
-        raise ConfigError(f"{path}: {message}") from None
+    raw = load_yaml(path, missing_ok=True)
+    return parse_config({} if raw is None else raw, source=path)
 
 
-def parse_config(raw: dict[str, Any]) -> MonitorConfig:
-    known = {"every", "window", "models", "reference", "method", "alpha", "drift_share",
-             "max_drop", "min_labels", "retention", "webhook", "rules"}
-    unknown = set(raw) - known
-    if unknown:
-        raise InvalidInputError(f"unknown setting(s) {', '.join(sorted(unknown))}; known: "
-                                f"{', '.join(sorted(known))}")
-    c = MonitorConfig()
-    if "every" in raw:
-        c.every_ms = parse_duration(raw["every"])
-    if "window" in raw:
-        c.window_ms = parse_duration(raw["window"])
-    if "retention" in raw:
-        c.retention_ms = parse_duration(raw["retention"])
-    if raw.get("models") is not None:
-        if not isinstance(raw["models"], list):
-            raise InvalidInputError("models: a list of model names")
-        c.models = [str(m) for m in raw["models"]]
-    reference = raw.get("reference") or {}
-    if not isinstance(reference, dict):
-        raise InvalidInputError("reference: a mapping of model name to dataset or file")
-    c.reference = {str(k): str(v) for k, v in reference.items()}
-    c.method = str(raw.get("method", c.method))
-    c.alpha = float(raw.get("alpha", c.alpha))
-    c.drift_share = float(raw.get("drift_share", c.drift_share))
-    c.max_drop = float(raw.get("max_drop", c.max_drop))
-    c.min_labels = int(raw.get("min_labels", c.min_labels))
-    if raw.get("webhook"):
-        c.webhook = check_webhook(str(raw["webhook"]))
-    rules = raw.get("rules")
-    if rules is None:
+def parse_config(raw: Any, *, source: str | Path = FILE) -> MonitorConfig:
+    """A parsed monitoring.yaml checked against :class:`MonitoringFile`; mistakes are a
+    :class:`ConfigError` naming ``source``, the key and the closest known key."""
+    spec = validate(MonitoringFile, raw, source=source)
+    c = MonitorConfig(every_ms=spec.every, window_ms=spec.window, models=spec.models,
+                      reference=dict(spec.reference), method=spec.method, alpha=spec.alpha,
+                      drift_share=spec.drift_share, max_drop=spec.max_drop,
+                      min_labels=spec.min_labels, retention_ms=spec.retention,
+                      webhook=spec.webhook)
+    if spec.rules is None:
         c.rules = default_rules(c.window_ms)
-    elif not isinstance(rules, list):
-        raise InvalidInputError("rules: a list of rules")
     else:
-        c.rules = [_rule(r, i, c.window_ms) for i, r in enumerate(rules)]
-        names = [r.name for r in c.rules]
-        if len(set(names)) != len(names):
-            raise InvalidInputError("rules: two rules share a name; names identify alerts")
+        c.rules = [Rule(r.name or r.signal, r.signal, 1.0 if r.threshold is None else
+                        r.threshold, r.op, c.window_ms if r.window is None else r.window,
+                        r.severity, r.cooldown) for r in spec.rules]
     return c
-
-
-def _rule(raw: Any, i: int, window_ms: int) -> Rule:
-    if not isinstance(raw, dict) or "signal" not in raw:
-        raise InvalidInputError(f"rules[{i}]: a mapping with at least 'signal'")
-    signal = str(raw["signal"])
-    if signal not in SIGNALS and not signal.startswith(PREFIXES):
-        raise InvalidInputError(f"rules[{i}]: unknown signal {signal!r}; use one of "
-                                f"{', '.join(SIGNALS)}, drift.column.<name> or "
-                                "performance.<metric>")
-    op = str(raw.get("op", ">="))
-    if op not in OPS:
-        raise InvalidInputError(f"rules[{i}]: op must be one of {', '.join(OPS)}, not {op!r}")
-    severity = str(raw.get("severity", "warning"))
-    if severity not in SEVERITIES:
-        raise InvalidInputError(f"rules[{i}]: severity must be one of "
-                                f"{', '.join(SEVERITIES)}, not {severity!r}")
-    if "threshold" not in raw and signal not in ("drift.dataset", "performance.drop"):
-        raise InvalidInputError(f"rules[{i}] ({signal}): a threshold is needed")
-    return Rule(str(raw.get("name", signal)), signal, float(raw.get("threshold", 1)), op,
-                parse_duration(raw["window"]) if "window" in raw else window_ms, severity,
-                parse_duration(raw.get("cooldown", "1h")))

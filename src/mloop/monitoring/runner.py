@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from mloop.core.clock import now_ms
 from mloop.core.redact import get_logger
-from mloop.errors import MloopError
+from mloop.errors import CheckFailedError, MloopError
 from mloop.monitoring import alerting as A
 from mloop.monitoring import webhooks
 from mloop.monitoring.rules import MonitorConfig, Rule, load_config
@@ -205,11 +205,22 @@ def _message(rule: Rule, value: float | None, result: CheckResult) -> str:
 
 
 def run(project: Project, *, every_ms: int | None = None, stop: threading.Event | None = None,
-        on_check: Any = None, iterations: int | None = None) -> None:
+        on_check: Any = None, iterations: int | None = None, strict: bool = False) -> None:
     """Check, prune past the retention, sleep ``every``; until ``stop`` is set (or
-    ``iterations`` checks). A failing check is logged and retried next time. Webhooks
-    are delivered in the background, and waited for (bounded) before returning."""
+    ``iterations`` checks). A failing check is logged and retried next time; with
+    ``strict`` (``mloop monitor run --once``, for cron) it raises
+    :class:`~mloop.errors.CheckFailedError` instead, so the caller's exit status says so.
+    Webhooks are delivered in the background, and waited for (bounded) before returning."""
     stop = stop if stop is not None else threading.Event()
+    try:
+        _loop(project, stop, every_ms=every_ms, on_check=on_check, iterations=iterations,
+              strict=strict)
+    finally:
+        webhooks.flush()  # the alerts of the last round reach their webhook before we return
+
+
+def _loop(project: Project, stop: threading.Event, *, every_ms: int | None, on_check: Any,
+          iterations: int | None, strict: bool) -> None:
     done = 0
     config = load_config(project.root)  # a broken file at start: a clear error, no loop
     while not stop.is_set():
@@ -221,6 +232,8 @@ def run(project: Project, *, every_ms: int | None = None, stop: threading.Event 
             results = check(project, config)
             prune(project, config.retention_ms)
         except MloopError as exc:
+            if strict:
+                raise CheckFailedError(f"The monitoring check failed: {exc.message}") from exc
             log.error("monitoring check failed: %s", exc.message)
             results = []
         if on_check is not None:
@@ -229,7 +242,6 @@ def run(project: Project, *, every_ms: int | None = None, stop: threading.Event 
         if iterations is not None and done >= iterations:
             break
         stop.wait((every_ms or config.every_ms) / 1000)
-    webhooks.flush()  # the alerts of the last round reach their webhook before we return
 
 
 @dataclass

@@ -158,7 +158,9 @@ def _resolve_inputs(project: Project, pipeline: Pipeline,
     return out
 
 
-def _params_for(pipeline: Pipeline, given: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def step_params(pipeline: Pipeline, given: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each step's params: ``given`` checked (known names, the params' types), defaults
+    for the rest; :class:`InvalidInputError` names the param at fault."""
     known = pipeline.params()
     unknown = sorted(set(given) - set(known))
     if unknown and all(s.kind == "shell" for s in pipeline.steps.values()):
@@ -315,7 +317,7 @@ def run_pipeline(project: Project, pipeline: Pipeline, *, inputs: Mapping[str, A
 
     linecache.checkcache()  # source read for cache keys is the source on disk now
     inputs = dict(inputs or {})
-    step_params = _params_for(pipeline, params or {})
+    plan_params = step_params(pipeline, params or {})
     edges, external = pipeline.wire(inputs)
     order = pipeline.order(edges)
     forced = set(order) if force else (pipeline.downstream(from_step, edges)
@@ -333,7 +335,7 @@ def run_pipeline(project: Project, pipeline: Pipeline, *, inputs: Mapping[str, A
         say = (lambda _m: None) if quiet else _echo
         stopped: BaseException | None = None
         try:
-            _loop(_Context(project, pipeline, run, _Plan(edges, external, step_params, given,
+            _loop(_Context(project, pipeline, run, _Plan(edges, external, plan_params, given,
                                                          forced), runner, records, tracking,
                            say))
         except BaseException as exc:  # Ctrl-C, or a failure of the engine itself

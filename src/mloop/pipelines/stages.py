@@ -42,7 +42,6 @@ from typing import TYPE_CHECKING, Any
 from mloop.core.hashing import hash_bytes
 from mloop.core.paths import safe_join, safe_relpath
 from mloop.core.settings import PROJECT_DIR
-from mloop.core.uris import NAME_RE
 from mloop.errors import ConfigError, InvalidInputError, StepFailedError
 from mloop.pipelines.dag import Pipeline
 from mloop.pipelines.step import Step
@@ -55,8 +54,8 @@ STAGES_FILE = "mloop.yaml"
 PARAMS_FILE = "params.yaml"
 PIPELINE_NAME = "default"
 PARSE_CACHE = "stages-parsed.json"  # in .mloop/
+CACHE_FORMAT = 2  # 2: entries were checked against stagefile's schema when parsed
 RACY_NS = 2_000_000_000
-STAGE_KEYS = ("cmd", "deps", "outs", "params", "desc")
 LOG_TAIL_LINES = 20
 # Paths a stage may not write: mloop's own files (outs are deleted before their stage runs).
 _RESERVED = (STAGES_FILE, PARAMS_FILE, ".mloop", ".git")
@@ -78,14 +77,8 @@ def load_stages(root: Path) -> Pipeline:
     """
     path = Path(root) / STAGES_FILE
     parses = _ParseCache(Path(root) / PROJECT_DIR / PARSE_CACHE)
-    raw = _read_yaml(path, parses, required=True)
-    if not isinstance(raw, dict) or set(raw) - {"stages"}:
-        extra = ", ".join(sorted(map(str, raw))) if isinstance(raw, dict) else type(raw).__name__
-        raise ConfigError(f"{path}: the top level holds one key, 'stages' (found: {extra}).")
-    stages = raw.get("stages")
-    if not isinstance(stages, dict) or not stages:
-        raise ConfigError(f"{path}: 'stages' must map stage names to their cmd, deps and outs, "
-                          "e.g.\n  stages:\n    train:\n      cmd: python train.py")
+    raw = _read_yaml(path, parses, required=True, schema=True)
+    stages = raw["stages"]
     params_file: dict[str, Any] | None = None
     parsed: dict[str, dict[str, Any]] = {}
     for name, body in stages.items():
@@ -110,7 +103,10 @@ def load_stages(root: Path) -> Pipeline:
     return pipe
 
 
-def _read_yaml(path: Path, parses: _ParseCache, *, required: bool) -> Any:
+def _read_yaml(path: Path, parses: _ParseCache, *, required: bool,
+               schema: bool = False) -> Any:
+    """The parsed file (through core.yamlio's limits), checked against mloop.yaml's schema
+    when ``schema``; an unchanged file's last parse is reused, already checked."""
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -121,13 +117,13 @@ def _read_yaml(path: Path, parses: _ParseCache, *, required: bool) -> Any:
     hit, data = parses.get(path.name, st)
     if hit:
         return data
-    import yaml
+    from mloop.core.yamlio import load_yaml
 
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"),
-                         Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc}).") from None
+    data = load_yaml(path)
+    if schema:
+        from mloop.pipelines import stagefile
+
+        stagefile.check(data, path)
     parses.put(path.name, st, data)
     return data
 
@@ -151,7 +147,8 @@ class _ParseCache:
 
     def get(self, name: str, st: os.stat_result) -> tuple[bool, Any]:
         entry = self.entries.get(name)
-        if isinstance(entry, dict) and entry.get("stat") == _stat(st):
+        if isinstance(entry, dict) and entry.get("stat") == _stat(st) and \
+                entry.get("format") == CACHE_FORMAT:
             return True, entry.get("data")
         return False, None
 
@@ -163,7 +160,7 @@ class _ParseCache:
         except (TypeError, ValueError):
             exact = False
         if exact:
-            self.entries[name] = {"stat": _stat(st), "data": data}
+            self.entries[name] = {"stat": _stat(st), "data": data, "format": CACHE_FORMAT}
             self.dirty = True
 
     def save(self) -> None:
@@ -181,23 +178,12 @@ def _stat(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
-def _parse_stage(path: Path, name: str, body: Any) -> dict[str, Any]:
+def _parse_stage(path: Path, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    """One stage, normalised (its shape was checked against stagefile's schema)."""
     where = f"{path}: stage {name!r}"
-    if not NAME_RE.match(name):
-        raise ConfigError(f"{where}: stage names use letters, digits, '_', '.' or '-', starting "
-                          "with a letter or digit; rename it.")
-    if not isinstance(body, dict):
-        raise ConfigError(f"{where}: expected a mapping with cmd (and deps, outs, params).")
-    unknown = sorted(set(map(str, body)) - set(STAGE_KEYS))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; a stage takes "
-                          f"{', '.join(STAGE_KEYS)}.")
-    cmd = body.get("cmd")
-    if isinstance(cmd, list) and cmd and all(isinstance(c, str) and c.strip() for c in cmd):
+    cmd = body["cmd"]
+    if isinstance(cmd, list):
         cmd = " && ".join(cmd)  # several commands run in turn, stopping at a failure
-    if not isinstance(cmd, str) or not cmd.strip():
-        raise ConfigError(f"{where}: no cmd; add the shell command that runs it, e.g. "
-                          "'cmd: python train.py'.")
     return {"cmd": cmd, "desc": body.get("desc"),
             "deps": _paths(where, "deps", body.get("deps")),
             "outs": _paths(where, "outs", body.get("outs")),
@@ -248,12 +234,26 @@ def _param(params: dict[str, Any], key: str, path: Path, stage: str) -> Any:
     node: Any = params
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
+            from mloop.core.schema import closest  # an error path: pydantic's import is fine
+
+            found = closest(key, _dotted(params))
+            hint = f" (did you mean {found!r}?)" if found else ""
             raise ConfigError(f"{path}: stage {stage!r} uses param {key!r}, which "
-                              f"{PARAMS_FILE} does not have; add it there or remove it from "
-                              "the stage's params.")
+                              f"{PARAMS_FILE} does not have{hint}; add it there or remove it "
+                              "from the stage's params.")
         node = node[part]
     # The value as JSON sees it (a YAML date becomes its text): it goes into a cache key.
     return json.loads(json.dumps(node, default=str))
+
+
+def _dotted(params: dict[str, Any], prefix: str = "") -> list[str]:
+    """Every key of params.yaml a stage may name: ``train``, ``train.C``, …"""
+    out = []
+    for key, value in params.items():
+        out.append(f"{prefix}{key}")
+        if isinstance(value, dict):
+            out += _dotted(value, f"{prefix}{key}.")
+    return out
 
 
 def _overlap(a: str, b: str) -> bool:

@@ -27,8 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from mloop import lineage
 from mloop.core.clock import format_ms
+from mloop.core.schema import Schema, Strings, validate
 from mloop.errors import InvalidInputError, NotFoundError
 from mloop.project import Project
 from mloop.registry.models import ModelVersion, get_version
@@ -45,9 +48,6 @@ SECTIONS = (
     ("ethical_considerations", "Ethical considerations"),
     ("caveats_and_recommendations", "Caveats and recommendations"),
 )
-USER_FIELDS = {"intended_use", "factors", "evaluation_data", "ethical_considerations",
-               "caveats_and_recommendations", "metrics", "quantitative_analyses",
-               "license", "authors", "description", "model_details", "training_data"}
 FORMATS = ("md", "html", "hf")
 
 
@@ -63,25 +63,39 @@ class ModelCard:
         return [title for key, title in SECTIONS if not self.sections.get(key, "").strip()]
 
 
+def _text(description: str) -> Any:
+    return Field(None, description=description)
+
+
+class CardSpec(Schema):
+    """The card's sections only people can write (``mloop models card --spec``); Markdown."""
+
+    description: str | None = _text("a paragraph above the model details")
+    model_details: str | None = _text("replaces the generated model details")
+    intended_use: str | None = _text("what the model is for, and for whom")
+    factors: str | None = _text("groups, instruments or environments results depend on")
+    metrics: str | None = _text("replaces the generated metrics section")
+    evaluation_data: str | None = _text("the data it was evaluated on")
+    training_data: str | None = _text("replaces the generated training data section")
+    quantitative_analyses: str | None = _text("replaces the generated analyses")
+    ethical_considerations: str | None = _text("risks, sensitive uses, mitigations")
+    caveats_and_recommendations: str | None = _text("known limits, when to retrain")
+    license: str | None = _text("an SPDX identifier (apache-2.0), put in the Hugging Face "
+                                "card's front matter")
+    authors: Strings | None = _text("who built it")
+
+
 def load_spec(path: str | Path | None) -> dict[str, Any]:
-    """The user's card fields from a YAML file (an empty dict for ``None``)."""
+    """The user's card fields from a YAML file (an empty dict for ``None``); a
+    :class:`ConfigError` names an unknown field with the closest one."""
     if path is None:
         return {}
-    import yaml
+    from mloop.core.yamlio import load_yaml
 
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except FileNotFoundError:
-        raise InvalidInputError(f"No card file {str(path)!r}.") from None
-    except yaml.YAMLError as exc:
-        raise InvalidInputError(f"{path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise InvalidInputError(f"{path} must be a mapping of section: text.")
-    unknown = sorted(set(data) - USER_FIELDS)
-    if unknown:
-        raise InvalidInputError(f"{path}: unknown field(s) {', '.join(unknown)}; use "
-                                f"{', '.join(sorted(USER_FIELDS))}.")
-    return {k: str(v).strip() if not isinstance(v, dict | list) else v for k, v in data.items()}
+    data = load_yaml(path)
+    spec = validate(CardSpec, {} if data is None else data, source=path)
+    return {k: v.strip() if isinstance(v, str) else v
+            for k, v in spec.model_dump(exclude_none=True).items()}
 
 
 def _table(rows: list[tuple[str, str]], head: tuple[str, str]) -> str:
