@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, bindparam, select, update
 
 from mloop.core.clock import now_ms
+from mloop.core.text import MAX_KEY, MAX_VALUE, check_text, text_problem
 from mloop.errors import InvalidInputError, ParamConflictError, RunNotFoundError
 from mloop.project import Project
 from mloop.store import Store
@@ -27,21 +28,19 @@ from mloop.tracking.model import ArtifactInfo, Environment, Run, RunStatus
 if TYPE_CHECKING:
     import pandas as pd
 
-MAX_KEY = 250
-MAX_PARAM = 8000
-
 
 def resolve_run_id(project: Project, run_id: str) -> str:
     """The full id of a run given its id, or a unique prefix or suffix of >= 6 hex digits.
 
     Short ids shown by the CLI are suffixes (see :func:`mloop.core.ids.short_id`).
     """
-    run_id = run_id.strip().lower()
+    run_id = run_id.strip().lower() if isinstance(run_id, str) else ""
+    hexadecimal = all(c in "0123456789abcdef" for c in run_id)
     with project.store.read() as conn:
-        if len(run_id) == 32:
+        if len(run_id) == 32 and hexadecimal:
             if conn.execute(select(runs.c.id).where(runs.c.id == run_id)).first():
                 return run_id
-        elif len(run_id) >= 6 and all(c in "0123456789abcdef" for c in run_id):
+        elif len(run_id) >= 6 and hexadecimal:
             for cond in (runs.c.id.startswith(run_id), runs.c.id.endswith(run_id)):
                 found = conn.execute(select(runs.c.id).where(cond).limit(2)).scalars().all()
                 if len(found) > 1:
@@ -109,12 +108,23 @@ def get_environment(project: Project, env_id: str) -> Environment | None:
 
 
 def check_key(key: str, what: str) -> str:
-    """Validate a param/metric/tag key: non-empty, at most 250 characters, no newlines."""
-    if not isinstance(key, str) or not key or len(key) > MAX_KEY or "\n" in key:
+    """Validate a param/metric/tag key: non-empty, at most 250 characters, one line, no
+    NUL, valid Unicode (what both databases store and give back unchanged)."""
+    return check_text(key, f"{what} name", MAX_KEY, newlines=False, empty=False)
+
+
+def check_value(key: str, value: Any, what: str) -> str:
+    """A param or tag value as stored: ``str(value)``, checked like a key but multi-line."""
+    text = value if isinstance(value, str) else str(value)
+    problem = text_problem(text, MAX_VALUE)
+    if problem is not None:
+        long = len(text) > MAX_VALUE
         raise InvalidInputError(
-            f"Invalid {what} name {key!r}: use a non-empty string of at most {MAX_KEY} "
-            "characters without newlines.")
-    return key
+            f"Invalid value of {what} {key!r}: {problem}. "
+            + ("Log long values as an artifact with log_text or log_dict." if long else
+               "Store valid UTF-8 text without NUL characters (encode binary data, e.g. "
+               "as hex or base64)."))
+    return text
 
 
 def _select_params(_store: Store) -> Any:
@@ -148,16 +158,15 @@ def raise_on_conflict(clashes: Mapping[str, tuple[str, str]]) -> None:
 
 
 def stringify_params(values: Mapping[str, Any]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in values.items():
-        check_key(key, "param")
-        text = value if isinstance(value, str) else str(value)
-        if len(text) > MAX_PARAM:
-            raise InvalidInputError(
-                f"Param {key!r} is {len(text)} characters long (max {MAX_PARAM}); "
-                "log long values as an artifact with log_text or log_dict.")
-        out[key] = text
-    return out
+    """Params as stored: checked keys, values as checked strings."""
+    return {check_key(key, "param"): check_value(key, value, "param")
+            for key, value in values.items()}
+
+
+def stringify_tags(values: Mapping[str, Any]) -> dict[str, str]:
+    """Tags as stored: checked keys, values as checked strings."""
+    return {check_key(key, "tag"): check_value(key, value, "tag")
+            for key, value in values.items()}
 
 
 def _tags_upsert(store: Store) -> Any:

@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 
 from mloop.core.clock import now_ms
 from mloop.core.ids import new_id, short_id
+from mloop.core.text import MAX_RUN_NAME, check_text
 from mloop.errors import RunStateError
 from mloop.project import Project
 from mloop.store.schema import environments, latest_metrics, params, runs
@@ -58,9 +59,11 @@ class Tracker:
             raise RunStateError(
                 f"Run {short_id(parent.id)} ({parent.name}) is still active. End it first, or "
                 "pass nested=True to start a child run inside it.")
-        extra = {records.check_key(k, "tag"): str(v) for k, v in (tags or {}).items()}
+        extra = records.stringify_tags(tags or {})
         if description:
-            extra["mloop.description"] = description
+            extra.update(records.stringify_tags({"mloop.description": description}))
+        if name is not None:
+            check_text(name, "run name", MAX_RUN_NAME, newlines=False, empty=False)
         if run_id is not None:
             run = self._resume(run_id)
             if extra:
