@@ -96,8 +96,9 @@ def references(project: Project, *, strict: bool = True) -> References:
         for ref in json.loads(text or "{}").values():
             refs.add(ref["digest"], owner)
             if ref.get("kind") == "files":
-                manifest = _read_json(project, ref["digest"], owner, refs, strict)
-                for f in (manifest or {}).get("files", manifest or {}).values():
+                manifest = _read_json(project, ref["digest"], owner, refs, strict) or {}
+                files = manifest.get("files", manifest)
+                for f in files.values() if isinstance(files, dict) else ():
                     if isinstance(f, dict) and "digest" in f:
                         refs.add(f["digest"], owner)
     for name, version, tree in versions:

@@ -17,7 +17,8 @@ from mloop.objects.base import check_digest, corrupt, object_relpath
 
 _TMP = "tmp"
 QUARANTINE = "quarantine"  # corrupt blobs moved aside by `mloop fsck --repair`
-TEMP_SUFFIX = ".tmp"  # blobs being written: `<root>/tmp/*.tmp` and `<root>/ab/<rest>.<pid>.<tid>.tmp`
+# blobs being written: `<root>/tmp/*.tmp` and `<root>/ab/<rest>.<pid>.<tid>.tmp`
+TEMP_SUFFIX = ".tmp"
 
 
 class LocalObjectStore:

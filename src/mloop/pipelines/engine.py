@@ -202,18 +202,32 @@ class _Records:
 
     def __init__(self, project: Project, run: PipelineRun, executor: str,
                  params: Mapping[str, Any], inputs: Mapping[str, ValueRef]) -> None:
+        from mloop.core.owner import this_process
         from mloop.store.lite import lite
 
         self.db = lite(project)
         self.run = run
+        self.owner = this_process()
         with self.db.write() as q:
             q.all("INSERT INTO pipeline_runs (id, pipeline, status, executor, params, inputs, "
-                  "trigger, started_at) VALUES (:id, :p, 'running', :ex, :params, :inputs, "
-                  ":trigger, :t)",
+                  "trigger, started_at, owner_host, owner_pid, owner_start, heartbeat_at) "
+                  "VALUES (:id, :p, 'running', :ex, :params, :inputs, :trigger, :t, :host, "
+                  ":pid, :start, :t)",
                   {"id": run.id, "p": run.pipeline, "ex": executor,
                    "params": json.dumps(dict(params), default=str),
                    "inputs": json.dumps({k: v.to_dict() for k, v in inputs.items()}),
-                   "trigger": run.trigger, "t": run.started_at})
+                   "trigger": run.trigger, "t": run.started_at, "host": self.owner.host,
+                   "pid": self.owner.pid, "start": self.owner.start})
+
+    def beat(self, now: int) -> None:
+        """The engine still drives this run (a run marked killed by a reader that missed
+        our beats runs again: we are alive)."""
+        with self.db.write() as q:
+            q.all("UPDATE pipeline_runs SET heartbeat_at = :now, status = 'running', "
+                  "finished_at = NULL, error = NULL WHERE id = :id AND owner_host = :host "
+                  "AND owner_pid = :pid AND status IN ('running', 'killed')",
+                  {"now": now, "id": self.run.id, "host": self.owner.host,
+                   "pid": self.owner.pid})
 
     def cached(self, key: str) -> dict[str, ValueRef] | None:
         with self.db.read() as q:
@@ -268,6 +282,13 @@ class _Tracking:
         self.lock = threading.Lock()
         self.parent: Any = None
 
+    @property
+    def heartbeat(self) -> Any:
+        """The process's heartbeat (it keeps the pipeline run and the parent run alive)."""
+        from mloop.tracking.fluent import tracker_for
+
+        return tracker_for(self.project).heartbeat
+
     def child(self, step: str, params: dict[str, Any]) -> str:
         from mloop import lineage
         from mloop.tracking import records
@@ -294,8 +315,10 @@ class _Tracking:
         if self.parent is None:
             return
         from mloop.tracking import records
+        from mloop.tracking.fluent import tracker_for
         from mloop.tracking.model import RunStatus
 
+        tracker_for(self.project).disown(self.parent.id)  # before the end is written
         store = self.project.store
         with store.write() as conn:
             records.set_status(store, conn, self.parent.id,
@@ -329,6 +352,7 @@ def run_pipeline(project: Project, pipeline: Pipeline, *, inputs: Mapping[str, A
                           started_at=now_ms(), trigger=trigger)
         records = _Records(project, run, executor, params or {}, given)
         tracking = _Tracking(project, run)
+        beating = tracking.heartbeat.add(records.beat)
         say = (lambda _m: None) if quiet else _echo
         stopped: BaseException | None = None
         try:
@@ -340,6 +364,7 @@ def run_pipeline(project: Project, pipeline: Pipeline, *, inputs: Mapping[str, A
             raise
         finally:
             runner.close()
+            tracking.heartbeat.remove(beating)  # before the outcome is written
             _finish(run, records, tracking, stopped)
     finally:
         lock.close()

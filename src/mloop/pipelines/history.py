@@ -1,14 +1,22 @@
-"""Reading pipeline runs back: listings for ``mloop pipeline status``, one run for ``show``."""
+"""Reading pipeline runs back: listings for ``mloop pipeline status``, one run for ``show``.
+
+A run whose engine process died (SIGKILL, a crash of the machine) is marked ``killed``
+on read, as tracking runs are (see :func:`mloop.tracking.records.reap_runs`: reads
+repair the stored status, with a compare-and-set, so every reader agrees).
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import TYPE_CHECKING, Any
 
 from mloop.errors import NotFoundError
 
 if TYPE_CHECKING:
     from mloop.project import Project
+
+log = logging.getLogger(__name__)
 
 
 def list_runs(project: Project, pipeline: str | None = None, *,
@@ -17,6 +25,7 @@ def list_runs(project: Project, pipeline: str | None = None, *,
     from mloop.store.lite import lite
 
     where, params = ("WHERE pipeline = :p", {"p": pipeline}) if pipeline else ("", {})
+    reap_runs(project)
     with lite(project).read() as q:
         runs = q.all(f"SELECT * FROM pipeline_runs {where} ORDER BY started_at DESC "
                      f"LIMIT {int(limit)}", params)
@@ -25,6 +34,8 @@ def list_runs(project: Project, pipeline: str | None = None, *,
                            "pipeline_run_id = :id GROUP BY status", {"id": r["id"]})
             r["steps"] = {c["status"]: int(c["n"]) for c in counts}
             r["uri"] = f"pipelines:/{r['pipeline']}/{r['id']}"
+            for key in _OWNER_KEYS:
+                r.pop(key, None)
     return runs
 
 
@@ -32,6 +43,7 @@ def get_run(project: Project, run_id: str) -> dict[str, Any]:
     """One run (a full id, or a unique suffix of 6+ characters) with its steps."""
     from mloop.store.lite import lite
 
+    reap_runs(project)
     with lite(project).read() as q:
         rows = q.all("SELECT * FROM pipeline_runs WHERE id = :id", {"id": run_id})
         if not rows and len(run_id) >= 6:
@@ -43,6 +55,8 @@ def get_run(project: Project, run_id: str) -> dict[str, Any]:
         run = rows[0]
         steps = q.all("SELECT * FROM pipeline_steps WHERE pipeline_run_id = :id "
                       "ORDER BY started_at, step", {"id": run["id"]})
+    for key in _OWNER_KEYS:
+        run.pop(key, None)
     for s in steps:
         s["outputs"] = json.loads(s["outputs"]) if s["outputs"] else {}
     run["params"] = json.loads(run["params"])
@@ -50,3 +64,38 @@ def get_run(project: Project, run_id: str) -> dict[str, Any]:
     run["steps"] = steps
     run["uri"] = f"pipelines:/{run['pipeline']}/{run['id']}"
     return run
+
+
+_OWNER_KEYS = ("owner_host", "owner_pid", "owner_start", "heartbeat_at")
+
+
+def reap_runs(project: Project) -> list[str]:
+    """Mark ``running`` pipeline runs whose engine died as ``killed``; returns their ids."""
+    from mloop.core.clock import now_ms
+    from mloop.core.owner import Owner, is_dead
+    from mloop.store.lite import lite
+
+    db = lite(project)
+    with db.read() as q:
+        rows = q.all("SELECT id, owner_host, owner_pid, owner_start, heartbeat_at, started_at "
+                     "FROM pipeline_runs WHERE status = 'running'")
+    now = now_ms()
+    dead = [r for r in rows if r["owner_pid"] is not None and is_dead(
+        Owner(r["owner_host"], r["owner_pid"], r["owner_start"]), r["heartbeat_at"], now)]
+    if not dead:
+        return []
+    try:
+        with db.write() as q:
+            for r in dead:
+                seen = ("heartbeat_at IS NULL" if r["heartbeat_at"] is None
+                        else "heartbeat_at = :hb")
+                q.all("UPDATE pipeline_runs SET status = 'killed', finished_at = :t, error = "
+                      f":e WHERE id = :id AND status = 'running' AND owner_pid = :pid AND {seen}",
+                      {"t": max(r["heartbeat_at"] or r["started_at"], r["started_at"]),
+                       "id": r["id"], "pid": r["owner_pid"], "hb": r["heartbeat_at"],
+                       "e": f"the engine process (pid {r['owner_pid']} on {r['owner_host']}) "
+                            "died before the run ended (killed, or its machine stopped)"})
+    except Exception as exc:  # e.g. a read-only store: shown as stored
+        log.debug("mloop: cannot mark dead pipeline runs: %s", exc)
+        return []
+    return [r["id"] for r in dead]

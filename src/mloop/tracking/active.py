@@ -218,6 +218,7 @@ class ActiveRun:
             if self.status is not RunStatus.RUNNING:
                 return
             self.status = final
+        self.tracker.disown(self.id)  # before the end is written: no beat may undo it
         store = self.tracker.project.store
         try:
             self._writer.flush(then=lambda conn: records.set_status(store, conn, self.id, final))
@@ -247,7 +248,7 @@ _INT64 = 2**63  # steps and timestamps are BIGINT columns
 
 def _int_step(key: str, step: Any, what: str = "Step") -> int:
     if isinstance(step, bool) or not isinstance(step, numbers.Integral) or \
-            not -_INT64 <= step < _INT64:
+            not -_INT64 <= int(step) < _INT64:
         raise InvalidMetricError(f"{what} of metric {key!r} must be an integer that fits in "
                                  f"64 bits, got {step!r}.")
     return int(step)

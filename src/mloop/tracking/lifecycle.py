@@ -106,4 +106,5 @@ def _at_exit() -> None:
         try:
             tracker.writer.close()
         except Exception as exc:
-            print(f"mloop: could not flush metrics: {exc}", file=sys.stderr)
+            print(f"mloop: {tracker.writer.pending()} metric point(s) could not be written: "
+                  f"{exc}", file=sys.stderr)

@@ -34,6 +34,7 @@ Point = tuple[str, str, int, int, float | None]  # run_id, key, step, timestamp,
 _RETRY_PAUSES = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)  # a transient failure: ~9 s in all
 _MAX_BACKOFF = 60.0  # the background thread's longest wait between failing attempts
 _WHERE = "the metadata store"
+_TICK_EVERY = 5.0  # with ticks registered (a heartbeat), wake at least this often
 
 
 class MetricWriter:
@@ -147,7 +148,7 @@ class MetricWriter:
     def _loop(self) -> None:
         wait, failing = self._interval, False
         while not self._stop.is_set():
-            self._wake.wait(wait)
+            self._wake.wait(min(wait, _TICK_EVERY) if self._ticks else wait)
             self._wake.clear()
             for tick in list(self._ticks):
                 try:
