@@ -38,6 +38,7 @@ from mloop.pipelines.values import ValueRef
 
 if TYPE_CHECKING:
     from mloop.pipelines.dag import Edge, Pipeline
+    from mloop.pipelines.processes import StepProcesses
     from mloop.project import Project
 
 EXECUTORS = ("local", "dask")
@@ -344,10 +345,12 @@ def run_pipeline(project: Project, pipeline: Pipeline, *, inputs: Mapping[str, A
                                        if from_step else set())
     given = _resolve_inputs(project, pipeline, inputs)
     from mloop.pipelines.executors import open_executor
+    from mloop.pipelines.processes import StepProcesses
 
     lock = _lock(project, pipeline.name)
+    procs = StepProcesses()
     try:
-        runner = open_executor(executor, scheduler, project)
+        runner = open_executor(executor, scheduler, project, procs)
         run = PipelineRun(new_id(), pipeline.name, "running", {n: StepResult(n) for n in order},
                           started_at=now_ms(), trigger=trigger)
         records = _Records(project, run, executor, params or {}, given)
@@ -358,7 +361,7 @@ def run_pipeline(project: Project, pipeline: Pipeline, *, inputs: Mapping[str, A
         try:
             _loop(_Context(project, pipeline, run, _Plan(edges, external, step_params, given,
                                                          forced), runner, records, tracking,
-                           say))
+                           say, procs))
         except BaseException as exc:  # Ctrl-C, or a failure of the engine itself
             stopped = exc
             raise
@@ -434,6 +437,7 @@ class _Context:
     records: _Records
     tracking: _Tracking
     say: Any
+    procs: StepProcesses
 
 
 def _headline(text: str | None) -> str:
@@ -451,59 +455,69 @@ def _echo(message: str) -> None:
 
 
 def _loop(ctx: _Context) -> None:
-    project, pipeline, run, plan = ctx.project, ctx.pipeline, ctx.run, ctx.plan
-    records, say = ctx.records, ctx.say
-    upstream = {n: [e for e in plan.edges if e.dst == n] for n in run.steps}
+    run = ctx.run
+    upstream = {n: [e for e in ctx.plan.edges if e.dst == n] for n in run.steps}
     pending = list(run.steps)
     running: dict[Future[StepResult], str] = {}
     with ThreadPoolExecutor(max_workers=max(1, ctx.runner.slots)) as pool:
-        while pending or running:
-            for name in list(pending):
-                deps = upstream[name]
-                states = [run.steps[e.src].status for e in deps]
-                if any(s in ("failed", "not_run") for s in states):
-                    run.steps[name].status = "not_run"
-                    run.steps[name].error = "an upstream step failed"
-                    records.step(run.steps[name])
-                    pending.remove(name)
-                    say(f"  - {name}: not run (upstream failed)")
-                    continue
-                if not all(s in ("ran", "cached") for s in states):
-                    continue
+        try:
+            _schedule(ctx, upstream, pending, running, pool)
+        except BaseException:  # Ctrl-C, an engine failure: end the steps, then the pool
+            ctx.procs.stop()
+            raise
+
+
+def _schedule(ctx: _Context, upstream: dict[str, list[Edge]], pending: list[str],
+              running: dict[Future[StepResult], str], pool: ThreadPoolExecutor) -> None:
+    project, pipeline, run, plan = ctx.project, ctx.pipeline, ctx.run, ctx.plan
+    records, say = ctx.records, ctx.say
+    while pending or running:
+        for name in list(pending):
+            deps = upstream[name]
+            states = [run.steps[e.src].status for e in deps]
+            if any(s in ("failed", "not_run") for s in states):
+                run.steps[name].status = "not_run"
+                run.steps[name].error = "an upstream step failed"
+                records.step(run.steps[name])
                 pending.remove(name)
-                s = pipeline.steps[name]
-                ins = {e.input: run.steps[e.src].outputs[e.output] for e in deps}
-                ins.update({k: plan.given[v] for k, v in plan.external.get(name, {}).items()})
-                result = run.steps[name]
-                try:
-                    result.key = cache_key(project, s, plan.params[name], ins)
-                    restored = s.cache and name not in plan.forced and _restore(
-                        project, s, result, records)
-                except MloopError as exc:  # e.g. a stage's dependency is missing
-                    result.status, result.error = "failed", exc.message
-                    records.step(result)
-                    say(f"  ✗ {name}: {exc.message}")
-                    continue
-                if restored:
-                    records.step(result)
-                    say(f"  ✓ {name}: cached")
-                    continue
-                running[pool.submit(_execute, ctx, s, result, ins)] = name
-            if not running:
+                say(f"  - {name}: not run (upstream failed)")
                 continue
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                name = running.pop(future)
-                result = future.result()
-                records.step(result, cache=result.status == "ran" and
-                             pipeline.steps[name].cache)
-                _edges(project, run, upstream[name], result, plan)
-                if result.status == "ran":
-                    say(f"  ✓ {name}: ran in {result.seconds:.1f} s"
-                        + (f" ({result.attempts} attempts)" if result.attempts > 1 else ""))
-                else:
-                    say(f"  ✗ {name}: failed after {result.attempts} attempt(s): "
-                        f"{_headline(result.error)}")
+            if not all(s in ("ran", "cached") for s in states):
+                continue
+            pending.remove(name)
+            s = pipeline.steps[name]
+            ins = {e.input: run.steps[e.src].outputs[e.output] for e in deps}
+            ins.update({k: plan.given[v] for k, v in plan.external.get(name, {}).items()})
+            result = run.steps[name]
+            try:
+                result.key = cache_key(project, s, plan.params[name], ins)
+                restored = s.cache and name not in plan.forced and _restore(
+                    project, s, result, records)
+            except MloopError as exc:  # e.g. a stage's dependency is missing
+                result.status, result.error = "failed", exc.message
+                records.step(result)
+                say(f"  ✗ {name}: {exc.message}")
+                continue
+            if restored:
+                records.step(result)
+                say(f"  ✓ {name}: cached")
+                continue
+            running[pool.submit(_execute, ctx, s, result, ins)] = name
+        if not running:
+            continue
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in done:
+            name = running.pop(future)
+            result = future.result()
+            records.step(result, cache=result.status == "ran" and
+                         pipeline.steps[name].cache)
+            _edges(project, run, upstream[name], result, plan)
+            if result.status == "ran":
+                say(f"  ✓ {name}: ran in {result.seconds:.1f} s"
+                    + (f" ({result.attempts} attempts)" if result.attempts > 1 else ""))
+            else:
+                say(f"  ✗ {name}: failed after {result.attempts} attempt(s): "
+                    f"{_headline(result.error)}")
 
 
 def _restore(project: Project, s: Step, result: StepResult, records: _Records) -> bool:
@@ -557,7 +571,7 @@ def _execute(ctx: _Context, s: Step, result: StepResult, ins: dict[str, ValueRef
             if s.kind == "shell":
                 from mloop.pipelines.stages import run_shell
 
-                result.outputs = {s.outputs[0]: run_shell(project, s, log_path)}
+                result.outputs = {s.outputs[0]: run_shell(project, s, log_path, ctx.procs)}
             else:
                 run_id = ctx.tracking.child(s.name, params)
                 result.run_id = run_id
@@ -569,7 +583,7 @@ def _execute(ctx: _Context, s: Step, result: StepResult, ins: dict[str, ValueRef
             result.status = "failed"
             result.error = getattr(exc, "details", None) or "".join(
                 traceback.format_exception_only(type(exc), exc)).strip()
-            if attempt < s.retries:
+            if attempt < s.retries and not ctx.procs.stopped:
                 time.sleep(s.retry_delay * (2 ** attempt))
     result.seconds = time.perf_counter() - start
     if result.status == "failed" and result.run_id:
