@@ -387,11 +387,13 @@ def _finish(run: PipelineRun, records: _Records, tracking: _Tracking,
         s.status, s.error = "not_run", f"the run was {why}"
         with contextlib.suppress(Exception):
             records.step(s)
-    run.status = "failed" if failed or unfinished else "succeeded"
-    run.error = (f"step {failed[0].name} failed: {_headline(failed[0].error)}" if failed
-                 else f"the run was {why}" if unfinished else None)
+    run.status = "failed" if failed or unfinished or stopped else "succeeded"
+    run.error = (f"the run was {why}" if stopped or (unfinished and not failed) else
+                 f"step {failed[0].name} failed: {_headline(failed[0].error)}" if failed
+                 else None)
     with contextlib.suppress(Exception):
         tracking.end(run.status)
+    with contextlib.suppress(Exception):
         records.finish()
 
 
@@ -586,6 +588,8 @@ def _execute(ctx: _Context, s: Step, result: StepResult, ins: dict[str, ValueRef
             if attempt < s.retries and not ctx.procs.stopped:
                 time.sleep(s.retry_delay * (2 ** attempt))
     result.seconds = time.perf_counter() - start
+    if result.status == "failed" and ctx.procs.stopped:
+        result.error = "stopped with the pipeline run (interrupted, or the engine failed)"
     if result.status == "failed" and result.run_id:
         _close_run(project, result.run_id)
     if log_path.is_file() and log_path.stat().st_size:
