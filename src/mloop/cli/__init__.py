@@ -39,6 +39,7 @@ COMMANDS = {
     "pipeline": "mloop.cli.pipeline:pipeline",
     "automate": "mloop.cli.automate:automate",
     "lineage": "mloop.cli.lineage:lineage",
+    "fsck": "mloop.cli.fsck:fsck",
 }
 
 
