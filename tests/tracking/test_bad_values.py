@@ -6,6 +6,7 @@ is retried; a permanent one is raised instead of retried forever.
 """
 
 import logging
+import os
 import sqlite3
 
 import pytest
@@ -159,3 +160,19 @@ def test_any_text_is_refused_at_the_call_or_read_back_identical(project, key, va
                 continue
             expected = 1.5 if what == "metric" else value
             assert read(run.to_run()) == expected, what
+
+
+def test_data_messages_and_unreadable_file_names_are_refused_before_anything_is_stored(
+        project):
+    data = project.root / "train.csv"
+    data.write_text("a\n1\n")
+    with pytest.raises(InvalidInputError, match="NUL"):
+        mloop.data.add(data, message="May\x00export")
+    folder = project.root / "raw"
+    folder.mkdir()
+    (folder / "ok.txt").write_text("x")
+    (folder / os.fsdecode(b"bad-\xff.txt")).write_text("y")  # not UTF-8 on disk
+    with pytest.raises(InvalidInputError, match="not valid Unicode"):
+        mloop.data.add(folder)
+    assert mloop.data.list_datasets() == []
+    assert list(project.objects.iter_digests()) == []  # nothing written before the check
