@@ -38,6 +38,7 @@ from mloop.pipelines.values import ValueRef
 
 if TYPE_CHECKING:
     from mloop.pipelines.dag import Edge, Pipeline
+    from mloop.pipelines.history import RunRecords
     from mloop.pipelines.processes import StepProcesses
     from mloop.project import Project
 
@@ -196,82 +197,6 @@ def cache_key(project: Project, s: Step, params: dict[str, Any],
     return hash_bytes(json.dumps(parts, sort_keys=True, default=str).encode())
 
 
-# -- the store -----------------------------------------------------------------------------------
-
-class _Records:
-    """The pipeline's rows, written through plain SQL (the no-op path stays light)."""
-
-    def __init__(self, project: Project, run: PipelineRun, executor: str,
-                 params: Mapping[str, Any], inputs: Mapping[str, ValueRef]) -> None:
-        from mloop.core.owner import this_process
-        from mloop.store.lite import lite
-
-        self.db = lite(project)
-        self.run = run
-        self.owner = this_process()
-        with self.db.write() as q:
-            q.all("INSERT INTO pipeline_runs (id, pipeline, status, executor, params, inputs, "
-                  "trigger, started_at, owner_host, owner_pid, owner_start, heartbeat_at) "
-                  "VALUES (:id, :p, 'running', :ex, :params, :inputs, :trigger, :t, :host, "
-                  ":pid, :start, :t)",
-                  {"id": run.id, "p": run.pipeline, "ex": executor,
-                   "params": json.dumps(dict(params), default=str),
-                   "inputs": json.dumps({k: v.to_dict() for k, v in inputs.items()}),
-                   "trigger": run.trigger, "t": run.started_at, "host": self.owner.host,
-                   "pid": self.owner.pid, "start": self.owner.start})
-
-    def beat(self, now: int) -> None:
-        """The engine still drives this run (a run marked killed by a reader that missed
-        our beats runs again: we are alive)."""
-        with self.db.write() as q:
-            q.all("UPDATE pipeline_runs SET heartbeat_at = :now, status = 'running', "
-                  "finished_at = NULL, error = NULL WHERE id = :id AND owner_host = :host "
-                  "AND owner_pid = :pid AND status IN ('running', 'killed')",
-                  {"now": now, "id": self.run.id, "host": self.owner.host,
-                   "pid": self.owner.pid})
-
-    def cached(self, key: str) -> dict[str, ValueRef] | None:
-        with self.db.read() as q:
-            rows = q.all("SELECT outputs, run_id FROM pipeline_cache WHERE key = :k", {"k": key})
-        if not rows:
-            return None
-        return {k: ValueRef.from_dict(v) for k, v in json.loads(rows[0]["outputs"]).items()}
-
-    def cached_run(self, key: str) -> str | None:
-        with self.db.read() as q:
-            rows = q.all("SELECT run_id FROM pipeline_cache WHERE key = :k", {"k": key})
-        return rows[0]["run_id"] if rows else None
-
-    def step(self, r: StepResult, *, cache: bool = False) -> None:
-        outputs = json.dumps({k: v.to_dict() for k, v in r.outputs.items()})
-        with self.db.write() as q:
-            q.all("INSERT INTO pipeline_steps (pipeline_run_id, step, status, cache_key, "
-                  "attempts, run_id, seconds, error, log, outputs, started_at, finished_at) "
-                  "VALUES (:run, :step, :status, :key, :attempts, :rid, :s, :err, :log, :out, "
-                  ":t, :t) ON CONFLICT (pipeline_run_id, step) DO UPDATE SET "
-                  "status = excluded.status, cache_key = excluded.cache_key, attempts = "
-                  "excluded.attempts, run_id = excluded.run_id, seconds = excluded.seconds, "
-                  "error = excluded.error, log = excluded.log, outputs = excluded.outputs, "
-                  "finished_at = excluded.finished_at",
-                  {"run": self.run.id, "step": r.name, "status": r.status, "key": r.key,
-                   "attempts": r.attempts, "rid": r.run_id, "s": r.seconds, "err": r.error,
-                   "log": r.log, "out": outputs, "t": now_ms()})
-            if cache and r.key:
-                q.all("INSERT INTO pipeline_cache (key, pipeline, step, outputs, run_id, "
-                      "created_at) VALUES (:k, :p, :s, :o, :r, :t) ON CONFLICT (key) DO UPDATE "
-                      "SET outputs = excluded.outputs, run_id = excluded.run_id, "
-                      "created_at = excluded.created_at",
-                      {"k": r.key, "p": self.run.pipeline, "s": r.name, "o": outputs,
-                       "r": r.run_id, "t": now_ms()})
-
-    def finish(self) -> None:
-        with self.db.write() as q:
-            q.all("UPDATE pipeline_runs SET status = :s, run_id = :r, error = :e, "
-                  "finished_at = :t WHERE id = :id",
-                  {"s": self.run.status, "r": self.run.run_id, "e": self.run.error,
-                   "t": self.run.finished_at, "id": self.run.id})
-
-
 # -- running -------------------------------------------------------------------------------------
 
 class _Tracking:
@@ -345,6 +270,7 @@ def run_pipeline(project: Project, pipeline: Pipeline, *, inputs: Mapping[str, A
                                        if from_step else set())
     given = _resolve_inputs(project, pipeline, inputs)
     from mloop.pipelines.executors import open_executor
+    from mloop.pipelines.history import RunRecords
     from mloop.pipelines.processes import StepProcesses
 
     lock = _lock(project, pipeline.name)
@@ -353,7 +279,7 @@ def run_pipeline(project: Project, pipeline: Pipeline, *, inputs: Mapping[str, A
         runner = open_executor(executor, scheduler, project, procs)
         run = PipelineRun(new_id(), pipeline.name, "running", {n: StepResult(n) for n in order},
                           started_at=now_ms(), trigger=trigger)
-        records = _Records(project, run, executor, params or {}, given)
+        records = RunRecords(project, run, executor, params or {}, given)
         tracking = _Tracking(project, run)
         beating = tracking.heartbeat.add(records.beat)
         say = (lambda _m: None) if quiet else _echo
@@ -374,7 +300,7 @@ def run_pipeline(project: Project, pipeline: Pipeline, *, inputs: Mapping[str, A
     return run
 
 
-def _finish(run: PipelineRun, records: _Records, tracking: _Tracking,
+def _finish(run: PipelineRun, records: RunRecords, tracking: _Tracking,
             stopped: BaseException | None) -> None:
     """The run's outcome: failed when a step failed or did not get to finish."""
     run.finished_at = now_ms()
@@ -436,7 +362,7 @@ class _Context:
     run: PipelineRun
     plan: _Plan
     runner: Any
-    records: _Records
+    records: RunRecords
     tracking: _Tracking
     say: Any
     procs: StepProcesses
@@ -522,7 +448,7 @@ def _schedule(ctx: _Context, upstream: dict[str, list[Edge]], pending: list[str]
                     f"{_headline(result.error)}")
 
 
-def _restore(project: Project, s: Step, result: StepResult, records: _Records) -> bool:
+def _restore(project: Project, s: Step, result: StepResult, records: RunRecords) -> bool:
     from mloop.pipelines import values
 
     assert result.key is not None

@@ -1,4 +1,5 @@
-"""Reading pipeline runs back: listings for ``mloop pipeline status``, one run for ``show``.
+"""The pipeline tables: one run's rows as it goes (:class:`RunRecords`), and reading
+runs back — listings for ``mloop pipeline status``, one run for ``show``.
 
 A run whose engine process died (SIGKILL, a crash of the machine) is marked ``killed``
 on read, as tracking runs are (see :func:`mloop.tracking.records.reap_runs`: reads
@@ -11,9 +12,14 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+from mloop.core.clock import now_ms
 from mloop.errors import NotFoundError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from mloop.pipelines.engine import PipelineRun, StepResult
+    from mloop.pipelines.values import ValueRef
     from mloop.project import Project
 
 log = logging.getLogger(__name__)
@@ -71,7 +77,6 @@ _OWNER_KEYS = ("owner_host", "owner_pid", "owner_start", "heartbeat_at")
 
 def reap_runs(project: Project) -> list[str]:
     """Mark ``running`` pipeline runs whose engine died as ``killed``; returns their ids."""
-    from mloop.core.clock import now_ms
     from mloop.core.owner import Owner, is_dead
     from mloop.store.lite import lite
 
@@ -99,3 +104,80 @@ def reap_runs(project: Project) -> list[str]:
         log.debug("mloop: cannot mark dead pipeline runs: %s", exc)
         return []
     return [r["id"] for r in dead]
+
+
+class RunRecords:
+    """The rows of one pipeline run as it goes, written through plain SQL (the no-op
+    path stays light): the run, each step, the step cache, the heartbeat."""
+
+    def __init__(self, project: Project, run: PipelineRun, executor: str,
+                 params: Mapping[str, Any], inputs: Mapping[str, ValueRef]) -> None:
+        from mloop.core.owner import this_process
+        from mloop.store.lite import lite
+
+        self.db = lite(project)
+        self.run = run
+        self.owner = this_process()
+        with self.db.write() as q:
+            q.all("INSERT INTO pipeline_runs (id, pipeline, status, executor, params, inputs, "
+                  "trigger, started_at, owner_host, owner_pid, owner_start, heartbeat_at) "
+                  "VALUES (:id, :p, 'running', :ex, :params, :inputs, :trigger, :t, :host, "
+                  ":pid, :start, :t)",
+                  {"id": run.id, "p": run.pipeline, "ex": executor,
+                   "params": json.dumps(dict(params), default=str),
+                   "inputs": json.dumps({k: v.to_dict() for k, v in inputs.items()}),
+                   "trigger": run.trigger, "t": run.started_at, "host": self.owner.host,
+                   "pid": self.owner.pid, "start": self.owner.start})
+
+    def beat(self, now: int) -> None:
+        """The engine still drives this run (a run marked killed by a reader that missed
+        our beats runs again: we are alive)."""
+        with self.db.write() as q:
+            q.all("UPDATE pipeline_runs SET heartbeat_at = :now, status = 'running', "
+                  "finished_at = NULL, error = NULL WHERE id = :id AND owner_host = :host "
+                  "AND owner_pid = :pid AND status IN ('running', 'killed')",
+                  {"now": now, "id": self.run.id, "host": self.owner.host,
+                   "pid": self.owner.pid})
+
+    def cached(self, key: str) -> dict[str, ValueRef] | None:
+        with self.db.read() as q:
+            rows = q.all("SELECT outputs, run_id FROM pipeline_cache WHERE key = :k", {"k": key})
+        if not rows:
+            return None
+        from mloop.pipelines.values import ValueRef
+
+        return {k: ValueRef.from_dict(v) for k, v in json.loads(rows[0]["outputs"]).items()}
+
+    def cached_run(self, key: str) -> str | None:
+        with self.db.read() as q:
+            rows = q.all("SELECT run_id FROM pipeline_cache WHERE key = :k", {"k": key})
+        return rows[0]["run_id"] if rows else None
+
+    def step(self, r: StepResult, *, cache: bool = False) -> None:
+        outputs = json.dumps({k: v.to_dict() for k, v in r.outputs.items()})
+        with self.db.write() as q:
+            q.all("INSERT INTO pipeline_steps (pipeline_run_id, step, status, cache_key, "
+                  "attempts, run_id, seconds, error, log, outputs, started_at, finished_at) "
+                  "VALUES (:run, :step, :status, :key, :attempts, :rid, :s, :err, :log, :out, "
+                  ":t, :t) ON CONFLICT (pipeline_run_id, step) DO UPDATE SET "
+                  "status = excluded.status, cache_key = excluded.cache_key, attempts = "
+                  "excluded.attempts, run_id = excluded.run_id, seconds = excluded.seconds, "
+                  "error = excluded.error, log = excluded.log, outputs = excluded.outputs, "
+                  "finished_at = excluded.finished_at",
+                  {"run": self.run.id, "step": r.name, "status": r.status, "key": r.key,
+                   "attempts": r.attempts, "rid": r.run_id, "s": r.seconds, "err": r.error,
+                   "log": r.log, "out": outputs, "t": now_ms()})
+            if cache and r.key:
+                q.all("INSERT INTO pipeline_cache (key, pipeline, step, outputs, run_id, "
+                      "created_at) VALUES (:k, :p, :s, :o, :r, :t) ON CONFLICT (key) DO UPDATE "
+                      "SET outputs = excluded.outputs, run_id = excluded.run_id, "
+                      "created_at = excluded.created_at",
+                      {"k": r.key, "p": self.run.pipeline, "s": r.name, "o": outputs,
+                       "r": r.run_id, "t": now_ms()})
+
+    def finish(self) -> None:
+        with self.db.write() as q:
+            q.all("UPDATE pipeline_runs SET status = :s, run_id = :r, error = :e, "
+                  "finished_at = :t WHERE id = :id",
+                  {"s": self.run.status, "r": self.run.run_id, "e": self.run.error,
+                   "t": self.run.finished_at, "id": self.run.id})
