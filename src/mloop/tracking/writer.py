@@ -147,30 +147,43 @@ class MetricWriter:
 
     def _loop(self) -> None:
         wait, failing = self._interval, False
+        due = time.monotonic() + wait
         while not self._stop.is_set():
-            self._wake.wait(min(wait, _TICK_EVERY) if self._ticks else wait)
+            # Ticks (the heartbeat) wake the thread at least every few seconds; points
+            # are written only when the interval is up or a full batch asks for it.
+            poked = self._wake.wait(max(0.0, min(due - time.monotonic(), _TICK_EVERY)
+                                        if self._ticks else due - time.monotonic()))
             self._wake.clear()
-            for tick in list(self._ticks):
-                try:
-                    tick()
-                except Exception as exc:  # a missed heartbeat is not worth a crash
-                    log.debug("mloop: writer tick failed: %s", exc)
+            self._tick()
+            if not poked and time.monotonic() < due:
+                continue
             try:
                 self._write_pending(None)
             except MloopError as exc:
-                kept = classify(exc) is not Failure.TRANSIENT
-                if kept:  # raised in the user's thread at its next call
-                    self._error = exc
-                if not failing:
-                    log.warning("mloop: writing metrics failed (%s); the points are kept in "
-                                "memory and %s", exc.message,
-                                "will be written when it can" if not kept else
-                                "the next log call raises this error")
-                failing, wait = True, min(_MAX_BACKOFF, max(self._interval, wait * 2, 0.5))
-                continue
-            if failing:
-                log.warning("mloop: writing metrics works again; nothing was lost")
-            failing, wait = False, self._interval
+                failing, wait = True, self._failed(exc, failing, wait)
+            else:
+                if failing:
+                    log.warning("mloop: writing metrics works again; nothing was lost")
+                failing, wait = False, self._interval
+            due = time.monotonic() + wait
+
+    def _tick(self) -> None:
+        for tick in list(self._ticks):
+            try:
+                tick()
+            except Exception as exc:  # a missed heartbeat is not worth a crash
+                log.debug("mloop: writer tick failed: %s", exc)
+
+    def _failed(self, exc: MloopError, failing: bool, wait: float) -> float:
+        """Keep a lasting failure for the user's thread, warn once; the next wait."""
+        kept = classify(exc) is not Failure.TRANSIENT
+        if kept:  # raised in the user's thread at its next call
+            self._error = exc
+        if not failing:
+            log.warning("mloop: writing metrics failed (%s); the points are kept in memory "
+                        "and %s", exc.message, "the next log call raises this error" if kept
+                        else "will be written when it can")
+        return min(_MAX_BACKOFF, max(self._interval, wait * 2, 0.5))
 
     def _write_pending(self, then: Callable[[Connection], Any] | None) -> None:
         with self._io_lock:
