@@ -16,12 +16,6 @@ from mloop.errors import DiskFullError
 DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
-def is_disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` is an OSError for a full disk or an exhausted quota."""
-    return isinstance(exc, DiskFullError) or (
-        isinstance(exc, OSError) and exc.errno in DISK_ERRNOS)
-
-
 def disk_full_error(where: str) -> DiskFullError:
     """The error for a full disk under ``where`` (a store, a folder, a file)."""
     return DiskFullError(f"No space left on the device holding {where}. Free some space "
