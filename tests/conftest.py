@@ -128,3 +128,24 @@ def sqlite_project(tmp_path: Path) -> Iterator[Project]:
     for run in reversed(lifecycle.active_runs()):
         run.end("KILLED")
     proj.close()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real, nearly full file system: a 1 MiB tmpfs (needs root and mount rights;
+    skipped with the reason otherwise). Unmounted afterwards."""
+    import shutil
+    import subprocess
+
+    where = tmp_path / "tiny-disk"
+    where.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command: cannot make a small file system")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a 1 MiB tmpfs here ({done.stderr.strip() or 'no rights'})")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)

@@ -6,7 +6,7 @@ EXPECTED = [
     "ActiveRun", "Dataset", "Experiment", "MloopError", "Model", "Pipeline", "Project",
     "Report", "Run", "RunStatus", "__version__", "step",
     "active_run", "autolog", "current_project", "delete_runs", "download_artifacts", "end_run",
-    "flush", "get_experiment", "get_run", "init", "list_experiments", "log_artifact",
+    "flush", "fsck", "get_experiment", "get_run", "init", "list_experiments", "log_artifact",
     "log_artifacts", "log_dict", "log_feedback", "log_figure", "log_input", "log_metric",
     "log_metrics",
     "log_param",

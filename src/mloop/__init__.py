@@ -30,6 +30,7 @@ _LAZY: dict[str, str] = {
     "download_artifacts": "mloop.tracking.fluent",
     "end_run": "mloop.tracking.fluent",
     "flush": "mloop.tracking.fluent",
+    "fsck": "mloop.data.fsck",
     "get_experiment": "mloop.tracking.fluent",
     "get_run": "mloop.tracking.fluent",
     "init": "mloop.project",
@@ -105,6 +106,7 @@ __all__ = [
     "end_run",
     "evaluate",
     "flush",
+    "fsck",
     "get_experiment",
     "get_model_version",
     "get_run",
@@ -165,6 +167,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from typing import Any
 
+    from mloop.data.fsck import fsck
     from mloop.errors import MloopError
     from mloop.project import Project, current_project, init, set_project
     from mloop.tracking.active import ActiveRun

@@ -40,6 +40,7 @@ COMMANDS = {
     "automate": "mloop.cli.automate:automate",
     "lineage": "mloop.cli.lineage:lineage",
     "token": "mloop.cli.token:token",
+    "fsck": "mloop.cli.fsck:fsck",
 }
 
 

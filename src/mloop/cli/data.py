@@ -268,13 +268,16 @@ def gc(dry_run: bool) -> None:
     """Delete stored blobs that no version, artifact or run references.
 
     Blobs written in the last hour are kept, so an `add` running meanwhile is safe.
+    Temporary files that interrupted writes left (untouched for 15 minutes) go too.
     """
     from mloop.data.garbage import gc as do_gc
     from mloop.project import current_project
 
     r = do_gc(current_project(), dry_run=dry_run)
     verb = "Would delete" if dry_run else "Deleted"
-    click.echo(f"{verb} {r.deleted} blob(s) ({_human(r.freed_bytes)}); kept {r.kept}.")
+    click.echo(f"{verb} {r.deleted} blob(s) ({_human(r.freed_bytes)}); kept {r.kept}."
+               + (f" {verb} {r.temp_files} stale temporary file(s) "
+                  f"({_human(r.temp_bytes)})." if r.temp_files else ""))
 
 
 @data.command("validate")

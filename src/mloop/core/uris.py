@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from mloop.core.paths import safe_relpath
 from mloop.errors import InvalidURIError
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
-RUN_ID_RE = re.compile(r"^[0-9a-f]{6,32}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}\Z")
+RUN_ID_RE = re.compile(r"^[0-9a-f]{6,32}\Z")
 
 
 def check_name(name: str, what: str = "name") -> str:
     """Return ``name`` if it is a valid mloop name (letters, digits, ``_.-``), else raise."""
-    if not NAME_RE.match(name or ""):
+    # \Z, not $: "$" also matches before a trailing newline, and "train\n" is no name
+    if not isinstance(name, str) or not NAME_RE.match(name):
         raise InvalidURIError(
             f"Invalid {what} {name!r}: use 1-200 letters, digits, '_', '.' or '-', "
             "starting with a letter or digit."

@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from mloop.core.disk import writing
 from mloop.core.hashing import hash_bytes, hash_file, new_hasher
 from mloop.errors import CorruptObjectError, InvalidInputError
 from mloop.objects import ObjectStore
@@ -299,6 +300,12 @@ def restore_file(objects: ObjectStore, entry: FileEntry, dest: Path,
     the next chunks (both release the GIL in the kernel), at most ``_WRITE_AHEAD``
     chunks apart.
     """
+    with writing(str(dest.parent)):
+        _restore(objects, entry, dest, cache)
+
+
+def _restore(objects: ObjectStore, entry: FileEntry, dest: Path,
+             cache: dict[str, bytes] | None) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.mloop-tmp")
     whole = new_hasher()

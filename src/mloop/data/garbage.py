@@ -1,26 +1,32 @@
-"""``mloop data gc``: delete blobs that nothing references.
+"""What the metadata store points at in the object store, and ``mloop data gc``.
 
 Referenced: every dataset version's tree, chunks and distribution profile, every run
 artifact, every stored git diff, every evaluation report, every pipeline output and step
-log. A blob younger than the grace
-period is never deleted, so a ``data add`` running at the same moment (its chunks are
-written before its version row commits) keeps everything it needs.
+log. :func:`references` is the one reachability walk: ``gc`` deletes what it does not
+reach, ``mloop fsck`` (:mod:`mloop.data.fsck`) reports what it reaches but cannot find.
+
+A blob younger than the grace period is never deleted, so a ``data add`` running at the
+same moment (its chunks are written before its version row commits) keeps everything it
+needs. Temporary files that writers left behind (killed, or stopped by a full disk) are
+deleted once they have not changed for :data:`TEMP_GRACE_SECONDS`.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from mloop.data.remotes import version_blobs
+from mloop.data.model import decode_tree
+from mloop.errors import MloopError
 from mloop.objects import LocalObjectStore
 from mloop.project import Project
 from mloop.store.schema import (
     artifacts,
     dataset_versions,
+    datasets,
     evaluations,
     pipeline_cache,
     pipeline_steps,
@@ -28,6 +34,7 @@ from mloop.store.schema import (
 )
 
 GRACE_SECONDS = 3600
+TEMP_GRACE_SECONDS = 900  # a temp file untouched this long belongs to no live writer
 
 
 @dataclass(frozen=True)
@@ -35,41 +42,105 @@ class GCResult:
     kept: int
     deleted: int
     freed_bytes: int
+    temp_files: int = 0  # stale temporary files removed (or that would be)
+    temp_bytes: int = 0
+
+
+@dataclass
+class References:
+    """Every blob the store points at, each with one thing that needs it (for reports).
+
+    ``unreadable``: containers (a version's tree, a stage's file manifest) that are
+    missing or corrupt, so the blobs they list are not in ``blobs``.
+    """
+
+    blobs: dict[str, str] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)
+
+    def add(self, digest: str | None, owner: str) -> None:
+        if digest:
+            self.blobs.setdefault(digest, owner)
+
+
+def references(project: Project, *, strict: bool = True) -> References:
+    """Walk the metadata store (and the trees and manifests it names) for referenced blobs.
+
+    ``strict`` (gc): a corrupt tree or manifest raises, since the blobs it lists cannot
+    be told from garbage; otherwise (fsck) it is recorded in ``unreadable``.
+    """
+    refs = References()
+    with project.store.read() as conn:
+        named = select(datasets.c.name, dataset_versions.c.version).join(
+            datasets, datasets.c.id == dataset_versions.c.dataset_id)
+        versions = conn.execute(named.add_columns(dataset_versions.c.tree)).all()
+        for name, version, stats in conn.execute(  # only versions with a profile
+                named.add_columns(dataset_versions.c.stats)
+                .where(dataset_versions.c.stats.like('%"profile"%'))):
+            refs.add(json.loads(stats).get("profile"), f"data:/{name}@{version} (profile)")
+        for run_id, path, digest in conn.execute(
+                select(artifacts.c.run_id, artifacts.c.path, artifacts.c.digest)):
+            refs.add(digest, f"runs:/{run_id}/{path}")
+        for run_id, digest in conn.execute(select(runs.c.id, runs.c.git_diff)
+                                           .where(runs.c.git_diff.is_not(None))):
+            refs.add(digest, f"runs:/{run_id} (git diff)")
+        for eval_id, digest in conn.execute(select(evaluations.c.id, evaluations.c.report)):
+            refs.add(digest, f"evaluation {eval_id} (report)")
+        outputs = [(f"pipeline cache of step {step}", text) for step, text in conn.execute(
+            select(pipeline_cache.c.step, pipeline_cache.c.outputs))]
+        for run_id, step, text, log in conn.execute(select(
+                pipeline_steps.c.pipeline_run_id, pipeline_steps.c.step,
+                pipeline_steps.c.outputs, pipeline_steps.c.log)):
+            outputs.append((f"pipeline run {run_id} step {step}", text))
+            refs.add(log, f"pipeline run {run_id} step {step} (log)")
+    for owner, text in outputs:  # pipeline values, and the files a stage's outputs hold
+        for ref in json.loads(text or "{}").values():
+            refs.add(ref["digest"], owner)
+            if ref.get("kind") == "files":
+                manifest = _read_json(project, ref["digest"], owner, refs, strict) or {}
+                files = manifest.get("files", manifest)
+                for f in files.values() if isinstance(files, dict) else ():
+                    if isinstance(f, dict) and "digest" in f:
+                        refs.add(f["digest"], owner)
+    for name, version, tree in versions:
+        owner = f"data:/{name}@{version}"
+        refs.add(tree, owner)
+        data = _read(project, tree, owner, refs, strict)
+        if data is not None:
+            for f in decode_tree(data)["files"]:
+                for chunk in f["chunks"]:
+                    refs.add(chunk[0], owner)
+    return refs
+
+
+def _read(project: Project, digest: str, owner: str, refs: References,
+          strict: bool) -> bytes | None:
+    """A container's bytes; ``None`` when it is missing (or, not strict, corrupt)."""
+    if not project.objects.exists(digest):
+        refs.unreadable[digest] = owner
+        return None
+    try:
+        return project.objects.get_bytes(digest)
+    except MloopError:  # corrupt: what it lists is unknown
+        if strict:
+            raise
+        refs.unreadable[digest] = owner
+        return None
+
+
+def _read_json(project: Project, digest: str, owner: str, refs: References,
+               strict: bool) -> dict[str, object] | None:
+    data = _read(project, digest, owner, refs, strict)
+    return None if data is None else dict(json.loads(data))
 
 
 def referenced(project: Project) -> set[str]:
     """Every blob digest the metadata store points at."""
-    with project.store.read() as conn:
-        trees = conn.execute(select(dataset_versions.c.tree).distinct()).scalars().all()
-        refs = set(conn.execute(select(artifacts.c.digest).distinct()).scalars().all())
-        refs |= {d for d in conn.execute(select(runs.c.git_diff).distinct()).scalars() if d}
-        refs |= set(conn.execute(select(evaluations.c.report).distinct()).scalars().all())
-        outputs = [*conn.execute(select(pipeline_cache.c.outputs)).scalars(),
-                   *conn.execute(select(pipeline_steps.c.outputs)).scalars()]
-        refs |= {d for d in conn.execute(select(pipeline_steps.c.log).distinct()).scalars()
-                 if d}
-        for stats in conn.execute(select(dataset_versions.c.stats).where(
-                dataset_versions.c.stats.like('%"profile"%'))).scalars():
-            profile = json.loads(stats).get("profile")
-            if profile:
-                refs.add(profile)
-    for text in outputs:  # pipeline values, and the files a stage's outputs hold
-        for ref in json.loads(text or "{}").values():
-            refs.add(ref["digest"])
-            if ref.get("kind") == "files" and project.objects.exists(ref["digest"]):
-                manifest = json.loads(project.objects.get_bytes(ref["digest"]))
-                refs |= {f["digest"] for f in manifest.get("files", manifest).values()
-                         if isinstance(f, dict) and "digest" in f}
-    for tree in trees:
-        if project.objects.exists(tree):
-            refs |= version_blobs(project.objects.get_bytes(tree), tree)
-        else:
-            refs.add(tree)
-    return refs
+    return set(references(project).blobs)
 
 
-def gc(project: Project, *, dry_run: bool = False, grace_seconds: int = GRACE_SECONDS) -> GCResult:
-    """Remove unreferenced blobs older than ``grace_seconds``."""
+def gc(project: Project, *, dry_run: bool = False, grace_seconds: int = GRACE_SECONDS,
+       temp_grace_seconds: int = TEMP_GRACE_SECONDS) -> GCResult:
+    """Remove unreferenced blobs older than ``grace_seconds`` and stale temp files."""
     keep = referenced(project)
     objects = project.objects
     cutoff = time.time() - grace_seconds
@@ -86,5 +157,12 @@ def gc(project: Project, *, dry_run: bool = False, grace_seconds: int = GRACE_SE
             objects.delete(digest)
         deleted += 1
         freed += size
-    return GCResult(kept, deleted, freed)
-
+    temp = temp_bytes = 0
+    if isinstance(objects, LocalObjectStore):
+        if dry_run:
+            stale = [st.st_size for _, st in objects.temp_files()
+                     if st.st_mtime < time.time() - temp_grace_seconds]
+            temp, temp_bytes = len(stale), sum(stale)
+        else:
+            temp, temp_bytes = objects.remove_stale_temp(temp_grace_seconds)
+    return GCResult(kept, deleted, freed, temp, temp_bytes)

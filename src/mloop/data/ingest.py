@@ -8,13 +8,15 @@ from pathlib import Path
 
 from mloop import lineage
 from mloop.core.process import command_line, current_user
+from mloop.core.text import check_optional, check_text
 from mloop.core.uris import check_name
 from mloop.data import stats as _stats
 from mloop.data.catalog import get, list_datasets, project_relpath, read_tree
 from mloop.data.chunks import FileEntry
 from mloop.data.model import DatasetVersion, dumps
 from mloop.data.pointer import write_pointer
-from mloop.data.versions import insert_version, snapshot, store_tree
+from mloop.data.repair import damaged, rebuild
+from mloop.data.versions import MAX_PATH, insert_version, snapshot, store_tree
 from mloop.data.workspace import current_digests, remember_stats
 from mloop.errors import InvalidInputError, NotFoundError
 from mloop.project import Project
@@ -35,10 +37,11 @@ def add(project: Project, path: str | Path, name: str | None = None,
     Only chunks the store lacks are written. Content equal to the latest version makes
     no new version. Writes ``PATH.mloop`` and a .gitignore entry.
     """
+    check_optional(message, "message")
     local = Path(path)
     if not local.exists():
         raise InvalidInputError(f"Cannot add {str(local)!r}: no such file or folder.")
-    source = project_relpath(project, local)
+    source = check_text(project_relpath(project, local), "path", MAX_PATH)
     name = check_name(name, "dataset name") if name else _tracked_name(project, source, local)
     try:
         latest: DatasetVersion | None = get(project, name)
@@ -48,12 +51,17 @@ def add(project: Project, path: str | Path, name: str | None = None,
                 if latest is not None and latest.source_path == source else None)
     if latest is not None and previous is not None and _unchanged(
             project, latest, previous, local, source):
-        write_pointer(local, latest)  # known bytes, known stat: nothing to read or store
-        return latest
+        lost = _lost(project, latest, previous)
+        if not lost:
+            write_pointer(local, latest)  # known bytes, known stat: nothing to read or store
+            return latest
+        # not rebuilt: store the bytes afresh (a new version), reusing no damaged blob
+        previous = [e for e in previous if not any(c[0] in lost for c in e.chunks)]
     # The table summary is computed while the bytes are chunked (both release the GIL).
     with ThreadPoolExecutor(max_workers=1) as side:
         summary_job = side.submit(_stats.summarize_path, local) if local.is_file() else None
-        kind, entries = snapshot(project, local, quiet=quiet, previous=previous or ())
+        kind, entries = snapshot(project, local, quiet=quiet, previous=previous or (),
+                                 source=source)
         summary = summary_job.result() if summary_job is not None else None
     profile = summary.pop(_stats.PROFILE_KEY, None) if summary else None
     if summary is not None and profile is not None:  # what drift tests read (monitoring)
@@ -81,6 +89,16 @@ def _unchanged(project: Project, latest: DatasetVersion, previous: list[FileEntr
     """Whether ``local`` still holds ``latest``, judged by the stat cache alone."""
     want = {(e.path if latest.kind == "folder" else local.name): e.digest for e in previous}
     return current_digests(project, local, source, cached_only=True) == want
+
+
+def _lost(project: Project, latest: DatasetVersion, previous: list[FileEntry]) -> set[str]:
+    """The blobs ``latest`` needs that are missing or truncated and could not be rebuilt
+    from the (unchanged) files. Costs a stat per blob when nothing is wrong; a blob
+    corrupted in place at the same size is for ``mloop fsck``."""
+    bad = damaged(project.objects, previous)
+    if bad:
+        bad -= set(rebuild(project, bad, [(latest, previous)]))
+    return bad
 
 
 def _tracked_name(project: Project, source: str, local: Path) -> str:

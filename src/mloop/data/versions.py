@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from mloop.core.clock import now_ms
 from mloop.core.ids import new_id
 from mloop.core.progress import progress
+from mloop.core.text import check_text
 from mloop.core.uris import check_name
 from mloop.data.catalog import collect, get, read_tree
 from mloop.data.chunks import FileEntry, chunk_files
@@ -25,6 +26,8 @@ from mloop.data.model import DatasetVersion, dumps, encode_tree
 from mloop.errors import InvalidInputError
 from mloop.project import Project
 from mloop.store.schema import dataset_tags, dataset_versions, datasets
+
+MAX_PATH = 1000  # stat_cache.path and dataset_versions.source_path hold project paths
 
 
 def store_tree(project: Project, kind: str, entries: list[FileEntry]) -> str:
@@ -34,13 +37,18 @@ def store_tree(project: Project, kind: str, entries: list[FileEntry]) -> str:
 
 
 def snapshot(project: Project, path: Path, *, quiet: bool = False,
-             previous: Iterable[FileEntry] = ()) -> tuple[str, list[FileEntry]]:
+             previous: Iterable[FileEntry] = (),
+             source: str = "") -> tuple[str, list[FileEntry]]:
     """Chunk and store every file under ``path``; returns (kind, entries).
 
     ``previous``: the entries of the version this one follows (small files that did not
-    change keep their place in its packs).
+    change keep their place in its packs). ``source``: the project path of ``path``; each
+    file's project path must be text both databases store (checked before anything is
+    written).
     """
     kind, files = collect(path)
+    for _, rel in files:  # the stat cache keeps project paths: String(1000), valid text
+        check_text(f"{source}/{rel}" if kind == "folder" else source or rel, "path", MAX_PATH)
     total = sum(p.stat().st_size for p, _ in files)
     with progress(total, f"Hashing {path.name}", unit="bytes", quiet=quiet) as bar:
         # Data follows the store's durability setting: by default both survive a crash of

@@ -6,14 +6,19 @@ import contextlib
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from mloop.core.disk import writing
 from mloop.core.hashing import CHUNK, hash_bytes, new_hasher
 from mloop.errors import ObjectNotFoundError
 from mloop.objects.base import check_digest, corrupt, object_relpath
 
 _TMP = "tmp"
+QUARANTINE = "quarantine"  # corrupt blobs moved aside by `mloop fsck --repair`
+# blobs being written: `<root>/tmp/*.tmp` and `<root>/ab/<rest>.<pid>.<tid>.tmp`
+TEMP_SUFFIX = ".tmp"
 
 
 class LocalObjectStore:
@@ -37,7 +42,7 @@ class LocalObjectStore:
     def put_bytes(self, data: bytes) -> str:
         digest = hash_bytes(data)
         if not self.path(digest).exists():
-            with self._temp() as (fd, tmp):
+            with writing(self.url), self._temp() as (fd, tmp):
                 _write_all(fd, data)
                 self._commit(fd, tmp, digest)
         return digest
@@ -58,17 +63,23 @@ class LocalObjectStore:
         if folder.name not in self._made:
             folder.mkdir(exist_ok=True)
             self._made.add(folder.name)
-        tmp = f"{final}.{os.getpid()}.{threading.get_ident()}.tmp"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
-        except FileNotFoundError:  # the folder was removed behind our back
-            folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
-        try:
-            _write_all(fd, data)
-        finally:
-            os.close(fd)
-        os.replace(tmp, final)
+        tmp = f"{final}.{os.getpid()}.{threading.get_ident()}{TEMP_SUFFIX}"
+        with writing(self.url):
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
+            except FileNotFoundError:  # the folder was removed behind our back
+                folder.mkdir(parents=True, exist_ok=True)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
+            try:
+                try:
+                    _write_all(fd, data)
+                finally:
+                    os.close(fd)
+                os.replace(tmp, final)
+            except BaseException:  # a full disk, an interrupt: leave no half-written file
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
         with self._unsynced_lock:
             self._unsynced.append(final)
         return True
@@ -101,7 +112,7 @@ class LocalObjectStore:
     def put_file(self, path: str | Path) -> str:
         # One pass: hash while copying into a temp file, then rename it into place.
         hasher = new_hasher()
-        with open(path, "rb") as src, self._temp() as (fd, tmp):
+        with open(path, "rb") as src, writing(self.url), self._temp() as (fd, tmp):
             while chunk := src.read(CHUNK):
                 hasher.update(chunk)
                 _write_all(fd, chunk)
@@ -120,7 +131,11 @@ class LocalObjectStore:
     def get_file(self, digest: str, dest: str | Path) -> None:
         src = self.path(check_digest(digest))
         dest = Path(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        with writing(str(dest.parent)):
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            self._copy_out(src, digest, dest)
+
+    def _copy_out(self, src: Path, digest: str, dest: Path) -> None:
         hasher = new_hasher()
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
         try:
@@ -162,6 +177,49 @@ class LocalObjectStore:
     def delete(self, digest: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path(check_digest(digest)).unlink()
+
+    def temp_files(self) -> Iterator[tuple[str, os.stat_result]]:
+        """(path, stat) of every temporary file: a write in progress, or one a killed
+        process or a full disk left behind."""
+        for folder in (self.root / _TMP, *self._prefix_folders()):
+            with contextlib.suppress(FileNotFoundError), os.scandir(folder) as it:
+                for entry in it:
+                    if entry.name.endswith(TEMP_SUFFIX):
+                        with contextlib.suppress(FileNotFoundError):
+                            yield entry.path, entry.stat(follow_symlinks=False)
+
+    def remove_stale_temp(self, older_than: float) -> tuple[int, int]:
+        """Delete temporary files not modified for ``older_than`` seconds; (files, bytes).
+
+        A live writer keeps its file's mtime fresh (it writes a blob within seconds), so
+        age alone tells an abandoned file from one being written, also when several
+        hosts share the folder and process ids mean nothing.
+        """
+        cutoff = time.time() - older_than
+        removed = freed = 0
+        for path, st in list(self.temp_files()):
+            if st.st_mtime < cutoff:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                    removed += 1
+                    freed += st.st_size
+        return removed, freed
+
+    def quarantine(self, digest: str) -> Path | None:
+        """Move a (corrupt) blob aside to ``<root>/quarantine/`` so a good copy can take its
+        place; returns where it went (``None`` when there was no blob)."""
+        src = self.path(check_digest(digest))
+        folder = self.root / QUARANTINE
+        folder.mkdir(exist_ok=True)
+        dest = folder / f"{digest}.{time.time_ns()}"
+        try:
+            os.replace(src, dest)
+        except FileNotFoundError:
+            return None
+        return dest
+
+    def _prefix_folders(self) -> list[Path]:
+        return sorted(p for p in self.root.iterdir() if len(p.name) == 2 and p.is_dir())
 
     def iter_digests(self) -> Iterator[str]:
         for folder in sorted(self.root.iterdir()):

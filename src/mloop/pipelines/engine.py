@@ -39,6 +39,8 @@ from mloop.pipelines.values import ValueRef
 
 if TYPE_CHECKING:
     from mloop.pipelines.dag import Edge, Pipeline
+    from mloop.pipelines.history import RunRecords
+    from mloop.pipelines.processes import StepProcesses
     from mloop.project import Project
 
 EXECUTORS = ("local", "dask")
@@ -198,68 +200,6 @@ def cache_key(project: Project, s: Step, params: dict[str, Any],
     return hash_bytes(json.dumps(parts, sort_keys=True, default=str).encode())
 
 
-# -- the store -----------------------------------------------------------------------------------
-
-class _Records:
-    """The pipeline's rows, written through plain SQL (the no-op path stays light)."""
-
-    def __init__(self, project: Project, run: PipelineRun, executor: str,
-                 params: Mapping[str, Any], inputs: Mapping[str, ValueRef]) -> None:
-        from mloop.store.lite import lite
-
-        self.db = lite(project)
-        self.run = run
-        with self.db.write() as q:
-            q.all("INSERT INTO pipeline_runs (id, pipeline, status, executor, params, inputs, "
-                  "trigger, started_at) VALUES (:id, :p, 'running', :ex, :params, :inputs, "
-                  ":trigger, :t)",
-                  {"id": run.id, "p": run.pipeline, "ex": executor,
-                   "params": json.dumps(dict(params), default=str),
-                   "inputs": json.dumps({k: v.to_dict() for k, v in inputs.items()}),
-                   "trigger": run.trigger, "t": run.started_at})
-
-    def cached(self, key: str) -> dict[str, ValueRef] | None:
-        with self.db.read() as q:
-            rows = q.all("SELECT outputs, run_id FROM pipeline_cache WHERE key = :k", {"k": key})
-        if not rows:
-            return None
-        return {k: ValueRef.from_dict(v) for k, v in json.loads(rows[0]["outputs"]).items()}
-
-    def cached_run(self, key: str) -> str | None:
-        with self.db.read() as q:
-            rows = q.all("SELECT run_id FROM pipeline_cache WHERE key = :k", {"k": key})
-        return rows[0]["run_id"] if rows else None
-
-    def step(self, r: StepResult, *, cache: bool = False) -> None:
-        outputs = json.dumps({k: v.to_dict() for k, v in r.outputs.items()})
-        with self.db.write() as q:
-            q.all("INSERT INTO pipeline_steps (pipeline_run_id, step, status, cache_key, "
-                  "attempts, run_id, seconds, error, log, outputs, started_at, finished_at) "
-                  "VALUES (:run, :step, :status, :key, :attempts, :rid, :s, :err, :log, :out, "
-                  ":t, :t) ON CONFLICT (pipeline_run_id, step) DO UPDATE SET "
-                  "status = excluded.status, cache_key = excluded.cache_key, attempts = "
-                  "excluded.attempts, run_id = excluded.run_id, seconds = excluded.seconds, "
-                  "error = excluded.error, log = excluded.log, outputs = excluded.outputs, "
-                  "finished_at = excluded.finished_at",
-                  {"run": self.run.id, "step": r.name, "status": r.status, "key": r.key,
-                   "attempts": r.attempts, "rid": r.run_id, "s": r.seconds, "err": r.error,
-                   "log": r.log, "out": outputs, "t": now_ms()})
-            if cache and r.key:
-                q.all("INSERT INTO pipeline_cache (key, pipeline, step, outputs, run_id, "
-                      "created_at) VALUES (:k, :p, :s, :o, :r, :t) ON CONFLICT (key) DO UPDATE "
-                      "SET outputs = excluded.outputs, run_id = excluded.run_id, "
-                      "created_at = excluded.created_at",
-                      {"k": r.key, "p": self.run.pipeline, "s": r.name, "o": outputs,
-                       "r": r.run_id, "t": now_ms()})
-
-    def finish(self) -> None:
-        with self.db.write() as q:
-            q.all("UPDATE pipeline_runs SET status = :s, run_id = :r, error = :e, "
-                  "finished_at = :t WHERE id = :id",
-                  {"s": self.run.status, "r": self.run.run_id, "e": self.run.error,
-                   "t": self.run.finished_at, "id": self.run.id})
-
-
 # -- running -------------------------------------------------------------------------------------
 
 class _Tracking:
@@ -270,6 +210,13 @@ class _Tracking:
         self.run = run
         self.lock = threading.Lock()
         self.parent: Any = None
+
+    @property
+    def heartbeat(self) -> Any:
+        """The process's heartbeat (it keeps the pipeline run and the parent run alive)."""
+        from mloop.tracking.fluent import tracker_for
+
+        return tracker_for(self.project).heartbeat
 
     def child(self, step: str, params: dict[str, Any]) -> str:
         from mloop import lineage
@@ -297,8 +244,10 @@ class _Tracking:
         if self.parent is None:
             return
         from mloop.tracking import records
+        from mloop.tracking.fluent import tracker_for
         from mloop.tracking.model import RunStatus
 
+        tracker_for(self.project).disown(self.parent.id)  # before the end is written
         store = self.project.store
         with store.write() as conn:
             records.set_status(store, conn, self.parent.id,
@@ -324,32 +273,37 @@ def run_pipeline(project: Project, pipeline: Pipeline, *, inputs: Mapping[str, A
                                        if from_step else set())
     given = _resolve_inputs(project, pipeline, inputs)
     from mloop.pipelines.executors import open_executor
+    from mloop.pipelines.history import RunRecords
+    from mloop.pipelines.processes import StepProcesses
 
     lock = _lock(project, pipeline.name)
+    procs = StepProcesses()
     try:
-        runner = open_executor(executor, scheduler, project)
+        runner = open_executor(executor, scheduler, project, procs)
         run = PipelineRun(new_id(), pipeline.name, "running", {n: StepResult(n) for n in order},
                           started_at=now_ms(), trigger=trigger)
-        records = _Records(project, run, executor, params or {}, given)
+        records = RunRecords(project, run, executor, params or {}, given)
         tracking = _Tracking(project, run)
+        beating = tracking.heartbeat.add(records.beat)
         say = (lambda _m: None) if quiet else _echo
         stopped: BaseException | None = None
         try:
             _loop(_Context(project, pipeline, run, _Plan(edges, external, plan_params, given,
                                                          forced), runner, records, tracking,
-                           say))
+                           say, procs))
         except BaseException as exc:  # Ctrl-C, or a failure of the engine itself
             stopped = exc
             raise
         finally:
             runner.close()
+            tracking.heartbeat.remove(beating)  # before the outcome is written
             _finish(run, records, tracking, stopped)
     finally:
         lock.close()
     return run
 
 
-def _finish(run: PipelineRun, records: _Records, tracking: _Tracking,
+def _finish(run: PipelineRun, records: RunRecords, tracking: _Tracking,
             stopped: BaseException | None) -> None:
     """The run's outcome: failed when a step failed or did not get to finish."""
     run.finished_at = now_ms()
@@ -362,11 +316,13 @@ def _finish(run: PipelineRun, records: _Records, tracking: _Tracking,
         s.status, s.error = "not_run", f"the run was {why}"
         with contextlib.suppress(Exception):
             records.step(s)
-    run.status = "failed" if failed or unfinished else "succeeded"
-    run.error = (f"step {failed[0].name} failed: {_headline(failed[0].error)}" if failed
-                 else f"the run was {why}" if unfinished else None)
+    run.status = "failed" if failed or unfinished or stopped else "succeeded"
+    run.error = (f"the run was {why}" if stopped or (unfinished and not failed) else
+                 f"step {failed[0].name} failed: {_headline(failed[0].error)}" if failed
+                 else None)
     with contextlib.suppress(Exception):
         tracking.end(run.status)
+    with contextlib.suppress(Exception):
         records.finish()
 
 
@@ -409,9 +365,10 @@ class _Context:
     run: PipelineRun
     plan: _Plan
     runner: Any
-    records: _Records
+    records: RunRecords
     tracking: _Tracking
     say: Any
+    procs: StepProcesses
 
 
 def _headline(text: str | None) -> str:
@@ -429,62 +386,72 @@ def _echo(message: str) -> None:
 
 
 def _loop(ctx: _Context) -> None:
-    project, pipeline, run, plan = ctx.project, ctx.pipeline, ctx.run, ctx.plan
-    records, say = ctx.records, ctx.say
-    upstream = {n: [e for e in plan.edges if e.dst == n] for n in run.steps}
+    run = ctx.run
+    upstream = {n: [e for e in ctx.plan.edges if e.dst == n] for n in run.steps}
     pending = list(run.steps)
     running: dict[Future[StepResult], str] = {}
     with ThreadPoolExecutor(max_workers=max(1, ctx.runner.slots)) as pool:
-        while pending or running:
-            for name in list(pending):
-                deps = upstream[name]
-                states = [run.steps[e.src].status for e in deps]
-                if any(s in ("failed", "not_run") for s in states):
-                    run.steps[name].status = "not_run"
-                    run.steps[name].error = "an upstream step failed"
-                    records.step(run.steps[name])
-                    pending.remove(name)
-                    say(f"  - {name}: not run (upstream failed)")
-                    continue
-                if not all(s in ("ran", "cached") for s in states):
-                    continue
+        try:
+            _schedule(ctx, upstream, pending, running, pool)
+        except BaseException:  # Ctrl-C, an engine failure: end the steps, then the pool
+            ctx.procs.stop()
+            raise
+
+
+def _schedule(ctx: _Context, upstream: dict[str, list[Edge]], pending: list[str],
+              running: dict[Future[StepResult], str], pool: ThreadPoolExecutor) -> None:
+    project, pipeline, run, plan = ctx.project, ctx.pipeline, ctx.run, ctx.plan
+    records, say = ctx.records, ctx.say
+    while pending or running:
+        for name in list(pending):
+            deps = upstream[name]
+            states = [run.steps[e.src].status for e in deps]
+            if any(s in ("failed", "not_run") for s in states):
+                run.steps[name].status = "not_run"
+                run.steps[name].error = "an upstream step failed"
+                records.step(run.steps[name])
                 pending.remove(name)
-                s = pipeline.steps[name]
-                ins = {e.input: run.steps[e.src].outputs[e.output] for e in deps}
-                ins.update({k: plan.given[v] for k, v in plan.external.get(name, {}).items()})
-                result = run.steps[name]
-                try:
-                    result.key = cache_key(project, s, plan.params[name], ins)
-                    restored = s.cache and name not in plan.forced and _restore(
-                        project, s, result, records)
-                except MloopError as exc:  # e.g. a stage's dependency is missing
-                    result.status, result.error = "failed", exc.message
-                    records.step(result)
-                    say(f"  ✗ {name}: {exc.message}")
-                    continue
-                if restored:
-                    records.step(result)
-                    say(f"  ✓ {name}: cached")
-                    continue
-                running[pool.submit(_execute, ctx, s, result, ins)] = name
-            if not running:
+                say(f"  - {name}: not run (upstream failed)")
                 continue
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                name = running.pop(future)
-                result = future.result()
-                records.step(result, cache=result.status == "ran" and
-                             pipeline.steps[name].cache)
-                _edges(project, run, upstream[name], result, plan)
-                if result.status == "ran":
-                    say(f"  ✓ {name}: ran in {result.seconds:.1f} s"
-                        + (f" ({result.attempts} attempts)" if result.attempts > 1 else ""))
-                else:
-                    say(f"  ✗ {name}: failed after {result.attempts} attempt(s): "
-                        f"{_headline(result.error)}")
+            if not all(s in ("ran", "cached") for s in states):
+                continue
+            pending.remove(name)
+            s = pipeline.steps[name]
+            ins = {e.input: run.steps[e.src].outputs[e.output] for e in deps}
+            ins.update({k: plan.given[v] for k, v in plan.external.get(name, {}).items()})
+            result = run.steps[name]
+            try:
+                result.key = cache_key(project, s, plan.params[name], ins)
+                restored = s.cache and name not in plan.forced and _restore(
+                    project, s, result, records)
+            except MloopError as exc:  # e.g. a stage's dependency is missing
+                result.status, result.error = "failed", exc.message
+                records.step(result)
+                say(f"  ✗ {name}: {exc.message}")
+                continue
+            if restored:
+                records.step(result)
+                say(f"  ✓ {name}: cached")
+                continue
+            running[pool.submit(_execute, ctx, s, result, ins)] = name
+        if not running:
+            continue
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in done:
+            name = running.pop(future)
+            result = future.result()
+            records.step(result, cache=result.status == "ran" and
+                         pipeline.steps[name].cache)
+            _edges(project, run, upstream[name], result, plan)
+            if result.status == "ran":
+                say(f"  ✓ {name}: ran in {result.seconds:.1f} s"
+                    + (f" ({result.attempts} attempts)" if result.attempts > 1 else ""))
+            else:
+                say(f"  ✗ {name}: failed after {result.attempts} attempt(s): "
+                    f"{_headline(result.error)}")
 
 
-def _restore(project: Project, s: Step, result: StepResult, records: _Records) -> bool:
+def _restore(project: Project, s: Step, result: StepResult, records: RunRecords) -> bool:
     from mloop.pipelines import values
 
     assert result.key is not None
@@ -535,7 +502,7 @@ def _execute(ctx: _Context, s: Step, result: StepResult, ins: dict[str, ValueRef
             if s.kind == "shell":
                 from mloop.pipelines.stages import run_shell
 
-                result.outputs = {s.outputs[0]: run_shell(project, s, log_path)}
+                result.outputs = {s.outputs[0]: run_shell(project, s, log_path, ctx.procs)}
             else:
                 run_id = ctx.tracking.child(s.name, params)
                 result.run_id = run_id
@@ -547,9 +514,11 @@ def _execute(ctx: _Context, s: Step, result: StepResult, ins: dict[str, ValueRef
             result.status = "failed"
             result.error = redact(getattr(exc, "details", None) or "".join(
                 traceback.format_exception_only(type(exc), exc)).strip())
-            if attempt < s.retries:
+            if attempt < s.retries and not ctx.procs.stopped:
                 time.sleep(s.retry_delay * (2 ** attempt))
     result.seconds = time.perf_counter() - start
+    if result.status == "failed" and ctx.procs.stopped:
+        result.error = "stopped with the pipeline run (interrupted, or the engine failed)"
     if result.status == "failed" and result.run_id:
         _close_run(project, result.run_id)
     if log_path.is_file() and log_path.stat().st_size:

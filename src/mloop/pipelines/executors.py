@@ -6,7 +6,8 @@ engine runs up to ``slots`` steps at once.
 
 * ``local``: each step in its own ``python -m mloop.pipelines.task`` process, its stdout
   and stderr in the step's log; as many at once as the machine has cores. A process
-  killed (SIGKILL, the OOM killer) fails its step with the signal named.
+  killed (SIGKILL, the OOM killer) fails its step with the signal named. Steps run
+  under a guard (:mod:`.processes`): they die with the engine, however it ends.
 * ``dask``: the task is submitted to a Dask scheduler (``tcp://host:8786``) or, with no
   address, to a local cluster started for the run (one single-threaded worker per
   core). Workers need the project folder at the same path (or the object store on
@@ -21,11 +22,11 @@ import pickle
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mloop.errors import ConfigError
+from mloop.pipelines.processes import StepProcesses, clean_stale_folders, step_folder
 from mloop.pipelines.values import ValueRef
 
 if TYPE_CHECKING:
@@ -59,10 +60,13 @@ def _cpus() -> int:
 
 
 class LocalExecutor:
-    """Each step in a fresh Python process; logs to the step's file."""
+    """Each step in a fresh Python process (guarded: it dies with the engine); logs to
+    the step's file. Step folders that a killed engine left are removed on start."""
 
-    def __init__(self, slots: int | None = None) -> None:
+    def __init__(self, slots: int | None = None, procs: StepProcesses | None = None) -> None:
         self.slots = slots or _cpus()
+        self.procs = procs or StepProcesses()
+        clean_stale_folders()
 
     def run(self, task: dict[str, Any]) -> dict[str, ValueRef]:
         import json
@@ -70,24 +74,24 @@ class LocalExecutor:
         from mloop.pipelines.engine import StepError
 
         log_path = Path(task["log"])
-        with tempfile.TemporaryDirectory(prefix="mloop-step-") as tmp:
+        with step_folder() as tmp:
             task_file, result_file = Path(tmp) / "task.pkl", Path(tmp) / "result.json"
             task_file.write_bytes(pickle.dumps(task))
             env = dict(os.environ)
             paths = [task["root"], *[p for p in sys.path if p]]
             env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
             with open(log_path, "ab") as log:
-                proc = subprocess.run(
+                code = self.procs.run(
                     [sys.executable, "-m", "mloop.pipelines.task", str(task_file),
                      str(result_file)], cwd=task["root"], env=env, stdout=log,
-                    stderr=subprocess.STDOUT, check=False)
+                    stderr=subprocess.STDOUT)
             if result_file.is_file():
                 return _outputs(json.loads(result_file.read_text()))
-        if proc.returncode < 0:
-            name = signal.Signals(-proc.returncode).name
-            raise StepError(f"the step's process was killed by signal {-proc.returncode} "
+        if code < 0:
+            name = signal.Signals(-code).name
+            raise StepError(f"the step's process was killed by signal {-code} "
                             f"({name}); see its log")
-        raise StepError(f"the step's process exited with status {proc.returncode} without a "
+        raise StepError(f"the step's process exited with status {code} without a "
                         f"result; see its log {log_path}")
 
     def close(self) -> None:
@@ -132,10 +136,11 @@ class DaskExecutor:
             self._cluster.close()
 
 
-def open_executor(name: str, scheduler: str | None, project: Project) -> Executor:
-    """The executor ``name`` (``local`` or ``dask``)."""
+def open_executor(name: str, scheduler: str | None, project: Project,
+                  procs: StepProcesses | None = None) -> Executor:
+    """The executor ``name`` (``local`` or ``dask``); local steps run under ``procs``."""
     if name == "dask":
         return DaskExecutor(scheduler)
     if scheduler:
         raise ConfigError("--scheduler is for --executor dask.")
-    return LocalExecutor()
+    return LocalExecutor(procs=procs)

@@ -44,6 +44,7 @@ from mloop.core.paths import safe_join, safe_relpath
 from mloop.core.settings import PROJECT_DIR
 from mloop.errors import ConfigError, InvalidInputError, StepFailedError
 from mloop.pipelines.dag import Pipeline
+from mloop.pipelines.processes import StepProcesses
 from mloop.pipelines.step import Step
 from mloop.pipelines.values import ValueRef
 
@@ -330,7 +331,8 @@ def shell_key(project: Project, step: Step) -> dict[str, Any]:
             "outs": list(meta["outs"])}
 
 
-def run_shell(project: Project, step: Step, log_path: Path) -> ValueRef:
+def run_shell(project: Project, step: Step, log_path: Path,
+              procs: StepProcesses | None = None) -> ValueRef:
     """Run the stage's cmd in the project root (output to ``log_path``) and store its outs.
 
     The outs are deleted first, so a stale file never passes for a new one. A non-zero
@@ -343,11 +345,12 @@ def run_shell(project: Project, step: Step, log_path: Path) -> ValueRef:
         _remove(_inside(root, out))
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:  # a retry adds to the log of the attempts before
-        done = subprocess.run(meta["cmd"], shell=True, cwd=root, stdout=log,
-                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False)
-    if done.returncode != 0:
-        how = (f"was killed by signal {-done.returncode}" if done.returncode < 0
-               else f"exited with status {done.returncode}")
+        code = (procs or StepProcesses()).run(  # guarded: it dies with the engine
+            meta["cmd"], cwd=root, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL)
+    if code != 0:
+        how = (f"was killed by signal {-code}" if code < 0
+               else f"exited with status {code}")
         raise StepFailed(f"Stage {step.name!r} failed: `{meta['cmd']}` {how}. The last lines "
                          f"of its log ({log_path}):\n{_tail(log_path)}")
     missing = [out for out in meta["outs"] if not (root / out).exists()]

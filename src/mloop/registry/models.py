@@ -27,6 +27,7 @@ from mloop.core.hashing import hash_bytes, hash_file
 from mloop.core.ids import new_id, short_id
 from mloop.core.paths import safe_relpath
 from mloop.core.process import current_user
+from mloop.core.text import MAX_VALUE, check_optional, check_text
 from mloop.core.uris import ModelURI, RunURI, check_name, parse_uri
 from mloop.errors import (
     ConflictError,
@@ -208,6 +209,7 @@ def register_model(project: Project, source: str, name: str, *,
                    description: str | None = None) -> ModelVersion:
     """A new version of model ``name`` from a logged model (``runs:/<run>/<path>``)."""
     check_name(name, "model name")
+    check_optional(description, "model description")
     parsed = parse_uri(source)
     if not isinstance(parsed, RunURI) or not parsed.path:
         raise InvalidURIError(f"{source!r}: register a logged model, e.g. runs:/<run_id>/model.")
@@ -349,6 +351,7 @@ def transition(project: Project, ref: str, status: str, message: str | None = No
     """Approve or archive a version; recorded with who, when and why."""
     if status not in STATUSES:
         raise InvalidInputError(f"Unknown status {status!r}; use one of {', '.join(STATUSES)}.")
+    check_optional(message, "message")
     target = get_version(project, ref)
     with project.store.write() as conn:
         model_id = _model_id(conn, target.name)
@@ -362,20 +365,22 @@ def transition(project: Project, ref: str, status: str, message: str | None = No
 def set_tag(project: Project, ref: str, key: str, value: str) -> ModelVersion:
     """Set tag ``key`` on a version (replacing its value)."""
     check_name(key, "tag key")
+    value = check_text(str(value), f"value of tag {key!r}", MAX_VALUE)
     target = get_version(project, ref)
     store = project.store
     with store.write() as conn:
         model_id = _model_id(conn, target.name)
         stmt = store.insert(model_tags).values(model_id=model_id, version=target.version,
-                                               key=key, value=str(value))
+                                               key=key, value=value)
         conn.execute(stmt.on_conflict_do_update(index_elements=["model_id", "version", "key"],
-                                                set_={"value": str(value)}))
+                                                set_={"value": value}))
     return get_version(project, target.uri)
 
 
 def delete_version(project: Project, ref: str, message: str | None = None) -> ModelVersion:
     """Remove a version from the registry (its run artifacts stay); refused while an
     alias points at it."""
+    check_optional(message, "message")
     target = get_version(project, ref)
     if target.aliases:
         raise ConflictError(f"{target.uri} is aliased as {', '.join(target.aliases)}; move "

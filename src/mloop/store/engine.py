@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from mloop.core.redact import redact
 from mloop.errors import ConfigError, SchemaError
-from mloop.store import migrate
+from mloop.store import failures, migrate
 
 _WRITE = "mloop_write"
 
@@ -49,9 +49,20 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A write transaction, committed on exit and rolled back on an exception."""
-        with self._writer.begin() as conn:
-            yield conn
+        """A write transaction, committed on exit and rolled back on an exception.
+
+        A full disk (SQLITE_FULL, PostgreSQL's disk_full, ENOSPC) is raised as
+        :class:`~mloop.errors.DiskFullError`, the one line the CLI prints; every other
+        failure is the database's own.
+        """
+        try:
+            with self._writer.begin() as conn:
+                yield conn
+        except (DBAPIError, OSError) as exc:
+            if failures.is_disk_full(exc):
+                raise failures.disk_full(exc, f"the metadata store {redact(self.url)}"
+                                         ) from exc
+            raise
 
     def insert(self, table: Any) -> Any:
         """The dialect's INSERT, which has ``on_conflict_do_nothing/do_update``."""

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mloop.store.failures import disk_full, is_disk_full
 from mloop.store.revisions import HEAD
 
 if TYPE_CHECKING:
@@ -113,10 +114,13 @@ class LiteSQL:
             conn.execute("BEGIN IMMEDIATE")  # as the Store: wait for the write lock up front
             try:
                 yield _SqliteQuery(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error | OSError) and is_disk_full(exc):
+                    raise disk_full(exc, f"the metadata store {self._project.root}") from exc
                 raise
-            conn.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:

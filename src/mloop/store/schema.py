@@ -56,6 +56,15 @@ environments = Table(
     Column("created_at", BigInteger, nullable=False),
 )
 
+
+def _owner_columns() -> tuple[Column[object], ...]:
+    """Who runs a row's work, and when it last said it was alive (``mloop.core.owner``)."""
+    return (Column("owner_host", String(255)),
+            Column("owner_pid", BigInteger),
+            Column("owner_start", String(100)),  # a token of the process's start time
+            Column("heartbeat_at", BigInteger))
+
+
 runs = Table(
     "runs", metadata,
     Column("id", ID, primary_key=True),
@@ -74,8 +83,11 @@ runs = Table(
     Column("command", Text),
     Column("seed", BigInteger),
     Column("deleted_at", BigInteger),
+    *_owner_columns(),
     Index(None, "experiment_id", "start_time"),
     Index(None, "parent_id"),
+    Index("ix_runs_running", "status", sqlite_where=text("status = 'RUNNING'"),
+          postgresql_where=text("status = 'RUNNING'")),
 )
 
 # Small rows looked up by primary key: on SQLite these are WITHOUT ROWID tables, so a
@@ -324,7 +336,7 @@ pipeline_runs = Table(
     "pipeline_runs", metadata,
     Column("id", ID, primary_key=True),
     Column("pipeline", String(200), nullable=False, index=True),
-    Column("status", String(20), nullable=False),  # running | succeeded | failed
+    Column("status", String(20), nullable=False),  # running | succeeded | failed | killed
     Column("executor", String(20), nullable=False),
     Column("params", Text, nullable=False),  # JSON
     Column("inputs", Text, nullable=False),  # JSON
@@ -333,6 +345,9 @@ pipeline_runs = Table(
     Column("error", Text),
     Column("started_at", BigInteger, nullable=False),
     Column("finished_at", BigInteger),
+    *_owner_columns(),  # the engine's process
+    Index("ix_pipeline_runs_running", "status", sqlite_where=text("status = 'running'"),
+          postgresql_where=text("status = 'running'")),
 )
 
 # Each step of a pipeline run: ran, cached, failed or not run; its outputs (JSON refs).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import threading
@@ -14,13 +15,16 @@ import sqlalchemy.exc
 
 from mloop.core.clock import now_ms
 from mloop.core.ids import short_id
-from mloop.errors import InvalidMetricError, RunStateError
+from mloop.core.redact import get_logger
+from mloop.errors import InvalidMetricError, MloopError, RunStateError
 from mloop.tracking import artifacts as _artifacts
 from mloop.tracking import records
 from mloop.tracking.model import ArtifactInfo, Run, RunStatus
 
 if TYPE_CHECKING:
     from mloop.tracking.tracker import Tracker
+
+log = get_logger(__name__)
 
 
 class Terminated(SystemExit):
@@ -77,7 +81,13 @@ class ActiveRun:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.end(status_for(exc_type, exc))
+        try:
+            self.end(status_for(exc_type, exc))
+        except MloopError as err:
+            if exc is None:
+                raise
+            # The exception in flight says what went wrong (often the same full disk).
+            log.warning("mloop: while ending run %s: %s", short_id(self.id), err.message)
 
     @property
     def ended(self) -> bool:
@@ -98,12 +108,10 @@ class ActiveRun:
         v = _metric_value(key, value)
         if key not in self._next_step:
             records.check_key(key, "metric")
-        if step is None:
-            step = self._next_step.get(key, 0)
-        elif not isinstance(step, int) or isinstance(step, bool):
-            step = _int_step(key, step)
+        step = self._next_step.get(key, 0) if step is None else _int_step(key, step)
         self._next_step[key] = step + 1
-        self._writer.add((self.id, key, step, timestamp or now_ms(), v))
+        ts = now_ms() if timestamp is None else _int_step(key, timestamp, "Timestamp")
+        self._writer.add((self.id, key, step, ts, v))
 
     def log_metrics(self, values: Mapping[str, Any], step: int | None = None) -> None:
         """Log several metrics at the same step and time."""
@@ -154,7 +162,7 @@ class ActiveRun:
     def set_tags(self, values: Mapping[str, Any]) -> None:
         """Set several tags in one transaction."""
         self._check_open()
-        clean = {records.check_key(k, "tag"): str(v) for k, v in values.items()}
+        clean = records.stringify_tags(values)
         if clean:
             store = self.tracker.project.store
             with store.write() as conn:
@@ -210,9 +218,18 @@ class ActiveRun:
             if self.status is not RunStatus.RUNNING:
                 return
             self.status = final
+        self.tracker.disown(self.id)  # before the end is written: no beat may undo it
+        store = self.tracker.project.store
         try:
-            store = self.tracker.project.store
             self._writer.flush(then=lambda conn: records.set_status(store, conn, self.id, final))
+        except MloopError:
+            # The points could not be written (a full disk, the database gone): record
+            # the end on its own, FAILED since not all it logged is stored; the error
+            # raised says what was not written (the points stay in memory).
+            ended = RunStatus.FAILED if final is RunStatus.FINISHED else final
+            with contextlib.suppress(Exception), store.write() as conn:
+                records.set_status(store, conn, self.id, ended)
+            raise
         finally:
             self.tracker.forget(self)
 
@@ -226,7 +243,12 @@ class ActiveRun:
         return records.get_run(self.tracker.project, self.id)
 
 
-def _int_step(key: str, step: Any) -> int:
-    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
-        raise InvalidMetricError(f"Step of metric {key!r} must be an integer, got {step!r}.")
+_INT64 = 2**63  # steps and timestamps are BIGINT columns
+
+
+def _int_step(key: str, step: Any, what: str = "Step") -> int:
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or \
+            not -_INT64 <= int(step) < _INT64:
+        raise InvalidMetricError(f"{what} of metric {key!r} must be an integer that fits in "
+                                 f"64 bits, got {step!r}.")
     return int(step)

@@ -107,4 +107,5 @@ def _at_exit() -> None:
         try:
             tracker.writer.close()
         except Exception as exc:
-            print(redact(f"mloop: could not flush metrics: {exc}"), file=sys.stderr)
+            print(redact(f"mloop: {tracker.writer.pending()} metric point(s) could not be "
+                         f"written: {exc}"), file=sys.stderr)

@@ -6,10 +6,13 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, select, update
+import sqlalchemy.exc
+from sqlalchemy import Connection, and_, bindparam, select, update
 
 from mloop.core.clock import now_ms
-from mloop.errors import InvalidInputError, ParamConflictError, RunNotFoundError
+from mloop.core.owner import Owner, is_dead
+from mloop.core.text import MAX_KEY, MAX_VALUE, check_text, text_problem
+from mloop.errors import InvalidInputError, MloopError, ParamConflictError, RunNotFoundError
 from mloop.project import Project
 from mloop.store import Store
 from mloop.store.schema import (
@@ -27,21 +30,19 @@ from mloop.tracking.model import ArtifactInfo, Environment, Run, RunStatus
 if TYPE_CHECKING:
     import pandas as pd
 
-MAX_KEY = 250
-MAX_PARAM = 8000
-
 
 def resolve_run_id(project: Project, run_id: str) -> str:
     """The full id of a run given its id, or a unique prefix or suffix of >= 6 hex digits.
 
     Short ids shown by the CLI are suffixes (see :func:`mloop.core.ids.short_id`).
     """
-    run_id = run_id.strip().lower()
+    run_id = run_id.strip().lower() if isinstance(run_id, str) else ""
+    hexadecimal = all(c in "0123456789abcdef" for c in run_id)
     with project.store.read() as conn:
-        if len(run_id) == 32:
+        if len(run_id) == 32 and hexadecimal:
             if conn.execute(select(runs.c.id).where(runs.c.id == run_id)).first():
                 return run_id
-        elif len(run_id) >= 6 and all(c in "0123456789abcdef" for c in run_id):
+        elif len(run_id) >= 6 and hexadecimal:
             for cond in (runs.c.id.startswith(run_id), runs.c.id.endswith(run_id)):
                 found = conn.execute(select(runs.c.id).where(cond).limit(2)).scalars().all()
                 if len(found) > 1:
@@ -55,6 +56,7 @@ def resolve_run_id(project: Project, run_id: str) -> str:
 def get_run(project: Project, run_id: str) -> Run:
     """A run with its params, latest metrics, tags and artifact list."""
     run_id = resolve_run_id(project, run_id)
+    reap_runs(project)
     with project.store.read() as conn:
         row = conn.execute(
             select(runs, experiments.c.name.label("experiment"))
@@ -109,12 +111,23 @@ def get_environment(project: Project, env_id: str) -> Environment | None:
 
 
 def check_key(key: str, what: str) -> str:
-    """Validate a param/metric/tag key: non-empty, at most 250 characters, no newlines."""
-    if not isinstance(key, str) or not key or len(key) > MAX_KEY or "\n" in key:
+    """Validate a param/metric/tag key: non-empty, at most 250 characters, one line, no
+    NUL, valid Unicode (what both databases store and give back unchanged)."""
+    return check_text(key, f"{what} name", MAX_KEY, newlines=False, empty=False)
+
+
+def check_value(key: str, value: Any, what: str) -> str:
+    """A param or tag value as stored: ``str(value)``, checked like a key but multi-line."""
+    text = value if isinstance(value, str) else str(value)
+    problem = text_problem(text, MAX_VALUE)
+    if problem is not None:
+        long = len(text) > MAX_VALUE
         raise InvalidInputError(
-            f"Invalid {what} name {key!r}: use a non-empty string of at most {MAX_KEY} "
-            "characters without newlines.")
-    return key
+            f"Invalid value of {what} {key!r}: {problem}. "
+            + ("Log long values as an artifact with log_text or log_dict." if long else
+               "Store valid UTF-8 text without NUL characters (encode binary data, e.g. "
+               "as hex or base64)."))
+    return text
 
 
 def _select_params(_store: Store) -> Any:
@@ -148,16 +161,15 @@ def raise_on_conflict(clashes: Mapping[str, tuple[str, str]]) -> None:
 
 
 def stringify_params(values: Mapping[str, Any]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in values.items():
-        check_key(key, "param")
-        text = value if isinstance(value, str) else str(value)
-        if len(text) > MAX_PARAM:
-            raise InvalidInputError(
-                f"Param {key!r} is {len(text)} characters long (max {MAX_PARAM}); "
-                "log long values as an artifact with log_text or log_dict.")
-        out[key] = text
-    return out
+    """Params as stored: checked keys, values as checked strings."""
+    return {check_key(key, "param"): check_value(key, value, "param")
+            for key, value in values.items()}
+
+
+def stringify_tags(values: Mapping[str, Any]) -> dict[str, str]:
+    """Tags as stored: checked keys, values as checked strings."""
+    return {check_key(key, "tag"): check_value(key, value, "tag")
+            for key, value in values.items()}
 
 
 def _tags_upsert(store: Store) -> Any:
@@ -183,6 +195,68 @@ def set_status(store: Store, conn: Connection, run_id: str, status: RunStatus,
     conn.execute(store.statement("runs.status", _status_update),
                  {"rid": run_id, "status": str(status),
                   "end_time": end_time if end_time is not None else now_ms()})
+
+
+# -- liveness: runs whose process died (see mloop.core.owner) ------------------------
+
+def owner_values(owner: Owner, now: int) -> dict[str, Any]:
+    """The owner columns of a run this process starts or resumes."""
+    return {"owner_host": owner.host, "owner_pid": owner.pid, "owner_start": owner.start,
+            "heartbeat_at": now}
+
+
+def _beat(_store: Store) -> Any:
+    mine = and_(runs.c.id.in_(bindparam("ids", expanding=True)),
+                runs.c.owner_host == bindparam("host"), runs.c.owner_pid == bindparam("pid"),
+                runs.c.status.in_([str(RunStatus.RUNNING), str(RunStatus.KILLED)]))
+    # KILLED too: a reader on another host that missed our beats (a stalled network, a
+    # suspended machine) may have marked the run; we are alive, so it runs again.
+    return update(runs).where(mine).values(heartbeat_at=bindparam("now"),
+                                           status=str(RunStatus.RUNNING), end_time=None)
+
+
+def beat_runs(store: Store, run_ids: Iterable[str], owner: Owner, now: int) -> None:
+    """Tell readers that this process still runs ``run_ids``."""
+    ids = list(run_ids)
+    if ids:
+        with store.write() as conn:
+            conn.execute(store.statement("runs.beat", _beat),
+                         {"ids": ids, "host": owner.host, "pid": owner.pid, "now": now})
+
+
+def reap_runs(project: Project) -> list[str]:
+    """Mark RUNNING runs whose owner died as KILLED; returns their ids.
+
+    Reads repair the stored status rather than only display another one, so that every
+    reader — filters (``attributes.status = 'RUNNING'``), sorts, counts, the REST API —
+    sees the same value. The write is a compare-and-set on the owner and heartbeat that
+    were judged, so a run resumed or beating meanwhile is left alone; ``end_time`` is
+    the last sign of life. A store that refuses the write (read-only) is read as is.
+    """
+    store = project.store
+    cols = (runs.c.id, runs.c.owner_host, runs.c.owner_pid, runs.c.owner_start,
+            runs.c.heartbeat_at, runs.c.start_time)
+    with store.read() as conn:
+        rows = conn.execute(store.statement("runs.running", lambda s: select(*cols).where(
+            runs.c.status == str(RunStatus.RUNNING)))).all()
+    now = now_ms()
+    dead = [r for r in rows if r.owner_pid is not None and is_dead(
+        Owner(r.owner_host, r.owner_pid, r.owner_start), r.heartbeat_at, now)]
+    if not dead:
+        return []
+    try:
+        with store.write() as conn:
+            for r in dead:
+                beat = (runs.c.heartbeat_at.is_(None) if r.heartbeat_at is None
+                        else runs.c.heartbeat_at == r.heartbeat_at)
+                conn.execute(update(runs).where(
+                    runs.c.id == r.id, runs.c.status == str(RunStatus.RUNNING),
+                    runs.c.owner_pid == r.owner_pid, beat,
+                ).values(status=str(RunStatus.KILLED),
+                         end_time=max(r.heartbeat_at or r.start_time, r.start_time)))
+    except (MloopError, sqlalchemy.exc.DBAPIError):  # e.g. a read-only store: shown as is
+        return []
+    return [r.id for r in dead]
 
 
 def set_deleted(project: Project, run_ids: Iterable[str], deleted: bool) -> list[str]:

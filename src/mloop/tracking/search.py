@@ -31,6 +31,7 @@ from sqlalchemy import (
     true,
 )
 
+from mloop.core.text import text_problem
 from mloop.errors import InvalidInputError
 from mloop.project import Project
 from mloop.store.schema import experiments, latest_metrics, params, runs, tags
@@ -43,8 +44,10 @@ from mloop.tracking.filter import (
     parse_filter,
     parse_order_by,
 )
+from mloop.tracking.records import reap_runs
 
 DEFAULT_MAX_RESULTS = 1000
+_MAX_FILTER = 1 << 20
 _KV = {"metrics": latest_metrics, "params": params, "tags": tags}
 BASE_COLUMNS = ["run_id", "experiment", "name", "status", "start_time", "end_time",
                 "parent_id", "user"]
@@ -218,6 +221,8 @@ def search_runs(project: Project, *, experiment: str | Sequence[str] | None = No
     fetches the next page. Columns: run_id, experiment, name, status, start_time,
     end_time (UTC datetimes), parent_id, user, then ``metrics.*``, ``params.*``, ``tags.*``.
     """
+    if filter is not None and (problem := text_problem(filter, _MAX_FILTER)) is not None:
+        raise InvalidInputError(f"Invalid filter: {problem}.")
     node = _parse_filter(filter)
     order = _parse_order((order_by,) if isinstance(order_by, str) else tuple(order_by or ()))
     exp_ids: tuple[str, ...] | None = None
@@ -229,6 +234,7 @@ def search_runs(project: Project, *, experiment: str | Sequence[str] | None = No
     offset = _offset(page_token)
     query = build_query(node, order, exp_ids, include_deleted)
     limit = _NO_LIMIT if max_results is None else max_results + 1
+    reap_runs(project)  # runs whose process died read KILLED, in filters too
     with project.store.read() as conn:
         rows = list(conn.execute(query, {"limit": limit, "offset": offset}).all())
         more = max_results is not None and len(rows) > max_results

@@ -12,6 +12,8 @@ from sqlalchemy import select, update
 
 from mloop.core.clock import now_ms
 from mloop.core.ids import new_id, short_id
+from mloop.core.owner import this_process
+from mloop.core.text import MAX_RUN_NAME, check_text
 from mloop.errors import RunStateError
 from mloop.project import Project
 from mloop.store.schema import environments, latest_metrics, params, runs
@@ -19,6 +21,7 @@ from mloop.tracking import environment as env
 from mloop.tracking import lifecycle, records
 from mloop.tracking.active import ActiveRun
 from mloop.tracking.experiments import DEFAULT_EXPERIMENT, get_or_create_experiment
+from mloop.tracking.heartbeat import Heartbeat
 from mloop.tracking.model import Experiment, RunStatus
 from mloop.tracking.seed import current_seed
 from mloop.tracking.writer import MetricWriter
@@ -42,6 +45,9 @@ class Tracker:
         s = project.settings
         self.writer = MetricWriter(project.store, flush_interval=s.flush_interval,
                                    batch_size=s.flush_batch_size)
+        self.heartbeat = Heartbeat(self.writer)
+        self._owned: set[str] = set()  # runs this process runs (beating), ended or not
+        self._beat_handle: int | None = None
         self._experiments: dict[str, Experiment] = {}
         self._capture_lock = threading.Lock()
         self._captured: dict[str, Any] | None = None
@@ -58,9 +64,11 @@ class Tracker:
             raise RunStateError(
                 f"Run {short_id(parent.id)} ({parent.name}) is still active. End it first, or "
                 "pass nested=True to start a child run inside it.")
-        extra = {records.check_key(k, "tag"): str(v) for k, v in (tags or {}).items()}
+        extra = records.stringify_tags(tags or {})
         if description:
-            extra["mloop.description"] = description
+            extra.update(records.stringify_tags({"mloop.description": description}))
+        if name is not None:
+            check_text(name, "run name", MAX_RUN_NAME, newlines=False, empty=False)
         if run_id is not None:
             run = self._resume(run_id)
             if extra:
@@ -91,7 +99,7 @@ class Tracker:
             "user": cap["user"], "environment_id": cap["env_id"], "command": cap["command"],
             "git_commit": cap["git"].commit, "git_branch": cap["git"].branch,
             "git_dirty": cap["git"].dirty, "git_diff": cap["diff_digest"],
-            "seed": current_seed(),
+            "seed": current_seed(), **records.owner_values(this_process(), now_ms()),
         }
         store = self.project.store
         with store.write() as conn:
@@ -102,17 +110,20 @@ class Tracker:
             if tags:  # in the same transaction: a run never exists without its tags
                 records.write_tags(store, conn, run_id, tags)
         cap["env_row"] = None  # stored; later runs only reference it
+        self.own(run_id)
         return ActiveRun(self, run_id, name, exp.name, parent_id)
 
     def _resume(self, run_id: str) -> ActiveRun:
         run = records.get_run(self.project, run_id)
         with self.project.store.write() as conn:
-            conn.execute(update(runs).where(runs.c.id == run.id)
-                         .values(status=str(RunStatus.RUNNING), end_time=None))
+            conn.execute(update(runs).where(runs.c.id == run.id).values(
+                status=str(RunStatus.RUNNING), end_time=None,
+                **records.owner_values(this_process(), now_ms())))
             steps = dict(conn.execute(select(latest_metrics.c.key, latest_metrics.c.step)
                                       .where(latest_metrics.c.run_id == run.id)).all())
             stored = dict(conn.execute(select(params.c.key, params.c.value)
                                        .where(params.c.run_id == run.id)).all())
+        self.own(run.id)
         active = ActiveRun(self, run.id, run.name, run.experiment, run.parent_id)
         active._next_step.update({k: s + 1 for k, s in steps.items()})
         active._params.update(stored)
@@ -137,7 +148,25 @@ class Tracker:
             return self._captured
 
     def forget(self, run: ActiveRun) -> None:
+        """The run is no longer this process's: off the active stack, no more beats."""
         lifecycle.remove(run)
+        self.disown(run.id)
+
+    def own(self, run_id: str) -> None:
+        """Beat for ``run_id`` until :meth:`disown` (it was created or resumed here)."""
+        with self.heartbeat.lock:
+            self._owned.add(run_id)
+            if self._beat_handle is None:
+                self._beat_handle = self.heartbeat.add(self._beat)
+
+    def disown(self, run_id: str) -> None:
+        """Stop beating for ``run_id``; call it before writing how the run ended, so no
+        late beat can mark the ended run RUNNING again."""
+        with self.heartbeat.lock:
+            self._owned.discard(run_id)
+
+    def _beat(self, now: int) -> None:
+        records.beat_runs(self.project.store, list(self._owned), this_process(), now)
 
     def close(self) -> None:
         """End this project's active runs and flush the metric buffer."""

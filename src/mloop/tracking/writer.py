@@ -21,21 +21,31 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, or_
-from sqlalchemy.exc import OperationalError
 
 from mloop.core.redact import get_logger
 from mloop.errors import MloopError
 from mloop.store import Store
+from mloop.store.failures import Failure, classify, store_error
 from mloop.store.schema import latest_metrics, metrics
 
 log = get_logger(__name__)
 
 Point = tuple[str, str, int, int, float | None]  # run_id, key, step, timestamp, value
-_RETRY_PAUSES = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+_RETRY_PAUSES = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)  # a transient failure: ~9 s in all
+_MAX_BACKOFF = 60.0  # the background thread's longest wait between failing attempts
+_WHERE = "the metadata store"
+_TICK_EVERY = 5.0  # with ticks registered (a heartbeat), wake at least this often
 
 
 class MetricWriter:
-    """One background writer per project and process."""
+    """One background writer per project and process.
+
+    Failures are told apart (:mod:`mloop.store.failures`): a transient one (a busy
+    database, a dropped connection) is retried with backoff and the points wait in
+    memory; values the database refuses are found by splitting the batch in halves,
+    and only those points are dropped, with a warning naming them; a full disk or any
+    other failure keeps the points and is raised in the logging thread at its next call.
+    """
 
     def __init__(self, store: Store, *, flush_interval: float = 0.5,
                  batch_size: int = 20_000) -> None:
@@ -43,7 +53,8 @@ class MetricWriter:
         self._interval = flush_interval
         self._batch_size = batch_size
         self._buf: list[Point] = []
-        self._error: BaseException | None = None
+        self._error: MloopError | None = None
+        self._ticks: list[Callable[[], None]] = []
         self._reset_threading()
         # A forked child (multiprocessing, data-loader workers) inherits the buffer but
         # not the thread: it gets fresh locks and starts its own writer on first use.
@@ -65,10 +76,12 @@ class MetricWriter:
         self._pid_lock = threading.Lock()
 
     def add(self, point: Point) -> None:
-        """Queue one point (never blocks on I/O)."""
+        """Queue one point (never blocks on I/O); raises a failure the thread kept."""
         with self._buf_lock:
             self._buf.append(point)
             n = len(self._buf)
+        if self._error is not None:
+            self.raise_if_failed()
         self._poke(n)
 
     def extend(self, points: list[Point]) -> None:
@@ -76,7 +89,16 @@ class MetricWriter:
         with self._buf_lock:
             self._buf.extend(points)
             n = len(self._buf)
+        if self._error is not None:
+            self.raise_if_failed()
         self._poke(n)
+
+    def on_tick(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` from the writer's thread after every wake-up (e.g. a heartbeat,
+        which decides itself whether it is due); starts the thread."""
+        self._ticks.append(fn)
+        if self._thread is None:
+            self._start()
 
     def _poke(self, queued: int) -> None:
         if self._thread is None:
@@ -84,16 +106,21 @@ class MetricWriter:
         if queued >= self._batch_size:
             self._wake.set()
 
+    def pending(self) -> int:
+        """How many points wait in memory."""
+        with self._buf_lock:
+            return len(self._buf)
+
     def flush(self, then: Callable[[Connection], Any] | None = None) -> None:
         """Write every queued point now; run ``then(conn)`` in the same transaction."""
+        self._error = None  # this attempt reports for itself
         self._write_pending(then)
-        self.raise_if_failed()
 
     def raise_if_failed(self) -> None:
+        """Raise (once) the failure the background thread kept, if any."""
         if self._error is not None:
             err, self._error = self._error, None
-            raise MloopError(f"Writing metrics to the store failed: {err}. The points are "
-                             "kept in memory; fix the cause and call mloop.flush().") from err
+            raise err
 
     def close(self) -> None:
         """Flush and stop the background thread."""
@@ -102,10 +129,12 @@ class MetricWriter:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=30)
-        self._write_pending(None)
-        with self._pid_lock:  # a later add() starts a fresh thread
-            self._thread = None
-            self._stop.clear()
+        try:
+            self._write_pending(None)
+        finally:
+            with self._pid_lock:  # a later add() starts a fresh thread
+                self._thread = None
+                self._stop.clear()
 
     # -- internals -------------------------------------------------------------------
 
@@ -117,14 +146,44 @@ class MetricWriter:
                 self._thread.start()
 
     def _loop(self) -> None:
+        wait, failing = self._interval, False
+        due = time.monotonic() + wait
         while not self._stop.is_set():
-            self._wake.wait(self._interval)
+            # Ticks (the heartbeat) wake the thread at least every few seconds; points
+            # are written only when the interval is up or a full batch asks for it.
+            poked = self._wake.wait(max(0.0, min(due - time.monotonic(), _TICK_EVERY)
+                                        if self._ticks else due - time.monotonic()))
             self._wake.clear()
+            self._tick()
+            if not poked and time.monotonic() < due:
+                continue
             try:
                 self._write_pending(None)
-            except Exception as exc:  # kept and re-raised in the user's thread
-                self._error = exc
-                log.warning("mloop: metric flush failed, will retry: %s", exc)
+            except MloopError as exc:
+                failing, wait = True, self._failed(exc, failing, wait)
+            else:
+                if failing:
+                    log.warning("mloop: writing metrics works again; nothing was lost")
+                failing, wait = False, self._interval
+            due = time.monotonic() + wait
+
+    def _tick(self) -> None:
+        for tick in list(self._ticks):
+            try:
+                tick()
+            except Exception as exc:  # a missed heartbeat is not worth a crash
+                log.debug("mloop: writer tick failed: %s", exc)
+
+    def _failed(self, exc: MloopError, failing: bool, wait: float) -> float:
+        """Keep a lasting failure for the user's thread, warn once; the next wait."""
+        kept = classify(exc) is not Failure.TRANSIENT
+        if kept:  # raised in the user's thread at its next call
+            self._error = exc
+        if not failing:
+            log.warning("mloop: writing metrics failed (%s); the points are kept in memory "
+                        "and %s", exc.message, "the next log call raises this error" if kept
+                        else "will be written when it can")
+        return min(_MAX_BACKOFF, max(self._interval, wait * 2, 0.5))
 
     def _write_pending(self, then: Callable[[Connection], Any] | None) -> None:
         with self._io_lock:
@@ -132,15 +191,55 @@ class MetricWriter:
                 batch, self._buf = self._buf, []
             if not batch and then is None:
                 return
+            left = _Left(batch)
             try:
-                self._write_with_retry(batch, then)
+                self._write(left, then)
             except BaseException:
-                with self._buf_lock:  # keep the points: nothing logged is dropped
-                    self._buf[:0] = batch
+                with self._buf_lock:  # keep what is not written: nothing logged is lost
+                    self._buf[:0] = left.points
                 raise
 
-    def _write_with_retry(self, batch: list[Point],
-                          then: Callable[[Connection], Any] | None) -> None:
+    def _write(self, left: _Left, then: Callable[[Connection], Any] | None) -> None:
+        """Write ``left.points`` and ``then`` (points the database refuses are dropped)."""
+        try:
+            self._attempt(left.points, then)
+            left.points = []
+            return
+        except _Refused:
+            if not left.points:  # `then` itself was refused: no point is to blame
+                raise
+        self._split(left)
+        if then is not None:
+            self._attempt([], then)
+
+    def _split(self, left: _Left) -> None:
+        """Bisect a refused batch: write the halves that pass, drop (with a warning) the
+        single points that do not; n points with k bad ones take ~2k·log2(n) transactions."""
+        dropped: list[tuple[Point, str]] = []
+        try:
+            self._bisect(left, dropped)
+        finally:
+            if dropped:
+                _warn_dropped(dropped)
+
+    def _bisect(self, left: _Left, dropped: list[tuple[Point, str]]) -> None:
+        todo = _halves(left.points)
+        while todo:
+            part = todo.pop()
+            try:
+                self._attempt(part, None)
+            except _Refused as exc:
+                if len(part) == 1:
+                    dropped.append((part[0], _reason(exc)))
+                else:
+                    todo += _halves(part)
+            except BaseException:
+                left.points = [p for chunk in (*todo, part) for p in chunk]
+                raise
+        left.points = []
+
+    def _attempt(self, batch: list[Point], then: Callable[[Connection], Any] | None) -> None:
+        """One transaction, retried while the failure is transient; raises MloopError."""
         for pause in (*_RETRY_PAUSES, None):
             try:
                 with self._store.write() as conn:
@@ -149,10 +248,48 @@ class MetricWriter:
                     if then is not None:
                         then(conn)
                 return
-            except OperationalError as exc:
-                if pause is None or "locked" not in str(exc).lower():
-                    raise
+            except Exception as exc:
+                kind = classify(exc)
+                if kind is Failure.REFUSED:
+                    raise _Refused(_reason(exc)) from exc
+                if pause is None or kind is not Failure.TRANSIENT:
+                    raise store_error(exc, _WHERE) from exc
                 time.sleep(pause)
+
+
+class _Refused(MloopError):
+    """The database refused a value of the batch (classified REFUSED)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+
+
+class _Left:
+    """The points of a batch not yet written (what goes back to the buffer on failure)."""
+
+    def __init__(self, points: list[Point]) -> None:
+        self.points = points
+
+
+def _halves(part: list[Point]) -> list[list[Point]]:
+    mid = len(part) // 2
+    return [half for half in (part[:mid], part[mid:]) if half]
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, _Refused):
+        return exc.message
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    return f"{type(orig).__name__}: {lines[0] if lines else ''}".strip()
+
+
+def _warn_dropped(dropped: list[tuple[Point, str]]) -> None:
+    shown = "; ".join(f"run {p[0][-12:]} key {p[1]!r} step {p[2]} ({why})"
+                      for p, why in dropped[:5])
+    more = f" and {len(dropped) - 5} more" if len(dropped) > 5 else ""
+    log.warning("mloop: the store refused %d metric point(s), which were dropped (the rest "
+                "of the batch was written): %s%s", len(dropped), shown, more)
 
 
 def _latest_upsert(store: Store) -> Any:
