@@ -13,7 +13,7 @@ from mloop.data import stats as _stats
 from mloop.data.catalog import get, list_datasets, project_relpath, read_tree
 from mloop.data.chunks import FileEntry
 from mloop.data.model import DatasetVersion, dumps
-from mloop.data.pointer import write_pointer
+from mloop.data.pointer import ignore_pattern, write_pointer
 from mloop.data.versions import insert_version, snapshot, store_tree
 from mloop.data.workspace import current_digests, remember_stats
 from mloop.errors import InvalidInputError, NotFoundError
@@ -38,6 +38,7 @@ def add(project: Project, path: str | Path, name: str | None = None,
     local = Path(path)
     if not local.exists():
         raise InvalidInputError(f"Cannot add {str(local)!r}: no such file or folder.")
+    ignore_pattern(local.name)  # a name .gitignore cannot hold is refused before any work
     source = project_relpath(project, local)
     name = check_name(name, "dataset name") if name else _tracked_name(project, source, local)
     try:
