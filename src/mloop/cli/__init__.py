@@ -78,10 +78,12 @@ DEBUG_ENV = "MLOOP_DEBUG"
 
 
 def _fail(message: str, code: int) -> None:
-    """One red line on stderr (secrets hidden), then exit with ``code``."""
+    """One red line on stderr (secrets hidden, control characters escaped), then exit
+    with ``code``."""
+    from mloop.core.printable import printable
     from mloop.core.redact import redact
 
-    click.secho(f"Error: {redact(message)}", fg="red", err=True)
+    click.secho(f"Error: {printable(redact(message))}", fg="red", err=True)
     sys.exit(code)
 
 
@@ -114,14 +116,38 @@ def _unexpected(exc: BaseException) -> None:
           "traceback, and please report it.", InternalError.exit_code)
 
 
+def _log_to_stderr() -> None:
+    """mloop's warnings (an alert opened, a batch dropped) on stderr as they would print
+    anyway, but with secrets hidden and control characters from user text escaped."""
+    import logging
+
+    from mloop.core.printable import printable
+    from mloop.core.redact import redact
+
+    class _Safe(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            try:  # the stderr of the moment (tests swap it), never one kept from before
+                sys.stderr.write(printable(redact(self.format(record))) + "\n")
+            except Exception:
+                self.handleError(record)
+
+    logger = logging.getLogger("mloop")
+    if not any(type(h).__name__ == "_Safe" for h in logger.handlers):
+        logger.addHandler(_Safe(logging.WARNING))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``mloop`` script. Exit codes: see :data:`mloop.errors.EXIT_CODES`."""
+    _log_to_stderr()
     try:
         cli.main(args=argv, prog_name="mloop", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
     except click.ClickException as exc:
+        from mloop.core.printable import printable
+
+        exc.message = printable(exc.message)  # type: ignore[misc]  # it quotes user input
         exc.show()
         sys.exit(exc.exit_code)
     except MloopError as exc:

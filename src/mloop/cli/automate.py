@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from mloop.cli.render import emit_json, json_option, table
+from mloop.cli.render import echo, emit_json, json_option, table
 
 
 @click.group()
@@ -45,14 +45,14 @@ def check_cmd(dry_run: bool, pipelines: tuple[str, ...], as_json: bool) -> None:
     if as_json:
         emit_json([o.to_dict() for o in outcomes])
     elif not outcomes:
-        click.echo("No pipelines are automated: describe them in .mloop/automation.yaml "
+        echo("No pipelines are automated: describe them in .mloop/automation.yaml "
                    "(see docs/automation.md).")
     for o in outcomes:
         if not as_json:
             _print_outcome(o, show_error=False)
     errors = [o for o in outcomes if o.error is not None]
     for o in errors:
-        click.secho(f"Error: {o.pipeline}: {o.error}", fg="red", err=True)
+        echo(f"Error: {o.pipeline}: {o.error}", fg="red", err=True)
     if errors:
         raise SystemExit(1)
 
@@ -63,17 +63,17 @@ def _print_outcome(o: Any, *, show_error: bool = True) -> None:
     head = f"{o.pipeline}: {o.status.replace('_', ' ')}"
     if o.events:
         head += f" ({o.trigger})"
-    click.echo(head)
+    echo(head)
     if o.decision is not None:
         if o.decision.pipeline_uri:
-            click.echo(f"  run: {o.decision.pipeline_uri}")
+            echo(f"  run: {o.decision.pipeline_uri}")
         for reason in o.decision.reasons:
-            click.echo(f"  - {reason}")
+            echo(f"  - {reason}")
     for note in o.notes:
         if note != o.error:
-            click.echo(f"  note: {note}")
+            echo(f"  note: {note}")
     if show_error and o.error is not None and o.decision is None:  # else among the reasons
-        click.echo(f"  error: {o.error}")
+        echo(f"  error: {o.error}")
 
 
 @automate.command("run")
@@ -100,9 +100,9 @@ def run_cmd(poll: str, as_json: bool) -> None:
 
     def on_signal(signum: int, _frame: Any) -> None:
         if stop.is_set():  # asked twice: leave now; the next check takes the lease over
-            click.echo("Abandoning the running pipeline.", err=True)
+            echo("Abandoning the running pipeline.", err=True)
             os._exit(130)
-        click.echo("Stopping (a running pipeline finishes first; again to abandon it)…",
+        echo("Stopping (a running pipeline finishes first; again to abandon it)…",
                    err=True)
         stop.set()
 
@@ -114,17 +114,17 @@ def run_cmd(poll: str, as_json: bool) -> None:
             if o.status == "idle" and not o.notes:
                 continue
             if as_json:
-                click.echo(_json_line(o.to_dict()))
+                echo(_json_line(o.to_dict()))
             else:
-                click.echo(f"{time.strftime('%H:%M:%S')} ", nl=False)
+                echo(f"{time.strftime('%H:%M:%S')} ", nl=False)
                 _print_outcome(o)
             sys.stdout.flush()
 
     if not as_json:
-        click.echo(f"Automating {project.root} (poll every {poll}; Ctrl-C stops)")
+        echo(f"Automating {project.root} (poll every {poll}; Ctrl-C stops)")
     run(poll=poll, stop=stop, on_outcomes=report, project=project)
     if not as_json:
-        click.echo("Stopped.")
+        echo("Stopped.")
 
 
 def _json_line(obj: Any) -> str:
@@ -158,7 +158,7 @@ def history_cmd(pipeline: str | None, decision: str | None, limit: int, as_json:
             _short(d.reasons[0] if d.reasons else ""))
            for d in found], empty="No decisions yet.")
     if found:
-        click.echo("Every reason: --json")
+        echo("Every reason: --json")
 
 
 def _short(text: str, width: int = 70) -> str:

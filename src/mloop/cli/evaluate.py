@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from mloop.cli.render import emit_json, fmt, json_option, table
+from mloop.cli.render import echo, emit_json, fmt, json_option, table
 
 _common = [
     click.argument("model"),
@@ -44,7 +44,7 @@ def _write(report: Any, output: Path | None) -> None:
         report.to_html(str(output))
     else:
         report.to_json(str(output))
-    click.echo(f"Wrote {output}", err=True)
+    echo(f"Wrote {output}", err=True)
 
 
 def _metrics_table(report: Any) -> None:
@@ -83,7 +83,7 @@ def test(model: str, data: str, target: str, sensitive: tuple[str, ...],
               [(c.status.upper(), c.name, c.value, c.threshold, c.explanation)
                for c in report.checks], title=f"{report.model}: suite {report.suite}")
         counts = report.counts
-        click.echo(f"{'PASSED' if report.passed else 'FAILED'}: {counts['pass']} passed, "
+        echo(f"{'PASSED' if report.passed else 'FAILED'}: {counts['pass']} passed, "
                    f"{counts['warn']} warnings, {counts['fail']} failed")
     sys.exit(0 if report.passed else 1)
 
@@ -128,5 +128,5 @@ def evaluate_cmd(model: str, data: str, target: str, sensitive: tuple[str, ...],
               [(g, int(v["rows"]), *(v.get(n) for n in names)) for g, v in groups.items()],
               title=f"By {column}")
     counts = report.counts
-    click.echo(f"Checks: {counts['pass']} passed, {counts['warn']} warnings, {counts['fail']} "
+    echo(f"Checks: {counts['pass']} passed, {counts['warn']} warnings, {counts['fail']} "
                "failed (see `mloop test` for the gate)")

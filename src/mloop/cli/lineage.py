@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 import click
 
-from mloop.cli.render import emit_json, json_option
+from mloop.cli.render import echo, emit_json, json_option
 
 
 @click.command()
@@ -41,10 +41,10 @@ def lineage(uri: str, depth: int, as_json: bool) -> None:
                    "from": [dict(asdict(e), hop=hop) for hop, e in upstream],
                    "to": [dict(asdict(e), hop=hop) for hop, e in downstream]})
         return
-    click.echo(uri)
+    echo(uri)
     for hop, e in upstream:
-        click.echo(f"{'  ' * hop}← {e.src}  ({e.relation} of {e.dst})")
+        echo(f"{'  ' * hop}← {e.src}  ({e.relation} of {e.dst})")
     for hop, e in downstream:
-        click.echo(f"{'  ' * hop}→ {e.dst}  ({e.relation} of {e.src})")
+        echo(f"{'  ' * hop}→ {e.dst}  ({e.relation} of {e.src})")
     if not upstream and not downstream:
-        click.echo("  (no lineage recorded yet)")
+        echo("  (no lineage recorded yet)")

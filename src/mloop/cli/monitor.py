@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from mloop.cli.render import emit_json, json_option, table
+from mloop.cli.render import echo, emit_json, json_option, table
 from mloop.core.clock import format_ms
 
 
@@ -91,11 +91,11 @@ def _print_drift(report: Any, output: str | None) -> None:
           title=f"{report.reference.get('name')} → {report.current.get('name')} "
                 f"({report.reference['rows']:,} vs {report.current['rows']:,} rows)")
     verdict = {True: "DRIFT", False: "no drift", None: "not decided (no column testable)"}
-    click.echo(f"Dataset: {verdict[report.dataset_drift]} — {len(report.drifted_columns)} of "
+    echo(f"Dataset: {verdict[report.dataset_drift]} — {len(report.drifted_columns)} of "
                f"{len(report.tested)} tested columns drifted ({report.share_drifted:.0%}; "
                f"threshold {report.drift_share:.0%}); {report.seconds:.2f} s")
     if output:
-        click.echo(f"Report written to {output}")
+        echo(f"Report written to {output}")
 
 
 @monitor.command("performance")
@@ -123,13 +123,13 @@ def performance_cmd(model: str, window: str, max_drop: float, min_labels: int,
         emit_json(report.to_dict())
         return
     if not report.versions:
-        click.echo(f"No predictions of {report.model} were logged in the last {window}.")
+        echo(f"No predictions of {report.model} were logged in the last {window}.")
         return
     for v in report.versions:
-        click.echo(f"{v.uri}: {v.predictions:,} predictions, {v.labelled:,} labelled "
+        echo(f"{v.uri}: {v.predictions:,} predictions, {v.labelled:,} labelled "
                    f"({v.task or 'task unknown'})")
         if v.note:
-            click.echo(f"  {v.note}")
+            echo(f"  {v.note}")
         rows = []
         for metric, value in sorted(v.metrics.items()):
             crit = v.criteria.get(metric, {})
@@ -181,7 +181,7 @@ def feedback_cmd(request_id: str | None, label: str | None, row: int | None,
     if as_json:
         emit_json({"stored": stored})
     else:
-        click.echo(f"Stored {stored:,} label(s).")
+        echo(f"Stored {stored:,} label(s).")
 
 
 @monitor.command("alerts")
@@ -200,12 +200,12 @@ def alerts_cmd(open_only: bool, model: str | None, limit: int, as_json: bool) ->
         emit_json([a.to_dict() for a in found])
         return
     if not found:
-        click.echo("No open alerts." if open_only else "No alerts.")
+        echo("No open alerts." if open_only else "No alerts.")
         return
     table(("id", "severity", "status", "rule", "model", "count", "last seen", "message"),
           [(a.id, a.severity, a.status, a.rule, a.subject.removeprefix("models:/"), a.count,
             format_ms(a.last_seen_at), _short(a.message)) for a in found])
-    click.echo("Full messages: --json; the lineage of one: mloop lineage alerts:/ID")
+    echo("Full messages: --json; the lineage of one: mloop lineage alerts:/ID")
 
 
 def _short(text: str, width: int = 60) -> str:
@@ -220,7 +220,7 @@ def resolve_cmd(alert_id: str) -> None:
     from mloop.project import current_project
 
     alert = resolve_alert(alert_id, project=current_project())
-    click.echo(f"{alert.id}: {alert.status}")
+    echo(f"{alert.id}: {alert.status}")
 
 
 @monitor.command("run")
@@ -253,7 +253,7 @@ def run_cmd(every: str | None, once: bool, as_json: bool) -> None:
             return
         stamp = time.strftime("%H:%M:%S")
         if not results:
-            click.echo(f"{stamp} no predictions logged in the window")
+            echo(f"{stamp} no predictions logged in the window")
         for r in results:
             share = r.signals.get("drift.share")
             drift = "-" if share is None else f"{share:.0%} drifted"
@@ -261,7 +261,7 @@ def run_cmd(every: str | None, once: bool, as_json: bool) -> None:
                 (r.performance.metrics if r.performance else {}).items())
                 if k in ("accuracy", "f1", "rmse", "mae"))
             fired = ", ".join(f"{a.rule}[{a.severity}]" for a in r.fired)
-            click.echo(f"{stamp} {r.subject}: {r.predictions:,} predictions; drift {drift}; "
+            echo(f"{stamp} {r.subject}: {r.predictions:,} predictions; drift {drift}; "
                        f"{metrics or 'no labels'}" + (f"; ALERTS {fired}" if fired else "")
                        + "".join(f"\n  note: {n}" for n in r.notes))
 
@@ -291,5 +291,5 @@ def prune_cmd(older_than: str | None, as_json: bool) -> None:
     if as_json:
         emit_json(asdict(result))
     else:
-        click.echo(f"Deleted {result.segments:,} prediction segments "
+        echo(f"Deleted {result.segments:,} prediction segments "
                    f"({result.bytes / 1e6:.1f} MB) and {result.feedback:,} feedback rows.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mloop.cli.render import emit_json, json_option, table
+from mloop.cli.render import echo, emit_json, json_option, table
 
 
 @click.group()
@@ -21,7 +21,7 @@ def add(name: str, url: str) -> None:
     from mloop.project import current_project
 
     r = add_remote(current_project(), name, url)
-    click.echo(f"Remote {r.name} → {r.to_dict()['url']}")
+    echo(f"Remote {r.name} → {r.to_dict()['url']}")
 
 
 @remote.command("list")
@@ -47,4 +47,4 @@ def remove(name: str) -> None:
     from mloop.project import current_project
 
     remove_remote(current_project(), name)
-    click.echo(f"Removed remote {name}.")
+    echo(f"Removed remote {name}.")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from mloop.cli.render import echo
+
 
 @click.command()
 @click.argument("models", nargs=-1, required=True)
@@ -51,6 +53,6 @@ def serve(models: tuple[str, ...], host: str, port: int, workers: int, max_batch
                          max_batch_delay_ms=max_batch_delay_ms, max_queue=max_queue,
                          max_body_bytes=int(max_body_mb * (1 << 20)), engine=engine,
                          log_predictions=not no_log, monitor_every=every)
-    click.echo(f"Serving {', '.join(models)} on http://{host}:{port} (Ctrl-C to stop)",
+    echo(f"Serving {', '.join(models)} on http://{host}:{port} (Ctrl-C to stop)",
                err=True)
     run(config, host=host, port=port, workers=workers)

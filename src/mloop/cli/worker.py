@@ -7,7 +7,7 @@ import threading
 
 import click
 
-from mloop.cli.render import emit_json, json_option, table
+from mloop.cli.render import echo, emit_json, json_option, table
 
 _broker = click.option("--broker", default="sqlite", show_default=True,
                        help="sqlite (the project's queue), sqlite:///path/queue.db or "
@@ -47,7 +47,7 @@ def worker(model: str, broker: str, concurrency: int, visibility: float, max_att
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     runner = Worker(project, model, queue, concurrency=concurrency, follow=follow,
                     log_predictions=not no_log)
-    click.echo(f"Worker for {model} on {broker} ({concurrency} threads; Ctrl-C to stop)",
+    echo(f"Worker for {model} on {broker} ({concurrency} threads; Ctrl-C to stop)",
                err=True)
     try:
         runner.run(stop)
@@ -55,7 +55,7 @@ def worker(model: str, broker: str, concurrency: int, visibility: float, max_att
         stop.set()
     finally:
         queue.close()
-    click.echo(f"Answered {runner.processed:,} jobs ({runner.failed:,} failures).", err=True)
+    echo(f"Answered {runner.processed:,} jobs ({runner.failed:,} failures).", err=True)
 
 
 @click.group()
