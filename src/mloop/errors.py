@@ -117,10 +117,16 @@ class FilterSyntaxError(InvalidInputError):
     code = "invalid_filter"
 
     def __init__(self, message: str, text: str, position: int) -> None:
+        from mloop.core.printable import printable
+
         self.text = text
         self.position = position
-        caret = " " * position + "^"
-        super().__init__(f"{message} (at position {position})\n  {text}\n  {caret}")
+        # a window of the filter around the mistake, on one line, with a caret under it
+        start, end = max(0, position - 40), min(len(text), position + 40)
+        before = ("…" if start else "") + printable(text[start:position], one_line=True)
+        after = printable(text[position:end], one_line=True) + ("…" if end < len(text) else "")
+        caret = " " * len(before) + "^"
+        super().__init__(f"{message} (at position {position})\n  {before}{after}\n  {caret}")
 
 
 class ConflictError(MloopError):
