@@ -53,7 +53,7 @@ def _or_terms(n: int) -> str:
 def test_limits_are_filter_syntax_errors(text, says):
     with pytest.raises(FilterSyntaxError, match=says) as info:
         parse_filter(text)
-    first, excerpt, caret = str(info.value).splitlines()
+    _message, excerpt, caret = str(info.value).splitlines()
     assert len(excerpt) <= 90 and caret.strip() == "^"  # a window, not the whole filter
 
 
