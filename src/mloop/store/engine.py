@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from mloop.core.settings import redact_uri
-from mloop.errors import ConfigError, SchemaError
+from mloop.errors import ConfigError, SchemaError, ServiceUnavailableError
 from mloop.store import migrate
 
 _WRITE = "mloop_write"
@@ -85,13 +85,48 @@ def _create_engine(url: str, synchronous: str, busy_timeout_ms: int) -> Engine:
         if url.startswith("sqlite"):
             return _sqlite_engine(url, synchronous, busy_timeout_ms)
         if url.startswith("postgresql"):
-            return create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8)
+            engine = create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8)
+            event.listen(engine, "handle_error", _connection_errors(url))
+            return engine
     except (ArgumentError, NoSuchModuleError) as exc:
         raise ConfigError(f"Cannot open the metadata store {redact_uri(url)}: {exc}") from exc
     raise ConfigError(
         f"Unsupported metadata store {redact_uri(url)}: use sqlite:///path/to/mloop.db or "
         "postgresql+psycopg://user@host:5432/db (pip install 'mloop[postgres]')."
     )
+
+
+# What the server says when it was reached but refuses the URI's role, password, database
+# or options: the URI is wrong (exit 2), where waiting will not help.
+_REFUSED_BY_SERVER = ("does not exist", "password authentication failed",
+                      "no password supplied", "not permitted to log in", "authentication",
+                      "invalid sslmode", "invalid connection option", "invalid integer value",
+                      "pg_hba.conf")
+
+
+def _connection_errors(url: str) -> Callable[[Any], None]:
+    """A ``handle_error`` hook: a PostgreSQL server that cannot be reached (refused, no
+    such host, timed out, gone mid-session) is a ServiceUnavailableError (exit 69); one
+    that refuses the URI's role, password or database a ConfigError (exit 2). Both name
+    the store with its password hidden, in one line instead of a driver traceback."""
+    shown = redact_uri(url)
+
+    def hook(ctx: Any) -> None:
+        if getattr(ctx, "is_pre_ping", False):
+            return  # the pool handles a stale connection itself by reconnecting
+        connecting = ctx.connection is None
+        if not (connecting or ctx.is_disconnect):
+            return  # a statement's own error (constraint, data): the caller handles it
+        detail = " ".join(str(ctx.original_exception).split())
+        if connecting and any(s in detail for s in _REFUSED_BY_SERVER):
+            raise ConfigError(f"The metadata store {shown} refused the connection: "
+                              f"{detail}. Fix the role, password or database in the store "
+                              "URI (MLOOP_STORE_URI or [store] uri).") from ctx.original_exception
+        raise ServiceUnavailableError(
+            f"The metadata store {shown} cannot be reached: {detail}. Check that the server "
+            "runs and the host and port are right, then try again.") from ctx.original_exception
+
+    return hook
 
 
 def _sqlite_engine(url: str, synchronous: str, busy_timeout_ms: int) -> Engine:
