@@ -249,3 +249,14 @@ def test_progress_description_is_not_markup(monkeypatch, capsys):
         bar.advance(2)
     err = capsys.readouterr().err
     assert "[bold]WIP[/bold]" in err and "\\x1b[31mred" in err
+
+
+def test_install_hints_keep_their_brackets(capsys):
+    """`(pip install 'mloop[onnx]')` once printed as `'mloop'`: [onnx] read as a tag."""
+    from mloop.cli.render import kv_section, table
+
+    hint = "no (skl2onnx is not installed (pip install 'mloop[onnx]'))"
+    kv_section("models:/m/1", {"onnx": hint})
+    table(["a"], [], empty=f"nothing [bold]yet[/bold]: {hint}")
+    out = capsys.readouterr().out
+    assert out.count("pip install 'mloop[onnx]'") == 2 and "[bold]yet[/bold]" in out
