@@ -9,6 +9,7 @@ mean one thing each (documented in the README, pinned by a test)::
     2  bad input or usage            7  unsafe model refused
     3  not found                     69 a service, port or disk unavailable
     4  conflict                      70 internal error (a bug: please report it)
+                                     130 interrupted (Ctrl-C)
 
 The tree::
 
@@ -211,6 +212,7 @@ EXIT_CODES: dict[int, str] = {
     7: "an unsafe model was refused",
     69: "a service, port or disk is unavailable",
     70: "internal error (a bug; please report it)",
+    130: "interrupted (Ctrl-C)",
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from typing import NoReturn
 
 import click
 
@@ -77,7 +78,7 @@ def cli(quiet: bool) -> None:
 DEBUG_ENV = "MLOOP_DEBUG"
 
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: int) -> NoReturn:
     """One red line on stderr (secrets hidden, control characters escaped), then exit
     with ``code``."""
     from mloop.core.printable import printable
@@ -87,7 +88,7 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-def _unexpected(exc: BaseException) -> None:
+def _unexpected(exc: BaseException) -> NoReturn:
     """An exception mloop did not raise on purpose: one line, exit 70 (69 for a full disk
     or a port in use). MLOOP_DEBUG=1 prints the traceback as well."""
     import errno
@@ -140,7 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``mloop`` script. Exit codes: see :data:`mloop.errors.EXIT_CODES`."""
     _log_to_stderr()
     try:
-        cli.main(args=argv, prog_name="mloop", standalone_mode=False)
+        # without standalone mode, a ctx.exit(code) comes back as the return value
+        code = cli.main(args=argv, prog_name="mloop", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
@@ -157,4 +159,4 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except Exception as exc:
         _unexpected(exc)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) and not isinstance(code, bool) else 0)

@@ -33,12 +33,15 @@ def check_cmd(dry_run: bool, pipelines: tuple[str, ...], as_json: bool) -> None:
 
     Exit status: 0 when every pipeline got a decision (promoted, rejected, succeeded,
     failed — a pipeline run that failed is a decision —, blocked, skipped_cooldown) or
-    had nothing to do; 1 when the automation itself erred for any pipeline (a configured
-    pipeline that cannot be found, an exception while checking or acting), the errors on
-    stderr and the other pipelines still checked; 2 for a broken automation.yaml; 3 for
-    a --pipeline it does not have.
+    had nothing to do. When the automation itself erred for a pipeline, the errors go
+    to stderr, the other pipelines are still checked, and the exit status is the first
+    error's: 3 for a configured pipeline that cannot be found, 69 for a service that
+    cannot be reached, 70 for an unexpected exception. 2 for a broken automation.yaml;
+    3 for a --pipeline it does not have.
     """
     from mloop.automation import check
+    from mloop.core.redact import redact
+    from mloop.errors import MloopError
     from mloop.project import current_project
 
     outcomes = check(current_project(), dry_run=dry_run, pipelines=list(pipelines) or None)
@@ -52,9 +55,9 @@ def check_cmd(dry_run: bool, pipelines: tuple[str, ...], as_json: bool) -> None:
             _print_outcome(o, show_error=False)
     errors = [o for o in outcomes if o.error is not None]
     for o in errors:
-        echo(f"Error: {o.pipeline}: {o.error}", fg="red", err=True)
+        echo(f"Error: {o.pipeline}: {redact(o.error or '')}", fg="red", err=True)
     if errors:
-        raise SystemExit(1)
+        raise SystemExit(errors[0].error_code or MloopError.exit_code)
 
 
 def _print_outcome(o: Any, *, show_error: bool = True) -> None:
