@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import mloop
-from mloop.data.pointer import MAX_VERSION, ignore_in_git, ignore_pattern, read_pointer
+from mloop.core.uris import MAX_VERSION
+from mloop.data.pointer import ignore_in_git, ignore_pattern, read_pointer
 from mloop.errors import InvalidInputError
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")

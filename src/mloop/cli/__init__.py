@@ -109,6 +109,13 @@ def _unexpected(exc: BaseException) -> NoReturn:
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
         _fail(f"{exc.strerror}: another process listens on that address; choose another "
               "--port or stop it.", ServiceUnavailableError.exit_code)
+    if isinstance(exc, OSError) and exc.filename is not None and exc.errno in (
+            errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM,
+            errno.ENAMETOOLONG, errno.ELOOP, errno.EROFS):
+        # a path that cannot be read or written (often one the user gave): not a bug
+        where = exc.filename if exc.filename2 is None else f"{exc.filename} → {exc.filename2}"
+        _fail(f"{exc.strerror}: {where}. Check the path and its permissions.",
+              ServiceUnavailableError.exit_code if exc.errno == errno.EROFS else 2)
     if isinstance(exc, RecursionError):
         _fail("The input is nested too deeply to process; simplify it.", 2)
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

@@ -141,7 +141,7 @@ def _json_line(obj: Any) -> str:
 @click.option("--decision", type=click.Choice(["running", "promoted", "rejected", "succeeded",
                                                "failed", "blocked", "skipped_cooldown"]),
               help="Only decisions of this kind.")
-@click.option("-n", "--limit", type=int, default=20, show_default=True,
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=20, show_default=True,
               help="At most this many decisions.")
 @json_option
 def history_cmd(pipeline: str | None, decision: str | None, limit: int, as_json: bool) -> None:

@@ -35,6 +35,11 @@ def lineage(uri: str, depth: int, as_json: bool) -> None:
         from mloop.registry.models import get_version
 
         uri = get_version(project, uri).uri
+    elif uri.split(":/", 1)[0] not in ("alerts", "pipelines", "deployments"):
+        from mloop.errors import InvalidURIError
+
+        raise InvalidURIError(f"{uri!r} is not something lineage records: give data:/NAME@V, "
+                              "runs:/ID, models:/NAME/V, alerts:/ID or pipelines:/NAME/ID.")
     upstream, downstream = graph.trace(project, uri, depth)
     if as_json:
         emit_json({"uri": uri,

@@ -187,7 +187,7 @@ def feedback_cmd(request_id: str | None, label: str | None, row: int | None,
 @monitor.command("alerts")
 @click.option("--open", "open_only", is_flag=True, help="Only alerts still open.")
 @click.option("--model", help="Only this model (a name or models:/name/version).")
-@click.option("-n", "--limit", type=int, default=50, show_default=True,
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=50, show_default=True,
               help="At most this many alerts.")
 @json_option
 def alerts_cmd(open_only: bool, model: str | None, limit: int, as_json: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -38,6 +39,11 @@ def add(project: Project, path: str | Path, name: str | None = None,
     local = Path(path)
     if not local.exists():
         raise InvalidInputError(f"Cannot add {str(local)!r}: no such file or folder.")
+    if local.name in ("", ".", ".."):  # "data/.." names a folder by where it leads
+        local = Path(os.path.abspath(local))
+    if local.resolve() == project.root.resolve():
+        raise InvalidInputError("Cannot add the project folder itself: add a file or a "
+                                "folder inside it (e.g. `mloop data add data/`).")
     ignore_pattern(local.name)  # a name .gitignore cannot hold is refused before any work
     source = project_relpath(project, local)
     name = check_name(name, "dataset name") if name else _tracked_name(project, source, local)

@@ -11,12 +11,11 @@ import unicodedata
 from pathlib import Path
 
 from mloop.core.printable import printable
+from mloop.core.uris import MAX_VERSION
 from mloop.data.model import DatasetVersion
 from mloop.errors import InvalidInputError
 
 SUFFIX = ".mloop"
-#: the largest version number a pointer may name (a signed 64-bit database integer)
-MAX_VERSION = 2**63 - 1
 # characters that mean something in a .gitignore pattern, escaped with a backslash
 _GITIGNORE_SPECIAL = frozenset("*?[]!#\\")
 

@@ -21,6 +21,10 @@ def open_object_store(url: str) -> ObjectStore:
     if "://" not in url:
         return LocalObjectStore(url)
     if url.startswith("file://"):
+        if not url[len("file://"):]:  # not "here": blobs would land in the working folder
+            from mloop.errors import InvalidURIError
+
+            raise InvalidURIError("file:// needs a folder, e.g. file:///srv/mloop-store.")
         return LocalObjectStore(url[len("file://"):])
     from mloop.objects.remote import FsspecObjectStore  # fsspec loads only when needed
 

@@ -14,7 +14,13 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from mloop.core.settings import redact_uri
-from mloop.errors import ConfigError, SchemaError, ServiceUnavailableError
+from mloop.errors import (
+    ConfigError,
+    IntegrityError,
+    MloopError,
+    SchemaError,
+    ServiceUnavailableError,
+)
 from mloop.store import migrate
 
 _WRITE = "mloop_write"
@@ -129,6 +135,25 @@ def _connection_errors(url: str) -> Callable[[Any], None]:
     return hook
 
 
+# SQLite's words for a file that is not (or no longer) a sound database
+_DAMAGED = ("file is not a database", "database disk image is malformed")
+
+
+def _sqlite_failure(path: str, exc: BaseException) -> MloopError:
+    """What a failure to open or read the SQLite file means: a damaged file (exit 5), a
+    file or disk that cannot be used (exit 69), or WAL mode unavailable (exit 6)."""
+    text = str(exc)
+    if any(s in text for s in _DAMAGED):
+        return IntegrityError(f"The metadata store {path} is damaged ({text}). Restore "
+                              ".mloop/mloop.db from a backup or a copy; the data objects "
+                              "are not in it and stay intact.")
+    if any(s in text for s in ("readonly", "read-only", "unable to open", "disk I/O")):
+        return ServiceUnavailableError(f"The metadata store {path} cannot be used ({text}): "
+                                       "check that its folder is writable and the disk is "
+                                       "available.")
+    return SchemaError(f"Cannot switch {path} to WAL mode: {text}")
+
+
 def _sqlite_engine(url: str, synchronous: str, busy_timeout_ms: int) -> Engine:
     path = url.split(":///", 1)[1] if ":///" in url else ""
     if path and path != ":memory:":
@@ -168,7 +193,7 @@ def _sqlite_engine(url: str, synchronous: str, busy_timeout_ms: int) -> Engine:
                 if "locked" in str(exc) and time.monotonic() < deadline:
                     time.sleep(0.01)
                     continue
-                raise SchemaError(f"Cannot switch {path} to WAL mode: {exc}") from exc
+                raise _sqlite_failure(path, exc) from exc
         cur.execute(f"PRAGMA synchronous={synchronous.upper()}")
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cur.execute("PRAGMA foreign_keys=ON")
@@ -178,6 +203,11 @@ def _sqlite_engine(url: str, synchronous: str, busy_timeout_ms: int) -> Engine:
         cur.execute("PRAGMA mmap_size=268435456")
         cur.execute("PRAGMA cache_size=-65536")
         cur.close()
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(ctx: Any) -> None:
+        if any(s in str(ctx.original_exception) for s in _DAMAGED):
+            raise _sqlite_failure(path, ctx.original_exception) from ctx.original_exception
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
