@@ -45,6 +45,12 @@ CASES = [
     (["monitor", "alerts", "-n", "-1"], 2, "-1"),
     (["automate", "history", "-n", "0"], 2, "0"),
     (["lineage", "bogus:/x"], 2, "not something lineage records"),
+    (["batch", "predict", "m/1", "-i", "t.csv", "-k", "x", "--blocksize", "0"], 2,
+     "not a size"),
+    (["runs", "list", "-n", "9" * 20], 0, ""),  # as many as there are
+    (["evaluate", "m/1", "-d", "t.csv", "-t", "y", "--cv", "2", "--seeds", "1000000"], 2,
+     "1000000"),  # would run for days
+    (["monitor", "performance", "m", "--min-labels", "-3"], 2, "-3"),
     (["jobs", "dead", "--broker", "redis://127.0.0.1:1/0"], 69, "Cannot reach the Redis"),
     (["worker", "m/1", "--broker", "redis://127.0.0.1:1/0"], 69, "Cannot reach the Redis"),
 ]

@@ -23,8 +23,9 @@ _common = [
                  "models:/churn@champion."),
     click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
                  help="Also write the report: .html for a page, anything else for JSON."),
-    click.option("--resamples", type=click.IntRange(min=0), default=200, show_default=True,
-                 help="Bootstrap resamples for the metric intervals (0: none)."),
+    click.option("--resamples", type=click.IntRange(0, 100_000), default=200,
+                 show_default=True, help="Bootstrap resamples for the metric intervals "
+                 "(0: none)."),
     click.option("--no-record", is_flag=True,
                  help="Do not store the report with the model version."),
     json_option,
@@ -92,7 +93,7 @@ def test(model: str, data: str, target: str, sensitive: tuple[str, ...],
 @_options
 @click.option("--cv", type=click.IntRange(min=2), help="Also cross-validate with this many "
               "folds (refits the model).")
-@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--seeds", type=click.IntRange(1, 100), default=1, show_default=True,
               help="Repeat the cross-validation over this many shuffles (mean and std).")
 @click.option("--split", type=click.Choice(["auto", "stratified", "kfold", "group",
                                            "timeseries"]),

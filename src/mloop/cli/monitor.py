@@ -101,10 +101,10 @@ def _print_drift(report: Any, output: str | None) -> None:
 @monitor.command("performance")
 @click.argument("model")
 @click.option("--window", default="1h", show_default=True, help="How far back (e.g. 1h, 7d).")
-@click.option("--max-drop", type=float, default=0.05, show_default=True,
+@click.option("--max-drop", type=click.FloatRange(min=0), default=0.05, show_default=True,
               help="How much worse than evaluated a metric may get (absolute for scores, "
               "relative for errors).")
-@click.option("--min-labels", type=int, default=30, show_default=True,
+@click.option("--min-labels", type=click.IntRange(min=1), default=30, show_default=True,
               help="Labelled rows needed before a drop counts.")
 @json_option
 def performance_cmd(model: str, window: str, max_drop: float, min_labels: int,

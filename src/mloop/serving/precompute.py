@@ -45,6 +45,14 @@ def _read(source: str, key: str, blocksize: str) -> Any:
     if not glob.glob(paths):
         raise InvalidInputError(f"No input at {source!r}; give a CSV or Parquet file, folder "
                                 "or glob.")
+    from dask.utils import parse_bytes
+
+    try:
+        if parse_bytes(blocksize) < 1:
+            raise ValueError("it must be at least 1 byte")
+    except (ValueError, TypeError) as exc:
+        raise InvalidInputError(f"--blocksize {blocksize!r} is not a size such as 64MB "
+                                f"({exc}).") from None
     try:
         if suffix == ".csv":
             frame = dd.read_csv(paths, blocksize=blocksize)
