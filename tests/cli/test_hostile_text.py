@@ -260,3 +260,22 @@ def test_install_hints_keep_their_brackets(capsys):
     table(["a"], [], empty=f"nothing [bold]yet[/bold]: {hint}")
     out = capsys.readouterr().out
     assert out.count("pip install 'mloop[onnx]'") == 2 and "[bold]yet[/bold]" in out
+
+
+def test_log_warnings_are_escaped_and_redacted(capsys):
+    """mloop's warnings (an alert opened with its message) reach stderr escaped."""
+    import logging
+
+    from mloop.cli import _log_to_stderr
+
+    logger = logging.getLogger("mloop")
+    before = list(logger.handlers)
+    try:
+        _log_to_stderr()
+        _log_to_stderr()  # once only
+        logging.getLogger("mloop.monitoring").warning("alert %s: %s", H, "password=hunter2")
+    finally:  # the CLI installs it for its process; this test's process goes on
+        logger.handlers[:] = before
+    err = capsys.readouterr().err
+    assert err.count("alert ") == 1 and ONE in err
+    assert "\x1b" not in err and "hunter2" not in err
