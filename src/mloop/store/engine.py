@@ -154,6 +154,17 @@ def _sqlite_failure(path: str, exc: BaseException) -> MloopError:
     return SchemaError(f"Cannot switch {path} to WAL mode: {text}")
 
 
+def _damaged_file(path: str) -> Callable[[Any], None]:
+    """A ``handle_error`` hook: SQLite finding the file damaged mid-statement is an
+    IntegrityError (exit 5); every other error stays as it is (the writer retries
+    "database is locked" itself)."""
+    def hook(ctx: Any) -> None:
+        if any(s in str(ctx.original_exception) for s in _DAMAGED):
+            raise _sqlite_failure(path, ctx.original_exception) from ctx.original_exception
+
+    return hook
+
+
 def _sqlite_engine(url: str, synchronous: str, busy_timeout_ms: int) -> Engine:
     path = url.split(":///", 1)[1] if ":///" in url else ""
     if path and path != ":memory:":
@@ -204,10 +215,7 @@ def _sqlite_engine(url: str, synchronous: str, busy_timeout_ms: int) -> Engine:
         cur.execute("PRAGMA cache_size=-65536")
         cur.close()
 
-    @event.listens_for(engine, "handle_error")
-    def _on_error(ctx: Any) -> None:
-        if any(s in str(ctx.original_exception) for s in _DAMAGED):
-            raise _sqlite_failure(path, ctx.original_exception) from ctx.original_exception
+    event.listen(engine, "handle_error", _damaged_file(path))
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
