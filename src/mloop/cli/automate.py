@@ -49,7 +49,7 @@ def check_cmd(dry_run: bool, pipelines: tuple[str, ...], as_json: bool) -> None:
         emit_json([o.to_dict() for o in outcomes])
     elif not outcomes:
         echo("No pipelines are automated: describe them in .mloop/automation.yaml "
-                   "(see docs/automation.md).")
+             "(see docs/automation.md).")
     for o in outcomes:
         if not as_json:
             _print_outcome(o, show_error=False)
@@ -106,7 +106,7 @@ def run_cmd(poll: str, as_json: bool) -> None:
             echo("Abandoning the running pipeline.", err=True)
             os._exit(130)
         echo("Stopping (a running pipeline finishes first; again to abandon it)…",
-                   err=True)
+             err=True)
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)

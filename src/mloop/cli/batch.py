@@ -44,8 +44,8 @@ def predict(model: str, source: str, key: str, table: str | None, scheduler: str
         return
     rate = result.rows / result.seconds if result.seconds else 0
     echo(f"{result.table}: {result.rows:,} predictions by {result.model} "
-               f"({result.skipped:,} keys already scored) in {result.seconds:.1f} s "
-               f"({rate:,.0f} rows/s)")
+         f"({result.skipped:,} keys already scored) in {result.seconds:.1f} s "
+         f"({rate:,.0f} rows/s)")
 
 
 @batch.command("lookup")

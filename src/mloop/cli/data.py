@@ -48,7 +48,7 @@ def add(path: Path, name: str | None, message: str | None, as_json: bool) -> Non
         emit_json(version.to_dict())
         return
     echo(f"{version.ref}  ({version.files} file(s), {_human(version.size)}"
-               + (f", {version.rows:,} rows" if version.rows is not None else "") + ")")
+         + (f", {version.rows:,} rows" if version.rows is not None else "") + ")")
 
 
 @data.command("list")
@@ -154,11 +154,11 @@ def diff(a: str, b: str, key: str | None, as_json: bool) -> None:
         t = result.table
         s, r = t["schema"], t["rows"]
         echo(f"Rows: {r['old']:,} → {r['new']:,}  (+{r['added']:,} / -{r['removed']:,}"
-                   + (f" / ~{r['changed']:,} changed" if "changed" in r else "")
-                   + f", matched by {r['matched_by']})")
+             + (f" / ~{r['changed']:,} changed" if "changed" in r else "")
+             + f", matched by {r['matched_by']})")
         if s["added"] or s["removed"] or s["type_changed"]:
             echo(f"Schema: added {s['added']}, removed {s['removed']}, "
-                       f"type changed {s['type_changed']}")
+                 f"type changed {s['type_changed']}")
         table(["column", "mean before", "mean after", "change"],
               [(c, v["mean_old"], v["mean_new"], v["mean_change"])
                for c, v in t["columns"].items()], empty="")
@@ -184,10 +184,10 @@ def checkout(ref: str | None, path: Path | None) -> None:
         echo("No pointer files found; nothing to restore.")
     for result in results:
         echo(f"{result.version.ref} → {result.path}: {len(result.written)} file(s) "
-                   f"written, {result.unchanged} already up to date")
+             f"written, {result.unchanged} already up to date")
         if result.extra:
             echo(f"  {len(result.extra)} file(s) there are not in this version "
-                       "(left alone): " + ", ".join(result.extra[:5]))
+                 "(left alone): " + ", ".join(result.extra[:5]))
 
 
 @data.command("tag")
@@ -211,7 +211,7 @@ def rollback(name: str, version: int) -> None:
 
     v = do_rollback(name, version)
     echo(f"{v.ref} has the content of {name}@{version}. "
-               f"Run `mloop data checkout {v.ref}` to put it on disk.")
+         f"Run `mloop data checkout {v.ref}` to put it on disk.")
 
 
 @data.command("status")
@@ -233,8 +233,8 @@ def status(as_json: bool) -> None:
 
 def _transfer(result: Any, verb: str) -> None:
     echo(f"{verb} {result.sent} of {result.blobs} blob(s) "
-               f"({_human(result.bytes)}) for {result.versions} version(s); "
-               "the rest were already there.")
+         f"({_human(result.bytes)}) for {result.versions} version(s); "
+         "the rest were already there.")
 
 
 @data.command("push")

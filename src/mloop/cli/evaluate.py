@@ -85,7 +85,7 @@ def test(model: str, data: str, target: str, sensitive: tuple[str, ...],
                for c in report.checks], title=f"{report.model}: suite {report.suite}")
         counts = report.counts
         echo(f"{'PASSED' if report.passed else 'FAILED'}: {counts['pass']} passed, "
-                   f"{counts['warn']} warnings, {counts['fail']} failed")
+             f"{counts['warn']} warnings, {counts['fail']} failed")
     sys.exit(0 if report.passed else 1)
 
 
@@ -130,4 +130,4 @@ def evaluate_cmd(model: str, data: str, target: str, sensitive: tuple[str, ...],
               title=f"By {column}")
     counts = report.counts
     echo(f"Checks: {counts['pass']} passed, {counts['warn']} warnings, {counts['fail']} "
-               "failed (see `mloop test` for the gate)")
+         "failed (see `mloop test` for the gate)")

@@ -26,4 +26,4 @@ def init(path: Path, force: bool) -> None:
     echo(f"  metadata store: {redact_uri(project.settings.store_uri)}")
     echo(f"  object store:   {project.settings.objects_uri}")
     echo("Next: log a run from Python with `mloop.start_run()`, "
-               "then `mloop runs list`.")
+         "then `mloop runs list`.")

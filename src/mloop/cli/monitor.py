@@ -92,8 +92,8 @@ def _print_drift(report: Any, output: str | None) -> None:
                 f"({report.reference['rows']:,} vs {report.current['rows']:,} rows)")
     verdict = {True: "DRIFT", False: "no drift", None: "not decided (no column testable)"}
     echo(f"Dataset: {verdict[report.dataset_drift]} — {len(report.drifted_columns)} of "
-               f"{len(report.tested)} tested columns drifted ({report.share_drifted:.0%}; "
-               f"threshold {report.drift_share:.0%}); {report.seconds:.2f} s")
+         f"{len(report.tested)} tested columns drifted ({report.share_drifted:.0%}; "
+         f"threshold {report.drift_share:.0%}); {report.seconds:.2f} s")
     if output:
         echo(f"Report written to {output}")
 
@@ -127,7 +127,7 @@ def performance_cmd(model: str, window: str, max_drop: float, min_labels: int,
         return
     for v in report.versions:
         echo(f"{v.uri}: {v.predictions:,} predictions, {v.labelled:,} labelled "
-                   f"({v.task or 'task unknown'})")
+             f"({v.task or 'task unknown'})")
         if v.note:
             echo(f"  {v.note}")
         rows = []
@@ -262,8 +262,8 @@ def run_cmd(every: str | None, once: bool, as_json: bool) -> None:
                 if k in ("accuracy", "f1", "rmse", "mae"))
             fired = ", ".join(f"{a.rule}[{a.severity}]" for a in r.fired)
             echo(f"{stamp} {r.subject}: {r.predictions:,} predictions; drift {drift}; "
-                       f"{metrics or 'no labels'}" + (f"; ALERTS {fired}" if fired else "")
-                       + "".join(f"\n  note: {n}" for n in r.notes))
+                 f"{metrics or 'no labels'}" + (f"; ALERTS {fired}" if fired else "")
+                 + "".join(f"\n  note: {n}" for n in r.notes))
 
     try:
         run(project, every_ms=parse_duration(every) if every else None, stop=stop,
@@ -292,4 +292,4 @@ def prune_cmd(older_than: str | None, as_json: bool) -> None:
         emit_json(asdict(result))
     else:
         echo(f"Deleted {result.segments:,} prediction segments "
-                   f"({result.bytes / 1e6:.1f} MB) and {result.feedback:,} feedback rows.")
+             f"({result.bytes / 1e6:.1f} MB) and {result.feedback:,} feedback rows.")

@@ -137,7 +137,7 @@ def show_cmd(run_id: str, log_step: str | None, as_json: bool) -> None:
         emit_json(run)
         return
     echo(f"{run['uri']}: {run['status']}  (tracking run {run['run_id'] or '-'}; "
-               f"executor {run['executor']}; params {run['params'] or '{}'})")
+         f"executor {run['executor']}; params {run['params'] or '{}'})")
     table(("step", "status", "attempts", "seconds", "outputs", "run"),
           [(s["step"], s["status"], s["attempts"],
             "-" if s["seconds"] is None else f"{s['seconds']:.2f}",

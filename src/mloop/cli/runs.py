@@ -149,7 +149,7 @@ def delete(run_ids: tuple[str, ...]) -> None:
 
     ids = set_deleted(current_project(), run_ids, True)
     echo(f"Deleted {len(ids)} run(s). Undo with: mloop runs restore "
-               + " ".join(short_id(i) for i in ids))
+         + " ".join(short_id(i) for i in ids))
 
 
 @runs.command("restore")

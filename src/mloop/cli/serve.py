@@ -57,7 +57,7 @@ def serve(models: tuple[str, ...], host: str, port: int, workers: int, max_batch
                          max_body_bytes=int(max_body_mb * (1 << 20)), engine=engine,
                          log_predictions=not no_log, monitor_every=every)
     echo(f"Serving {', '.join(models)} on http://{host}:{port} (Ctrl-C to stop)",
-               err=True)
+         err=True)
     run(config, host=host, port=port, workers=workers)
 
 

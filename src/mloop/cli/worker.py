@@ -48,7 +48,7 @@ def worker(model: str, broker: str, concurrency: int, visibility: float, max_att
     runner = Worker(project, model, queue, concurrency=concurrency, follow=follow,
                     log_predictions=not no_log)
     echo(f"Worker for {model} on {broker} ({concurrency} threads; Ctrl-C to stop)",
-               err=True)
+         err=True)
     try:
         runner.run(stop)
     except KeyboardInterrupt:
