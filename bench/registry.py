@@ -120,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger("mlflow").setLevel(logging.ERROR)
             warnings.filterwarnings("ignore")
             mlflow.set_tracking_uri(uri)
+            # MLflow's default artifact root is ./mlruns in the working directory (the
+            # repository, when run from there): keep its files in the temporary folder.
+            mlflow.create_experiment("bench", artifact_location=(base / "mlartifacts").as_uri())
             mlflow.set_experiment("bench")
         results: dict[str, dict[str, float]] = {}
         for name, model in models().items():

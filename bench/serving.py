@@ -299,6 +299,10 @@ def mlflow_run(base: Path, model: Any, X: Any, one: bytes, args: Any) -> list[di
         return []
     uri = f"sqlite:///{base / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
+    # MLflow's default artifact root is ./mlruns in the working directory: keep its
+    # files (pickles among them) in the temporary folder, never in the repository.
+    mlflow.create_experiment("bench", artifact_location=(base / "mlartifacts").as_uri())
+    mlflow.set_experiment("bench")
     with mlflow.start_run():
         info = mlflow.sklearn.log_model(model, name="model", input_example=X[:5],
                                         serialization_format="cloudpickle")

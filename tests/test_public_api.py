@@ -43,6 +43,8 @@ def test_error_tree_has_http_and_exit_codes():
         if name == "EXIT_CODES":
             continue
         cls = getattr(errors, name)
+        if name == "EXIT_CODES":  # the table the classes' codes come from
+            continue
         assert issubclass(cls, errors.MloopError)
         assert 400 <= cls.http_status < 600 and cls.exit_code in errors.EXIT_CODES
         assert cls.exit_code != 0

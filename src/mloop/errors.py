@@ -9,6 +9,7 @@ mean one thing each (documented in the README, pinned by a test)::
     2  bad input or usage            7  unsafe model refused
     3  not found                     69 a service, port or disk unavailable
     4  conflict                      70 internal error (a bug: please report it)
+                                     130 interrupted (Ctrl-C)
 
 The tree::
 
@@ -125,10 +126,16 @@ class FilterSyntaxError(InvalidInputError):
     code = "invalid_filter"
 
     def __init__(self, message: str, text: str, position: int) -> None:
+        from mloop.core.printable import printable
+
         self.text = text
         self.position = position
-        caret = " " * position + "^"
-        super().__init__(f"{message} (at position {position})\n  {text}\n  {caret}")
+        # a window of the filter around the mistake, on one line, with a caret under it
+        start, end = max(0, position - 40), min(len(text), position + 40)
+        before = ("…" if start else "") + printable(text[start:position], one_line=True)
+        after = printable(text[position:end], one_line=True) + ("…" if end < len(text) else "")
+        caret = " " * len(before) + "^"
+        super().__init__(f"{message} (at position {position})\n  {before}{after}\n  {caret}")
 
 
 class TokenError(InvalidInputError):
@@ -231,6 +238,7 @@ EXIT_CODES: dict[int, str] = {
     7: "an unsafe model was refused",
     69: "a service, port or disk is unavailable",
     70: "internal error (a bug; please report it)",
+    130: "interrupted (Ctrl-C)",
 }
 
 

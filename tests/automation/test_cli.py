@@ -96,7 +96,7 @@ def _check(*args):
     return CliRunner().invoke(automate, ["check", *args])
 
 
-def test_check_exits_1_on_errors_and_0_on_decisions(proj, engine):
+def test_check_exits_with_the_error_code_on_errors_and_0_on_decisions(proj, engine):
     write_yaml(proj, """
         pipelines:
           missing:
@@ -113,7 +113,7 @@ def test_check_exits_1_on_errors_and_0_on_decisions(proj, engine):
     engine.status = "succeeded"
     add_dataset(proj, "train", TRAIN.iloc[:300])
     out = _check()
-    assert out.exit_code == 1
+    assert out.exit_code == 3  # not found
     assert out.stderr == "Error: missing: No pipeline 'missing' in this project.\n"
     assert out.stdout.splitlines() == ["missing: error (dataset train@2)",
                                        "p: succeeded (dataset train@2)",
@@ -122,14 +122,14 @@ def test_check_exits_1_on_errors_and_0_on_decisions(proj, engine):
                                        .pipeline_run_id + " succeeded (1 ran)",
                                        "  - no promotion policy: nothing registered"]
     dry = _check("--dry-run", "--json")
-    assert dry.exit_code == 1 and "Error: missing:" in dry.stderr
+    assert dry.exit_code == 3 and "Error: missing:" in dry.stderr
     assert [(o["status"], o["error"]) for o in json.loads(dry.stdout)] == [
         ("error", "No pipeline 'missing' in this project."), ("idle", None)]
     # an exception in the automation: recorded as failed, and an error
     engine.hook = lambda: 1 / 0
     add_dataset(proj, "train", TRAIN.iloc[:200])
     out = _check("--pipeline", "p", "--json")
-    assert out.exit_code == 1
+    assert out.exit_code == 70  # an unexpected exception: internal
     assert out.stderr == "Error: p: automation stopped: ZeroDivisionError: division by zero\n"
     got = json.loads(out.stdout)[0]
     assert got["status"] == "failed" and got["decision"]["reasons"] == [got["error"]]
@@ -157,7 +157,7 @@ def test_check_reports_an_exception_while_looking_and_goes_on(proj, engine, monk
 
     monkeypatch.setattr(runner, "pending", broken)
     out = _check()
-    assert out.exit_code == 1
+    assert out.exit_code == 70
     assert out.stderr == "Error: a: OSError: store unreachable\n"
     assert out.stdout.splitlines()[0] == "a: error"
     assert "b: succeeded (dataset train@1)" in out.stdout

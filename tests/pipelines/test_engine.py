@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import mloop
-from mloop.errors import ConfigError, InvalidInputError, NotFoundError
+from mloop.errors import ConfigError, InvalidInputError, NotFoundError, ServiceUnavailableError
 from mloop.pipelines.engine import run_pipeline
 from mloop.pipelines.registry import find_pipeline, list_pipelines
 
@@ -271,7 +271,7 @@ def test_an_unreachable_dask_scheduler_is_a_clear_error(sqlite_project):
     def one() -> int:
         return 1
 
-    with pytest.raises(ConfigError, match="--executor local"):
+    with pytest.raises(ServiceUnavailableError, match="--executor local"):  # exit 69
         run_pipeline(sqlite_project, mloop.Pipeline("d", steps=[one]), executor="dask",
                      scheduler="tcp://127.0.0.1:1")
 

@@ -15,7 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import mloop
-from mloop.errors import ConfigError
+from mloop.errors import ServiceUnavailableError
 from mloop.serving.broker import JobFailed, open_broker
 from mloop.serving.worker import Worker
 from tests.conftest import REQUIRE_SERVICES
@@ -77,7 +77,7 @@ def test_contract_delivery_results_retries_dead_letters(broker_url):
 
 
 def test_unreachable_redis_is_a_clear_error():
-    with pytest.raises(ConfigError, match="Cannot reach the Redis broker"):
+    with pytest.raises(ServiceUnavailableError, match="Cannot reach the Redis broker"):
         open_broker("redis://127.0.0.1:1/0")
 
 

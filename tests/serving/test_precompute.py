@@ -82,4 +82,4 @@ def test_on_a_dask_scheduler_and_through_the_cli(sqlite_project, tmp_path):
     assert "scores:" in cli.stdout and "rows/s" in cli.stdout
     down = run_cli("batch", "predict", "models:/churn/1", "-i", str(path), "-k", "customer_id",
                    "--scheduler", "tcp://127.0.0.1:1", cwd=sqlite_project.root, check=False)
-    assert down.returncode == 2 and "Dask scheduler" in down.stderr
+    assert down.returncode == 69 and "Dask scheduler" in down.stderr  # unavailable

@@ -44,8 +44,10 @@ class Outcome:
 
     ``error`` says what went wrong in the automation itself rather than what it decided:
     set with status ``error``, and with ``failed`` when an exception stopped the
-    automation after the claim (the decision is recorded; ``mloop automate check`` exits
-    1 on either). A pipeline run that failed is a decision, not an error.
+    automation after the claim (the decision is recorded). ``error_code`` is that error's
+    exit code (3 for a pipeline that cannot be found, 70 for an unexpected exception …),
+    which ``mloop automate check`` exits with. A pipeline run that failed is a decision,
+    not an error.
     """
 
     pipeline: str
@@ -54,6 +56,7 @@ class Outcome:
     decision: state.Decision | None = None
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+    error_code: int | None = None
 
     @property
     def trigger(self) -> str:
@@ -102,7 +105,7 @@ def check_pipeline(project: Project, auto: PipelineAutomation, *, dry_run: bool 
     except Exception as exc:
         if not isinstance(exc, MloopError):
             log.exception("automation of %s failed before it started", auto.name)
-        out.status, out.error = "error", _message(exc)
+        out.status, out.error, out.error_code = "error", _message(exc), _exit_code(exc)
         out.notes.append(out.error)
         return out
     if claim.status != "claimed":
@@ -113,7 +116,7 @@ def check_pipeline(project: Project, auto: PipelineAutomation, *, dry_run: bool 
     try:
         out.decision = _act(project, auto, pipeline, out, decision_id=claim.decision_id, t=t)
     except BaseException as exc:  # never leave the lease held by a live process
-        out.error = f"automation stopped: {_message(exc)}"
+        out.error, out.error_code = f"automation stopped: {_message(exc)}", _exit_code(exc)
         out.decision = state.finish(project, claim.decision_id, "failed", [out.error])
         if not isinstance(exc, Exception):
             raise
@@ -121,6 +124,11 @@ def check_pipeline(project: Project, auto: PipelineAutomation, *, dry_run: bool 
             log.exception("automation of %s failed", auto.name)
     out.status = out.decision.decision
     return out
+
+
+def _exit_code(exc: BaseException) -> int:
+    """The exit code the CLI would end with for ``exc`` (70: not raised on purpose)."""
+    return exc.exit_code if isinstance(exc, MloopError) else MloopError.exit_code
 
 
 def _message(exc: BaseException) -> str:

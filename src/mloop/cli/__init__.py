@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from typing import NoReturn
 
 import click
 
@@ -79,15 +80,17 @@ def cli(quiet: bool) -> None:
 DEBUG_ENV = "MLOOP_DEBUG"
 
 
-def _fail(message: str, code: int) -> None:
-    """One red line on stderr (secrets hidden), then exit with ``code``."""
+def _fail(message: str, code: int) -> NoReturn:
+    """One red line on stderr (secrets hidden, control characters escaped), then exit
+    with ``code``."""
+    from mloop.core.printable import printable
     from mloop.core.redact import redact
 
-    click.secho(f"Error: {redact(message)}", fg="red", err=True)
+    click.secho(f"Error: {printable(redact(message))}", fg="red", err=True)
     sys.exit(code)
 
 
-def _unexpected(exc: BaseException) -> None:
+def _unexpected(exc: BaseException) -> NoReturn:
     """An exception mloop did not raise on purpose: one line, exit 70 (69 for a full disk
     or a port in use). MLOOP_DEBUG=1 prints the traceback as well."""
     import errno
@@ -108,6 +111,13 @@ def _unexpected(exc: BaseException) -> None:
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
         _fail(f"{exc.strerror}: another process listens on that address; choose another "
               "--port or stop it.", ServiceUnavailableError.exit_code)
+    if isinstance(exc, OSError) and exc.filename is not None and exc.errno in (
+            errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM,
+            errno.ENAMETOOLONG, errno.ELOOP, errno.EROFS):
+        # a path that cannot be read or written (often one the user gave): not a bug
+        where = exc.filename if exc.filename2 is None else f"{exc.filename} → {exc.filename2}"
+        _fail(f"{exc.strerror}: {where}. Check the path and its permissions.",
+              ServiceUnavailableError.exit_code if exc.errno == errno.EROFS else 2)
     if isinstance(exc, RecursionError):
         _fail("The input is nested too deeply to process; simplify it.", 2)
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -116,14 +126,39 @@ def _unexpected(exc: BaseException) -> None:
           "traceback, and please report it.", InternalError.exit_code)
 
 
+def _log_to_stderr() -> None:
+    """mloop's warnings (an alert opened, a batch dropped) on stderr as they would print
+    anyway, but with secrets hidden and control characters from user text escaped."""
+    import logging
+
+    from mloop.core.printable import printable
+    from mloop.core.redact import redact
+
+    class _Safe(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            try:  # the stderr of the moment (tests swap it), never one kept from before
+                sys.stderr.write(printable(redact(self.format(record))) + "\n")
+            except Exception:
+                self.handleError(record)
+
+    logger = logging.getLogger("mloop")
+    if not any(type(h).__name__ == "_Safe" for h in logger.handlers):
+        logger.addHandler(_Safe(logging.WARNING))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``mloop`` script. Exit codes: see :data:`mloop.errors.EXIT_CODES`."""
+    _log_to_stderr()
     try:
-        cli.main(args=argv, prog_name="mloop", standalone_mode=False)
+        # without standalone mode, a ctx.exit(code) comes back as the return value
+        code = cli.main(args=argv, prog_name="mloop", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
     except click.ClickException as exc:
+        from mloop.core.printable import printable
+
+        exc.message = printable(exc.message)  # type: ignore[misc]  # it quotes user input
         exc.show()
         sys.exit(exc.exit_code)
     except MloopError as exc:
@@ -133,4 +168,4 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except Exception as exc:
         _unexpected(exc)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) and not isinstance(code, bool) else 0)

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from mloop.cli.render import emit_json, json_option, table
+from mloop.cli.render import echo, emit_json, json_option, table
 
 
 @click.group()
@@ -33,28 +33,31 @@ def check_cmd(dry_run: bool, pipelines: tuple[str, ...], as_json: bool) -> None:
 
     Exit status: 0 when every pipeline got a decision (promoted, rejected, succeeded,
     failed — a pipeline run that failed is a decision —, blocked, skipped_cooldown) or
-    had nothing to do; 1 when the automation itself erred for any pipeline (a configured
-    pipeline that cannot be found, an exception while checking or acting), the errors on
-    stderr and the other pipelines still checked; 2 for a broken automation.yaml; 3 for
-    a --pipeline it does not have.
+    had nothing to do. When the automation itself erred for a pipeline, the errors go
+    to stderr, the other pipelines are still checked, and the exit status is the first
+    error's: 3 for a configured pipeline that cannot be found, 69 for a service that
+    cannot be reached, 70 for an unexpected exception. 2 for a broken automation.yaml;
+    3 for a --pipeline it does not have.
     """
     from mloop.automation import check
+    from mloop.core.redact import redact
+    from mloop.errors import MloopError
     from mloop.project import current_project
 
     outcomes = check(current_project(), dry_run=dry_run, pipelines=list(pipelines) or None)
     if as_json:
         emit_json([o.to_dict() for o in outcomes])
     elif not outcomes:
-        click.echo("No pipelines are automated: describe them in .mloop/automation.yaml "
-                   "(see docs/automation.md).")
+        echo("No pipelines are automated: describe them in .mloop/automation.yaml "
+             "(see docs/automation.md).")
     for o in outcomes:
         if not as_json:
             _print_outcome(o, show_error=False)
     errors = [o for o in outcomes if o.error is not None]
     for o in errors:
-        click.secho(f"Error: {o.pipeline}: {o.error}", fg="red", err=True)
+        echo(f"Error: {o.pipeline}: {redact(o.error or '')}", fg="red", err=True)
     if errors:
-        raise SystemExit(1)
+        raise SystemExit(errors[0].error_code or MloopError.exit_code)
 
 
 def _print_outcome(o: Any, *, show_error: bool = True) -> None:
@@ -63,17 +66,17 @@ def _print_outcome(o: Any, *, show_error: bool = True) -> None:
     head = f"{o.pipeline}: {o.status.replace('_', ' ')}"
     if o.events:
         head += f" ({o.trigger})"
-    click.echo(head)
+    echo(head)
     if o.decision is not None:
         if o.decision.pipeline_uri:
-            click.echo(f"  run: {o.decision.pipeline_uri}")
+            echo(f"  run: {o.decision.pipeline_uri}")
         for reason in o.decision.reasons:
-            click.echo(f"  - {reason}")
+            echo(f"  - {reason}")
     for note in o.notes:
         if note != o.error:
-            click.echo(f"  note: {note}")
+            echo(f"  note: {note}")
     if show_error and o.error is not None and o.decision is None:  # else among the reasons
-        click.echo(f"  error: {o.error}")
+        echo(f"  error: {o.error}")
 
 
 @automate.command("run")
@@ -100,10 +103,10 @@ def run_cmd(poll: str, as_json: bool) -> None:
 
     def on_signal(signum: int, _frame: Any) -> None:
         if stop.is_set():  # asked twice: leave now; the next check takes the lease over
-            click.echo("Abandoning the running pipeline.", err=True)
+            echo("Abandoning the running pipeline.", err=True)
             os._exit(130)
-        click.echo("Stopping (a running pipeline finishes first; again to abandon it)…",
-                   err=True)
+        echo("Stopping (a running pipeline finishes first; again to abandon it)…",
+             err=True)
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -114,17 +117,17 @@ def run_cmd(poll: str, as_json: bool) -> None:
             if o.status == "idle" and not o.notes:
                 continue
             if as_json:
-                click.echo(_json_line(o.to_dict()))
+                echo(_json_line(o.to_dict()))
             else:
-                click.echo(f"{time.strftime('%H:%M:%S')} ", nl=False)
+                echo(f"{time.strftime('%H:%M:%S')} ", nl=False)
                 _print_outcome(o)
             sys.stdout.flush()
 
     if not as_json:
-        click.echo(f"Automating {project.root} (poll every {poll}; Ctrl-C stops)")
+        echo(f"Automating {project.root} (poll every {poll}; Ctrl-C stops)")
     run(poll=poll, stop=stop, on_outcomes=report, project=project)
     if not as_json:
-        click.echo("Stopped.")
+        echo("Stopped.")
 
 
 def _json_line(obj: Any) -> str:
@@ -138,7 +141,7 @@ def _json_line(obj: Any) -> str:
 @click.option("--decision", type=click.Choice(["running", "promoted", "rejected", "succeeded",
                                                "failed", "blocked", "skipped_cooldown"]),
               help="Only decisions of this kind.")
-@click.option("-n", "--limit", type=int, default=20, show_default=True,
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=20, show_default=True,
               help="At most this many decisions.")
 @json_option
 def history_cmd(pipeline: str | None, decision: str | None, limit: int, as_json: bool) -> None:
@@ -158,7 +161,7 @@ def history_cmd(pipeline: str | None, decision: str | None, limit: int, as_json:
             _short(d.reasons[0] if d.reasons else ""))
            for d in found], empty="No decisions yet.")
     if found:
-        click.echo("Every reason: --json")
+        echo("Every reason: --json")
 
 
 def _short(text: str, width: int = 70) -> str:

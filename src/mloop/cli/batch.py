@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mloop.cli.render import emit_json, json_option, kv_section
+from mloop.cli.render import echo, emit_json, json_option, kv_section
 
 
 @click.group()
@@ -47,9 +47,9 @@ def predict(model: str, source: str, key: str, table: str | None, scheduler: str
         emit_json(asdict(result))
         return
     rate = result.rows / result.seconds if result.seconds else 0
-    click.echo(f"{result.table}: {result.rows:,} predictions by {result.model} "
-               f"({result.skipped:,} keys already scored) in {result.seconds:.1f} s "
-               f"({rate:,.0f} rows/s)")
+    echo(f"{result.table}: {result.rows:,} predictions by {result.model} "
+         f"({result.skipped:,} keys already scored) in {result.seconds:.1f} s "
+         f"({rate:,.0f} rows/s)")
 
 
 @batch.command("lookup")

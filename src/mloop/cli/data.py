@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from mloop.cli.render import emit_json, fmt, json_option, kv_section, table
+from mloop.cli.render import echo, emit_json, fmt, json_option, kv_section, table
 
 
 def _human(n: int | None) -> str:
@@ -47,8 +47,8 @@ def add(path: Path, name: str | None, message: str | None, as_json: bool) -> Non
     if as_json:
         emit_json(version.to_dict())
         return
-    click.echo(f"{version.ref}  ({version.files} file(s), {_human(version.size)}"
-               + (f", {version.rows:,} rows" if version.rows is not None else "") + ")")
+    echo(f"{version.ref}  ({version.files} file(s), {_human(version.size)}"
+         + (f", {version.rows:,} rows" if version.rows is not None else "") + ")")
 
 
 @data.command("list")
@@ -122,11 +122,11 @@ def show(ref: str, as_json: bool) -> None:
               title="Columns" + (f" (summary of a {sampled:,}-row sample)" if sampled else ""))
     if v.validation:
         state = "passed" if v.validation["passed"] else "FAILED"
-        click.echo(f"Validation: {state} ({len(v.validation['checks'])} checks)")
+        echo(f"Validation: {state} ({len(v.validation['checks'])} checks)")
     for e in upstream:
-        click.echo(f"from {e.src} ({e.relation})")
+        echo(f"from {e.src} ({e.relation})")
     for e in downstream:
-        click.echo(f"to   {e.dst} ({e.relation})")
+        echo(f"to   {e.dst} ({e.relation})")
 
 
 @data.command("diff")
@@ -143,22 +143,22 @@ def diff(a: str, b: str, key: str | None, as_json: bool) -> None:
     if as_json:
         emit_json(result.to_dict())
         return
-    click.echo(f"{result.a} → {result.b}")
+    echo(f"{result.a} → {result.b}")
     for label, items in (("added", result.added), ("removed", result.removed),
                          ("changed", result.changed)):
         for item in items:
-            click.echo(f"  {label:<8} {item}")
+            echo(f"  {label:<8} {item}")
     if not (result.added or result.removed or result.changed):
-        click.echo("  no file changes")
+        echo("  no file changes")
     if result.table:
         t = result.table
         s, r = t["schema"], t["rows"]
-        click.echo(f"Rows: {r['old']:,} → {r['new']:,}  (+{r['added']:,} / -{r['removed']:,}"
-                   + (f" / ~{r['changed']:,} changed" if "changed" in r else "")
-                   + f", matched by {r['matched_by']})")
+        echo(f"Rows: {r['old']:,} → {r['new']:,}  (+{r['added']:,} / -{r['removed']:,}"
+             + (f" / ~{r['changed']:,} changed" if "changed" in r else "")
+             + f", matched by {r['matched_by']})")
         if s["added"] or s["removed"] or s["type_changed"]:
-            click.echo(f"Schema: added {s['added']}, removed {s['removed']}, "
-                       f"type changed {s['type_changed']}")
+            echo(f"Schema: added {s['added']}, removed {s['removed']}, "
+                 f"type changed {s['type_changed']}")
         table(["column", "mean before", "mean after", "change"],
               [(c, v["mean_old"], v["mean_new"], v["mean_change"])
                for c, v in t["columns"].items()], empty="")
@@ -181,13 +181,13 @@ def checkout(ref: str | None, path: Path | None) -> None:
     project = current_project()
     results = [do_checkout(project, ref, path)] if ref else checkout_pointers(project)
     if not results:
-        click.echo("No pointer files found; nothing to restore.")
+        echo("No pointer files found; nothing to restore.")
     for result in results:
-        click.echo(f"{result.version.ref} → {result.path}: {len(result.written)} file(s) "
-                   f"written, {result.unchanged} already up to date")
+        echo(f"{result.version.ref} → {result.path}: {len(result.written)} file(s) "
+             f"written, {result.unchanged} already up to date")
         if result.extra:
-            click.echo(f"  {len(result.extra)} file(s) there are not in this version "
-                       "(left alone): " + ", ".join(result.extra[:5]))
+            echo(f"  {len(result.extra)} file(s) there are not in this version "
+                 "(left alone): " + ", ".join(result.extra[:5]))
 
 
 @data.command("tag")
@@ -199,7 +199,7 @@ def tag(ref: str, tag: str) -> None:
     from mloop.project import current_project
 
     v = do_tag(current_project(), ref, tag)
-    click.echo(f"{v.name}@{tag} → version {v.version}")
+    echo(f"{v.name}@{tag} → version {v.version}")
 
 
 @data.command("rollback")
@@ -210,8 +210,8 @@ def rollback(name: str, version: int) -> None:
     from mloop.data import rollback as do_rollback
 
     v = do_rollback(name, version)
-    click.echo(f"{v.ref} has the content of {name}@{version}. "
-               f"Run `mloop data checkout {v.ref}` to put it on disk.")
+    echo(f"{v.ref} has the content of {name}@{version}. "
+         f"Run `mloop data checkout {v.ref}` to put it on disk.")
 
 
 @data.command("status")
@@ -232,9 +232,9 @@ def status(as_json: bool) -> None:
 
 
 def _transfer(result: Any, verb: str) -> None:
-    click.echo(f"{verb} {result.sent} of {result.blobs} blob(s) "
-               f"({_human(result.bytes)}) for {result.versions} version(s); "
-               "the rest were already there.")
+    echo(f"{verb} {result.sent} of {result.blobs} blob(s) "
+         f"({_human(result.bytes)}) for {result.versions} version(s); "
+         "the rest were already there.")
 
 
 @data.command("push")
@@ -275,9 +275,9 @@ def gc(dry_run: bool) -> None:
 
     r = do_gc(current_project(), dry_run=dry_run)
     verb = "Would delete" if dry_run else "Deleted"
-    click.echo(f"{verb} {r.deleted} blob(s) ({_human(r.freed_bytes)}); kept {r.kept}."
-               + (f" {verb} {r.temp_files} stale temporary file(s) "
-                  f"({_human(r.temp_bytes)})." if r.temp_files else ""))
+    echo(f"{verb} {r.deleted} blob(s) ({_human(r.freed_bytes)}); kept {r.kept}."
+         + (f" {verb} {r.temp_files} stale temporary file(s) "
+            f"({_human(r.temp_bytes)})." if r.temp_files else ""))
 
 
 @data.command("validate")

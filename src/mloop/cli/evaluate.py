@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from mloop.cli.render import emit_json, fmt, json_option, table
+from mloop.cli.render import echo, emit_json, fmt, json_option, table
 
 _common = [
     click.argument("model"),
@@ -23,8 +23,9 @@ _common = [
                  "models:/churn@champion."),
     click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
                  help="Also write the report: .html for a page, anything else for JSON."),
-    click.option("--resamples", type=click.IntRange(min=0), default=200, show_default=True,
-                 help="Bootstrap resamples for the metric intervals (0: none)."),
+    click.option("--resamples", type=click.IntRange(0, 100_000), default=200,
+                 show_default=True, help="Bootstrap resamples for the metric intervals "
+                 "(0: none)."),
     click.option("--no-record", is_flag=True,
                  help="Do not store the report with the model version."),
     json_option,
@@ -44,7 +45,7 @@ def _write(report: Any, output: Path | None) -> None:
         report.to_html(str(output))
     else:
         report.to_json(str(output))
-    click.echo(f"Wrote {output}", err=True)
+    echo(f"Wrote {output}", err=True)
 
 
 def _metrics_table(report: Any) -> None:
@@ -83,8 +84,8 @@ def test(model: str, data: str, target: str, sensitive: tuple[str, ...],
               [(c.status.upper(), c.name, c.value, c.threshold, c.explanation)
                for c in report.checks], title=f"{report.model}: suite {report.suite}")
         counts = report.counts
-        click.echo(f"{'PASSED' if report.passed else 'FAILED'}: {counts['pass']} passed, "
-                   f"{counts['warn']} warnings, {counts['fail']} failed")
+        echo(f"{'PASSED' if report.passed else 'FAILED'}: {counts['pass']} passed, "
+             f"{counts['warn']} warnings, {counts['fail']} failed")
     sys.exit(0 if report.passed else 1)
 
 
@@ -92,7 +93,7 @@ def test(model: str, data: str, target: str, sensitive: tuple[str, ...],
 @_options
 @click.option("--cv", type=click.IntRange(min=2), help="Also cross-validate with this many "
               "folds (refits the model).")
-@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--seeds", type=click.IntRange(1, 100), default=1, show_default=True,
               help="Repeat the cross-validation over this many shuffles (mean and std).")
 @click.option("--split", type=click.Choice(["auto", "stratified", "kfold", "group",
                                            "timeseries"]),
@@ -128,5 +129,5 @@ def evaluate_cmd(model: str, data: str, target: str, sensitive: tuple[str, ...],
               [(g, int(v["rows"]), *(v.get(n) for n in names)) for g, v in groups.items()],
               title=f"By {column}")
     counts = report.counts
-    click.echo(f"Checks: {counts['pass']} passed, {counts['warn']} warnings, {counts['fail']} "
-               "failed (see `mloop test` for the gate)")
+    echo(f"Checks: {counts['pass']} passed, {counts['warn']} warnings, {counts['fail']} "
+         "failed (see `mloop test` for the gate)")

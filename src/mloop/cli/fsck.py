@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mloop.cli.render import emit_json, json_option, table
+from mloop.cli.render import echo, emit_json, json_option, table
 
 
 @click.command("fsck")
@@ -30,9 +30,9 @@ def fsck(repair: bool, as_json: bool) -> None:
     if as_json:
         emit_json(result.to_dict())
     else:
-        click.echo(f"Checked {result.objects} blob(s) ({_human(result.bytes)}); "
-                   f"{result.orphans} orphan(s) ({_human(result.orphan_bytes)}, "
-                   "`mloop data gc` removes them).")
+        echo(f"Checked {result.objects} blob(s) ({_human(result.bytes)}); "
+             f"{result.orphans} orphan(s) ({_human(result.orphan_bytes)}, "
+             "`mloop data gc` removes them).")
         table(("blob", "problem", "needed by", "repair"),
               [(p.digest[:12], p.kind, p.needed_by or "nothing (an orphan)",
                 p.repaired or ("quarantined" if p.quarantined else "-"))
@@ -40,6 +40,6 @@ def fsck(repair: bool, as_json: bool) -> None:
         if result.remaining:
             hint = ("" if repair else " Run `mloop fsck --repair` to restore what the "
                     "project's files or a data remote hold.")
-            click.echo(f"{len(result.remaining)} problem(s) remain.{hint}", err=True)
+            echo(f"{len(result.remaining)} problem(s) remain.{hint}", err=True)
     if result.remaining:
         raise SystemExit(IntegrityError.exit_code)

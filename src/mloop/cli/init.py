@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from mloop.cli.render import echo
+
 
 @click.command()
 @click.argument("path", type=click.Path(file_okay=False, path_type=Path), default=".")
@@ -20,8 +22,8 @@ def init(path: Path, force: bool) -> None:
     from mloop.project import Project
 
     project = Project.init(path, force=force)
-    click.echo(f"Initialised mloop project in {project.root}")
-    click.echo(f"  metadata store: {redact(project.settings.store_uri)}")
-    click.echo(f"  object store:   {redact(project.settings.objects_uri)}")
-    click.echo("Next: log a run from Python with `mloop.start_run()`, "
-               "then `mloop runs list`.")
+    echo(f"Initialised mloop project in {project.root}")
+    echo(f"  metadata store: {redact(project.settings.store_uri)}")
+    echo(f"  object store:   {redact(project.settings.objects_uri)}")
+    echo("Next: log a run from Python with `mloop.start_run()`, "
+         "then `mloop runs list`.")

@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 import click
 
-from mloop.cli.render import emit_json, json_option
+from mloop.cli.render import echo, emit_json, json_option
 
 
 @click.command()
@@ -35,16 +35,21 @@ def lineage(uri: str, depth: int, as_json: bool) -> None:
         from mloop.registry.models import get_version
 
         uri = get_version(project, uri).uri
+    elif uri.split(":/", 1)[0] not in ("alerts", "pipelines", "deployments"):
+        from mloop.errors import InvalidURIError
+
+        raise InvalidURIError(f"{uri!r} is not something lineage records: give data:/NAME@V, "
+                              "runs:/ID, models:/NAME/V, alerts:/ID or pipelines:/NAME/ID.")
     upstream, downstream = graph.trace(project, uri, depth)
     if as_json:
         emit_json({"uri": uri,
                    "from": [dict(asdict(e), hop=hop) for hop, e in upstream],
                    "to": [dict(asdict(e), hop=hop) for hop, e in downstream]})
         return
-    click.echo(uri)
+    echo(uri)
     for hop, e in upstream:
-        click.echo(f"{'  ' * hop}← {e.src}  ({e.relation} of {e.dst})")
+        echo(f"{'  ' * hop}← {e.src}  ({e.relation} of {e.dst})")
     for hop, e in downstream:
-        click.echo(f"{'  ' * hop}→ {e.dst}  ({e.relation} of {e.src})")
+        echo(f"{'  ' * hop}→ {e.dst}  ({e.relation} of {e.src})")
     if not upstream and not downstream:
-        click.echo("  (no lineage recorded yet)")
+        echo("  (no lineage recorded yet)")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from mloop.cli.render import emit_json, fmt, json_option, kv_section, table
+from mloop.cli.render import echo, emit_json, fmt, json_option, kv_section, table
 
 
 @click.group()
@@ -110,9 +110,9 @@ def show(ref: str, as_json: bool) -> None:
                        f"on {tested['data']}, {_when(tested['created_at'])} UTC"},
                sort=False)
     for e in upstream:
-        click.echo(f"from {e.src} ({e.relation})")
+        echo(f"from {e.src} ({e.relation})")
     for e in downstream:
-        click.echo(f"to   {e.dst} ({e.relation})")
+        echo(f"to   {e.dst} ({e.relation})")
     table(["when (UTC)", "action", "user", "message"],
           [(_when(e.created_at), e.action, e.user, e.message) for e in history],
           title="History")
@@ -145,7 +145,7 @@ def alias(name: str, alias: str, version: int) -> None:
     from mloop.registry.models import set_alias
 
     v = set_alias(current_project(), name, alias, version)
-    click.echo(f"{name}@{alias} → version {v.version}")
+    echo(f"{name}@{alias} → version {v.version}")
 
 
 @models.command("tag")
@@ -158,7 +158,7 @@ def tag(ref: str, key: str, value: str) -> None:
     from mloop.registry.models import set_tag
 
     v = set_tag(current_project(), ref, key, value)
-    click.echo(f"{v.uri}: {key}={v.tags[key]}")
+    echo(f"{v.uri}: {key}={v.tags[key]}")
 
 
 def _transition(ref: str, status: str, message: str | None) -> None:
@@ -166,7 +166,7 @@ def _transition(ref: str, status: str, message: str | None) -> None:
     from mloop.registry.models import transition
 
     v = transition(current_project(), ref, status, message)
-    click.echo(f"{v.uri}: {v.status}")
+    echo(f"{v.uri}: {v.status}")
 
 
 @models.command("approve")
@@ -195,7 +195,7 @@ def delete(ref: str, message: str | None) -> None:
     from mloop.registry.models import delete_version
 
     v = delete_version(current_project(), ref, message)
-    click.echo(f"Deleted {v.uri} from the registry (the files stay with {v.source}).")
+    echo(f"Deleted {v.uri} from the registry (the files stay with {v.source}).")
 
 
 @models.command("compare")
@@ -247,19 +247,19 @@ def card(ref: str, fmt_: str, spec: Path | None, output: Path | None, check: boo
     if check:
         missing = built.missing()
         for title in missing:
-            click.echo(f"empty: {title}")
+            echo(f"empty: {title}")
         if missing:
             sys.exit(1)
-        click.echo("Every section is filled.")
+        echo("Every section is filled.")
         return
     text = cards.render(built, fmt_)
     if output is None:
-        click.echo(text)
+        echo(text)
         return
     tmp = output.with_name(f".{output.name}.tmp")
     tmp.write_text(text)
     tmp.replace(output)
-    click.echo(f"Wrote {output}")
+    echo(f"Wrote {output}")
 
 
 @models.command("export")
@@ -278,7 +278,7 @@ def export(ref: str, fmt_: str, output: Path, allow_pickle: bool) -> None:
 
     project = current_project()
     if fmt_ == "onnx":
-        click.echo(f"Wrote {exporter.export_onnx(project, ref, output)}")
+        echo(f"Wrote {exporter.export_onnx(project, ref, output)}")
         return
     path = exporter.export_package(project, ref, output, allow_pickle=allow_pickle or None)
-    click.echo(f"Wrote package {path}; install it with: pip install {path}")
+    echo(f"Wrote package {path}; install it with: pip install {path}")

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from mloop.cli.render import emit_json, json_option, table
+from mloop.cli.render import echo, emit_json, json_option, table
 from mloop.core.clock import format_ms
 
 
@@ -91,20 +91,20 @@ def _print_drift(report: Any, output: str | None) -> None:
           title=f"{report.reference.get('name')} → {report.current.get('name')} "
                 f"({report.reference['rows']:,} vs {report.current['rows']:,} rows)")
     verdict = {True: "DRIFT", False: "no drift", None: "not decided (no column testable)"}
-    click.echo(f"Dataset: {verdict[report.dataset_drift]} — {len(report.drifted_columns)} of "
-               f"{len(report.tested)} tested columns drifted ({report.share_drifted:.0%}; "
-               f"threshold {report.drift_share:.0%}); {report.seconds:.2f} s")
+    echo(f"Dataset: {verdict[report.dataset_drift]} — {len(report.drifted_columns)} of "
+         f"{len(report.tested)} tested columns drifted ({report.share_drifted:.0%}; "
+         f"threshold {report.drift_share:.0%}); {report.seconds:.2f} s")
     if output:
-        click.echo(f"Report written to {output}")
+        echo(f"Report written to {output}")
 
 
 @monitor.command("performance")
 @click.argument("model")
 @click.option("--window", default="1h", show_default=True, help="How far back (e.g. 1h, 7d).")
-@click.option("--max-drop", type=float, default=0.05, show_default=True,
+@click.option("--max-drop", type=click.FloatRange(min=0), default=0.05, show_default=True,
               help="How much worse than evaluated a metric may get (absolute for scores, "
               "relative for errors).")
-@click.option("--min-labels", type=int, default=30, show_default=True,
+@click.option("--min-labels", type=click.IntRange(min=1), default=30, show_default=True,
               help="Labelled rows needed before a drop counts.")
 @json_option
 def performance_cmd(model: str, window: str, max_drop: float, min_labels: int,
@@ -123,13 +123,13 @@ def performance_cmd(model: str, window: str, max_drop: float, min_labels: int,
         emit_json(report.to_dict())
         return
     if not report.versions:
-        click.echo(f"No predictions of {report.model} were logged in the last {window}.")
+        echo(f"No predictions of {report.model} were logged in the last {window}.")
         return
     for v in report.versions:
-        click.echo(f"{v.uri}: {v.predictions:,} predictions, {v.labelled:,} labelled "
-                   f"({v.task or 'task unknown'})")
+        echo(f"{v.uri}: {v.predictions:,} predictions, {v.labelled:,} labelled "
+             f"({v.task or 'task unknown'})")
         if v.note:
-            click.echo(f"  {v.note}")
+            echo(f"  {v.note}")
         rows = []
         for metric, value in sorted(v.metrics.items()):
             crit = v.criteria.get(metric, {})
@@ -182,7 +182,7 @@ def feedback_cmd(request_id: str | None, label: str | None, row: int | None,
     if as_json:
         emit_json(result.to_dict())
     else:
-        click.echo(result.message())
+        echo(result.message())
 
 
 def _label_value(text: str) -> Any:
@@ -216,23 +216,23 @@ def _feedback_status(as_json: bool) -> None:
         emit_json(found.to_dict())
         return
     if not found.labels:
-        click.echo("No labels stored. Send them with `mloop monitor feedback REQUEST_ID "
-                   "LABEL`, mloop.log_feedback or POST /api/v1/feedback.")
+        echo("No labels stored. Send them with `mloop monitor feedback REQUEST_ID "
+             "LABEL`, mloop.log_feedback or POST /api/v1/feedback.")
         return
     table(("model", "labels matched"), sorted(found.matched.items()),
           empty="No label is matched to a logged prediction yet.")
-    click.echo(f"{found.labels:,} label(s) stored, {found.unmatched:,} not yet matched.")
+    echo(f"{found.labels:,} label(s) stored, {found.unmatched:,} not yet matched.")
     if found.unmatched:
-        click.echo(f"The oldest waits since {format_ms(found.oldest_unmatched_ms)}; request "
-                   f"ids such as {', '.join(found.examples)} have no logged prediction. They "
-                   "are joined when one is logged, or pruned with the log (mloop monitor "
-                   "prune).")
+        echo(f"The oldest waits since {format_ms(found.oldest_unmatched_ms)}; request "
+             f"ids such as {', '.join(found.examples)} have no logged prediction. They "
+             "are joined when one is logged, or pruned with the log (mloop monitor "
+             "prune).")
 
 
 @monitor.command("alerts")
 @click.option("--open", "open_only", is_flag=True, help="Only alerts still open.")
 @click.option("--model", help="Only this model (a name or models:/name/version).")
-@click.option("-n", "--limit", type=int, default=50, show_default=True,
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=50, show_default=True,
               help="At most this many alerts.")
 @json_option
 def alerts_cmd(open_only: bool, model: str | None, limit: int, as_json: bool) -> None:
@@ -245,12 +245,12 @@ def alerts_cmd(open_only: bool, model: str | None, limit: int, as_json: bool) ->
         emit_json([a.to_dict() for a in found])
         return
     if not found:
-        click.echo("No open alerts." if open_only else "No alerts.")
+        echo("No open alerts." if open_only else "No alerts.")
         return
     table(("id", "severity", "status", "rule", "model", "count", "last seen", "message"),
           [(a.id, a.severity, a.status, a.rule, a.subject.removeprefix("models:/"), a.count,
             format_ms(a.last_seen_at), _short(a.message)) for a in found])
-    click.echo("Full messages: --json; the lineage of one: mloop lineage alerts:/ID")
+    echo("Full messages: --json; the lineage of one: mloop lineage alerts:/ID")
 
 
 def _short(text: str, width: int = 60) -> str:
@@ -265,7 +265,7 @@ def resolve_cmd(alert_id: str) -> None:
     from mloop.project import current_project
 
     alert = resolve_alert(alert_id, project=current_project())
-    click.echo(f"{alert.id}: {alert.status}")
+    echo(f"{alert.id}: {alert.status}")
 
 
 @monitor.command("run")
@@ -299,7 +299,7 @@ def run_cmd(every: str | None, once: bool, as_json: bool) -> None:
             return
         stamp = time.strftime("%H:%M:%S")
         if not results:
-            click.echo(f"{stamp} no predictions logged in the window")
+            echo(f"{stamp} no predictions logged in the window")
         for r in results:
             share = r.signals.get("drift.share")
             drift = "-" if share is None else f"{share:.0%} drifted"
@@ -307,9 +307,9 @@ def run_cmd(every: str | None, once: bool, as_json: bool) -> None:
                 (r.performance.metrics if r.performance else {}).items())
                 if k in ("accuracy", "f1", "rmse", "mae"))
             fired = ", ".join(f"{a.rule}[{a.severity}]" for a in r.fired)
-            click.echo(f"{stamp} {r.subject}: {r.predictions:,} predictions; drift {drift}; "
-                       f"{metrics or 'no labels'}" + (f"; ALERTS {fired}" if fired else "")
-                       + "".join(f"\n  note: {n}" for n in r.notes))
+            echo(f"{stamp} {r.subject}: {r.predictions:,} predictions; drift {drift}; "
+                 f"{metrics or 'no labels'}" + (f"; ALERTS {fired}" if fired else "")
+                 + "".join(f"\n  note: {n}" for n in r.notes))
 
     try:
         run(project, every_ms=parse_duration(every) if every else None, stop=stop,
@@ -337,5 +337,5 @@ def prune_cmd(older_than: str | None, as_json: bool) -> None:
     if as_json:
         emit_json(asdict(result))
     else:
-        click.echo(f"Deleted {result.segments:,} prediction segments "
-                   f"({result.bytes / 1e6:.1f} MB) and {result.feedback:,} feedback rows.")
+        echo(f"Deleted {result.segments:,} prediction segments "
+             f"({result.bytes / 1e6:.1f} MB) and {result.feedback:,} feedback rows.")

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from mloop.cli.render import emit_json, json_option, table
+from mloop.cli.render import echo, emit_json, json_option, table
 from mloop.core.clock import format_ms
 
 
@@ -64,7 +64,7 @@ def run_cmd(name: str | None, params: tuple[str, ...], inputs: tuple[str, ...],
     pipe = find_pipeline(project, name)
     before = quick.watched_stats(project.root, pipe) if name is None else None
     if not as_json:
-        click.echo(f"pipeline {pipe.name}: {len(pipe.steps)} steps", err=True)
+        echo(f"pipeline {pipe.name}: {len(pipe.steps)} steps", err=True)
     result = run_pipeline(project, pipe, inputs=_pairs(inputs, "input"),
                           params=_pairs(params, "param"), executor=executor,
                           scheduler=scheduler, force=force, from_step=from_step,
@@ -82,9 +82,9 @@ def run_cmd(name: str | None, params: tuple[str, ...], inputs: tuple[str, ...],
             counts[s.status] = counts.get(s.status, 0) + 1
         seconds = ((result.finished_at or result.started_at) - result.started_at) / 1000
         summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-        click.echo(f"{result.uri}: {result.status} ({summary}) in {seconds:.1f} s")
+        echo(f"{result.uri}: {result.status} ({summary}) in {seconds:.1f} s")
         if result.error:
-            click.echo(f"  {result.error}\n  details: mloop pipeline show {result.id[-12:]}")
+            echo(f"  {result.error}\n  details: mloop pipeline show {result.id[-12:]}")
     if result.status != "succeeded":
         raise SystemExit(1)
 
@@ -105,7 +105,7 @@ def status_cmd(name: str | None, limit: int, as_json: bool) -> None:
         emit_json(runs)
         return
     if not runs:
-        click.echo("No pipeline runs yet: mloop pipeline run NAME")
+        echo("No pipeline runs yet: mloop pipeline run NAME")
         return
     table(("run", "pipeline", "status", "steps", "started", "seconds", "trigger"),
           [(r["id"][-12:], r["pipeline"], r["status"],
@@ -131,13 +131,13 @@ def show_cmd(run_id: str, log_step: str | None, as_json: bool) -> None:
         step = next((s for s in run["steps"] if s["step"] == log_step), None)
         if step is None or not step["log"]:
             raise NotFoundError(f"No log for step {log_step!r} in run {run_id}.")
-        click.echo(project.objects.get_bytes(step["log"]).decode(errors="replace"), nl=False)
+        echo(project.objects.get_bytes(step["log"]).decode(errors="replace"), nl=False)
         return
     if as_json:
         emit_json(run)
         return
-    click.echo(f"{run['uri']}: {run['status']}  (tracking run {run['run_id'] or '-'}; "
-               f"executor {run['executor']}; params {run['params'] or '{}'})")
+    echo(f"{run['uri']}: {run['status']}  (tracking run {run['run_id'] or '-'}; "
+         f"executor {run['executor']}; params {run['params'] or '{}'})")
     table(("step", "status", "attempts", "seconds", "outputs", "run"),
           [(s["step"], s["status"], s["attempts"],
             "-" if s["seconds"] is None else f"{s['seconds']:.2f}",
@@ -145,9 +145,9 @@ def show_cmd(run_id: str, log_step: str | None, as_json: bool) -> None:
             (s["run_id"] or "")[-12:]) for s in run["steps"]])
     for s in run["steps"]:
         if s["error"] and s["status"] == "failed":
-            click.echo(f"\n{s['step']} failed:\n{s['error']}")
+            echo(f"\n{s['step']} failed:\n{s['error']}")
             if s["log"]:
-                click.echo(f"(its log: mloop pipeline show {run['id'][-12:]} --log {s['step']})")
+                echo(f"(its log: mloop pipeline show {run['id'][-12:]} --log {s['step']})")
 
 
 def _summary(ref: dict[str, Any]) -> str:
@@ -162,7 +162,7 @@ def dag_cmd(name: str | None) -> None:
     from mloop.pipelines.registry import find_pipeline
     from mloop.project import current_project
 
-    click.echo(find_pipeline(current_project(), name).draw())
+    echo(find_pipeline(current_project(), name).draw())
 
 
 @pipeline.command("list")
@@ -180,6 +180,6 @@ def list_cmd(as_json: bool) -> None:
                    for r in rows])
         return
     if not rows:
-        click.echo("No pipelines: define them in pipelines.py at the project root.")
+        echo("No pipelines: define them in pipelines.py at the project root.")
         return
     table(("pipeline", "steps", "inputs", "params"), rows)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mloop.cli.render import emit_json, json_option, table
+from mloop.cli.render import echo, emit_json, json_option, table
 
 
 @click.group()
@@ -42,10 +42,10 @@ def add(name: str, url: str, options: tuple[str, ...]) -> None:
             f"{key.strip()} for remote {name}", hide_input=True)
     saved = sorted({*split_credentials(url)[1], *given})
     r = add_remote(current_project(), name, url, given)
-    click.echo(f"Remote {r.name} → {r.to_dict()['url']}")
+    echo(f"Remote {r.name} → {r.to_dict()['url']}")
     if saved:
-        click.echo(f"Credentials ({', '.join(saved)}) saved in {credentials_path()}, not in "
-                   "the project.")
+        echo(f"Credentials ({', '.join(saved)}) saved in {credentials_path()}, not in "
+             "the project.")
 
 
 @remote.command("list")
@@ -72,4 +72,4 @@ def remove(name: str) -> None:
     from mloop.project import current_project
 
     remove_remote(current_project(), name)
-    click.echo(f"Removed remote {name}.")
+    echo(f"Removed remote {name}.")

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from mloop.cli.render import emit_json, fmt, json_option, kv_section, table
+from mloop.cli.render import echo, emit_json, fmt, json_option, kv_section, table
 from mloop.core.ids import short_id
 
 
@@ -77,7 +77,7 @@ def list_(experiment: tuple[str, ...], filter_: str | None, order_by: tuple[str,
            *(c.removeprefix("metrics.") for c in metric_cols)], rows,
           empty="No runs match. Log one from Python with mloop.start_run().")
     if df.attrs.get("next_page_token"):
-        click.echo(f"(first {max_results} shown; raise --max-results for more)")
+        echo(f"(first {max_results} shown; raise --max-results for more)")
 
 
 @runs.command("show")
@@ -148,8 +148,8 @@ def delete(run_ids: tuple[str, ...]) -> None:
     from mloop.tracking.records import set_deleted
 
     ids = set_deleted(current_project(), run_ids, True)
-    click.echo(f"Deleted {len(ids)} run(s). Undo with: mloop runs restore "
-               + " ".join(short_id(i) for i in ids))
+    echo(f"Deleted {len(ids)} run(s). Undo with: mloop runs restore "
+         + " ".join(short_id(i) for i in ids))
 
 
 @runs.command("restore")
@@ -160,7 +160,7 @@ def restore(run_ids: tuple[str, ...]) -> None:
     from mloop.tracking.records import set_deleted
 
     ids = set_deleted(current_project(), run_ids, False)
-    click.echo(f"Restored {len(ids)} run(s).")
+    echo(f"Restored {len(ids)} run(s).")
 
 
 @runs.command("download")
@@ -179,4 +179,4 @@ def download(run_id: str, path: str, output: Path) -> None:
 
     project = current_project()
     target = artifacts.download(project, resolve_run_id(project, run_id), path, output)
-    click.echo(f"Downloaded to {target}")
+    echo(f"Downloaded to {target}")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
+
+from mloop.cli.render import echo
 
 if TYPE_CHECKING:
     from mloop.serving.security import Security
@@ -70,6 +72,7 @@ def serve(models: tuple[str, ...], host: str, port: int, workers: int, max_batch
 
     project = current_project()
     every = 0.0 if monitor_every.strip() in ("0", "0s") else parse_duration(monitor_every) / 1000
+    _preflight(project, models, engine, host, port)
     config = ServeConfig(list(models), project=str(project.root), max_batch_size=max_batch_size,
                          max_batch_delay_ms=max_batch_delay_ms, max_queue=max_queue,
                          max_body_bytes=int(max_body_mb * (1 << 20)), engine=engine,
@@ -80,8 +83,8 @@ def serve(models: tuple[str, ...], host: str, port: int, workers: int, max_batch
 
     for ref in models:  # refuse a missing or unsafe model before announcing anything
         check_model(project, ref, engine=engine, allow_pickle=config.allow_pickle)
-    click.echo(f"Serving {', '.join(models)} on http://{host}:{port} (Ctrl-C to stop)",
-               err=True)
+    echo(f"Serving {', '.join(models)} on http://{host}:{port} (Ctrl-C to stop)",
+         err=True)
     run(config, host=host, port=port, workers=workers)
 
 
@@ -106,7 +109,67 @@ def _security(host: str, allowed_hosts: tuple[str, ...], token_file: str | None,
         raise InvalidInputError(f"--protect {protect} needs tokens to check: give "
                                 "--token-file (or set MLOOP_SERVE_TOKENS).")
     elif host not in LOOPBACK:
-        click.echo(f"Warning: listening on {host} without --token-file: anyone who can reach "
-                   "the port can send feedback. Create tokens with `mloop token create`.",
-                   err=True)
+        echo(f"Warning: listening on {host} without --token-file: anyone who can reach "
+             "the port can send feedback. Create tokens with `mloop token create`.",
+             err=True)
     return Security(host=host, allowed_hosts=hosts, token_file=path, protect=protect)
+
+
+def _preflight(project: Any, models: tuple[str, ...], engine: str | None, host: str,
+               port: int) -> None:
+    """What would otherwise fail after "Serving … on http://…" is announced, as one clear
+    error first: a model that does not exist (exit 3), an ONNX engine without its twin or
+    without onnxruntime (exit 2), a port in use (exit 69) or a host not of this machine."""
+    import importlib.util
+    import json
+
+    from mloop.errors import InvalidInputError
+    from mloop.registry.models import get_version
+
+    chosen = engine or project.settings.model_engine
+    for ref in models:
+        version = get_version(project, ref)  # NotFoundError (exit 3) names what is missing
+        if chosen == "native":
+            continue
+        has_twin = bool(json.loads(project.objects.get_bytes(version.manifest)).get("onnx"))
+        if chosen == "onnx" and not has_twin:
+            raise InvalidInputError(f"{version.uri} has no ONNX form, so --engine onnx cannot "
+                                    "serve it; use --engine native or auto.")
+        if has_twin and importlib.util.find_spec("onnxruntime") is None:
+            raise InvalidInputError(f"The ONNX engine ({chosen}) needs onnxruntime, which is "
+                                    "not installed: pip install 'mloop[onnx]' (or use "
+                                    "--engine native).")
+    _check_port(host, port)
+
+
+def _check_port(host: str, port: int) -> None:
+    """Bind ``host:port`` once (as the server will) and let go: a port in use or not ours
+    is an error before anything is announced."""
+    import errno
+    import socket
+
+    from mloop.errors import InvalidInputError, ServiceUnavailableError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise InvalidInputError(f"--host {host!r} is not an address or a name that resolves "
+                                f"({exc.strerror}).") from exc
+    family, kind, proto, _name, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise InvalidInputError(f"--host {host} is not an address of this machine; "
+                                        "use 127.0.0.1, 0.0.0.0 or one of its own.") from exc
+            if exc.errno == errno.EACCES:
+                raise ServiceUnavailableError(f"Port {port} needs privileges to listen on; "
+                                              "choose a --port of 1024 or more.") from exc
+            if exc.errno == errno.EADDRINUSE:
+                raise ServiceUnavailableError(f"Port {port} on {host} is already in use by "
+                                              "another process: choose another --port or "
+                                              "stop that process.") from exc
+            raise ServiceUnavailableError(f"Cannot listen on {host}:{port}: {exc.strerror}."
+                                          ) from exc

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from mloop.cli.render import emit_json, json_option, table
+from mloop.cli.render import echo, emit_json, json_option, table
 
 ROLE_HELP = ("reader: metadata and reads; predictor: also inference; writer: also feedback "
              "and other writes; admin: everything.")
@@ -50,10 +50,10 @@ def create(role: str, expires: str, name: str | None, path: str | None) -> None:
     file = _token_file(path)
     until = None if expires.strip().lower() == "never" else now_ms() + parse_duration(expires)
     secret, record = create_token(file, role, expires_ms=until, name=name)
-    click.echo(secret)
-    click.echo(f"Token {record.id} ({record.role}, expires "
-               f"{format_ms(until) if until else 'never'}) added to {file}. It is shown only "
-               "this once.", err=True)
+    echo(secret)
+    echo(f"Token {record.id} ({record.role}, expires "
+         f"{format_ms(until) if until else 'never'}) added to {file}. It is shown only "
+         "this once.", err=True)
 
 
 @token.command("list")
@@ -84,7 +84,7 @@ def revoke(token_id: str, path: str | None) -> None:
     from mloop.core.tokens import revoke_token
 
     record = revoke_token(_token_file(path), token_id)
-    click.echo(f"Revoked token {record.id} ({record.role}).")
+    echo(f"Revoked token {record.id} ({record.role}).")
 
 
 @token.command("login")
@@ -108,7 +108,7 @@ def login(url: str) -> None:
         text = sys.stdin.readline()
     parse_token(text)  # a typo is caught now, not at the first refused request
     saved = set_credentials("servers", key, {"token": text.strip()})
-    click.echo(f"Saved the token for {key} in {saved}.")
+    echo(f"Saved the token for {key} in {saved}.")
 
 
 @token.command("logout")
@@ -120,7 +120,7 @@ def logout(url: str) -> None:
 
     key = normalize_url(url)
     if not get_credentials("servers", key):
-        click.echo(f"No token was kept for {key}.")
+        echo(f"No token was kept for {key}.")
         return
     set_credentials("servers", key, None)
-    click.echo(f"Forgot the token for {key}.")
+    echo(f"Forgot the token for {key}.")

@@ -7,7 +7,7 @@ import threading
 
 import click
 
-from mloop.cli.render import emit_json, json_option, table
+from mloop.cli.render import echo, emit_json, json_option, table
 
 _broker = click.option("--broker", default="sqlite", show_default=True,
                        help="sqlite (the project's queue), sqlite:///path/queue.db or "
@@ -56,15 +56,15 @@ def worker(model: str, broker: str, concurrency: int, visibility: float, max_att
     except BaseException:
         queue.close()
         raise
-    click.echo(f"Worker for {model} on {redact(broker)} ({concurrency} threads; Ctrl-C to stop)",
-               err=True)
+    echo(f"Worker for {model} on {redact(broker)} ({concurrency} threads; Ctrl-C to stop)",
+         err=True)
     try:
         runner.run(stop)
     except KeyboardInterrupt:
         stop.set()
     finally:
         queue.close()
-    click.echo(f"Answered {runner.processed:,} jobs ({runner.failed:,} failures).", err=True)
+    echo(f"Answered {runner.processed:,} jobs ({runner.failed:,} failures).", err=True)
 
 
 @click.group()

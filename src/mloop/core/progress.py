@@ -52,12 +52,15 @@ def progress(total: float, description: str, *, unit: str = "items",
         TransferSpeedColumn,
     )
 
-    columns: list[object] = [TextColumn("{task.description}"), BarColumn()]
+    from mloop.core.printable import printable
+
+    # The description names a user's file: shown as text, never parsed as markup.
+    columns: list[object] = [TextColumn("{task.description}", markup=False), BarColumn()]
     if unit == "bytes":
         columns += [DownloadColumn(), TransferSpeedColumn()]
     else:
         columns += [MofNCompleteColumn()]
     columns.append(TimeRemainingColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as prog:  # type: ignore[arg-type]
-        task = prog.add_task(description, total=total)
+        task = prog.add_task(printable(description, one_line=True), total=total)
         yield _RichBar(prog, task)

@@ -19,6 +19,8 @@ from mloop.core.paths import safe_relpath
 from mloop.errors import InvalidURIError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}\Z")
+#: the largest version number (of a dataset or a model) a store holds: a signed 64-bit int
+MAX_VERSION = 2**63 - 1
 RUN_ID_RE = re.compile(r"^[0-9a-f]{6,32}\Z")
 
 
@@ -31,6 +33,23 @@ def check_name(name: str, what: str = "name") -> str:
             "starting with a letter or digit."
         )
     return name
+
+
+def is_version(text: str) -> bool:
+    """Whether ``text`` spells a version number: ASCII digits only (``"²"`` and ``"٣"``
+    are digits to Python but not to a database)."""
+    return text.isascii() and text.isdigit()
+
+
+def version_number(text: str, uri: str) -> int:
+    """The version number ``text`` spells (see :func:`is_version`), at most
+    :data:`MAX_VERSION`; raises InvalidURIError naming ``uri`` beyond."""
+    number = int(text)
+    if number > MAX_VERSION:
+        raise InvalidURIError(f"{uri!r}: version {text[:30]}… is larger than any version "
+                              "can be; see the versions with `mloop models versions` or "
+                              "`mloop data log`.")
+    return number
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,12 +124,12 @@ def parse_model_uri(rest: str, uri: str) -> ModelURI:
         name, _, alias = rest.partition("@")
         return ModelURI(check_name(name, "model name"), alias=check_name(alias, "alias"))
     name, _, version = rest.partition("/")
-    if not version.isdigit() or int(version) < 1:
+    if not is_version(version) or int(version) < 1:
         raise InvalidURIError(
             f"{uri!r}: give a version number or an alias, e.g. 'models:/{name}/1' "
             f"or 'models:/{name}@champion'."
         )
-    return ModelURI(check_name(name, "model name"), version=int(version))
+    return ModelURI(check_name(name, "model name"), version=version_number(version, uri))
 
 
 def parse_data_uri(rest: str, uri: str) -> DataURI:

@@ -14,7 +14,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from mloop.core.uris import DataURI, check_name, parse_uri
+from mloop.core.uris import DataURI, check_name, is_version, parse_uri, version_number
 from mloop.data.chunks import FileEntry
 from mloop.data.model import DatasetVersion, decode_tree
 from mloop.errors import InvalidInputError, InvalidURIError, NotFoundError
@@ -83,9 +83,9 @@ def get(project: Project, ref: str) -> DatasetVersion:
         params: dict[str, Any] = {"ds": ds}
         if uri.ref is None or uri.ref == "latest":  # "train@latest" reads as it says
             where += " ORDER BY v.version DESC LIMIT 1"
-        elif uri.ref.isdigit():
+        elif is_version(uri.ref):
             where += " AND v.version = :version"
-            params["version"] = int(uri.ref)
+            params["version"] = version_number(uri.ref, ref)
         else:
             tagged = q.all("SELECT version FROM dataset_tags WHERE dataset_id = :ds "
                            "AND tag = :tag", {"ds": ds, "tag": uri.ref})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from mloop.data import stats as _stats
 from mloop.data.catalog import get, list_datasets, project_relpath, read_tree
 from mloop.data.chunks import FileEntry
 from mloop.data.model import DatasetVersion, dumps
-from mloop.data.pointer import write_pointer
+from mloop.data.pointer import ignore_pattern, write_pointer
 from mloop.data.repair import damaged, rebuild
 from mloop.data.versions import MAX_PATH, insert_version, snapshot, store_tree
 from mloop.data.workspace import current_digests, remember_stats
@@ -41,6 +42,12 @@ def add(project: Project, path: str | Path, name: str | None = None,
     local = Path(path)
     if not local.exists():
         raise InvalidInputError(f"Cannot add {str(local)!r}: no such file or folder.")
+    if local.name in ("", ".", ".."):  # "data/.." names a folder by where it leads
+        local = Path(os.path.abspath(local))
+    if local.resolve() == project.root.resolve():
+        raise InvalidInputError("Cannot add the project folder itself: add a file or a "
+                                "folder inside it (e.g. `mloop data add data/`).")
+    ignore_pattern(local.name)  # a name .gitignore cannot hold is refused before any work
     source = check_text(project_relpath(project, local), "path", MAX_PATH)
     name = check_name(name, "dataset name") if name else _tracked_name(project, source, local)
     try:

@@ -104,6 +104,7 @@ class CheckoutResult:
 def checkout(project: Project, ref: str, path: str | Path | None = None) -> CheckoutResult:
     """Make ``path`` (default: where the version was added from) hold exactly its bytes.
 
+    A file version checked out to an existing folder lands in it under its own name.
     Files that already match are left alone; others are rewritten atomically from
     verified chunks. Files in a folder that the version does not have are reported in
     ``extra``, not deleted.
@@ -114,6 +115,8 @@ def checkout(project: Project, ref: str, path: str | Path | None = None) -> Chec
     version = get(project, ref)
     home = project.root / version.source_path
     local = Path(path) if path is not None else home
+    if version.kind == "file" and path is not None and (local.name == "" or local.is_dir()):
+        local = local / home.name  # a file checked out into a folder, as cp does
     tracked = local.resolve() == home.resolve()  # a copy elsewhere gets no pointer
     try:
         source: str | None = project_relpath(project, local)

@@ -156,7 +156,11 @@ def cross_validate(model: Any, X: Any, y: np.ndarray, task: str, *, folds: int =
         raise InvalidInputError(f"Unknown split {strategy!r}; use stratified, kfold, group or "
                                 "timeseries.")
 
-    jobs = [(seed, train, test) for seed in range(seeds) for train, test in splits(seed)]
+    try:
+        jobs = [(seed, train, test) for seed in range(seeds) for train, test in splits(seed)]
+    except ValueError as exc:  # more folds than rows, classes or groups allow
+        raise InvalidInputError(f"Cannot cut {folds} {strategy} folds from {len(y):,} rows: "
+                                f"{exc} Use a smaller --cv.") from exc
     if strategy in ("group", "timeseries") and seeds > 1:
         jobs = jobs[:len(jobs) // seeds]  # these splits do not depend on a seed
 
@@ -176,7 +180,11 @@ def cross_validate(model: Any, X: Any, y: np.ndarray, task: str, *, folds: int =
         return out
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(fold, jobs))
+        try:
+            results = list(pool.map(fold, jobs))
+        except ValueError as exc:  # e.g. a training fold with a single class
+            raise InvalidInputError(f"A cross-validation fold could not be refit: {exc} "
+                                    "Use fewer folds or more data.") from exc
     per_seed: dict[float, int] = {}
     for r in results:
         r["fold"] = float(per_seed.setdefault(r["seed"], 0))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mloop.core.uris import is_version, version_number
 from mloop.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -40,13 +41,13 @@ def load(project: Project, spec: str, *, reference: bool, since_ms: int | None =
         name, _, version = spec[len(SERVING):].partition("/")
         if not name:
             raise InvalidInputError("serving: needs a model name, e.g. serving:churn.")
-        if version and not version.isdigit():
+        if version and not is_version(version):
             raise InvalidInputError(f"{spec}: the version after '/' must be a number.")
         from mloop.registry.models import get_version
 
         get_version(project, name)  # an unknown model fails here, with its advice
         return logged_inputs(project, name, since_ms=since_ms,
-                             version=int(version) if version else None)
+                             version=version_number(version, spec) if version else None)
     path = Path(spec)
     if path.suffix.lower() in (".csv", ".parquet", ".pq"):
         if not path.is_file():

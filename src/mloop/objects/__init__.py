@@ -22,6 +22,10 @@ def open_object_store(url: str, **storage_options: Any) -> ObjectStore:
     if "://" not in url:
         return LocalObjectStore(url)
     if url.startswith("file://"):
+        if not url[len("file://"):]:  # not "here": blobs would land in the working folder
+            from mloop.errors import InvalidURIError
+
+            raise InvalidURIError("file:// needs a folder, e.g. file:///srv/mloop-store.")
         return LocalObjectStore(url[len("file://"):])
     from mloop.objects.remote import FsspecObjectStore  # fsspec loads only when needed
 

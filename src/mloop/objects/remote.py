@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -13,8 +14,42 @@ import fsspec
 
 from mloop.core.hashing import CHUNK, hash_bytes, new_hasher
 from mloop.core.redact import redact
-from mloop.errors import ConfigError, ObjectNotFoundError
+from mloop.errors import ConfigError, MloopError, ObjectNotFoundError, ServiceUnavailableError
 from mloop.objects.base import check_digest, corrupt, object_relpath
+
+# Libraries whose exceptions mean "the other side could not be reached or refused us":
+# fsspec drivers raise their transport's own errors (aiohttp for http(s), botocore for
+# S3, google-auth for GCS, azure-core, paramiko …) rather than OSError subclasses.
+_TRANSPORTS = frozenset({"aiohttp", "botocore", "aiobotocore", "requests", "urllib3",
+                         "google", "gcsfs", "azure", "adlfs", "paramiko", "ssl", "socket"})
+
+
+def _is_transport_error(exc: BaseException) -> bool:
+    if isinstance(exc, ConnectionError | TimeoutError | PermissionError):
+        return True
+    if isinstance(exc, FileNotFoundError | MloopError) or (
+            isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)):
+        return False  # a missing blob, an error mloop raised on purpose, a full local disk
+    return type(exc).__module__.split(".")[0] in _TRANSPORTS or (
+        isinstance(exc, OSError) and exc.errno is not None)
+
+
+@contextlib.contextmanager
+def _reachable(url: str) -> Iterator[None]:
+    """Network and permission failures of a remote store as one ServiceUnavailableError
+    (exit 69) naming the store, secrets hidden, instead of a transport's traceback."""
+    try:
+        yield
+    except Exception as exc:
+        if not _is_transport_error(exc):
+            raise
+        from mloop.core.redact import redact
+
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ServiceUnavailableError(redact(
+            f"The object store at {url} cannot be used: {detail}. Check the URL, the "
+            "network and the credentials, then run the command again (only what is still "
+            "missing travels).")) from exc
 
 
 class FsspecObjectStore:
@@ -42,7 +77,8 @@ class FsspecObjectStore:
     def put_bytes(self, data: bytes) -> str:
         digest = hash_bytes(data)
         if not self.exists(digest):
-            self.fs.pipe_file(self._key(digest), bytes(data))
+            with _reachable(self.url):
+                self.fs.pipe_file(self._key(digest), bytes(data))
         return digest
 
     def put_file(self, path: str | Path) -> str:
@@ -53,13 +89,15 @@ class FsspecObjectStore:
         digest = hasher.hexdigest()
         if not self.exists(digest):
             key = self._key(digest)
-            self.fs.makedirs(key.rsplit("/", 1)[0], exist_ok=True)
-            self.fs.put_file(str(path), key)
+            with _reachable(self.url):
+                self.fs.makedirs(key.rsplit("/", 1)[0], exist_ok=True)
+                self.fs.put_file(str(path), key)
         return digest
 
     def get_bytes(self, digest: str) -> bytes:
         try:
-            data = self.fs.cat_file(self._key(check_digest(digest)))
+            with _reachable(self.url):
+                data = self.fs.cat_file(self._key(check_digest(digest)))
         except FileNotFoundError:
             raise ObjectNotFoundError(f"Object {digest[:12]}… is not in {self.url}.") from None
         if (actual := hash_bytes(data)) != digest:
@@ -73,7 +111,8 @@ class FsspecObjectStore:
         os.close(fd)
         try:
             try:
-                self.fs.get_file(self._key(check_digest(digest)), tmp)
+                with _reachable(self.url):
+                    self.fs.get_file(self._key(check_digest(digest)), tmp)
             except FileNotFoundError:
                 raise ObjectNotFoundError(f"Object {digest[:12]}… is not in {self.url}.") from None
             hasher = new_hasher()
@@ -88,7 +127,8 @@ class FsspecObjectStore:
                 os.unlink(tmp)
 
     def exists(self, digest: str) -> bool:
-        return bool(self.fs.exists(self._key(check_digest(digest))))
+        with _reachable(self.url):
+            return bool(self.fs.exists(self._key(check_digest(digest))))
 
     def missing(self, digests: Iterable[str]) -> set[str]:
         wanted = {check_digest(d) for d in digests}
@@ -97,28 +137,32 @@ class FsspecObjectStore:
         # One listing per prefix folder beats one HEAD request per blob on remote stores.
         present: set[str] = set()
         for prefix in {d[:2] for d in wanted}:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(FileNotFoundError), _reachable(self.url):
                 present.update(prefix + p.rsplit("/", 1)[-1]
                                for p in self.fs.ls(f"{self.root}/{prefix}", detail=False))
         return wanted - present
 
     def size(self, digest: str) -> int:
         try:
-            return int(self.fs.size(self._key(check_digest(digest))))
+            with _reachable(self.url):
+                return int(self.fs.size(self._key(check_digest(digest))))
         except FileNotFoundError:
             raise ObjectNotFoundError(f"Object {digest[:12]}… is not in {self.url}.") from None
 
     def delete(self, digest: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError), _reachable(self.url):
             self.fs.rm_file(self._key(check_digest(digest)))
 
     def iter_digests(self) -> Iterator[str]:
         try:
-            folders = self.fs.ls(self.root, detail=False)
+            with _reachable(self.url):
+                folders = self.fs.ls(self.root, detail=False)
         except FileNotFoundError:
             return
         for folder in folders:
             prefix = folder.rstrip("/").rsplit("/", 1)[-1]
             if len(prefix) == 2:
-                for entry in self.fs.ls(folder, detail=False):
+                with _reachable(self.url):
+                    entries = self.fs.ls(folder, detail=False)
+                for entry in entries:
                     yield prefix + entry.rsplit("/", 1)[-1]

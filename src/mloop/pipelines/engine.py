@@ -380,9 +380,23 @@ def _headline(text: str | None) -> str:
 
 
 def _echo(message: str) -> None:
+    """A progress line; step names and errors are user text (control characters escaped)."""
     import sys
 
-    print(message, file=sys.stderr, flush=True)
+    from mloop.core.printable import printable
+
+    print(printable(message), file=sys.stderr, flush=True)
+
+
+def _log_name(step: str) -> str:
+    """The log file's name for ``step``: the name itself when it is a plain file name, else
+    a safe spelling of it plus a hash (a step named ``a/b`` must not name a folder)."""
+    from mloop.core.uris import NAME_RE
+
+    if NAME_RE.match(step):
+        return f"{step}.log"
+    safe = "".join(c if c.isalnum() or c in "_.-" else "_" for c in step)[:80].strip(".")
+    return f"{safe}-{hash_bytes(step.encode())[:12]}.log"
 
 
 def _loop(ctx: _Context) -> None:
@@ -494,7 +508,7 @@ def _execute(ctx: _Context, s: Step, result: StepResult, ins: dict[str, ValueRef
     project, run, params = ctx.project, ctx.run, ctx.plan.params[s.name]
     logs = project.root / ".mloop" / "pipelines" / run.id
     logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / f"{s.name}.log"
+    log_path = logs / _log_name(s.name)
     start = time.perf_counter()
     for attempt in range(s.retries + 1):
         result.attempts = attempt + 1

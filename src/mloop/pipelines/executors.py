@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mloop.errors import ConfigError
+from mloop.errors import ConfigError, ServiceUnavailableError
 from mloop.pipelines.processes import StepProcesses, clean_stale_folders, step_folder
 from mloop.pipelines.values import ValueRef
 
@@ -116,10 +116,13 @@ class DaskExecutor:
                 self._cluster = LocalCluster(n_workers=_cpus(), threads_per_worker=1,
                                              processes=True, dashboard_address=None)
                 self.client = Client(self._cluster)
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise ConfigError(f"Cannot reach the Dask scheduler {scheduler}: {exc}. Check the "
-                              "address (tcp://host:8786) and that it runs, or use "
-                              "--executor local.") from None
+        except ValueError as exc:  # an address that does not parse
+            raise ConfigError(f"Cannot use the Dask scheduler address {scheduler}: {exc}. "
+                              "Write it as tcp://host:8786, or use --executor local.") from None
+        except (OSError, TimeoutError) as exc:
+            raise ServiceUnavailableError(
+                f"Cannot reach the Dask scheduler {scheduler}: {exc}. Check the address "
+                "(tcp://host:8786) and that it runs, or use --executor local.") from None
         info = self.client.scheduler_info()
         self.slots = max(1, sum(w.get("nthreads", 1) for w in info["workers"].values()))
 

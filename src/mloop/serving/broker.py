@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mloop.core.ids import new_id
-from mloop.errors import ConfigError, InvalidInputError, NotFoundError
+from mloop.errors import ConfigError, InvalidInputError, NotFoundError, ServiceUnavailableError
 
 RESULT_TTL_S = 24 * 3600
 
@@ -220,8 +220,8 @@ class RedisBroker:
         try:
             self.r.ping()
         except redis.exceptions.ConnectionError as exc:
-            raise ConfigError(f"Cannot reach the Redis broker at {url}: {exc}. Is it "
-                              "running?") from exc
+            raise ServiceUnavailableError(f"Cannot reach the Redis broker at {url}: "
+                                          f"{str(exc).rstrip('.')}. Is it running?") from exc
         self._groups: set[str] = set()
 
     def _group(self, stream: str) -> None:

@@ -19,7 +19,7 @@ from mloop.core.clock import now_ms
 from mloop.core.ids import new_id
 from mloop.core.progress import progress
 from mloop.core.uris import check_name
-from mloop.errors import InvalidInputError, NotFoundError
+from mloop.errors import InvalidInputError, NotFoundError, ServiceUnavailableError
 from mloop.project import Project
 
 _GROUP = 4  # partitions computed together before their rows are written
@@ -45,6 +45,14 @@ def _read(source: str, key: str, blocksize: str) -> Any:
     if not glob.glob(paths):
         raise InvalidInputError(f"No input at {source!r}; give a CSV or Parquet file, folder "
                                 "or glob.")
+    from dask.utils import parse_bytes
+
+    try:
+        if parse_bytes(blocksize) < 1:
+            raise ValueError("it must be at least 1 byte")
+    except (ValueError, TypeError) as exc:
+        raise InvalidInputError(f"--blocksize {blocksize!r} is not a size such as 64MB "
+                                f"({exc}).") from None
     try:
         if suffix == ".csv":
             frame = dd.read_csv(paths, blocksize=blocksize)
@@ -108,9 +116,12 @@ def batch_predict(project: Project, model: str, source: str, key: str, *,
                                     "pip install 'mloop[dask]'.") from None
         try:
             client = Client(scheduler, timeout="10s")
-        except OSError as exc:
-            raise InvalidInputError(f"Cannot reach the Dask scheduler at {scheduler}: {exc}. "
-                                    "Is it running?") from exc
+        except ValueError as exc:  # an address that does not parse
+            raise InvalidInputError(f"Cannot use the Dask scheduler address {scheduler}: "
+                                    f"{exc}. Write it as tcp://host:8786.") from exc
+        except (OSError, TimeoutError) as exc:
+            raise ServiceUnavailableError(f"Cannot reach the Dask scheduler at {scheduler}: "
+                                          f"{exc}. Is it running?") from exc
     parts = frame.to_delayed()
     written = 0
     try:

@@ -14,7 +14,13 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from mloop.core.redact import redact
-from mloop.errors import ConfigError, SchemaError
+from mloop.errors import (
+    ConfigError,
+    IntegrityError,
+    MloopError,
+    SchemaError,
+    ServiceUnavailableError,
+)
 from mloop.store import failures, migrate
 
 _WRITE = "mloop_write"
@@ -97,7 +103,9 @@ def _create_engine(url: str, synchronous: str, busy_timeout_ms: int) -> Engine:
             return _sqlite_engine(url, synchronous, busy_timeout_ms)
         if url.startswith("postgresql"):
             _check_userinfo(url)
-            return create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8)
+            engine = create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8)
+            event.listen(engine, "handle_error", _connection_errors(url))
+            return engine
     except (ArgumentError, NoSuchModuleError) as exc:
         raise ConfigError(f"Cannot open the metadata store {redact(url)}: {exc}") from exc
     raise ConfigError(
@@ -115,6 +123,69 @@ def _check_userinfo(url: str) -> None:
             f"The metadata store URI {redact(url)} has more than one '@' before its host: "
             "percent-encode the user name and password (@ → %40, : → %3A, / → %2F), "
             "e.g. with urllib.parse.quote(password, safe='').")
+
+
+# What the server says when it was reached but refuses the URI's role, password, database
+# or options: the URI is wrong (exit 2), where waiting will not help.
+_REFUSED_BY_SERVER = ("does not exist", "password authentication failed",
+                      "no password supplied", "not permitted to log in", "authentication",
+                      "invalid sslmode", "invalid connection option", "invalid integer value",
+                      "pg_hba.conf")
+
+
+def _connection_errors(url: str) -> Callable[[Any], None]:
+    """A ``handle_error`` hook: a PostgreSQL server that cannot be reached (refused, no
+    such host, timed out, gone mid-session) is a ServiceUnavailableError (exit 69); one
+    that refuses the URI's role, password or database a ConfigError (exit 2). Both name
+    the store with its password hidden, in one line instead of a driver traceback."""
+    shown = redact(url)
+
+    def hook(ctx: Any) -> None:
+        if getattr(ctx, "is_pre_ping", False):
+            return  # the pool handles a stale connection itself by reconnecting
+        connecting = ctx.connection is None
+        if not (connecting or ctx.is_disconnect):
+            return  # a statement's own error (constraint, data): the caller handles it
+        detail = " ".join(str(ctx.original_exception).split())
+        if connecting and any(s in detail for s in _REFUSED_BY_SERVER):
+            raise ConfigError(f"The metadata store {shown} refused the connection: "
+                              f"{detail}. Fix the role, password or database in the store "
+                              "URI (MLOOP_STORE_URI or [store] uri).") from ctx.original_exception
+        raise ServiceUnavailableError(
+            f"The metadata store {shown} cannot be reached: {detail}. Check that the server "
+            "runs and the host and port are right, then try again.") from ctx.original_exception
+
+    return hook
+
+
+# SQLite's words for a file that is not (or no longer) a sound database
+_DAMAGED = ("file is not a database", "database disk image is malformed")
+
+
+def _sqlite_failure(path: str, exc: BaseException) -> MloopError:
+    """What a failure to open or read the SQLite file means: a damaged file (exit 5), a
+    file or disk that cannot be used (exit 69), or WAL mode unavailable (exit 6)."""
+    text = str(exc)
+    if any(s in text for s in _DAMAGED):
+        return IntegrityError(f"The metadata store {path} is damaged ({text}). Restore "
+                              ".mloop/mloop.db from a backup or a copy; the data objects "
+                              "are not in it and stay intact.")
+    if any(s in text for s in ("readonly", "read-only", "unable to open", "disk I/O")):
+        return ServiceUnavailableError(f"The metadata store {path} cannot be used ({text}): "
+                                       "check that its folder is writable and the disk is "
+                                       "available.")
+    return SchemaError(f"Cannot switch {path} to WAL mode: {text}")
+
+
+def _damaged_file(path: str) -> Callable[[Any], None]:
+    """A ``handle_error`` hook: SQLite finding the file damaged mid-statement is an
+    IntegrityError (exit 5); every other error stays as it is (the writer retries
+    "database is locked" itself)."""
+    def hook(ctx: Any) -> None:
+        if any(s in str(ctx.original_exception) for s in _DAMAGED):
+            raise _sqlite_failure(path, ctx.original_exception) from ctx.original_exception
+
+    return hook
 
 
 def _sqlite_engine(url: str, synchronous: str, busy_timeout_ms: int) -> Engine:
@@ -156,7 +227,7 @@ def _sqlite_engine(url: str, synchronous: str, busy_timeout_ms: int) -> Engine:
                 if "locked" in str(exc) and time.monotonic() < deadline:
                     time.sleep(0.01)
                     continue
-                raise SchemaError(f"Cannot switch {path} to WAL mode: {exc}") from exc
+                raise _sqlite_failure(path, exc) from exc
         cur.execute(f"PRAGMA synchronous={synchronous.upper()}")
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cur.execute("PRAGMA foreign_keys=ON")
@@ -166,6 +237,8 @@ def _sqlite_engine(url: str, synchronous: str, busy_timeout_ms: int) -> Engine:
         cur.execute("PRAGMA mmap_size=268435456")
         cur.execute("PRAGMA cache_size=-65536")
         cur.close()
+
+    event.listen(engine, "handle_error", _damaged_file(path))
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:

@@ -15,6 +15,15 @@ Grammar (keywords are case-insensitive)::
 Examples: ``metrics.acc > 0.9 and params.model = 'logreg'``,
 ``tags.team IN ('risk', 'ops')``, ``attributes.status != 'FAILED'``,
 ``metrics.`val loss` <= 0.2``. Errors carry the position of the offending token.
+
+Limits (each a :class:`FilterSyntaxError` naming it): at most :data:`MAX_LENGTH`
+characters, :data:`MAX_DEPTH` nested parentheses and as many nested and/or groups
+(``a or b and (c or d …)`` nests two per parenthesis), :data:`MAX_TERMS` comparisons and
+:data:`MAX_VALUES` values in IN lists altogether. They keep the parser's recursion and
+the SQL statement it becomes inside what Python and the databases accept: SQLite refuses
+an expression tree deeper than 1,000 (a 5,000-term OR is one), and its parser overflows
+near 30 nested groups of IN probes; the worst filter within the limits is tested on
+SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -35,6 +44,11 @@ ATTRIBUTES = {"status", "name", "run_name", "start_time", "end_time", "run_id", 
               "experiment", "parent_id", "duration"}
 NUMERIC_ATTRIBUTES = {"start_time", "end_time", "duration"}
 COMPARE_OPS = {"=", "!=", "<>", "<", "<=", ">", ">="}
+MAX_LENGTH = 1_000_000
+MAX_DEPTH = 20
+MAX_TERMS = 400
+MAX_VALUES = 10_000
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 _TOKEN = re.compile(r"""
     (?P<ws>\s+)
@@ -73,6 +87,14 @@ Node = Comparison | BoolOp
 
 
 def tokenize(text: str) -> list[Token]:
+    """The tokens of ``text`` (whitespace dropped), ending with an ``end`` token."""
+    if len(text) > MAX_LENGTH:
+        raise FilterSyntaxError(f"The filter is {len(text):,} characters long; at most "
+                                f"{MAX_LENGTH:,} are accepted", text, MAX_LENGTH)
+    bad = _UNSTORABLE.search(text)
+    if bad is not None:  # no store can hold or compare these: refuse rather than fail there
+        raise FilterSyntaxError("A NUL character or an undecodable byte cannot be part of a "
+                                "filter", text, bad.start())
     tokens: list[Token] = []
     pos = 0
     while pos < len(text):
@@ -92,6 +114,9 @@ class _Parser:
         self.text = text
         self.tokens = tokenize(text)
         self.i = 0
+        self.depth = 0  # parentheses open at the current token
+        self.terms = 0  # comparisons read so far
+        self.values = 0  # values in IN lists so far
 
     @property
     def tok(self) -> Token:
@@ -114,6 +139,10 @@ class _Parser:
         if self.tok.kind != "end":
             raise self.error(f"Expected 'and', 'or' or the end of the filter, found "
                              f"{self.tok.text!r}")
+        depth, pos = _nesting(node)
+        if depth > MAX_DEPTH:
+            raise FilterSyntaxError(f"And/or groups nested more than {MAX_DEPTH} deep; "
+                                    "simplify the filter", self.text, pos)
         return node
 
     def or_expr(self) -> Node:
@@ -132,12 +161,21 @@ class _Parser:
 
     def atom(self) -> Node:
         if self.tok.text == "(":
+            if self.depth >= MAX_DEPTH:
+                raise self.error(f"Parentheses nested more than {MAX_DEPTH} deep; "
+                                 "simplify the filter")
+            self.depth += 1
             self.take()
             node = self.or_expr()
             if self.tok.text != ")":
                 raise self.error("Expected ')'")
             self.take()
+            self.depth -= 1
             return node
+        self.terms += 1
+        if self.terms > MAX_TERMS:
+            raise self.error(f"More than {MAX_TERMS} comparisons; use IN (…) for many values "
+                             "of one field, or split the search")
         return self.comparison()
 
     def field(self) -> tuple[str, str, Token]:
@@ -220,6 +258,10 @@ class _Parser:
             v = self.value()
             if v is None:
                 raise self.error("NULL cannot be in an IN list", self.tokens[self.i - 1])
+            self.values += 1
+            if self.values > MAX_VALUES:
+                raise self.error(f"More than {MAX_VALUES:,} values in IN lists; split the "
+                                 "search", self.tokens[self.i - 1])
             values.append(v)
             if self.tok.text == ",":
                 self.take()
@@ -228,6 +270,15 @@ class _Parser:
                 self.take()
                 return tuple(values)
             raise self.error("Expected ',' or ')' in the IN list")
+
+
+def _nesting(node: Node) -> tuple[int, int]:
+    """How deeply and/or groups nest in ``node`` (each is one level of parentheses in
+    SQL), and the position of a comparison at the deepest level."""
+    if isinstance(node, Comparison):
+        return 0, node.pos
+    depth, pos = max((_nesting(part) for part in node.parts), key=lambda found: found[0])
+    return depth + 1, pos
 
 
 def _unquote(text: str) -> str:

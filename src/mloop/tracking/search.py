@@ -233,7 +233,7 @@ def search_runs(project: Project, *, experiment: str | Sequence[str] | None = No
         raise InvalidInputError("max_results must be at least 1 (or None for every run).")
     offset = _offset(page_token)
     query = build_query(node, order, exp_ids, include_deleted)
-    limit = _NO_LIMIT if max_results is None else max_results + 1
+    limit = _NO_LIMIT if max_results is None else min(max_results + 1, _NO_LIMIT)
     reap_runs(project)  # runs whose process died read KILLED, in filters too
     with project.store.read() as conn:
         rows = list(conn.execute(query, {"limit": limit, "offset": offset}).all())
