@@ -177,7 +177,7 @@ def test_a_param_the_pipeline_refuses_is_a_clear_error_before_any_run(proj):
     """)
     add_dataset(proj, "train", TRAIN)
     out = run_cli("automate", "check", cwd=proj.root, check=False)
-    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr  # bad input
     assert "automation.yaml: pipelines.churn-training.params.C: Step 'train': param C takes " \
            "float, not 'abc'." in out.stderr
     assert history(project=proj) == []  # nothing claimed: the event waits for the fix

@@ -28,6 +28,7 @@ from mloop.core.printable import printable
 
 H = "x[/b]y [bold]WIP[/bold] [link=http://x]l[/link] \x1b[31mred :smile:"
 NL = "two\nlines [i]"
+R2 = "tab\there [i] \x1b[31mred"  # a run name: one line, but tabs and escapes
 ONE = printable(H, one_line=True)  # how a table cell shows H
 MULTI = printable(f"{H}\n{NL}", one_line=True)  # a multi-line message in a cell
 LONG = "L" * 4000 + "[/b]"
@@ -87,7 +88,7 @@ def _fill(root: Path) -> dict[str, str]:
         model = LogisticRegression().fit(frame[[COL]], frame["target"])
         mloop.log_model(model, "model", registered_name="hm", input_example=frame[[COL]][:3],
                         description=f"{H}\n{NL}")
-    with mloop.start_run(experiment="hx", name=NL, project=project) as r2:
+    with mloop.start_run(experiment="hx", name=R2, project=project) as r2:
         r2.log_metrics({f"m{H}": 0.7})
     set_tag(project, "hm/1", "team", H)
     transition(project, "hm/1", "approved", f"{H}\n{NL}")
@@ -102,15 +103,18 @@ def _fill(root: Path) -> dict[str, str]:
     (root / "schema.yaml").write_text(yaml.safe_dump(
         {"columns": {COL: {"type": "float", "min": 0.2}, "g[/b]": {"allowed": ["[red]a"]}}}))
     (root / "pipelines.py").write_text(textwrap.dedent(PIPELINES))
+    from mloop.core.tokens import create_token
+
+    create_token(root / "tokens.jsonl", "writer", name=H)
     project.close()
     mloop.set_project(None)
-    return {"r1": r1.id, "r2": r2.id}
+    return {"r1": r1.id, "r2": r2.id, "tokens": str(root / "tokens.jsonl")}
 
 
 # (id, arguments, exit codes accepted, texts that must appear on stdout)
 COMMANDS: list[tuple[str, list[str], tuple[int, ...], list[str]]] = [
     ("experiments-list", ["experiments", "list"], (0,), ["hx"]),
-    ("runs-list", ["runs", "list"], (0,), [ONE, "two\\nlines [i]", f"m{ONE}"]),
+    ("runs-list", ["runs", "list"], (0,), [ONE, printable(R2, one_line=True), f"m{ONE}"]),
     ("runs-show", ["runs", "show", "{r1}"], (0,),
      [ONE, f"p{ONE}", f"t{ONE}", "art[/b]/[bold]f[/bold] :smile:.txt"]),
     ("runs-compare", ["runs", "compare", "{r1}", "{r2}"], (0,), [f"params.p{ONE}"]),
@@ -148,6 +152,7 @@ COMMANDS: list[tuple[str, list[str], tuple[int, ...], list[str]]] = [
     ("pipeline-dag", ["pipeline", "dag", "hp"], (0,), [printable(STEP)]),
     ("automate-history", ["automate", "history"], (0,), [f"trig{ONE}"]),
     ("jobs-dead", ["jobs", "dead"], (0,), [MULTI]),
+    ("token-list", ["token", "list", "--file", "{tokens}"], (0,), [ONE]),
 ]
 
 

@@ -104,7 +104,9 @@ def test_a_missing_blob_is_still_not_found():
         store.get_bytes(DIGEST)
 
 
-def test_push_and_pull_to_an_unreachable_remote_exit_69(tmp_path, unreachable):
+def test_push_and_pull_to_an_unreachable_remote_exit_69(tmp_path):
+    # a data remote over HTTP takes no credentials (`remote add` refuses them in its URL)
+    unreachable = f"http://127.0.0.1:{_closed_port()}/store"
     project = mloop.init(tmp_path / "p")
     (project.root / "t.csv").write_text("a\n1\n")
     mloop.data.add(project.root / "t.csv", project=project)
@@ -114,6 +116,6 @@ def test_push_and_pull_to_an_unreachable_remote_exit_69(tmp_path, unreachable):
             shutil.rmtree(project.root / ".mloop" / "objects")
         out = run_cli("data", verb, cwd=project.root, check=False)
         assert out.returncode == 69, out.stderr
-        assert out.stderr.startswith("Error: The object store at http://user:***@127.0.0.1")
-        assert "hunter2" not in out.stderr and "Traceback" not in out.stderr
+        assert out.stderr.startswith("Error: The object store at http://127.0.0.1")
+        assert "Traceback" not in out.stderr
         assert len(out.stderr.strip().splitlines()) == 1

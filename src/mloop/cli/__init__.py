@@ -132,7 +132,7 @@ def _log_to_stderr() -> None:
     import logging
 
     from mloop.core.printable import printable
-    from mloop.core.redact import redact
+    from mloop.core.redact import get_logger, redact
 
     class _Safe(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
@@ -141,7 +141,7 @@ def _log_to_stderr() -> None:
             except Exception:
                 self.handleError(record)
 
-    logger = logging.getLogger("mloop")
+    logger = get_logger("mloop")
     if not any(type(h).__name__ == "_Safe" for h in logger.handlers):
         logger.addHandler(_Safe(logging.WARNING))
 

@@ -35,6 +35,7 @@ _RETRY_PAUSES = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)  # a transient failure: ~9 
 _MAX_BACKOFF = 60.0  # the background thread's longest wait between failing attempts
 _WHERE = "the metadata store"
 _TICK_EVERY = 5.0  # with ticks registered (a heartbeat), wake at least this often
+MAX_PENDING_BATCHES = 10  # batches that may wait in memory before logging waits too
 
 
 class MetricWriter:
@@ -45,6 +46,10 @@ class MetricWriter:
     memory; values the database refuses are found by splitting the batch in halves,
     and only those points are dropped, with a warning naming them; a full disk or any
     other failure keeps the points and is raised in the logging thread at its next call.
+
+    Memory is bounded: when ``MAX_PENDING_BATCHES`` batches wait (a loop that logs faster
+    than the store writes, or a store that is away), logging waits for the writer —
+    and raises at once when the failure is a lasting one, such as a full disk.
     """
 
     def __init__(self, store: Store, *, flush_interval: float = 0.5,
@@ -52,6 +57,7 @@ class MetricWriter:
         self._store = store
         self._interval = flush_interval
         self._batch_size = batch_size
+        self._max_pending = MAX_PENDING_BATCHES * batch_size
         self._buf: list[Point] = []
         self._error: MloopError | None = None
         self._ticks: list[Callable[[], None]] = []
@@ -70,6 +76,7 @@ class MetricWriter:
     def _reset_threading(self) -> None:
         self._buf_lock = threading.Lock()
         self._io_lock = threading.Lock()  # one batch at a time, in order
+        self._room = threading.Condition()  # notified after every write attempt
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -93,6 +100,17 @@ class MetricWriter:
             self.raise_if_failed()
         self._poke(n)
 
+    def _wait_for_room(self) -> None:
+        """Block the logging thread while too many points wait (see the class docstring)."""
+        while self.pending() >= self._max_pending and self._error is None:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = None
+                self._start()
+            self._wake.set()
+            with self._room:
+                self._room.wait(0.5)
+        self.raise_if_failed()
+
     def on_tick(self, fn: Callable[[], None]) -> None:
         """Call ``fn()`` from the writer's thread after every wake-up (e.g. a heartbeat,
         which decides itself whether it is due); starts the thread."""
@@ -105,6 +123,8 @@ class MetricWriter:
             self._start()
         if queued >= self._batch_size:
             self._wake.set()
+        if queued >= self._max_pending:
+            self._wait_for_room()
 
     def pending(self) -> int:
         """How many points wait in memory."""
@@ -164,6 +184,9 @@ class MetricWriter:
             else:
                 if failing:
                     log.warning("mloop: writing metrics works again; nothing was lost")
+            finally:
+                with self._room:
+                    self._room.notify_all()
                 failing, wait = False, self._interval
             due = time.monotonic() + wait
 
