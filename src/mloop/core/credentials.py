@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any
 
+from mloop.core.paths import write_private
 from mloop.errors import ConfigError
 
 FILE_NAME = "credentials.toml"
@@ -118,16 +118,5 @@ def set_credentials(kind: str, name: str, values: dict[str, Any] | None,
         table[name] = dict(values)
     if not table:
         data.pop(kind, None)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=".credentials.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(dumps(data))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_private(path, dumps(data))
     return path

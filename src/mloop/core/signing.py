@@ -13,15 +13,14 @@ key.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import os
 import secrets
 import stat
-import tempfile
 from pathlib import Path
 
+from mloop.core.paths import write_private
 from mloop.errors import ConfigError
 
 KEY_FILE = "signing.key"
@@ -51,18 +50,7 @@ def _read(path: Path) -> bytes:
 
 def _create(path: Path) -> None:
     """Write a new key unless one appears meanwhile (steps start at once: first wins)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=".signing.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(secrets.token_hex(32) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        with contextlib.suppress(FileExistsError):  # another process made one: keep it
-            os.link(tmp, path)  # atomic, and never replaces an existing key
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_private(path, secrets.token_hex(32) + "\n", replace=False)
 
 
 def signing_key() -> bytes:

@@ -26,12 +26,12 @@ import os
 import re
 import secrets
 import stat
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from mloop.core.clock import now_ms
+from mloop.core.paths import write_private
 from mloop.errors import (
     ConfigError,
     ForbiddenError,
@@ -172,20 +172,8 @@ _HEADER = ("# mloop tokens: one JSON object per line (id, SHA-256 of the secret,
 
 def write_token_file(path: Path, records: dict[str, TokenRecord]) -> None:
     """Rewrite the token file atomically (temp file, mode 0600, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(_HEADER)
-            for record in records.values():
-                f.write(json.dumps(record.to_dict(), sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_private(path, _HEADER + "".join(json.dumps(record.to_dict(), sort_keys=True) + "\n"
+                                          for record in records.values()))
 
 
 def create_token(path: Path, role: str, *, expires_ms: int | None = None,
