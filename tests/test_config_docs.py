@@ -73,3 +73,12 @@ def test_the_examples_on_the_page_are_real_messages(tmp_path, monkeypatch, name,
 
 def test_the_readme_links_the_page():
     assert "docs/configuration.md" in (ROOT / "README.md").read_text()
+
+
+def test_help_prints_usage_and_writes_no_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        config_docs.main(["--help"])
+    assert exc.value.code == 0
+    assert "--check" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []

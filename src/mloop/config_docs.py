@@ -148,15 +148,24 @@ def render() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Write the page to the path given (or print it); with ``--check``, exit 1 when the
     file differs from what the schemas say."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    check = "--check" in args
-    paths = [a for a in args if a != "--check"]
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m mloop.config_docs",
+        description="Write docs/configuration.md from the schemas mloop checks files with.")
+    parser.add_argument("path", nargs="?", type=Path,
+                        help="the page to write (printed to stdout when omitted)")
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 when PATH differs from the schemas")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     text = render()
-    if not paths:
+    path: Path | None = args.path
+    if path is None:
+        if args.check:
+            parser.error("--check needs the PATH of the page to compare")
         sys.stdout.write(text)
         return 0
-    path = Path(paths[0])
-    if check:
+    if args.check:
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
             print(f"{path} is out of date: run `python -m mloop.config_docs {path}`.",
                   file=sys.stderr)
