@@ -2,7 +2,9 @@
 
 ``data:/train@2 --input--> runs:/<id>`` is written when a run reads a dataset version;
 later stages add model versions, deployments and alerts. :func:`neighbours` walks one
-step both ways; ``mloop lineage`` prints the graph around a URI.
+step both ways; ``mloop lineage`` prints the graph around a URI, each edge as a phrase
+(:func:`describe`: "produced by runs:/…", "feeds runs:/…") with ids cut to the 12
+characters tables show (:func:`short_uri`).
 
 Data modules must not import tracking (dependencies point one way), yet reading a
 dataset inside a run must record the edge: tracking registers a provider of the active
@@ -11,12 +13,14 @@ run id here when it is imported, and data asks :func:`active_run_id`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import or_, select
 
 from mloop.core.clock import now_ms
+from mloop.core.ids import short_id
 from mloop.project import Project
 from mloop.store.schema import lineage_edges
 
@@ -92,3 +96,45 @@ def trace(project: Project, uri: str, depth: int = 3) -> tuple[list[tuple[int, E
         return out
 
     return walk(True), walk(False)
+
+
+# How each relation reads, for ``src --relation--> dst``: (src's role, dst's role), so an
+# upstream line reads "← src (ROLE dst)" and a downstream line "→ dst (ROLE src)".
+PHRASES: dict[str, tuple[str, str]] = {
+    "input": ("input to", "reads"),
+    "output": ("logged", "logged by"),
+    "produced": ("produced", "produced by"),
+    "feeds": ("feeds", "fed by"),
+    "step": ("ran step", "step of"),
+    "cached": ("reused", "reused by"),
+    "triggered": ("triggered", "triggered by"),
+    "alert": ("subject of", "alert on"),
+}
+
+_HEX_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def short_uri(uri: str) -> str:
+    """``uri`` with its run, pipeline-run or alert id cut to the 12 characters tables
+    show (``runs:/<id>/model`` → ``runs:/1a2b3c4d5e6f/model``); names are left whole."""
+    scheme, sep, rest = uri.partition(":/")
+    if not sep or scheme not in ("runs", "pipelines", "alerts"):
+        return uri
+    parts = rest.split("/")
+    at = len(parts) - 1 if scheme == "pipelines" else 0
+    if at < len(parts) and _HEX_ID.fullmatch(parts[at]):
+        parts[at] = short_id(parts[at])
+    return f"{scheme}:/{'/'.join(parts)}"
+
+
+def describe(edge: Edge, upstream: bool) -> str:
+    """One edge as a line's text: the far node and how it relates to the near one.
+
+    Upstream, the far node is ``src``: "runs:/… (produced models:/churn/1)"; downstream
+    it is ``dst``: "models:/churn/1 (produced by runs:/…)". Ids are short (see
+    :func:`short_uri`); an unknown relation reads as its name.
+    """
+    as_src, as_dst = PHRASES.get(edge.relation, (edge.relation, f"{edge.relation} of"))
+    if upstream:
+        return f"{short_uri(edge.src)}  ({as_src} {short_uri(edge.dst)})"
+    return f"{short_uri(edge.dst)}  ({as_dst} {short_uri(edge.src)})"

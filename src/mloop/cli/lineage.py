@@ -19,7 +19,8 @@ def lineage(uri: str, depth: int, as_json: bool) -> None:
     models:/churn@champion.
 
     Upstream (← what it came from: data → run → model) and downstream (→ what used it),
-    indented by the number of steps.
+    indented by the number of steps; each line says how it relates ("produced by runs:/…").
+    Ids show their last 12 characters, as tables do (--json has them whole).
     """
     from mloop import lineage as graph
     from mloop.data.catalog import get
@@ -35,6 +36,16 @@ def lineage(uri: str, depth: int, as_json: bool) -> None:
         from mloop.registry.models import get_version
 
         uri = get_version(project, uri).uri
+    elif uri.startswith("pipelines:/") and uri.count("/") == 2:  # a short run id is fine
+        from mloop.errors import NotFoundError
+        from mloop.pipelines.history import get_run
+
+        name, run_id = uri[len("pipelines:/"):].split("/")
+        found = get_run(project, run_id)
+        if found["pipeline"] != name:
+            raise NotFoundError(f"Pipeline run {run_id!r} is a run of {found['pipeline']!r}, "
+                                f"not of {name!r}; see `mloop pipeline status`.")
+        uri = found["uri"]
     elif uri.split(":/", 1)[0] not in ("alerts", "pipelines", "deployments"):
         from mloop.errors import InvalidURIError
 
@@ -46,10 +57,10 @@ def lineage(uri: str, depth: int, as_json: bool) -> None:
                    "from": [dict(asdict(e), hop=hop) for hop, e in upstream],
                    "to": [dict(asdict(e), hop=hop) for hop, e in downstream]})
         return
-    echo(uri)
+    echo(graph.short_uri(uri))
     for hop, e in upstream:
-        echo(f"{'  ' * hop}← {e.src}  ({e.relation} of {e.dst})")
+        echo(f"{'  ' * hop}← {graph.describe(e, upstream=True)}")
     for hop, e in downstream:
-        echo(f"{'  ' * hop}→ {e.dst}  ({e.relation} of {e.src})")
+        echo(f"{'  ' * hop}→ {graph.describe(e, upstream=False)}")
     if not upstream and not downstream:
         echo("  (no lineage recorded yet)")

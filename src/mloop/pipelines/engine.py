@@ -14,6 +14,9 @@ with its traceback, the step's log), ``pipeline_cache``; a tracking run parents 
 nested run per executed step (created only when a step runs, so a fully cached re-run
 costs no tracking); lineage ``pipelines:/<name>/<id> --step--> runs:/<step run>``,
 ``data:/… --input--> runs:/…`` and ``runs:/<upstream> --feeds--> runs:/<downstream>``.
+The pipeline run itself reads its dataset inputs (``data:/… --input--> pipelines:/…``),
+and a step restored from the cache points at the run that made its outputs
+(``pipelines:/… --cached--> runs:/…``), so a fully cached run still has its lineage.
 """
 
 from __future__ import annotations
@@ -283,6 +286,7 @@ def run_pipeline(project: Project, pipeline: Pipeline, *, inputs: Mapping[str, A
         run = PipelineRun(new_id(), pipeline.name, "running", {n: StepResult(n) for n in order},
                           started_at=now_ms(), trigger=trigger)
         records = RunRecords(project, run, executor, params or {}, given)
+        _input_edges(project, run, given)
         tracking = _Tracking(project, run)
         beating = tracking.heartbeat.add(records.beat)
         say = (lambda _m: None) if quiet else _echo
@@ -445,6 +449,7 @@ def _schedule(ctx: _Context, upstream: dict[str, list[Edge]], pending: list[str]
                 continue
             if restored:
                 records.step(result)
+                _cached_edge(project, run, result)
                 say(f"  ✓ {name}: cached")
                 continue
             running[pool.submit(_execute, ctx, s, result, ins)] = name
@@ -480,6 +485,23 @@ def _restore(project: Project, s: Step, result: StepResult, records: RunRecords)
     result.status, result.outputs = "cached", outputs
     result.run_id = records.cached_run(result.key)
     return True
+
+
+def _input_edges(project: Project, run: PipelineRun, given: Mapping[str, ValueRef]) -> None:
+    """The pipeline run reads its dataset inputs (recorded before any step runs)."""
+    from mloop import lineage
+
+    for ref in given.values():
+        if ref.kind == "dataset" and ref.uri:
+            lineage.add_edge(project, ref.uri, run.uri, "input")
+
+
+def _cached_edge(project: Project, run: PipelineRun, result: StepResult) -> None:
+    """A restored step: the pipeline run reuses what the run that made it produced."""
+    if result.run_id:
+        from mloop import lineage
+
+        lineage.add_edge(project, run.uri, f"runs:/{result.run_id}", "cached")
 
 
 def _edges(project: Project, run: PipelineRun, deps: list[Edge], result: StepResult,
