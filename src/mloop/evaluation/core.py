@@ -356,6 +356,21 @@ def latest_evaluation(project: Project, model_uri: str) -> dict[str, Any] | None
             "user": row.user, "created_at": row.created_at, "report": row.report}
 
 
+def recorded_evaluations(project: Project, model_uris: list[str], *,
+                         limit: int = 50) -> list[dict[str, Any]]:
+    """The recorded evaluations of any of ``model_uris`` (a version's ``models:/`` URI and
+    the ``runs:/`` URI it was logged at), newest first, as :func:`latest_evaluation` rows."""
+    from sqlalchemy import select
+
+    from mloop.store.schema import evaluations
+
+    with project.store.read() as conn:
+        rows = conn.execute(select(evaluations).where(evaluations.c.model_uri.in_(model_uris))
+                            .order_by(evaluations.c.created_at.desc()).limit(limit)).all()
+    return [{"id": r.id, "passed": bool(r.passed), "suite": r.suite, "data": r.data,
+             "user": r.user, "created_at": r.created_at, "report": r.report} for r in rows]
+
+
 def load_report(project: Project, digest: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(project.objects.get_bytes(digest))
     return data

@@ -1,8 +1,10 @@
 """Model cards (Mitchell et al., 2019), filled from what the store knows.
 
-The nine sections of the paper. mloop fills model details, metrics, training data and
-the quantitative analyses from the registry, the source run (params, metrics,
-environment, git commit) and the dataset versions the run read (with their statistics);
+The nine sections of the paper. mloop fills model details, metrics, evaluation data,
+training data and the quantitative analyses from the registry, the evaluations recorded
+for the version (``mloop test`` / ``mloop.evaluate``: the newest per evaluation data, with
+its metrics, intervals and date), the source run (params, metrics, environment, git
+commit) and the dataset versions the run read (with their statistics);
 the user supplies what only people know (intended use, factors, evaluation data, ethical
 considerations, caveats) in a YAML file:
 
@@ -16,13 +18,15 @@ considerations, caveats) in a YAML file:
     license: apache-2.0
 
 Rendered as Markdown, HTML, or a Hugging Face card (YAML front matter with
-``model-index``); :func:`missing_sections` lists what is still empty.
+``model-index``: one result per evaluation, then the source run's metrics on its training
+data); :meth:`ModelCard.missing` lists what is still empty.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +34,7 @@ from typing import Any
 from pydantic import Field
 
 from mloop import lineage
-from mloop.core.clock import format_ms
+from mloop.core.clock import format_ms, ms_to_datetime
 from mloop.core.schema import Schema, Strings, validate
 from mloop.errors import InvalidInputError, NotFoundError
 from mloop.project import Project
@@ -51,13 +55,46 @@ SECTIONS = (
 FORMATS = ("md", "html", "hf")
 
 
+@dataclass(frozen=True)
+class CardEvaluation:
+    """One recorded evaluation of the version: the newest on its evaluation data."""
+
+    data: str  # data:/holdout@1, a file path, or "a DataFrame of N rows"
+    task: str
+    rows: int
+    metrics: dict[str, dict[str, float]]  # name -> value (and low, high: the 95% interval)
+    created_at: int
+    suite: str
+    passed: bool
+    overlap: float | None = None  # share of its rows also in the training data, if measured
+
+    @property
+    def when(self) -> str:
+        return f"{format_ms(self.created_at)} UTC"
+
+    def hf_dataset(self) -> dict[str, Any]:
+        """The Hugging Face ``dataset`` entry: a dataset version names itself and its
+        number (``name: holdout@1``, ``type: holdout``, ``revision: "1"``)."""
+        if self.data.startswith("data:/") and "@" in self.data:
+            name, version = self.data[len("data:/"):].rsplit("@", 1)
+            entry: dict[str, Any] = {"name": f"{name}@{version}", "type": name,
+                                     "revision": version}
+        else:
+            entry = {"name": self.data, "type": "tabular"}
+        stamp = ms_to_datetime(self.created_at)
+        entry["args"] = {"evaluated_at": stamp.strftime("%Y-%m-%dT%H:%M:%SZ") if stamp
+                         else None, "rows": self.rows}
+        return entry
+
+
 @dataclass
 class ModelCard:
     version: ModelVersion
     sections: dict[str, str]  # key -> Markdown text ("" when empty)
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)  # the source run's
     datasets: list[str] = field(default_factory=list)
     license: str | None = None
+    evaluations: list[CardEvaluation] = field(default_factory=list)  # newest first
 
     def missing(self) -> list[str]:
         return [title for key, title in SECTIONS if not self.sections.get(key, "").strip()]
@@ -108,6 +145,70 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
+def evaluations(project: Project, version: ModelVersion) -> list[CardEvaluation]:
+    """The version's recorded evaluations, the newest per evaluation data, newest first."""
+    from mloop.evaluation.core import load_report, recorded_evaluations
+
+    uris = [version.uri] + ([f"runs:/{version.run_id}/{version.artifact_path}"]
+                            if version.run_id else [])
+    out: list[CardEvaluation] = []
+    seen: set[str] = set()
+    for row in recorded_evaluations(project, uris):
+        if row["data"] in seen:
+            continue
+        seen.add(row["data"])
+        try:
+            report = load_report(project, row["report"])
+        except (NotFoundError, ValueError):  # a report whose object is gone: skip it
+            continue
+        overlap = next((c.get("value") for c in report.get("checks", [])
+                        if c.get("name") == "data: train/test overlap"), None)
+        out.append(CardEvaluation(
+            row["data"], str(report.get("task", "")), int(report.get("rows") or 0),
+            {k: v for k, v in (report.get("metrics") or {}).items()
+             if isinstance(v, dict) and isinstance(v.get("value"), (int, float))},
+            row["created_at"], row["suite"], row["passed"],
+            float(overlap) if isinstance(overlap, (int, float)) else None))
+    return out
+
+
+def _evaluation_data(evals: list[CardEvaluation]) -> str:
+    lines = []
+    for e in evals:
+        note = (f"; {e.overlap:.0%} of its rows are also in the training data"
+                if e.overlap else "")
+        lines.append(f"- `{e.data}`: {e.rows:,} rows, evaluated {e.when} (suite `{e.suite}`: "
+                     f"{'passed' if e.passed else 'failed'}){note}")
+    return "\n".join(lines)
+
+
+def _analyses(evals: list[CardEvaluation], metrics: dict[str, float]) -> str:
+    parts = []
+    for e in evals:
+        rows = [(k, _fmt(v["value"]), f"{_fmt(v['low'])} to {_fmt(v['high'])}"
+                 if "low" in v and "high" in v else "-") for k, v in sorted(e.metrics.items())]
+        parts.append(f"**On `{e.data}`** ({e.rows:,} rows, evaluated {e.when})\n\n"
+                     + _table3(rows, ("metric", "value", "95% interval")))
+    if metrics:
+        parts.append(("**Logged by the source run**\n\n" if evals else "") + _table(
+            [(k, _fmt(v)) for k, v in sorted(metrics.items())], ("metric", "value")))
+    return "\n\n".join(parts)
+
+
+def _metrics_text(evals: list[CardEvaluation], metrics: dict[str, float]) -> str:
+    lines = [f"Measured on `{e.data}` ({e.when}): {', '.join(sorted(e.metrics))}"
+             for e in evals if e.metrics]
+    if metrics:
+        lines.append("Metrics logged by the source run: " + ", ".join(sorted(metrics)))
+    return "\n\n".join(lines)
+
+
+def _table3(rows: list[tuple[str, str, str]], head: tuple[str, str, str]) -> str:
+    lines = [f"| {' | '.join(head)} |", "|---|---|---|"]
+    lines += [f"| {' | '.join(r)} |" for r in rows]
+    return "\n".join(lines)
+
+
 def build(project: Project, ref: str, spec: dict[str, Any] | None = None) -> ModelCard:
     """Gather a card for a registered version; ``spec`` holds the user's fields."""
     from mloop.data.catalog import get as get_data
@@ -152,22 +253,19 @@ def build(project: Project, ref: str, spec: dict[str, Any] | None = None) -> Mod
         data_parts.append(f"- `{uri}`: {dv.rows if dv.rows is not None else '?'} rows, "
                           f"{dv.files} file(s), {dv.size:,} bytes" + (f"; columns {cols}"
                                                                        if cols else ""))
+    evals = evaluations(project, version)
     sections = {
         "model_details": text,
         "intended_use": spec.get("intended_use", ""),
         "factors": spec.get("factors", ""),
-        "metrics": spec.get("metrics") or (
-            "Metrics logged by the source run: " + ", ".join(sorted(metrics))
-            if metrics else ""),
-        "evaluation_data": spec.get("evaluation_data", ""),
+        "metrics": spec.get("metrics") or _metrics_text(evals, metrics),
+        "evaluation_data": spec.get("evaluation_data") or _evaluation_data(evals),
         "training_data": spec.get("training_data") or "\n".join(data_parts),
-        "quantitative_analyses": spec.get("quantitative_analyses") or (
-            _table([(k, _fmt(v)) for k, v in sorted(metrics.items())], ("metric", "value"))
-            if metrics else ""),
+        "quantitative_analyses": spec.get("quantitative_analyses") or _analyses(evals, metrics),
         "ethical_considerations": spec.get("ethical_considerations", ""),
         "caveats_and_recommendations": spec.get("caveats_and_recommendations", ""),
     }
-    return ModelCard(version, sections, metrics, datasets, spec.get("license"))
+    return ModelCard(version, sections, metrics, datasets, spec.get("license"), evals)
 
 
 def to_markdown(card: ModelCard) -> str:
@@ -185,15 +283,25 @@ def to_hf(card: ModelCard) -> str:
     front: dict[str, Any] = {"library_name": card.version.flavor, "tags": ["mloop"]}
     if card.license:
         front["license"] = card.license
-    if card.metrics:
-        front["model-index"] = [{"name": card.version.name, "results": [{
-            "task": {"type": "tabular-classification"
-                     if card.version.flavor in ("sklearn", "onnx") else "other"},
-            "dataset": {"name": card.datasets[0] if card.datasets else "unspecified",
-                        "type": "tabular"},
-            "metrics": [{"type": k, "value": float(v), "name": k}
-                        for k, v in sorted(card.metrics.items())]}]}]
+    results = [{"task": {"type": _HF_TASKS.get(e.task, "other")}, "dataset": e.hf_dataset(),
+                "metrics": [{"type": k, "value": float(v["value"]), "name": k}
+                            for k, v in sorted(e.metrics.items()) if math.isfinite(v["value"])]}
+               for e in card.evaluations]
+    run_metrics = {k: float(v) for k, v in sorted(card.metrics.items()) if math.isfinite(v)}
+    if run_metrics:
+        task = (card.evaluations[0].task if card.evaluations else
+                "classification" if card.version.flavor in ("sklearn", "onnx") else "")
+        results.append({
+            "task": {"type": _HF_TASKS.get(task, "other")},
+            "dataset": {"name": card.datasets[0][len("data:/"):] if card.datasets
+                        else "unspecified", "type": "tabular"},
+            "metrics": [{"type": k, "value": v, "name": k} for k, v in run_metrics.items()]})
+    if results:
+        front["model-index"] = [{"name": card.version.name, "results": results}]
     return f"---\n{yaml.safe_dump(front, sort_keys=False)}---\n\n{to_markdown(card)}"
+
+
+_HF_TASKS = {"classification": "tabular-classification", "regression": "tabular-regression"}
 
 
 def to_html(card: ModelCard) -> str:
