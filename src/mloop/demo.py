@@ -1,8 +1,11 @@
 """``mloop demo``: one small, readable scenario that walks the loop.
 
-It makes a project, versions scikit-learn's bundled breast-cancer table as a dataset,
-trains a few classifiers on it with full tracking (a parent run that reads the dataset
-version, one nested run per candidate), registers the best, then runs the same training
+It makes a project, versions scikit-learn's bundled breast-cancer table as a dataset and
+splits it into a training and a held-out version, trains a few classifiers on the training
+split with full tracking (a parent run that reads it, one nested run per candidate that
+reads it too), registers the best from the nested run that trained it (so lineage reads
+data → run → model and the card shows its params and metrics), suggests testing it on
+the held-out split, then runs the same training
 as a cached pipeline twice (the second run restores every step from the cache), and points
 at the commands to look at what it recorded. Later stages of the loop extend this
 scenario with their own step.
@@ -73,21 +76,26 @@ def run_demo(path: Path | None = None, echo: Callable[[str], None] = print) -> D
     mloop.seed_everything(SEED)
     version = _version_data(project)
     echo(f"Data: {version.ref} ({version.rows} rows, versioned from {version.source_path})")
+    train, holdout = _version_splits(project, version.ref)
+    echo(f"Split: {train.ref} ({train.rows} rows) to train on, {holdout.ref} "
+         f"({holdout.rows} rows) held out for `mloop test`")
 
     with mloop.start_run(experiment=EXPERIMENT, name="model-selection", project=project,
                          tags={"stage": "demo"}) as parent:
-        frame = mloop.data.load(version.ref, project=project)  # records the run's input
+        frame = mloop.data.load(train.ref, project=project)  # records the run's input
         X, y = frame.drop(columns=["target"]), frame["target"]
         X_train, X_test, y_train, y_test = train_test_split(
             X, y, test_size=0.25, random_state=SEED, stratify=y)
-        mloop.log_params({"dataset": version.uri, "test_size": 0.25, "seed": SEED})
+        mloop.log_params({"dataset": train.uri, "test_size": 0.25, "seed": SEED})
         result = DemoResult(project.root, parent.id)
         fitted: dict[str, Any] = {}
         for name, model in _candidates().items():
             with mloop.start_run(name=name, nested=True, project=project) as child:
+                mloop.log_input(train.ref, project=project)  # lineage: data → this run
                 mloop.log_params({"model": type(model).__name__ if not hasattr(model, "steps")
                                   else type(model.steps[-1][1]).__name__,
-                                  **{k: v for k, v in model.get_params().items()
+                                  **{"C" if k.endswith("C") else k: v
+                                     for k, v in model.get_params().items()
                                      if k in {"C", "n_estimators", "logisticregression__C"}}})
                 fitted[name] = model.fit(X_train, y_train)
                 proba = model.predict_proba(X_test)[:, 1]
@@ -109,12 +117,14 @@ def run_demo(path: Path | None = None, echo: Callable[[str], None] = print) -> D
         result.best_auc = float(best["metrics.roc_auc"])
         mloop.set_tag("best_run", result.best_run_id)
         mloop.log_metric("best_roc_auc", result.best_auc)
-        # The winner goes to the registry from the run that read the data, so lineage
-        # reads data version → run → model version.
-        info = mloop.log_model(fitted[result.best_name], name="model",
-                               input_example=X_test[:5], registered_name=MODEL,
-                               description=f"Best of the demo's model selection "
-                                           f"({result.best_name})")
+        # The winner goes to the registry from the nested run that trained it (resumed),
+        # so lineage reads data version → run → model version and the card shows that
+        # run's params and metrics.
+        with mloop.start_run(run_id=result.best_run_id, project=project):
+            info = mloop.log_model(fitted[result.best_name], name="model",
+                                   input_example=X_test[:5], registered_name=MODEL,
+                                   description=f"Best of the demo's model selection "
+                                               f"({result.best_name})")
         assert info.registered is not None
         mloop.set_alias(MODEL, "champion", info.registered.version, project=project)
         result.model_uri = info.registered.uri
@@ -132,8 +142,8 @@ def run_demo(path: Path | None = None, echo: Callable[[str], None] = print) -> D
     echo(f"  mloop runs compare {' '.join(short_id(r) for r in result.run_ids[:2])}")
     echo(f"  mloop models show {MODEL}@champion")
     echo(f"  mloop lineage models:/{MODEL}@champion")
+    echo(f"  mloop test {MODEL}@champion --data {holdout.ref} --target target")
     echo(f"  mloop models card {MODEL}@champion")
-    echo(f"  mloop test {MODEL}@champion --data {version.ref} --target target")
     echo(f"  mloop serve {MODEL}@champion     # then send requests to /predict")
     echo(f"  mloop monitor drift --reference {version.ref} --current serving:{MODEL}")
     echo(f"  mloop pipeline dag {PIPELINE}")
@@ -225,6 +235,27 @@ def _version_data(project: Project) -> Any:
         frame.to_csv(path, index=False)
     return mloop.data.add(path, name="breast-cancer", message="scikit-learn bundled data",
                           project=project)
+
+
+def _version_splits(project: Project, ref: str) -> tuple[Any, Any]:
+    """The table cut into a training and a held-out version (stratified, 80/20, seeded):
+    what the model selection reads, and what ``mloop test`` should measure it on (testing
+    on training rows measures memory, and mloop's overlap check says so)."""
+    from sklearn.model_selection import train_test_split
+
+    import mloop
+
+    frame = mloop.data.load(ref, project=project)
+    train, holdout = train_test_split(frame, test_size=0.2, random_state=SEED,
+                                      stratify=frame["target"])
+    out = []
+    for name, part in ((f"{MODEL}-train", train), (f"{MODEL}-holdout", holdout)):
+        path = project.root / "data" / f"{name.replace('-', '_')}.csv"
+        if not path.exists():
+            part.to_csv(path, index=False)
+        out.append(mloop.data.add(path, name=name, message=f"the demo's {name.rsplit('-')[-1]}"
+                                  f" split of {ref}", project=project))
+    return out[0], out[1]
 
 
 def _log_learning_curve(model: Any, X: Any, y: Any) -> None:

@@ -134,16 +134,35 @@ def test_demo_makes_a_project_and_prints_next_steps(tmp_path):
     assert "split cached, train cached, evaluate cached" in out.stdout
     pipeline_runs = json.loads(run_cli("pipeline", "status", "--json", cwd=demo_dir).stdout)
     assert [r["steps"] for r in pipeline_runs] == [{"cached": 3}, {"ran": 3}]
-    graph = json.loads(run_cli("lineage", "breast-cancer@1", "--json", cwd=demo_dir).stdout)
+    # model selection reads the training split: the parent run first, then each candidate
+    graph = json.loads(run_cli("lineage", "breast-cancer-train@1", "--json",
+                               cwd=demo_dir).stdout)
     first_hop = [e["dst"] for e in graph["to"] if e["hop"] == 1]
-    assert first_hop[0] == f"runs:/{parent['run_id']}"  # the model selection read it first
-    assert len(first_hop) == 2  # and the pipeline's split step
+    assert first_hop[0] == f"runs:/{parent['run_id']}" and len(first_hop) == 5
     assert "models:/breast-cancer/1" in [e["dst"] for e in graph["to"] if e["hop"] == 2]
     model = json.loads(run_cli("models", "show", "breast-cancer@champion", "--json",
                                cwd=demo_dir).stdout)
     assert model["uri"] == "models:/breast-cancer/1" and model["aliases"] == ["champion"]
+    # registered from the nested run that trained it, so the card has its C and metrics
+    best = next(r for r in runs if r["parent_id"] and r["run_id"].endswith(
+        out.stdout.split("Best: ")[1].split("run ")[1][:12]))
     back = json.loads(run_cli("lineage", "models:/breast-cancer@champion", "--json",
                               cwd=demo_dir).stdout)
     assert [(e["hop"], e["src"]) for e in back["from"]] == [
-        (1, f"runs:/{parent['run_id']}"), (2, "data:/breast-cancer@1")]
+        (1, f"runs:/{best['run_id']}"), (2, "data:/breast-cancer-train@1")]
+    card = run_cli("models", "card", "breast-cancer@champion", cwd=demo_dir).stdout
+    assert "| C | `1.0` |" in card and "| accuracy |" in card and "| f1 |" in card
+    # the suggested test uses the held-out split, which shares no row with the training one
+    assert "--data breast-cancer-holdout@1 --target target" in out.stdout
+    tested = json.loads(run_cli("test", "breast-cancer@champion", "--data",
+                                "breast-cancer-holdout@1", "--target", "target",
+                                "--resamples", "0", "--json", cwd=demo_dir).stdout)
+    overlap = next(c for c in tested["checks"] if c["name"] == "data: train/test overlap")
+    assert overlap["status"] == "pass" and overlap["value"] == 0
+    # the fully cached pipeline run still has its lineage: its input, the runs it reused
+    cached = json.loads(run_cli("lineage", pipeline_runs[0]["uri"], "--json",
+                                cwd=demo_dir).stdout)
+    assert [(e["src"], e["relation"]) for e in cached["from"]] == [
+        ("data:/breast-cancer@1", "input")]
+    assert sorted(e["relation"] for e in cached["to"] if e["hop"] == 1) == ["cached"] * 3
     assert run_cli("demo", cwd=tmp_path).returncode == 0  # re-runnable

@@ -95,7 +95,12 @@ def _onnx_bytes(project: Project, model: str) -> bytes | None:
 
 def _metrics(ctx: Context, resamples: int, seed: int) -> dict[str, dict[str, float]]:
     """Every metric of the task with its bootstrap interval (all metrics share resamples)."""
-    weighted = M.Weighted(ctx.task, ctx.y, ctx.pred, ctx.score)
+    # the model's classes fix the positive class, even in a resample that lacks one
+    labels = getattr(getattr(ctx.model, "model", None), "classes_", None) \
+        if ctx.task == "classification" else None
+    weighted = M.Weighted(ctx.task, ctx.y, ctx.pred, ctx.score,
+                          labels=labels if labels is not None and np.ndim(labels) == 1
+                          else None)
     point = weighted.values()
     ci = weighted.intervals(resamples, seed=seed) if resamples else {}
     out: dict[str, dict[str, float]] = {}

@@ -291,10 +291,20 @@ class Weighted:
     bootstrap intervals cheap: a resample is a weight vector (how often each row was
     drawn), not a new array to encode and sort, so 200 resamples of 100,000 rows cost
     about a second for all metrics together.
+
+    ``labels``: the model's classes (its ``classes_``, in the order of the score columns).
+    Given, they fix the class set, so a binary model's positive class is ``labels[1]``
+    even when the rows (a monitoring window, a bootstrap resample) hold one class only;
+    without them the classes are those seen in ``y_true`` and ``y_pred``, and a window of
+    zeros would score class 0 as the positive one. ``undefined`` is what a per-class
+    ratio with nothing to count (precision with no predicted positives) is worth: 0 as
+    scikit-learn's ``zero_division=0``, or NaN to leave the metric out.
     """
 
-    def __init__(self, task: str, y_true: Any, y_pred: Any, y_score: Any = None) -> None:
+    def __init__(self, task: str, y_true: Any, y_pred: Any, y_score: Any = None, *,
+                 labels: Any = None, undefined: float = 0.0) -> None:
         self.task = task
+        self.undefined = undefined
         t, p = _arr(y_true, "y_true"), _arr(y_pred, "y_pred")
         if len(t) != len(p):
             raise InvalidInputError(f"y_true has {len(t)} rows but the predictions {len(p)}.")
@@ -307,7 +317,15 @@ class Weighted:
             self.ape = self.abs / np.maximum(np.abs(t), _EPS)
             self.abs_order = np.argsort(self.abs, kind="mergesort")
             return
-        classes, codes = np.unique(np.concatenate([t, p]), return_inverse=True)
+        seen = np.concatenate([t, p])
+        fixed = None if labels is None else np.asarray(labels)
+        if fixed is not None and (seen.dtype.kind in "OUS") != (fixed.dtype.kind in "OUS"):
+            fixed = None  # "1" against 1: the caller did not bring them to one type
+        self.fixed = fixed is not None and len(np.unique(fixed)) == 2 and \
+            bool(np.isin(seen, fixed).all())
+        classes, codes = np.unique(seen if fixed is None else np.concatenate([fixed, seen]),
+                                   return_inverse=True)
+        codes = codes if fixed is None else codes[len(fixed):]
         self.k = len(classes)
         self.t, self.p = codes[:self.n], codes[self.n:]
         self.pair = self.t * self.k + self.p
@@ -317,7 +335,7 @@ class Weighted:
         if y_score is None:
             return
         s = np.asarray(y_score, dtype=float)
-        present = np.unique(t)
+        present = classes if self.fixed else np.unique(t)
         if s.ndim == 1 or (s.ndim == 2 and s.shape[1] == 2):
             if len(present) != 2:
                 return
@@ -354,14 +372,23 @@ class Weighted:
         used = (cm.sum(axis=0) + cm.sum(axis=1)) > 0
 
         def avg(per: np.ndarray) -> float:
+            if self.fixed:  # the positive class is the model's second class, always
+                return float(per[1])
             per = per[used]
+            per = per[~np.isnan(per)]
+            if not len(per):
+                return float("nan")
             return float(per[-1]) if len(per) <= 2 else float(per.mean())
+
+        def ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return np.where(b > 0, _div(a, b), self.undefined)
 
         support = cm.sum(axis=1)
         out = {"accuracy": float(tp.sum() / total),
                "balanced_accuracy": float(np.mean(tp[support > 0] / support[support > 0])),
-               "precision": avg(_div(tp, tp + fp)), "recall": avg(_div(tp, tp + fn)),
-               "specificity": avg(_div(tn, tn + fp)), "f1": avg(_div(2 * tp, 2 * tp + fp + fn))}
+               "precision": avg(ratio(tp, tp + fp)), "recall": avg(ratio(tp, tp + fn)),
+               "specificity": avg(ratio(tn, tn + fp)),
+               "f1": avg(ratio(2 * tp, 2 * tp + fp + fn))}
         if self.rows_loss is not None:
             out["log_loss"] = float(np.sum(w * self.rows_loss) / total)
         if self.score_sets:

@@ -1,5 +1,10 @@
 """Live performance: metrics on the window's labelled predictions, against the criteria.
 
+A classifier is scored against its own classes (the ``classes`` its manifest records,
+else those of the loaded model): a window whose labels and predictions are all one class
+keeps the model's positive class, and metrics with nothing to count (recall with no
+positive label) are left out rather than reported as 1 or 0.
+
 The criteria of a model version are what its latest recorded evaluation measured (``mloop
 test`` / ``mloop evaluate``): each metric's value and bootstrap interval. A live metric
 *drops* when it is worse than the evaluated value by more than ``max_drop`` (absolute for
@@ -118,8 +123,13 @@ def _version(project: Project, name: str, version: int, rows: Any, *, max_drop: 
                         key=lambda c: int(c.split(".")[1]))
     score = have[proba_cols].to_numpy(dtype=np.float64) if proba_cols and task != \
         "regression" and not have[proba_cols].isna().any().any() else None
+    classes = model_classes(project, f"models:/{name}/{version}") \
+        if task != "regression" else None
+    if classes is not None:
+        classes = _like(np.asarray(classes, dtype=object), pred)
     try:
-        values = M.Weighted(task, label, pred, score).values()
+        values = M.Weighted(task, label, pred, score, labels=classes,
+                            undefined=float("nan")).values()
     except (InvalidInputError, ValueError) as exc:
         perf.note = f"cannot score the labels: {exc}"
         return perf
@@ -161,6 +171,31 @@ def _evaluated(project: Project, uri: str) -> dict[str, Any]:
         return {}
     report = load_report(project, latest["report"])
     return {"task": report.get("task"), "metrics": report.get("metrics", {})}
+
+
+def model_classes(project: Project, uri: str) -> list[Any] | None:
+    """A classifier's labels in its score columns' order: from the version's manifest
+    (``classes``, written by ``log_model``), else ``metadata.classes``, else from the
+    loaded model's ``classes_`` (versions logged before manifests kept them); ``None``
+    when none of these says."""
+    import json
+
+    from mloop.core.redact import get_logger
+    from mloop.errors import MloopError
+    from mloop.registry.models import get_version, load_model
+
+    try:
+        version = get_version(project, uri)
+        manifest = json.loads(project.objects.get_bytes(version.manifest))
+    except (MloopError, OSError, ValueError):  # unknown here: the classes seen
+        return None
+    found = manifest.get("classes") or (manifest.get("metadata") or {}).get("classes")
+    if found is None and manifest.get("flavor") == "sklearn":
+        try:
+            found = getattr(load_model(project, uri, engine="native").model, "classes_", None)
+        except Exception as exc:  # a model this process cannot load: the classes seen
+            get_logger(__name__).debug("mloop: no classes for %s: %s", uri, exc)
+    return list(found) if found is not None and np.ndim(found) == 1 else None
 
 
 def _task(pred: Any) -> str:

@@ -144,6 +144,9 @@ def save_model(model: Any, folder: Path, *, input_example: Any = None, onnx: boo
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
         "onnx": None, "onnx_note": None,
     }
+    classes = getattr(model, "classes_", None)  # a classifier's labels, for live metrics
+    if classes is not None and np.ndim(classes) == 1:
+        manifest["classes"] = np.asarray(classes).tolist()
     if example is not None:
         records = (example.head(20).to_dict(orient="split") if hasattr(example, "to_dict")
                    else {"data": np.asarray(example)[:20].tolist()})
