@@ -88,6 +88,7 @@ def _fill(root: Path) -> dict[str, str]:
         model = LogisticRegression().fit(frame[[COL]], frame["target"])
         mloop.log_model(model, "model", registered_name="hm", input_example=frame[[COL]][:3],
                         description=f"{H}\n{NL}")
+    mloop.evaluate("hm/1", root / FILE, "target", resamples=0, project=project)  # the card
     with mloop.start_run(experiment="hx", name=R2, project=project) as r2:
         r2.log_metrics({f"m{H}": 0.7})
     set_tag(project, "hm/1", "team", H)
@@ -135,8 +136,9 @@ COMMANDS: list[tuple[str, list[str], tuple[int, ...], list[str]]] = [
      [MULTI, f"team={ONE}", printable(COL, one_line=True)]),
     ("models-history", ["models", "history", "hm"], (0,), [MULTI]),
     ("models-compare", ["models", "compare", "hm/1", "hm/1"], (0,), [f"params.p{ONE}"]),
-    ("models-card", ["models", "card", "hm/1"], (0,), [printable(H)]),
-    ("lineage", ["lineage", "models:/hm/1"], (0,), ["alerts:/"]),
+    ("models-card", ["models", "card", "hm/1"], (0,), [printable(H), f"/{FILE}`**"]),
+    ("lineage", ["lineage", "models:/hm/1"], (0,), ["(produced models:/hm/1)",
+                                                     "(alert on models:/hm/1)"]),
     ("monitor-alerts", ["monitor", "alerts"], (0,), [f"r{ONE}"]),
     ("monitor-drift", ["monitor", "drift", "-r", "eval.csv", "-c", FILE], (0,),
      [printable(COL, one_line=True), "g[/b]", f"eval.csv → {FILE}"]),

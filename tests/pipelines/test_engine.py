@@ -432,3 +432,32 @@ def test_a_malformed_scheduler_address_is_a_clear_error(sqlite_project):
     with pytest.raises(ConfigError, match="--executor local"):
         run_pipeline(sqlite_project, mloop.Pipeline("d", steps=[one]), executor="dask",
                      scheduler="http://x")
+
+
+def test_a_fully_cached_run_still_has_its_lineage(flow_project):
+    """Issue 14 §5: a cached run read "(no lineage recorded yet)"; its input was missing."""
+    import re
+
+    from tests.cli.test_cli import run_cli
+
+    first, again = _run(flow_project), _run(flow_project)
+    assert {s.status for s in again.steps.values()} == {"cached"}
+    raw = mloop.data.get("raw@latest", project=flow_project).uri
+    into, out_of = mloop.lineage.neighbours(flow_project, again.uri)
+    assert [(e.src, e.relation) for e in into] == [(raw, "input")]
+    assert sorted((e.dst, e.relation) for e in out_of) == sorted(
+        (f"runs:/{s.run_id}", "cached") for s in first.steps.values())
+    # the CLI: a short pipeline run id, each edge as a phrase, 12-character ids
+    me = f"pipelines:/flow/{again.id[-12:]}"
+    out = run_cli("lineage", me, cwd=flow_project.root).stdout
+    prepare, describe = (first.steps[n].run_id[-12:] for n in ("prepare", "describe"))
+    assert out.splitlines()[0] == me
+    assert f"  ← {raw}  (input to {me})" in out
+    assert f"  → runs:/{prepare}  (reused by {me})" in out
+    assert f"    → runs:/{describe}  (fed by runs:/{prepare})" in out
+    assert " of " not in out and not re.search(r"[0-9a-f]{32}", out)
+    graph = json.loads(run_cli("lineage", me, "--json", cwd=flow_project.root).stdout)
+    assert graph["uri"] == again.uri and graph["from"][0]["dst"] == again.uri  # full in JSON
+    wrong = run_cli("lineage", f"pipelines:/other/{again.id[-12:]}", cwd=flow_project.root,
+                    check=False)
+    assert wrong.returncode == 3 and "is a run of 'flow'" in wrong.stderr
