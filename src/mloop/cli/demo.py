@@ -12,8 +12,9 @@ import click
 def demo(directory: Path | None) -> None:
     """Make a demo project in DIRECTORY (default: ./mloop-demo) and track a few models.
 
-    Versions scikit-learn's bundled breast-cancer table as a dataset, trains logistic
-    regressions and a random forest on it, logs params, metrics, learning curves and
+    Versions scikit-learn's bundled breast-cancer table as a dataset with a training and a
+    held-out split, trains logistic regressions and a random forest on the training
+    split, registers the best from its run, logs params, metrics, learning curves and
     artifacts as nested runs (with the dataset as the run's input), and prints the
     commands to explore them. Safe to run again.
     """

@@ -123,10 +123,9 @@ def _version(project: Project, name: str, version: int, rows: Any, *, max_drop: 
                         key=lambda c: int(c.split(".")[1]))
     score = have[proba_cols].to_numpy(dtype=np.float64) if proba_cols and task != \
         "regression" and not have[proba_cols].isna().any().any() else None
-    classes = model_classes(project, f"models:/{name}/{version}") \
+    known = model_classes(project, f"models:/{name}/{version}") \
         if task != "regression" else None
-    if classes is not None:
-        classes = _like(np.asarray(classes, dtype=object), pred)
+    classes = None if known is None else _like(np.asarray(known, dtype=object), pred)
     try:
         values = M.Weighted(task, label, pred, score, labels=classes,
                             undefined=float("nan")).values()
