@@ -72,6 +72,14 @@ def test_compare_and_lineage(registered):
     assert rows["params.C"] == ("1.0", "0.1")
     graph = json.loads(run_cli("lineage", "models:/churn/2", "--json", cwd=root).stdout)
     assert [e["src"] for e in graph["from"] if e["hop"] == 2] == ["data:/train@1"]
+    run = graph["from"][0]["src"]  # runs:/<32 hex digits>; the text shows 12, as tables do
+    text = run_cli("lineage", "models:/churn/2", cwd=root).stdout.splitlines()
+    assert text == ["models:/churn/2", f"  ← runs:/{run[-12:]}  (produced models:/churn/2)",
+                    f"    ← data:/train@1  (input to runs:/{run[-12:]})"]
+    shown = run_cli("models", "show", "churn/2", cwd=root).stdout
+    assert f"from runs:/{run[-12:]}  (produced models:/churn/2)" in shown
+    data = run_cli("data", "show", "train@1", cwd=root).stdout
+    assert f"to   runs:/{run[-12:]}  (reads data:/train@1)" in data
 
 
 def test_model_cards(registered, tmp_path):

@@ -123,10 +123,10 @@ def show(ref: str, as_json: bool) -> None:
     if v.validation:
         state = "passed" if v.validation["passed"] else "FAILED"
         echo(f"Validation: {state} ({len(v.validation['checks'])} checks)")
-    for e in upstream:
-        echo(f"from {e.src} ({e.relation})")
+    for e in upstream:  # "from runs:/<12> (produced models:/churn/3)", as mloop lineage
+        echo(f"from {lineage.describe(e, upstream=True)}")
     for e in downstream:
-        echo(f"to   {e.dst} ({e.relation})")
+        echo(f"to   {lineage.describe(e, upstream=False)}")
 
 
 @data.command("diff")

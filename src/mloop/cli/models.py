@@ -109,10 +109,10 @@ def show(ref: str, as_json: bool) -> None:
                        f"{'PASSED' if tested['passed'] else 'FAILED'} suite {tested['suite']} "
                        f"on {tested['data']}, {_when(tested['created_at'])} UTC"},
                sort=False)
-    for e in upstream:
-        echo(f"from {e.src} ({e.relation})")
+    for e in upstream:  # "from runs:/<12> (produced models:/churn/3)", as mloop lineage
+        echo(f"from {graph.describe(e, upstream=True)}")
     for e in downstream:
-        echo(f"to   {e.dst} ({e.relation})")
+        echo(f"to   {graph.describe(e, upstream=False)}")
     table(["when (UTC)", "action", "user", "message"],
           [(_when(e.created_at), e.action, e.user, e.message) for e in history],
           title="History")
