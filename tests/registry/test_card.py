@@ -78,6 +78,16 @@ def test_evaluations_fill_the_card_and_the_model_index(project):
     assert "data:/holdout@1" in html and "<script" not in html
 
 
+def test_an_evaluation_of_the_logged_model_by_a_short_run_id_counts(project):
+    from mloop.registry.models import get_version
+
+    version = get_version(project, "tree/1")
+    report = mloop.evaluate(f"runs:/{version.run_id[-8:]}/model", "holdout@1", "target",
+                            resamples=0)
+    (only,) = card.build(project, "tree/1").evaluations
+    assert only.created_at == report.created_at and only.data == "data:/holdout@1"
+
+
 def test_testing_on_the_training_data_is_said_on_the_card(project):
     mloop.evaluate("tree/1", "train@1", "target", resamples=0)
     (only,) = card.build(project, "tree/1").evaluations

@@ -332,6 +332,11 @@ def _record(project: Project, report: EvaluationReport) -> None:
     model_uri = report.model
     if not model_uri.startswith("runs:/"):  # churn@champion, models:/churn/2, churn
         model_uri = get_version(project, model_uri).uri  # an alias names its version
+    else:  # a short run id, or no path: the full URI, so the version's card finds it
+        from mloop.registry.models import resolve_source
+
+        run_id, path, _ = resolve_source(project, model_uri)
+        model_uri = f"runs:/{run_id}/{path}"
     digest = project.objects.put_bytes(report.to_json().encode())
     run_id = lineage.active_run_id()
     with project.store.write() as conn:
