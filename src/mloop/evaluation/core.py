@@ -335,8 +335,8 @@ def _record(project: Project, report: EvaluationReport) -> None:
     else:  # a short run id, or no path: the full URI, so the version's card finds it
         from mloop.registry.models import resolve_source
 
-        run_id, path, _ = resolve_source(project, model_uri)
-        model_uri = f"runs:/{run_id}/{path}"
+        source_run, path, _ = resolve_source(project, model_uri)
+        model_uri = f"runs:/{source_run}/{path}"
     digest = project.objects.put_bytes(report.to_json().encode())
     run_id = lineage.active_run_id()
     with project.store.write() as conn:
