@@ -75,7 +75,8 @@ def test_evaluations_fill_the_card_and_the_model_index(project):
     spec = card.build(project, "tree/1", {"evaluation_data": "The March holdout."})
     assert spec.sections["evaluation_data"] == "The March holdout."
     html = card.to_html(built)
-    assert "data:/holdout@1" in html and "<script" not in html
+    assert "<p><strong>On <code>data:/holdout@1</code></strong> (" in html
+    assert "<script" not in html and "**" not in html
 
 
 def test_an_evaluation_of_the_logged_model_by_a_short_run_id_counts(project):

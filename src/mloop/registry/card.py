@@ -328,7 +328,11 @@ def _md_to_html(text: str) -> str:
     def cell(s: str) -> str:
         s = html.escape(s.strip())
         parts = s.split("`")
-        return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+        s = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+        bold = s.split("**")  # **On `data:/holdout@1`** (…): paired markers only
+        if len(bold) % 2 == 0:
+            return s
+        return "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(bold))
 
     def close() -> None:
         if rows:
@@ -351,7 +355,7 @@ def _md_to_html(text: str) -> str:
         else:
             close()
             if stripped:
-                out.append(f"<p>{cell(stripped.strip('*'))}</p>")
+                out.append(f"<p>{cell(stripped)}</p>")
     close()
     return "".join(out)
 
