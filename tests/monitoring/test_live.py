@@ -95,3 +95,25 @@ def test_the_manifest_records_a_classifier_classes(sqlite_project):
     assert manifest["classes"] == ["ham", "spam"]
     assert model_classes(sqlite_project, "models:/words/1") == ["ham", "spam"]
     assert model_classes(sqlite_project, "models:/nope/1") is None
+
+
+def test_versions_logged_before_manifests_kept_classes_load_them(negatives, monkeypatch):
+    """No ``classes`` in the manifest: the loaded model's ``classes_`` say."""
+    from mloop.registry.models import get_version
+
+    digest = get_version(negatives, "churn/1").manifest
+    real = negatives.objects.get_bytes
+
+    def older(key, *args, **kwargs):
+        data = real(key, *args, **kwargs)
+        if key != digest:
+            return data
+        manifest = json.loads(data)
+        manifest.pop("classes")
+        return json.dumps(manifest).encode()
+
+    monkeypatch.setattr(negatives.objects, "get_bytes", older)
+    assert "classes" not in json.loads(negatives.objects.get_bytes(digest))
+    assert model_classes(negatives, "models:/churn/1") == [0, 1]
+    (v,) = mloop.monitoring.performance("churn").versions
+    assert v.metrics["specificity"] == 1.0 and "recall" not in v.metrics
