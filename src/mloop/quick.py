@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from mloop.core.humanize import plural
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -186,7 +188,7 @@ def _record_run(db: Path, snapshot: dict[str, Any], as_json: bool) -> int | None
                        "seconds": 0.0, "run_id": s["run_id"], "error": None, "log": None,
                        "outputs": json.loads(s["outputs"])} for s in steps]}, indent=2))
         return 0
-    print(f"pipeline {snapshot['pipeline']}: {len(steps)} steps", file=sys.stderr)
+    print(f"pipeline {snapshot['pipeline']}: {plural(len(steps), 'step')}", file=sys.stderr)
     for s in steps:
         print(f"  ✓ {s['step']}: cached", file=sys.stderr)
     print(f"{uri}: succeeded ({len(steps)} cached) in {time.time() - start:.1f} s "

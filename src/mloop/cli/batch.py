@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from mloop.cli.render import echo, emit_json, json_option, kv_section
+from mloop.core.humanize import plural
 
 
 @click.group()
@@ -47,8 +48,8 @@ def predict(model: str, source: str, key: str, table: str | None, scheduler: str
         emit_json(asdict(result))
         return
     rate = result.rows / result.seconds if result.seconds else 0
-    echo(f"{result.table}: {result.rows:,} predictions by {result.model} "
-         f"({result.skipped:,} keys already scored) in {result.seconds:.1f} s "
+    echo(f"{result.table}: {plural(result.rows, 'prediction')} by {result.model} "
+         f"({plural(result.skipped, 'key')} already scored) in {result.seconds:.1f} s "
          f"({rate:,.0f} rows/s)")
 
 

@@ -8,6 +8,7 @@ import click
 
 from mloop.cli.render import echo, emit_json, json_option, table
 from mloop.core.clock import format_ms
+from mloop.core.humanize import plural
 
 
 @click.group()
@@ -64,7 +65,7 @@ def run_cmd(name: str | None, params: tuple[str, ...], inputs: tuple[str, ...],
     pipe = find_pipeline(project, name)
     before = quick.watched_stats(project.root, pipe) if name is None else None
     if not as_json:
-        echo(f"pipeline {pipe.name}: {len(pipe.steps)} steps", err=True)
+        echo(f"pipeline {pipe.name}: {plural(len(pipe.steps), 'step')}", err=True)
     result = run_pipeline(project, pipe, inputs=_pairs(inputs, "input"),
                           params=_pairs(params, "param"), executor=executor,
                           scheduler=scheduler, force=force, from_step=from_step,

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from mloop.cli.render import echo, emit_json, fmt, json_option, kv_section, table
+from mloop.core.humanize import plural
 from mloop.core.ids import short_id
 
 
@@ -148,7 +149,7 @@ def delete(run_ids: tuple[str, ...]) -> None:
     from mloop.tracking.records import set_deleted
 
     ids = set_deleted(current_project(), run_ids, True)
-    echo(f"Deleted {len(ids)} run(s). Undo with: mloop runs restore "
+    echo(f"Deleted {plural(len(ids), 'run')}. Undo with: mloop runs restore "
          + " ".join(short_id(i) for i in ids))
 
 
@@ -160,7 +161,7 @@ def restore(run_ids: tuple[str, ...]) -> None:
     from mloop.tracking.records import set_deleted
 
     ids = set_deleted(current_project(), run_ids, False)
-    echo(f"Restored {len(ids)} run(s).")
+    echo(f"Restored {plural(len(ids), 'run')}.")
 
 
 @runs.command("download")

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from mloop.core.clock import now_ms
 from mloop.core.hashing import hash_bytes
+from mloop.core.humanize import plural
 from mloop.core.ids import new_id
 from mloop.core.redact import redact
 from mloop.errors import InvalidInputError, MloopError, StepFailedError
@@ -461,7 +462,7 @@ def _schedule(ctx: _Context, upstream: dict[str, list[Edge]], pending: list[str]
                 say(f"  ✓ {name}: ran in {result.seconds:.1f} s"
                     + (f" ({result.attempts} attempts)" if result.attempts > 1 else ""))
             else:
-                say(f"  ✗ {name}: failed after {result.attempts} attempt(s): "
+                say(f"  ✗ {name}: failed after {plural(result.attempts, 'attempt')}: "
                     f"{_headline(result.error)}")
 
 
