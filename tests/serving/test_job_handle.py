@@ -9,14 +9,13 @@ import subprocess
 import sys
 
 import pytest
-from click.testing import CliRunner
 
 import mloop
-from mloop.cli import cli
-from mloop.errors import ConfigError
+from mloop.errors import ConfigError, ServiceUnavailableError
 from mloop.project import Project
 from mloop.serving.broker import JobHandle, open_broker
 from mloop.serving.worker import Worker
+from tests.cli.test_cli import run_cli
 from tests.serving.test_broker import REDIS_URL, X, _redis_or_skip, _register
 
 
@@ -151,11 +150,9 @@ def test_cli_worker_takes_its_broker_from_mloop_broker(sqlite_project, queue):
 
 
 def test_cli_never_prints_a_broker_password(sqlite_project):
-    result = CliRunner().invoke(cli, ["worker", "models:/churn/1", "--broker",
-                                      "redis://:hunter2@127.0.0.1:1/0"])
-    assert result.exit_code != 0
-    assert "hunter2" not in result.output
-    assert "Cannot reach the Redis broker" in result.output
-    result = CliRunner().invoke(cli, ["jobs", "dead", "--broker",
-                                      "redis://user:hunter2@127.0.0.1:1/0"])
-    assert result.exit_code != 0 and "hunter2" not in result.output
+    for args in (["worker", "models:/churn/1", "--broker", "redis://:hunter2@127.0.0.1:1/0"],
+                 ["jobs", "dead", "--broker", "redis://user:hunter2@127.0.0.1:1/0"]):
+        out = run_cli(*args, cwd=sqlite_project.root, check=False)
+        assert out.returncode == ServiceUnavailableError.exit_code, out.stderr
+        assert "Cannot reach the Redis broker" in out.stderr
+        assert "hunter2" not in out.stdout + out.stderr

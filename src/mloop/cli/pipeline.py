@@ -130,9 +130,17 @@ def show_cmd(run_id: str, log_step: str | None, as_json: bool) -> None:
     run = get_run(project, run_id)
     if log_step:
         step = next((s for s in run["steps"] if s["step"] == log_step), None)
-        if step is None or not step["log"]:
-            raise NotFoundError(f"No log for step {log_step!r} in run {run_id}.")
-        echo(project.objects.get_bytes(step["log"]).decode(errors="replace"), nl=False)
+        if step is None:
+            raise NotFoundError(f"Run {run_id} has no step {log_step!r}; its steps: "
+                                f"{', '.join(s['step'] for s in run['steps']) or 'none'}.")
+        text = (project.objects.get_bytes(step["log"]).decode(errors="replace")
+                if step["log"] else "")
+        if text:
+            echo(text, nl=False)
+        elif step["status"] in ("ran", "failed"):
+            echo(f"(step {log_step} printed nothing)")
+        else:
+            echo(f"(step {log_step} did not run in this run: {step['status']})")
         return
     if as_json:
         emit_json(run)

@@ -283,7 +283,9 @@ def run_pipeline(project: Project, pipeline: Pipeline, *, inputs: Mapping[str, A
         runner = open_executor(executor, scheduler, project, procs)
         run = PipelineRun(new_id(), pipeline.name, "running", {n: StepResult(n) for n in order},
                           started_at=now_ms(), trigger=trigger)
-        records = RunRecords(project, run, executor, params or {}, given)
+        # the params as the steps take them (--param n=3 is recorded as the int 3)
+        taken = {k: next(p[k] for p in plan_params.values() if k in p) for k in params or {}}
+        records = RunRecords(project, run, executor, taken, given)
         tracking = _Tracking(project, run)
         beating = tracking.heartbeat.add(records.beat)
         say = (lambda _m: None) if quiet else _echo
