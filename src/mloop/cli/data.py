@@ -9,17 +9,7 @@ from typing import Any
 import click
 
 from mloop.cli.render import echo, emit_json, fmt, json_option, kv_section, table
-
-
-def _human(n: int | None) -> str:
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
+from mloop.core.humanize import human_size as _human
 
 
 @click.group()
@@ -214,7 +204,8 @@ def rollback(name: str, version: int) -> None:
          f"Run `mloop data checkout {v.ref}` to put it on disk.")
 
 
-@data.command("status")
+@data.command("status", short_help="Which tracked paths differ from the version their "
+              "pointer names.")
 @json_option
 def status(as_json: bool) -> None:
     """Which tracked paths differ from the version their pointer names (unchanged files

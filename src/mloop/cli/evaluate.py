@@ -90,7 +90,8 @@ def test(model: str, data: str, target: str, sensitive: tuple[str, ...],
     sys.exit(0 if report.passed else 1)
 
 
-@click.command("evaluate")
+@click.command("evaluate", short_help="Measure MODEL on labelled data: metrics, slices, "
+               "fairness, cross-validation.")
 @_options
 @click.option("--cv", type=click.IntRange(min=2), help="Also cross-validate with this many "
               "folds (refits the model).")

@@ -226,7 +226,8 @@ def compare(a: str, b: str, as_json: bool) -> None:
           [(f, fmt(x), fmt(y), "yes" if x == y else "no") for f, x, y in rows])
 
 
-@models.command("card")
+@models.command("card", short_help="A model card for a version, from the registry, its "
+                "run and its data.")
 @click.argument("ref")
 @click.option("-f", "--format", "fmt_", type=click.Choice(["md", "html", "hf"]), default="md",
               show_default=True, help="Markdown, HTML, or a Hugging Face card (README.md with "

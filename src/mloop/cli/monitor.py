@@ -141,7 +141,8 @@ def performance_cmd(model: str, window: str, max_drop: float, min_labels: int,
             table(("metric", "live", "evaluated", "status", "why"), rows)
 
 
-@monitor.command("feedback")
+@monitor.command("feedback", short_help="Record the true outcome of served predictions, "
+                 "or show how many are matched.")
 @click.argument("request_id", required=False)
 @click.argument("label", required=False)
 @click.option("--row", type=int, help="The row of a multi-row request (default 0).")

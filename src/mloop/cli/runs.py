@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from mloop.cli.render import echo, emit_json, fmt, json_option, kv_section, table
-from mloop.core.humanize import plural
+from mloop.core.humanize import human_size, plural
 from mloop.core.ids import short_id
 
 
@@ -116,7 +116,7 @@ def show(run_id: str, as_json: bool) -> None:
     kv_section("Metrics (latest)", {k: fmt(v) for k, v in run.metrics.items()})
     kv_section("Tags", run.tags)
     table(["artifact", "size", "digest"],
-          [(a.path, a.size, a.digest[:12]) for a in run.artifacts], title="Artifacts",
+          [(a.path, human_size(a.size), a.digest[:12]) for a in run.artifacts], title="Artifacts",
           empty="Artifacts: none")
 
 
