@@ -10,6 +10,7 @@ import click
 
 from mloop.cli.render import echo, emit_json, fmt, json_option, kv_section, table
 from mloop.core.humanize import human_size as _human
+from mloop.core.humanize import plural
 
 
 @click.group()
@@ -28,7 +29,8 @@ def add(path: Path, name: str | None, message: str | None, as_json: bool) -> Non
 
     Only chunks the store lacks are written, so a new version of a large file costs about
     the size of the change. Writes PATH.mloop (commit it to git) and adds PATH to
-    .gitignore. Adding unchanged content makes no new version.
+    .gitignore. Adding unchanged content makes no new version, so a new --message is
+    not recorded; a note on stderr says so.
     """
     from mloop.data.ingest import add as do_add
     from mloop.project import current_project
@@ -37,7 +39,7 @@ def add(path: Path, name: str | None, message: str | None, as_json: bool) -> Non
     if as_json:
         emit_json(version.to_dict())
         return
-    echo(f"{version.ref}  ({version.files} file(s), {_human(version.size)}"
+    echo(f"{version.ref}  ({plural(version.files, 'file')}, {_human(version.size)}"
          + (f", {version.rows:,} rows" if version.rows is not None else "") + ")")
 
 
