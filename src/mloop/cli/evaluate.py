@@ -124,7 +124,7 @@ def evaluate_cmd(model: str, data: str, target: str, sensitive: tuple[str, ...],
     if report.cv:
         table(["metric", "mean", "std", "folds"],
               [(k, v["mean"], v["std"], v["folds"]) for k, v in report.cv.items()],
-              title=f"Cross-validation ({plural(cv, 'fold')} x {plural(seeds, 'seed')})")
+              title=f"Cross-validation ({plural(cv or 0, 'fold')} x {plural(seeds, 'seed')})")
     for column, groups in report.slices.items():
         names = sorted({m for g in groups.values() for m in g if m != "rows"})
         table(["group", "rows", *names],
