@@ -146,4 +146,8 @@ def test_demo_makes_a_project_and_prints_next_steps(tmp_path):
                               cwd=demo_dir).stdout)
     assert [(e["hop"], e["src"]) for e in back["from"]] == [
         (1, f"runs:/{parent['run_id']}"), (2, "data:/breast-cancer@1")]
-    assert run_cli("demo", cwd=tmp_path).returncode == 0  # re-runnable
+    again = run_cli("demo", cwd=tmp_path, check=False)  # would register duplicates
+    assert again.returncode == 4 and "already holds the mloop demo" in again.stderr
+    assert "--fresh" in again.stderr
+    assert len(json.loads(run_cli("models", "versions", "breast-cancer", "--json",
+                                  cwd=demo_dir).stdout)) == 1
