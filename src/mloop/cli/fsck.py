@@ -39,6 +39,8 @@ def fsck(repair: bool, as_json: bool) -> None:
         if result.remaining:
             hint = ("" if repair else " Run `mloop fsck --repair` to restore what the "
                     "project's files or a data remote hold.")
-            echo(f"{plural(len(result.remaining), 'problem')} remain.{hint}", err=True)
+            left = len(result.remaining)
+            echo(f"{plural(left, 'problem')} {'remains' if left == 1 else 'remain'}.{hint}",
+                 err=True)
     if result.remaining:
         raise SystemExit(IntegrityError.exit_code)
