@@ -63,14 +63,20 @@ def _candidates() -> dict[str, Any]:
     return models
 
 
-def run_demo(path: Path | None = None, echo: Callable[[str], None] = print) -> DemoResult:
-    """Create (or reuse) a demo project at ``path`` and track a small model selection."""
+def run_demo(path: Path | None = None, echo: Callable[[str], None] = print, *,
+             fresh: bool = False) -> DemoResult:
+    """Create a demo project at ``path`` and track a small model selection.
+
+    A folder that already holds the demo is refused (:class:`ConflictError`: running it
+    again would register every model twice), unless ``fresh``, which deletes that
+    project's ``.mloop`` state first and makes the demo again from scratch."""
     from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
     from sklearn.model_selection import train_test_split
 
     import mloop
 
     root = path or default_demo_dir()
+    _start_afresh(root, fresh)
     project = Project.init(root)
     echo(f"Demo project: {project.root}")
     mloop.seed_everything(SEED)
@@ -132,6 +138,7 @@ def run_demo(path: Path | None = None, echo: Callable[[str], None] = print) -> D
          f"run {short_id(result.best_run_id)}) → registered as {result.model_uri} "
          f"(alias champion)")
     _training_pipeline(project, version.ref, echo, result)
+    echo = _typed_as_run(echo, project.root)  # "mloop …" lines name the mloop to type
     echo("\nNext, try:")
     echo(f"  cd {project.root}")
     echo(f"  mloop data show {version.ref}")
@@ -220,6 +227,76 @@ def _training_pipeline(project: Project, data_ref: str, echo: Callable[[str], No
             echo(f"  {run.error}")
             return
     result.pipeline_run_id = run.id
+
+
+def _is_demo(root: Path) -> bool:
+    """True when ``root`` is a project the demo already filled (its experiment has runs)."""
+    from mloop.tracking.experiments import list_experiments
+
+    if not (root / ".mloop" / "config.toml").is_file():
+        return False
+    project = Project(root)
+    try:
+        return any(e.name == EXPERIMENT and e.run_count for e in list_experiments(project))
+    finally:
+        project.close()
+
+
+def _start_afresh(root: Path, fresh: bool) -> None:
+    """Refuse a folder that holds the demo already; with ``fresh``, empty its project."""
+    import shutil
+
+    from mloop.errors import ConflictError
+
+    if not _is_demo(root):
+        return
+    if not fresh:
+        raise ConflictError(
+            f"{root} already holds the mloop demo; running it again would register every "
+            f"model twice. Explore it (cd {root} && {mloop_command()} runs list -e "
+            f"{EXPERIMENT}), give another DIRECTORY, or add --fresh to delete its .mloop "
+            "folder and make the demo again from scratch.")
+    shutil.rmtree(root / ".mloop")
+
+
+def mloop_command(cwd: Path | None = None) -> str:
+    """What to type to run this mloop in a new shell: ``mloop`` when the ``mloop`` on
+    PATH is this one and not there only because this shell activated its virtual
+    environment, else its full path (``…/.venv/bin/mloop``)."""
+    import os
+    import shutil
+    import sys
+
+    here = Path(sys.argv[0]) if Path(sys.argv[0]).name == "mloop" else None
+    if here is None:  # python -m mloop, or mloop.demo from Python
+        beside = Path(sys.executable).with_name("mloop")
+        here = beside if beside.exists() else None
+    if here is None:
+        return "mloop"
+    here = Path(os.path.abspath(here))
+    on_path = shutil.which("mloop")
+    venv = os.environ.get("VIRTUAL_ENV")  # on PATH only because this shell activated it
+    activated = bool(venv) and here.is_relative_to(os.path.abspath(venv or "/"))
+    if on_path and Path(os.path.abspath(on_path)) == here and not activated:
+        return "mloop"
+    return str(here)
+
+
+def _typed_as_run(echo: Callable[[str], None], root: Path) -> Callable[[str], None]:
+    """``echo`` that prints the command to type instead of a bare ``mloop`` at the start
+    of an indented line, and first says how to get a plain ``mloop`` back."""
+    command = mloop_command()
+    if command == "mloop":
+        return echo
+    activate = Path(command).with_name("activate")
+    if activate.is_file():
+        echo(f"\n(mloop is {command}: in a new shell, `source {activate}` lets you type "
+             "just mloop.)")
+
+    def say(text: str) -> None:
+        echo(f"  {command} {text[len('  mloop '):]}" if text.startswith("  mloop ") else text)
+
+    return say
 
 
 def _version_data(project: Project) -> Any:

@@ -186,7 +186,8 @@ def _record_run(db: Path, snapshot: dict[str, Any], as_json: bool) -> int | None
                        "seconds": 0.0, "run_id": s["run_id"], "error": None, "log": None,
                        "outputs": json.loads(s["outputs"])} for s in steps]}, indent=2))
         return 0
-    print(f"pipeline {snapshot['pipeline']}: {len(steps)} steps", file=sys.stderr)
+    n = len(steps)  # (the standard library only: no mloop.core.humanize here)
+    print(f"pipeline {snapshot['pipeline']}: {n} step{'' if n == 1 else 's'}", file=sys.stderr)
     for s in steps:
         print(f"  ✓ {s['step']}: cached", file=sys.stderr)
     print(f"{uri}: succeeded ({len(steps)} cached) in {time.time() - start:.1f} s "

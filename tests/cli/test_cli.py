@@ -165,4 +165,8 @@ def test_demo_makes_a_project_and_prints_next_steps(tmp_path):
     assert [(e["src"], e["relation"]) for e in cached["from"]] == [
         ("data:/breast-cancer@1", "input")]
     assert sorted(e["relation"] for e in cached["to"] if e["hop"] == 1) == ["cached"] * 3
-    assert run_cli("demo", cwd=tmp_path).returncode == 0  # re-runnable
+    again = run_cli("demo", cwd=tmp_path, check=False)  # would register duplicates
+    assert again.returncode == 4 and "already holds the mloop demo" in again.stderr
+    assert "--fresh" in again.stderr
+    assert len(json.loads(run_cli("models", "versions", "breast-cancer", "--json",
+                                  cwd=demo_dir).stdout)) == 1

@@ -119,6 +119,8 @@ COMMANDS: list[tuple[str, list[str], tuple[int, ...], list[str]]] = [
     ("runs-show", ["runs", "show", "{r1}"], (0,),
      [ONE, f"p{ONE}", f"t{ONE}", "art[/b]/[bold]f[/bold] :smile:.txt"]),
     ("runs-compare", ["runs", "compare", "{r1}", "{r2}"], (0,), [f"params.p{ONE}"]),
+    ("runs-show-metric", ["runs", "show", "{r1}", "--metric", f"m{H}"], (0,),
+     [f"m{printable(H)} of run"]),
     ("data-list", ["data", "list"], (0,), [FILE]),
     ("data-log", ["data", "log", "hd"], (0,), [ONE, MULTI]),
     ("data-show", ["data", "show", "hd"], (0,), [ONE, printable(COL, one_line=True),

@@ -136,3 +136,19 @@ def test_export_onnx_and_an_installable_package(registered, tmp_path):
     again = run_cli("models", "export", "churn/2", "-f", "package", "-o", str(pkg), cwd=root,
                     check=False)
     assert again.returncode == 2 and "not empty" in again.stderr
+
+
+def test_register_a_logged_model_from_the_cli(sqlite_project):
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    with mloop.start_run() as run:
+        mloop.log_model(LogisticRegression(max_iter=50).fit(X.iloc[:, :3], y),
+                        input_example=X.iloc[:5, :3], onnx=False)
+    root = sqlite_project.root
+    out = run_cli("models", "register", f"runs:/{run.id[-12:]}/model", "fraud", cwd=root)
+    assert out.stdout.startswith("Registered models:/fraud/1 (sklearn) from runs:/")
+    again = json.loads(run_cli("models", "register", f"runs:/{run.id}/model", "fraud",
+                               "-d", "the same, again", "--json", cwd=root).stdout)
+    assert again["version"] == 2 and again["description"] == "the same, again"
+    assert mloop.get_model_version("fraud/2").source == f"runs:/{run.id}/model"
+    bad = run_cli("models", "register", "models:/fraud/1", "x", cwd=root, check=False)
+    assert bad.returncode == 2 and "runs:/<run_id>/model" in bad.stderr

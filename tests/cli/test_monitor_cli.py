@@ -86,7 +86,7 @@ def test_feedback_performance_run_alerts_resolve_and_prune(served):
                                         served.requests[1:] for k, p in enumerate(ps)]
     (root / "labels.csv").write_text("\n".join(lines) + "\n")
     out = run_cli("monitor", "feedback", "--file", "labels.csv", cwd=root)
-    assert out.stdout.strip() == "Stored 90 label(s), all matched to logged predictions."
+    assert out.stdout.strip() == "Stored 90 labels, all matched to logged predictions."
     both = run_cli("monitor", "feedback", rid, "1", "--file", "labels.csv", cwd=root,
                    check=False)
     _clear_error(both, 2, "not both")
@@ -139,7 +139,7 @@ def test_feedback_for_an_unknown_request_says_not_yet_matched_and_is_listed(serv
                       "unmatched_examples": []}
     # it said "Stored 1 label(s)" as if the label counted: it is stored, but waits (exit 0)
     out = run_cli("monitor", "feedback", "nonexistent", "1", cwd=root)
-    assert out.stdout.startswith("Stored 1 label(s), 1 not yet matched: no logged "
+    assert out.stdout.startswith("Stored 1 label, 1 not yet matched: no logged "
                                  "prediction has that request id and row")
     out = run_cli("monitor", "feedback", rid, "[1, 0]", "--json", cwd=root)
     assert json.loads(out.stdout) == {"stored": 2, "unmatched": 0}
@@ -150,7 +150,7 @@ def test_feedback_for_an_unknown_request_says_not_yet_matched_and_is_listed(serv
     assert status["unmatched"] == 2 and status["oldest_unmatched_ms"] <= now_ms()
     assert status["unmatched_examples"] == ["nonexistent", rid]
     text = run_cli("monitor", "feedback", cwd=root).stdout
-    assert "4 label(s) stored, 2 not yet matched." in text and "nonexistent" in text
+    assert "4 labels stored, 2 not yet matched." in text and "nonexistent" in text
     assert "churn" in text
     out = run_cli("monitor", "feedback", "--row", "1", cwd=root, check=False)
     _clear_error(out, 2, "REQUEST_ID LABEL")

@@ -127,7 +127,7 @@ def test_what_nothing_can_restore_remains_and_is_named(versioned):
     [problem] = result.remaining
     assert (problem.kind, problem.needed_by) == ("missing", f"runs:/{run_id}/notes.txt")
     out = _cli(project, "fsck", "--repair")
-    assert out.returncode == 5 and "1 problem(s) remain" in out.stderr
+    assert out.returncode == 5 and "1 problem remains" in out.stderr
 
 
 @pytest.mark.parametrize("how", ["deleted", "truncated"])

@@ -306,6 +306,19 @@ def test_cli_run_status_show_dag(flow_project):
     assert "4 cached" in again.stdout
     status = json.loads(cli("pipeline", "status", "--json").stdout)
     assert status[0]["steps"] == {"cached": 4}
+    # params and inputs are JSON objects, a param as the step takes it (a float)
+    assert status[0]["params"] == {"scale": 3.0}
+    assert isinstance(status[0]["inputs"], dict) and "raw" in status[0]["inputs"]
+    from mloop.pipelines.history import list_runs
+
+    assert list_runs(flow_project, "flow")[0]["params"] == {"scale": 3.0}
+    # a step that printed nothing has an empty log, not an error
+    quiet = cli("pipeline", "show", status[1]["id"][-12:], "--log", "total")
+    assert quiet.stdout == "(step total printed nothing)\n"
+    cached = cli("pipeline", "show", status[0]["id"][-12:], "--log", "total")
+    assert cached.stdout == "(step total did not run in this run: cached)\n"
+    missing = cli("pipeline", "show", status[0]["id"][-12:], "--log", "nope", check=False)
+    assert missing.returncode == NotFoundError.exit_code and "its steps:" in missing.stderr
     shown = cli("pipeline", "show", status[1]["id"][-12:]).stdout
     assert "describe" in shown
     assert "ran" in shown

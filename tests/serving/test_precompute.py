@@ -1,5 +1,8 @@
 """Precomputed predictions with Dask: local threads and a real scheduler, both backends."""
 
+import json
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +12,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import mloop
+from mloop.core.humanize import iso_ms
 from mloop.errors import InvalidInputError, NotFoundError
 from tests.cli.test_cli import run_cli
 
@@ -77,6 +81,12 @@ def test_on_a_dask_scheduler_and_through_the_cli(sqlite_project, tmp_path):
     assert result.rows == len(X)
     out = run_cli("batch", "lookup", "churn", "7", "--json", cwd=sqlite_project.root)
     assert '"prediction"' in out.stdout
+    # times as ISO 8601 (the API keeps milliseconds)
+    stamp = json.loads(out.stdout)["created_at"]
+    assert stamp == iso_ms(mloop.lookup("churn", 7)["created_at"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", stamp)
+    shown = run_cli("batch", "lookup", "churn", "7", cwd=sqlite_project.root).stdout
+    assert stamp in shown
     cli = run_cli("batch", "predict", "models:/churn/1", "-i", str(path), "-k", "customer_id",
                   "--table", "scores", cwd=sqlite_project.root)
     assert "scores:" in cli.stdout and "rows/s" in cli.stdout

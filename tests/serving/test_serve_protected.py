@@ -193,6 +193,6 @@ def test_the_python_api_and_the_cli_send_labels_with_the_users_token(served, mon
     (tmp_path / "labels.csv").write_text("request_id,label\nf1,1\nf2,0\n")
     out = run_cli("monitor", "feedback", "--file", "labels.csv", "--server", served.url,
                   cwd=tmp_path)
-    assert out.stdout.startswith("Stored 2 label(s), 2 not yet matched")
+    assert out.stdout.startswith("Stored 2 labels, 2 not yet matched")
     stored = mloop.monitoring.feedback.read(served.project, 0)
     assert {"api-1", "cli-1", "f1", "f2"} <= set(stored.request_id)

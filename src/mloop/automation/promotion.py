@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mloop.automation.config import MetricRule, PromotionPolicy
+from mloop.core.humanize import plural
 from mloop.errors import MloopError, NotFoundError
 
 if TYPE_CHECKING:
@@ -170,7 +171,7 @@ def _suite_reason(report: EvaluationReport) -> str:
     counts = report.counts
     if report.passed:
         return (f"the {report.suite} suite passed on {report.data} ({counts['pass']} passed, "
-                f"{counts['warn']} warnings)")
+                f"{plural(counts['warn'], 'warning')})")
     failed = [c.name for c in report.checks if c.blocking]
     return f"the {report.suite} suite failed on {report.data}: {', '.join(failed)}"
 

@@ -18,6 +18,7 @@ from mloop._version import __version__
 from mloop.core.progress import QUIET_ENV
 from mloop.errors import MloopError
 
+_QUIET_HELP = "Draw no progress bars (also MLOOP_QUIET=1)."
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 # Each command's module is imported only when that command runs (or for --help), so a
@@ -55,12 +56,57 @@ class _LazyGroup(click.Group):
             return None
         module, attr = target.split(":")
         command: click.Command = getattr(importlib.import_module(module), attr)
+        _share_options(command)
         return command
+
+
+# words that end with a full stop without ending a sentence
+_ABBREVIATIONS = frozenset({"e.g.", "i.e.", "etc.", "vs.", "al.", "cf."})
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence of a docstring's first paragraph, on one line: it ends at a full
+    stop (not one of "e.g.", "i.e.", "et al.") outside parentheses, else with the paragraph."""
+    words = text.strip().split("\n\n")[0].split()
+    if words and words[0] == "\b":
+        words = words[1:]
+    depth = 0
+    for i, word in enumerate(words):
+        depth += word.count("(") + word.count("[") - word.count(")") - word.count("]")
+        if (depth <= 0 and word.endswith((".", "!", "?"))
+                and word.lower().lstrip("(") not in _ABBREVIATIONS):
+            return " ".join(words[:i + 1])
+    return " ".join(words)
+
+
+def _quiet(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        os.environ[QUIET_ENV] = "1"
+
+
+def _share_options(command: click.Command) -> None:
+    """What every command has, given once here for all of them:
+
+    - a whole first sentence as its summary in ``--help`` listings (click would cut it to
+      the column left beside the name: "Name version REF with TAG (e.g."); a command
+      that sets ``short_help`` keeps its own;
+    - ``-q/--quiet`` anywhere on the line (``mloop data add big.csv -q``), not only
+      before the subcommand.
+    """
+    if command.short_help is None and command.help:
+        command.short_help = first_sentence(command.help)
+    if not any(p.name == "quiet" for p in command.params):
+        command.params.append(click.Option(["-q", "--quiet"], is_flag=True,
+                                           expose_value=False, callback=_quiet,
+                                           help=_QUIET_HELP))
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _share_options(sub)
 
 
 @click.group(cls=_LazyGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="mloop")
-@click.option("-q", "--quiet", is_flag=True, help="Draw no progress bars (also MLOOP_QUIET=1).")
+@click.option("-q", "--quiet", is_flag=True, help=_QUIET_HELP)
 def cli(quiet: bool) -> None:
     """mloop: one tool around the whole ML loop. This release: projects, experiment
     tracking (runs, params, metrics, artifacts, search, reproducibility), data versions

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from mloop.cli.render import echo, emit_json, json_option, kv_section
+from mloop.core.humanize import iso_ms, plural
 
 
 @click.group()
@@ -47,8 +48,8 @@ def predict(model: str, source: str, key: str, table: str | None, scheduler: str
         emit_json(asdict(result))
         return
     rate = result.rows / result.seconds if result.seconds else 0
-    echo(f"{result.table}: {result.rows:,} predictions by {result.model} "
-         f"({result.skipped:,} keys already scored) in {result.seconds:.1f} s "
+    echo(f"{result.table}: {plural(result.rows, 'prediction')} by {result.model} "
+         f"({plural(result.skipped, 'key')} already scored) in {result.seconds:.1f} s "
          f"({rate:,.0f} rows/s)")
 
 
@@ -58,11 +59,12 @@ def predict(model: str, source: str, key: str, table: str | None, scheduler: str
 @click.option("--model", help="A model version URI (default: the newest complete batch).")
 @json_option
 def lookup(table: str, key: str, model: str | None, as_json: bool) -> None:
-    """The stored prediction for KEY in TABLE."""
+    """The stored prediction for KEY in TABLE (created_at in ISO 8601, UTC)."""
     from mloop.project import current_project
     from mloop.serving.precompute import lookup as find
 
     found = find(current_project(), table, key, model=model)
+    found["created_at"] = iso_ms(found["created_at"])  # milliseconds in the API, ISO here
     if as_json:
         emit_json(found)
         return

@@ -9,17 +9,8 @@ from typing import Any
 import click
 
 from mloop.cli.render import echo, emit_json, fmt, json_option, kv_section, table
-
-
-def _human(n: int | None) -> str:
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
+from mloop.core.humanize import human_size as _human
+from mloop.core.humanize import plural
 
 
 @click.group()
@@ -38,7 +29,8 @@ def add(path: Path, name: str | None, message: str | None, as_json: bool) -> Non
 
     Only chunks the store lacks are written, so a new version of a large file costs about
     the size of the change. Writes PATH.mloop (commit it to git) and adds PATH to
-    .gitignore. Adding unchanged content makes no new version.
+    .gitignore. Adding unchanged content makes no new version, so a new --message is
+    not recorded; a note on stderr says so.
     """
     from mloop.data.ingest import add as do_add
     from mloop.project import current_project
@@ -47,7 +39,7 @@ def add(path: Path, name: str | None, message: str | None, as_json: bool) -> Non
     if as_json:
         emit_json(version.to_dict())
         return
-    echo(f"{version.ref}  ({version.files} file(s), {_human(version.size)}"
+    echo(f"{version.ref}  ({plural(version.files, 'file')}, {_human(version.size)}"
          + (f", {version.rows:,} rows" if version.rows is not None else "") + ")")
 
 
@@ -214,7 +206,8 @@ def rollback(name: str, version: int) -> None:
          f"Run `mloop data checkout {v.ref}` to put it on disk.")
 
 
-@data.command("status")
+@data.command("status", short_help="Which tracked paths differ from the version their "
+              "pointer names.")
 @json_option
 def status(as_json: bool) -> None:
     """Which tracked paths differ from the version their pointer names (unchanged files

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from mloop.cli.render import echo, emit_json, fmt, json_option, table
+from mloop.core.humanize import plural
 
 _common = [
     click.argument("model"),
@@ -85,11 +86,12 @@ def test(model: str, data: str, target: str, sensitive: tuple[str, ...],
                for c in report.checks], title=f"{report.model}: suite {report.suite}")
         counts = report.counts
         echo(f"{'PASSED' if report.passed else 'FAILED'}: {counts['pass']} passed, "
-             f"{counts['warn']} warnings, {counts['fail']} failed")
+             f"{plural(counts['warn'], 'warning')}, {counts['fail']} failed")
     sys.exit(0 if report.passed else 1)
 
 
-@click.command("evaluate")
+@click.command("evaluate", short_help="Measure MODEL on labelled data: metrics, slices, "
+               "fairness, cross-validation.")
 @_options
 @click.option("--cv", type=click.IntRange(min=2), help="Also cross-validate with this many "
               "folds (refits the model).")
@@ -122,12 +124,13 @@ def evaluate_cmd(model: str, data: str, target: str, sensitive: tuple[str, ...],
     if report.cv:
         table(["metric", "mean", "std", "folds"],
               [(k, v["mean"], v["std"], v["folds"]) for k, v in report.cv.items()],
-              title=f"Cross-validation ({cv} folds x {seeds} seed(s))")
+              title=f"Cross-validation ({plural(cv or 0, 'fold')} x {plural(seeds, 'seed')})")
     for column, groups in report.slices.items():
         names = sorted({m for g in groups.values() for m in g if m != "rows"})
         table(["group", "rows", *names],
               [(g, int(v["rows"]), *(v.get(n) for n in names)) for g, v in groups.items()],
               title=f"By {column}")
     counts = report.counts
-    echo(f"Checks: {counts['pass']} passed, {counts['warn']} warnings, {counts['fail']} "
+    echo(f"Checks: {counts['pass']} passed, {plural(counts['warn'], 'warning')}, "
+         f"{counts['fail']} "
          "failed (see `mloop test` for the gate)")

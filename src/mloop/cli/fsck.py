@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from mloop.cli.render import echo, emit_json, json_option, table
+from mloop.core.humanize import human_size, plural
 
 
 @click.command("fsck")
@@ -20,8 +21,6 @@ def fsck(repair: bool, as_json: bool) -> None:
     the dataset files in the project or fetched, verified, from a data remote. Exits 5
     while problems remain, 0 when the store is whole.
     """
-    from rich.filesize import decimal as _human
-
     from mloop.data.fsck import check
     from mloop.errors import IntegrityError
     from mloop.project import current_project
@@ -30,8 +29,8 @@ def fsck(repair: bool, as_json: bool) -> None:
     if as_json:
         emit_json(result.to_dict())
     else:
-        echo(f"Checked {result.objects} blob(s) ({_human(result.bytes)}); "
-             f"{result.orphans} orphan(s) ({_human(result.orphan_bytes)}, "
+        echo(f"Checked {plural(result.objects, 'blob')} ({human_size(result.bytes)}); "
+             f"{plural(result.orphans, 'orphan')} ({human_size(result.orphan_bytes)}, "
              "`mloop data gc` removes them).")
         table(("blob", "problem", "needed by", "repair"),
               [(p.digest[:12], p.kind, p.needed_by or "nothing (an orphan)",
@@ -40,6 +39,8 @@ def fsck(repair: bool, as_json: bool) -> None:
         if result.remaining:
             hint = ("" if repair else " Run `mloop fsck --repair` to restore what the "
                     "project's files or a data remote hold.")
-            echo(f"{len(result.remaining)} problem(s) remain.{hint}", err=True)
+            left = len(result.remaining)
+            echo(f"{plural(left, 'problem')} {'remains' if left == 1 else 'remain'}.{hint}",
+                 err=True)
     if result.remaining:
         raise SystemExit(IntegrityError.exit_code)

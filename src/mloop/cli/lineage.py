@@ -9,7 +9,7 @@ import click
 from mloop.cli.render import echo, emit_json, json_option
 
 
-@click.command()
+@click.command(short_help="The lineage graph around a dataset version, run or model.")
 @click.argument("uri")
 @click.option("-d", "--depth", type=click.IntRange(1, 20), default=3, show_default=True,
               help="How many steps to follow in each direction.")

@@ -135,6 +135,27 @@ def history(name: str, as_json: bool) -> None:
           [(_when(e.created_at), e.version, e.action, e.user, e.message) for e in found])
 
 
+@models.command("register")
+@click.argument("source", metavar="RUNS_URI")
+@click.argument("name")
+@click.option("-d", "--description", help="What this version is; shown by `models show`.")
+@json_option
+def register(source: str, name: str, description: str | None, as_json: bool) -> None:
+    """Register a logged model (runs:/RUN_ID/model) as the next version of model NAME.
+
+    RUN_ID may be a unique prefix or the 12-character id `mloop runs list` shows. The
+    same as mloop.register_model(source, name) in Python.
+    """
+    from mloop.project import current_project
+    from mloop.registry.models import register_model
+
+    v = register_model(current_project(), source, name, description=description)
+    if as_json:
+        emit_json(v.to_dict())
+        return
+    echo(f"Registered {v.uri} ({v.flavor}) from {v.source}")
+
+
 @models.command("alias")
 @click.argument("name")
 @click.argument("alias")
@@ -226,7 +247,8 @@ def compare(a: str, b: str, as_json: bool) -> None:
           [(f, fmt(x), fmt(y), "yes" if x == y else "no") for f, x, y in rows])
 
 
-@models.command("card")
+@models.command("card", short_help="A model card for a version, from the registry, its "
+                "run and its data.")
 @click.argument("ref")
 @click.option("-f", "--format", "fmt_", type=click.Choice(["md", "html", "hf"]), default="md",
               show_default=True, help="Markdown, HTML, or a Hugging Face card (README.md with "

@@ -9,6 +9,7 @@ import click
 
 from mloop.cli.render import echo, emit_json, json_option, table
 from mloop.core.clock import format_ms
+from mloop.core.humanize import plural
 
 
 @click.group()
@@ -126,7 +127,7 @@ def performance_cmd(model: str, window: str, max_drop: float, min_labels: int,
         echo(f"No predictions of {report.model} were logged in the last {window}.")
         return
     for v in report.versions:
-        echo(f"{v.uri}: {v.predictions:,} predictions, {v.labelled:,} labelled "
+        echo(f"{v.uri}: {plural(v.predictions, 'prediction')}, {v.labelled:,} labelled "
              f"({v.task or 'task unknown'})")
         if v.note:
             echo(f"  {v.note}")
@@ -140,7 +141,8 @@ def performance_cmd(model: str, window: str, max_drop: float, min_labels: int,
             table(("metric", "live", "evaluated", "status", "why"), rows)
 
 
-@monitor.command("feedback")
+@monitor.command("feedback", short_help="Record the true outcome of served predictions, "
+                 "or show how many are matched.")
 @click.argument("request_id", required=False)
 @click.argument("label", required=False)
 @click.option("--row", type=int, help="The row of a multi-row request (default 0).")
@@ -221,7 +223,7 @@ def _feedback_status(as_json: bool) -> None:
         return
     table(("model", "labels matched"), sorted(found.matched.items()),
           empty="No label is matched to a logged prediction yet.")
-    echo(f"{found.labels:,} label(s) stored, {found.unmatched:,} not yet matched.")
+    echo(f"{plural(found.labels, 'label')} stored, {found.unmatched:,} not yet matched.")
     if found.unmatched:
         echo(f"The oldest waits since {format_ms(found.oldest_unmatched_ms)}; request "
              f"ids such as {', '.join(found.examples)} have no logged prediction. They "
@@ -307,7 +309,7 @@ def run_cmd(every: str | None, once: bool, as_json: bool) -> None:
                 (r.performance.metrics if r.performance else {}).items())
                 if k in ("accuracy", "f1", "rmse", "mae"))
             fired = ", ".join(f"{a.rule}[{a.severity}]" for a in r.fired)
-            echo(f"{stamp} {r.subject}: {r.predictions:,} predictions; drift {drift}; "
+            echo(f"{stamp} {r.subject}: {plural(r.predictions, 'prediction')}; drift {drift}; "
                  f"{metrics or 'no labels'}" + (f"; ALERTS {fired}" if fired else "")
                  + "".join(f"\n  note: {n}" for n in r.notes))
 

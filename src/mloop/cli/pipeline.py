@@ -8,6 +8,7 @@ import click
 
 from mloop.cli.render import echo, emit_json, json_option, table
 from mloop.core.clock import format_ms
+from mloop.core.humanize import plural
 
 
 @click.group()
@@ -64,7 +65,7 @@ def run_cmd(name: str | None, params: tuple[str, ...], inputs: tuple[str, ...],
     pipe = find_pipeline(project, name)
     before = quick.watched_stats(project.root, pipe) if name is None else None
     if not as_json:
-        echo(f"pipeline {pipe.name}: {len(pipe.steps)} steps", err=True)
+        echo(f"pipeline {pipe.name}: {plural(len(pipe.steps), 'step')}", err=True)
     result = run_pipeline(project, pipe, inputs=_pairs(inputs, "input"),
                           params=_pairs(params, "param"), executor=executor,
                           scheduler=scheduler, force=force, from_step=from_step,
@@ -129,9 +130,17 @@ def show_cmd(run_id: str, log_step: str | None, as_json: bool) -> None:
     run = get_run(project, run_id)
     if log_step:
         step = next((s for s in run["steps"] if s["step"] == log_step), None)
-        if step is None or not step["log"]:
-            raise NotFoundError(f"No log for step {log_step!r} in run {run_id}.")
-        echo(project.objects.get_bytes(step["log"]).decode(errors="replace"), nl=False)
+        if step is None:
+            raise NotFoundError(f"Run {run_id} has no step {log_step!r}; its steps: "
+                                f"{', '.join(s['step'] for s in run['steps']) or 'none'}.")
+        text = (project.objects.get_bytes(step["log"]).decode(errors="replace")
+                if step["log"] else "")
+        if text:
+            echo(text, nl=False)
+        elif step["status"] in ("ran", "failed"):
+            echo(f"(step {log_step} printed nothing)")
+        else:
+            echo(f"(step {log_step} did not run in this run: {step['status']})")
         return
     if as_json:
         emit_json(run)

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from mloop.cli.render import echo, emit_json, fmt, json_option, kv_section, table
+from mloop.core.humanize import human_size, plural
 from mloop.core.ids import short_id
 
 
@@ -82,8 +83,11 @@ def list_(experiment: tuple[str, ...], filter_: str | None, order_by: tuple[str,
 
 @runs.command("show")
 @click.argument("run_id")
+@click.option("--metric", "metric_key", metavar="KEY",
+              help="Only metric KEY's history: a chart over its steps with min, max and "
+                   "last (with --json: every point).")
 @json_option
-def show(run_id: str, as_json: bool) -> None:
+def show(run_id: str, metric_key: str | None, as_json: bool) -> None:
     """Everything about one run: state, reproducibility record, params, metrics, artifacts.
 
     RUN_ID may be a unique prefix of at least 6 characters.
@@ -93,6 +97,9 @@ def show(run_id: str, as_json: bool) -> None:
     from mloop.tracking.records import get_run
 
     run = get_run(current_project(), run_id)
+    if metric_key is not None:
+        _metric_chart(run, metric_key, as_json)
+        return
     env = run.environment
     if as_json:
         data = run.to_dict()
@@ -115,8 +122,41 @@ def show(run_id: str, as_json: bool) -> None:
     kv_section("Metrics (latest)", {k: fmt(v) for k, v in run.metrics.items()})
     kv_section("Tags", run.tags)
     table(["artifact", "size", "digest"],
-          [(a.path, a.size, a.digest[:12]) for a in run.artifacts], title="Artifacts",
+          [(a.path, human_size(a.size), a.digest[:12]) for a in run.artifacts], title="Artifacts",
           empty="Artifacts: none")
+
+
+def _metric_chart(run: Any, key: str, as_json: bool) -> None:
+    """Metric ``key`` of ``run`` over its steps: a chart and a summary line."""
+    import shutil
+
+    from mloop.cli.chart import draw
+    from mloop.errors import NotFoundError
+
+    history = run.metric_history(key)
+    if history.empty:
+        known = ", ".join(sorted(run.metrics)) or "none"
+        raise NotFoundError(f"Run {short_id(run.id)} has no metric {key!r}; its metrics: "
+                            f"{known}.")
+    if as_json:
+        emit_json([{"step": int(r.step), "timestamp": r.timestamp.isoformat(),
+                    "value": float(r.value)} for r in history.itertuples()])
+        return
+    steps, values = history["step"].tolist(), history["value"].astype(float).tolist()
+    finite = [(s, v) for s, v in zip(steps, values, strict=True) if math.isfinite(v)]
+    skipped = len(values) - len(finite)
+    note = f"; {plural(skipped, 'point')} NaN or infinite, not drawn" if skipped else ""
+    echo(f"{key} of run {short_id(run.id)}: {plural(len(values), 'point')}, steps "
+         f"{steps[0]}–{steps[-1]}{note}")
+    if not finite:
+        return
+    width = max(10, min(100, shutil.get_terminal_size().columns - 16))
+    for line in draw(steps, values, width=width):
+        echo(line)
+    low = min(finite, key=lambda p: p[1])
+    high = max(finite, key=lambda p: p[1])
+    echo(f"min {low[1]:.6g} (step {low[0]}), max {high[1]:.6g} (step {high[0]}), "
+         f"last {values[-1]:.6g} (step {steps[-1]})")
 
 
 @runs.command("compare")
@@ -148,7 +188,7 @@ def delete(run_ids: tuple[str, ...]) -> None:
     from mloop.tracking.records import set_deleted
 
     ids = set_deleted(current_project(), run_ids, True)
-    echo(f"Deleted {len(ids)} run(s). Undo with: mloop runs restore "
+    echo(f"Deleted {plural(len(ids), 'run')}. Undo with: mloop runs restore "
          + " ".join(short_id(i) for i in ids))
 
 
@@ -160,7 +200,7 @@ def restore(run_ids: tuple[str, ...]) -> None:
     from mloop.tracking.records import set_deleted
 
     ids = set_deleted(current_project(), run_ids, False)
-    echo(f"Restored {len(ids)} run(s).")
+    echo(f"Restored {plural(len(ids), 'run')}.")
 
 
 @runs.command("download")

@@ -25,7 +25,8 @@ def _token_file(path: str | None) -> Path:
     return Path(found).expanduser()
 
 
-@click.group()
+@click.group(short_help="Bearer tokens: manage a server's token file, keep your "
+             "own copy.")
 def token() -> None:
     """Bearer tokens: `create`/`list`/`revoke` manage a server's token file (which keeps
     only digests), `login`/`logout` keep your copy of a token for a server URL."""
@@ -75,7 +76,8 @@ def list_(path: str | None, as_json: bool) -> None:
           empty="No tokens. Create one with `mloop token create --role writer`.")
 
 
-@token.command("revoke")
+@token.command("revoke", short_help="Remove a token from the token file; servers refuse "
+               "it from then on.")
 @click.argument("token_id")
 @click.option("--file", "path", type=click.Path(dir_okay=False), help=_FILE_HELP)
 def revoke(token_id: str, path: str | None) -> None:

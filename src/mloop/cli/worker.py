@@ -8,10 +8,12 @@ import threading
 import click
 
 from mloop.cli.render import echo, emit_json, json_option, table
+from mloop.core.humanize import plural
 
-_broker = click.option("--broker", default="sqlite", show_default=True,
+_broker = click.option("--broker", default=None,
                        help="sqlite (the project's queue), sqlite:///path/queue.db or "
-                            "redis://host:6379/0.")
+                            "redis://host:6379/0. Default: MLOOP_BROKER, else [serving] "
+                            "broker in config.toml, else sqlite.")
 
 
 @click.command()
@@ -29,7 +31,7 @@ _broker = click.option("--broker", default="sqlite", show_default=True,
 @click.option("--allow-pickle", is_flag=True, help="Load a model saved as a pickle (joblib), "
               "which runs code when loaded: only models you trust. Without it it is refused "
               "(exit 7).")
-def worker(model: str, broker: str, concurrency: int, visibility: float, max_attempts: int,
+def worker(model: str, broker: str | None, concurrency: int, visibility: float, max_attempts: int,
            follow: float, no_log: bool, allow_pickle: bool) -> None:
     """Answer jobs submitted for MODEL (mloop.submit) until Ctrl-C or SIGTERM.
 
@@ -42,11 +44,13 @@ def worker(model: str, broker: str, concurrency: int, visibility: float, max_att
     """
     from mloop.core.redact import redact
     from mloop.project import current_project
+    from mloop.serving import resolve_broker
     from mloop.serving.broker import open_broker
     from mloop.serving.worker import Worker
 
     project = current_project()
-    queue = open_broker(broker, project.root, visibility=visibility, max_attempts=max_attempts)
+    url, _ = resolve_broker(broker, project)
+    queue = open_broker(url, visibility=visibility, max_attempts=max_attempts)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     runner = Worker(project, model, queue, concurrency=concurrency, follow=follow,
@@ -56,7 +60,7 @@ def worker(model: str, broker: str, concurrency: int, visibility: float, max_att
     except BaseException:
         queue.close()
         raise
-    echo(f"Worker for {model} on {redact(broker)} ({concurrency} threads; Ctrl-C to stop)",
+    echo(f"Worker for {model} on {redact(url)} ({concurrency} threads; Ctrl-C to stop)",
          err=True)
     try:
         runner.run(stop)
@@ -64,7 +68,8 @@ def worker(model: str, broker: str, concurrency: int, visibility: float, max_att
         stop.set()
     finally:
         queue.close()
-    echo(f"Answered {runner.processed:,} jobs ({runner.failed:,} failures).", err=True)
+    echo(f"Answered {plural(runner.processed, 'job')} "
+         f"({plural(runner.failed, 'failure')}).", err=True)
 
 
 @click.group()
@@ -75,12 +80,12 @@ def jobs() -> None:
 @jobs.command("dead")
 @_broker
 @json_option
-def dead(broker: str, as_json: bool) -> None:
+def dead(broker: str | None, as_json: bool) -> None:
     """Jobs that failed every attempt, with their last error."""
-    from mloop.project import current_project
+    from mloop.serving import resolve_broker
     from mloop.serving.broker import open_broker
 
-    queue = open_broker(broker, current_project().root)
+    queue = open_broker(resolve_broker(broker)[0])
     try:
         letters = queue.dead_letters()
     finally:

@@ -123,6 +123,10 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("feedback_max_label_bytes", "serving", "feedback_max_label_bytes",
                 _positive(int), 65_536,
                 "largest label (as JSON) POST /api/v1/feedback accepts (413 above)"),
+    SettingSpec("broker", "serving", "broker", str, "sqlite",
+                "job broker of mloop.submit, mloop.result and mloop worker: sqlite (the "
+                "project's queue), sqlite:///path/queue.db or redis://host:6379/0; a URL "
+                "with a password belongs in the user config or MLOOP_BROKER"),
     SettingSpec("serve_tokens", "serving", "tokens", str, None,
                 "token file of mloop serve (ids and SHA-256 digests of bearer tokens, made "
                 "by `mloop token create`): writes need a token when it is set",
@@ -332,6 +336,11 @@ def _fill_paths(root: Path, values: dict[str, Any]) -> None:
         rel = store[len("sqlite:///"):]
         if rel and rel != ":memory:" and not Path(rel).is_absolute():
             values["store_uri"] = f"sqlite:///{(root / rel).resolve()}"
+    broker = values.get("broker")
+    if broker and broker.startswith("sqlite:///") and not broker.startswith("sqlite:////"):
+        rel = broker[len("sqlite:///"):]  # like the store: relative to the project
+        if rel and not Path(rel).is_absolute():
+            values["broker"] = f"sqlite:///{(root / rel).resolve()}"
     objects = values.get("objects_uri")
     if not objects:
         values["objects_uri"] = str(project_dir / "objects")
@@ -362,6 +371,8 @@ CONFIG_TEMPLATE = """\
 [serving]
 # feedback_max_items = 10000          # labels per POST /api/v1/feedback
 # feedback_max_label_bytes = 65536    # largest label, as JSON
+# broker = "redis://host:6379/0"      # jobs of mloop.submit / mloop worker; default sqlite
+#                                     # (a URL with a password: user config or MLOOP_BROKER)
 # (tokens and allowed_hosts are per-user settings: ~/.config/mloop/config.toml or
 #  MLOOP_SERVE_TOKENS / MLOOP_SERVE_ALLOWED_HOSTS)
 """

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mloop import lineage
 from mloop.core.process import command_line, current_user
+from mloop.core.redact import get_logger
 from mloop.core.text import check_optional, check_text
 from mloop.core.uris import check_name
 from mloop.data import stats as _stats
@@ -21,6 +22,8 @@ from mloop.data.versions import MAX_PATH, insert_version, snapshot, store_tree
 from mloop.data.workspace import current_digests, remember_stats
 from mloop.errors import InvalidInputError, NotFoundError
 from mloop.project import Project
+
+log = get_logger(__name__)
 
 
 def default_name(path: Path) -> str:
@@ -36,7 +39,9 @@ def add(project: Project, path: str | Path, name: str | None = None,
 
     The name defaults to the dataset already tracking this path, else the file stem.
     Only chunks the store lacks are written. Content equal to the latest version makes
-    no new version. Writes ``PATH.mloop`` and a .gitignore entry.
+    no new version: the latest is returned, and a ``message`` is not recorded (a
+    version's message is fixed when it is made), which a warning says. Writes
+    ``PATH.mloop`` and a .gitignore entry.
     """
     check_optional(message, "message")
     local = Path(path)
@@ -61,7 +66,7 @@ def add(project: Project, path: str | Path, name: str | None = None,
         lost = _lost(project, latest, previous)
         if not lost:
             write_pointer(local, latest)  # known bytes, known stat: nothing to read or store
-            return latest
+            return _kept(latest, message)
         # not rebuilt: store the bytes afresh (a new version), reusing no damaged blob
         previous = [e for e in previous if not any(c[0] in lost for c in e.chunks)]
     # The table summary is computed while the bytes are chunked (both release the GIL).
@@ -76,7 +81,7 @@ def add(project: Project, path: str | Path, name: str | None = None,
             json.dumps(profile, separators=(",", ":")).encode())
     tree = store_tree(project, kind, entries)
     if latest is not None and latest.tree == tree and latest.source_path == source:
-        version = latest  # unchanged: no new version
+        version = _kept(latest, message)  # unchanged: no new version
     else:
         version = insert_version(project, name, kind=kind, tree=tree, source=source,
                                  entries=entries, extra={
@@ -89,6 +94,14 @@ def add(project: Project, path: str | Path, name: str | None = None,
     if run_id is not None:
         lineage.add_edge(project, f"runs:/{run_id}", version.uri, "output")
     return version
+
+
+def _kept(latest: DatasetVersion, message: str | None) -> DatasetVersion:
+    """The latest version, for content it already holds; a new message is not kept."""
+    if message is not None and message != latest.message:
+        log.warning("unchanged: %s already holds these bytes; message not recorded (a "
+                    "version's message is fixed when it is made)", latest.ref)
+    return latest
 
 
 def _unchanged(project: Project, latest: DatasetVersion, previous: list[FileEntry],

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mloop.core.clock import now_ms
+from mloop.core.humanize import plural
 from mloop.core.ids import id_time_ms
 from mloop.errors import InvalidInputError, ServiceUnavailableError
 
@@ -57,12 +58,12 @@ class FeedbackResult:
         return {"stored": self.stored, "unmatched": self.unmatched}
 
     def message(self) -> str:
-        """One line for people: "Stored 3 label(s), 1 not yet matched: …"."""
+        """One line for people: "Stored 3 labels, 1 not yet matched: …"."""
         if not self.stored:
             return "Stored no labels."
         if not self.unmatched:
-            return f"Stored {self.stored:,} label(s), all matched to logged predictions."
-        return (f"Stored {self.stored:,} label(s), {self.unmatched:,} not yet matched: no "
+            return f"Stored {plural(self.stored, 'label')}, all matched to logged predictions."
+        return (f"Stored {plural(self.stored, 'label')}, {self.unmatched:,} not yet matched: no "
                 "logged prediction has that request id and row (yet). They are joined when "
                 "the prediction is logged, and pruned with the log if it never is; check "
                 "the request ids.")

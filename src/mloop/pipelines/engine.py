@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from mloop.core.clock import now_ms
 from mloop.core.hashing import hash_bytes
+from mloop.core.humanize import plural
 from mloop.core.ids import new_id
 from mloop.core.redact import redact
 from mloop.errors import InvalidInputError, MloopError, StepFailedError
@@ -285,7 +286,9 @@ def run_pipeline(project: Project, pipeline: Pipeline, *, inputs: Mapping[str, A
         runner = open_executor(executor, scheduler, project, procs)
         run = PipelineRun(new_id(), pipeline.name, "running", {n: StepResult(n) for n in order},
                           started_at=now_ms(), trigger=trigger)
-        records = RunRecords(project, run, executor, params or {}, given)
+        # the params as the steps take them (--param n=3 is recorded as the int 3)
+        taken = {k: next(p[k] for p in plan_params.values() if k in p) for k in params or {}}
+        records = RunRecords(project, run, executor, taken, given)
         _input_edges(project, run, given)
         tracking = _Tracking(project, run)
         beating = tracking.heartbeat.add(records.beat)
@@ -466,7 +469,7 @@ def _schedule(ctx: _Context, upstream: dict[str, list[Edge]], pending: list[str]
                 say(f"  ✓ {name}: ran in {result.seconds:.1f} s"
                     + (f" ({result.attempts} attempts)" if result.attempts > 1 else ""))
             else:
-                say(f"  ✗ {name}: failed after {result.attempts} attempt(s): "
+                say(f"  ✗ {name}: failed after {plural(result.attempts, 'attempt')}: "
                     f"{_headline(result.error)}")
 
 

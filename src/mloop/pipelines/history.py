@@ -40,6 +40,8 @@ def list_runs(project: Project, pipeline: str | None = None, *,
                            "pipeline_run_id = :id GROUP BY status", {"id": r["id"]})
             r["steps"] = {c["status"]: int(c["n"]) for c in counts}
             r["uri"] = f"pipelines:/{r['pipeline']}/{r['id']}"
+            r["params"] = json.loads(r["params"]) if r["params"] else {}
+            r["inputs"] = json.loads(r["inputs"]) if r["inputs"] else {}
             for key in _OWNER_KEYS:
                 r.pop(key, None)
     return runs

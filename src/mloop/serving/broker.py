@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mloop.core.ids import new_id
+from mloop.core.redact import redact
 from mloop.errors import ConfigError, InvalidInputError, NotFoundError, ServiceUnavailableError
 
 RESULT_TTL_S = 24 * 3600
@@ -37,6 +38,28 @@ class Job:
     payload: Any  # JSON-able rows
     attempts: int = 0
     token: str = ""  # broker bookkeeping (Redis stream entry id)
+
+
+class JobHandle(str):
+    """The id of a submitted job that also knows its broker.
+
+    It *is* the id string (it prints, compares, hashes and serialises to JSON as the id),
+    so code that stored ids keeps working; :func:`mloop.result` asks the broker it came
+    from. Its ``repr`` hides a password in the broker URL.
+    """
+
+    broker: str
+
+    def __new__(cls, job_id: str, broker: str) -> JobHandle:
+        handle = super().__new__(cls, job_id)
+        handle.broker = broker
+        return handle
+
+    def __repr__(self) -> str:
+        return f"JobHandle({str.__repr__(self)}, broker={redact(self.broker)!r})"
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return (JobHandle, (str(self), self.broker))
 
 
 class JobFailed(RuntimeError):
@@ -62,19 +85,26 @@ class Broker(Protocol):
     def close(self) -> None: ...
 
 
+def broker_url(url: str | None, project_root: Path | None = None) -> str:
+    """``url`` made self-contained: ``sqlite`` (the project's queue) becomes
+    ``sqlite:///<project>/.mloop/queue.db``, so a job handle finds it from anywhere."""
+    url = url or "sqlite"
+    if url == "sqlite":
+        if project_root is None:
+            raise ConfigError("The sqlite broker lives in a project; run inside one, give "
+                              "sqlite:///path/queue.db or redis://host:6379/0, or set "
+                              "MLOOP_BROKER.")
+        return f"sqlite:///{project_root / '.mloop' / 'queue.db'}"
+    return url
+
+
 def open_broker(url: str | None, project_root: Path | None = None, *,
                 visibility: float = 30.0, max_attempts: int = 3,
                 backoff: float = 0.5) -> Broker:
     """``sqlite`` (default, in the project), ``sqlite:///path/queue.db`` or ``redis://…``."""
-    url = url or "sqlite"
-    if url == "sqlite" or url.startswith("sqlite:///"):
-        if url == "sqlite":
-            if project_root is None:
-                raise ConfigError("The sqlite broker lives in a project; run inside one or "
-                                  "give sqlite:///path/queue.db.")
-            path = project_root / ".mloop" / "queue.db"
-        else:
-            path = Path(url[len("sqlite:///"):])
+    url = broker_url(url, project_root)
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):])
         return SqliteBroker(path, visibility=visibility, max_attempts=max_attempts,
                             backoff=backoff)
     if url.startswith(("redis://", "rediss://")):

@@ -21,6 +21,7 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING
 
 from mloop import lineage
+from mloop.core.humanize import plural
 from mloop.core.redact import redact
 from mloop.tracking.active import ActiveRun, Terminated, status_for
 from mloop.tracking.model import RunStatus
@@ -107,5 +108,5 @@ def _at_exit() -> None:
         try:
             tracker.writer.close()
         except Exception as exc:
-            print(redact(f"mloop: {tracker.writer.pending()} metric point(s) could not be "
+            print(redact(f"mloop: {plural(tracker.writer.pending(), 'metric point')} could not be "
                          f"written: {exc}"), file=sys.stderr)

@@ -50,7 +50,13 @@ def resolve_run_id(project: Project, run_id: str) -> str:
                                             "give more digits.")
                 if found:
                     return str(found[0])
-    raise RunNotFoundError(f"No run with id {run_id!r}. List runs with `mloop runs list`.")
+    why = ""
+    if not hexadecimal:
+        why = " (run ids are hexadecimal: 0-9 and a-f)"
+    elif len(run_id) < 6:
+        why = (f" ({len(run_id)} characters: give at least 6 characters of an id, as the "
+               "12 that `mloop runs list` shows)")
+    raise RunNotFoundError(f"No run with id {run_id!r}{why}. List runs with `mloop runs list`.")
 
 
 def get_run(project: Project, run_id: str) -> Run:
