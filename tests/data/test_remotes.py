@@ -28,9 +28,11 @@ SECRETS = ("S3CR3T-pass", "T0KEN-value", "AKIA-ID-77")
 
 
 def _stored_text(project) -> str:
-    """Every column of every row of the remotes table, as text."""
+    """What the project keeps of its remotes: the project config (git shares it) and
+    every column of every row of the remotes table an older mloop wrote, as text."""
     with project.store.read() as conn:
-        return repr([tuple(r) for r in conn.execute(select(remotes)).all()])
+        rows = repr([tuple(r) for r in conn.execute(select(remotes)).all()])
+    return (project.root / ".mloop" / "config.toml").read_text() + rows
 
 
 def _bucket() -> str:
@@ -78,8 +80,9 @@ def test_add_keeps_every_secret_out_of_the_store(project):
         "username": "AKIA-ID-77", "password": "S3CR3T-pass", "token": "T0KEN-value",
         "endpoint_url": "http://s3.local"}
     (listed,) = list_remotes(project)
-    assert listed.to_dict() == {"name": "mem", "url": remote.url, "credentials": [
-        "endpoint_url", "password", "token", "username"]}
+    assert listed.to_dict() == {"name": "mem", "url": remote.url, "default": False,
+                                "credentials": ["endpoint_url", "password", "token",
+                                                "username"]}
     # re-pointing with a new secret merges into the file; the store still holds none
     add_remote(project, "mem", remote.url, {"token": "T0KEN-2"})
     assert get_credentials(CREDENTIALS_KIND, remote.url)["token"] == "T0KEN-2"
