@@ -24,18 +24,23 @@ from mloop.errors import ConfigError
 _BARE = re.compile(r"[A-Za-z0-9_-]+\Z")
 
 
+def _toml_str(text: str) -> str:
+    # JSON's escapes are TOML's, but JSON leaves DEL (U+007F) bare and TOML forbids it
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
 def toml_key(name: str) -> str:
     """A TOML key: bare when it can be, else a quoted string."""
-    return name if _BARE.match(name) else json.dumps(name, ensure_ascii=False)
+    return name if _BARE.match(name) else _toml_str(name)
 
 
 def toml_value(value: str | bool | int | float) -> str:
-    """A TOML value (JSON's string escapes are TOML's)."""
+    """A TOML value."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
-    return json.dumps(value, ensure_ascii=False)
+    return _toml_str(value)
 
 
 def render_table(keys: tuple[str, ...], values: Mapping[str, str | bool | int | float]) -> str:
@@ -81,7 +86,8 @@ def _edit(path: Path, keys: tuple[str, ...], values: dict[str, Any] | None) -> b
         before = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}. Fix the file first.") from exc
-    lines = text.splitlines(keepends=True)
+    # TOML lines end at \n only (str.splitlines would also cut at U+0085, U+2028, …)
+    lines = re.findall(r"[^\n]*\n|[^\n]+\Z", text)
     start = next((i for i, line in enumerate(lines) if _header_keys(line) == keys), None)
     found = start is not None
     block = render_table(keys, values) if values is not None else ""
