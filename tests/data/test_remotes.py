@@ -241,3 +241,13 @@ def test_the_project_config_refuses_secrets_and_mistakes_in_remotes(project, tab
         list_remotes(mloop.project.Project(project.root))
     for secret in SECRETS:
         assert secret not in err.value.message
+
+
+def test_remotes_in_the_users_own_config_are_refused(project):
+    from mloop.core.settings import user_config_path
+
+    path = user_config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('[remotes.origin]\nurl = "s3://bucket/p"\n')
+    with pytest.raises(ConfigError, match="belongs in a project's .mloop/config.toml"):
+        mloop.project.Project(project.root)

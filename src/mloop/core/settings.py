@@ -220,8 +220,11 @@ def check_config(config: Mapping[str, Any], path: Path, *, user: bool) -> None:
         sections.setdefault(spec.section, {})[spec.key] = spec
     for name, table in config.items():
         if name in EXTRA_SECTIONS:
-            if not user:
-                _refuse_secrets(table, path, name)
+            if user:
+                raise ConfigError(f"{path}: [{name}] belongs in a project's .mloop/config.toml "
+                                  "(git shares it with every clone), not in your own config; "
+                                  "move it there.")
+            _refuse_secrets(table, path, name)
             continue
         if name not in sections:
             raise ConfigError(f"{path}: unknown section [{name}].{_suggest(name, list(sections))}"

@@ -79,7 +79,7 @@ class RemoteEntry(Schema):
                      "credentials, which come from the credentials file or MLOOP_REMOTE_* "
                      "variables")
     default: bool = Field(False, description="push and pull use this remote when none is "
-                          "named (else origin, else the only one)")
+                          "named (else origin, else the first by name)")
 
 
 def _config_path(project: Project) -> Path:
