@@ -229,3 +229,19 @@ def test_clone_and_pull_through_the_cli(tmp_path):
     run_cli("data", "add", "data/train.csv", cwd=b)
     out = run_cli("data", "push", cwd=b, check=False)
     assert out.returncode == 4 and "train@2" in out.stderr, out.stderr
+
+
+def test_pull_with_versions_never_pushed_fetches_nothing_and_keeps_them(sqlite_project,
+                                                                        tmp_path):
+    root = sqlite_project.root
+    (root / "t.csv").write_text("a\n1\n")
+    v = mloop.data.add(root / "t.csv", message="mine")
+    add_remote(sqlite_project, "origin", f"file://{tmp_path / 'empty'}")
+    result = mloop.data.pull()
+    assert (result.sent, result.records, result.kept) == (0, [], [])
+    assert [c.version.ref for c in result.checkouts] == [v.ref]
+    assert get(sqlite_project, v.ref).message == "mine"
+    with pytest.raises(NotFoundError, match="push it from the clone"):
+        mloop.data.pull(refs=["t@7"])
+    with pytest.raises(NotFoundError, match="tags are not shared"):
+        mloop.data.pull(refs=["other@golden"])

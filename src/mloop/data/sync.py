@@ -185,7 +185,9 @@ def pull(project: Project, remote: str | None = None, targets: Iterable[str] | N
     src = open_remote(project, remote)
     where = f"on remote {remote}" if remote else "on the remote"
     wanted = _wanted(project, src, list(targets or ()))
-    records = _records(src, ((w.name, w.version) for w in wanted))
+    # a version recorded here and named by no pointer needs no record: it has its own
+    records = _records(src, ((w.name, w.version) for w in wanted
+                             if w.pointer is not None or w.tree is None))
     trees: dict[str, str] = {}
     for w in wanted:
         rec = records.get((w.name, w.version))
@@ -210,12 +212,14 @@ def pull(project: Project, remote: str | None = None, targets: Iterable[str] | N
     got, size = _copy(src, project.objects, needed, "Pulling", quiet=quiet, flush=flush)
     result = TransferResult(len(wanted), len(needed), got + got_trees, size + tree_bytes)
     for w in wanted:
-        rec = records.get((w.name, w.version)) or from_tree(
-            project, w.name, w.version, trees[w.ref], w.source or "")
-        version, new = restore(project, rec, path=w.source if w.pointer else None,
-                               where=where)
-        if new:
-            result.records.append(version.ref)
+        try:
+            version = get(project, w.ref)  # checked against the tree above
+        except NotFoundError:
+            rec = records.get((w.name, w.version)) or from_tree(
+                project, w.name, w.version, trees[w.ref], w.source or "")
+            version, new = restore(project, rec, path=w.source, where=where)
+            if new:
+                result.records.append(version.ref)
         if w.pointer is None:
             continue
         local = w.pointer.with_name(w.pointer.name[:-len(SUFFIX)])
