@@ -245,3 +245,20 @@ def test_pull_with_versions_never_pushed_fetches_nothing_and_keeps_them(sqlite_p
         mloop.data.pull(refs=["t@7"])
     with pytest.raises(NotFoundError, match="tags are not shared"):
         mloop.data.pull(refs=["other@golden"])
+
+
+def test_checkout_of_known_versions_stays_on_the_fast_path(sqlite_project):
+    """No SQLAlchemy, no pydantic when every pointer names a version recorded here."""
+    import sys
+
+    root = sqlite_project.root
+    (root / "t.csv").write_text("a\n1\n")
+    mloop.data.add(root / "t.csv")
+    code = ("import sys; from mloop.project import Project; "
+            "from mloop.data.workspace import checkout_pointers; "
+            f"print(len(checkout_pointers(Project({str(root)!r})))); "
+            "print(sorted(m for m in ('sqlalchemy', 'pydantic') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, cwd=root)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["1", "[]"]

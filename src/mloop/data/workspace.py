@@ -220,6 +220,22 @@ def status(project: Project) -> list[PathStatus]:
 
 
 
+def _recorded(project: Project, pointer: Path) -> bool:
+    """Whether the version ``pointer`` names is recorded here (and is that data), or can
+    be recorded from blobs already here. The usual case, a known version, reads the
+    store through ``store.lite`` only: no SQLAlchemy, no pydantic."""
+    body = read_pointer(pointer)
+    try:
+        have = get(project, f"{body['dataset']}@{body['version']}")
+    except NotFoundError:
+        have = None
+    if have is not None and body.get("tree") in (None, have.tree):
+        return True
+    from mloop.data.records import known_version  # records or raises the conflict
+
+    return known_version(project, pointer) is not None
+
+
 def checkout_pointers(project: Project) -> list[CheckoutResult]:
     """Restore every tracked path to the version its pointer file names.
 
@@ -228,11 +244,9 @@ def checkout_pointers(project: Project) -> list[CheckoutResult]:
     work tree counts; a version not recorded here is recorded from its pointer when its
     tree and chunks are here (else nothing is written, and the error says to pull).
     """
-    from mloop.data.records import known_version  # SQLAlchemy only when it records
-
     pointers = set(find_pointers(project.root)) | {
         p for s in source_paths(project) if (p := pointer_path(project.root / s)).is_file()}
-    missing = [p for p in sorted(pointers) if known_version(project, p) is None]
+    missing = [p for p in sorted(pointers) if not _recorded(project, p)]
     if missing:
         shown = ", ".join(project_relpath(project, p) for p in missing[:5])
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
