@@ -114,6 +114,10 @@ def test_a_teammate_clones_and_pulls_the_exact_bytes(tmp_path, kind):
         assert (ours.tree, ours.message, ours.user, ours.created_at, ours.rows) == (
             theirs.tree, theirs.message, theirs.user, theirs.created_at, theirs.rows)
     assert [s.state for s in mloop.data.status(project=b)] == ["clean", "clean"]
+    train = get(b, "train@2")
+    assert train.stats == get(a, "train@2").stats  # the summary came with the record
+    profile = (train.stats or {}).get("profile")
+    assert profile is None or b.objects.exists(profile)  # and the drift profile travelled
 
     # an older version by its number, never seen here: its record brings its metadata
     mloop.data.pull(refs=["train@1"], project=b)

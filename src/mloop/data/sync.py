@@ -208,7 +208,8 @@ def pull(project: Project, remote: str | None = None, targets: Iterable[str] | N
     needed: set[str] = set()
     for tree in set(trees.values()):
         needed |= blobs_of(project.objects.get_bytes(tree), tree)
-    needed |= _present(src, {p for r in records.values() if (p := profile_of(r.stats))})
+    stats = [r.stats for r in records.values()] + [v.stats for v in _local(project, wanted)]
+    needed |= _present(src, {p for s in stats if (p := profile_of(s))})
     got, size = _copy(src, project.objects, needed, "Pulling", quiet=quiet, flush=flush)
     result = TransferResult(len(wanted), len(needed), got + got_trees, size + tree_bytes)
     for w in wanted:
@@ -228,6 +229,17 @@ def pull(project: Project, remote: str | None = None, targets: Iterable[str] | N
         else:
             result.checkouts.append(checkout(project, str(w.pointer)))
     return result
+
+
+def _local(project: Project, wanted: list[_Wanted]) -> list[DatasetVersion]:
+    """The versions of ``wanted`` recorded here already."""
+    out = []
+    for w in wanted:
+        try:
+            out.append(get(project, w.ref))
+        except NotFoundError:
+            continue
+    return out
 
 
 def _check_local(project: Project, w: _Wanted, tree: str) -> None:
