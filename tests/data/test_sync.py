@@ -266,3 +266,29 @@ def test_checkout_of_known_versions_stays_on_the_fast_path(sqlite_project):
                          timeout=60, cwd=root)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:2] == ["1", "[]"]
+
+
+def test_versions_are_recorded_with_their_numbers_on_each_backend(project, tmp_path):
+    """The record → row path on SQLite and PostgreSQL: the store forgets the versions (as
+    a fresh clone has none), pull records them again under their own numbers."""
+    from mloop.store.schema import dataset_versions, datasets
+
+    root = project.root
+    (root / "t.csv").write_text("a\n1\n")
+    mloop.data.add(root / "t.csv", message="one")
+    (root / "t.csv").write_text("a\n2\n")
+    second = mloop.data.add(root / "t.csv", message="two")
+    add_remote(project, "origin", f"file://{tmp_path / 'remote'}")
+    mloop.data.push()
+    with project.store.write() as conn:
+        conn.execute(dataset_versions.delete())
+        conn.execute(datasets.delete())
+    (root / "t.csv").unlink()
+    result = mloop.data.pull()
+    assert result.records == ["t@2"] and (root / "t.csv").read_text() == "a\n2\n"
+    again = get(project, "t@2")
+    assert (again.tree, again.message, again.created_at) == (
+        second.tree, "two", second.created_at)
+    mloop.data.pull(refs=["t@1"])
+    assert [v.message for v in log(project, "t")] == ["two", "one"]
+    assert mloop.data.add(root / "t.csv").version == 2  # unchanged: no new version
