@@ -24,7 +24,7 @@ from mloop.core.paths import safe_relpath
 from mloop.core.schema import Schema, validate
 from mloop.core.text import check_optional, check_text
 from mloop.core.uris import MAX_VERSION, check_name
-from mloop.data.catalog import get, project_relpath, read_tree
+from mloop.data.catalog import get, project_relpath
 from mloop.data.model import DatasetVersion, decode_tree, dumps
 from mloop.data.pointer import SUFFIX, read_pointer
 from mloop.errors import ConflictError, InvalidInputError, NotFoundError
@@ -126,7 +126,7 @@ def restore(project: Project, rec: VersionRecord, *, path: str | None = None,
     is, if not where it was added); returns the version and whether it is new here.
 
     A different version already holding that number here is a :class:`ConflictError`.
-    The tree blob must be here already (the caller fetched it).
+    The tree and chunk blobs must be here already (the caller fetched them).
     """
     source = check_text(safe_relpath(path if path is not None else rec.path), "path", 1000)
     if source.split("/")[0] in (".git", ".mloop"):
@@ -151,7 +151,6 @@ def restore(project: Project, rec: VersionRecord, *, path: str | None = None,
     for edge in rec.parents if new else []:
         if edge.get("src") and edge.get("relation"):
             lineage.add_edge(project, edge["src"], have.uri, edge["relation"])
-    read_tree(project, have)  # the tree is readable (and verified) here
     return have, new
 
 
