@@ -292,3 +292,37 @@ def test_versions_are_recorded_with_their_numbers_on_each_backend(project, tmp_p
     mloop.data.pull(refs=["t@1"])
     assert [v.message for v in log(project, "t")] == ["two", "one"]
     assert mloop.data.add(root / "t.csv").version == 2  # unchanged: no new version
+
+
+@pytest.fixture
+def http_folder(tmp_path):
+    """A read-only HTTP server over ``tmp_path / 'remote'`` (a static file host)."""
+    import functools
+    import http.server
+    import threading
+
+    folder = tmp_path / "remote"
+    folder.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):  # keep the test output clean
+            pass
+
+    handler = functools.partial(Quiet, directory=str(folder))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_a_teammate_pulls_through_a_read_only_http_remote(tmp_path, http_folder):
+    a = author(tmp_path, remote_url("file", tmp_path))  # pushed to the folder it serves
+    b_root = clone(tmp_path, a.root, "b")
+    b = Project.init(b_root)
+    add_remote(b, "web", http_folder)
+    result = mloop.data.pull("web", project=b)
+    assert sorted(result.records) == ["imgs@1", "train@2"]
+    assert digests(b_root, FILES) == digests(a.root, FILES)
+    assert get(b, "train@2").message == "May export"
