@@ -112,6 +112,7 @@ def render() -> str:
     """The whole page."""
     from mloop.automation.config import AutomationFile
     from mloop.data.quality import DataSchema
+    from mloop.data.remotes import RemoteEntry
     from mloop.evaluation.suite import SuiteFile
     from mloop.monitoring.rules import MonitoringFile
     from mloop.pipelines.stagefile import StagesFile
@@ -120,6 +121,12 @@ def render() -> str:
     parts = [
         INTRO,
         _settings(),
+        _section("`[remotes.NAME]` (project config only)", RemoteEntry,
+                 "The data remotes `mloop data push` and `pull` use, one table each, written "
+                 "by `mloop remote add NAME URL [--default]`; git shares them with every "
+                 "clone. Credentials never go here (a URL holding one is refused): they come "
+                 "from `MLOOP_REMOTE_<NAME>_<OPTION>` variables, the user's credentials file "
+                 "or the driver's own.", level=3),
         _section("Test suites (`mloop test --suite FILE`)", SuiteFile,
                  "Which checks the deployment gate runs, with their thresholds. Without a "
                  "suite, the default suite runs (see the README)."),

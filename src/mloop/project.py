@@ -27,7 +27,28 @@ from mloop.objects import ObjectStore, open_object_store
 if TYPE_CHECKING:
     from mloop.store import Store
 
-_GITIGNORE = "# mloop's local store: metadata, blobs and caches\n*\n!config.toml\n!.gitignore\n"
+# Git keeps the project's configuration (config.toml, monitoring.yaml, automation.yaml
+# and any other *.toml / *.yaml mloop reads from .mloop/); the local store, blobs,
+# caches, logs, locks and queues stay out.
+GITIGNORE = ("# mloop: git keeps the project's configuration files; the local store, blobs,\n"
+             "# caches, logs and locks stay out\n*\n!/.gitignore\n!/*.toml\n!/*.yaml\n"
+             "!/*.yml\n")
+# what earlier mloops wrote: replaced when found unchanged (a user's own edit is kept)
+_OLD_GITIGNORES = ("# mloop's local store: metadata, blobs and caches\n*\n!config.toml\n"
+                   "!.gitignore\n",)
+
+
+def update_gitignore(project_dir: Path) -> None:
+    """Write ``.mloop/.gitignore``, or bring an earlier mloop's unchanged one up to date."""
+    gitignore = project_dir / ".gitignore"
+    try:
+        current = gitignore.read_text(encoding="utf-8") if gitignore.exists() else None
+        if current is None or current in _OLD_GITIGNORES:
+            tmp = gitignore.with_name(".gitignore.tmp")
+            tmp.write_text(GITIGNORE, encoding="utf-8")
+            tmp.replace(gitignore)
+    except OSError:  # a read-only checkout: nothing to share from here anyway
+        pass
 
 
 class Project:
@@ -36,6 +57,7 @@ class Project:
     def __init__(self, root: str | Path, **overrides: Any) -> None:
         self.settings: Settings = load_settings(root, **overrides)
         self.root: Path = self.settings.project_root
+        update_gitignore(self.settings.project_dir)
         self._components: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -51,9 +73,10 @@ class Project:
     def init(cls, path: str | Path = ".", *, force: bool = False, **overrides: Any) -> Project:
         """Create (or re-open) a project in ``path``; safe to run again.
 
-        Writes ``.mloop/config.toml`` (kept when present unless ``force``), a
-        ``.gitignore`` that keeps the local store out of git, and creates or upgrades the
-        metadata store.
+        Writes ``.mloop/config.toml`` (kept when present unless ``force``: in a clone,
+        the tracked config stays as git brought it and only the local state is made), a
+        ``.gitignore`` that keeps the local store out of git and the configuration in,
+        and creates or upgrades the metadata store.
         """
         root = Path(path).expanduser().resolve()
         project_dir = root / PROJECT_DIR
@@ -63,10 +86,7 @@ class Project:
             tmp = config.with_suffix(".tmp")
             tmp.write_text(CONFIG_TEMPLATE)
             tmp.replace(config)
-        gitignore = project_dir / ".gitignore"
-        if not gitignore.exists():
-            gitignore.write_text(_GITIGNORE)
-        project = cls(root, **overrides)
+        project = cls(root, **overrides)  # writes or updates .mloop/.gitignore
         project.store  # noqa: B018 - creates or migrates the metadata store now
         project.objects  # noqa: B018
         return project

@@ -147,3 +147,33 @@ def test_pointer_with_a_huge_version_through_the_cli(repo, tmp_path):
         out = run_cli(*args, cwd=root, check=False)
         assert out.returncode == 2, (args, out.stderr)
         assert "not an mloop pointer file" in out.stderr and "Traceback" not in out.stderr
+
+
+STATE = [".mloop/mloop.db", ".mloop/mloop.db-wal", ".mloop/objects/ab/cdef",
+         ".mloop/predictions/m/1.parquet", ".mloop/pipelines/train.lock",
+         ".mloop/pipelines/run/step.log", ".mloop/queue.db", ".mloop/stages-parsed.json",
+         ".mloop/objects/records/data/x/1.json"]
+CONFIG = [".mloop/config.toml", ".mloop/monitoring.yaml", ".mloop/automation.yaml",
+          ".mloop/lifecycle.yaml", ".mloop/.gitignore"]
+
+
+def test_git_keeps_the_projects_config_and_not_its_local_state(repo):
+    for path in STATE:
+        assert _ignored(repo.root, path), path
+    for path in CONFIG:
+        assert not _ignored(repo.root, path), path
+
+
+def test_an_older_mloops_gitignore_is_updated_and_a_users_own_kept(tmp_path):
+    from mloop.project import GITIGNORE, Project
+
+    old = "# mloop's local store: metadata, blobs and caches\n*\n!config.toml\n!.gitignore\n"
+    first = Project.init(tmp_path / "old")
+    ignore = first.root / ".mloop" / ".gitignore"
+    ignore.write_text(old)
+    Project(first.root)  # opening it is enough
+    assert ignore.read_text() == GITIGNORE
+    own = "*\n!config.toml\n!my.yaml\n"
+    ignore.write_text(own)
+    Project.init(first.root)
+    assert ignore.read_text() == own

@@ -17,10 +17,12 @@ from mloop.data.remotes import (
     add_remote,
     env_credentials,
     list_remotes,
+    open_remote,
+    remove_remote,
     split_credentials,
     storage_options,
 )
-from mloop.errors import InvalidInputError
+from mloop.errors import ConfigError, InvalidInputError, NotFoundError
 from mloop.store.schema import remotes
 from tests.cli.test_cli import run_cli
 
@@ -28,9 +30,11 @@ SECRETS = ("S3CR3T-pass", "T0KEN-value", "AKIA-ID-77")
 
 
 def _stored_text(project) -> str:
-    """Every column of every row of the remotes table, as text."""
+    """What the project keeps of its remotes: the project config (git shares it) and
+    every column of every row of the remotes table an older mloop wrote, as text."""
     with project.store.read() as conn:
-        return repr([tuple(r) for r in conn.execute(select(remotes)).all()])
+        rows = repr([tuple(r) for r in conn.execute(select(remotes)).all()])
+    return (project.root / ".mloop" / "config.toml").read_text() + rows
 
 
 def _bucket() -> str:
@@ -78,8 +82,9 @@ def test_add_keeps_every_secret_out_of_the_store(project):
         "username": "AKIA-ID-77", "password": "S3CR3T-pass", "token": "T0KEN-value",
         "endpoint_url": "http://s3.local"}
     (listed,) = list_remotes(project)
-    assert listed.to_dict() == {"name": "mem", "url": remote.url, "credentials": [
-        "endpoint_url", "password", "token", "username"]}
+    assert listed.to_dict() == {"name": "mem", "url": remote.url, "default": False,
+                                "credentials": ["endpoint_url", "password", "token",
+                                                "username"]}
     # re-pointing with a new secret merges into the file; the store still holds none
     add_remote(project, "mem", remote.url, {"token": "T0KEN-2"})
     assert get_credentials(CREDENTIALS_KIND, remote.url)["token"] == "T0KEN-2"
@@ -188,3 +193,61 @@ def test_cli_credential_option_and_prompt(sqlite_project):
     bad = run_cli("remote", "add", "mem", url, "--credential", "=x", cwd=sqlite_project.root,
                   check=False)
     assert bad.returncode == 2 and "OPTION=VALUE" in bad.stderr
+
+
+def test_remotes_live_in_the_project_config(project, tmp_path):
+    config = project.root / ".mloop" / "config.toml"
+    before = config.read_text()
+    add_remote(project, "origin", f"file://{tmp_path / 'a'}")
+    add_remote(project, "team.s3", f"memory://{_bucket()}/p", default=True)
+    text = config.read_text()
+    assert text.startswith(before)  # the template and its comments are kept
+    assert '[remotes."team.s3"]' in text and "default = true" in text
+    assert [(r.name, r.default, r.source) for r in list_remotes(project)] == [
+        ("origin", False, "config"), ("team.s3", True, "config")]
+    add_remote(project, "origin", f"file://{tmp_path / 'b'}", default=True)  # moves the flag
+    assert [(r.name, r.default) for r in list_remotes(project)] == [
+        ("origin", True), ("team.s3", False)]
+    remove_remote(project, "team.s3")
+    assert "team.s3" not in config.read_text()
+    with pytest.raises(NotFoundError):
+        remove_remote(project, "team.s3")
+
+
+def test_an_older_mloops_remote_stays_visible_until_re_added(project, tmp_path):
+    url = f"file://{tmp_path / 'old'}"
+    with project.store.write() as conn:
+        conn.execute(project.store.insert(remotes).values(name="old", url=url, created_at=1))
+    (listed,) = list_remotes(project)
+    assert (listed.name, listed.url, listed.source) == ("old", url, "store")
+    assert open_remote(project, None).url.endswith("/old")  # the only one: the default
+    add_remote(project, "old", url)  # now in the config, the row is gone
+    assert [(r.name, r.source) for r in list_remotes(project)] == [("old", "config")]
+    with project.store.read() as conn:
+        assert conn.execute(select(remotes)).all() == []
+
+
+@pytest.mark.parametrize(("table", "error"), [
+    ('[remotes.origin]\nurl = "s3://AKIA:S3CR3T-pass@bucket/p"\n', "password or token"),
+    ('[remotes.origin]\nurl = "https://h/x?token=T0KEN-value"\n', "password or token"),
+    ('[remotes.origin]\nurll = "s3://bucket/p"\n', "did you mean 'url'"),
+    ('[remotes.origin]\nurl = "s3://b"\ndefault = "yes"\n', "default"),
+    ('[remotes."bad name"]\nurl = "s3://b"\n', "Invalid remote name"),
+])
+def test_the_project_config_refuses_secrets_and_mistakes_in_remotes(project, table, error):
+    config = project.root / ".mloop" / "config.toml"
+    config.write_text(config.read_text() + table)
+    with pytest.raises(ConfigError, match=error) as err:
+        list_remotes(mloop.project.Project(project.root))
+    for secret in SECRETS:
+        assert secret not in err.value.message
+
+
+def test_remotes_in_the_users_own_config_are_refused(project):
+    from mloop.core.settings import user_config_path
+
+    path = user_config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('[remotes.origin]\nurl = "s3://bucket/p"\n')
+    with pytest.raises(ConfigError, match="belongs in a project's"):
+        mloop.project.Project(project.root)

@@ -98,3 +98,19 @@ def test_open_object_store_picks_backend(tmp_path):
     assert isinstance(open_object_store(str(tmp_path)), LocalObjectStore)
     assert isinstance(open_object_store(f"file://{tmp_path}"), LocalObjectStore)
     assert isinstance(open_object_store("memory://x"), FsspecObjectStore)
+
+
+def test_named_records_are_written_once(objects):
+    assert objects.get_record("data/train/4.json") is None
+    assert objects.list_records("data/train") == []
+    assert objects.put_record("data/train/4.json", b'{"tree": "a"}') is None
+    # a second writer of the same name learns what is there; nothing is replaced
+    assert objects.put_record("data/train/4.json", b'{"tree": "b"}') == b'{"tree": "a"}'
+    assert objects.get_record("data/train/4.json") == b'{"tree": "a"}'
+    objects.put_record("data/train/10.json", b"{}")
+    objects.put_record("data/other/1.json", b"{}")
+    assert objects.list_records("data/train") == ["10.json", "4.json"]
+    assert list(objects.iter_digests()) == []  # records are not blobs
+    for bad in ("../x.json", "data//x", "/abs", "data/.hidden", ""):
+        with pytest.raises(InvalidInputError):
+            objects.get_record(bad)

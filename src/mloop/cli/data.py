@@ -162,8 +162,9 @@ def diff(a: str, b: str, key: str | None, as_json: bool) -> None:
 def checkout(ref: str | None, path: Path | None) -> None:
     """Restore the exact bytes of REF at PATH (default: where it was added from).
 
-    REF may be a pointer file (PATH.mloop). Without REF, every tracked path is restored to
-    the version its pointer names: run it after `git checkout <commit>`. Files that already
+    REF may be a pointer file (PATH.mloop). Without REF, every pointer file of the work
+    tree is followed: run it after `git checkout <commit>` (in a fresh clone, run
+    `mloop data pull`, which fetches the data and checks it out). Files that already
     match are not rewritten; the rest are written atomically from verified chunks.
     """
     from mloop.data.workspace import checkout as do_checkout
@@ -174,12 +175,7 @@ def checkout(ref: str | None, path: Path | None) -> None:
     results = [do_checkout(project, ref, path)] if ref else checkout_pointers(project)
     if not results:
         echo("No pointer files found; nothing to restore.")
-    for result in results:
-        echo(f"{result.version.ref} → {result.path}: {len(result.written)} file(s) "
-             f"written, {result.unchanged} already up to date")
-        if result.extra:
-            echo(f"  {len(result.extra)} file(s) there are not in this version "
-                 "(left alone): " + ", ".join(result.extra[:5]))
+    _checkouts(results)
 
 
 @data.command("tag")
@@ -230,29 +226,75 @@ def _transfer(result: Any, verb: str) -> None:
          "the rest were already there.")
 
 
-@data.command("push")
-@click.argument("remote", required=False)
-@click.argument("refs", nargs=-1)
-def push(remote: str | None, refs: tuple[str, ...]) -> None:
-    """Send what REMOTE (default: origin) lacks, for every version or the REFS given.
-
-    Interrupted? Run it again: only what is still missing travels.
-    """
-    from mloop.data.remotes import push as do_push
+def _remote_first(remote: str | None, args: tuple[str, ...]) -> tuple[str | None,
+                                                                     tuple[str, ...]]:
+    """``push origin train@2``: a first argument naming a known remote is the remote."""
+    if remote is not None or not args:
+        return remote, args
+    from mloop.data.remotes import list_remotes
     from mloop.project import current_project
 
-    _transfer(do_push(current_project(), remote, refs or None), "Pushed")
+    if args[0] in {r.name for r in list_remotes(current_project())}:
+        return args[0], args[1:]
+    return remote, args
+
+
+_REMOTE = click.option("-r", "--remote", help="Remote to use (default: the one marked "
+                       "default, else origin).")
+
+
+@data.command("push")
+@click.argument("refs", nargs=-1)
+@_REMOTE
+def push(refs: tuple[str, ...], remote: str | None) -> None:
+    """Send what the remote lacks, for every version or the REFS given (e.g. train@2).
+
+    Each version's record (number, author, message, lineage) goes with its data, so that
+    `mloop data pull` in a clone restores it; a number the remote holds with other data
+    is a conflict (exit 4), never overwritten. Interrupted? Run it again: only what is
+    still missing travels. A first argument naming a remote means that remote.
+    """
+    from mloop.data.sync import push as do_push
+    from mloop.project import current_project
+
+    remote, refs = _remote_first(remote, refs)
+    result = do_push(current_project(), remote, refs or None)
+    _transfer(result, "Pushed")
 
 
 @data.command("pull")
-@click.argument("remote", required=False)
-@click.argument("refs", nargs=-1)
-def pull(remote: str | None, refs: tuple[str, ...]) -> None:
-    """Fetch what this project lacks from REMOTE (default: origin), for all versions or REFS."""
-    from mloop.data.remotes import pull as do_pull
+@click.argument("targets", nargs=-1)
+@_REMOTE
+def pull(targets: tuple[str, ...], remote: str | None) -> None:
+    """Fetch, record and check out the data the pointer files name, as after `git clone`.
+
+    TARGETS are pointer files (PATH.mloop), data paths or versions (train@4); without
+    any, every pointer file of the work tree and every version recorded here. Versions
+    get the dataset name and number their pointer says. A path holding changes that no
+    version has is kept, not overwritten. A first argument naming a remote means that
+    remote (`mloop data pull origin train@1`).
+    """
+    from mloop.data.sync import pull as do_pull
     from mloop.project import current_project
 
-    _transfer(do_pull(current_project(), remote, refs or None), "Pulled")
+    remote, targets = _remote_first(remote, targets)
+    result = do_pull(current_project(), remote, targets or None)
+    _transfer(result, "Pulled")
+    if result.records:
+        echo("Recorded " + ", ".join(result.records))
+    _checkouts(result.checkouts)
+    for path in result.kept:
+        echo(f"Kept {path}: it holds changes no version has. Add them (`mloop data add "
+             f"{path}`) or discard them (`mloop data checkout {path}.mloop`).")
+
+
+def _checkouts(results: list[Any]) -> None:
+    for result in results:
+        echo(f"{result.version.ref} → {result.path}: {len(result.written)} file(s) "
+             f"written, {result.unchanged} already up to date")
+        if result.extra:
+            echo(f"  {len(result.extra)} file(s) there are not in this version "
+                 "(left alone): " + ", ".join(result.extra[:5]))
 
 
 @data.command("gc")

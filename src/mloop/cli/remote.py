@@ -19,10 +19,13 @@ def remote() -> None:
               help="A storage option for the driver (key, secret, token, endpoint_url, …), "
               "saved in your credentials file, never in the project; without =VALUE it is "
               "asked for without echo. Repeat for several.")
-def add(name: str, url: str, options: tuple[str, ...]) -> None:
+@click.option("--default", "default", is_flag=True,
+              help="Push and pull use this remote when none is named.")
+def add(name: str, url: str, options: tuple[str, ...], default: bool) -> None:
     """Register remote NAME at URL (s3://bucket/prefix, file:///path, …); re-points it if known.
 
-    Credentials never go to the metadata store: a password in URL
+    The remote is written to .mloop/config.toml as [remotes.NAME]: commit that file and
+    every clone knows it. Credentials never go there: a password in URL
     (s3://KEY:SECRET@bucket/prefix) and --credential values are saved in
     ~/.config/mloop/credentials.toml (mode 0600). They can also come from
     MLOOP_REMOTE_<NAME>_<OPTION> variables or the driver's own (AWS_ACCESS_KEY_ID, …).
@@ -41,8 +44,8 @@ def add(name: str, url: str, options: tuple[str, ...]) -> None:
         given[key.strip()] = option_value(value) if eq else click.prompt(
             f"{key.strip()} for remote {name}", hide_input=True)
     saved = sorted({*split_credentials(url)[1], *given})
-    r = add_remote(current_project(), name, url, given)
-    echo(f"Remote {r.name} → {r.to_dict()['url']}")
+    r = add_remote(current_project(), name, url, given, default=default)
+    echo(f"Remote {r.name} → {r.to_dict()['url']}" + (" (default)" if r.default else ""))
     if saved:
         echo(f"Credentials ({', '.join(saved)}) saved in {credentials_path()}, not in "
              "the project.")
@@ -59,8 +62,9 @@ def list_(as_json: bool) -> None:
     if as_json:
         emit_json(remotes)
         return
-    table(["name", "url", "credentials"],
-          [(r["name"], r["url"], ", ".join(r["credentials"]) or "-") for r in remotes],
+    table(["name", "url", "default", "credentials"],
+          [(r["name"], r["url"], "yes" if r["default"] else "-",
+            ", ".join(r["credentials"]) or "-") for r in remotes],
           empty="No remotes. Add one with `mloop remote add origin URL`.")
 
 

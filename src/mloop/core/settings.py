@@ -206,7 +206,7 @@ def user_config_path() -> Path:
 
 # Sections of config.toml that other parts of mloop own (``[remotes.NAME]`` tables, …):
 # their keys are checked by their owners, not here.
-EXTRA_SECTIONS: dict[str, str] = {}
+EXTRA_SECTIONS: dict[str, str] = {"remotes": "mloop.data.remotes"}
 
 
 def _suggest(word: str, choices: list[str]) -> str:
@@ -224,6 +224,11 @@ def check_config(config: Mapping[str, Any], path: Path, *, user: bool) -> None:
         sections.setdefault(spec.section, {})[spec.key] = spec
     for name, table in config.items():
         if name in EXTRA_SECTIONS:
+            if user:
+                raise ConfigError(f"{path}: [{name}] belongs in a project's .mloop/config.toml "
+                                  "(git shares it with every clone), not in your own config; "
+                                  "move it there.")
+            _refuse_secrets(table, path, name)
             continue
         if name not in sections:
             raise ConfigError(f"{path}: unknown section [{name}].{_suggest(name, list(sections))}"
@@ -250,6 +255,19 @@ def check_config(config: Mapping[str, Any], path: Path, *, user: bool) -> None:
                     f"write the value without it here and give the password to the driver "
                     f"(PGPASSWORD or ~/.pgpass for PostgreSQL, AWS_* variables for S3), or "
                     f"set {found.env} for yourself.")
+
+
+def _refuse_secrets(value: Any, path: Path, where: str) -> None:
+    """No password or token anywhere under ``value`` (a table another module owns)."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _refuse_secrets(inner, path, f"{where}.{key}")
+    elif isinstance(value, str) and holds_secret(value):
+        raise ConfigError(
+            f"{path}: {where} holds a password or token, and git shares this file with "
+            "everyone who clones the project. Write the value without it here and keep the "
+            "secret in your credentials file (`mloop remote add NAME URL --credential "
+            "OPTION`) or in MLOOP_REMOTE_<NAME>_<OPTION> variables.")
 
 
 def _read_toml(path: Path, *, user: bool) -> dict[str, Any]:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from mloop.data.compare import DataDiff
     from mloop.data.garbage import GCResult
     from mloop.data.quality import ValidationResult
-    from mloop.data.remotes import TransferResult
+    from mloop.data.sync import TransferResult
     from mloop.data.workspace import CheckoutResult, PathStatus
 
 
@@ -140,14 +140,17 @@ def validate(ref: str, schema: str | Path, *,
 
 def push(remote: str | None = None, refs: Iterable[str] | None = None, *,
          project: Project | None = None) -> TransferResult:
-    """Send the blobs a remote lacks (all versions, or ``refs``)."""
-    return _m("remotes").push(_p(project), remote, refs)
+    """Send the blobs and version records a remote lacks (all versions, or ``refs``);
+    a number the remote holds with other data is a ConflictError."""
+    return _m("sync").push(_p(project), remote, refs)
 
 
 def pull(remote: str | None = None, refs: Iterable[str] | None = None, *,
          project: Project | None = None) -> TransferResult:
-    """Fetch the blobs this project lacks (all versions, or ``refs``)."""
-    return _m("remotes").pull(_p(project), remote, refs)
+    """Fetch, record and check out what the pointer files name (or ``refs``: pointer
+    files, data paths, ``NAME@N``), as after ``git clone``; paths with changes no version
+    has are kept and listed in ``result.kept``."""
+    return _m("sync").pull(_p(project), remote, refs)
 
 
 def gc(*, dry_run: bool = False, project: Project | None = None) -> GCResult:

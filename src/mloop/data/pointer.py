@@ -7,6 +7,7 @@ Commit the pointer; after ``git checkout <commit>``, ``mloop data checkout PATH.
 from __future__ import annotations
 
 import json
+import os
 import unicodedata
 from pathlib import Path
 
@@ -55,6 +56,38 @@ def read_pointer(path: Path) -> dict[str, object]:
         raise InvalidInputError(f"{path} is not an mloop pointer file ({exc}); restore it "
                                 "from git or run `mloop data add` on the data again.") from exc
     return data
+
+
+# folders never searched for pointers: version control, mloop's own, environments, caches
+_SKIP = frozenset({".git", ".hg", ".svn", ".mloop", ".venv", "venv", "node_modules",
+                   "__pycache__", ".tox", ".nox", ".mypy_cache", ".pytest_cache",
+                   ".ruff_cache"})
+
+
+def find_pointers(root: Path) -> list[Path]:
+    """Every pointer file (``*.mloop``) under ``root``, sorted.
+
+    One ``scandir`` walk that does not enter a tracked folder (``data/imgs`` beside
+    ``data/imgs.mloop``: its files are data, maybe thousands), version-control folders,
+    ``.mloop`` or virtual environments.
+    """
+    found: list[Path] = []
+    stack = [str(root)]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError:  # unreadable or vanished: nothing of ours can be there
+            continue
+        pointers = {e.name for e in entries if e.name.endswith(SUFFIX) and e.is_file()}
+        for e in entries:
+            if e.name in pointers:
+                found.append(Path(e.path))
+            elif (e.is_dir(follow_symlinks=False) and e.name not in _SKIP
+                  and e.name + SUFFIX not in pointers):
+                stack.append(e.path)
+    return sorted(found)
 
 
 def ignore_pattern(name: str) -> str:

@@ -2,9 +2,13 @@
 
 Only blobs the other side lacks travel, several at a time. Blobs are content-addressed
 and written atomically, so an interrupted push or pull leaves nothing half-done: running
-it again sends what is still missing.
+it again sends what is still missing. The transfers themselves are in
+:mod:`mloop.data.sync`.
 
-A remote's URL is stored without secrets. Its credentials (any fsspec storage option:
+Remotes live in the project's git-tracked ``.mloop/config.toml``, one ``[remotes.NAME]``
+table each (``url``, ``default``), so a clone of the repository knows them. Remotes an
+older mloop kept in the metadata store are still read (the config's table wins on a
+name clash). A remote's URL is stored without secrets. Its credentials (any fsspec storage option:
 ``key``, ``secret``, ``token``, ``endpoint_url``, …) are read when the remote is opened,
 from, in this order:
 
@@ -24,29 +28,29 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
+from pydantic import Field
 from sqlalchemy import delete, select, update
 
 from mloop.core import credentials as creds
-from mloop.core.clock import now_ms
-from mloop.core.progress import progress
+from mloop.core.configfile import remove_table, set_table
 from mloop.core.redact import get_logger, is_secret_name, redact
+from mloop.core.schema import Schema, validate
+from mloop.core.settings import CONFIG_FILE, PROJECT_DIR, read_config
 from mloop.core.uris import check_name
-from mloop.data.catalog import get, list_datasets, log
-from mloop.data.model import DatasetVersion, decode_tree
 from mloop.errors import ConfigError, InvalidInputError, MloopError, NotFoundError
 from mloop.objects import ObjectStore, open_object_store
 from mloop.project import Project
 from mloop.store.schema import remotes
 
 DEFAULT_REMOTE = "origin"
+REMOTES_SECTION = "remotes"
 CREDENTIALS_KIND = "remotes"
-_WORKERS = 8
 _S3 = frozenset({"s3", "s3a", "s3n"})
 _logger = get_logger("mloop.data")
 
@@ -55,14 +59,49 @@ _logger = get_logger("mloop.data")
 class Remote:
     name: str
     url: str  # never holds a secret
+    default: bool = False
+    source: str = "config"  # "config" (.mloop/config.toml) or "store" (an older mloop's row)
     # secrets of a row that could not be moved out of a read-only store: used, never shown
     _fallback: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """What ``mloop remote list`` shows: the URL, and the names (never the values) of
         the options the credentials file holds for it."""
-        return {"name": self.name, "url": redact(self.url),
+        return {"name": self.name, "url": redact(self.url), "default": self.default,
                 "credentials": sorted(creds.get_credentials(CREDENTIALS_KIND, self.url))}
+
+
+class RemoteEntry(Schema):
+    """``[remotes.NAME]`` in ``.mloop/config.toml`` (written by ``mloop remote add``)."""
+
+    url: str = Field(description="where the remote keeps blobs and version records: an "
+                     "fsspec URL (s3://bucket/prefix, file:///srv/store, …) without "
+                     "credentials, which come from the credentials file or MLOOP_REMOTE_* "
+                     "variables")
+    default: bool = Field(False, description="push and pull use this remote when none is "
+                          "named (else origin, else the first by name)")
+
+
+def _config_path(project: Project) -> Path:
+    return project.root / PROJECT_DIR / CONFIG_FILE
+
+
+def config_remotes(project: Project) -> dict[str, Remote]:
+    """The ``[remotes.NAME]`` tables of the project config, checked."""
+    path = _config_path(project)
+    table = read_config(project.root).get(REMOTES_SECTION, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [{REMOTES_SECTION}] must hold one [{REMOTES_SECTION}.NAME] "
+                          "table per remote (url = \"…\", default = true).")
+    out = {}
+    for name, raw in table.items():
+        try:
+            check_name(name, "remote name")
+        except InvalidInputError as exc:
+            raise ConfigError(f"{path}: [{REMOTES_SECTION}.{name}]: {exc.message}") from None
+        entry = validate(RemoteEntry, raw, source=path, at=(REMOTES_SECTION, name))
+        out[name] = Remote(name, entry.url, entry.default)
+    return out
 
 
 def split_credentials(url: str) -> tuple[str, dict[str, str]]:
@@ -130,11 +169,13 @@ def storage_options(remote: Remote) -> dict[str, Any]:
 
 
 def add_remote(project: Project, name: str, url: str,
-               credentials: Mapping[str, Any] | None = None) -> Remote:
-    """Register (or re-point) a remote; checks that it can be opened.
+               credentials: Mapping[str, Any] | None = None, *,
+               default: bool = False) -> Remote:
+    """Register (or re-point) a remote in ``.mloop/config.toml``; checks that it opens.
 
     Secrets in ``url`` and ``credentials`` go to the user's credentials file, never to
-    the metadata store; the file's table for the URL is merged, not replaced."""
+    the project; the file's table for the URL is merged, not replaced. ``default``: push
+    and pull use this remote when none is named (another default loses the flag)."""
     check_name(name, "remote name")
     clean, found = split_credentials(url)
     given = {**found, **(credentials or {})}
@@ -143,7 +184,6 @@ def add_remote(project: Project, name: str, url: str,
             f"An HTTP remote cannot take credentials from its URL ({redact(url)}): mloop "
             "cannot pass them to the HTTP driver. Use a URL that needs none (a public or "
             "pre-signed one) or an object store URL (s3://, gs://, …).")
-    remote = Remote(name, clean)
     merged = {**creds.get_credentials(CREDENTIALS_KIND, clean), **given}
     try:
         open_object_store(clean, **{**merged, **env_credentials(name)})
@@ -154,24 +194,36 @@ def add_remote(project: Project, name: str, url: str,
                           f"{type(exc).__name__}: {exc}") from None
     if given:
         creds.set_credentials(CREDENTIALS_KIND, clean, merged)
-    store = project.store
-    stmt = store.insert(remotes).values(name=name, url=clean, created_at=now_ms())
-    with store.write() as conn:
-        conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={"url": clean}))
-    return remote
+    known = config_remotes(project)
+    previous = known.get(name)
+    keep_default = default or (previous is not None and previous.default
+                               and previous.url == clean)
+    path = _config_path(project)
+    if default:
+        for other in known.values():
+            if other.default and other.name != name:
+                set_table(path, (REMOTES_SECTION, other.name), {"url": other.url})
+    set_table(path, (REMOTES_SECTION, name),
+              {"url": clean, **({"default": True} if keep_default else {})})
+    with project.store.write() as conn:  # an older mloop's row of that name is replaced
+        conn.execute(delete(remotes).where(remotes.c.name == name))
+    return Remote(name, clean, keep_default)
 
 
 def list_remotes(project: Project) -> list[Remote]:
-    """Known remotes; a row that still holds secrets (an older mloop wrote it) has them
-    moved to the credentials file first."""
+    """Known remotes: the project config's, then rows an older mloop kept in the metadata
+    store (a row that still holds secrets has them moved to the credentials file first)."""
+    configured = config_remotes(project)
     with project.store.read() as conn:
         rows = conn.execute(select(remotes).order_by(remotes.c.name)).all()
-    out = []
+    out = list(configured.values())
     for r in rows:
+        if r.name in configured:
+            continue
         clean, found = _split_stored(r.name, r.url)
-        out.append(Remote(r.name, clean) if not found or clean == r.url
+        out.append(Remote(r.name, clean, source="store") if not found or clean == r.url
                    else _upgrade(project, r.name, r.url, clean, found))
-    return out
+    return sorted(out, key=lambda r: r.name)
 
 
 def _split_stored(name: str, url: str) -> tuple[str, dict[str, str]]:
@@ -195,26 +247,41 @@ def _upgrade(project: Project, name: str, old: str, clean: str,
         _logger.warning("Remote %r holds credentials in the metadata store, and they could "
                         "not be moved out (%s: %s); run `mloop remote add %s URL` again.",
                         name, type(exc).__name__, exc, name)
-        return Remote(name, clean, found)
+        return Remote(name, clean, source="store", _fallback=found)
     _logger.warning("Moved the credentials (%s) of remote %r out of the metadata store into "
                     "%s.", ", ".join(sorted(found)), name, path)
-    return Remote(name, clean)
+    return Remote(name, clean, source="store")
 
 
 def remove_remote(project: Project, name: str) -> None:
-    """Forget a remote; its credentials stay (other projects may use the same URL)."""
+    """Forget a remote (its config table, and an older mloop's row); its credentials stay
+    (other projects may use the same URL)."""
+    in_config = remove_table(_config_path(project), (REMOTES_SECTION, name))
     with project.store.write() as conn:
-        if conn.execute(delete(remotes).where(remotes.c.name == name)).rowcount == 0:
-            raise NotFoundError(f"No remote named {name!r}; see `mloop remote list`.")
+        in_store = conn.execute(delete(remotes).where(remotes.c.name == name)).rowcount > 0
+    if not (in_config or in_store):
+        raise NotFoundError(f"No remote named {name!r}; see `mloop remote list`.")
+
+
+def default_remote(known: Mapping[str, Remote]) -> str | None:
+    """The remote used when none is named: the one marked default, else ``origin``, else
+    the first by name."""
+    marked = sorted(n for n, r in known.items() if r.default)
+    if marked:
+        return marked[0]
+    if DEFAULT_REMOTE in known:
+        return DEFAULT_REMOTE
+    return sorted(known)[0] if known else None
 
 
 def open_remote(project: Project, name: str | None) -> ObjectStore:
     known = {r.name: r for r in list_remotes(project)}
     if name is None:
-        if not known:
+        name = default_remote(known)
+        if name is None:
             raise ConfigError("No remote configured. Add one: `mloop remote add origin "
-                              "s3://bucket/prefix` (or file:///path for a folder).")
-        name = DEFAULT_REMOTE if DEFAULT_REMOTE in known else sorted(known)[0]
+                              "s3://bucket/prefix --default` (or file:///path for a folder), "
+                              "then commit .mloop/config.toml so that clones know it.")
     if name not in known:
         raise NotFoundError(f"No remote named {name!r}; see `mloop remote list`.")
     remote = known[name]
@@ -228,81 +295,3 @@ def open_remote(project: Project, name: str | None) -> ObjectStore:
                           f"{re.sub(r'[^A-Z0-9]', '_', name.upper())}_<OPTION> variables, "
                           f"the credentials file (`mloop remote add {name} URL --credential "
                           "key=…`) or the driver's own (AWS_ACCESS_KEY_ID, …).") from None
-
-
-def version_blobs(tree_bytes: bytes, tree: str) -> set[str]:
-    """Every blob a version needs: its tree and all its chunks."""
-    data = decode_tree(tree_bytes)
-    return {tree} | {c[0] for f in data["files"] for c in f["chunks"]}
-
-
-def _versions(project: Project, refs: Iterable[str] | None) -> list[DatasetVersion]:
-    if refs:
-        return [get(project, r) for r in refs]
-    return [v for latest in list_datasets(project) for v in log(project, latest.name)]
-
-
-def _flush(project: Project) -> bool:
-    return bool(project.settings.sqlite_synchronous == "full")
-
-
-@dataclass(frozen=True)
-class TransferResult:
-    versions: int
-    blobs: int
-    sent: int
-    bytes: int
-
-
-def _copy(src: ObjectStore, dst: ObjectStore, digests: set[str], what: str, *,
-          quiet: bool, flush: bool) -> tuple[int, int]:
-    missing = dst.missing(digests)
-    total = 0
-    with progress(len(missing), what, quiet=quiet) as bar, \
-            ThreadPoolExecutor(max_workers=_WORKERS) as pool:
-        put_chunk = getattr(dst, "put_chunk", None)
-
-        def one(digest: str) -> int:
-            data = src.get_bytes(digest)  # verified before it travels
-            if put_chunk is not None:
-                put_chunk(digest, data)  # bulk write; one sync below
-            else:
-                dst.put_bytes(data)
-            return len(data)
-
-        for size in pool.map(one, sorted(missing)):
-            total += size
-            bar.advance()
-    if flush and hasattr(dst, "sync"):
-        dst.sync()  # same durability policy as adds: see sqlite_synchronous
-    elif hasattr(dst, "forget_unsynced"):
-        dst.forget_unsynced()
-    return len(missing), total
-
-
-def push(project: Project, remote: str | None = None, refs: Iterable[str] | None = None,
-         *, quiet: bool = False) -> TransferResult:
-    """Send the blobs of every version (or of ``refs``) that the remote lacks."""
-    dst = open_remote(project, remote)
-    versions = _versions(project, refs)
-    needed: set[str] = set()
-    for v in versions:
-        needed |= version_blobs(project.objects.get_bytes(v.tree), v.tree)
-    sent, size = _copy(project.objects, dst, needed, "Pushing", quiet=quiet,
-                       flush=_flush(project))
-    return TransferResult(len(versions), len(needed), sent, size)
-
-
-def pull(project: Project, remote: str | None = None, refs: Iterable[str] | None = None,
-         *, quiet: bool = False) -> TransferResult:
-    """Fetch the blobs of every version (or of ``refs``) that this project lacks."""
-    src = open_remote(project, remote)
-    versions = _versions(project, refs)
-    needed: set[str] = set()
-    for v in versions:
-        tree_bytes = (project.objects.get_bytes(v.tree) if project.objects.exists(v.tree)
-                      else src.get_bytes(v.tree))
-        needed |= version_blobs(tree_bytes, v.tree)
-    got, size = _copy(src, project.objects, needed, "Pulling", quiet=quiet,
-                      flush=_flush(project))
-    return TransferResult(len(versions), len(needed), got, size)

@@ -26,7 +26,7 @@ from mloop.data.catalog import (
 )
 from mloop.data.chunks import PATCH_MIN_SIZE, FileEntry, patch_file, restore_file
 from mloop.data.model import DatasetVersion
-from mloop.data.pointer import pointer_path, read_pointer, write_pointer
+from mloop.data.pointer import find_pointers, pointer_path, read_pointer, write_pointer
 from mloop.errors import InvalidInputError, NotFoundError
 from mloop.project import Project
 from mloop.store.lite import lite
@@ -220,15 +220,37 @@ def status(project: Project) -> list[PathStatus]:
 
 
 
+def _recorded(project: Project, pointer: Path) -> bool:
+    """Whether the version ``pointer`` names is recorded here (and is that data), or can
+    be recorded from blobs already here. The usual case, a known version, reads the
+    store through ``store.lite`` only: no SQLAlchemy, no pydantic."""
+    body = read_pointer(pointer)
+    try:
+        have = get(project, f"{body['dataset']}@{body['version']}")
+    except NotFoundError:
+        have = None
+    if have is not None and body.get("tree") in (None, have.tree):
+        return True
+    from mloop.data.records import known_version  # records or raises the conflict
+
+    return known_version(project, pointer) is not None
+
+
 def checkout_pointers(project: Project) -> list[CheckoutResult]:
     """Restore every tracked path to the version its pointer file names.
 
-    This is the step after ``git checkout <commit>``: the pointers came back with the
-    commit, and this brings back the data they mean.
+    This is the step after ``git checkout <commit>`` or ``git clone``: the pointers came
+    with the commit, and this brings back the data they mean. Every pointer file of the
+    work tree counts; a version not recorded here is recorded from its pointer when its
+    tree and chunks are here (else nothing is written, and the error says to pull).
     """
-    results = []
-    for source in source_paths(project):
-        pointer = pointer_path(project.root / source)
-        if pointer.is_file():
-            results.append(checkout(project, str(pointer)))
-    return results
+    pointers = set(find_pointers(project.root)) | {
+        p for s in source_paths(project) if (p := pointer_path(project.root / s)).is_file()}
+    missing = [p for p in sorted(pointers) if not _recorded(project, p)]
+    if missing:
+        shown = ", ".join(project_relpath(project, p) for p in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise NotFoundError(f"The data of {len(missing)} pointer file(s) is not here: "
+                            f"{shown}{more}. Fetch it with `mloop data pull` (it records the "
+                            "versions and checks the files out).")
+    return [checkout(project, str(p)) for p in sorted(pointers)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -56,6 +57,41 @@ class ObjectStore(Protocol):
     def iter_digests(self) -> Iterator[str]:
         """Every stored digest, in no particular order."""
         ...
+
+
+RECORDS = "records"  # named records live in <root>/records/, beside the blob folders
+_RECORD_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}\Z")
+
+
+@runtime_checkable
+class RecordStore(Protocol):
+    """Small named records beside the blobs (what a remote knows of each data version).
+
+    A record is written once: :meth:`put_record` never replaces one, so two writers of
+    the same name can tell that they disagree instead of one overwriting the other.
+    """
+
+    def put_record(self, name: str, data: bytes) -> bytes | None:
+        """Write record ``name`` unless it exists; ``None`` when written, else the bytes
+        already there."""
+        ...
+
+    def get_record(self, name: str) -> bytes | None:
+        """The bytes of record ``name``, ``None`` when there is none."""
+        ...
+
+    def list_records(self, folder: str) -> list[str]:
+        """The names (last part only) of the records directly in ``folder``, sorted."""
+        ...
+
+
+def check_record_name(name: str) -> str:
+    """``data/train/4.json``: parts of letters, digits, ``_.-`` (never ``..``)."""
+    parts = name.split("/")
+    if not all(_RECORD_PART.match(p) for p in parts):
+        raise InvalidInputError(f"{name!r} is not a record name (parts of letters, digits, "
+                                "'_', '.' or '-', separated by '/').")
+    return name
 
 
 def object_relpath(digest: str) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 from mloop.core.disk import writing
 from mloop.core.hashing import CHUNK, hash_bytes, new_hasher
 from mloop.errors import ObjectNotFoundError
-from mloop.objects.base import check_digest, corrupt, object_relpath
+from mloop.objects.base import RECORDS, check_digest, check_record_name, corrupt, object_relpath
 
 _TMP = "tmp"
 QUARANTINE = "quarantine"  # corrupt blobs moved aside by `mloop fsck --repair`
@@ -227,6 +227,37 @@ class LocalObjectStore:
                 for entry in os.scandir(folder):
                     if not entry.name.endswith(".tmp"):
                         yield folder.name + entry.name
+
+    # -- named records (see RecordStore) ---------------------------------------------
+
+    def _record_path(self, name: str) -> Path:
+        return self.root / RECORDS / check_record_name(name)
+
+    def put_record(self, name: str, data: bytes) -> bytes | None:
+        final = self._record_path(name)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with writing(self.url), self._temp() as (fd, tmp):
+            _write_all(fd, data)
+            os.fsync(fd)
+            try:
+                os.link(tmp, final)  # atomic and exclusive: an existing record stays
+            except FileExistsError:
+                return final.read_bytes()
+        _fsync_dir(final.parent)
+        return None
+
+    def get_record(self, name: str) -> bytes | None:
+        try:
+            return self._record_path(name).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def list_records(self, folder: str) -> list[str]:
+        try:
+            with os.scandir(self.root / RECORDS / check_record_name(folder)) as it:
+                return sorted(e.name for e in it if e.is_file())
+        except (FileNotFoundError, NotADirectoryError):
+            return []
 
     # -- internals -------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mloop.core.hashing import hash_bytes
 from mloop.errors import ObjectNotFoundError
-from mloop.objects.base import check_digest, corrupt
+from mloop.objects.base import check_digest, check_record_name, corrupt
 
 
 class MemoryObjectStore:
@@ -18,6 +18,7 @@ class MemoryObjectStore:
         self.url = f"mem://{id(self):x}"
         self._blobs: dict[str, bytes] = {}
         self._lock = threading.Lock()
+        self._records: dict[str, bytes] = {}
 
     def put_bytes(self, data: bytes) -> str:
         digest = hash_bytes(data)
@@ -60,6 +61,22 @@ class MemoryObjectStore:
 
     def iter_digests(self) -> Iterator[str]:
         return iter(list(self._blobs))
+
+    def put_record(self, name: str, data: bytes) -> bytes | None:
+        check_record_name(name)
+        with self._lock:
+            found = self._records.get(name)
+            if found is None:
+                self._records[name] = bytes(data)
+        return found
+
+    def get_record(self, name: str) -> bytes | None:
+        return self._records.get(check_record_name(name))
+
+    def list_records(self, folder: str) -> list[str]:
+        prefix = check_record_name(folder) + "/"
+        return sorted(k[len(prefix):] for k in self._records
+                      if k.startswith(prefix) and "/" not in k[len(prefix):])
 
     def corrupt_for_test(self, digest: str, data: bytes) -> None:
         """Replace a blob's bytes without updating its name (to test verification)."""

@@ -15,7 +15,7 @@ import fsspec
 from mloop.core.hashing import CHUNK, hash_bytes, new_hasher
 from mloop.core.redact import redact
 from mloop.errors import ConfigError, MloopError, ObjectNotFoundError, ServiceUnavailableError
-from mloop.objects.base import check_digest, corrupt, object_relpath
+from mloop.objects.base import RECORDS, check_digest, check_record_name, corrupt, object_relpath
 
 # Libraries whose exceptions mean "the other side could not be reached or refused us":
 # fsspec drivers raise their transport's own errors (aiohttp for http(s), botocore for
@@ -152,6 +152,36 @@ class FsspecObjectStore:
     def delete(self, digest: str) -> None:
         with contextlib.suppress(FileNotFoundError), _reachable(self.url):
             self.fs.rm_file(self._key(check_digest(digest)))
+
+    def put_record(self, name: str, data: bytes) -> bytes | None:
+        # Object stores offer no portable create-if-absent: look, write, and read back,
+        # so that of two racing writers at least the later one sees the other's record.
+        found = self.get_record(name)
+        if found is not None:
+            return found
+        key = f"{self.root}/{RECORDS}/{check_record_name(name)}"
+        with _reachable(self.url):
+            self.fs.makedirs(key.rsplit("/", 1)[0], exist_ok=True)
+            self.fs.pipe_file(key, bytes(data))
+        back = self.get_record(name)
+        return None if back == data else back
+
+    def get_record(self, name: str) -> bytes | None:
+        try:
+            with _reachable(self.url):
+                return bytes(self.fs.cat_file(f"{self.root}/{RECORDS}/{check_record_name(name)}"))
+        except FileNotFoundError:
+            return None
+
+    def list_records(self, folder: str) -> list[str]:
+        try:
+            with _reachable(self.url):
+                found = self.fs.ls(f"{self.root}/{RECORDS}/{check_record_name(folder)}",
+                                   detail=True)
+        except FileNotFoundError:
+            return []
+        return sorted(str(e["name"]).rstrip("/").rsplit("/", 1)[-1] for e in found
+                      if e.get("type") == "file")
 
     def iter_digests(self) -> Iterator[str]:
         try:
