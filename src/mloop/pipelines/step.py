@@ -35,12 +35,18 @@ class Dataset:
         self.ref = ref
         self.uri = uri
         self.digest = digest  # the version's tree: its content
+        # the first rows .load() read: a model the step returns gets its input signature
+        # (column names and dtypes) from them, without holding the whole frame
+        self.sample: Any = None
 
     def load(self) -> Any:
         """The version's rows as a DataFrame (CSV or Parquet)."""
         import mloop
 
-        return mloop.data.load(self.uri)
+        frame = mloop.data.load(self.uri)
+        if hasattr(frame, "head"):
+            self.sample = frame.head(20).copy()
+        return frame
 
     def __repr__(self) -> str:
         return f"Dataset({self.uri!r})"
