@@ -336,7 +336,7 @@ def evaluate(project: Project, model: str, data: Any, target: str, *,
         fairness=fair, baseline=baseline, baseline_metrics=ctx.baseline_metrics,
         cv=cv_summary, timings=timings, created_at=now_ms(), notes=notes)
     if record:
-        _record(project, report)
+        record_report(project, report)
     return report
 
 
@@ -354,7 +354,8 @@ def _fold_runs(project: Project, per_fold: list[dict[str, float]]) -> None:
             fluent.log_metrics({k: v for k, v in r.items() if k not in ("seed", "fold")})
 
 
-def _record(project: Project, report: EvaluationReport) -> None:
+def record_report(project: Project, report: EvaluationReport) -> None:
+    """Store ``report`` with its model (a version, or a runs:/ URI) and the active run."""
     from mloop.registry.models import get_version
     from mloop.store.schema import evaluations
 
