@@ -175,3 +175,43 @@ def mloop_ms(*args):
     from datetime import UTC, datetime
 
     return int(datetime(*args, tzinfo=UTC).timestamp() * 1000)
+
+
+WITH_IDS = """
+    import mloop
+    from sklearn.linear_model import LogisticRegression
+
+    @mloop.step
+    def train(raw: mloop.Dataset) -> mloop.Model:
+        df = raw.load()
+        return LogisticRegression(max_iter=1000).fit(
+            df.drop(columns=["patient_id", "target"]), df.target)
+
+    churn = mloop.Pipeline("churn-training", steps=[train])
+"""
+
+
+def test_a_pipeline_model_on_rows_with_ids_is_gated_and_a_failing_gate_registers_nothing(
+        proj):
+    """Issue 14 §3: evaluation data with the id column and the target used to crash the
+    round after registering; now the gate decides, and a failing gate registers nothing."""
+    write_pipelines(proj, WITH_IDS)
+    (proj.root / "strict.yaml").write_text("checks:\n  - metric: accuracy\n    min: 0.999\n")
+    write_yaml(proj, """
+        pipelines:
+          churn-training:
+            inputs: {raw: train@latest}
+            triggers: [{dataset: train}]
+            promotion: {model: churn, data: test@latest, target: target, suite: strict.yaml}
+    """)
+    ids = [f"id{i}" for i in range(len(TRAIN) + len(TEST))]
+    add_dataset(proj, "test", TEST.assign(patient_id=ids[len(TRAIN):]))
+    add_dataset(proj, "train", TRAIN.assign(patient_id=ids[:len(TRAIN)]))
+    out = check(proj)[0]
+    assert out.error is None, out.error
+    assert out.status == "rejected", out.decision.reasons
+    assert out.decision.registered is None and out.decision.model_uri.startswith("runs:/")
+    assert out.decision.reasons[0].startswith("rejected: the strict suite failed (accuracy")
+    with pytest.raises(NotFoundError):
+        mloop.list_model_versions("churn", project=proj)
+    assert check(proj)[0].status == "idle"  # a decision: the event is consumed

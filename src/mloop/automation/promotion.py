@@ -16,7 +16,7 @@
    suite alone decides (the first model). Only then is the candidate registered, as the
    next version of the policy's model, with the policy's alias; its report is recorded
    with that version. A rejected candidate is not registered: its report is recorded
-   with its ``runs:/`` URI and the decision names it (``mloop models register`` keeps it
+   with its ``runs:/`` URI and the decision names it (``mloop.register_model`` keeps it
    by hand). An evaluation that cannot run is a ``failed`` decision, nothing registered.
 
 Rollout to live traffic is not this module's job: ``challenger`` is a name the deployment
