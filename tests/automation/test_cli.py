@@ -132,8 +132,16 @@ def test_check_exits_with_the_error_code_on_errors_and_0_on_decisions(proj, engi
     assert out.exit_code == 70  # an unexpected exception: internal
     assert out.stderr == "Error: p: automation stopped: ZeroDivisionError: division by zero\n"
     got = json.loads(out.stdout)[0]
-    assert got["status"] == "failed" and got["decision"]["reasons"] == [got["error"]]
-    assert _check("--pipeline", "p").exit_code == 0  # nothing pending: idle
+    assert got["status"] == "failed" and got["decision"]["reasons"] == [
+        got["error"], "the events stay pending: the next check tries again"]
+    assert got["decision"]["registered"] is None
+    # the crashed round did not consume its trigger: the next check runs it again
+    engine.hook = None
+    again = _check("--pipeline", "p", "--json")
+    assert again.exit_code == 0, again.stderr
+    assert [(o["status"], o["events"][0]["event"]) for o in json.loads(again.stdout)] == [
+        ("succeeded", "3")]
+    assert _check("--pipeline", "p").exit_code == 0  # nothing pending now: idle
 
 
 def test_check_reports_an_exception_while_looking_and_goes_on(proj, engine, monkeypatch,

@@ -1,5 +1,6 @@
-"""The promotion policy on real models: better → promoted, worse → rejected (registered,
-no alias), no champion → promoted, a failed suite → rejected; reasons and lineage."""
+"""The promotion policy on real models: better → promoted (registered, aliased), worse →
+rejected (not registered), no champion → promoted, a failed suite → rejected; reasons and
+lineage."""
 
 import pytest
 from sklearn.dummy import DummyClassifier
@@ -69,19 +70,23 @@ def test_better_than_the_champion_is_promoted(data):
     assert any("as recorded on data:/test@1" in r for r in again.reasons)
 
 
-def test_worse_than_the_champion_is_rejected_but_registered(data):
+def test_worse_than_the_champion_is_rejected_and_not_registered(data):
     _champion(data, COLUMNS)
-    result = promote(log_model(data, COLUMNS[:1]), POLICY, project=data)
+    candidate = log_model(data, COLUMNS[:1])
+    result = promote(candidate, POLICY, project=data)
     assert result.decision == "rejected" and result.alias is None
-    assert result.registered == "models:/churn/2"
+    assert result.registered is None and result.model_uri == candidate
     roc = result.comparisons[0]
     assert not roc.passed and roc.change < 0
     assert result.reasons[0].startswith("rejected: roc_auc -")
     assert "(min_change 0)" in result.reasons[0]
     assert any("needs >= +0: not enough" in r for r in result.reasons)
-    assert result.reasons[-1] == "models:/churn/2 is registered without an alias"
-    v2 = mloop.get_model_version("churn/2", project=data)
-    assert v2.aliases == [] and v2.description == "promoted by hand"
+    assert result.reasons[-1] == (f"{candidate} is not registered: the gate decided against "
+                                  "it (register it by hand to keep it as a version)")
+    assert [v.version for v in mloop.list_model_versions("churn", project=data)] == [1]
+    from mloop.evaluation.core import latest_evaluation  # its report, kept with its run
+
+    assert latest_evaluation(data, candidate)["id"] == result.evaluation_id
     with pytest.raises(NotFoundError):
         mloop.get_model_version("churn@challenger", project=data)
 
@@ -93,7 +98,9 @@ def test_a_failing_suite_rejects_even_the_first_model(data):
     result = promote(uri, POLICY, project=data)
     assert result.decision == "rejected"
     assert result.reasons[0].startswith("rejected: the default suite failed (")
-    assert result.registered == "models:/churn/1"
+    assert result.registered is None  # a failing gate registers nothing
+    with pytest.raises(NotFoundError):
+        mloop.get_model_version("churn/1", project=data)
 
 
 def test_a_suite_file_and_an_error_metric(data):
@@ -135,8 +142,9 @@ def test_policy_by_pipeline_name_and_pipeline_runs(data):
 def test_an_evaluation_that_cannot_run_is_a_failed_decision(data):
     policy = parse_policy({**POLICY, "target": "label"})
     result = promote(log_model(data), policy, project=data)
-    assert result.decision == "failed" and result.registered == "models:/churn/1"
+    assert result.decision == "failed" and result.registered is None
     assert "has no target column 'label'" in result.reasons[0]
+    assert result.reasons[0].endswith("; nothing registered")
 
 
 def test_on_a_file_the_champion_is_evaluated_again_on_its_current_content(data):
@@ -168,15 +176,16 @@ def test_a_file_that_changes_during_the_promotion_fails_it(data, monkeypatch):
     champion = _champion(data, COLUMNS)
     evaluate = promotion._evaluate
 
-    def rewritten_meanwhile(project, model, policy):
+    def rewritten_meanwhile(project, model, policy, record=True):
         if model == champion.uri:  # someone writes the file between the two evaluations
             TEST.iloc[:50].to_csv(path, index=False)
-        return evaluate(project, model, policy)
+        return evaluate(project, model, policy, record=record)
 
     monkeypatch.setattr(promotion, "_evaluate", rewritten_meanwhile)
-    result = promote(log_model(data), {**POLICY, "data": str(path)}, project=data)
-    assert result.decision == "failed" and result.alias is None
-    assert result.reasons[0] == (f"{path} changed while models:/churn/2 and {champion.uri} "
+    candidate = log_model(data)
+    result = promote(candidate, {**POLICY, "data": str(path)}, project=data)
+    assert result.decision == "failed" and result.alias is None and result.registered is None
+    assert result.reasons[0] == (f"{path} changed while {candidate} and {champion.uri} "
                                  "were evaluated on it: they were not measured on the same "
                                  "rows, nothing is compared")
-    assert mloop.get_model_version("churn/2", project=data).aliases == []
+    assert [v.version for v in mloop.list_model_versions("churn", project=data)] == [1]

@@ -62,12 +62,16 @@ def test_a_failed_run_and_an_engine_error_are_recorded(proj, engine):
     add_dataset(proj, "train", TRAIN.iloc[:300])
     out = check(proj)[0]
     assert out.status == "failed"
-    assert out.decision.reasons == ["automation stopped: RuntimeError: disk full"]
+    assert out.decision.reasons == ["automation stopped: RuntimeError: disk full",
+                                    "the events stay pending: the next check tries again"]
     assert out.error == out.decision.reasons[0]  # and an error of the automation
     assert state.get_state(proj, "p").lease is None  # released
+    assert state.consumed(proj, "p", "dataset train") == {"1"}  # the crash consumed nothing
     engine.hook, engine.status = None, "succeeded"
-    add_dataset(proj, "train", TRAIN.iloc[:200])
-    assert check(proj)[0].status == "succeeded"
+    again = check(proj)[0]  # train@2 fires again
+    assert again.status == "succeeded" and again.trigger == "dataset train@2"
+    assert state.consumed(proj, "p", "dataset train") == {"1", "2"}
+    assert check(proj)[0].status == "idle"
 
 
 def test_unknown_pipelines_leave_the_events_pending(proj, engine):
@@ -94,8 +98,8 @@ def test_cooldown_and_dry_run(proj, engine):
     dry = check(proj, dry_run=True, now=T0)[0]
     assert dry.status == "would_run" and dry.trigger == "dataset train@1"
     assert dry.notes == [f"validates train against {proj.root / 'schema.yaml'} first",
-                         "then registers the new model as churn and compares it with "
-                         "churn@champion on test@latest"]
+                         "then evaluates the new model on test@latest, compares it with "
+                         "churn@champion and registers it as churn only when promoted"]
     assert history(project=proj) == [] and engine.calls == []
     engine.models = []
     ran = check(proj, now=T0)[0]
@@ -162,7 +166,8 @@ def test_the_whole_loop_on_the_real_engine(proj):
     add_dataset(proj, "train", TRAIN.iloc[:60])
     second = check(proj)[0]
     assert second.status in ("promoted", "rejected")
-    assert second.decision.registered == "models:/churn/2"
+    assert second.decision.registered == (  # registered only once the gate promoted it
+        "models:/churn/2" if second.status == "promoted" else None)
     assert any("as recorded on data:/test@1" in r for r in second.decision.reasons)
 
 
@@ -170,3 +175,43 @@ def mloop_ms(*args):
     from datetime import UTC, datetime
 
     return int(datetime(*args, tzinfo=UTC).timestamp() * 1000)
+
+
+WITH_IDS = """
+    import mloop
+    from sklearn.linear_model import LogisticRegression
+
+    @mloop.step
+    def train(raw: mloop.Dataset) -> mloop.Model:
+        df = raw.load()
+        return LogisticRegression(max_iter=1000).fit(
+            df.drop(columns=["patient_id", "target"]), df.target)
+
+    churn = mloop.Pipeline("churn-training", steps=[train])
+"""
+
+
+def test_a_pipeline_model_on_rows_with_ids_is_gated_and_a_failing_gate_registers_nothing(
+        proj):
+    """Issue 14 §3: evaluation data with the id column and the target used to crash the
+    round after registering; now the gate decides, and a failing gate registers nothing."""
+    write_pipelines(proj, WITH_IDS)
+    (proj.root / "strict.yaml").write_text("checks:\n  - metric: accuracy\n    min: 0.999\n")
+    write_yaml(proj, """
+        pipelines:
+          churn-training:
+            inputs: {raw: train@latest}
+            triggers: [{dataset: train}]
+            promotion: {model: churn, data: test@latest, target: target, suite: strict.yaml}
+    """)
+    ids = [f"id{i}" for i in range(len(TRAIN) + len(TEST))]
+    add_dataset(proj, "test", TEST.assign(patient_id=ids[len(TRAIN):]))
+    add_dataset(proj, "train", TRAIN.assign(patient_id=ids[:len(TRAIN)]))
+    out = check(proj)[0]
+    assert out.error is None, out.error
+    assert out.status == "rejected", out.decision.reasons
+    assert out.decision.registered is None and out.decision.model_uri.startswith("runs:/")
+    assert out.decision.reasons[0].startswith("rejected: the strict suite failed (accuracy")
+    with pytest.raises(NotFoundError):
+        mloop.list_model_versions("churn", project=proj)
+    assert check(proj)[0].status == "idle"  # a decision: the event is consumed

@@ -75,6 +75,18 @@ def test_a_dead_process_lease_is_taken_over(both):
     assert taken.status == "claimed"
     old = {d.id: d for d in history(project=both)}[c.decision_id]
     assert old.decision == "failed" and "ended before it finished" in old.reasons[0]
+    assert old.reasons[0].endswith("its events fire again")
+    assert state.consumed(both, "p", "k") == {"2"}  # "1" is pending again: it never finished
+
+
+def test_a_crashed_round_gives_its_events_back(proj):
+    c = state.claim(proj, "p", [("k", "1"), ("j", "x")], "k 1; j x", cooldown_ms=0, now=T0)
+    state.finish(proj, c.decision_id, "failed", ["boom"], retry=True)
+    assert state.consumed(proj, "p", "k") == set() and state.consumed(proj, "p", "j") == set()
+    again = state.claim(proj, "p", [("k", "1")], "k 1", cooldown_ms=0, now=T0 + 1)
+    assert again.status == "claimed" and again.events == [("k", "1")]
+    state.finish(proj, again.decision_id, "succeeded", [])  # a decision keeps them
+    assert state.consumed(proj, "p", "k") == {"1"}
 
 
 def test_an_expired_lease_is_taken_over(proj):

@@ -49,7 +49,7 @@ def _env(root: Path) -> dict[str, str]:
 PIPELINES = f'''
     import mloop
 
-    @mloop.step(name={STEP!r})
+    @mloop.step(name={STEP!r}, outputs="first")
     def first() -> dict:
         return {{"k": 1}}
 

@@ -34,7 +34,7 @@ PIPELINES = """
     import mloop
     import helpers
 
-    @mloop.step
+    @mloop.step(outputs="features")
     def prepare(raw: mloop.Dataset) -> pd.DataFrame:
         return helpers.clean(raw.load())
 

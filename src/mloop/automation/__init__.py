@@ -64,8 +64,8 @@ def promote(pipeline_run_or_model_uri: Any, policy: PromotionPolicy | dict[str, 
     """Apply a promotion policy to a pipeline run's newest model or to a ``runs:/`` URI.
 
     ``policy``: a :class:`PromotionPolicy`, its YAML form as a dict, or the name of a
-    pipeline in ``.mloop/automation.yaml`` whose policy to use. The new version is always
-    registered; it gets the policy's alias only when promoted. The decision is recorded
+    pipeline in ``.mloop/automation.yaml`` whose policy to use. The candidate is
+    registered, with the policy's alias, only when promoted. The decision is recorded
     (trigger ``manual``) and shows in :func:`history`.
     """
     from mloop.automation import promotion, state

@@ -1,9 +1,9 @@
 """The promotion policy: should a freshly trained model take the place of the last one?
 
-1. The candidate (``runs:/<run>/<path>``, the newest model a pipeline run logged) becomes
-   a new version of the policy's model (always: a rejected version is kept for audit).
-2. That version is evaluated with the suite on the policy's data; the report is recorded.
-3. Each listed metric is compared with the version the compare alias names (the
+1. The candidate (``runs:/<run>/<path>``, the newest model a pipeline run logged) is
+   evaluated with the suite on the policy's data, by its run URI: nothing is registered
+   before the gate decides.
+2. Each listed metric is compared with the version the compare alias names (the
    champion) on the same data. On a dataset version (``test@latest`` resolves to one, and
    a version never changes) that is the champion's latest recorded evaluation on it, or,
    when it has none, an evaluation made now (and recorded, so the next comparison reuses
@@ -12,8 +12,12 @@
    the file's content digest is taken before the candidate's evaluation and after the
    champion's, and a file that changed in between fails the decision.
    ``new - old >= min_change`` for scores, ``new - old <= max_change`` for errors.
-4. Promoted when the suite passed and every comparison holds; with no champion yet, the
-   suite alone decides (the first model). A promoted version gets the policy's alias.
+3. Promoted when the suite passed and every comparison holds; with no champion yet, the
+   suite alone decides (the first model). Only then is the candidate registered, as the
+   next version of the policy's model, with the policy's alias; its report is recorded
+   with that version. A rejected candidate is not registered: its report is recorded
+   with its ``runs:/`` URI and the decision names it (``mloop.register_model`` keeps it
+   by hand). An evaluation that cannot run is a ``failed`` decision, nothing registered.
 
 Rollout to live traffic is not this module's job: ``challenger`` is a name the deployment
 stage acts on.
@@ -79,26 +83,21 @@ class PromotionResult:
 
 def promote(project: Project, candidate: str, policy: PromotionPolicy, *,
             source: str | None = None) -> PromotionResult:
-    """Register ``candidate``, evaluate it, compare it with the champion, alias it if it
-    earned it. ``source`` (a ``pipelines:/…`` URI) gets a ``produced`` lineage edge."""
-    from mloop import lineage
-    from mloop.registry.models import register_model, set_alias
+    """Evaluate ``candidate``, compare it with the champion, and register and alias it only
+    when it earned it. ``source`` (a ``pipelines:/…`` URI) gets a ``produced`` lineage
+    edge to the version."""
+    from mloop.evaluation.core import record_report
 
-    described = f"trained by {source}" if source else "promoted by hand"
-    version = register_model(project, candidate, policy.model, description=described)
-    if source is not None:
-        lineage.add_edge(project, source, version.uri, "produced")
-    result = PromotionResult("rejected", candidate, version.uri, None, None, None)
+    result = PromotionResult("rejected", candidate, None, None, None, None)
     champion = _champion(project, policy)
     digest = _file_digest(policy.data)  # None for a dataset ref
     try:
-        report = _evaluate(project, version.uri, policy)
+        report = _evaluate(project, candidate, policy, record=False)
     except MloopError as exc:
         result.decision = "failed"
-        result.reasons.append(f"the evaluation of {version.uri} on {policy.data} failed: "
-                              f"{exc.message}")
+        result.reasons.append(f"the evaluation of {candidate} on {policy.data} failed: "
+                              f"{exc.message}; nothing registered")
         return result
-    result.evaluation_id = report.id
     result.reasons.append(_suite_reason(report))
     if champion is None:
         result.reasons.append(f"no {policy.model}@{policy.compare_alias} yet: the first "
@@ -108,10 +107,12 @@ def promote(project: Project, candidate: str, policy: PromotionPolicy, *,
         old, how = _champion_metrics(project, champion, policy, report, digest)
         if digest is not None and _file_digest(policy.data) != digest:
             result.decision = "failed"
-            result.reasons.insert(0, f"{policy.data} changed while {version.uri} and "
+            result.reasons.insert(0, f"{policy.data} changed while {candidate} and "
                                      f"{champion.uri} were evaluated on it: they were not "
                                      "measured on the same rows, nothing is compared")
-            result.reasons.append(f"{version.uri} is registered without an alias")
+            result.reasons.append(f"{candidate} is not registered")
+            record_report(project, report)
+            result.evaluation_id = report.id
             return result
         if old is None:
             result.reasons.append(how)
@@ -122,13 +123,31 @@ def promote(project: Project, candidate: str, policy: PromotionPolicy, *,
                                   f"{how}; no metrics listed to compare")
             result.reasons.extend(c.reason for c in result.comparisons)
     if report.passed and all(c.passed for c in result.comparisons):
-        set_alias(project, policy.model, policy.alias, version.version)
-        result.decision, result.alias = "promoted", policy.alias
+        version = _register(project, candidate, policy, source)
+        report.model = version.uri  # recorded with the version it became
+        result.decision, result.alias, result.registered = "promoted", policy.alias, version.uri
         result.reasons.append(f"{version.uri} is now {policy.model}@{policy.alias}")
     else:
-        result.reasons.append(f"{version.uri} is registered without an alias")
+        result.reasons.append(f"{candidate} is not registered: the gate decided against it "
+                              "(register it by hand to keep it as a version)")
+    record_report(project, report)
+    result.evaluation_id = report.id
     result.reasons.insert(0, _headline(result, report, policy))
     return result
+
+
+def _register(project: Project, candidate: str, policy: PromotionPolicy,
+              source: str | None) -> ModelVersion:
+    """The promoted candidate as the next version of the policy's model, aliased."""
+    from mloop import lineage
+    from mloop.registry.models import register_model, set_alias
+
+    described = f"trained by {source}" if source else "promoted by hand"
+    version = register_model(project, candidate, policy.model, description=described)
+    if source is not None:
+        lineage.add_edge(project, source, version.uri, "produced")
+    set_alias(project, policy.model, policy.alias, version.version)
+    return version
 
 
 def _headline(result: PromotionResult, report: EvaluationReport,
@@ -151,11 +170,12 @@ def _headline(result: PromotionResult, report: EvaluationReport,
             f"{result.champion}")
 
 
-def _evaluate(project: Project, model: str, policy: PromotionPolicy) -> EvaluationReport:
+def _evaluate(project: Project, model: str, policy: PromotionPolicy, *,
+              record: bool = True) -> EvaluationReport:
     from mloop.evaluation.core import evaluate
 
     return evaluate(project, model, policy.data, policy.target, suite=policy.suite,
-                    record=True)
+                    record=record)
 
 
 def _champion(project: Project, policy: PromotionPolicy) -> ModelVersion | None:

@@ -8,8 +8,11 @@ For each pipeline of ``.mloop/automation.yaml`` with events pending (see
 2. validate the data the run will read; a failure is a ``blocked`` decision (no run);
 3. run the pipeline with the events written into its ``trigger``; lineage gets
    ``data:/… or alerts:/… --triggered--> pipelines:/<name>/<id>``;
-4. promote its newest model by the policy (:mod:`.promotion`), or ``succeeded`` without one;
-5. record the outcome and the reasons, and release the pipeline.
+4. promote its newest model by the policy (:mod:`.promotion`: registered only when the
+   gate promotes it), or ``succeeded`` without one;
+5. record the outcome and the reasons, and release the pipeline. A round that crashed
+   (an exception, or an evaluation that could not run) gives its events back: they stay
+   pending and the next check tries again.
 
 ``mloop automate check`` is one round; ``mloop automate run`` calls it on a schedule.
 """
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
     from mloop.project import Project
 
 log = get_logger("mloop.automation")
+RETRY = "the events stay pending: the next check tries again"
 
 
 @dataclass
@@ -117,7 +121,8 @@ def check_pipeline(project: Project, auto: PipelineAutomation, *, dry_run: bool 
         out.decision = _act(project, auto, pipeline, out, decision_id=claim.decision_id, t=t)
     except BaseException as exc:  # never leave the lease held by a live process
         out.error, out.error_code = f"automation stopped: {_message(exc)}", _exit_code(exc)
-        out.decision = state.finish(project, claim.decision_id, "failed", [out.error])
+        out.decision = state.finish(project, claim.decision_id, "failed",
+                                    [out.error, RETRY], retry=True)
         if not isinstance(exc, Exception):
             raise
         if not isinstance(exc, MloopError):  # a bug: its traceback; else the message says it
@@ -165,8 +170,9 @@ def _dry_run(project: Project, auto: PipelineAutomation, out: Outcome, t: int) -
                              f"{auto.validate.schema} first")
         if auto.promotion is not None:
             p = auto.promotion
-            out.notes.append(f"then registers the new model as {p.model} and compares it with "
-                             f"{p.model}@{p.compare_alias} on {p.data}")
+            out.notes.append(f"then evaluates the new model on {p.data}, compares it with "
+                             f"{p.model}@{p.compare_alias} and registers it as {p.model} "
+                             "only when promoted")
     return out
 
 
@@ -206,10 +212,12 @@ def _act(project: Project, auto: PipelineAutomation, pipeline: Any, out: Outcome
     from mloop.automation.promotion import promote
 
     result = promote(project, run.models[-1], auto.promotion, source=run.uri)
+    crashed = result.decision == "failed"  # the gate could not decide: try again
     return state.finish(project, decision_id, result.decision,
-                        [*result.reasons[:1], *reasons, *result.reasons[1:]],
+                        [*result.reasons[:1], *reasons, *result.reasons[1:],
+                         *([RETRY] if crashed else [])],
                         pipeline_run_id=run.id, model_uri=result.model_uri,
-                        registered=result.registered)
+                        registered=result.registered, retry=crashed)
 
 
 def _validation_problem(project: Project, auto: PipelineAutomation,

@@ -4,7 +4,9 @@
   a run and its outcome (promoted, rejected, succeeded, failed), or why nothing ran
   (blocked by data validation, skipped for the cooldown).
 * ``automation_events``: ``(pipeline, trigger, event)`` → the decision it caused. An event
-  (a dataset version, an alert, a cron tick) fires once because its row is its claim.
+  (a dataset version, an alert, a cron tick) fires once because its row is its claim; a
+  round that crashed (an exception, an evaluation that could not run, a process that
+  died) deletes its rows, so its events fire again at the next check.
 * ``automation_state``: per pipeline, the *lease* (the decision and process running it)
   and the start of the last triggered run (the cooldown's anchor, shared by processes).
 
@@ -198,11 +200,13 @@ def _claim(project: Project, pipeline: str, fired: list[tuple[str, str]], trigge
 def _take_over(conn: Any, pipeline: str, t: int) -> bool:
     """Free a lease that expired or whose process died on this host; its decision
     becomes ``failed``."""
-    from sqlalchemy import select, update
+    from sqlalchemy import delete, select, update
 
     row = conn.execute(select(state).where(state.c.pipeline == pipeline)).one()
     if row.lease is None or (row.lease_until >= t and _alive(row.lease_holder or "")):
         return False
+    # the dead round decided nothing about its events: they fire again (next check)
+    conn.execute(delete(events).where(events.c.decision_id == row.lease))
     freed = conn.execute(update(state).where(state.c.pipeline == pipeline,
                                              state.c.lease == row.lease)
                          .values(lease=None, lease_holder=None, lease_until=None))
@@ -210,7 +214,7 @@ def _take_over(conn: Any, pipeline: str, t: int) -> bool:
                                          decisions.c.decision == RUNNING).values(
         decision="failed", finished_at=t, reasons=json.dumps([
             f"the process running it ({row.lease_holder}) ended before it finished, or "
-            f"its lease of {LEASE_MS // 3_600_000} h expired"])))
+            f"its lease of {LEASE_MS // 3_600_000} h expired; its events fire again"])))
     return bool(freed.rowcount == 1)
 
 
@@ -256,11 +260,16 @@ def started(project: Project, pipeline: str, *, now: int | None = None) -> None:
 
 def finish(project: Project, decision_id: str, outcome: str, reasons: list[str], *,
            pipeline_run_id: str | None = None, model_uri: str | None = None,
-           registered: str | None = None, now: int | None = None) -> Decision:
-    """Record how a claimed decision ended and release its pipeline's lease."""
-    from sqlalchemy import select, update
+           registered: str | None = None, retry: bool = False,
+           now: int | None = None) -> Decision:
+    """Record how a claimed decision ended and release its pipeline's lease. ``retry``
+    gives its events back (a round that crashed decided nothing about them): they are
+    pending again, and the next check fires them."""
+    from sqlalchemy import delete, select, update
 
     with project.store.write() as conn:
+        if retry:
+            conn.execute(delete(events).where(events.c.decision_id == decision_id))
         conn.execute(update(decisions).where(decisions.c.id == decision_id).values(
             decision=outcome, reasons=json.dumps(reasons), finished_at=_now(now),
             pipeline_run_id=pipeline_run_id, model_uri=model_uri, registered=registered))

@@ -28,8 +28,9 @@ def automate() -> None:
 def check_cmd(dry_run: bool, pipelines: tuple[str, ...], as_json: bool) -> None:
     """Evaluate every trigger once and act on what fired, then exit (for cron).
 
-    A fired pipeline is validated, run, its model evaluated, registered and promoted
-    or rejected by the policy.
+    A fired pipeline is validated, run, its model evaluated and promoted (registered,
+    aliased) or rejected (not registered) by the policy. A round that crashes leaves its
+    events pending: the next check tries again.
 
     Exit status: 0 when every pipeline got a decision (promoted, rejected, succeeded,
     failed — a pipeline run that failed is a decision —, blocked, skipped_cooldown) or

@@ -39,6 +39,12 @@ def _options(fn: Any) -> Any:
     return fn
 
 
+def _notes(report: Any) -> None:
+    """Each note once, on stderr (stdout stays the report or its JSON)."""
+    for note in report.notes:
+        echo(f"Note: {note}", err=True)
+
+
 def _write(report: Any, output: Path | None) -> None:
     if output is None:
         return
@@ -77,6 +83,7 @@ def test(model: str, data: str, target: str, sensitive: tuple[str, ...],
     report = evaluate(current_project(), model, data, target, sensitive_features=list(sensitive),
                       baseline=baseline, suite=suite, slices=list(slices),
                       resamples=resamples, record=not no_record)
+    _notes(report)
     _write(report, output)
     if as_json:
         emit_json(report.to_dict())
@@ -116,6 +123,7 @@ def evaluate_cmd(model: str, data: str, target: str, sensitive: tuple[str, ...],
                       baseline=baseline, slices=list(slices), cv=cv, seeds=seeds,
                       cv_strategy=split, cv_groups=cv_groups, resamples=resamples,
                       record=not no_record)
+    _notes(report)
     _write(report, output)
     if as_json:
         emit_json(report.to_dict())

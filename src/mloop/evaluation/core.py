@@ -57,16 +57,49 @@ def _task(model: Any, y: np.ndarray) -> str:
     return "regression"
 
 
-def _features(model: Any, df: Any, target: str, sensitive: list[str]) -> Any:
+def model_columns(model: Any) -> list[str] | None:
+    """The columns a loaded model takes: its table signature's, else the estimator's
+    ``feature_names_in_`` (scikit-learn fitted on a DataFrame); None when unknown."""
     sig = model.signature
     if sig is not None and sig.kind == "table":
-        missing = [c for c in sig.names if c not in df.columns]
-        if missing:
-            raise InvalidInputError(f"The evaluation data lacks the model's input column(s) "
-                                    f"{', '.join(missing)}.")
-        return df[sig.names]
-    drop = [target] + [c for c in sensitive if c in df.columns]
-    return df.drop(columns=drop)
+        return list(sig.names)
+    names = getattr(model.model, "feature_names_in_", None)
+    return None if names is None else [str(n) for n in names]
+
+
+def _features(model: Any, df: Any, target: str, sensitive: list[str]) -> tuple[Any, list[str]]:
+    """(the model's input columns of ``df``, the other columns left out). A column the
+    model takes that ``df`` lacks is an :class:`InvalidInputError`; ids, the target and
+    anything else the model does not take are left out, not passed to it."""
+    wanted = model_columns(model)
+    if wanted is None:
+        drop = [target] + [c for c in sensitive if c in df.columns]
+        return df.drop(columns=drop), []
+    have = [str(c) for c in df.columns]
+    missing = [c for c in wanted if c not in set(have)]
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more"
+                                           if len(missing) > 10 else "")
+        raise InvalidInputError(
+            f"The evaluation data lacks the model's input column(s) {shown}; the model "
+            f"takes {len(wanted)} column(s): {', '.join(wanted[:10])}"
+            f"{' …' if len(wanted) > 10 else ''}. Evaluate on data with the columns it was "
+            "trained on.")
+    frame = df if have == list(df.columns) else df.set_axis(have, axis=1)
+    keep = set(wanted)
+    return frame[wanted], [c for c in have if c not in keep]
+
+
+def _left_out_note(left_out: list[str], target: str, known: list[str]) -> list[str]:
+    """The note saying which columns were not passed to the model (none for only the
+    target and the columns named for fairness, slices or groups)."""
+    others = [c for c in left_out if c != target and c not in known]
+    if not others:
+        return []
+    shown = ", ".join(others[:10]) + (f" and {len(others) - 10} more" if len(others) > 10
+                                      else "")
+    return [f"Columns the model does not take were left out of its input: {shown} (the "
+            f"target {target!r} is never an input)."]
 
 
 def _training_rows(project: Project, model_uri: str) -> Any:
@@ -230,7 +263,9 @@ def evaluate(project: Project, model: str, data: Any, target: str, *,
     if missing:
         raise InvalidInputError(f"The evaluation data has no column(s) {', '.join(missing)}.")
     y = frame[target].to_numpy()
-    X = _features(loaded, frame, target, sensitive)
+    X, left_out = _features(loaded, frame, target, sensitive)
+    notes = _left_out_note(left_out, target, sensitive + list(slices or [])
+                           + ([cv_groups] if cv_groups else []))
     task = _task(loaded, y)
     t = time.perf_counter()
     ctx = Context(loaded, X, y, task, np.empty(0), None, {}, target=target, seed=seed,
@@ -262,8 +297,8 @@ def evaluate(project: Project, model: str, data: Any, target: str, *,
     if baseline is not None:
         t = time.perf_counter()
         base = load_model(project, baseline, engine="native")
-        bctx = Context(base, _features(base, frame, target, sensitive), y, task, np.empty(0),
-                       None, {})
+        bctx = Context(base, _features(base, frame, target, sensitive)[0], y, task,
+                       np.empty(0), None, {})
         bctx.pred, bctx.score = bctx.predict(bctx.X)
         ctx.baseline_metrics = {k: v["value"] for k, v in _metrics(bctx, 0, seed).items()}
         ctx.baseline_uri = baseline
@@ -304,9 +339,9 @@ def evaluate(project: Project, model: str, data: Any, target: str, *,
         metrics=metrics, checks=results, suite=chosen.name,
         slices=_slices(ctx, sensitive + [s for s in slices or [] if s not in sensitive], frame),
         fairness=fair, baseline=baseline, baseline_metrics=ctx.baseline_metrics,
-        cv=cv_summary, timings=timings, created_at=now_ms())
+        cv=cv_summary, timings=timings, created_at=now_ms(), notes=notes)
     if record:
-        _record(project, report)
+        record_report(project, report)
     return report
 
 
@@ -324,7 +359,8 @@ def _fold_runs(project: Project, per_fold: list[dict[str, float]]) -> None:
             fluent.log_metrics({k: v for k, v in r.items() if k not in ("seed", "fold")})
 
 
-def _record(project: Project, report: EvaluationReport) -> None:
+def record_report(project: Project, report: EvaluationReport) -> None:
+    """Store ``report`` with its model (a version, or a runs:/ URI) and the active run."""
     from mloop.registry.models import get_version
     from mloop.store.schema import evaluations
 

@@ -41,6 +41,7 @@ class EvaluationReport:
     timings: dict[str, float] = field(default_factory=dict)
     created_at: int = 0
     id: str | None = None
+    notes: list[str] = field(default_factory=list)  # e.g. the columns left out of the input
 
     @property
     def passed(self) -> bool:
@@ -59,7 +60,7 @@ class EvaluationReport:
             "fairness": self.fairness, "baseline": self.baseline,
             "baseline_metrics": self.baseline_metrics, "cv": self.cv,
             "checks": [c.to_dict() for c in self.checks], "timings": self.timings,
-            "created_at": self.created_at})
+            "created_at": self.created_at, "notes": list(self.notes)})
 
     def to_json(self, path: str | None = None) -> str:
         text = json.dumps(self.to_dict(), indent=2)

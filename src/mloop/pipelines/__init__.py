@@ -1,6 +1,6 @@
 """Pipelines: steps wired by their signatures, cached by content, run locally or on Dask.
 
->>> @mloop.step
+>>> @mloop.step(outputs="features")
 ... def prepare(raw: mloop.Dataset) -> pd.DataFrame:                # doctest: +SKIP
 ...     return raw.load().dropna()
 >>> pipe = mloop.Pipeline("churn-training", steps=[prepare, train])  # doctest: +SKIP

@@ -1,10 +1,14 @@
 """The pipeline: steps wired into a graph, checked before anything runs.
 
 Wiring, for every input of every step: a pipeline input of that name (``raw=…``); else
-the output of that name; else the one output of an earlier step (in the order the steps
-were listed) whose type matches the input's annotation.
-Checked up front, with errors that name the steps: an input nothing provides, two
-producers of one name, a type that does not match, a cycle.
+the output of that name; else, for an input annotated with one of mloop's markers
+(``mloop.Dataset``, ``mloop.Model``, ``mloop.Report``) only, the one output of another
+step annotated with that marker. Nothing else is wired by type: two ``int`` or two
+DataFrames say nothing about which value is meant, and a guess that binds the wrong one
+runs silently. An input with a default that nothing provides takes its default.
+Checked up front, with errors that name the steps: an input nothing provides (with the
+inputs and outputs that would, the closest name first), two producers of one name or of
+one marker for an input, a type that does not match, a cycle.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from typing import Any
 
 from mloop.core.uris import check_name
 from mloop.errors import InvalidInputError
-from mloop.pipelines.step import Dataset, Step, make_step
+from mloop.pipelines.step import Dataset, Model, Report, Step, make_step
+
+MARKERS = (Dataset, Model, Report)  # the only types inputs are wired by
 
 
 @dataclass(frozen=True)
@@ -78,31 +84,59 @@ class Pipeline:
                     _check_types(self.steps[producer], name, s, name, annotation)
                     edges.append(Edge(producer, name, s.name, name))
                     continue
-                earlier = list(self.steps)[:list(self.steps).index(s.name)]
-                matches = [(p, out) for out, p in self.producers.items()
-                           if p in earlier and _same_type(self.steps[p].output_type(out),
-                                                          annotation)]
+                matches = self._by_marker(s, annotation)
                 if len(matches) == 1:
                     edges.append(Edge(matches[0][0], matches[0][1], s.name, name))
                     continue
+                if len(matches) > 1:
+                    raise InvalidInputError(
+                        f"Step {s.name!r}: input {name!r} ({annotation.__name__}) could come "
+                        f"from {_listed(f'{p}.{out}' for p, out in matches)}: mloop does not "
+                        f"guess. Name the input after the output it wants (e.g. "
+                        f"{matches[0][1]!r}).")
+                if _optional(s, name):
+                    continue  # the function's default
                 if not strict:
                     external.setdefault(s.name, {})[name] = name
                     continue
-                if len(matches) > 1:
-                    raise InvalidInputError(
-                        f"Step {s.name!r}: input {name!r} could come from "
-                        f"{', '.join(sorted(p for p, _ in matches))} (same type); name it "
-                        "after the output it wants.")
-                if annotation is Dataset:
-                    raise InvalidInputError(
-                        f"Step {s.name!r} reads the dataset {name!r}: pass it, e.g. "
-                        f"pipe.run({name}='train@latest') or --input {name}=train@latest.")
-                raise InvalidInputError(
-                    f"Step {s.name!r}: nothing provides input {name!r}. Pass it to run(), or "
-                    f"add a step that returns it (outputs: {', '.join(sorted(self.producers))}).")
+                raise self._unwired(s, name, annotation, given)
         if strict:
             self.order(edges)  # cycles fail here
         return edges, external
+
+    def _by_marker(self, s: Step, annotation: Any) -> list[tuple[str, str]]:
+        """(step, output) pairs that could feed an input of a marker type: every output of
+        another step annotated with that same marker. Other types never wire by type."""
+        if annotation not in MARKERS:
+            return []
+        return [(p, out) for out, p in self.producers.items()
+                if p != s.name and self.steps[p].output_type(out) is annotation]
+
+    def _unwired(self, s: Step, name: str, annotation: Any,
+                 given: set[str]) -> InvalidInputError:
+        """The error for an input nothing provides: what would, and the closest name."""
+        import difflib
+
+        if annotation is Dataset:
+            return InvalidInputError(
+                f"Step {s.name!r} reads the dataset {name!r}: pass it, e.g. "
+                f"pipe.run({name}='train@latest') or --input {name}=train@latest.")
+        kind = f" ({_type_name(annotation)})" if annotation is not inspect.Parameter.empty \
+            else ""
+        outputs = [f"{out} (step {p})" for out, p in self.producers.items() if p != s.name]
+        names = [n for n in (*given, *self.producers) if self.producers.get(n) != s.name]
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+        hint = ""
+        if close:
+            hint = (f" Did you mean the pipeline input {close[0]!r}?" if close[0] in given
+                    else f" Did you mean {close[0]!r}, the output of step "
+                         f"{self.producers[close[0]]!r}?")
+        return InvalidInputError(
+            f"Step {s.name!r}: nothing provides input {name!r}{kind}.{hint} Inputs are wired "
+            f"by name (by type only for mloop.Dataset, mloop.Model and mloop.Report): pass "
+            f"it (pipe.run({name}=…) or --input {name}=…), or rename the parameter after the "
+            f"output it wants. Pipeline inputs given: {_listed(sorted(given))}; step "
+            f"outputs: {_listed(outputs)}.")
 
     def order(self, edges: list[Edge]) -> list[str]:
         """Steps in an order where each comes after what it reads (Kahn); a cycle fails."""
@@ -203,17 +237,23 @@ def _by_level(level: dict[str, int]) -> dict[int, list[str]]:
     return out
 
 
-def _same_type(produced: Any, wanted: Any) -> bool:
-    empty = inspect.Parameter.empty
-    if produced is empty or wanted is empty or produced is Any or wanted is Any:
-        return False  # no type to match on: wire by name only
-    if produced == wanted:
-        return True
+def _listed(items: Iterable[str]) -> str:
+    shown = list(items)
+    return ", ".join(shown) if shown else "none"
+
+
+def _type_name(annotation: Any) -> str:
+    return str(getattr(annotation, "__name__", annotation))
+
+
+def _optional(s: Step, name: str) -> bool:
+    """Whether the step's function has a default for input ``name`` (then nothing need
+    provide it: the default is used)."""
     try:
-        return isinstance(produced, type) and isinstance(wanted, type) and issubclass(
-            produced, wanted)
-    except TypeError:
+        parameter = inspect.signature(s.fn).parameters.get(name)
+    except (TypeError, ValueError):  # shell stages and builtins: no Python signature
         return False
+    return parameter is not None and parameter.default is not inspect.Parameter.empty
 
 
 def _check_types(producer: Step, output: str, consumer: Step, input_name: str,

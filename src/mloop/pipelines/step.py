@@ -1,6 +1,6 @@
 """Steps: plain functions whose inputs, parameters and outputs the signature declares.
 
->>> @mloop.step
+>>> @mloop.step(outputs="features")
 ... def prepare(raw: mloop.Dataset) -> pd.DataFrame: ...
 >>> @mloop.step(retries=2, outputs="model")
 ... def train(features: pd.DataFrame, C: float = 1.0) -> mloop.Model: ...
@@ -9,7 +9,9 @@ A parameter with a default of a simple type (number, string, boolean) is a *para
 ``Pipeline.run(params={"C": 0.5})`` sets it for every step that has one of that name.
 Every other parameter is an *input*: a pipeline input (``raw="train@3"``) or the output
 of another step, wired by name (an output is named after its step unless ``outputs=``
-says otherwise), else by a type only one step produces.
+says otherwise); an input annotated with a marker (``Dataset``, ``Model``, ``Report``)
+may also take the one output of another step with that marker. Nothing else is wired by
+type (see :mod:`.dag`).
 """
 
 from __future__ import annotations
@@ -33,12 +35,18 @@ class Dataset:
         self.ref = ref
         self.uri = uri
         self.digest = digest  # the version's tree: its content
+        # the first rows .load() read: a model the step returns gets its input signature
+        # (column names and dtypes) from them, without holding the whole frame
+        self.sample: Any = None
 
     def load(self) -> Any:
         """The version's rows as a DataFrame (CSV or Parquet)."""
         import mloop
 
-        return mloop.data.load(self.uri)
+        frame = mloop.data.load(self.uri)
+        if hasattr(frame, "head"):
+            self.sample = frame.head(20).copy()
+        return frame
 
     def __repr__(self) -> str:
         return f"Dataset({self.uri!r})"

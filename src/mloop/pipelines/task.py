@@ -53,7 +53,7 @@ def execute(task: dict[str, Any]) -> dict[str, Any]:
                 annotation = (values.Model if kind == "model" else values.Report
                               if kind == "report" else None)
                 refs[name] = values.store(project, name, value, annotation,
-                                          task["run_id"]).to_dict()
+                                          task["run_id"], inputs=args).to_dict()
         return {"ok": True, "outputs": refs, "seconds": time.perf_counter() - start}
     except (Exception, SystemExit) as exc:  # the step's own failure, reported, not raised
         # stored and shown: a driver's error text can hold a DSN with its password

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -63,8 +64,9 @@ def _is_model(value: Any, annotation: Any) -> bool:
 
 
 def store(project: Project, name: str, value: Any, annotation: Any,
-          run_id: str | None) -> ValueRef:
-    """Put ``value`` (the output ``name`` of a step) in the object store."""
+          run_id: str | None, *, inputs: Mapping[str, Any] | None = None) -> ValueRef:
+    """Put ``value`` (the output ``name`` of a step) in the object store; ``inputs`` (the
+    step's input values) give a model its input signature (:func:`input_example`)."""
     import numpy as np
 
     objects = project.objects
@@ -74,7 +76,7 @@ def store(project: Project, name: str, value: Any, annotation: Any,
         from mloop.registry.models import _manifest_of, files_digest, log_model
         from mloop.tracking.artifacts import list_artifacts
 
-        log_model(project, run_id, value, name)
+        log_model(project, run_id, value, name, input_example=input_example(value, inputs))
         _manifest_of(project, run_id, name)  # the model is complete and readable
         # the content of every file of the model (the manifest alone names, not hashes, it)
         digest = files_digest([(a.path.removeprefix(f"{name}/"), a.digest)
@@ -103,6 +105,26 @@ def store(project: Project, name: str, value: Any, annotation: Any,
         return ValueRef("pickle", digest, None, type(value).__name__,
                         signing.sign("pickle", digest))
     return ValueRef("json", objects.put_bytes(exact.encode()), None, _short(value))
+
+
+def input_example(model: Any, inputs: Mapping[str, Any] | None) -> Any:
+    """A few rows of the columns ``model`` was fitted on, from the step's input data: the
+    first input frame (or dataset a step loaded) holding every name of the estimator's
+    ``feature_names_in_``. None when the model does not say its columns (fitted on an
+    array) or no input holds them all; the model is then logged without a signature."""
+    names = getattr(model, "feature_names_in_", None)
+    if names is None:
+        return None
+    wanted = [str(n) for n in names]
+    for value in (inputs or {}).values():
+        frame = value.sample if isinstance(value, Dataset) else value
+        columns = getattr(frame, "columns", None)
+        if columns is None or not hasattr(frame, "head"):
+            continue
+        if set(wanted) <= {str(c) for c in columns}:
+            frame = frame.set_axis([str(c) for c in columns], axis=1)
+            return frame.loc[:, wanted].head(20)
+    return None
 
 
 def _plain(value: Any) -> Any:
