@@ -74,9 +74,9 @@ class LocalExecutor:
                  root: str | Path | None = None, mode: str = "warm") -> None:
         self.slots = slots or _cpus()
         self.procs = procs or StepProcesses()
-        self._zygote: Zygote | None = None
+        self.zygote: Zygote | None = None  # the run's warm process (warm mode, Linux)
         if mode == "warm" and root is not None and sys.platform.startswith("linux"):
-            self._zygote = Zygote(str(root), _step_env(str(root)), self.procs)
+            self.zygote = Zygote(str(root), _step_env(str(root)), self.procs)
         clean_stale_folders()
 
     def run(self, task: dict[str, Any]) -> dict[str, ValueRef]:
@@ -90,8 +90,8 @@ class LocalExecutor:
             task_file.write_bytes(pickle.dumps(task))
             env = _step_env(task["root"])
             code = None
-            if self._zygote is not None:
-                code = self._zygote.run({"task": str(task_file), "result": str(result_file),
+            if self.zygote is not None:
+                code = self.zygote.run({"task": str(task_file), "result": str(result_file),
                                          "log": str(log_path), "cwd": task["root"],
                                          "env": env})
             if code is None:
@@ -110,8 +110,8 @@ class LocalExecutor:
                         f"result; see its log {log_path}")
 
     def close(self) -> None:
-        if self._zygote is not None:
-            self._zygote.close()
+        if self.zygote is not None:
+            self.zygote.close()
 
 
 def _step_env(root: str) -> dict[str, str]:
@@ -165,11 +165,15 @@ class DaskExecutor:
 
 
 def open_executor(name: str, scheduler: str | None, project: Project,
-                  procs: StepProcesses | None = None) -> Executor:
-    """The executor ``name`` (``local`` or ``dask``); local steps run under ``procs``."""
+                  procs: StepProcesses | None = None, python_steps: bool = False) -> Executor:
+    """The executor ``name`` (``local`` or ``dask``); local steps run under ``procs``.
+    With ``python_steps`` the local executor launches the run's warm process at once."""
     if name == "dask":
         return DaskExecutor(scheduler)
     if scheduler:
         raise ConfigError("--scheduler is for --executor dask.")
-    return LocalExecutor(procs=procs, root=project.root,
-                         mode=project.settings.step_processes)
+    local = LocalExecutor(procs=procs, root=project.root,
+                          mode=project.settings.step_processes)
+    if python_steps and local.zygote is not None:
+        local.zygote.start()
+    return local

@@ -195,48 +195,67 @@ def serve(control: socket.socket, engine: int) -> tuple[int, bool]:
 # -- the engine's side --------------------------------------------------------------------------
 
 class Zygote:
-    """The engine's handle on the warm process of one run, started at the first step that
-    :meth:`run` is asked for (a run whose steps are all cached starts none)."""
+    """The engine's handle on the warm process of one run. :meth:`start` launches it
+    (the engine does so when the run opens, so its imports overlap the engine's own
+    preparation); :meth:`run` waits until it is ready, launching it if need be."""
 
     def __init__(self, root: str, env: dict[str, str], procs: StepProcesses) -> None:
         self._root, self._env, self._procs = root, env, procs
         self._lock = threading.Lock()
-        self._control: socket.socket | None = None
+        self._control: socket.socket | None = None  # once launched
+        self._ready = False
         self._proc: subprocess.Popen[bytes] | None = None
         self._folder: tempfile.TemporaryDirectory[str] | None = None
         self._broken = False
+
+    def start(self) -> None:
+        """Launch the zygote without waiting for it."""
+        with self._lock:
+            self._launch()
+
+    def _launch(self) -> None:
+        if self._proc is not None or self._broken:
+            return
+        self._folder = step_folder()
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            with theirs, open(self._out, "ab") as log:
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-m", "mloop.pipelines.zygote", str(os.getpid()),
+                     str(theirs.fileno())], cwd=self._root, env=self._env,
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    pass_fds=[theirs.fileno()], start_new_session=True)
+        except BaseException:
+            mine.close()
+            self._broken = True
+            raise
+        self._control = mine
+        if not self._procs.watch(self._proc.pid):
+            self._broken = True
+
+    @property
+    def _out(self) -> Path:
+        assert self._folder is not None
+        return Path(self._folder.name) / "zygote.log"
 
     def _start(self) -> socket.socket | None:
         """The control socket of a ready zygote (None: none could start; the caller
         runs the step in a fresh process)."""
         with self._lock:
-            if self._control is not None or self._broken:
-                return self._control
-            self._broken = True  # until it says it is ready
-            self._folder = step_folder()
-            out = Path(self._folder.name) / "zygote.log"
-            mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            try:
-                with theirs, open(out, "ab") as log:
-                    self._proc = subprocess.Popen(
-                        [sys.executable, "-m", "mloop.pipelines.zygote", str(os.getpid()),
-                         str(theirs.fileno())], cwd=self._root, env=self._env,
-                        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                        pass_fds=[theirs.fileno()], start_new_session=True)
-                said = (json.loads(mine.recv(MAX_MESSAGE) or b"{}")
-                        if self._procs.watch(self._proc.pid) else {})
-            except BaseException:
-                mine.close()
-                raise
+            if self._ready or self._broken:
+                return self._control if self._ready else None
+            self._launch()
+            said = {} if self._broken or self._control is None else json.loads(
+                self._control.recv(MAX_MESSAGE) or b"{}")
             if not said.get("ready"):
-                mine.close()
+                self._broken = True
                 if not self._procs.stopped:
                     log_.warning("mloop: the run's warm step process did not start (%s); "
                                  "its steps run in fresh processes",
-                                 said.get("why") or _tail(out) or "it ended at start")
+                                 said.get("why") or _tail(self._out) or "it ended at start")
                 return None
-            self._control, self._broken = mine, False
-            return mine
+            self._ready = True
+            return self._control
 
     def run(self, request: dict[str, Any]) -> int | None:
         """Run one step (``request``: task, result, log, cwd, env) forked from the
@@ -270,14 +289,18 @@ class Zygote:
         return -signal.SIGKILL  # the guard was killed (Ctrl-C, the zygote's end)
 
     def close(self) -> None:
-        """End the zygote (it exits when its control socket closes) and its folder."""
+        """End the zygote (a ready one exits when its control socket closes; one still
+        importing is killed) and remove its folder."""
         with self._lock:
-            if self._control is not None:
-                self._control.close()
-                self._control = None
+            control, self._control = self._control, None
             proc, self._proc = self._proc, None
-            self._broken = True
+            ready, self._broken = self._ready, True
+        if control is not None:
+            control.close()
         if proc is not None:
+            if not ready:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
             try:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
