@@ -88,12 +88,28 @@ def _preload() -> Project | None:
         return None
     try:
         project.objects  # noqa: B018
+        _warm_statements(project)
         project.store.close()  # a child opens its own connections, never the zygote's
     except Exception as exc:  # the step opens them itself, and reports what fails
         print(f"mloop: the project's stores did not open here: {exc}", file=sys.stderr,
               flush=True)
         return None
     return project
+
+
+def _warm_statements(project: Project) -> None:
+    """Read the newest run as a step resuming its run does: SQLAlchemy compiles those
+    statements here once (its cache lives on the engine the children share), not in
+    every step. A project without runs has nothing to read."""
+    from sqlalchemy import select
+
+    from mloop.store.schema import runs
+    from mloop.tracking import records
+
+    with project.store.read() as conn:
+        newest = conn.execute(select(runs.c.id).order_by(runs.c.id.desc()).limit(1)).scalar()
+    if newest is not None:
+        records.get_run(project, newest)
 
 
 def _step(request: dict[str, Any], warm: Project | None) -> int:
