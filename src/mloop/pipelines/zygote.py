@@ -70,6 +70,7 @@ def _preload() -> Project | None:
     imports included); a module that fails to import is left for the step to report.
     Returns the project, its stores opened once (schema checked) and their connections
     closed again, for the steps whose settings are the same (None: it did not open)."""
+    import ctypes  # noqa: F401 - each guard arms PR_SET_PDEATHSIG through it
     import cloudpickle  # noqa: F401 - the step function comes pickled
 
     import mloop
