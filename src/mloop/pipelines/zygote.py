@@ -71,6 +71,7 @@ def _preload() -> Project | None:
     Returns the project, its stores opened once (schema checked) and their connections
     closed again, for the steps whose settings are the same (None: it did not open)."""
     import ctypes  # noqa: F401 - each guard arms PR_SET_PDEATHSIG through it
+
     import cloudpickle  # noqa: F401 - the step function comes pickled
 
     import mloop
