@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -248,7 +249,8 @@ TRIVIAL_STEPS = 10
 _CHAIN = ", ".join(f"s{i}" for i in range(TRIVIAL_STEPS))
 TRIVIAL_PY = "import mloop\n\n\n@mloop.step\ndef s0() -> int:\n    return 0\n" + "".join(
     f"\n\n@mloop.step\ndef s{i}(s{i - 1}: int) -> int:\n    return s{i - 1} + 1\n"
-    for i in range(1, TRIVIAL_STEPS)) + f'\n\nchain = mloop.Pipeline("chain", steps=[{_CHAIN}])\n'
+    for i in range(1, TRIVIAL_STEPS)) + (f'\n\nchain = mloop.Pipeline("chain", steps=[{_CHAIN}])\n'
+                                         'one = mloop.Pipeline("one", steps=[s0])\n')
 
 
 def trivial_dvc_yaml() -> str:
@@ -264,44 +266,56 @@ def trivial_dvc_yaml() -> str:
     return "\n".join(lines) + "\n"
 
 
-def trivial_mloop(root: Path, mode: str, repeats: int) -> tuple[float, list[float]]:
+def _cpu() -> float:
+    """CPU seconds (user + system) of the reaped child processes of this one, so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def trivial_mloop(root: Path, mode: str, repeats: int, name: str = "chain"
+                  ) -> tuple[float, list[float], float]:
     """Best wall time of ``mloop pipeline run chain --force`` in ``mode`` (warm or fresh),
-    and the seconds of each step (engine-side, around the step's process) of that run."""
+    the seconds of each step (engine-side, around the step's process) of that run, and the
+    least CPU time a run took in all its processes (every level waits for its children)."""
     best: tuple[float, list[float]] | None = None
+    cpu = float("inf")
     env = dict(ENV, MLOOP_STEP_PROCESSES=mode)
     for _ in range(repeats):
-        start = time.perf_counter()
-        out = subprocess.run([str(BIN / "mloop"), "-q", "pipeline", "run", "chain", "--force",
+        start, cpu_start = time.perf_counter(), _cpu()
+        out = subprocess.run([str(BIN / "mloop"), "-q", "pipeline", "run", name, "--force",
                               "--json"], cwd=root, capture_output=True, text=True, env=env,
                              check=False)
         elapsed = time.perf_counter() - start
+        cpu = min(cpu, _cpu() - cpu_start)
         result = json.loads(out.stdout[out.stdout.index("{"):]) if "{" in out.stdout else {}
         if out.returncode != 0 or result.get("status") != "succeeded":
             raise RuntimeError(f"mloop pipeline run chain ({mode}) failed:\n{out.stdout[-2000:]}"
                                f"\n{out.stderr[-3000:]}")
         ran = [s["seconds"] for s in result["steps"] if s["status"] == "ran"]
-        assert len(ran) == TRIVIAL_STEPS, f"{mode}: {len(ran)} steps ran"
+        assert len(ran) == (TRIVIAL_STEPS if name == "chain" else 1), f"{mode}: {len(ran)} ran"
         if best is None or elapsed < best[0]:
             best = (elapsed, ran)
     assert best is not None
-    return best
+    return best[0], best[1], cpu
 
 
-def trivial_dvc(root: Path, repeats: int) -> float:
+def trivial_dvc(root: Path, repeats: int) -> tuple[float, float]:
     root.mkdir(parents=True)
     run(["git", "init", "-q"], root)
     run([str(BIN / "dvc"), "init", "-q"], root)
     run([str(BIN / "dvc"), "config", "core.analytics", "false"], root)
     (root / "dvc.yaml").write_text(trivial_dvc_yaml())
     run([str(BIN / "dvc"), "repro"], root)  # warm-up
-    times = []
+    times, cpu = [], float("inf")
     for _ in range(repeats):
+        cpu_start = _cpu()
         elapsed, out = run([str(BIN / "dvc"), "repro", "--force"], root)
+        cpu = min(cpu, _cpu() - cpu_start)
         ran = len(re.findall(r"^Running stage", out, re.M))
         assert ran == TRIVIAL_STEPS, f"dvc repro --force ran {ran} stages"
         times.append(elapsed)
     assert (root / f"o{TRIVIAL_STEPS - 1}").read_text() == str(TRIVIAL_STEPS - 1)
-    return min(times)
+    return min(times), cpu
 
 
 def trivial(base: Path, with_peer: bool, repeats: int) -> None:
@@ -313,25 +327,34 @@ def trivial(base: Path, with_peer: bool, repeats: int) -> None:
     (root / "pipelines.py").write_text(TRIVIAL_PY)
     for mode in ("warm", "fresh"):  # compiles what each one runs
         trivial_mloop(root, mode, 1)
-    warm, warm_steps = trivial_mloop(root, "warm", repeats)
-    fresh, fresh_steps = trivial_mloop(root, "fresh", repeats)
+    warm, warm_steps, warm_cpu = trivial_mloop(root, "warm", repeats)
+    fresh, fresh_steps, fresh_cpu = trivial_mloop(root, "fresh", repeats)
+    # the CPU a step adds: the 10-step run against the same run with its first step only
+    step_cpu = {mode: (cpu - trivial_mloop(root, mode, repeats, "one")[2]) / (TRIVIAL_STEPS - 1)
+                for mode, cpu in (("warm", warm_cpu), ("fresh", fresh_cpu))}
     peer = trivial_dvc(base / "trivial-dvc", repeats) if with_peer else None
     per_warm = sorted(warm_steps[1:])[len(warm_steps[1:]) // 2]
     per_fresh = sorted(fresh_steps[1:])[len(fresh_steps[1:]) // 2]
     print()
     print(f"(d) {TRIVIAL_STEPS} trivial Python steps in a chain, `mloop pipeline run --force`, "
-          f"best of {repeats}:")
-    print(f"  mloop, warm step processes     {warm:>8.3f} s   first step (starts the run's "
-          f"warm process) {warm_steps[0]:.3f} s, the others {per_warm * 1000:.0f} ms each "
-          f"(median; goal ≤ 100 ms: {'met' if per_warm <= 0.1 else 'NOT met'})")
-    print(f"  mloop, a fresh interpreter/step {fresh:>7.3f} s   first step {fresh_steps[0]:.3f} s,"
-          f" the others {per_fresh * 1000:.0f} ms each (median)")
+          f"best of {repeats} (CPU: all processes of a run, least of {repeats}):")
+    print(f"  mloop, warm step processes      {warm:>7.3f} s  CPU {warm_cpu:>6.2f} s   first step "
+          f"(starts the run's warm process) {warm_steps[0]:.3f} s, the others "
+          f"{per_warm * 1000:.0f} ms each (median; goal ≤ 100 ms: "
+          f"{'met' if per_warm <= 0.1 else 'NOT met'})")
+    print(f"  mloop, a fresh interpreter/step {fresh:>7.3f} s  CPU {fresh_cpu:>6.2f} s   first "
+          f"step {fresh_steps[0]:.3f} s, the others {per_fresh * 1000:.0f} ms each (median)")
     ratio = fresh / warm
     print(f"  warm is {ratio:.1f}x faster than fresh (goal ≥ 5x: "
-          f"{'met' if ratio >= 5 else 'NOT met'}); per step {per_fresh / per_warm:.0f}x")
+          f"{'met' if ratio >= 5 else 'NOT met'}), per step {per_fresh / per_warm:.0f}x; "
+          f"{fresh_cpu / warm_cpu:.1f}x less CPU")
+    print(f"  CPU a step adds (10 steps against 1, all processes): warm "
+          f"{step_cpu['warm'] * 1000:.0f} ms, fresh {step_cpu['fresh'] * 1000:.0f} ms "
+          "(about the wall time per step on an idle machine)")
     if peer is not None:
-        print(f"  DVC, `dvc repro --force` of {TRIVIAL_STEPS} `python -c` stages {peer:>7.3f} s"
-              f"   mloop warm is {peer / warm:.1f}x faster, fresh {peer / fresh:.1f}x")
+        print(f"  DVC, `dvc repro --force` of {TRIVIAL_STEPS} `python -c` stages {peer[0]:>7.3f} s"
+              f"  CPU {peer[1]:>6.2f} s   mloop warm is {peer[0] / warm:.1f}x faster, "
+              f"fresh {peer[0] / fresh:.1f}x")
 
 
 def main(argv: list[str] | None = None) -> int:

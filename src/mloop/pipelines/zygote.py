@@ -21,7 +21,7 @@ forks a *guard* for the step, which
 * dies with the zygote (``PR_SET_PDEATHSIG``) and then kills its group; the zygote
   dies with the engine the same way, so a SIGKILL of the engine takes every step along;
 * sends its pid (the group to kill on Ctrl-C), forks the step, waits for it and sends
-  its exit status (negative: the signal that killed it).
+  its exit status (negative: the signal that killed it). The zygote reaps ended guards.
 
 The step process points stdout and stderr at the step's log, takes the working directory
 and the environment of the request, reseeds NumPy's global generator (the ``random``
@@ -161,7 +161,6 @@ def _guard(conn: socket.socket, zygote: int, warm: Project | None) -> tuple[int,
     from mloop.pipelines.guard import _die_with
 
     os.setsid()
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     _die_with(zygote)
     request = json.loads(conn.recv(MAX_MESSAGE) or b"null")
     if request is None:  # the engine gave up on the step before it started
@@ -177,6 +176,18 @@ def _guard(conn: socket.socket, zygote: int, warm: Project | None) -> tuple[int,
     return 0, False
 
 
+def _reap(block: bool) -> None:
+    """Collect the guards that ended (all of them with ``block``): reaped, not ignored, so
+    their CPU time adds up in the zygote's and then the engine's children's usage."""
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, 0 if block else os.WNOHANG)
+        except ChildProcessError:  # none left
+            return
+        if pid == 0:
+            return
+
+
 def serve(control: socket.socket, engine: int) -> tuple[int, bool]:
     """Fork a guard per step the engine sends until the engine closes the socket."""
     from mloop.pipelines.guard import _die_with
@@ -189,7 +200,6 @@ def serve(control: socket.socket, engine: int) -> tuple[int, bool]:
         control.send(json.dumps({"ready": False, "why": "importing the project's modules "
                                  f"started threads ({names})"}).encode())
         return 0, False
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # guards are reaped by the kernel
     gc.freeze()  # keep the imported objects' pages shared with the children
     control.send(json.dumps({"ready": True}).encode())
     me = os.getpid()
@@ -198,7 +208,9 @@ def serve(control: socket.socket, engine: int) -> tuple[int, bool]:
         if not message:  # the engine closed its end: the run is over
             for fd in fds:
                 os.close(fd)
+            _reap(block=True)
             return 0, False
+        _reap(block=False)
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
