@@ -14,7 +14,14 @@ one branch uses. Goals: no-op ≥ 10× faster than DVC, first run ≥ 1.5× fast
 parallel branches on 2 cores (both tools are pinned to ``--cores`` CPUs). The final
 outputs of both tools must be identical.
 
+(d) measures what a Python step costs beyond its work: a chain of 10 trivial Python steps
+run with warm step processes (forked from the run's zygote, the default) and with a fresh
+interpreter per step (``MLOOP_STEP_PROCESSES=fresh``, the mode before), and DVC's
+``dvc repro --force`` of 10 trivial ``python -c`` stages. Goals: ≤ 100 ms per warm step,
+the warm run ≥ 5× faster than the fresh one.
+
 Usage: python bench/pipelines.py [--smoke] [--no-peer] [--seconds 1.0] [--cores 2] [--profile]
+                                 [--only stages|steps]
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -234,6 +242,121 @@ def profile(project: Path, noop: float, start: float) -> None:
         p.sort_stats("cumulative").print_stats(r"mloop/(?!cli/__init__).*\((?!<module>)", 15)
 
 
+# -- (d) per-step overhead: trivial Python steps -------------------------------------------------
+
+TRIVIAL_STEPS = 10
+
+_CHAIN = ", ".join(f"s{i}" for i in range(TRIVIAL_STEPS))
+TRIVIAL_PY = "import mloop\n\n\n@mloop.step\ndef s0() -> int:\n    return 0\n" + "".join(
+    f"\n\n@mloop.step\ndef s{i}(s{i - 1}: int) -> int:\n    return s{i - 1} + 1\n"
+    for i in range(1, TRIVIAL_STEPS)) + (f'\n\nchain = mloop.Pipeline("chain", steps=[{_CHAIN}])\n'
+                                         'one = mloop.Pipeline("one", steps=[s0])\n')
+
+
+def trivial_dvc_yaml() -> str:
+    """The same chain as DVC stages, each a trivial ``python -c`` (read, add one, write)."""
+    lines = ["stages:"]
+    for i in range(TRIVIAL_STEPS):
+        read = f"int(open('o{i - 1}').read())" if i else "-1"
+        lines += [f"  s{i}:",
+                  f"    cmd: python -c \"open('o{i}', 'w').write(str({read} + 1))\""]
+        if i:
+            lines.append(f"    deps: [o{i - 1}]")
+        lines.append(f"    outs: [o{i}]")
+    return "\n".join(lines) + "\n"
+
+
+def _cpu() -> float:
+    """CPU seconds (user + system) of the reaped child processes of this one, so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def trivial_mloop(root: Path, mode: str, repeats: int, name: str = "chain"
+                  ) -> tuple[float, list[float], float]:
+    """Best wall time of ``mloop pipeline run chain --force`` in ``mode`` (warm or fresh),
+    the seconds of each step (engine-side, around the step's process) of that run, and the
+    least CPU time a run took in all its processes (every level waits for its children)."""
+    best: tuple[float, list[float]] | None = None
+    cpu = float("inf")
+    env = dict(ENV, MLOOP_STEP_PROCESSES=mode)
+    for _ in range(repeats):
+        start, cpu_start = time.perf_counter(), _cpu()
+        out = subprocess.run([str(BIN / "mloop"), "-q", "pipeline", "run", name, "--force",
+                              "--json"], cwd=root, capture_output=True, text=True, env=env,
+                             check=False)
+        elapsed = time.perf_counter() - start
+        cpu = min(cpu, _cpu() - cpu_start)
+        result = json.loads(out.stdout[out.stdout.index("{"):]) if "{" in out.stdout else {}
+        if out.returncode != 0 or result.get("status") != "succeeded":
+            raise RuntimeError(f"mloop pipeline run chain ({mode}) failed:\n{out.stdout[-2000:]}"
+                               f"\n{out.stderr[-3000:]}")
+        ran = [s["seconds"] for s in result["steps"] if s["status"] == "ran"]
+        assert len(ran) == (TRIVIAL_STEPS if name == "chain" else 1), f"{mode}: {len(ran)} ran"
+        if best is None or elapsed < best[0]:
+            best = (elapsed, ran)
+    assert best is not None
+    return best[0], best[1], cpu
+
+
+def trivial_dvc(root: Path, repeats: int) -> tuple[float, float]:
+    root.mkdir(parents=True)
+    run(["git", "init", "-q"], root)
+    run([str(BIN / "dvc"), "init", "-q"], root)
+    run([str(BIN / "dvc"), "config", "core.analytics", "false"], root)
+    (root / "dvc.yaml").write_text(trivial_dvc_yaml())
+    run([str(BIN / "dvc"), "repro"], root)  # warm-up
+    times, cpu = [], float("inf")
+    for _ in range(repeats):
+        cpu_start = _cpu()
+        elapsed, out = run([str(BIN / "dvc"), "repro", "--force"], root)
+        cpu = min(cpu, _cpu() - cpu_start)
+        ran = len(re.findall(r"^Running stage", out, re.M))
+        assert ran == TRIVIAL_STEPS, f"dvc repro --force ran {ran} stages"
+        times.append(elapsed)
+    assert (root / f"o{TRIVIAL_STEPS - 1}").read_text() == str(TRIVIAL_STEPS - 1)
+    return min(times), cpu
+
+
+def trivial(base: Path, with_peer: bool, repeats: int) -> None:
+    """(d): a chain of 10 trivial Python steps, warm step processes vs a fresh interpreter
+    per step (the mode before warm processes), and DVC's 10 ``python -c`` stages."""
+    root = base / "trivial"
+    root.mkdir()
+    run([str(BIN / "mloop"), "-q", "init", "."], root)
+    (root / "pipelines.py").write_text(TRIVIAL_PY)
+    for mode in ("warm", "fresh"):  # compiles what each one runs
+        trivial_mloop(root, mode, 1)
+    warm, warm_steps, warm_cpu = trivial_mloop(root, "warm", repeats)
+    fresh, fresh_steps, fresh_cpu = trivial_mloop(root, "fresh", repeats)
+    # the CPU a step adds: the 10-step run against the same run with its first step only
+    step_cpu = {mode: (cpu - trivial_mloop(root, mode, repeats, "one")[2]) / (TRIVIAL_STEPS - 1)
+                for mode, cpu in (("warm", warm_cpu), ("fresh", fresh_cpu))}
+    peer = trivial_dvc(base / "trivial-dvc", repeats) if with_peer else None
+    per_warm = sorted(warm_steps[1:])[len(warm_steps[1:]) // 2]
+    per_fresh = sorted(fresh_steps[1:])[len(fresh_steps[1:]) // 2]
+    print()
+    print(f"(d) {TRIVIAL_STEPS} trivial Python steps in a chain, `mloop pipeline run --force`, "
+          f"best of {repeats} (CPU: all processes of a run, least of {repeats}):")
+    print(f"  mloop, warm step processes      {warm:>7.3f} s  CPU {warm_cpu:>6.2f} s   first step "
+          f"(starts the run's warm process) {warm_steps[0]:.3f} s, the others "
+          f"{per_warm * 1000:.0f} ms each (median; goal ≤ 100 ms: "
+          f"{'met' if per_warm <= 0.1 else 'NOT met'})")
+    print(f"  mloop, a fresh interpreter/step {fresh:>7.3f} s  CPU {fresh_cpu:>6.2f} s   first "
+          f"step {fresh_steps[0]:.3f} s, the others {per_fresh * 1000:.0f} ms each (median)")
+    ratio = fresh / warm
+    print(f"  warm is {ratio:.1f}x faster than fresh (goal ≥ 5x: "
+          f"{'met' if ratio >= 5 else 'NOT met'}), per step {per_fresh / per_warm:.0f}x; "
+          f"{fresh_cpu / warm_cpu:.1f}x less CPU")
+    print(f"  CPU a step adds (10 steps against 1, all processes): warm "
+          f"{step_cpu['warm'] * 1000:.0f} ms, fresh {step_cpu['fresh'] * 1000:.0f} ms "
+          "(about the wall time per step on an idle machine)")
+    if peer is not None:
+        print(f"  DVC, `dvc repro --force` of {TRIVIAL_STEPS} `python -c` stages {peer[0]:>7.3f} s"
+              f"  CPU {peer[1]:>6.2f} s   mloop warm is {peer[0] / warm:.1f}x faster, "
+              f"fresh {peer[0] / fresh:.1f}x")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -242,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=1.0, help="CPU work per stage")
     parser.add_argument("--cores", type=int, default=2, help="CPUs both tools may use")
     parser.add_argument("--profile", action="store_true", help="profile mloop's no-op re-run")
+    parser.add_argument("--only", choices=["stages", "steps"],
+                        help="only the shell stages (a-c) or the trivial Python steps (d)")
     args = parser.parse_args(argv)
     if args.smoke:
         args.seconds = 0.02
@@ -250,10 +375,15 @@ def main(argv: list[str] | None = None) -> int:
         print("DVC is not installed (pip install dvc): peer skipped.")
     cpus = sorted(os.sched_getaffinity(0))[: args.cores]
     os.sched_setaffinity(0, cpus)  # inherited by both tools and every stage they start
+    repeats = 1 if args.smoke else 3
+    if args.only == "steps":
+        with tempfile.TemporaryDirectory(prefix="mloop-pipelines-bench-") as tmp:
+            ENV["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
+            trivial(Path(tmp), with_peer, repeats)
+        return 0
     rounds = calibrate(args.seconds)
     print(f"10 stages (1 source → {BRANCHES} branches × 2 → 1 merge), ~{args.seconds:g} s of "
           f"CPU each ({rounds} SHA-256 rounds over 1 MiB); {len(cpus)} CPUs")
-    repeats = 1 if args.smoke else 3
     with tempfile.TemporaryDirectory(prefix="mloop-pipelines-bench-") as tmp:
         base = Path(tmp)
         ENV["PYTHONPYCACHEPREFIX"] = str(base / "pycache")
@@ -278,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
         print(line("python start-up alone (for scale)", start, None))
         if args.profile:
             profile(base / "mloop", ours["noop"], start)
+        if args.only is None:
+            trivial(base, with_peer, repeats)
     return 0
 
 

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
     ("serving.py", ["mloop serve, 1 row", "mloop serve --engine onnx, 1 row"]),
     ("monitoring.py", ["(a) mloop method='evidently'", "(d) false alarms",
                        "(e) the prediction log"]),
-    ("pipelines.py", ["(a) first run, 10 stages", "(b) no-op re-run", "(c) re-run after"]),
+    ("pipelines.py", ["(a) first run, 10 stages", "(b) no-op re-run", "(c) re-run after",
+                      "(d) 10 trivial Python steps", "warm is"]),
 ])
 def test_bench_smoke(tmp_path, script, expected):
     out = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--smoke", "--no-peer"],

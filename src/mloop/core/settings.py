@@ -118,6 +118,10 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("pipeline_modules", "pipelines", "modules", _names, (),
                 "modules (importable names or .py paths relative to the project) that define "
                 "pipelines, besides pipelines.py at the project root"),
+    SettingSpec("step_processes", "pipelines", "step_processes", _choice("warm", "fresh"),
+                "warm", "how the local executor starts a Python step: warm (forked from a "
+                "process of the run that imported mloop and the pipeline modules once) or "
+                "fresh (a new interpreter per step)"),
     SettingSpec("feedback_max_items", "serving", "feedback_max_items", _positive(int), 10_000,
                 "most labels one POST /api/v1/feedback request may carry (413 above)"),
     SettingSpec("feedback_max_label_bytes", "serving", "feedback_max_label_bytes",

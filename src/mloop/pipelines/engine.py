@@ -218,14 +218,14 @@ class _Tracking:
     @property
     def heartbeat(self) -> Any:
         """The process's heartbeat (it keeps the pipeline run and the parent run alive)."""
-        from mloop.tracking.fluent import tracker_for
+        from mloop.tracking.tracker import tracker_for
 
         return tracker_for(self.project).heartbeat
 
     def child(self, step: str, params: dict[str, Any]) -> str:
         from mloop import lineage
         from mloop.tracking import records
-        from mloop.tracking.fluent import tracker_for
+        from mloop.tracking.tracker import tracker_for
 
         tracker = tracker_for(self.project)
         tags = {"mloop.pipeline": self.run.pipeline, "mloop.pipeline_run": self.run.id}
@@ -248,8 +248,8 @@ class _Tracking:
         if self.parent is None:
             return
         from mloop.tracking import records
-        from mloop.tracking.fluent import tracker_for
         from mloop.tracking.model import RunStatus
+        from mloop.tracking.tracker import tracker_for
 
         tracker_for(self.project).disown(self.parent.id)  # before the end is written
         store = self.project.store
@@ -283,7 +283,8 @@ def run_pipeline(project: Project, pipeline: Pipeline, *, inputs: Mapping[str, A
     lock = _lock(project, pipeline.name)
     procs = StepProcesses()
     try:
-        runner = open_executor(executor, scheduler, project, procs)
+        runner = open_executor(executor, scheduler, project, procs, python_steps=any(
+            s.kind != "shell" for s in pipeline.steps.values()))
         run = PipelineRun(new_id(), pipeline.name, "running", {n: StepResult(n) for n in order},
                           started_at=now_ms(), trigger=trigger)
         # the params as the steps take them (--param n=3 is recorded as the int 3)

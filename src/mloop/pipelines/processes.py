@@ -1,7 +1,8 @@
 """Step processes that do not outlive their pipeline run.
 
 Each step (a Python step's ``mloop.pipelines.task`` process, a stage's shell command)
-runs under :mod:`.guard` in a session of its own, so the step and everything it starts
+runs under :mod:`.guard` (or, forked from the run's warm process, under the guard of
+:mod:`.zygote`) in a session of its own, so the step and everything it starts
 die with the engine — also when the engine is killed with SIGKILL — and
 :meth:`StepProcesses.stop` ends the running steps at once on Ctrl-C or an engine
 failure. Steps run in their own sessions, so a Ctrl-C in the terminal reaches the engine
@@ -39,6 +40,7 @@ class StepProcesses:
 
     def __init__(self) -> None:
         self._live: set[subprocess.Popen[bytes]] = set()
+        self._groups: set[int] = set()  # process groups started elsewhere (warm steps)
         self._lock = threading.Lock()
         self._stopped = False
 
@@ -65,15 +67,35 @@ class StepProcesses:
             with self._lock:
                 self._live.discard(proc)
 
+    def watch(self, group: int) -> bool:
+        """Kill process group ``group`` on :meth:`stop` too (a step the warm process of
+        the run forked, or that process); False, and the group is killed now, when the
+        run is already stopping."""
+        with self._lock:
+            if not self._stopped:
+                self._groups.add(group)
+                return True
+        _kill_group(group)
+        return False
+
+    def unwatch(self, group: int) -> None:
+        """The group ended (or is someone else's concern now)."""
+        with self._lock:
+            self._groups.discard(group)
+
     def stop(self) -> None:
         """Kill every running step with all its processes; later :meth:`run` calls are
         refused (the run is ending)."""
         with self._lock:
             self._stopped = True
-            live = list(self._live)
-        for proc in live:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            groups = [proc.pid for proc in self._live] + list(self._groups)
+        for group in groups:
+            _kill_group(group)
+
+
+def _kill_group(group: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, signal.SIGKILL)
 
 
 def _owner_tag() -> str:

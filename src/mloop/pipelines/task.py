@@ -1,4 +1,4 @@
-"""One step, executed where the executor puts it: a fresh process or a Dask worker.
+"""One step, executed where the executor puts it: a process of its own or a Dask worker.
 
 ``python -m mloop.pipelines.task TASK RESULT`` reads a task (the step's function,
 pickled; its inputs as stored values; its params; the tracking run to resume), runs the
@@ -15,13 +15,17 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mloop.core.redact import redact
 
+if TYPE_CHECKING:
+    from mloop.project import Project
 
-def execute(task: dict[str, Any]) -> dict[str, Any]:
-    """Run the task in this process; never raises (the error is in the result)."""
+
+def execute(task: dict[str, Any], project: Project | None = None) -> dict[str, Any]:
+    """Run the task in this process (in ``project``, default: the project at the task's
+    root, opened here); never raises (the error is in the result)."""
     from mloop.pipelines import values
     from mloop.project import Project, set_project
 
@@ -29,7 +33,7 @@ def execute(task: dict[str, Any]) -> dict[str, Any]:
     root = task["root"]
     if root not in sys.path:
         sys.path.insert(0, root)  # the project's own modules import as they do at home
-    project = Project.open(root)
+    project = project or Project.open(root)
     set_project(project)
     try:
         fn = pickle.loads(task["fn"])
@@ -63,11 +67,11 @@ def execute(task: dict[str, Any]) -> dict[str, Any]:
                 "seconds": time.perf_counter() - start}
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, project: Project | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     task_path, result_path = Path(args[0]), Path(args[1])
     task = pickle.loads(task_path.read_bytes())
-    result = execute(task)
+    result = execute(task, project)
     if not result["ok"]:
         print(result["traceback"], file=sys.stderr, flush=True)
     tmp = result_path.with_name(f".{result_path.name}.tmp")
