@@ -102,9 +102,10 @@ def _unnamed() -> Iterator[None]:
 
 def _answers_matrix(loaded: Any, rows: Any, pred: np.ndarray, proba: np.ndarray | None
                     ) -> bool:
-    """Whether ``loaded`` answers the float64 matrix of the frame ``rows`` exactly as it
-    answered the frame (``pred``, ``proba``): only for all-float64 tables whose model
-    was fitted with these column names in this order (or none)."""
+    """Whether ``loaded`` answers the float64 matrix of the frame ``rows`` as it answered
+    the frame (``pred`` equal, ``proba`` within 1e-9: a frame's values reach the model in
+    another memory order, so sums may differ in the last bit): only for all-float64
+    tables whose model was fitted with these column names in this order (or none)."""
     signature = loaded.signature
     if signature.kind != "table" or any(d != "float64" for _, d in signature.columns):
         return False
@@ -115,8 +116,9 @@ def _answers_matrix(loaded: Any, rows: Any, pred: np.ndarray, proba: np.ndarray 
     try:
         with _unnamed():
             same = np.array_equal(np.asarray(loaded.model.predict(values)), pred)
-            if same and proba is not None:
-                same = np.array_equal(np.asarray(loaded.model.predict_proba(values)), proba)
+            if same and proba is not None:  # the same sums in another memory order
+                same = np.allclose(np.asarray(loaded.model.predict_proba(values)), proba,
+                                   rtol=1e-9, atol=1e-12)
     except Exception:  # e.g. a ColumnTransformer that selects columns by name
         return False
     return bool(same)

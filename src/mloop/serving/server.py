@@ -102,7 +102,7 @@ class ServeConfig:
     max_batch_delay_ms: float = 0.0
     max_queue: int = 1024
     max_body_bytes: int = 16 << 20
-    engine: str | None = None
+    engine: str | None = None  # None: the [serving] engine setting (auto)
     log_predictions: bool = True
     monitor_every: float = 60.0  # seconds between drift/performance checks; 0: none
     security: Security = field(default_factory=Security)  # Host, Origin, token, JSON checks
@@ -189,7 +189,8 @@ def create_app(config: ServeConfig) -> Any:
         for uri in config.models:
             start = time.perf_counter()
             version = get_version(project, uri)
-            loaded = load_model(project, version.uri, engine=config.engine,
+            loaded = load_model(project, version.uri,
+                                engine=config.engine or project.settings.serve_engine,
                                 allow_pickle=config.allow_pickle)
             example = loaded.manifest.get("input_example")
             frame = None
@@ -409,7 +410,8 @@ def create_app(config: ServeConfig) -> Any:
 
         return _json({
             "name": "mloop", "version": __version__, "extensions": ["binary_tensor_data"],
-            "models": [{"name": s.name, "version": str(s.version), "uri": s.uri}
+            "models": [{"name": s.name, "version": str(s.version), "uri": s.uri,
+                        "engine": s.loaded.engine}
                        for versions in state["models"].values() for s in versions]})
 
     @app.get("/v2/models/{name}")
