@@ -4,7 +4,8 @@ For a scikit-learn pipeline (StandardScaler + LogisticRegression) and a RandomFo
 100 trees, each registered in both tools:
 
 (a) cold: a fresh Python process imports the tool, loads ``models:/NAME/1`` and
-    predicts one row (best of 3 processes; the whole process wall time);
+    predicts one row (the median of 3 processes, each measured from its first line
+    to its prediction; the tools alternate, so load on the machine hits both alike);
 (b) warm: the median latency of one-row ``predict`` calls on a loaded model, for
     mloop's native (scikit-learn) and ONNX engines and for MLflow's pyfunc.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import statistics
 import subprocess
 import sys
@@ -55,15 +57,21 @@ def models() -> dict[str, Any]:
             "forest": RandomForestClassifier(100, random_state=0)}
 
 
-def cold(code: str, cwd: Path, row_json: str, repeats: int) -> float:
-    best = float("inf")
+def cold_once(code: str, cwd: Path, row_json: str) -> float:
+    out = subprocess.run([sys.executable, "-c", code, row_json], cwd=cwd, check=False,
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"The cold-load process failed:\n{out.stderr}")
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def colds(runs: dict[str, tuple[str, Path]], row_json: str, repeats: int) -> dict[str, float]:
+    """The median cold time of each (code, cwd), taking turns: run 1 of each, then 2 …"""
+    times: dict[str, list[float]] = {key: [] for key in runs}
     for _ in range(repeats):
-        out = subprocess.run([sys.executable, "-c", code, row_json], cwd=cwd, check=False,
-                             capture_output=True, text=True)
-        if out.returncode != 0:
-            raise SystemExit(f"The cold-load process failed:\n{out.stderr}")
-        best = min(best, float(out.stdout.strip().splitlines()[-1]))
-    return best
+        for key, (code, cwd) in runs.items():
+            times[key].append(cold_once(code, cwd, row_json))
+    return {key: statistics.median(values) for key, values in times.items()}
 
 
 def warm(model: Any, row: Any, calls: int) -> float:
@@ -130,10 +138,10 @@ def main(argv: list[str] | None = None) -> int:
             with mloop.start_run(experiment="bench", project=project):
                 mloop.log_model(model, input_example=X[:20], registered_name=name)
             r = results[name] = {}
-            r["cold"] = cold(COLD.format(load=MLOOP_LOAD.format(name=name, engine="")),
-                             ours_root, row_json, repeats)
-            r["cold_onnx"] = cold(COLD.format(load=MLOOP_LOAD.format(
-                name=name, engine=', engine="onnx"')), ours_root, row_json, repeats)
+            runs = {"cold": (COLD.format(load=MLOOP_LOAD.format(
+                        name=name, engine=', engine="native"')), ours_root),
+                    "cold_onnx": (COLD.format(load=MLOOP_LOAD.format(
+                        name=name, engine=', engine="onnx"')), ours_root)}
             r["warm"] = warm(mloop.load_model(f"models:/{name}/1"), row, calls)
             r["warm_onnx"] = warm(mloop.load_model(f"models:/{name}/1", engine="onnx"), row,
                                   calls)
@@ -145,12 +153,14 @@ def main(argv: list[str] | None = None) -> int:
                     mlflow.sklearn.log_model(model, name="model", input_example=X[:20],
                                              registered_model_name=name,
                                              skops_trusted_types=trusted)
-                r["mlflow_cold"] = cold(COLD.format(load=MLFLOW_LOAD.format(uri=uri, name=name)),
-                                        base, row_json, repeats)
+                runs["mlflow_cold"] = (COLD.format(load=MLFLOW_LOAD.format(uri=uri, name=name)),
+                                       base)
                 r["mlflow_warm"] = warm(mlflow.pyfunc.load_model(f"models:/{name}/1"), row,
                                         calls)
+            r.update(colds(runs, row_json, repeats))
         project.close()
-    print(f"breast-cancer (30 features); warm = median of {calls:,} one-row predicts")
+    print(f"breast-cancer (30 features); cold = median of {repeats} fresh processes; warm = "
+          f"median of {calls:,} one-row predicts; load average {os.getloadavg()[0]:.2f}")
     for name, r in results.items():
         print(f"\n{name}")
         print(line("cold: import + load + first prediction", r["cold"], r.get("mlflow_cold"),

@@ -1,13 +1,22 @@
-"""REST serving, mloop vs a bare FastAPI endpoint and ``mlflow models serve``, in one run.
+"""REST serving, mloop vs two FastAPI baselines and ``mlflow models serve``, in one run.
 
 The same breast-cancer LogisticRegression pipeline is served by each, on 127.0.0.1, with
 the server pinned to core 0 and this load generator (aiohttp, asyncio) to core 1 where
 the machine allows. Each server gets CONCURRENCY connections for SECONDS of single-row
 requests; mloop also takes 100-row requests. Printed: requests/s, p50/p99 latency,
-requests per server CPU-second (the server process's user+system time), and the cold
-start (launch to ready).
+requests per server CPU-second (the server process's user+system time from
+/proc/PID/stat), and the cold start (launch to ready).
 
-Usage: python bench/serving.py [--smoke] [--no-peer] [--seconds 20] [--concurrency 16]
+Baselines: "bare" is the leanest server that can answer the Open Inference Protocol: a
+FastAPI + uvicorn app that loads the model with joblib and answers
+``POST /v2/models/{name}/infer`` with ``predict_proba`` on the tensor as sent (no
+validation, no logging, no metrics). "rich" answers ``POST /predict`` with records,
+built into a DataFrame and predicted (what a hand-written service usually is). mloop
+gets the same V2 body as "bare" (engines native, onnx and auto) and the records body
+as "rich"; the ratios against both, and against MLflow, are printed.
+
+Usage: python bench/serving.py [--smoke] [--no-peer] [--rest-only] [--seconds 20]
+                               [--concurrency 16]
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from typing import Any
 
 BIN = Path(sys.executable).parent
 
-BARE = textwrap.dedent("""
+RICH = textwrap.dedent("""
     import sys, joblib, numpy as np, pandas as pd
     from fastapi import FastAPI, Request
     model = joblib.load(sys.argv[1])
@@ -49,6 +58,40 @@ BARE = textwrap.dedent("""
     import uvicorn
     uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
 """)
+
+# The lean V2 server: the tensor goes to predict_proba as it came (an array; the
+# pipeline's feature names are not checked, and its warning about them is silenced).
+BARE = textwrap.dedent("""
+    import sys, warnings, joblib, numpy as np
+    from fastapi import FastAPI, Request
+    warnings.simplefilter("ignore")
+    model = joblib.load(sys.argv[1])
+    app = FastAPI()
+
+    @app.get("/v2/health/ready")
+    def ready():
+        return {"ready": True}
+
+    @app.post("/v2/models/{name}/infer")
+    async def infer(name: str, request: Request):
+        body = await request.json()
+        tensor = body["inputs"][0]
+        rows = np.asarray(tensor["data"], dtype=np.float64).reshape(tensor["shape"])
+        proba = model.predict_proba(rows)
+        return {"model_name": name, "outputs": [{
+            "name": "predict_proba", "datatype": "FP64", "shape": list(proba.shape),
+            "data": proba.ravel().tolist()}]}
+
+    import uvicorn
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+""")
+
+
+def v2_body(X: Any) -> bytes:
+    """One V2 infer request: the rows of ``X`` as one FP64 tensor [n, k]."""
+    return json.dumps({"inputs": [{"name": "input", "shape": list(X.shape), "datatype": "FP64",
+                                   "data": X.to_numpy().ravel().tolist()}],
+                       "outputs": [{"name": "predict_proba"}]}).encode()
 
 
 def free_port() -> int:
@@ -136,12 +179,13 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument("--rest-only", action="store_true",
+                        help="skip the batch-scoring and async-job lines")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args(argv)
     if args.smoke:
         args.seconds, args.concurrency = 1.0, 4
-    import joblib
     from sklearn.datasets import load_breast_cancer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -152,9 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     pin(0, 1)  # this process: the load generator
     X, y = load_breast_cancer(return_X_y=True, as_frame=True)
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
-    one = json.dumps({"records": X[:1].to_dict(orient="records")}).encode()
-    hundred = json.dumps({"records": X[:100].to_dict(orient="records")}).encode()
-    results = []
+    bodies = {"1 row": json.dumps({"records": X[:1].to_dict(orient="records")}).encode(),
+              "100 rows": json.dumps({"records": X[:100].to_dict(orient="records")}).encode(),
+              "V2 1 row": v2_body(X[:1])}
+    results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="mloop-serving-bench-") as tmp:
         base = Path(tmp)
         project = mloop.init(base / "mloop")
@@ -162,69 +207,105 @@ def main(argv: list[str] | None = None) -> int:
             mloop.log_model(model, input_example=X[:5], registered_name="churn")
         project.close()
         servers: list[subprocess.Popen[bytes]] = []
-
-        def mloop_server(*flags: str) -> tuple[subprocess.Popen[bytes], str, float]:
-            """Start `mloop serve` with ``flags``; (process, /predict URL, cold start)."""
-            port = free_port()
-            proc = subprocess.Popen([str(BIN / "mloop"), "serve", "models:/churn/1", "--port",
-                                     str(port), *flags], cwd=base / "mloop",
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            servers.append(proc)
-            pin(proc.pid, 0)
-            cold = wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc)
-            return proc, f"http://127.0.0.1:{port}/predict", cold
-
         try:
-            for flags, label, bodies in (((), "mloop serve", (("1 row", one),
-                                                             ("100 rows", hundred))),
-                                         (("--no-log",), "mloop serve --no-log",
-                                          (("1 row", one),)),
-                                         (("--engine", "onnx"), "mloop serve --engine onnx",
-                                          (("1 row", one),))):
-                proc, url, cold = mloop_server(*flags)
-                for rows, body in bodies:
-                    results.append(measure(f"{label}, {rows}", proc, url, body, args.seconds,
-                                           args.concurrency, cold))
-                proc.terminate()
-                proc.wait(timeout=30)
+            results += mloop_runs(base, servers, bodies, args)
             if not args.no_peer:
-                joblib.dump(model, base / "model.joblib")
-                (base / "bare.py").write_text(BARE)
-                port = free_port()
-                bare = subprocess.Popen([sys.executable, str(base / "bare.py"),
-                                         str(base / "model.joblib"), str(port)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                servers.append(bare)
-                pin(bare.pid, 0)
-                cold = wait_ready(f"http://127.0.0.1:{port}/ready", bare)
-                results.append(measure("bare FastAPI + uvicorn, 1 row", bare,
-                                       f"http://127.0.0.1:{port}/predict", one, args.seconds,
-                                       args.concurrency, cold))
-                results += mlflow_run(base, model, X, one, args)
+                results += baseline_runs(base, servers, model, bodies, args)
+                results += mlflow_run(base, model, X, bodies["1 row"], args)
         finally:
             for p in servers:
-                p.terminate()
-                p.wait(timeout=30)
-    print(precompute_line(model, X, 20_000 if args.smoke else 500_000))
-    for broker in ("sqlite", "redis://127.0.0.1:6379/14"):
-        print(async_line(model, X, broker, 200 if args.smoke else 5_000))
-    print(f"concurrency {args.concurrency}, {args.seconds:.0f} s per measurement; server on "
-          "core 0, load generator on core 1")
-    for r in results:
-        print(f"{r['name']:<34} {r['rps']:8.0f} req/s  p50 {r['p50']:7.1f} ms  p99 "
-              f"{r['p99']:7.1f} ms  {r['per_cpu']:7.0f} req/CPU-s  cold start {r['cold']:.1f} s")
-    by = {r["name"]: r for r in results}
-    logged, unlogged = by["mloop serve, 1 row"], by["mloop serve --no-log, 1 row"]
-    print(f"prediction logging costs {1 - logged['rps'] / unlogged['rps']:.1%} of "
-          "throughput")
-    for mine in ("mloop serve, 1 row", "mloop serve --engine onnx, 1 row"):
-        ours = by[mine]
-        for peer in ("bare FastAPI + uvicorn, 1 row", "mlflow models serve, 1 row"):
-            if peer in by:
-                print(f"{mine.split(',')[0]} / {peer.split(',')[0]}: "
-                      f"{ours['per_cpu'] / by[peer]['per_cpu']:.2f}x req/CPU-s, "
-                      f"p99 {ours['p99'] / by[peer]['p99']:.2f}x")
+                if p.poll() is None:
+                    p.terminate()
+                    p.wait(timeout=30)
+    if not args.rest_only:
+        print(precompute_line(model, X, 20_000 if args.smoke else 500_000))
+        for broker in ("sqlite", "redis://127.0.0.1:6379/14"):
+            print(async_line(model, X, broker, 200 if args.smoke else 5_000))
+    report(results, args)
     return 0
+
+
+MLOOP_RUNS = (  # flags, label, the bodies it answers
+    ((), "mloop serve", ("V2 1 row", "1 row", "100 rows")),
+    (("--no-log",), "mloop serve --no-log", ("V2 1 row",)),
+    (("--engine", "onnx"), "mloop serve --engine onnx", ("V2 1 row",)),
+    (("--engine", "native"), "mloop serve --engine native", ("V2 1 row",)),
+)
+
+
+def mloop_runs(base: Path, servers: list[subprocess.Popen[bytes]], bodies: dict[str, bytes],
+               args: Any) -> list[dict[str, Any]]:
+    """Each `mloop serve` configuration, started cold, then measured."""
+    out = []
+    for flags, label, wanted in MLOOP_RUNS:
+        port = free_port()
+        proc = subprocess.Popen([str(BIN / "mloop"), "serve", "models:/churn/1", "--port",
+                                 str(port), *flags], cwd=base / "mloop",
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        servers.append(proc)
+        pin(proc.pid, 0)
+        cold = wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc)
+        for rows in wanted:
+            url = (f"http://127.0.0.1:{port}/v2/models/churn/infer" if rows.startswith("V2")
+                   else f"http://127.0.0.1:{port}/predict")
+            out.append(measure(f"{label}, {rows}", proc, url, bodies[rows], args.seconds,
+                               args.concurrency, cold))
+        proc.terminate()
+        proc.wait(timeout=30)
+    return out
+
+
+def baseline_runs(base: Path, servers: list[subprocess.Popen[bytes]], model: Any,
+                  bodies: dict[str, bytes], args: Any) -> list[dict[str, Any]]:
+    """The bare V2 app and the rich /predict app, each started cold, then measured."""
+    import joblib
+
+    joblib.dump(model, base / "model.joblib")
+    out = []
+    for label, code, ready, route, rows in (
+            ("bare FastAPI V2", BARE, "/v2/health/ready", "/v2/models/churn/infer",
+             "V2 1 row"),
+            ("rich FastAPI /predict", RICH, "/ready", "/predict", "1 row")):
+        (base / "app.py").write_text(code)
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, str(base / "app.py"),
+                                 str(base / "model.joblib"), str(port)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        servers.append(proc)
+        pin(proc.pid, 0)
+        cold = wait_ready(f"http://127.0.0.1:{port}{ready}", proc)
+        out.append(measure(f"{label}, {rows}", proc, f"http://127.0.0.1:{port}{route}",
+                           bodies[rows], args.seconds, args.concurrency, cold))
+        proc.terminate()
+        proc.wait(timeout=30)
+    return out
+
+
+def report(results: list[dict[str, Any]], args: Any) -> None:
+    """Every measurement, then mloop's ratios to each baseline (same run)."""
+    print(f"concurrency {args.concurrency}, {args.seconds:.0f} s per measurement; server on "
+          f"core 0, load generator on core 1; load average {os.getloadavg()[0]:.2f}")
+    for r in results:
+        print(f"{r['name']:<36} {r['rps']:8.0f} req/s  p50 {r['p50']:7.1f} ms  p99 "
+              f"{r['p99']:7.1f} ms  {r['per_cpu']:7.0f} req/CPU-s  cold start {r['cold']:.2f} s")
+    by = {r["name"]: r for r in results}
+    logged, unlogged = by["mloop serve, V2 1 row"], by["mloop serve --no-log, V2 1 row"]
+    print(f"prediction logging costs {1 - logged['per_cpu'] / unlogged['per_cpu']:.1%} of "
+          "requests per CPU-second")
+    pairs = [(f"{mine}, V2 1 row", "bare FastAPI V2, V2 1 row")
+             for mine in ("mloop serve", "mloop serve --engine native",
+                          "mloop serve --engine onnx")]
+    pairs += [("mloop serve, 1 row", "rich FastAPI /predict, 1 row")]
+    pairs += [(f"{mine}, V2 1 row", "mlflow models serve, 1 row")
+              for mine in ("mloop serve", "mloop serve --engine native",
+                           "mloop serve --engine onnx")]
+    for mine, peer in pairs:
+        if mine in by and peer in by:
+            ours, theirs = by[mine], by[peer]
+            print(f"{mine.split(',')[0]:<28} / {peer.split(',')[0]:<22}: "
+                  f"{ours['per_cpu'] / theirs['per_cpu']:.2f}x req/CPU-s, "
+                  f"p99 {ours['p99'] / theirs['p99']:.2f}x, "
+                  f"cold start {ours['cold']:.2f} s vs {theirs['cold']:.2f} s")
 
 
 def precompute_line(model: Any, X: Any, rows: int) -> str:
@@ -291,6 +372,7 @@ def async_line(model: Any, X: Any, broker: str, jobs: int) -> str:
 
 
 def mlflow_run(base: Path, model: Any, X: Any, one: bytes, args: Any) -> list[dict[str, Any]]:
+    """``mlflow models serve`` (one worker) answering MLflow's scoring form."""
     try:
         import mlflow
         import mlflow.sklearn

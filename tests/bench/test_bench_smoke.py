@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
     ("data.py", ["cache growth / appended bytes", "mloop --help"]),
     ("registry.py", ["cold: import + load", "warm one-row predict, ONNX engine"]),
     ("evaluation.py", ["(a) fairness over 20,000 predictions", "(b) default suite"]),
-    ("serving.py", ["mloop serve, 1 row", "mloop serve --engine onnx, 1 row"]),
+    ("serving.py", ["mloop serve, 1 row", "mloop serve --engine onnx, V2 1 row"]),
     ("monitoring.py", ["(a) mloop method='evidently'", "(d) false alarms",
                        "(e) the prediction log"]),
     ("pipelines.py", ["(a) first run, 10 stages", "(b) no-op re-run", "(c) re-run after",

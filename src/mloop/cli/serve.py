@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 @click.option("--max-body-mb", type=click.FloatRange(min=0.001), default=16.0,
               show_default=True, help="Largest request body accepted (413 above).")
 @click.option("--engine", type=click.Choice(["native", "onnx", "auto"]),
-              help="How models predict (default: the project's models.engine setting).")
+              help="How models predict: auto (the verified ONNX twin when there is one), "
+              "native (the model's own library) or onnx. Default: the [serving] engine "
+              "setting, auto.")
 @click.option("--no-log", is_flag=True, help="Do not log predictions for monitoring.")
 @click.option("--allow-pickle", is_flag=True, help="Load models saved as pickles (joblib), "
               "which run code when loaded: only models you trust. Without it they are "
@@ -82,7 +84,8 @@ def serve(models: tuple[str, ...], host: str, port: int, workers: int, max_batch
     from mloop.registry.models import check_model
 
     for ref in models:  # refuse a missing or unsafe model before announcing anything
-        check_model(project, ref, engine=engine, allow_pickle=config.allow_pickle)
+        check_model(project, ref, engine=engine or project.settings.serve_engine,
+                    allow_pickle=config.allow_pickle)
     echo(f"Serving {', '.join(models)} on http://{host}:{port} (Ctrl-C to stop)",
          err=True)
     run(config, host=host, port=port, workers=workers)
@@ -126,10 +129,10 @@ def _preflight(project: Any, models: tuple[str, ...], engine: str | None, host: 
     from mloop.errors import InvalidInputError
     from mloop.registry.models import get_version
 
-    chosen = engine or project.settings.model_engine
+    chosen = engine or project.settings.serve_engine
     for ref in models:
         version = get_version(project, ref)  # NotFoundError (exit 3) names what is missing
-        if chosen == "native":
+        if chosen != "onnx":  # auto serves natively where the twin cannot run
             continue
         has_twin = bool(json.loads(project.objects.get_bytes(version.manifest)).get("onnx"))
         if chosen == "onnx" and not has_twin:

@@ -122,6 +122,10 @@ SPECS: tuple[SettingSpec, ...] = (
                 "warm", "how the local executor starts a Python step: warm (forked from a "
                 "process of the run that imported mloop and the pipeline modules once) or "
                 "fresh (a new interpreter per step)"),
+    SettingSpec("serve_engine", "serving", "engine", _choice("native", "onnx", "auto"), "auto",
+                "how mloop serve predicts by default: auto (the verified ONNX twin when there "
+                "is one and onnxruntime is installed, else the model's own library), native "
+                "or onnx; see docs/serving.md for the measurements behind the default"),
     SettingSpec("feedback_max_items", "serving", "feedback_max_items", _positive(int), 10_000,
                 "most labels one POST /api/v1/feedback request may carry (413 above)"),
     SettingSpec("feedback_max_label_bytes", "serving", "feedback_max_label_bytes",
@@ -391,6 +395,7 @@ CONFIG_TEMPLATE = """\
 # (allow_pickle is a per-user setting: ~/.config/mloop/config.toml or MLOOP_ALLOW_PICKLE)
 
 [serving]
+# engine = "auto"                     # mloop serve: the verified ONNX twin when there is one
 # feedback_max_items = 10000          # labels per POST /api/v1/feedback
 # feedback_max_label_bytes = 65536    # largest label, as JSON
 # broker = "redis://host:6379/0"      # jobs of mloop.submit / mloop worker; default sqlite

@@ -502,6 +502,15 @@ class _Plan:
     allow_pickle: bool
 
 
+def _onnxruntime_installed() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("onnxruntime") is not None
+    except ValueError:  # present in sys.modules without a spec
+        return False
+
+
 def _plan(project: Project, uri: str, engine: str | None, trusted: list[str] | None,
           allow_pickle: bool | None) -> _Plan:
     engine = engine or project.settings.model_engine
@@ -513,8 +522,8 @@ def _plan(project: Project, uri: str, engine: str | None, trusted: list[str] | N
             not isinstance(manifest.get("flavor_meta", {}), dict):
         raise UnsafeModelError(f"Refused to load {source}: its manifest ({MANIFEST}) is not "
                                "one mloop wrote (no flavor, or no table of its details).")
-    if engine == "auto":
-        engine = "onnx" if manifest.get("onnx") else "native"
+    if engine == "auto":  # the twin when there is one and it can run here
+        engine = "onnx" if manifest.get("onnx") and _onnxruntime_installed() else "native"
     allow = bool(project.settings.allow_pickle if allow_pickle is None else allow_pickle)
     if engine == "onnx":
         if not manifest.get("onnx"):

@@ -50,6 +50,15 @@ class OnnxModel:
         out = self._run(data)[0]
         return out.ravel() if out.ndim == 2 and out.shape[1] == 1 else out
 
+    def predict_both(self, data: Any) -> tuple[Any, Any]:
+        """(labels, probabilities) from one run of the graph (it computes both anyway)."""
+        out = self._run(data)
+        if len(out) < 2:
+            raise InvalidInputError("This model gives no probabilities (it is not a "
+                                    "classifier).")
+        label = out[0]
+        return (label.ravel() if label.ndim == 2 and label.shape[1] == 1 else label), out[1]
+
     def predict_proba(self, data: Any) -> Any:
         out = self._run(data)
         if len(out) < 2:

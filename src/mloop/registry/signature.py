@@ -258,6 +258,23 @@ def _refuse_missing(frame: Any, signature: Signature, nullable: frozenset[str] |
         raise _missing(name, dtype, int(np.flatnonzero(holes[:, bad[0]])[0]))
 
 
+def refuse_missing_values(values: np.ndarray, signature: Signature,
+                          nullable: frozenset[str] | None) -> None:
+    """:func:`enforce`'s missing-value check for a float64 matrix whose columns are the
+    signature's (all float64), without building a frame: a :class:`ColumnError` for the
+    first column outside ``nullable`` (when given) holding a NaN."""
+    if nullable is None:
+        return
+    check = [i for i, (n, _) in enumerate(signature.columns) if n not in nullable]
+    if not check:
+        return
+    holes = np.isnan(values[:, check])
+    bad = np.flatnonzero(holes.any(axis=0))
+    if bad.size:
+        name, dtype = signature.columns[check[bad[0]]]
+        raise _missing(name, dtype, int(np.flatnonzero(holes[:, bad[0]])[0]))
+
+
 def _shown(names: list[str]) -> str:
     return ", ".join(map(repr, names[:5])) + (
         f" and {len(names) - 5} more" if len(names) > 5 else "")

@@ -49,8 +49,13 @@ Outcome = tuple[Any, Any] | BaseException
 def _merge(frames: list[Any]) -> Any:
     import pandas as pd
 
-    if isinstance(frames[0], pd.DataFrame):
-        return pd.concat(frames, ignore_index=True)
+    from mloop.serving.protocol import Rows
+
+    if all(isinstance(f, Rows) for f in frames):
+        return Rows(np.concatenate([f.values for f in frames]), frames[0].names)
+    if any(isinstance(f, pd.DataFrame) for f in frames):  # V2 matrices beside records
+        return pd.concat([f.to_frame() if isinstance(f, Rows) else f for f in frames],
+                         ignore_index=True)
     return np.concatenate([np.asarray(f) for f in frames])
 
 

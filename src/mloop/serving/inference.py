@@ -20,7 +20,8 @@ on gets 500 for that request alone (see ``batcher``).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +31,7 @@ from mloop.core.redact import get_logger
 from mloop.errors import InvalidInputError
 from mloop.registry.signature import MISSABLE, Signature, enforce
 from mloop.serving.batcher import MicroBatcher
-from mloop.serving.protocol import v2_datatype
+from mloop.serving.protocol import Rows, v2_datatype
 
 log = get_logger("mloop.serving")
 
@@ -52,6 +53,7 @@ class Traits:
 
     outputs: tuple[Output, ...]
     nullable: frozenset[str] | None
+    takes_matrix: bool = False  # answers a float64 matrix as it answers the frame
 
     @property
     def has_proba(self) -> bool:
@@ -62,16 +64,64 @@ class Traits:
         return {o.name: o.datatype for o in self.outputs}
 
 
-def predict_fn(loaded: Any, with_proba: bool) -> Predict:
-    """(rows, want probabilities) -> (predictions, probabilities or None)."""
+def predict_fn(loaded: Any, with_proba: bool, takes_matrix: bool = False) -> Predict:
+    """(rows, want probabilities) -> (predictions, probabilities or None).
+
+    :class:`~mloop.serving.protocol.Rows` go to the model as their matrix when the
+    warm-up showed it answers one as it answers the frame (``takes_matrix``), else as a
+    frame. The ONNX twin gives labels and probabilities from one run."""
     inner = loaded.model
     proba = getattr(inner, "predict_proba", None) if with_proba else None
+    both = getattr(inner, "predict_both", None) if with_proba else None
 
     def predict(rows: Any, want: bool) -> tuple[Any, Any]:
+        if isinstance(rows, Rows):
+            if not takes_matrix:
+                rows = rows.to_frame()
+            else:
+                with _unnamed():
+                    return predict(rows.values, want)
+        if both is not None and want:
+            pred, probabilities = both(rows)
+            return np.asarray(pred), np.asarray(probabilities)
         pred = np.asarray(inner.predict(rows))
         return pred, (np.asarray(proba(rows)) if proba is not None and want else None)
 
     return predict
+
+
+@contextmanager
+def _unnamed() -> Iterator[None]:
+    """Silence scikit-learn's note that a matrix has no column names: the warm-up showed
+    the model answers the matrix (columns in the signature's order, which are the names it
+    was fitted with) exactly as it answers the frame."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        yield
+
+
+def _answers_matrix(loaded: Any, rows: Any, pred: np.ndarray, proba: np.ndarray | None
+                    ) -> bool:
+    """Whether ``loaded`` answers the float64 matrix of the frame ``rows`` as it answered
+    the frame (``pred`` equal, ``proba`` within 1e-9: a frame's values reach the model in
+    another memory order, so sums may differ in the last bit): only for all-float64
+    tables whose model was fitted with these column names in this order (or none)."""
+    signature = loaded.signature
+    if signature.kind != "table" or any(d != "float64" for _, d in signature.columns):
+        return False
+    fitted = getattr(loaded.model, "feature_names_in_", None)
+    if fitted is not None and list(map(str, fitted)) != signature.names:
+        return False
+    values = np.ascontiguousarray(rows.to_numpy(dtype=np.float64))
+    try:
+        with _unnamed():
+            same = np.array_equal(np.asarray(loaded.model.predict(values)), pred)
+            if same and proba is not None:  # the same sums in another memory order
+                same = np.allclose(np.asarray(loaded.model.predict_proba(values)), proba,
+                                   rtol=1e-9, atol=1e-12)
+    except Exception:  # e.g. a ColumnTransformer that selects columns by name
+        return False
+    return bool(same)
 
 
 def _output(name: str, values: np.ndarray) -> Output:
@@ -91,15 +141,17 @@ def learn(loaded: Any, example: Any) -> Traits:
         return _without_example(loaded)
     pred = np.asarray(loaded.model.predict(rows))  # a failure here stops the server: good
     outputs = [_output("predict", pred)]
+    proba = None
     if hasattr(loaded.model, "predict_proba"):
         try:
-            outputs.append(_output("predict_proba",
-                                   np.asarray(loaded.model.predict_proba(rows))))
+            proba = np.asarray(loaded.model.predict_proba(rows))
+            outputs.append(_output("predict_proba", proba))
         except Exception as exc:  # e.g. the ONNX twin of a regressor
             log.info("%s gives no probabilities: %s", loaded.source, exc)
     has_proba = len(outputs) == 2
     return Traits(tuple(outputs), _probe_missing(predict_fn(loaded, has_proba),
-                                                 signature, rows))
+                                                 signature, rows),
+                  _answers_matrix(loaded, rows, pred, proba))
 
 
 def _without_example(loaded: Any) -> Traits:

@@ -8,6 +8,7 @@ at fault; the server answers it with 400, never 500.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
@@ -21,6 +22,40 @@ V2_DTYPES = {
     "UINT64": np.uint64, "FP16": np.float16, "FP32": np.float32, "FP64": np.float64,
     "BYTES": object,
 }
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Rows of an all-float64 table as one C-contiguous matrix, columns in the
+    signature's order: what a V2 request sending one [n, k] FP64 tensor becomes.
+
+    Why not a DataFrame: building one per request, and scikit-learn's checks of one, cost
+    more than the prediction of a single row; a matrix goes to the model as it is (the
+    ONNX twin, or a scikit-learn model that the warm-up showed answers a matrix as it
+    answers the frame). It quacks like a frame where the server and the prediction log
+    need it to (``len``, ``columns``, ``dtypes``, ``to_numpy``)."""
+
+    values: np.ndarray
+    names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.names
+
+    @property
+    def dtypes(self) -> list[np.dtype[Any]]:
+        return [self.values.dtype] * len(self.names)
+
+    def to_numpy(self) -> np.ndarray:
+        return self.values
+
+    def to_frame(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(self.values, columns=list(self.names))
 
 
 class PayloadError(ValueError):
@@ -231,6 +266,9 @@ def v2_frame(body: Any, signature: Signature | None) -> tuple[Any, list[str] | N
         if names is not None and matrix.shape[1] != len(names):
             raise PayloadError("inputs[0].shape", f"the model takes {len(names)} columns, got "
                                                   f"{matrix.shape[1]}")
+        if signature is not None and matrix.dtype == np.float64 and all(
+                d == "float64" for _, d in signature.columns):
+            return Rows(np.ascontiguousarray(matrix), tuple(signature.names)), wanted, rid
         return pd.DataFrame(matrix, columns=names), wanted, rid
     columns: dict[str, Any] = {}
     rows = None

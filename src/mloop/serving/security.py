@@ -200,14 +200,28 @@ class Guard:
             return
         try:
             self.check(scope)
+            self._size(scope)
         except Refusal as refusal:
             if not refusal.quiet:
                 client = scope.get("client") or ("?", 0)
                 log.warning("refused %s %s from %s: %s", scope["method"], scope["path"],
                             client[0], refusal.message)
-            await _answer(receive, send, refusal, self.max_body)
+            # a body over the limit is read to its end (and dropped), so the client sees
+            # the answer rather than a reset in the middle of its upload
+            await _answer(receive, send, refusal,
+                          None if refusal.status == 413 else self.max_body)
             return
         await self.app(scope, receive, send)
+
+    def _size(self, scope: Scope) -> None:
+        """413 for a declared body larger than the server takes (here, in the one ASGI
+        middleware, rather than in a per-request middleware of the framework's)."""
+        for key, value in scope.get("headers") or ():
+            if key.lower() == b"content-length":
+                if value.isdigit() and int(value) > self.max_body:
+                    raise Refusal(413, f"The body is larger than {self.max_body} bytes (set "
+                                       "--max-body-mb).", {"connection": "close"}, quiet=True)
+                return
 
     def check(self, scope: Scope) -> None:
         """Raise :class:`Refusal` for the first check the request fails."""
@@ -274,11 +288,11 @@ class Guard:
         scope.setdefault("state", {})["token_id"] = record.id
 
 
-async def _answer(receive: Receive, send: Send, refusal: Refusal, limit: int) -> None:
-    """Send the refusal; the body is read and dropped first (up to the largest body the
-    server takes) so the client sees the answer, not a reset in the middle of its upload."""
+async def _answer(receive: Receive, send: Send, refusal: Refusal, limit: int | None) -> None:
+    """Send the refusal; the body is read and dropped first (up to ``limit`` bytes, None:
+    all of it) so the client sees the answer, not a reset in the middle of its upload."""
     seen, complete = 0, False
-    while seen <= limit:
+    while limit is None or seen <= limit:
         message = await receive()
         if message["type"] != "http.request":
             break
@@ -290,7 +304,7 @@ async def _answer(receive: Receive, send: Send, refusal: Refusal, limit: int) ->
     headers = [(b"content-type", b"application/json"),
                (b"content-length", str(len(body)).encode())]
     headers += [(k.encode(), v.encode()) for k, v in refusal.headers.items()]
-    if not complete:
+    if not complete and "connection" not in refusal.headers:
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -27,11 +27,12 @@ from fastapi.responses import PlainTextResponse, Response
 from mloop.core.ids import new_id
 from mloop.core.redact import get_logger, redact
 from mloop.errors import InvalidInputError, MloopError
-from mloop.registry.signature import ColumnError, enforce
+from mloop.registry.signature import ColumnError, enforce, refuse_missing_values
 from mloop.serving.batcher import MicroBatcher, ModelFailed, Overloaded
 from mloop.serving.inference import ServedModel, learn, predict_fn
 from mloop.serving.protocol import (
     PayloadError,
+    Rows,
     mlflow_frame,
     records_frame,
     v2_frame,
@@ -101,7 +102,7 @@ class ServeConfig:
     max_batch_delay_ms: float = 0.0
     max_queue: int = 1024
     max_body_bytes: int = 16 << 20
-    engine: str | None = None
+    engine: str | None = None  # None: the [serving] engine setting (auto)
     log_predictions: bool = True
     monitor_every: float = 60.0  # seconds between drift/performance checks; 0: none
     security: Security = field(default_factory=Security)  # Host, Origin, token, JSON checks
@@ -188,7 +189,8 @@ def create_app(config: ServeConfig) -> Any:
         for uri in config.models:
             start = time.perf_counter()
             version = get_version(project, uri)
-            loaded = load_model(project, version.uri, engine=config.engine,
+            loaded = load_model(project, version.uri,
+                                engine=config.engine or project.settings.serve_engine,
                                 allow_pickle=config.allow_pickle)
             example = loaded.manifest.get("input_example")
             frame = None
@@ -209,7 +211,7 @@ def create_app(config: ServeConfig) -> Any:
     async def lifespan(app: Any) -> Any:
         loaded = await asyncio.get_running_loop().run_in_executor(None, load_all)
         for name, version, uri, model, seconds, traits in loaded:
-            batcher = MicroBatcher(predict_fn(model, traits.has_proba),
+            batcher = MicroBatcher(predict_fn(model, traits.has_proba, traits.takes_matrix),
                                    max_batch_size=config.max_batch_size,
                                    max_delay=config.max_batch_delay_ms / 1000,
                                    max_queue=config.max_queue,
@@ -257,20 +259,8 @@ def create_app(config: ServeConfig) -> Any:
 
     app = FastAPI(title="mloop serve", lifespan=lifespan)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > config.max_body_bytes:
-            # read and drop the body (no memory kept) so the client sees the answer rather
-            # than a connection reset in the middle of its upload
-            async for _chunk in request.stream():
-                continue
-            return _json({"error": f"The body is larger than {config.max_body_bytes} "
-                                   "bytes (set --max-body-mb)."}, status_code=413,
-                         headers={"connection": "close"})
-        return await call_next(request)
-
-    # added last, so it runs first: nothing reaches a route (or reads a body) unchecked
+    # the one middleware: nothing reaches a route (or reads a body) unchecked, and a
+    # declared body over --max-body-mb gets 413 there
     app.add_middleware(Guard, security=config.security, max_body=config.max_body_bytes)
 
     def model_of(name: str, version: str | None) -> ServedModel:
@@ -311,7 +301,12 @@ def create_app(config: ServeConfig) -> Any:
             if len(frame) == 0:
                 raise PayloadError("$", "the request has no rows", 422)
             # checked here, alone, so that a request the model cannot take never joins a batch
-            frame = enforce(served.loaded.signature, frame, nullable=served.traits.nullable)
+            if isinstance(frame, Rows):  # a V2 matrix of the signature's float64 columns
+                refuse_missing_values(frame.values, served.loaded.signature,
+                                      served.traits.nullable)
+            else:
+                frame = enforce(served.loaded.signature, frame,
+                                nullable=served.traits.nullable)
             pred, probabilities = await served.batcher.submit(frame, proba=proba)
         finally:
             metrics.in_flight.dec()
@@ -322,9 +317,24 @@ def create_app(config: ServeConfig) -> Any:
             logger.log(served.name, served.version, request_id, frame=frame, pred=pred,
                        proba=probabilities, latency_ms=latency * 1000)
             metrics.dropped.set(logger.dropped)
-        metrics.latency.labels(served.name, str(served.version), route).observe(latency)
-        metrics.requests.labels(served.name, str(served.version), route, "200").inc()
+        latency_of, answered = counters(served, route)
+        latency_of.observe(latency)
+        answered.inc()
         return pred, probabilities, request_id, latency
+
+    children: dict[tuple[str, int, str], tuple[Any, Any]] = {}
+
+    def counters(served: ServedModel, route: str) -> tuple[Any, Any]:
+        """The latency histogram and the 200 counter of a model's route (looked up once:
+        a labelled child costs a lock and a dict lookup on every request otherwise)."""
+        key = (served.name, served.version, route)
+        found = children.get(key)
+        if found is None:
+            version = str(served.version)
+            found = children[key] = (metrics.latency.labels(served.name, version, route),
+                                     metrics.requests.labels(served.name, version, route,
+                                                             "200"))
+        return found
 
     def failed(request: Request, status: int) -> int:
         """Count a failed inference request (other routes are not counted: their paths
@@ -400,7 +410,8 @@ def create_app(config: ServeConfig) -> Any:
 
         return _json({
             "name": "mloop", "version": __version__, "extensions": ["binary_tensor_data"],
-            "models": [{"name": s.name, "version": str(s.version), "uri": s.uri}
+            "models": [{"name": s.name, "version": str(s.version), "uri": s.uri,
+                        "engine": s.loaded.engine}
                        for versions in state["models"].values() for s in versions]})
 
     @app.get("/v2/models/{name}")
