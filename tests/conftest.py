@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 import mloop
 from mloop.project import Project, set_project
@@ -21,6 +22,11 @@ from mloop.tracking import lifecycle
 PG_URI = os.environ.get("MLOOP_TEST_POSTGRES_URI",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUIRE_SERVICES = os.environ.get("MLOOP_REQUIRE_SERVICES") == "1"
+
+# Property tests check what holds, not how fast: on a shared 2-core CI machine one example
+# can take seconds, and hypothesis's 200 ms deadline then fails a correct test as flaky.
+settings.register_profile("mloop", deadline=None)
+settings.load_profile("mloop")
 
 
 @pytest.fixture(autouse=True)
