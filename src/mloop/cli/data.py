@@ -94,10 +94,11 @@ def show(ref: str, as_json: bool) -> None:
     from mloop import lineage
     from mloop.core.clock import format_ms
     from mloop.data.catalog import get
+    from mloop.data.summary import ensure
     from mloop.project import current_project
 
     project = current_project()
-    v = get(project, ref)
+    v = ensure(project, get(project, ref))  # a large table's summary: computed once, here
     upstream, downstream = lineage.neighbours(project, v.uri)
     if as_json:
         data = v.to_dict()
