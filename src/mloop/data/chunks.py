@@ -190,29 +190,73 @@ SMALL_FILE = MIN_CHUNK  # smaller files are packed together instead of one blob 
 PACK_SIZE = 32 << 20
 
 
-def _pack_small(objects: ObjectStore, items: list[tuple[Path, str]],
-                known: dict[str, tuple[Chunk, ...]]) -> list[FileEntry]:
+_READ_BATCH = 512  # small files read and hashed per task
+_BATCHES_IN_FLIGHT = 8  # bounds memory: at most ~64 MiB of small files read ahead
+
+
+def _read_small(batch: list[tuple[str | Path, str, int]]) -> list[tuple[str, bytes, str]]:
+    """(rel, bytes, digest) of each file: one open, one read, one close (the size is
+    known: a short read is the end of the file)."""
+    out = []
+    for path, rel, size in batch:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            data = os.read(fd, size + 1)
+            if len(data) > size:  # it grew since the walk: read what it holds now
+                parts = [data]
+                while part := os.read(fd, 1 << 20):
+                    parts.append(part)
+                data = b"".join(parts)
+        finally:
+            os.close(fd)
+        out.append((rel, data, hash_bytes(data)))
+    return out
+
+
+def _read_ahead(pool: ThreadPoolExecutor | None,
+                items: list[tuple[str | Path, str, int]]) -> Iterator[tuple[str, bytes, str]]:
+    """The small files' bytes and digests in order, read by the pool a bounded number of
+    batches ahead (reads release the GIL: a cold cache waits on several at once)."""
+    batches = [items[i:i + _READ_BATCH] for i in range(0, len(items), _READ_BATCH)]
+    if pool is None or len(batches) < 2:
+        for batch in batches:
+            yield from _read_small(batch)
+        return
+    pending: deque[Future[list[tuple[str, bytes, str]]]] = deque()
+    for batch in batches:
+        pending.append(pool.submit(_read_small, batch))
+        if len(pending) >= _BATCHES_IN_FLIGHT:
+            yield from pending.popleft().result()
+    while pending:
+        yield from pending.popleft().result()
+
+
+def _pack_small(objects: ObjectStore, items: list[tuple[str | Path, str, int]],
+                known: dict[str, tuple[Chunk, ...]],
+                pool: ThreadPoolExecutor | None = None) -> list[FileEntry]:
     """Store small files back to back in pack blobs; a file seen before keeps its place.
 
     Thousands of 4 KiB files cost a handful of blobs instead of thousands, to write,
-    to list and to push.
+    to list and to push. ``items``: (path, path inside the version, size at the walk).
+    Files are read and hashed on the pool, in batches; packs are laid out in the order
+    of ``items`` whatever the timing, and written on the pool while reading goes on.
     """
     out: list[FileEntry] = []
     buffer = bytearray()
     waiting: list[tuple[str, int, str, int]] = []  # (rel, size, digest, offset)
+    writes: list[tuple[Future[str] | str, list[tuple[str, int, str, int]]]] = []
 
     def flush_pack() -> None:
         if not waiting:
             return
-        pack = _store_blob(objects, bytes(buffer))
-        out.extend(FileEntry(rel, size, digest, ((pack, size, off),))
-                   for rel, size, digest, off in waiting)
+        data = bytes(buffer)
+        job = (pool.submit(_store_blob, objects, data) if pool is not None
+               else _store_blob(objects, data))
+        writes.append((job, list(waiting)))
         buffer.clear()
         waiting.clear()
 
-    for path, rel in items:
-        data = path.read_bytes()
-        digest = hash_bytes(data)
+    for rel, data, digest in _read_ahead(pool, items):
         if not data:
             out.append(FileEntry(rel, 0, digest, ()))
         elif digest in known:
@@ -224,26 +268,34 @@ def _pack_small(objects: ObjectStore, items: list[tuple[Path, str]],
             if len(buffer) >= PACK_SIZE:
                 flush_pack()
     flush_pack()
+    for job, members in writes:
+        pack = job if isinstance(job, str) else job.result()
+        out.extend(FileEntry(rel, size, digest, ((pack, size, off),))
+                   for rel, size, digest, off in members)
     # files identical to one packed in this same add point at that copy
     placed = {e.digest: e.chunks for e in out if e.chunks}
     return [e if e.chunks or not e.size else FileEntry(e.path, e.size, e.digest,
                                                           placed[e.digest]) for e in out]
 
 
-def chunk_files(objects: ObjectStore, files: Iterable[tuple[Path, str]],
+def chunk_files(objects: ObjectStore, files: Iterable[tuple[str | Path, str]],
                 on_done: Callable[[FileEntry], object] | None = None, *,
                 flush: bool = True,
-                previous: Iterable[FileEntry] = ()) -> list[FileEntry]:
+                previous: Iterable[FileEntry] = (),
+                sizes: list[int] | None = None) -> list[FileEntry]:
     """Chunk several files over all cores; small files go into packs.
 
     ``previous`` (the entries of the version before) lets unchanged small files keep
     their place in an existing pack. With ``flush``, wait until the new blobs are on
-    disk (once, for all of them) before returning.
+    disk (once, for all of them) before returning. ``sizes``: each file's size when the
+    caller walked them (else each is stat'ed here).
     """
     items = list(files)
-    sizes = [p.stat().st_size for p, _ in items]
-    small = [item for item, n in zip(items, sizes, strict=True) if n < SMALL_FILE]
-    large = [item for item, n in zip(items, sizes, strict=True) if n >= SMALL_FILE]
+    if sizes is None:
+        sizes = [os.stat(p).st_size for p, _ in items]
+    small = [(p, rel, n) for (p, rel), n in zip(items, sizes, strict=True) if n < SMALL_FILE]
+    large = [(Path(p), rel) for (p, rel), n in zip(items, sizes, strict=True)
+             if n >= SMALL_FILE]
     previous = list(previous)
     known = {e.digest: e.chunks for e in previous if 0 < e.size < SMALL_FILE and e.chunks}
     reused: dict[str, Chunk] = {}
@@ -260,7 +312,7 @@ def chunk_files(objects: ObjectStore, files: Iterable[tuple[Path, str]],
         elif large:  # many files: one per worker
             out.extend(pool.map(lambda item: chunk_file(objects, item[0], item[1],
                                                         reused=reused), large))
-    out.extend(_pack_small(objects, small, known))
+        out.extend(_pack_small(objects, small, known, pool))
     if on_done is not None:
         for entry in out:
             on_done(entry)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from mloop import lineage
 from mloop.core.process import command_line, current_user
 from mloop.core.text import check_optional, check_text
 from mloop.core.uris import check_name
@@ -71,8 +71,8 @@ def add(project: Project, path: str | Path, name: str | None = None,
     eager = local.is_file() and local.stat().st_size <= _summary.EAGER_BYTES
     with ThreadPoolExecutor(max_workers=1) as side:
         summary_job = side.submit(_stats.summarize_path, local) if eager else None
-        kind, entries = snapshot(project, local, quiet=quiet, previous=previous or (),
-                                 source=source)
+        kind, entries, stats = snapshot(project, local, quiet=quiet, previous=previous or (),
+                                        source=source)
         summary = summary_job.result() if summary_job is not None else None
     if summary is not None:  # its profile (what drift tests read) becomes a blob
         summary = _summary.store_profile(project, summary)
@@ -86,9 +86,12 @@ def add(project: Project, path: str | Path, name: str | None = None,
             "stats": dumps(summary) if summary else None,
             "message": message, "user": current_user(), "command": command_line()})
     write_pointer(local, version)
-    remember_stats(project, local, source, kind, entries)
-    run_id = lineage.active_run_id()
-    if run_id is not None:
+    remember_stats(project, local, source, kind, entries, stats=stats)
+    # Tracking registers the active run with mloop.lineage when it is imported: without
+    # it no run is active, and importing lineage (SQLAlchemy) would slow every add.
+    lineage = sys.modules.get("mloop.lineage")
+    run_id = lineage.active_run_id() if lineage is not None else None
+    if lineage is not None and run_id is not None:
         lineage.add_edge(project, f"runs:/{run_id}", version.uri, "output")
     return version
 
