@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from mloop.core.disk import writing
 from mloop.core.hashing import hash_bytes, hash_file, new_hasher
@@ -72,62 +73,131 @@ def _cutter() -> object:
     return FastCDC(avg_size=AVG_CHUNK, min_size=MIN_CHUNK, max_size=MAX_CHUNK)
 
 
-def _store_blob(objects: ObjectStore, data: bytes) -> str:
+def _store_blob(objects: ObjectStore, data: bytes | memoryview) -> str:
     digest = hash_bytes(data)
     put_chunk = getattr(objects, "put_chunk", None)
     if put_chunk is not None:
         put_chunk(digest, data)
     elif not objects.exists(digest):
-        objects.put_bytes(data)
+        objects.put_bytes(bytes(data))
     return digest
 
 
 CHUNK_PACK = 4 << 20  # new chunks of large files are stored in packs of about this size
 _PACKS_IN_FLIGHT = 4  # packs being hashed and written at once (bounds memory to ~16 MiB)
+BLOCK = 16 << 20  # a large file is read, cut and hashed this many bytes at a time
 
 
 class _Packer:
-    """Collects new chunks into pack blobs, hashed and written on a pool."""
+    """Collects new chunks into pack blobs, hashed and written on a pool.
+
+    Chunks are slices of the block being read; a pack of chunks that lie back to back
+    in one block (a new file: all of them) is that slice of the block, with no copy.
+    """
 
     def __init__(self, objects: ObjectStore, pool: ThreadPoolExecutor | None) -> None:
         self.objects = objects
         self.pool = pool
-        self.buffer = bytearray()
-        self.members: list[tuple[int, int, int]] = []  # (slot, offset, length) in buffer
-        self.pending: deque[tuple[Future[str], list[tuple[int, int, int]]]] = deque()
+        self.block: memoryview | None = None
+        self.members: list[tuple[int, int, int]] = []  # (slot, start in block, length)
+        self.size = 0
+        self.pending: deque[tuple[Future[str], list[tuple[int, int]]]] = deque()
         self.placed: dict[int, Chunk] = {}
+        self.lengths: dict[int, int] = {}  # slot -> length, of the chunks in packs
 
-    def add(self, slot: int, data: bytes) -> None:
-        self.members.append((slot, len(self.buffer), len(data)))
-        self.buffer += data
-        if len(self.buffer) >= CHUNK_PACK:
+    def add(self, slot: int, block: memoryview, start: int, length: int) -> None:
+        if block is not self.block:
+            self.flush()  # packs do not span blocks
+            self.block = block
+        self.members.append((slot, start, length))
+        self.size += length
+        if self.size >= CHUNK_PACK:
             self.flush()
 
     def flush(self) -> None:
-        if not self.members:
+        if not self.members or self.block is None:
             return
-        data, members = bytes(self.buffer), self.members
-        self.buffer, self.members = bytearray(), []
+        block, members = self.block, self.members
+        first, last = members[0], members[-1]
+        if last[1] + last[2] - first[1] == self.size:  # back to back: a slice of the block
+            data: bytes | memoryview = block[first[1]:last[1] + last[2]]
+        else:
+            data = b"".join(block[a:a + n] for _, a, n in members)
+        placed, offset = [], 0
+        for slot, _, length in members:
+            placed.append((slot, offset))
+            offset += length
+        self.members, self.size = [], 0
+        self.lengths.update((slot, length) for slot, _, length in members)
         if self.pool is None:
-            self._place(_store_blob(self.objects, data), members)
+            self._place(_store_blob(self.objects, data), placed)
             return
-        self.pending.append((self.pool.submit(_store_blob, self.objects, data), members))
+        self.pending.append((self.pool.submit(_store_blob, self.objects, data), placed))
         while len(self.pending) > _PACKS_IN_FLIGHT:
             self._settle()
 
     def _settle(self) -> None:
-        job, members = self.pending.popleft()
-        self._place(job.result(), members)
+        job, placed = self.pending.popleft()
+        self._place(job.result(), placed)
 
-    def _place(self, pack: str, members: list[tuple[int, int, int]]) -> None:
-        for slot, offset, length in members:
-            self.placed[slot] = (pack, length, offset)
+    def _place(self, pack: str, placed: list[tuple[int, int]]) -> None:
+        for slot, offset in placed:
+            self.placed[slot] = (pack, self.lengths[slot], offset)
 
     def finish(self) -> dict[int, Chunk]:
         self.flush()
+        self.drain()
+        return self.placed
+
+    def drain(self) -> None:
+        """Wait for every pack in flight (also on an error: they read the blocks)."""
         while self.pending:
             self._settle()
-        return self.placed
+
+
+def _read_block(f: BinaryIO, carry: bytes) -> tuple[memoryview, int]:
+    """``carry`` then up to :data:`BLOCK` bytes of ``f``; (the bytes, how many were read)."""
+    buf = bytearray(len(carry) + BLOCK)
+    buf[:len(carry)] = carry
+    view = memoryview(buf)
+    got = len(carry)
+    while got < len(buf):
+        n = f.readinto(view[got:])  # type: ignore[attr-defined]
+        if not n:
+            break
+        got += n
+    return view[:got], got - len(carry)
+
+
+def _blocks(path: Path) -> Iterator[tuple[memoryview, int, list[tuple[int, int]]]]:
+    """The file as (block, where its new bytes start, its chunks as (start, length)).
+
+    FastCDC decides a cut from the bytes since the previous cut only (at most
+    ``MAX_CHUNK`` of them), so cutting block by block gives the cuts of the whole file
+    as long as each block's last chunk, which may have been cut short by the block's
+    end, is carried over to the next block instead (the last block's is final).
+    """
+    cutter = _cutter()
+    carry = b""
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            block, fresh = _read_block(f, carry)
+            if not block:
+                return
+            cuts = [(c.offset, c.length) for c in cutter.cut_buf(block)]  # type: ignore[attr-defined]
+            eof = fresh < BLOCK
+            if not eof and len(cuts) > 1:
+                tail = cuts.pop()
+                carry = bytes(block[tail[0]:])
+            else:
+                carry = b""
+            yield block, len(block) - fresh, cuts
+            if eof and not carry:
+                return
+
+
+def _hash_chunks(block: memoryview, cuts: list[tuple[int, int]]) -> list[str]:
+    return [hash_bytes(block[a:a + n]) for a, n in cuts]
 
 
 def chunk_file(objects: ObjectStore, path: Path, rel: str,
@@ -139,19 +209,18 @@ def chunk_file(objects: ObjectStore, path: Path, rel: str,
     version references it, so garbage collection keeps it, and it is neither written
     nor touched again (re-adding a 1 GB file with 1% appended writes ~1% of it).
 
-    Cutting and hashing each chunk run here; with a ``pool``, the whole-file digest is
-    computed on a second read of the file (BLAKE3 releases the GIL on large blocks)
-    and packs are hashed and written on the pool, a bounded number in flight. Packs
-    turn 16,000 blobs per GB into ~250, which is what a file system and a remote can
-    write quickly.
+    The file is read once, in blocks. With a ``pool`` the work of a block is spread
+    over the cores (BLAKE3 releases the GIL): the whole-file digest advances on one
+    thread, the block's chunks are hashed on the pool while the next block is read and
+    cut, and packs are hashed and written on the pool, a bounded number in flight.
+    Packs turn 16,000 blobs per GB into ~250, which is what a file system and a remote
+    can write quickly.
     """
     before = path.stat()
     size = before.st_size
     if size == 0:
         return FileEntry(rel, 0, new_hasher().hexdigest(), ())
     reused = reused or {}
-    whole_job = pool.submit(hash_file, path, threads=1) if pool is not None else None
-    whole = new_hasher() if whole_job is None else None
     ids: list[str] = []
     lengths: list[int] = []
     found: dict[int, Chunk] = {}  # slot -> an existing location
@@ -159,25 +228,46 @@ def chunk_file(objects: ObjectStore, path: Path, rel: str,
     same: dict[int, int] = {}  # slot -> earlier slot with the same bytes
     present: set[str] = set()
     packer = _Packer(objects, pool)
-    for slot, chunk in enumerate(_cutter().cut_file(str(path))):  # type: ignore[attr-defined]
-        data = bytes(chunk.data)
-        if whole is not None:
-            whole.update(data)
-        digest = hash_bytes(data)
-        ids.append(digest)
-        lengths.append(len(data))
-        old = reused.get(digest)
-        if old is not None and (old[0] in present or objects.exists(old[0])):
-            present.add(old[0])
-            found[slot] = old
-        elif digest in first:
-            same[slot] = first[digest]
-        else:
-            first[digest] = slot
-            packer.add(slot, data)
-    placed = packer.finish()
+    whole = new_hasher()
+    updates: list[Future[object]] = []
+    # the whole-file digest: one thread, blocks in order
+    with ThreadPoolExecutor(max_workers=1) as order:
+        hashed: deque[tuple[memoryview, list[tuple[int, int]], Future[list[str]] | list[str]]]
+        hashed = deque()
+
+        def settle() -> None:
+            block, cuts, job = hashed.popleft()
+            digests = job if isinstance(job, list) else job.result()
+            for (start, length), digest in zip(cuts, digests, strict=True):
+                slot = len(ids)
+                ids.append(digest)
+                lengths.append(length)
+                old = reused.get(digest)
+                if old is not None and (old[0] in present or objects.exists(old[0])):
+                    present.add(old[0])
+                    found[slot] = old
+                elif digest in first:
+                    same[slot] = first[digest]
+                else:
+                    first[digest] = slot
+                    packer.add(slot, block, start, length)
+
+        try:
+            for block, fresh_from, cuts in _blocks(path):
+                updates.append(order.submit(whole.update, block[fresh_from:]))
+                hashed.append((block, cuts, pool.submit(_hash_chunks, block, cuts)
+                               if pool is not None else _hash_chunks(block, cuts)))
+                while len(hashed) > 1:  # this block is hashed while the next is read
+                    settle()
+            while hashed:
+                settle()
+            placed = packer.finish()
+        finally:
+            packer.drain()
+    for update in updates:
+        update.result()  # raises what the hashing thread raised
     chunks = [found.get(i) or placed[same.get(i, i)] for i in range(len(ids))]
-    file_digest = whole_job.result() if whole_job is not None else whole.hexdigest()  # type: ignore[union-attr]
+    file_digest = whole.hexdigest()
     after = path.stat()
     if ((after.st_size, after.st_mtime_ns) != (size, before.st_mtime_ns)
             or sum(lengths) != size):
