@@ -61,7 +61,8 @@ def write_csv(path: Path, megabytes: float, seed: int = 0) -> None:
                 "spend": np.round(rng.normal(50, 10, n), 4), "score": np.round(rng.random(n), 6),
                 "plan": rng.choice(np.array(["free", "pro", "team"]), n)})
             sink = pa.BufferOutputStream()
-            pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=start == 0))
+            pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=start == 0,
+                                                                 quoting_style="none"))
             f.write(sink.getvalue().to_pybytes())
             start += n
 
