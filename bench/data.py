@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -31,10 +32,20 @@ import numpy as np
 BIN = Path(sys.executable).parent
 
 
+CPU: list[float] = [0.0]  # CPU seconds (user + system) of the last command run
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run(cmd: list[str], cwd: Path) -> float:
+    cpu = _children_cpu()
     start = time.perf_counter()
     out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - start
+    CPU[0] = _children_cpu() - cpu
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {out.stderr[-2000:]}")
     return elapsed
@@ -194,8 +205,9 @@ def sizes(text: str) -> list[float]:
 
 def timed_adds(kinds: list[type[Tool]], base: Path, what: Path, repeat: int,
                cold: bool) -> dict[str, list[float]]:
-    """Each tool adds a copy of ``what`` in a fresh project, ``repeat`` times, interleaved."""
-    times: dict[str, list[float]] = {k.name: [] for k in kinds}
+    """Each tool adds a copy of ``what`` in a fresh project, ``repeat`` times, interleaved;
+    wall seconds by tool, and CPU seconds under ``"<tool> cpu"``."""
+    times: dict[str, list[float]] = {}
     for i in range(repeat):
         for kind in kinds:
             tool = kind(base / f"{kind.name}-{what.name}-{i}")
@@ -204,7 +216,8 @@ def timed_adds(kinds: list[type[Tool]], base: Path, what: Path, repeat: int,
                 shutil.copytree(what, target)
             else:
                 shutil.copy(what, target)
-            times[kind.name].append(tool.add(what.name, cold=cold))
+            times.setdefault(kind.name, []).append(tool.add(what.name, cold=cold))
+            times.setdefault(f"{kind.name} cpu", []).append(CPU[0])
             shutil.rmtree(tool.root)
     return times
 
@@ -212,13 +225,15 @@ def timed_adds(kinds: list[type[Tool]], base: Path, what: Path, repeat: int,
 def add_line(label: str, times: dict[str, list[float]], goal: float) -> str:
     ours = statistics.median(times["mloop"])
     runs = " ".join(f"{t:.2f}" for t in times["mloop"])
-    text = f"{label:<34} mloop {ours:7.3f} s [{runs}]"
+    cpu = statistics.median(times["mloop cpu"])
+    text = f"{label:<30} mloop {ours:6.2f} s [{runs}] cpu {cpu:5.2f} s"
     if "DVC" in times:
         theirs = statistics.median(times["DVC"])
         runs = " ".join(f"{t:.2f}" for t in times["DVC"])
         ratio = theirs / ours
-        text += (f"   DVC {theirs:7.3f} s [{runs}]   DVC/mloop {ratio:4.2f}x "
-                 f"(goal >= {goal:g}x: {'met' if ratio >= goal else 'NOT met'})")
+        text += (f" | DVC {theirs:6.2f} s [{runs}] cpu {statistics.median(times['DVC cpu']):5.2f}"
+                 f" s | DVC/mloop {ratio:4.2f}x (goal >= {goal:g}x: "
+                 f"{'met' if ratio >= goal else 'NOT met'})")
     return text
 
 
