@@ -101,7 +101,7 @@ class _Packer:
         self.block: memoryview | None = None
         self.members: list[tuple[int, int, int]] = []  # (slot, start in block, length)
         self.size = 0
-        self.pending: deque[tuple[Future[str], list[tuple[int, int]]]] = deque()
+        self.pending: deque[tuple[Future[str], list[tuple[int, int]], memoryview]] = deque()
         self.placed: dict[int, Chunk] = {}
         self.lengths: dict[int, int] = {}  # slot -> length, of the chunks in packs
 
@@ -132,12 +132,20 @@ class _Packer:
         if self.pool is None:
             self._place(_store_blob(self.objects, data), placed)
             return
-        self.pending.append((self.pool.submit(_store_blob, self.objects, data), placed))
+        self.pending.append((self.pool.submit(_store_blob, self.objects, data), placed, block))
         while len(self.pending) > _PACKS_IN_FLIGHT:
             self._settle()
 
+    def release(self, block: memoryview) -> None:
+        """Store every pack taken from ``block`` (its buffer is about to be reused)."""
+        if self.block is block:
+            self.flush()
+            self.block = None
+        while any(b is block for _, _, b in self.pending):
+            self._settle()
+
     def _settle(self) -> None:
-        job, placed = self.pending.popleft()
+        job, placed, _ = self.pending.popleft()
         self._place(job.result(), placed)
 
     def _place(self, pack: str, placed: list[tuple[int, int]]) -> None:
@@ -155,33 +163,42 @@ class _Packer:
             self._settle()
 
 
-def _read_block(f: BinaryIO, carry: bytes) -> tuple[memoryview, int]:
-    """``carry`` then up to :data:`BLOCK` bytes of ``f``; (the bytes, how many were read)."""
-    buf = bytearray(len(carry) + BLOCK)
-    buf[:len(carry)] = carry
+_RING = 4  # block buffers, reused in turn: fresh 16 MiB buffers cost a page fault per 4 KiB
+
+
+def _read_block(f: BinaryIO, carry: bytes, buf: bytearray) -> tuple[memoryview, int]:
+    """``carry`` then up to :data:`BLOCK` bytes of ``f``, into ``buf``; (the bytes, how many
+    were read)."""
     view = memoryview(buf)
-    got = len(carry)
-    while got < len(buf):
-        n = f.readinto(view[got:])  # type: ignore[attr-defined]
+    view[:len(carry)] = carry
+    got, end = len(carry), len(carry) + BLOCK
+    while got < end:
+        n = f.readinto(view[got:end])  # type: ignore[attr-defined]
         if not n:
             break
         got += n
     return view[:got], got - len(carry)
 
 
-def _blocks(path: Path) -> Iterator[tuple[memoryview, int, list[tuple[int, int]]]]:
+def _new_buffer() -> bytearray:
+    return bytearray(BLOCK + MAX_CHUNK)  # a carried chunk is at most MAX_CHUNK
+
+
+def _blocks(path: Path, take: Callable[[], bytearray] = _new_buffer,
+            ) -> Iterator[tuple[memoryview, int, list[tuple[int, int]]]]:
     """The file as (block, where its new bytes start, its chunks as (start, length)).
 
     FastCDC decides a cut from the bytes since the previous cut only (at most
     ``MAX_CHUNK`` of them), so cutting block by block gives the cuts of the whole file
     as long as each block's last chunk, which may have been cut short by the block's
     end, is carried over to the next block instead (the last block's is final).
+    ``take``: the buffer to read the next block into.
     """
     cutter = _cutter()
     carry = b""
     with open(path, "rb", buffering=0) as f:
         while True:
-            block, fresh = _read_block(f, carry)
+            block, fresh = _read_block(f, carry, take())
             if not block:
                 return
             cuts = [(c.offset, c.length) for c in cutter.cut_buf(block)]  # type: ignore[attr-defined]
@@ -230,6 +247,19 @@ def chunk_file(objects: ObjectStore, path: Path, rel: str,
     packer = _Packer(objects, pool)
     whole = new_hasher()
     updates: list[Future[object]] = []
+    views: list[memoryview] = []  # each block read so far
+    ring: deque[tuple[bytearray, int]] = deque()  # (buffer, the block read into it)
+
+    def take() -> bytearray:
+        if len(ring) < _RING:
+            buf = _new_buffer()
+        else:  # the oldest block: hashed (the queue below is one deep), packs stored
+            buf, k = ring.popleft()
+            updates[k].result()
+            packer.release(views[k])
+        ring.append((buf, len(views)))
+        return buf
+
     # the whole-file digest: one thread, blocks in order
     with ThreadPoolExecutor(max_workers=1) as order:
         hashed: deque[tuple[memoryview, list[tuple[int, int]], Future[list[str]] | list[str]]]
@@ -253,7 +283,8 @@ def chunk_file(objects: ObjectStore, path: Path, rel: str,
                     packer.add(slot, block, start, length)
 
         try:
-            for block, fresh_from, cuts in _blocks(path):
+            for block, fresh_from, cuts in _blocks(path, take):
+                views.append(block)
                 updates.append(order.submit(whole.update, block[fresh_from:]))
                 hashed.append((block, cuts, pool.submit(_hash_chunks, block, cuts)
                                if pool is not None else _hash_chunks(block, cuts)))
