@@ -38,7 +38,8 @@ def add(path: Path, name: str | None, message: str | None, as_json: bool) -> Non
 
     Only chunks the store lacks are written, so a new version of a large file costs about
     the size of the change. Writes PATH.mloop (commit it to git) and adds PATH to
-    .gitignore. Adding unchanged content makes no new version.
+    .gitignore. Adding unchanged content makes no new version. A CSV or Parquet file is
+    summarised here up to 16 MiB; a larger one on first use (`mloop data show`).
     """
     from mloop.data.ingest import add as do_add
     from mloop.project import current_project
