@@ -111,8 +111,10 @@ def test_block_by_block_cuts_equal_whole_file_cuts(size, seed, block, repetitive
         with pytest.MonkeyPatch.context() as m:
             m.setattr(chunks, "BLOCK", block)
             got, pos = [], 0
-            for blk, fresh_from, cuts in chunks._blocks(path):
+            for blk, fresh_from, cuts, base in chunks._blocks(path):
                 start = pos - fresh_from
+                assert base == start  # where the block lies in the file (packs copy it)
+                assert bytes(blk) == data[base:base + len(blk)]
                 got += [(start + a, n) for a, n in cuts]
                 pos += len(blk) - fresh_from
         assert got == (_whole_file_cuts(path) if size else [])
@@ -149,3 +151,51 @@ def test_a_small_file_that_grew_after_the_walk_is_read_whole(tmp_path):
     path.write_bytes(b"x" * 5000)
     [(rel, data, digest)] = chunks._read_small([(path, "grew.txt", 100)])
     assert (rel, data, digest) == ("grew.txt", b"x" * 5000, hash_bytes(b"x" * 5000))
+
+
+@pytest.mark.parametrize("kernel_copy", [True, False])
+def test_packs_copied_from_the_file_equal_packs_written_from_memory(tmp_path, monkeypatch,
+                                                                   kernel_copy):
+    """A local store copies a new file's packs from the file (copy_file_range); where the
+    kernel cannot, it writes the buffer. Either way: the blobs and entry of a store that
+    only takes bytes (memory), every blob verifying against its name."""
+    from mloop.objects.local import LocalObjectStore
+
+    if not kernel_copy:
+        def refuse(*args, **kwargs):
+            raise OSError(38, "Function not implemented")
+        monkeypatch.setattr(os, "copy_file_range", refuse, raising=False)
+    monkeypatch.setattr(chunks, "BLOCK", 1 << 20)
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(6 << 20) + bytes(1 << 20) + os.urandom(54321))
+    local, memory = LocalObjectStore(tmp_path / "objects"), MemoryObjectStore()
+    [entry] = chunk_files(local, [(path, "big.bin")])
+    assert [entry] == chunk_files(memory, [(path, "big.bin")])
+    assert _blobs(local) == _blobs(memory)
+    assert all(hash_bytes(local.get_bytes(d)) == d for d in _blobs(local))
+    restore_file(local, entry, tmp_path / "out.bin")
+    assert (tmp_path / "out.bin").read_bytes() == path.read_bytes()
+
+
+def test_a_file_changed_during_the_add_leaves_no_copied_pack(tmp_path, monkeypatch):
+    """Packs copied from the file hold its bytes as they are when copied: when the file
+    changed meanwhile, the add fails and removes them (a blob must match its name)."""
+    from mloop.errors import InvalidInputError
+    from mloop.objects.local import LocalObjectStore
+
+    monkeypatch.setattr(chunks, "BLOCK", 1 << 20)
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(3 << 20))
+    store = LocalObjectStore(tmp_path / "objects")
+    real = chunks._blocks
+
+    def then_edit(*args, **kwargs):
+        yield from real(*args, **kwargs)
+        with open(path, "r+b") as f:  # same size, new bytes in the last pack, not yet stored
+            f.seek(-6, 2)
+            f.write(b"edited")
+        os.utime(path, ns=(1, 1))
+    monkeypatch.setattr(chunks, "_blocks", then_edit)
+    with pytest.raises(InvalidInputError, match="changed while mloop was reading it"):
+        chunk_files(store, [(path, "big.bin")])
+    assert all(hash_bytes(store.get_bytes(d)) == d for d in _blobs(store))

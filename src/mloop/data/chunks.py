@@ -73,11 +73,19 @@ def _cutter() -> object:
     return FastCDC(avg_size=AVG_CHUNK, min_size=MIN_CHUNK, max_size=MAX_CHUNK)
 
 
-def _store_blob(objects: ObjectStore, data: bytes | memoryview) -> str:
+def _store_blob(objects: ObjectStore, data: bytes | memoryview,
+                source: tuple[int, int] | None = None,
+                copied: list[str] | None = None) -> str:
+    """Store ``data`` under its digest; ``source``: ``(fd, offset)`` of a file holding the
+    same bytes there, which a local store copies from in the kernel (a blob so written
+    is listed in ``copied``)."""
     digest = hash_bytes(data)
     put_chunk = getattr(objects, "put_chunk", None)
     if put_chunk is not None:
-        put_chunk(digest, data)
+        if source is None:
+            put_chunk(digest, data)
+        elif put_chunk(digest, data, source) and copied is not None:
+            copied.append(digest)
     elif not objects.exists(digest):
         objects.put_bytes(bytes(data))
     return digest
@@ -92,12 +100,18 @@ class _Packer:
     """Collects new chunks into pack blobs, hashed and written on a pool.
 
     Chunks are slices of the block being read; a pack of chunks that lie back to back
-    in one block (a new file: all of them) is that slice of the block, with no copy.
+    in one block (a new file: all of them) is that slice of the block, with no copy, and
+    with ``source`` (the file's descriptor) a store that can is given where those bytes
+    lie in the file, to copy them in the kernel.
     """
 
-    def __init__(self, objects: ObjectStore, pool: ThreadPoolExecutor | None) -> None:
+    def __init__(self, objects: ObjectStore, pool: ThreadPoolExecutor | None,
+                 source: int | None = None) -> None:
         self.objects = objects
         self.pool = pool
+        self.source = source
+        self.copied: list[str] = []  # packs written by copying from ``source``
+        self.base = 0  # the block's offset in the file
         self.block: memoryview | None = None
         self.members: list[tuple[int, int, int]] = []  # (slot, start in block, length)
         self.size = 0
@@ -105,10 +119,11 @@ class _Packer:
         self.placed: dict[int, Chunk] = {}
         self.lengths: dict[int, int] = {}  # slot -> length, of the chunks in packs
 
-    def add(self, slot: int, block: memoryview, start: int, length: int) -> None:
+    def add(self, slot: int, block: memoryview, start: int, length: int,
+            base: int = 0) -> None:
         if block is not self.block:
             self.flush()  # packs do not span blocks
-            self.block = block
+            self.block, self.base = block, base
         self.members.append((slot, start, length))
         self.size += length
         if self.size >= CHUNK_PACK:
@@ -119,8 +134,11 @@ class _Packer:
             return
         block, members = self.block, self.members
         first, last = members[0], members[-1]
+        source = None
         if last[1] + last[2] - first[1] == self.size:  # back to back: a slice of the block
             data: bytes | memoryview = block[first[1]:last[1] + last[2]]
+            if self.source is not None:
+                source = (self.source, self.base + first[1])
         else:
             data = b"".join(block[a:a + n] for _, a, n in members)
         placed, offset = [], 0
@@ -130,9 +148,10 @@ class _Packer:
         self.members, self.size = [], 0
         self.lengths.update((slot, length) for slot, _, length in members)
         if self.pool is None:
-            self._place(_store_blob(self.objects, data), placed)
+            self._place(_store_blob(self.objects, data, source, self.copied), placed)
             return
-        self.pending.append((self.pool.submit(_store_blob, self.objects, data), placed, block))
+        self.pending.append((self.pool.submit(_store_blob, self.objects, data, source,
+                                              self.copied), placed, block))
         while len(self.pending) > _PACKS_IN_FLIGHT:
             self._settle()
 
@@ -185,8 +204,9 @@ def _new_buffer() -> bytearray:
 
 
 def _blocks(path: Path, take: Callable[[], bytearray] = _new_buffer,
-            ) -> Iterator[tuple[memoryview, int, list[tuple[int, int]]]]:
-    """The file as (block, where its new bytes start, its chunks as (start, length)).
+            ) -> Iterator[tuple[memoryview, int, list[tuple[int, int]], int]]:
+    """The file as (block, where its new bytes start, its chunks as (start, length), the
+    block's offset in the file).
 
     FastCDC decides a cut from the bytes since the previous cut only (at most
     ``MAX_CHUNK`` of them), so cutting block by block gives the cuts of the whole file
@@ -196,6 +216,7 @@ def _blocks(path: Path, take: Callable[[], bytearray] = _new_buffer,
     """
     cutter = _cutter()
     carry = b""
+    base = 0
     with open(path, "rb", buffering=0) as f:
         while True:
             block, fresh = _read_block(f, carry, take())
@@ -208,7 +229,8 @@ def _blocks(path: Path, take: Callable[[], bytearray] = _new_buffer,
                 carry = bytes(block[tail[0]:])
             else:
                 carry = b""
-            yield block, len(block) - fresh, cuts
+            yield block, len(block) - fresh, cuts, base
+            base += len(block) - len(carry)
             if eof and not carry:
                 return
 
@@ -244,7 +266,10 @@ def chunk_file(objects: ObjectStore, path: Path, rel: str,
     first: dict[str, int] = {}  # chunk id -> the slot that stores it in this file
     same: dict[int, int] = {}  # slot -> earlier slot with the same bytes
     present: set[str] = set()
-    packer = _Packer(objects, pool)
+    # packs are copied from the file by a store that can (same bytes, read again by the
+    # kernel: a file that changes meanwhile fails the check at the end, packs removed)
+    source = os.open(path, os.O_RDONLY) if hasattr(objects, "put_chunk") else None
+    packer = _Packer(objects, pool, source)
     whole = new_hasher()
     updates: list[Future[object]] = []
     views: list[memoryview] = []  # each block read so far
@@ -262,11 +287,11 @@ def chunk_file(objects: ObjectStore, path: Path, rel: str,
 
     # the whole-file digest: one thread, blocks in order
     with ThreadPoolExecutor(max_workers=1) as order:
-        hashed: deque[tuple[memoryview, list[tuple[int, int]], Future[list[str]] | list[str]]]
-        hashed = deque()
+        hashed: deque[tuple[memoryview, list[tuple[int, int]], int,
+                            Future[list[str]] | list[str]]] = deque()
 
         def settle() -> None:
-            block, cuts, job = hashed.popleft()
+            block, cuts, base, job = hashed.popleft()
             digests = job if isinstance(job, list) else job.result()
             for (start, length), digest in zip(cuts, digests, strict=True):
                 slot = len(ids)
@@ -280,13 +305,13 @@ def chunk_file(objects: ObjectStore, path: Path, rel: str,
                     same[slot] = first[digest]
                 else:
                     first[digest] = slot
-                    packer.add(slot, block, start, length)
+                    packer.add(slot, block, start, length, base)
 
         try:
-            for block, fresh_from, cuts in _blocks(path, take):
+            for block, fresh_from, cuts, base in _blocks(path, take):
                 views.append(block)
                 updates.append(order.submit(whole.update, block[fresh_from:]))
-                hashed.append((block, cuts, pool.submit(_hash_chunks, block, cuts)
+                hashed.append((block, cuts, base, pool.submit(_hash_chunks, block, cuts)
                                if pool is not None else _hash_chunks(block, cuts)))
                 while len(hashed) > 1:  # this block is hashed while the next is read
                     settle()
@@ -295,6 +320,8 @@ def chunk_file(objects: ObjectStore, path: Path, rel: str,
             placed = packer.finish()
         finally:
             packer.drain()
+            if source is not None:
+                os.close(source)
     for update in updates:
         update.result()  # raises what the hashing thread raised
     chunks = [found.get(i) or placed[same.get(i, i)] for i in range(len(ids))]
@@ -302,6 +329,8 @@ def chunk_file(objects: ObjectStore, path: Path, rel: str,
     after = path.stat()
     if ((after.st_size, after.st_mtime_ns) != (size, before.st_mtime_ns)
             or sum(lengths) != size):
+        for pack in packer.copied:  # copied from the file as it is now, not as hashed
+            objects.delete(pack)
         raise InvalidInputError(f"{path} changed while mloop was reading it; run the command "
                                 "again when nothing is writing to it.")
     return FileEntry(rel, size, file_digest, tuple(chunks), tuple(ids))
