@@ -199,3 +199,25 @@ def test_a_file_changed_during_the_add_leaves_no_copied_pack(tmp_path, monkeypat
     with pytest.raises(InvalidInputError, match="changed while mloop was reading it"):
         chunk_files(store, [(path, "big.bin")])
     assert all(hash_bytes(store.get_bytes(d)) == d for d in _blobs(store))
+
+
+@pytest.mark.parametrize("advice_fails", [False, True])
+def test_large_blobs_are_handed_to_the_disk_as_written(tmp_path, monkeypatch, advice_fails):
+    """Blobs of 1 MiB and more start their writeback at once (the one sync at the end of
+    an add then waits for little); a refused hint changes nothing stored."""
+    from mloop.objects import local
+
+    advised = []
+
+    def advise(fd, offset, length, how):
+        advised.append(how)
+        if advice_fails:
+            raise OSError(22, "Invalid argument")
+    monkeypatch.setattr(os, "posix_fadvise", advise, raising=False)
+    store = local.LocalObjectStore(tmp_path / "objects")
+    big, small = os.urandom(local._EARLY_WRITEBACK), os.urandom(1000)
+    assert store.put_chunk(hash_bytes(big), big) and store.put_chunk(hash_bytes(small), small)
+    store.sync()
+    assert advised == [os.POSIX_FADV_DONTNEED]  # the large blob only
+    assert store.get_bytes(hash_bytes(big)) == big
+    assert store.get_bytes(hash_bytes(small)) == small
