@@ -2,6 +2,10 @@
 
 import os
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from mloop.core.hashing import hash_bytes
 from mloop.data import chunks
 from mloop.data.chunks import FileEntry, chunk_files, read_entry, restore_file
@@ -82,3 +86,138 @@ def test_pack_size_bounds_blob_count(tmp_path, monkeypatch):
     path.write_bytes(os.urandom(6 << 20))
     chunk_files(store, [(path, "x.bin")])
     assert 5 <= len(_blobs(store)) <= 8
+
+
+def _whole_file_cuts(path):
+    return [(c.offset, c.length) for c in chunks._cutter().cut_file(str(path))]
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(min_value=0, max_value=3_000_000), st.integers(min_value=1, max_value=4),
+       st.sampled_from([300_000, 1 << 20]), st.booleans())
+def test_block_by_block_cuts_equal_whole_file_cuts(size, seed, block, repetitive):
+    """Reading in blocks (carrying each block's last chunk over) must cut exactly where
+    cutting the whole file does: earlier versions' chunks are matched by these cuts."""
+    import random
+    import tempfile
+    from pathlib import Path
+
+    rng = random.Random(seed)
+    data = ((rng.randbytes(4096) * (size // 4096 + 1))[:size] if repetitive
+            else rng.randbytes(size))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "f.bin"
+        path.write_bytes(data)
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(chunks, "BLOCK", block)
+            got, pos = [], 0
+            for blk, fresh_from, cuts, base in chunks._blocks(path):
+                start = pos - fresh_from
+                assert base == start  # where the block lies in the file (packs copy it)
+                assert bytes(blk) == data[base:base + len(blk)]
+                got += [(start + a, n) for a, n in cuts]
+                pos += len(blk) - fresh_from
+        assert got == (_whole_file_cuts(path) if size else [])
+        assert pos == size
+
+
+def test_threads_change_nothing_a_serial_add_stores(tmp_path, monkeypatch):
+    """Large file (blocks hashed on the pool) and many small files (read on the pool):
+    the entries and the blobs are those of a run on one thread."""
+    monkeypatch.setattr(chunks, "BLOCK", 1 << 20)
+    monkeypatch.setattr(chunks, "_READ_BATCH", 7)
+    monkeypatch.setattr(chunks, "PACK_SIZE", 64 << 10)
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(5 << 20) + bytes(3 << 20) + os.urandom(12345))
+    small = []
+    for i in range(120):
+        f = tmp_path / f"s{i:03d}.bin"
+        f.write_bytes(os.urandom(1000 + 37 * i) if i % 10 else b"same bytes")
+        small.append((f, f.name))
+    threaded, serial = MemoryObjectStore(), MemoryObjectStore()
+    entries = chunk_files(threaded, [(big, "big.bin"), *small])
+    alone = [chunks.chunk_file(serial, big, "big.bin", None)]
+    alone += chunks._pack_small(serial, [(p, rel, p.stat().st_size) for p, rel in small], {},
+                                None)
+    assert sorted(entries, key=lambda e: e.path) == sorted(alone, key=lambda e: e.path)
+    assert _blobs(threaded) == _blobs(serial)
+    for entry in entries:
+        source = big if entry.path == "big.bin" else tmp_path / entry.path
+        assert b"".join(read_entry(threaded, entry)) == source.read_bytes()
+
+
+def test_a_small_file_that_grew_after_the_walk_is_read_whole(tmp_path):
+    path = tmp_path / "grew.txt"
+    path.write_bytes(b"x" * 5000)
+    [(rel, data, digest)] = chunks._read_small([(path, "grew.txt", 100)])
+    assert (rel, data, digest) == ("grew.txt", b"x" * 5000, hash_bytes(b"x" * 5000))
+
+
+@pytest.mark.parametrize("kernel_copy", [True, False])
+def test_packs_copied_from_the_file_equal_packs_written_from_memory(tmp_path, monkeypatch,
+                                                                   kernel_copy):
+    """A local store copies a new file's packs from the file (copy_file_range); where the
+    kernel cannot, it writes the buffer. Either way: the blobs and entry of a store that
+    only takes bytes (memory), every blob verifying against its name."""
+    from mloop.objects.local import LocalObjectStore
+
+    if not kernel_copy:
+        def refuse(*args, **kwargs):
+            raise OSError(38, "Function not implemented")
+        monkeypatch.setattr(os, "copy_file_range", refuse, raising=False)
+    monkeypatch.setattr(chunks, "BLOCK", 1 << 20)
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(6 << 20) + bytes(1 << 20) + os.urandom(54321))
+    local, memory = LocalObjectStore(tmp_path / "objects"), MemoryObjectStore()
+    [entry] = chunk_files(local, [(path, "big.bin")])
+    assert [entry] == chunk_files(memory, [(path, "big.bin")])
+    assert _blobs(local) == _blobs(memory)
+    assert all(hash_bytes(local.get_bytes(d)) == d for d in _blobs(local))
+    restore_file(local, entry, tmp_path / "out.bin")
+    assert (tmp_path / "out.bin").read_bytes() == path.read_bytes()
+
+
+def test_a_file_changed_during_the_add_leaves_no_copied_pack(tmp_path, monkeypatch):
+    """Packs copied from the file hold its bytes as they are when copied: when the file
+    changed meanwhile, the add fails and removes them (a blob must match its name)."""
+    from mloop.errors import InvalidInputError
+    from mloop.objects.local import LocalObjectStore
+
+    monkeypatch.setattr(chunks, "BLOCK", 1 << 20)
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(3 << 20))
+    store = LocalObjectStore(tmp_path / "objects")
+    real = chunks._blocks
+
+    def then_edit(*args, **kwargs):
+        yield from real(*args, **kwargs)
+        with open(path, "r+b") as f:  # same size, new bytes in the last pack, not yet stored
+            f.seek(-6, 2)
+            f.write(b"edited")
+        os.utime(path, ns=(1, 1))
+    monkeypatch.setattr(chunks, "_blocks", then_edit)
+    with pytest.raises(InvalidInputError, match="changed while mloop was reading it"):
+        chunk_files(store, [(path, "big.bin")])
+    assert all(hash_bytes(store.get_bytes(d)) == d for d in _blobs(store))
+
+
+@pytest.mark.parametrize("advice_fails", [False, True])
+def test_large_blobs_are_handed_to_the_disk_as_written(tmp_path, monkeypatch, advice_fails):
+    """Blobs of 1 MiB and more start their writeback at once (the one sync at the end of
+    an add then waits for little); a refused hint changes nothing stored."""
+    from mloop.objects import local
+
+    advised = []
+
+    def advise(fd, offset, length, how):
+        advised.append(how)
+        if advice_fails:
+            raise OSError(22, "Invalid argument")
+    monkeypatch.setattr(os, "posix_fadvise", advise, raising=False)
+    store = local.LocalObjectStore(tmp_path / "objects")
+    big, small = os.urandom(local._EARLY_WRITEBACK), os.urandom(1000)
+    assert store.put_chunk(hash_bytes(big), big) and store.put_chunk(hash_bytes(small), small)
+    store.sync()
+    assert advised == [os.POSIX_FADV_DONTNEED]  # the large blob only
+    assert store.get_bytes(hash_bytes(big)) == big
+    assert store.get_bytes(hash_bytes(small)) == small

@@ -30,7 +30,8 @@ def add(path: Path, name: str | None, message: str | None, as_json: bool) -> Non
     Only chunks the store lacks are written, so a new version of a large file costs about
     the size of the change. Writes PATH.mloop (commit it to git) and adds PATH to
     .gitignore. Adding unchanged content makes no new version, so a new --message is
-    not recorded; a note on stderr says so.
+    not recorded; a note on stderr says so. A CSV or Parquet file is summarised here up
+    to 16 MiB; a larger one on first use (`mloop data show`).
     """
     from mloop.data.ingest import add as do_add
     from mloop.project import current_project
@@ -86,10 +87,11 @@ def show(ref: str, as_json: bool) -> None:
     from mloop import lineage
     from mloop.core.clock import format_ms
     from mloop.data.catalog import get
+    from mloop.data.summary import ensure
     from mloop.project import current_project
 
     project = current_project()
-    v = get(project, ref)
+    v = ensure(project, get(project, ref))  # a large table's summary: computed once, here
     upstream, downstream = lineage.neighbours(project, v.uri)
     if as_json:
         data = v.to_dict()

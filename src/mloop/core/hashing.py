@@ -16,8 +16,8 @@ DIGEST_HEX_LEN = 64
 _DIGEST = re.compile(f"[0-9a-f]{{{DIGEST_HEX_LEN}}}")
 
 
-def hash_bytes(data: bytes) -> str:
-    """Hex BLAKE3 digest of ``data``."""
+def hash_bytes(data: bytes | bytearray | memoryview) -> str:
+    """Hex BLAKE3 digest of ``data`` (any bytes-like object)."""
     return blake3(data).hexdigest()
 
 

@@ -61,9 +61,15 @@ def add(path: str | Path, name: str | None = None, message: str | None = None, *
     return _m("ingest").add(_p(project), path, name, message)
 
 
-def get(ref: str, *, project: Project | None = None) -> DatasetVersion:
-    """The version ``ref`` names: ``train``, ``train@2``, ``train@golden``, ``data:/train@2``."""
-    return _m("catalog").get(_p(project), ref)
+def get(ref: str, *, summarize: bool = False, project: Project | None = None) -> DatasetVersion:
+    """The version ``ref`` names: ``train``, ``train@2``, ``train@golden``, ``data:/train@2``.
+
+    With ``summarize``, a table whose add deferred its summary (over 16 MiB) gets it
+    computed and stored first (once; later calls read it).
+    """
+    p = _p(project)
+    version = _m("catalog").get(p, ref)
+    return _m("summary").ensure(p, version) if summarize else version
 
 
 def log(name: str, *, project: Project | None = None) -> list[DatasetVersion]:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from mloop.core.disk import writing
 from mloop.core.hashing import hash_bytes, hash_file, new_hasher
@@ -72,62 +73,170 @@ def _cutter() -> object:
     return FastCDC(avg_size=AVG_CHUNK, min_size=MIN_CHUNK, max_size=MAX_CHUNK)
 
 
-def _store_blob(objects: ObjectStore, data: bytes) -> str:
+def _store_blob(objects: ObjectStore, data: bytes | memoryview,
+                source: tuple[int, int] | None = None,
+                copied: list[str] | None = None) -> str:
+    """Store ``data`` under its digest; ``source``: ``(fd, offset)`` of a file holding the
+    same bytes there, which a local store copies from in the kernel (a blob so written
+    is listed in ``copied``)."""
     digest = hash_bytes(data)
     put_chunk = getattr(objects, "put_chunk", None)
     if put_chunk is not None:
-        put_chunk(digest, data)
+        if source is None:
+            put_chunk(digest, data)
+        elif put_chunk(digest, data, source) and copied is not None:
+            copied.append(digest)
     elif not objects.exists(digest):
-        objects.put_bytes(data)
+        objects.put_bytes(bytes(data))
     return digest
 
 
 CHUNK_PACK = 4 << 20  # new chunks of large files are stored in packs of about this size
 _PACKS_IN_FLIGHT = 4  # packs being hashed and written at once (bounds memory to ~16 MiB)
+BLOCK = 16 << 20  # a large file is read, cut and hashed this many bytes at a time
 
 
 class _Packer:
-    """Collects new chunks into pack blobs, hashed and written on a pool."""
+    """Collects new chunks into pack blobs, hashed and written on a pool.
 
-    def __init__(self, objects: ObjectStore, pool: ThreadPoolExecutor | None) -> None:
+    Chunks are slices of the block being read; a pack of chunks that lie back to back
+    in one block (a new file: all of them) is that slice of the block, with no copy, and
+    with ``source`` (the file's descriptor) a store that can is given where those bytes
+    lie in the file, to copy them in the kernel.
+    """
+
+    def __init__(self, objects: ObjectStore, pool: ThreadPoolExecutor | None,
+                 source: int | None = None) -> None:
         self.objects = objects
         self.pool = pool
-        self.buffer = bytearray()
-        self.members: list[tuple[int, int, int]] = []  # (slot, offset, length) in buffer
-        self.pending: deque[tuple[Future[str], list[tuple[int, int, int]]]] = deque()
+        self.source = source
+        self.copied: list[str] = []  # packs written by copying from ``source``
+        self.base = 0  # the block's offset in the file
+        self.block: memoryview | None = None
+        self.members: list[tuple[int, int, int]] = []  # (slot, start in block, length)
+        self.size = 0
+        self.pending: deque[tuple[Future[str], list[tuple[int, int]], memoryview]] = deque()
         self.placed: dict[int, Chunk] = {}
+        self.lengths: dict[int, int] = {}  # slot -> length, of the chunks in packs
 
-    def add(self, slot: int, data: bytes) -> None:
-        self.members.append((slot, len(self.buffer), len(data)))
-        self.buffer += data
-        if len(self.buffer) >= CHUNK_PACK:
+    def add(self, slot: int, block: memoryview, start: int, length: int,
+            base: int = 0) -> None:
+        if block is not self.block:
+            self.flush()  # packs do not span blocks
+            self.block, self.base = block, base
+        self.members.append((slot, start, length))
+        self.size += length
+        if self.size >= CHUNK_PACK:
             self.flush()
 
     def flush(self) -> None:
-        if not self.members:
+        if not self.members or self.block is None:
             return
-        data, members = bytes(self.buffer), self.members
-        self.buffer, self.members = bytearray(), []
+        block, members = self.block, self.members
+        first, last = members[0], members[-1]
+        source = None
+        if last[1] + last[2] - first[1] == self.size:  # back to back: a slice of the block
+            data: bytes | memoryview = block[first[1]:last[1] + last[2]]
+            if self.source is not None:
+                source = (self.source, self.base + first[1])
+        else:
+            data = b"".join(block[a:a + n] for _, a, n in members)
+        placed, offset = [], 0
+        for slot, _, length in members:
+            placed.append((slot, offset))
+            offset += length
+        self.members, self.size = [], 0
+        self.lengths.update((slot, length) for slot, _, length in members)
         if self.pool is None:
-            self._place(_store_blob(self.objects, data), members)
+            self._place(_store_blob(self.objects, data, source, self.copied), placed)
             return
-        self.pending.append((self.pool.submit(_store_blob, self.objects, data), members))
+        self.pending.append((self.pool.submit(_store_blob, self.objects, data, source,
+                                              self.copied), placed, block))
         while len(self.pending) > _PACKS_IN_FLIGHT:
             self._settle()
 
-    def _settle(self) -> None:
-        job, members = self.pending.popleft()
-        self._place(job.result(), members)
+    def release(self, block: memoryview) -> None:
+        """Store every pack taken from ``block`` (its buffer is about to be reused)."""
+        if self.block is block:
+            self.flush()
+            self.block = None
+        while any(b is block for _, _, b in self.pending):
+            self._settle()
 
-    def _place(self, pack: str, members: list[tuple[int, int, int]]) -> None:
-        for slot, offset, length in members:
-            self.placed[slot] = (pack, length, offset)
+    def _settle(self) -> None:
+        job, placed, _ = self.pending.popleft()
+        self._place(job.result(), placed)
+
+    def _place(self, pack: str, placed: list[tuple[int, int]]) -> None:
+        for slot, offset in placed:
+            self.placed[slot] = (pack, self.lengths[slot], offset)
 
     def finish(self) -> dict[int, Chunk]:
         self.flush()
+        self.drain()
+        return self.placed
+
+    def drain(self) -> None:
+        """Wait for every pack in flight (also on an error: they read the blocks)."""
         while self.pending:
             self._settle()
-        return self.placed
+
+
+_RING = 4  # block buffers, reused in turn: fresh 16 MiB buffers cost a page fault per 4 KiB
+
+
+def _read_block(f: BinaryIO, carry: bytes, buf: bytearray) -> tuple[memoryview, int]:
+    """``carry`` then up to :data:`BLOCK` bytes of ``f``, into ``buf``; (the bytes, how many
+    were read)."""
+    view = memoryview(buf)
+    view[:len(carry)] = carry
+    got, end = len(carry), len(carry) + BLOCK
+    while got < end:
+        n = f.readinto(view[got:end])  # type: ignore[attr-defined]
+        if not n:
+            break
+        got += n
+    return view[:got], got - len(carry)
+
+
+def _new_buffer() -> bytearray:
+    return bytearray(BLOCK + MAX_CHUNK)  # a carried chunk is at most MAX_CHUNK
+
+
+def _blocks(path: Path, take: Callable[[], bytearray] = _new_buffer,
+            ) -> Iterator[tuple[memoryview, int, list[tuple[int, int]], int]]:
+    """The file as (block, where its new bytes start, its chunks as (start, length), the
+    block's offset in the file).
+
+    FastCDC decides a cut from the bytes since the previous cut only (at most
+    ``MAX_CHUNK`` of them), so cutting block by block gives the cuts of the whole file
+    as long as each block's last chunk, which may have been cut short by the block's
+    end, is carried over to the next block instead (the last block's is final).
+    ``take``: the buffer to read the next block into.
+    """
+    cutter = _cutter()
+    carry = b""
+    base = 0
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            block, fresh = _read_block(f, carry, take())
+            if not block:
+                return
+            cuts = [(c.offset, c.length) for c in cutter.cut_buf(block)]  # type: ignore[attr-defined]
+            eof = fresh < BLOCK
+            if not eof and len(cuts) > 1:
+                tail = cuts.pop()
+                carry = bytes(block[tail[0]:])
+            else:
+                carry = b""
+            yield block, len(block) - fresh, cuts, base
+            base += len(block) - len(carry)
+            if eof and not carry:
+                return
+
+
+def _hash_chunks(block: memoryview, cuts: list[tuple[int, int]]) -> list[str]:
+    return [hash_bytes(block[a:a + n]) for a, n in cuts]
 
 
 def chunk_file(objects: ObjectStore, path: Path, rel: str,
@@ -139,48 +248,89 @@ def chunk_file(objects: ObjectStore, path: Path, rel: str,
     version references it, so garbage collection keeps it, and it is neither written
     nor touched again (re-adding a 1 GB file with 1% appended writes ~1% of it).
 
-    Cutting and hashing each chunk run here; with a ``pool``, the whole-file digest is
-    computed on a second read of the file (BLAKE3 releases the GIL on large blocks)
-    and packs are hashed and written on the pool, a bounded number in flight. Packs
-    turn 16,000 blobs per GB into ~250, which is what a file system and a remote can
-    write quickly.
+    The file is read once, in blocks. With a ``pool`` the work of a block is spread
+    over the cores (BLAKE3 releases the GIL): the whole-file digest advances on one
+    thread, the block's chunks are hashed on the pool while the next block is read and
+    cut, and packs are hashed and written on the pool, a bounded number in flight.
+    Packs turn 16,000 blobs per GB into ~250, which is what a file system and a remote
+    can write quickly.
     """
     before = path.stat()
     size = before.st_size
     if size == 0:
         return FileEntry(rel, 0, new_hasher().hexdigest(), ())
     reused = reused or {}
-    whole_job = pool.submit(hash_file, path, threads=1) if pool is not None else None
-    whole = new_hasher() if whole_job is None else None
     ids: list[str] = []
     lengths: list[int] = []
     found: dict[int, Chunk] = {}  # slot -> an existing location
     first: dict[str, int] = {}  # chunk id -> the slot that stores it in this file
     same: dict[int, int] = {}  # slot -> earlier slot with the same bytes
     present: set[str] = set()
-    packer = _Packer(objects, pool)
-    for slot, chunk in enumerate(_cutter().cut_file(str(path))):  # type: ignore[attr-defined]
-        data = bytes(chunk.data)
-        if whole is not None:
-            whole.update(data)
-        digest = hash_bytes(data)
-        ids.append(digest)
-        lengths.append(len(data))
-        old = reused.get(digest)
-        if old is not None and (old[0] in present or objects.exists(old[0])):
-            present.add(old[0])
-            found[slot] = old
-        elif digest in first:
-            same[slot] = first[digest]
-        else:
-            first[digest] = slot
-            packer.add(slot, data)
-    placed = packer.finish()
+    # packs are copied from the file by a store that can (same bytes, read again by the
+    # kernel: a file that changes meanwhile fails the check at the end, packs removed)
+    source = os.open(path, os.O_RDONLY) if hasattr(objects, "put_chunk") else None
+    packer = _Packer(objects, pool, source)
+    whole = new_hasher()
+    updates: list[Future[object]] = []
+    views: list[memoryview] = []  # each block read so far
+    ring: deque[tuple[bytearray, int]] = deque()  # (buffer, the block read into it)
+
+    def take() -> bytearray:
+        if len(ring) < _RING:
+            buf = _new_buffer()
+        else:  # the oldest block: hashed (the queue below is one deep), packs stored
+            buf, k = ring.popleft()
+            updates[k].result()
+            packer.release(views[k])
+        ring.append((buf, len(views)))
+        return buf
+
+    # the whole-file digest: one thread, blocks in order
+    with ThreadPoolExecutor(max_workers=1) as order:
+        hashed: deque[tuple[memoryview, list[tuple[int, int]], int,
+                            Future[list[str]] | list[str]]] = deque()
+
+        def settle() -> None:
+            block, cuts, base, job = hashed.popleft()
+            digests = job if isinstance(job, list) else job.result()
+            for (start, length), digest in zip(cuts, digests, strict=True):
+                slot = len(ids)
+                ids.append(digest)
+                lengths.append(length)
+                old = reused.get(digest)
+                if old is not None and (old[0] in present or objects.exists(old[0])):
+                    present.add(old[0])
+                    found[slot] = old
+                elif digest in first:
+                    same[slot] = first[digest]
+                else:
+                    first[digest] = slot
+                    packer.add(slot, block, start, length, base)
+
+        try:
+            for block, fresh_from, cuts, base in _blocks(path, take):
+                views.append(block)
+                updates.append(order.submit(whole.update, block[fresh_from:]))
+                hashed.append((block, cuts, base, pool.submit(_hash_chunks, block, cuts)
+                               if pool is not None else _hash_chunks(block, cuts)))
+                while len(hashed) > 1:  # this block is hashed while the next is read
+                    settle()
+            while hashed:
+                settle()
+            placed = packer.finish()
+        finally:
+            packer.drain()
+            if source is not None:
+                os.close(source)
+    for update in updates:
+        update.result()  # raises what the hashing thread raised
     chunks = [found.get(i) or placed[same.get(i, i)] for i in range(len(ids))]
-    file_digest = whole_job.result() if whole_job is not None else whole.hexdigest()  # type: ignore[union-attr]
+    file_digest = whole.hexdigest()
     after = path.stat()
     if ((after.st_size, after.st_mtime_ns) != (size, before.st_mtime_ns)
             or sum(lengths) != size):
+        for pack in packer.copied:  # copied from the file as it is now, not as hashed
+            objects.delete(pack)
         raise InvalidInputError(f"{path} changed while mloop was reading it; run the command "
                                 "again when nothing is writing to it.")
     return FileEntry(rel, size, file_digest, tuple(chunks), tuple(ids))
@@ -190,29 +340,73 @@ SMALL_FILE = MIN_CHUNK  # smaller files are packed together instead of one blob 
 PACK_SIZE = 32 << 20
 
 
-def _pack_small(objects: ObjectStore, items: list[tuple[Path, str]],
-                known: dict[str, tuple[Chunk, ...]]) -> list[FileEntry]:
+_READ_BATCH = 512  # small files read and hashed per task
+_BATCHES_IN_FLIGHT = 8  # bounds memory: at most ~64 MiB of small files read ahead
+
+
+def _read_small(batch: list[tuple[str | Path, str, int]]) -> list[tuple[str, bytes, str]]:
+    """(rel, bytes, digest) of each file: one open, one read, one close (the size is
+    known: a short read is the end of the file)."""
+    out = []
+    for path, rel, size in batch:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            data = os.read(fd, size + 1)
+            if len(data) > size:  # it grew since the walk: read what it holds now
+                parts = [data]
+                while part := os.read(fd, 1 << 20):
+                    parts.append(part)
+                data = b"".join(parts)
+        finally:
+            os.close(fd)
+        out.append((rel, data, hash_bytes(data)))
+    return out
+
+
+def _read_ahead(pool: ThreadPoolExecutor | None,
+                items: list[tuple[str | Path, str, int]]) -> Iterator[tuple[str, bytes, str]]:
+    """The small files' bytes and digests in order, read by the pool a bounded number of
+    batches ahead (reads release the GIL: a cold cache waits on several at once)."""
+    batches = [items[i:i + _READ_BATCH] for i in range(0, len(items), _READ_BATCH)]
+    if pool is None or len(batches) < 2:
+        for batch in batches:
+            yield from _read_small(batch)
+        return
+    pending: deque[Future[list[tuple[str, bytes, str]]]] = deque()
+    for batch in batches:
+        pending.append(pool.submit(_read_small, batch))
+        if len(pending) >= _BATCHES_IN_FLIGHT:
+            yield from pending.popleft().result()
+    while pending:
+        yield from pending.popleft().result()
+
+
+def _pack_small(objects: ObjectStore, items: list[tuple[str | Path, str, int]],
+                known: dict[str, tuple[Chunk, ...]],
+                pool: ThreadPoolExecutor | None = None) -> list[FileEntry]:
     """Store small files back to back in pack blobs; a file seen before keeps its place.
 
     Thousands of 4 KiB files cost a handful of blobs instead of thousands, to write,
-    to list and to push.
+    to list and to push. ``items``: (path, path inside the version, size at the walk).
+    Files are read and hashed on the pool, in batches; packs are laid out in the order
+    of ``items`` whatever the timing, and written on the pool while reading goes on.
     """
     out: list[FileEntry] = []
     buffer = bytearray()
     waiting: list[tuple[str, int, str, int]] = []  # (rel, size, digest, offset)
+    writes: list[tuple[Future[str] | str, list[tuple[str, int, str, int]]]] = []
 
     def flush_pack() -> None:
         if not waiting:
             return
-        pack = _store_blob(objects, bytes(buffer))
-        out.extend(FileEntry(rel, size, digest, ((pack, size, off),))
-                   for rel, size, digest, off in waiting)
+        data = bytes(buffer)
+        job = (pool.submit(_store_blob, objects, data) if pool is not None
+               else _store_blob(objects, data))
+        writes.append((job, list(waiting)))
         buffer.clear()
         waiting.clear()
 
-    for path, rel in items:
-        data = path.read_bytes()
-        digest = hash_bytes(data)
+    for rel, data, digest in _read_ahead(pool, items):
         if not data:
             out.append(FileEntry(rel, 0, digest, ()))
         elif digest in known:
@@ -224,26 +418,34 @@ def _pack_small(objects: ObjectStore, items: list[tuple[Path, str]],
             if len(buffer) >= PACK_SIZE:
                 flush_pack()
     flush_pack()
+    for job, members in writes:
+        pack = job if isinstance(job, str) else job.result()
+        out.extend(FileEntry(rel, size, digest, ((pack, size, off),))
+                   for rel, size, digest, off in members)
     # files identical to one packed in this same add point at that copy
     placed = {e.digest: e.chunks for e in out if e.chunks}
     return [e if e.chunks or not e.size else FileEntry(e.path, e.size, e.digest,
                                                           placed[e.digest]) for e in out]
 
 
-def chunk_files(objects: ObjectStore, files: Iterable[tuple[Path, str]],
+def chunk_files(objects: ObjectStore, files: Iterable[tuple[str | Path, str]],
                 on_done: Callable[[FileEntry], object] | None = None, *,
                 flush: bool = True,
-                previous: Iterable[FileEntry] = ()) -> list[FileEntry]:
+                previous: Iterable[FileEntry] = (),
+                sizes: list[int] | None = None) -> list[FileEntry]:
     """Chunk several files over all cores; small files go into packs.
 
     ``previous`` (the entries of the version before) lets unchanged small files keep
     their place in an existing pack. With ``flush``, wait until the new blobs are on
-    disk (once, for all of them) before returning.
+    disk (once, for all of them) before returning. ``sizes``: each file's size when the
+    caller walked them (else each is stat'ed here).
     """
     items = list(files)
-    sizes = [p.stat().st_size for p, _ in items]
-    small = [item for item, n in zip(items, sizes, strict=True) if n < SMALL_FILE]
-    large = [item for item, n in zip(items, sizes, strict=True) if n >= SMALL_FILE]
+    if sizes is None:
+        sizes = [os.stat(p).st_size for p, _ in items]
+    small = [(p, rel, n) for (p, rel), n in zip(items, sizes, strict=True) if n < SMALL_FILE]
+    large = [(Path(p), rel) for (p, rel), n in zip(items, sizes, strict=True)
+             if n >= SMALL_FILE]
     previous = list(previous)
     known = {e.digest: e.chunks for e in previous if 0 < e.size < SMALL_FILE and e.chunks}
     reused: dict[str, Chunk] = {}
@@ -260,7 +462,7 @@ def chunk_files(objects: ObjectStore, files: Iterable[tuple[Path, str]],
         elif large:  # many files: one per worker
             out.extend(pool.map(lambda item: chunk_file(objects, item[0], item[1],
                                                         reused=reused), large))
-    out.extend(_pack_small(objects, small, known))
+        out.extend(_pack_small(objects, small, known, pool))
     if on_done is not None:
         for entry in out:
             on_done(entry)

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from mloop import lineage
 from mloop.core.process import command_line, current_user
 from mloop.core.redact import get_logger
 from mloop.core.text import check_optional, check_text
 from mloop.core.uris import check_name
 from mloop.data import stats as _stats
+from mloop.data import summary as _summary
 from mloop.data.catalog import get, list_datasets, project_relpath, read_tree
 from mloop.data.chunks import FileEntry
 from mloop.data.model import DatasetVersion, dumps
@@ -41,7 +41,8 @@ def add(project: Project, path: str | Path, name: str | None = None,
     Only chunks the store lacks are written. Content equal to the latest version makes
     no new version: the latest is returned, and a ``message`` is not recorded (a
     version's message is fixed when it is made), which a warning says. Writes
-    ``PATH.mloop`` and a .gitignore entry.
+    ``PATH.mloop`` and a .gitignore entry. A table's summary and drift profile are
+    computed here up to 16 MiB, else on first use (:mod:`mloop.data.summary`).
     """
     check_optional(message, "message")
     local = Path(path)
@@ -69,16 +70,16 @@ def add(project: Project, path: str | Path, name: str | None = None,
             return _kept(latest, message)
         # not rebuilt: store the bytes afresh (a new version), reusing no damaged blob
         previous = [e for e in previous if not any(c[0] in lost for c in e.chunks)]
-    # The table summary is computed while the bytes are chunked (both release the GIL).
+    # A small table is summarised while its bytes are chunked (both release the GIL); a
+    # larger one on first use (mloop.data.summary): profiling is not the add's work.
+    eager = local.is_file() and local.stat().st_size <= _summary.EAGER_BYTES
     with ThreadPoolExecutor(max_workers=1) as side:
-        summary_job = side.submit(_stats.summarize_path, local) if local.is_file() else None
-        kind, entries = snapshot(project, local, quiet=quiet, previous=previous or (),
-                                 source=source)
+        summary_job = side.submit(_stats.summarize_path, local) if eager else None
+        kind, entries, stats = snapshot(project, local, quiet=quiet, previous=previous or (),
+                                        source=source)
         summary = summary_job.result() if summary_job is not None else None
-    profile = summary.pop(_stats.PROFILE_KEY, None) if summary else None
-    if summary is not None and profile is not None:  # what drift tests read (monitoring)
-        summary["profile"] = project.objects.put_bytes(
-            json.dumps(profile, separators=(",", ":")).encode())
+    if summary is not None:  # its profile (what drift tests read) becomes a blob
+        summary = _summary.store_profile(project, summary)
     tree = store_tree(project, kind, entries)
     if latest is not None and latest.tree == tree and latest.source_path == source:
         version = _kept(latest, message)  # unchanged: no new version
@@ -89,9 +90,12 @@ def add(project: Project, path: str | Path, name: str | None = None,
             "stats": dumps(summary) if summary else None,
             "message": message, "user": current_user(), "command": command_line()})
     write_pointer(local, version)
-    remember_stats(project, local, source, kind, entries)
-    run_id = lineage.active_run_id()
-    if run_id is not None:
+    remember_stats(project, local, source, kind, entries, stats=stats)
+    # Tracking registers the active run with mloop.lineage when it is imported: without
+    # it no run is active, and importing lineage (SQLAlchemy) would slow every add.
+    lineage = sys.modules.get("mloop.lineage")
+    run_id = lineage.active_run_id() if lineage is not None else None
+    if lineage is not None and run_id is not None:
         lineage.add_edge(project, f"runs:/{run_id}", version.uri, "output")
     return version
 

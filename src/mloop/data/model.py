@@ -58,7 +58,7 @@ def encode_tree(tree: dict[str, Any]) -> bytes:
     A folder of 20,000 files lists 20,000 digests; compressed, its tree is a fraction of
     the size to store and to push.
     """
-    return zlib.compress(dumps(tree).encode(), 6)
+    return zlib.compress(dumps(tree).encode(), 1)  # level 1: ~5x faster, a little larger
 
 
 def decode_tree(data: bytes) -> dict[str, Any]:

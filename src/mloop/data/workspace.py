@@ -50,13 +50,18 @@ def _save_cache(project: Project, rows: list[dict[str, object]]) -> None:
 
 
 def remember_stats(project: Project, local: Path, source: str, kind: str,
-                   entries: list[FileEntry]) -> None:
-    """Record the stat of each file just hashed or written, keyed by project path."""
+                   entries: list[FileEntry], *,
+                   stats: dict[str, tuple[int, int, int]] | None = None) -> None:
+    """Record the stat of each file just hashed or written, keyed by project path.
+
+    ``stats``: (size, mtime_ns, inode) by path inside the version, taken before the
+    files were read (``data add``); else each file is stat'ed now.
+    """
     rows = []
     for e in entries:
-        file = local if kind == "file" else local / e.path
         rel = source if kind == "file" else f"{source}/{e.path}"
-        size, mtime, ino = _stat_key(file)
+        size, mtime, ino = (stats[e.path] if stats is not None else
+                            _stat_key(local if kind == "file" else local / e.path))
         rows.append({"path": rel, "size": size, "mtime_ns": mtime, "inode": ino,
                      "digest": e.digest})
     _save_cache(project, rows)

@@ -77,11 +77,12 @@ class Profile:
 
 def of_dataset(project: Project, ref: str) -> Profile:
     """The stored profile of dataset version ``ref`` (``train@3``, ``data:/train@3``);
-    computed from its data when the version has none (older versions, folders of one
-    table)."""
+    a table's is computed and stored on first use when its add deferred it; computed
+    from the data each time for versions that keep none (folders of tables)."""
     from mloop.data import catalog
+    from mloop.data.summary import ensure
 
-    version = catalog.get(project, ref)
+    version = ensure(project, catalog.get(project, ref))  # a large table's: computed once
     digest = (version.stats or {}).get("profile")
     if digest:
         data = json.loads(project.objects.get_bytes(digest))

@@ -212,6 +212,7 @@ def _table3(rows: list[tuple[str, str, str]], head: tuple[str, str, str]) -> str
 def build(project: Project, ref: str, spec: dict[str, Any] | None = None) -> ModelCard:
     """Gather a card for a registered version; ``spec`` holds the user's fields."""
     from mloop.data.catalog import get as get_data
+    from mloop.data.summary import ensure as ensure_summary
     from mloop.tracking.records import get_run
 
     spec = dict(spec or {})
@@ -246,7 +247,7 @@ def build(project: Project, ref: str, spec: dict[str, Any] | None = None) -> Mod
     data_parts = []
     for uri in datasets:
         try:
-            dv = get_data(project, uri)
+            dv = ensure_summary(project, get_data(project, uri))
         except NotFoundError:
             continue
         cols = ", ".join(list((dv.stats or {}).get("columns", {}))[:12])
