@@ -122,8 +122,7 @@ def test_a_fresh_process_loads_without_sqlalchemy_and_refuses_tampered_files(
     assert "sqlalchemy" not in " ".join(out["modules"])
 
 
-def test_a_tampered_file_is_refused_on_the_plain_sql_path(project, backend, data, logged):
-    X, _ = data
+def test_a_tampered_file_is_refused_on_the_plain_sql_path(project, backend, logged):
     _, info = logged
     digest = next(a.digest for a in mloop.get_run(info.run_id).artifacts
                   if a.path.endswith("model.skops"))
