@@ -88,7 +88,9 @@ def cache_dir() -> Path:
 
 
 def _cache_file() -> Path:
-    who = hash_bytes(f"{sys.prefix}\0{sys.executable}".encode())[:16]
+    """One file per interpreter and ``sys.path`` (a script's folder is on it), so that
+    processes started differently do not overwrite each other's lock."""
+    who = hash_bytes("\0".join([sys.prefix, sys.executable, *sys.path]).encode())[:16]
     return cache_dir() / f"env-lock-{who}.json"
 
 
