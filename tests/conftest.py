@@ -38,6 +38,7 @@ def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
             monkeypatch.delenv(key)
     # the user's own config, credentials and keys: a fresh, empty folder per test
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "user-config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))  # the env-lock cache
     monkeypatch.setenv("MLOOP_QUIET", "1")
     monkeypatch.setenv("MLOOP_CAPTURE_PACKAGES", "0")  # fast; tests of capture turn it on
     yield

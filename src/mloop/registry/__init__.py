@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 from mloop.project import Project, current_project
 
 if TYPE_CHECKING:
-    from mloop.registry.models import LoadedModel, ModelEvent, ModelInfo, ModelVersion
+    from mloop.registry.loading import LoadedModel
+    from mloop.registry.models import ModelEvent, ModelInfo, ModelVersion
 
 
 def _m() -> Any:
@@ -66,8 +67,9 @@ def load_model(uri: str, *, engine: str | None = None, trusted: list[str] | None
     in your own ``~/.config/mloop/config.toml``) such a model raises
     :class:`~mloop.errors.UnsafeModelError`.
     """
-    return _m().load_model(_p(project), uri, engine=engine, trusted=trusted,
-                           allow_pickle=allow_pickle)
+    from mloop.registry.loading import load_model as load  # no SQLAlchemy on SQLite
+
+    return load(_p(project), uri, engine=engine, trusted=trusted, allow_pickle=allow_pickle)
 
 
 def get_model_version(ref: str, *, project: Project | None = None) -> ModelVersion:

@@ -23,7 +23,6 @@ from sqlalchemy.exc import IntegrityError
 
 from mloop import lineage
 from mloop.core.clock import now_ms
-from mloop.core.hashing import hash_bytes, hash_file
 from mloop.core.ids import new_id, short_id
 from mloop.core.paths import safe_relpath
 from mloop.core.process import current_user
@@ -33,13 +32,21 @@ from mloop.errors import (
     ConflictError,
     InvalidInputError,
     InvalidURIError,
-    NotFoundError,
-    UnsafeModelError,
 )
 from mloop.project import Project
 from mloop.registry import signature as sig
-from mloop.registry.flavors import Flavor, Serializer, flavor_for, get_flavor
-from mloop.registry.safety import check_files
+from mloop.registry.flavors import flavor_for
+from mloop.registry.loading import (  # re-exported: loading needs no SQLAlchemy
+    ENGINES,
+    MANIFEST,
+    LoadedModel,
+    ModelNotFoundError,
+    check_model,
+    files_digest,
+    load_model,
+    parse_model_ref,
+    resolve,
+)
 from mloop.store.schema import (
     model_aliases,
     model_events,
@@ -50,12 +57,9 @@ from mloop.store.schema import (
 from mloop.tracking import artifacts as _artifacts
 from mloop.tracking.records import resolve_run_id
 
-MANIFEST = "mloop-model.json"
+__all__ = ["ENGINES", "LoadedModel", "check_model", "files_digest", "load_model"]  # and the rest
+
 STATUSES = ("registered", "approved", "archived")
-
-
-class ModelNotFoundError(NotFoundError):
-    code = "model_not_found"
 
 
 @dataclass(frozen=True)
@@ -243,19 +247,6 @@ def register_model(project: Project, source: str, name: str, *,
     return get_version(project, f"{name}/{version}")
 
 
-def parse_model_ref(ref: str) -> ModelURI | tuple[str, None]:
-    """``models:/churn/1``, ``models:/churn@champion``, ``churn/1``, ``churn@x``, ``churn``."""
-    if ref.startswith("models:/"):
-        parsed = parse_uri(ref)
-        assert isinstance(parsed, ModelURI)
-        return parsed
-    if "@" in ref or "/" in ref:
-        parsed = parse_uri(f"models:/{ref}")
-        assert isinstance(parsed, ModelURI)
-        return parsed
-    return check_name(ref, "model name"), None
-
-
 def _model_id(conn: Any, name: str) -> str:
     model_id = conn.execute(select(registered_models.c.id).where(
         registered_models.c.name == name)).scalar()
@@ -410,60 +401,7 @@ def events(project: Project, name: str) -> list[ModelEvent]:
 # -- loading --------------------------------------------------------------------------
 
 
-class LoadedModel:
-    """A model ready to predict: the signature is enforced on every call."""
-
-    def __init__(self, model: Any, manifest: dict[str, Any], engine: str,
-                 source: str) -> None:
-        self.model = model
-        self.manifest = manifest
-        self.engine = engine
-        self.source = source
-        data = manifest.get("signature")
-        self.signature: sig.Signature | None = sig.Signature.from_dict(data) if data else None
-
-    @property
-    def metadata(self) -> dict[str, Any]:
-        return dict(self.manifest.get("metadata") or {})
-
-    @property
-    def flavor(self) -> str:
-        return str(self.manifest["flavor"])
-
-    def __repr__(self) -> str:
-        return f"LoadedModel({self.source!r}, flavor={self.flavor!r}, engine={self.engine!r})"
-
-    def predict(self, data: Any) -> Any:
-        return self.model.predict(sig.enforce(self.signature, data))
-
-    def predict_both(self, data: Any) -> tuple[Any, Any]:
-        """(predictions, probabilities or None), checking the input against the signature
-        once for both."""
-        rows = sig.enforce(self.signature, data)
-        method = getattr(self.model, "predict_proba", None)
-        return (np.asarray(self.model.predict(rows)),
-                np.asarray(method(rows)) if method is not None else None)
-
-    def predict_proba(self, data: Any) -> Any:
-        method = getattr(self.model, "predict_proba", None)
-        if method is None:
-            raise InvalidInputError(f"{self.source} gives no probabilities (no predict_proba).")
-        return method(sig.enforce(self.signature, data))
-
-
-def _resolve(project: Project, uri: str) -> tuple[str, str, str, str]:
-    """(run id, artifact path, manifest digest, the version's URI for messages)."""
-    if uri.startswith("runs:/"):
-        parsed = parse_uri(uri)
-        assert isinstance(parsed, RunURI)
-        run_id = resolve_run_id(project, parsed.run_id)
-        path = parsed.path or "model"
-        digest, _ = _manifest_of(project, run_id, path)
-        return run_id, path, digest, f"runs:/{run_id}/{path}"
-    version = get_version(project, uri)
-    if version.run_id is None:
-        raise ModelNotFoundError(f"{version.uri} has no source run.")
-    return version.run_id, version.artifact_path, version.manifest, version.uri
+_resolve = resolve
 
 
 def resolve_source(project: Project, uri: str) -> tuple[str, str, str]:
@@ -479,120 +417,3 @@ def training_data(project: Project, uri: str) -> str | None:
     return inputs[0] if inputs else None
 
 
-ENGINES = ("native", "onnx", "auto")
-
-
-def files_digest(files: list[tuple[str, str]]) -> str:
-    """One digest for a model's files: ``(path in the model folder, content digest)``."""
-    return hash_bytes(json.dumps(sorted(files)).encode())
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """What loading a model will read, decided before any model file is opened."""
-
-    source: str
-    run_id: str
-    path: str
-    manifest: dict[str, Any]
-    engine: str
-    flavor: Flavor | None
-    meta: dict[str, Any]
-    serializer: Serializer | None
-    allow_pickle: bool
-
-
-def _onnxruntime_installed() -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec("onnxruntime") is not None
-    except ValueError:  # present in sys.modules without a spec
-        return False
-
-
-def _plan(project: Project, uri: str, engine: str | None, trusted: list[str] | None,
-          allow_pickle: bool | None) -> _Plan:
-    engine = engine or project.settings.model_engine
-    if engine not in ENGINES:
-        raise InvalidInputError(f"Unknown engine {engine!r}; use native, onnx or auto.")
-    run_id, path, digest, source = _resolve(project, uri)
-    manifest = json.loads(project.objects.get_bytes(digest))
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("flavor"), str) or \
-            not isinstance(manifest.get("flavor_meta", {}), dict):
-        raise UnsafeModelError(f"Refused to load {source}: its manifest ({MANIFEST}) is not "
-                               "one mloop wrote (no flavor, or no table of its details).")
-    if engine == "auto":  # the twin when there is one and it can run here
-        engine = "onnx" if manifest.get("onnx") and _onnxruntime_installed() else "native"
-    allow = bool(project.settings.allow_pickle if allow_pickle is None else allow_pickle)
-    if engine == "onnx":
-        if not manifest.get("onnx"):
-            why = manifest.get("onnx_note") or "only scikit-learn models are converted"
-            raise InvalidInputError(f"{uri} has no ONNX form: {why}.")
-        return _Plan(source, run_id, path, manifest, engine, None, {}, None, allow)
-    flavor = get_flavor(manifest["flavor"])
-    meta = dict(manifest.get("flavor_meta") or {}, trust=list(trusted or ()))
-    try:
-        serializer = flavor.serializer(meta)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise UnsafeModelError(f"Refused to load {source}: its manifest does not say which "
-                               f"file holds the model ({exc}).") from None
-    return _Plan(source, run_id, path, manifest, engine, flavor, meta, serializer, allow)
-
-
-def _fetch(project: Project, plan: _Plan, tmp: Path, pinned: str | None) -> Path:
-    """Download the model's verified files into ``tmp`` and refuse what may not load."""
-    assert plan.serializer is not None
-    folder = _artifacts.download(project, plan.run_id, plan.path, tmp)  # every byte verified
-    allow = plan.allow_pickle
-    if pinned is not None:  # the caller vouches for exactly these files (signed values)
-        here = [(f.relative_to(folder).as_posix(), hash_file(f))
-                for f in sorted(folder.rglob("*")) if f.is_file()]
-        if files_digest(here) != pinned:
-            raise UnsafeModelError(f"Refused to load {plan.source}: its files changed after "
-                                   "they were stored as a pipeline value.")
-        allow = True
-    check_files(folder, plan.serializer, allow_pickle=allow, source=plan.source)
-    return folder
-
-
-def check_model(project: Project, uri: str, *, engine: str | None = None,
-                trusted: list[str] | None = None, allow_pickle: bool | None = None) -> str:
-    """Everything :func:`load_model` checks, without loading: raises what it would raise
-    (not found, :class:`UnsafeModelError` …); returns how the model is stored, in words.
-    Lets a command refuse a model before it announces anything."""
-    plan = _plan(project, uri, engine, trusted, allow_pickle)
-    if plan.serializer is None:
-        return "onnx twin"
-    with tempfile.TemporaryDirectory(prefix="mloop-check-") as tmp:
-        _fetch(project, plan, Path(tmp), None)
-    return plan.serializer.describe()
-
-
-def load_model(project: Project, uri: str, *, engine: str | None = None,
-               trusted: list[str] | None = None, allow_pickle: bool | None = None,
-               pinned: str | None = None) -> LoadedModel:
-    """Load a logged or registered model.
-
-    ``engine``: ``native`` (the flavor's library), ``onnx`` (the verified ONNX twin,
-    through onnxruntime; an error when there is none) or ``auto`` (the twin when there
-    is one). Default: the project's ``models.engine`` setting (``native``).
-    ``trusted``: types beyond scikit-learn's that a skops file may rebuild (e.g. your own
-    transformer classes). ``allow_pickle``: load files that run code when read (joblib
-    and other pickles); default: the user's ``allow_pickle`` setting (off), else they
-    are refused with :class:`UnsafeModelError` (see :mod:`mloop.registry.safety`).
-    ``pinned``: the :func:`files_digest` of the files the caller vouches for (a signed
-    pipeline value); they load, pickles included, only if they are still those files.
-    """
-    plan = _plan(project, uri, engine, trusted, allow_pickle)
-    if plan.serializer is None:
-        from mloop.registry.onnx import OnnxModel
-
-        data = _artifacts.read_artifact(project, plan.run_id,
-                                        f"{plan.path}/{plan.manifest['onnx']}")
-        return LoadedModel(OnnxModel.from_bytes(data), plan.manifest, "onnx", uri)
-    assert plan.flavor is not None
-    with tempfile.TemporaryDirectory(prefix="mloop-load-") as tmp:
-        folder = _fetch(project, plan, Path(tmp), pinned)
-        model = plan.flavor.load(folder, plan.meta)
-    return LoadedModel(model, plan.manifest, "native", uri)

@@ -9,15 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sqlalchemy import select
-
 from mloop.core.clock import now_ms
-from mloop.core.ids import short_id
-from mloop.core.paths import safe_join, safe_relpath
+from mloop.core.paths import safe_relpath
 from mloop.core.progress import progress
-from mloop.errors import ArtifactNotFoundError, InvalidInputError
+from mloop.errors import InvalidInputError
 from mloop.project import Project
 from mloop.store.schema import artifacts
+from mloop.tracking import lookup as _lookup
 from mloop.tracking.model import ArtifactInfo
 
 
@@ -106,46 +104,7 @@ def _record(project: Project, run_id: str, infos: list[ArtifactInfo]) -> None:
                              "size": i.size, "created_at": now} for i in infos])
 
 
-def list_artifacts(project: Project, run_id: str, path: str = "") -> list[ArtifactInfo]:
-    """Artifacts of a run at or under ``path`` (all of them for ``""``)."""
-    rel = safe_relpath(path, allow_empty=True)
-    query = select(artifacts).where(artifacts.c.run_id == run_id)
-    if rel:
-        query = query.where((artifacts.c.path == rel) | artifacts.c.path.startswith(rel + "/"))
-    with project.store.read() as conn:
-        return [ArtifactInfo(r.path, r.size, r.digest)
-                for r in conn.execute(query.order_by(artifacts.c.path))]
-
-
-def read_artifact(project: Project, run_id: str, path: str) -> bytes:
-    """The verified bytes of one artifact file."""
-    rel = safe_relpath(path)
-    found = [a for a in list_artifacts(project, run_id, rel) if a.path == rel]
-    if not found:
-        raise ArtifactNotFoundError(
-            f"Run {short_id(run_id)} has no artifact {rel!r}. "
-            f"See `mloop runs show {short_id(run_id)}`.")
-    return project.objects.get_bytes(found[0].digest)
-
-
-def download(project: Project, run_id: str, path: str, dest: str | Path) -> Path:
-    """Copy an artifact file, or a folder of them, into ``dest``; returns the local path.
-
-    Every byte is verified against its digest before it is written.
-    """
-    items = list_artifacts(project, run_id, path)
-    if not items:
-        raise ArtifactNotFoundError(
-            f"Run {short_id(run_id)} has no artifact at {path or '/'!r}. "
-            f"See `mloop runs show {short_id(run_id)}`.")
-    rel = safe_relpath(path, allow_empty=True)
-    dest = Path(dest)
-    if len(items) == 1 and items[0].path == rel:
-        target = dest / PurePosixPath(rel).name if dest.is_dir() else dest
-        project.objects.get_file(items[0].digest, target)
-        return target
-    root = dest / PurePosixPath(rel).name if rel else dest
-    for item in items:
-        sub = item.path[len(rel) + 1:] if rel else item.path
-        project.objects.get_file(item.digest, safe_join(root, sub))
-    return root
+# Listing and reading go through plain SQL (no SQLAlchemy): see mloop.tracking.lookup.
+list_artifacts = _lookup.list_artifacts
+read_artifact = _lookup.read_artifact
+download = _lookup.download

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, and_, bindparam, select, update
 from mloop.core.clock import now_ms
 from mloop.core.owner import Owner, is_dead
 from mloop.core.text import MAX_KEY, MAX_VALUE, check_text, text_problem
-from mloop.errors import InvalidInputError, MloopError, ParamConflictError, RunNotFoundError
+from mloop.errors import InvalidInputError, MloopError, ParamConflictError
 from mloop.project import Project
 from mloop.store import Store
 from mloop.store.schema import (
@@ -25,38 +25,14 @@ from mloop.store.schema import (
     runs,
     tags,
 )
+from mloop.tracking import lookup as _lookup
 from mloop.tracking.model import ArtifactInfo, Environment, Run, RunStatus
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
-def resolve_run_id(project: Project, run_id: str) -> str:
-    """The full id of a run given its id, or a unique prefix or suffix of >= 6 hex digits.
-
-    Short ids shown by the CLI are suffixes (see :func:`mloop.core.ids.short_id`).
-    """
-    run_id = run_id.strip().lower() if isinstance(run_id, str) else ""
-    hexadecimal = all(c in "0123456789abcdef" for c in run_id)
-    with project.store.read() as conn:
-        if len(run_id) == 32 and hexadecimal:
-            if conn.execute(select(runs.c.id).where(runs.c.id == run_id)).first():
-                return run_id
-        elif len(run_id) >= 6 and hexadecimal:
-            for cond in (runs.c.id.startswith(run_id), runs.c.id.endswith(run_id)):
-                found = conn.execute(select(runs.c.id).where(cond).limit(2)).scalars().all()
-                if len(found) > 1:
-                    raise InvalidInputError(f"Run id {run_id!r} matches several runs; "
-                                            "give more digits.")
-                if found:
-                    return str(found[0])
-    why = ""
-    if not hexadecimal:
-        why = " (run ids are hexadecimal: 0-9 and a-f)"
-    elif len(run_id) < 6:
-        why = (f" ({len(run_id)} characters: give at least 6 characters of an id, as the "
-               "12 that `mloop runs list` shows)")
-    raise RunNotFoundError(f"No run with id {run_id!r}{why}. List runs with `mloop runs list`.")
+resolve_run_id = _lookup.resolve_run_id  # plain SQL: the model-loading path uses it
 
 
 def get_run(project: Project, run_id: str) -> Run:
