@@ -95,7 +95,7 @@ def _pids(project, proc) -> list[int]:
     return [int(p) for p in pids.read_text().split()]
 
 
-def _gone(pids: list[int], seconds: float = 10) -> bool:
+def _gone(pids: list[int], seconds: float = 30) -> bool:
     deadline = time.monotonic() + seconds
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
