@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from mloop import lineage
 from mloop.core.clock import now_ms
-from mloop.core.ids import new_id, short_id
+from mloop.core.ids import new_id
 from mloop.core.paths import safe_relpath
 from mloop.core.process import current_user
 from mloop.core.text import MAX_VALUE, check_optional, check_text
@@ -44,6 +44,7 @@ from mloop.registry.loading import (  # re-exported: loading needs no SQLAlchemy
     check_model,
     files_digest,
     load_model,
+    manifest_digest,
     parse_model_ref,
     resolve,
 )
@@ -195,13 +196,7 @@ def log_model(project: Project, run_id: str, model: Any, name: str = "model", *,
 
 
 def _manifest_of(project: Project, run_id: str, path: str) -> tuple[str, dict[str, Any]]:
-    found = [a for a in _artifacts.list_artifacts(project, run_id, f"{path}/{MANIFEST}")
-             if a.path == f"{path}/{MANIFEST}"]
-    if not found:
-        raise ModelNotFoundError(f"Run {short_id(run_id)} has no model at {path!r} (no "
-                                 f"{MANIFEST}). Log one with mloop.log_model(model, "
-                                 f"name={path!r}).")
-    digest = found[0].digest
+    digest = manifest_digest(project, run_id, path)
     return digest, json.loads(project.objects.get_bytes(digest))
 
 

@@ -193,21 +193,10 @@ _ALLOWED: dict[str, frozenset[str]] = {
 
 def _loaders(path: Path) -> dict[str, set[str]]:
     """Every type or function name in a skops file, with the loaders that use it."""
+    from mloop.registry.skops_reader import types_of
+
     with zipfile.ZipFile(path) as archive:
-        schema = json.loads(archive.read("schema.json"))
-    found: dict[str, set[str]] = {}
-    stack: list[Any] = [schema]
-    while stack:  # iterative: a hostile file can nest deeper than the recursion limit
-        node = stack.pop()
-        if isinstance(node, dict):
-            loader, module, cls = (node.get("__loader__"), node.get("__module__"),
-                                   node.get("__class__"))
-            if isinstance(loader, str) and isinstance(module, str) and isinstance(cls, str):
-                found.setdefault(f"{module}.{cls}", set()).add(loader)
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return found
+        return types_of(json.loads(archive.read("schema.json")))
 
 
 def _is_sklearn_class(name: str) -> bool:
