@@ -36,20 +36,43 @@ def _stamp(path: str) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
-def _forget_edited(root: Path) -> None:
-    """Drop the project's modules whose files changed since they were imported, so a
-    long-running process (``mloop automate run``) runs the code the cache keys hash."""
+def _project_modules(root: Path) -> list[tuple[str, str]]:
+    """(name, file) of every imported module whose file lies in the project."""
     prefix = str(root.resolve())
+    found = []
     for name, module in list(sys.modules.items()):
         file = getattr(module, "__file__", None)
         if not file or not str(Path(file).resolve()).startswith(prefix) or \
                 "site-packages" in file or "dist-packages" in file:
             continue
+        found.append((name, file))
+    return found
+
+
+def _forget_edited(root: Path) -> None:
+    """Drop the project's modules whose files changed since they were imported, so a
+    long-running process (``mloop automate run``) runs the code the cache keys hash."""
+    imported = _project_modules(root)
+    for name, file in imported:
         now = _stamp(file)
-        seen = _STAMPS.setdefault(name, now) if now is not None else None
-        if now is None or seen != now:
-            sys.modules.pop(name, None)
-            _STAMPS.pop(name, None)
+        if now is None or _STAMPS.get(name, now) != now:
+            break
+    else:
+        return
+    # One file changed: drop them all, since the others hold the old module objects
+    # (``import helpers`` binds the module once) and would pass the old code on.
+    for name, _file in imported:
+        sys.modules.pop(name, None)
+        _STAMPS.pop(name, None)
+
+
+def _stamp_imported(root: Path) -> None:
+    """Stamp the project's modules just imported (helpers the pipeline files import), so
+    that an edit made before the next run is seen: stamped only at that run, an edited
+    helper would look unchanged and its old code would reach the steps."""
+    for name, file in _project_modules(root):
+        if name not in _STAMPS and (now := _stamp(file)) is not None:
+            _STAMPS[name] = now
 
 
 def _load_file(path: Path) -> ModuleType:
@@ -99,6 +122,7 @@ def modules(project: Project) -> list[ModuleType]:
             except ImportError as exc:
                 raise InvalidInputError(f"[pipelines] modules lists {entry!r}, which does not "
                                         f"import: {exc}") from exc
+    _stamp_imported(root)
     return found
 
 
