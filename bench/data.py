@@ -34,6 +34,12 @@ BIN = Path(sys.executable).parent
 
 CPU: list[float] = [0.0]  # CPU seconds (user + system) of the last command run
 
+# Both tools run with compiled bytecode, as after a pip install (DVC's was compiled by
+# pip; mloop installed in development mode was not, and some environments set
+# PYTHONDONTWRITEBYTECODE, which makes every start-up compile mloop's source again): a
+# warm-up add of each tool, untimed, writes it where Python looks for it.
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
 
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -43,7 +49,7 @@ def _children_cpu() -> float:
 def run(cmd: list[str], cwd: Path) -> float:
     cpu = _children_cpu()
     start = time.perf_counter()
-    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False, env=ENV)
     elapsed = time.perf_counter() - start
     CPU[0] = _children_cpu() - cpu
     if out.returncode != 0:
@@ -237,6 +243,17 @@ def add_line(label: str, times: dict[str, list[float]], goal: float) -> str:
     return text
 
 
+def warm_up(kinds: list[type[Tool]], base: Path) -> None:
+    """One untimed add of a small table per tool, so that each one's bytecode is
+    compiled (and cached) before anything is timed."""
+    for kind in kinds:
+        tool = kind(base / f"warm-up-{kind.name}")
+        write_csv(tool.root / "warm.csv", 0.1)
+        tool.add("warm.csv")
+        tool.status()
+        shutil.rmtree(tool.root)
+
+
 def adds(args: argparse.Namespace, kinds: list[type[Tool]], base: Path) -> None:
     """(1) The adds at every size, cold, median of ``--repeat``."""
     cold = not args.warm and drop_caches()
@@ -343,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average at start: {load()} ({os.cpu_count()} cores)")
     with tempfile.TemporaryDirectory(prefix="mloop-data-bench-") as tmp:
         base = Path(tmp)
+        warm_up(kinds, base)
         adds(args, kinds, base)
         if not args.adds_only:
             details(args, kinds, base)

@@ -125,6 +125,19 @@ def pin(pid: int, core: int) -> None:
             os.sched_setaffinity(pid, {core})
 
 
+def compiled_bytecode() -> None:
+    """Every server starts with compiled bytecode, as after a pip install: the peers'
+    was compiled by pip; mloop installed in development mode was not, and some
+    environments set PYTHONDONTWRITEBYTECODE, which would make each ``mloop serve``
+    compile mloop's source at start-up. mloop's bytecode is compiled once here, where
+    Python looks for it (``__pycache__`` beside the source, as pip would)."""
+    import mloop
+
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run([sys.executable, "-m", "compileall", "-q",
+                    str(Path(mloop.__file__).parent)], check=True, env=os.environ)
+
+
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> float:
     import urllib.request
 
@@ -202,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="mloop-serving-bench-") as tmp:
         base = Path(tmp)
+        compiled_bytecode()
         project = mloop.init(base / "mloop")
         with mloop.start_run(project=project):
             mloop.log_model(model, input_example=X[:5], registered_name="churn")

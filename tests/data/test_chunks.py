@@ -92,6 +92,28 @@ def _whole_file_cuts(path):
     return [(c.offset, c.length) for c in chunks._cutter().cut_file(str(path))]
 
 
+@settings(max_examples=25, deadline=None)
+@given(st.integers(min_value=0, max_value=3_000_000), st.integers(min_value=0, max_value=6),
+       st.sampled_from(["random", "repetitive", "zeros", "mixed"]))
+def test_two_threads_cut_where_one_does(size, seed, kind):
+    """Cutting a block from both halves at once (meeting at a shared cut) must give the
+    cuts of one pass, including data where the halves never meet (all zeros)."""
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = random.Random(seed)
+    data = {"random": lambda: rng.randbytes(size),
+            "repetitive": lambda: (rng.randbytes(4096) * (size // 4096 + 1))[:size],
+            "zeros": lambda: bytes(size),
+            "mixed": lambda: (bytes(size // 2) + rng.randbytes(size))[:size]}[kind]()
+    block = memoryview(data)
+    one = [(c.offset, c.length) for c in chunks._cutter().cut_buf(block)]
+    with ThreadPoolExecutor(max_workers=1) as helper, pytest.MonkeyPatch.context() as m:
+        m.setattr(chunks, "SPLIT_MIN", 1)
+        two = chunks._cut_block((chunks._cutter(), chunks._cutter()), helper, block)
+    assert two == one
+
+
 @settings(max_examples=15, deadline=None)
 @given(st.integers(min_value=0, max_value=3_000_000), st.integers(min_value=1, max_value=4),
        st.sampled_from([300_000, 1 << 20]), st.booleans())
@@ -110,6 +132,7 @@ def test_block_by_block_cuts_equal_whole_file_cuts(size, seed, block, repetitive
         path.write_bytes(data)
         with pytest.MonkeyPatch.context() as m:
             m.setattr(chunks, "BLOCK", block)
+            m.setattr(chunks, "SPLIT_MIN", 200_000)  # the two-thread cut, at these sizes
             got, pos = [], 0
             for blk, fresh_from, cuts, base in chunks._blocks(path):
                 start = pos - fresh_from

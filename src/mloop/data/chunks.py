@@ -185,22 +185,21 @@ class _Packer:
 _RING = 4  # block buffers, reused in turn: fresh 16 MiB buffers cost a page fault per 4 KiB
 
 
-def _read_block(f: BinaryIO, carry: bytes, buf: bytearray) -> tuple[memoryview, int]:
-    """``carry`` then up to :data:`BLOCK` bytes of ``f``, into ``buf``; (the bytes, how many
-    were read)."""
-    view = memoryview(buf)
-    view[:len(carry)] = carry
-    got, end = len(carry), len(carry) + BLOCK
-    while got < end:
-        n = f.readinto(view[got:end])  # type: ignore[attr-defined]
+def _read_fresh(f: BinaryIO, buf: bytearray) -> int:
+    """Up to :data:`BLOCK` bytes of ``f`` into ``buf`` after its first ``MAX_CHUNK``
+    bytes (room for the carry); how many were read."""
+    view = memoryview(buf)[MAX_CHUNK:MAX_CHUNK + BLOCK]
+    got = 0
+    while got < BLOCK:
+        n = f.readinto(view[got:])  # type: ignore[attr-defined]
         if not n:
             break
         got += n
-    return view[:got], got - len(carry)
+    return got
 
 
 def _new_buffer() -> bytearray:
-    return bytearray(BLOCK + MAX_CHUNK)  # a carried chunk is at most MAX_CHUNK
+    return bytearray(MAX_CHUNK + BLOCK)  # a carried chunk is at most MAX_CHUNK
 
 
 def _blocks(path: Path, take: Callable[[], bytearray] = _new_buffer,
@@ -212,18 +211,30 @@ def _blocks(path: Path, take: Callable[[], bytearray] = _new_buffer,
     ``MAX_CHUNK`` of them), so cutting block by block gives the cuts of the whole file
     as long as each block's last chunk, which may have been cut short by the block's
     end, is carried over to the next block instead (the last block's is final).
-    ``take``: the buffer to read the next block into.
+    ``take``: the buffer to read the next block into. A thread reads the next block
+    while this one is cut (reading waits on the disk, cutting on the CPU: overlapped,
+    a cold gigabyte costs the longer of the two instead of their sum).
     """
-    cutter = _cutter()
+    cutters = (_cutter(), _cutter())  # one per thread: a FastCDC object is not shared
     carry = b""
     base = 0
-    with open(path, "rb", buffering=0) as f:
+    with open(path, "rb", buffering=0) as f, ThreadPoolExecutor(max_workers=1) as reader, \
+            ThreadPoolExecutor(max_workers=1) as helper:
+        buf = take()
+        pending: Future[int] = reader.submit(_read_fresh, f, buf)
         while True:
-            block, fresh = _read_block(f, carry, take())
+            fresh = pending.result()
+            eof = fresh < BLOCK
+            if not eof:
+                following = take()
+                pending = reader.submit(_read_fresh, f, following)
+            start = MAX_CHUNK - len(carry)
+            view = memoryview(buf)
+            view[start:MAX_CHUNK] = carry
+            block = view[start:MAX_CHUNK + fresh]
             if not block:
                 return
-            cuts = [(c.offset, c.length) for c in cutter.cut_buf(block)]  # type: ignore[attr-defined]
-            eof = fresh < BLOCK
+            cuts = _cut_block(cutters, helper, block)
             if not eof and len(cuts) > 1:
                 tail = cuts.pop()
                 carry = bytes(block[tail[0]:])
@@ -231,8 +242,51 @@ def _blocks(path: Path, take: Callable[[], bytearray] = _new_buffer,
                 carry = b""
             yield block, len(block) - fresh, cuts, base
             base += len(block) - len(carry)
-            if eof and not carry:
+            if eof:  # the last block's chunks are final: nothing is carried
                 return
+            buf = following
+
+
+SPLIT_MIN = 2 << 20  # blocks from this size on are cut by two threads, one per half
+
+
+def _cut_block(cutters: tuple[object, object], helper: ThreadPoolExecutor | None,
+               block: memoryview) -> list[tuple[int, int]]:
+    """The cuts of ``block`` as (start, length), as one FastCDC pass from its start finds
+    them, found by two threads (FastCDC releases the GIL while it scans).
+
+    The helper cuts the second half as if a chunk began at its middle; this thread cuts
+    from the start until one of its cuts lands on a cut of the helper's. FastCDC decides
+    each cut from the bytes since the previous cut alone, so from that shared cut on the
+    helper's cuts are the true ones. Where they never meet (data so regular that every
+    chunk is the maximum size), this thread simply cuts the whole block.
+    """
+    first, second = cutters
+    if helper is None or len(block) < SPLIT_MIN:
+        return [(c.offset, c.length) for c in first.cut_buf(block)]  # type: ignore[attr-defined]
+    middle = len(block) // 2
+    later = helper.submit(_cuts_from, second, block, middle)
+    cuts: list[tuple[int, int]] = []
+    try:
+        starts: dict[int, int] | None = None
+        for c in first.cut_buf(block):  # type: ignore[attr-defined]
+            cuts.append((c.offset, c.length))
+            end = c.offset + c.length
+            if end < middle:
+                continue
+            if starts is None:
+                starts = {start: i for i, (start, _) in enumerate(later.result())}
+            met = starts.get(end)
+            if met is not None:
+                cuts.extend(later.result()[met:])
+                break
+    finally:
+        later.result()  # the helper reads the block: done with it before it is reused
+    return cuts
+
+
+def _cuts_from(cutter: object, block: memoryview, start: int) -> list[tuple[int, int]]:
+    return [(start + c.offset, c.length) for c in cutter.cut_buf(block[start:])]  # type: ignore[attr-defined]
 
 
 def _hash_chunks(block: memoryview, cuts: list[tuple[int, int]]) -> list[str]:
@@ -275,6 +329,8 @@ def chunk_file(objects: ObjectStore, path: Path, rel: str,
     views: list[memoryview] = []  # each block read so far
     ring: deque[tuple[bytearray, int]] = deque()  # (buffer, the block read into it)
 
+    taken = [0]  # buffers handed out: the index of the block read into the next one
+
     def take() -> bytearray:
         if len(ring) < _RING:
             buf = _new_buffer()
@@ -282,7 +338,8 @@ def chunk_file(objects: ObjectStore, path: Path, rel: str,
             buf, k = ring.popleft()
             updates[k].result()
             packer.release(views[k])
-        ring.append((buf, len(views)))
+        ring.append((buf, taken[0]))
+        taken[0] += 1
         return buf
 
     # the whole-file digest: one thread, blocks in order
