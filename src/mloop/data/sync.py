@@ -88,22 +88,17 @@ def _copy(src: ObjectStore, dst: ObjectStore, digests: set[str], what: str, *,
     total = 0
     with progress(len(missing), what, quiet=quiet) as bar, \
             ThreadPoolExecutor(max_workers=_WORKERS) as pool:
-        put_chunk = getattr(dst, "put_chunk", None)
-
         def one(digest: str) -> int:
             data = src.get_bytes(digest)  # verified before it travels
-            if put_chunk is not None:
-                put_chunk(digest, data)  # bulk write; one sync below
-            else:
-                dst.put_bytes(data)
+            dst.put_chunk(digest, data)  # bulk write; one sync below
             return len(data)
 
         for size in pool.map(one, sorted(missing)):
             total += size
             bar.advance()
-    if flush and hasattr(dst, "sync"):
+    if flush:
         dst.sync()  # same durability policy as adds: see sqlite_synchronous
-    elif hasattr(dst, "forget_unsynced"):
+    else:
         dst.forget_unsynced()
     return len(missing), total
 
