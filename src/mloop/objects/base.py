@@ -10,14 +10,41 @@ from typing import Protocol, runtime_checkable
 from mloop.core.hashing import is_digest
 from mloop.errors import CorruptObjectError, InvalidInputError
 
+RECORDS = "records"  # named records live in <root>/records/, beside the blob folders
+_RECORD_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}\Z")
+
 
 @runtime_checkable
-class ObjectStore(Protocol):
+class RecordStore(Protocol):
+    """Small named records beside the blobs (what a remote knows of each data version).
+
+    A record is written once: :meth:`put_record` never replaces one, so two writers of
+    the same name can tell that they disagree instead of one overwriting the other.
+    """
+
+    def put_record(self, name: str, data: bytes) -> bytes | None:
+        """Write record ``name`` unless it exists; ``None`` when written, else the bytes
+        already there."""
+        ...
+
+    def get_record(self, name: str) -> bytes | None:
+        """The bytes of record ``name``, ``None`` when there is none."""
+        ...
+
+    def list_records(self, folder: str) -> list[str]:
+        """The names (last part only) of the records directly in ``folder``, sorted."""
+        ...
+
+
+@runtime_checkable
+class ObjectStore(RecordStore, Protocol):
     """Immutable blobs addressed by the hex BLAKE3 digest of their bytes.
 
     Writes are atomic (a reader never sees half a blob) and idempotent (putting bytes
     that are already stored costs a lookup, not a write). Reads verify the digest and
-    raise :class:`CorruptObjectError` on a mismatch.
+    raise :class:`CorruptObjectError` on a mismatch. Beside the blobs, every store
+    keeps named records (:class:`RecordStore`): remotes share what they know of each
+    data version through them.
 
     Bulk writers (data versioning, pushes and pulls: thousands of blobs) use
     :meth:`put_chunk` for each blob, then :meth:`sync` once before recording anything
@@ -89,32 +116,6 @@ class ObjectStore(Protocol):
 
     def iter_digests(self) -> Iterator[str]:
         """Every stored digest, in no particular order."""
-        ...
-
-
-RECORDS = "records"  # named records live in <root>/records/, beside the blob folders
-_RECORD_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}\Z")
-
-
-@runtime_checkable
-class RecordStore(Protocol):
-    """Small named records beside the blobs (what a remote knows of each data version).
-
-    A record is written once: :meth:`put_record` never replaces one, so two writers of
-    the same name can tell that they disagree instead of one overwriting the other.
-    """
-
-    def put_record(self, name: str, data: bytes) -> bytes | None:
-        """Write record ``name`` unless it exists; ``None`` when written, else the bytes
-        already there."""
-        ...
-
-    def get_record(self, name: str) -> bytes | None:
-        """The bytes of record ``name``, ``None`` when there is none."""
-        ...
-
-    def list_records(self, folder: str) -> list[str]:
-        """The names (last part only) of the records directly in ``folder``, sorted."""
         ...
 
 

@@ -16,7 +16,6 @@ from mloop.errors import ObjectNotFoundError
 from mloop.objects.base import (
     RECORDS,
     ObjectStore,
-    RecordStore,
     check_digest,
     check_record_name,
     corrupt,
@@ -367,6 +366,5 @@ def _fsync_dir(folder: Path) -> None:
 
 
 
-# mypy checks here that the class implements both protocols in full
-_OBJECTS: type[ObjectStore] = LocalObjectStore
-_RECORDS: type[RecordStore] = LocalObjectStore
+# mypy checks here that the class implements the protocol (records included) in full
+_IMPLEMENTS: type[ObjectStore] = LocalObjectStore

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mloop.core.hashing import hash_bytes
 from mloop.errors import ObjectNotFoundError
-from mloop.objects.base import ObjectStore, RecordStore, check_digest, check_record_name, corrupt
+from mloop.objects.base import ObjectStore, check_digest, check_record_name, corrupt
 
 
 class MemoryObjectStore:
@@ -100,6 +100,5 @@ class MemoryObjectStore:
         self._blobs[digest] = data
 
 
-# mypy checks here that the class implements both protocols in full
-_OBJECTS: type[ObjectStore] = MemoryObjectStore
-_RECORDS: type[RecordStore] = MemoryObjectStore
+# mypy checks here that the class implements the protocol (records included) in full
+_IMPLEMENTS: type[ObjectStore] = MemoryObjectStore

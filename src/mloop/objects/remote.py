@@ -18,7 +18,6 @@ from mloop.errors import ConfigError, MloopError, ObjectNotFoundError, ServiceUn
 from mloop.objects.base import (
     RECORDS,
     ObjectStore,
-    RecordStore,
     check_digest,
     check_record_name,
     corrupt,
@@ -221,6 +220,5 @@ class FsspecObjectStore:
                     yield prefix + entry.rsplit("/", 1)[-1]
 
 
-# mypy checks here that the class implements both protocols in full
-_OBJECTS: type[ObjectStore] = FsspecObjectStore
-_RECORDS: type[RecordStore] = FsspecObjectStore
+# mypy checks here that the class implements the protocol (records included) in full
+_IMPLEMENTS: type[ObjectStore] = FsspecObjectStore
