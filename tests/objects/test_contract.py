@@ -114,3 +114,122 @@ def test_named_records_are_written_once(objects):
     for bad in ("../x.json", "data//x", "/abs", "data/.hidden", ""):
         with pytest.raises(InvalidInputError):
             objects.get_record(bad)
+
+
+# -- bulk writes: put_chunk, then one sync (or forget_unsynced) ------------------------
+
+
+def test_put_chunk_writes_a_new_blob_once(objects):
+    data = os.urandom(5000)
+    digest = hash_bytes(data)
+    assert objects.put_chunk(digest, data) is True
+    assert objects.put_chunk(digest, data) is False  # already stored: not written again
+    assert objects.put_bytes(data) == digest  # the same blob, whichever way it came
+    assert objects.get_bytes(digest) == data  # verified against its name
+    assert objects.size(digest) == len(data)
+    assert set(objects.iter_digests()) == {digest}
+    objects.sync()
+    assert objects.get_bytes(digest) == data
+
+
+def test_put_chunk_takes_a_slice_of_a_buffer(objects, tmp_path):
+    block = memoryview(os.urandom(9000))
+    piece = block[1000:4000]
+    digest = hash_bytes(piece)
+    assert objects.put_chunk(digest, piece)
+    objects.sync()
+    assert objects.get_bytes(digest) == bytes(piece)
+    objects.get_file(digest, tmp_path / "out.bin")
+    assert (tmp_path / "out.bin").read_bytes() == bytes(piece)
+
+
+def test_put_chunk_rejects_non_digests(objects):
+    with pytest.raises(InvalidInputError):
+        objects.put_chunk("../../etc/passwd", b"x")
+
+
+@pytest.mark.parametrize("hint", [False, True])
+def test_put_chunk_source_hint_stores_the_same_blob(objects, tmp_path, monkeypatch, hint):
+    """``source`` names a file holding the same bytes: a store that copies from files
+    does (in the kernel), the others ignore it; the blob is the same either way."""
+    copies = []
+    real = getattr(os, "copy_file_range", None)
+    if real is not None:
+        def spy(*args, **kwargs):
+            copies.append(args)
+            return real(*args, **kwargs)
+        monkeypatch.setattr(os, "copy_file_range", spy)
+    payload = os.urandom(3 << 20)
+    path = tmp_path / "src.bin"
+    path.write_bytes(b"head" + payload + b"tail")
+    digest = hash_bytes(payload)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert objects.put_chunk(digest, memoryview(payload), (fd, 4) if hint else None)
+        assert not objects.put_chunk(digest, memoryview(payload), (fd, 4) if hint else None)
+    finally:
+        os.close(fd)
+    objects.sync()
+    assert objects.get_bytes(digest) == payload
+    assert isinstance(objects.copies_from_source, bool)
+    if real is not None:
+        assert bool(copies) == (hint and objects.copies_from_source)
+
+
+def test_put_chunk_from_many_threads(objects):
+    from concurrent.futures import ThreadPoolExecutor
+
+    blobs = [os.urandom(2000) for _ in range(40)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda b: objects.put_chunk(hash_bytes(b), b), blobs + blobs))
+    objects.sync()
+    assert set(objects.iter_digests()) == {hash_bytes(b) for b in blobs}
+    assert all(objects.get_bytes(hash_bytes(b)) == b for b in blobs)
+
+
+@pytest.fixture
+def flushes(monkeypatch):
+    """Every fsync (of a file descriptor) and system-wide sync made while a test runs."""
+    seen: list[object] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (seen.append(fd), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "sync", lambda: seen.append("all"))
+    return seen
+
+
+def test_sync_and_forget_unsynced(objects, flushes):
+    """``sync`` flushes what ``put_chunk`` wrote (where writes are not final on return:
+    the local folder); after ``forget_unsynced`` it has nothing left to flush. Both are
+    safe to call any time, repeatedly."""
+    objects.sync()
+    objects.forget_unsynced()
+    assert flushes == []
+    kept = os.urandom(100)
+    objects.put_chunk(hash_bytes(kept), kept)
+    objects.forget_unsynced()
+    objects.sync()
+    assert flushes == []  # forgotten: nothing to flush
+    data = os.urandom(100)
+    objects.put_chunk(hash_bytes(data), data)
+    objects.sync()
+    assert bool(flushes) == isinstance(objects, LocalObjectStore)
+    flushes.clear()
+    objects.sync()
+    assert flushes == []  # each blob is flushed once
+    assert objects.get_bytes(hash_bytes(kept)) == kept
+    assert objects.get_bytes(hash_bytes(data)) == data
+
+
+def test_local_sync_flushes_each_blob_and_folder_or_once_for_many(tmp_path, flushes):
+    store = LocalObjectStore(tmp_path / "objects")
+    few = [os.urandom(64) for _ in range(3)]
+    for b in few:
+        store.put_chunk(hash_bytes(b), b)
+    store.sync()
+    folders = {hash_bytes(b)[:2] for b in few}
+    assert "all" not in flushes and len(flushes) == len(few) + len(folders)
+    flushes.clear()
+    for b in (os.urandom(64) for _ in range(65)):  # many: one system-wide sync is cheaper
+        store.put_chunk(hash_bytes(b), b)
+    store.sync()
+    assert flushes == ["all"]

@@ -80,14 +80,8 @@ def _store_blob(objects: ObjectStore, data: bytes | memoryview,
     same bytes there, which a local store copies from in the kernel (a blob so written
     is listed in ``copied``)."""
     digest = hash_bytes(data)
-    put_chunk = getattr(objects, "put_chunk", None)
-    if put_chunk is not None:
-        if source is None:
-            put_chunk(digest, data)
-        elif put_chunk(digest, data, source) and copied is not None:
-            copied.append(digest)
-    elif not objects.exists(digest):
-        objects.put_bytes(bytes(data))
+    if objects.put_chunk(digest, data, source) and source is not None and copied is not None:
+        copied.append(digest)
     return digest
 
 
@@ -322,7 +316,7 @@ def chunk_file(objects: ObjectStore, path: Path, rel: str,
     present: set[str] = set()
     # packs are copied from the file by a store that can (same bytes, read again by the
     # kernel: a file that changes meanwhile fails the check at the end, packs removed)
-    source = os.open(path, os.O_RDONLY) if hasattr(objects, "put_chunk") else None
+    source = os.open(path, os.O_RDONLY) if objects.copies_from_source else None
     packer = _Packer(objects, pool, source)
     whole = new_hasher()
     updates: list[Future[object]] = []
@@ -523,11 +517,10 @@ def chunk_files(objects: ObjectStore, files: Iterable[tuple[str | Path, str]],
     if on_done is not None:
         for entry in out:
             on_done(entry)
-    sync = getattr(objects, "sync", None) if flush else None
-    if sync is not None:
-        sync()  # one flush for the whole add, before any version refers to these blobs
-    elif hasattr(objects, "sync"):
-        objects.forget_unsynced()  # type: ignore[attr-defined]
+    if flush:
+        objects.sync()  # one flush for the whole add, before any version refers to these blobs
+    else:
+        objects.forget_unsynced()
     return out
 
 

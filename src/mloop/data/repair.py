@@ -67,11 +67,10 @@ def replace_blob(objects: ObjectStore, digest: str, data: bytes) -> None:
         raise ValueError(f"bytes do not hash to {digest[:12]}…")
     if isinstance(objects, LocalObjectStore):
         objects.quarantine(digest)  # a damaged file is kept aside, not overwritten
-        objects.put_chunk(digest, data)
-        objects.sync()
     else:
         objects.delete(digest)
-        objects.put_bytes(data)
+    objects.put_chunk(digest, data)
+    objects.sync()
 
 
 def _slices(project: Project, version: DatasetVersion, entries: list[FileEntry],

@@ -40,7 +40,6 @@ from mloop.data.remotes import open_remote
 from mloop.data.workspace import CheckoutResult, checkout, current_digests
 from mloop.errors import NotFoundError
 from mloop.objects import ObjectStore
-from mloop.objects.base import RecordStore
 from mloop.project import Project
 
 _WORKERS = 8
@@ -88,22 +87,17 @@ def _copy(src: ObjectStore, dst: ObjectStore, digests: set[str], what: str, *,
     total = 0
     with progress(len(missing), what, quiet=quiet) as bar, \
             ThreadPoolExecutor(max_workers=_WORKERS) as pool:
-        put_chunk = getattr(dst, "put_chunk", None)
-
         def one(digest: str) -> int:
             data = src.get_bytes(digest)  # verified before it travels
-            if put_chunk is not None:
-                put_chunk(digest, data)  # bulk write; one sync below
-            else:
-                dst.put_bytes(data)
+            dst.put_chunk(digest, data)  # bulk write; one sync below
             return len(data)
 
         for size in pool.map(one, sorted(missing)):
             total += size
             bar.advance()
-    if flush and hasattr(dst, "sync"):
+    if flush:
         dst.sync()  # same durability policy as adds: see sqlite_synchronous
-    elif hasattr(dst, "forget_unsynced"):
+    else:
         dst.forget_unsynced()
     return len(missing), total
 
@@ -111,8 +105,6 @@ def _copy(src: ObjectStore, dst: ObjectStore, digests: set[str], what: str, *,
 def _records(store: ObjectStore, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int],
                                                                        VersionRecord]:
     """The records ``store`` holds of ``keys`` (several fetched at a time)."""
-    if not isinstance(store, RecordStore):
-        return {}
     keys = sorted(set(keys))
 
     def one(key: tuple[str, int]) -> VersionRecord | None:
@@ -152,17 +144,16 @@ def push(project: Project, remote: str | None = None, refs: Iterable[str] | None
     sent, size = _copy(project.objects, dst, needed, "Pushing", quiet=quiet,
                        flush=_flush(project))
     written = []
-    if isinstance(dst, RecordStore):
-        for r in ours:
-            if (r.dataset, r.version) in theirs:
-                continue
-            there = dst.put_record(record_name(r.dataset, r.version), r.to_bytes())
-            if there is not None:  # another clone pushed the same number just now
-                other = parse_record(there, f"{dst.url}: {record_name(r.dataset, r.version)}")
-                if other.tree != r.tree:
-                    raise conflict(r.ref, r.tree, other.tree, "on the remote", _push_fix([]))
-            else:
-                written.append(r.ref)
+    for r in ours:
+        if (r.dataset, r.version) in theirs:
+            continue
+        there = dst.put_record(record_name(r.dataset, r.version), r.to_bytes())
+        if there is not None:  # another clone pushed the same number just now
+            other = parse_record(there, f"{dst.url}: {record_name(r.dataset, r.version)}")
+            if other.tree != r.tree:
+                raise conflict(r.ref, r.tree, other.tree, "on the remote", _push_fix([]))
+        else:
+            written.append(r.ref)
     return TransferResult(len(versions), len(needed), sent, size, records=written)
 
 
@@ -287,8 +278,7 @@ def _from_ref(project: Project, src: ObjectStore, ref: str) -> _Wanted:
     uri = parse_ref(ref)
     if uri.ref is not None and is_version(uri.ref):
         return _Wanted(uri.name, version_number(uri.ref, ref), None)
-    numbers = [int(n[:-5]) for n in (src.list_records(f"{RECORD_FOLDER}/{uri.name}")
-                                     if isinstance(src, RecordStore) else [])
+    numbers = [int(n[:-5]) for n in src.list_records(f"{RECORD_FOLDER}/{uri.name}")
                if n.endswith(".json") and n[:-5].isascii() and n[:-5].isdigit()]
     if uri.ref in (None, "latest") and numbers:
         return _Wanted(uri.name, max(numbers), None)

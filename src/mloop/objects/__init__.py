@@ -3,7 +3,8 @@
 ``open_object_store(url)`` picks the implementation: a folder path or ``file://`` URL gives
 :class:`LocalObjectStore`; any other fsspec URL (``s3://``, ``gs://``, ``memory://``…)
 gives :class:`FsspecObjectStore`. :class:`MemoryObjectStore` is the in-process fake.
-All three pass the same contract tests (``tests/objects/test_contract.py``).
+All three implement the whole :class:`ObjectStore` protocol (mypy checks it in each
+module) and pass the same contract tests (``tests/objects/test_contract.py``).
 """
 
 from typing import TYPE_CHECKING, Any

@@ -13,7 +13,14 @@ from pathlib import Path
 from mloop.core.disk import writing
 from mloop.core.hashing import CHUNK, hash_bytes, new_hasher
 from mloop.errors import ObjectNotFoundError
-from mloop.objects.base import RECORDS, check_digest, check_record_name, corrupt, object_relpath
+from mloop.objects.base import (
+    RECORDS,
+    ObjectStore,
+    check_digest,
+    check_record_name,
+    corrupt,
+    object_relpath,
+)
 
 _TMP = "tmp"
 QUARANTINE = "quarantine"  # corrupt blobs moved aside by `mloop fsck --repair`
@@ -23,6 +30,8 @@ TEMP_SUFFIX = ".tmp"
 
 class LocalObjectStore:
     """A content-addressed folder. Stored files are read-only so an edit cannot corrupt them."""
+
+    copies_from_source = True  # put_chunk copies with copy_file_range where it can
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).expanduser().resolve()
@@ -355,3 +364,7 @@ def _fsync_dir(folder: Path) -> None:
     finally:
         os.close(dfd)
 
+
+
+# mypy checks here that the class implements the protocol (records included) in full
+_IMPLEMENTS: type[ObjectStore] = LocalObjectStore

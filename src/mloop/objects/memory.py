@@ -8,11 +8,13 @@ from pathlib import Path
 
 from mloop.core.hashing import hash_bytes
 from mloop.errors import ObjectNotFoundError
-from mloop.objects.base import check_digest, check_record_name, corrupt
+from mloop.objects.base import ObjectStore, check_digest, check_record_name, corrupt
 
 
 class MemoryObjectStore:
     """Blobs in a dict. ``corrupt_for_test`` lets tests flip bytes behind its back."""
+
+    copies_from_source = False
 
     def __init__(self) -> None:
         self.url = f"mem://{id(self):x}"
@@ -28,6 +30,21 @@ class MemoryObjectStore:
 
     def put_file(self, path: str | Path) -> str:
         return self.put_bytes(Path(path).read_bytes())
+
+    def put_chunk(self, digest: str, data: bytes | memoryview,
+                  source: tuple[int, int] | None = None) -> bool:
+        check_digest(digest)
+        with self._lock:
+            if digest in self._blobs:
+                return False
+            self._blobs[digest] = bytes(data)
+        return True
+
+    def sync(self) -> None:
+        """Nothing to flush: memory is as durable as it gets."""
+
+    def forget_unsynced(self) -> None:
+        """Nothing to forget (see :meth:`sync`)."""
 
     def get_bytes(self, digest: str) -> bytes:
         try:
@@ -81,3 +98,7 @@ class MemoryObjectStore:
     def corrupt_for_test(self, digest: str, data: bytes) -> None:
         """Replace a blob's bytes without updating its name (to test verification)."""
         self._blobs[digest] = data
+
+
+# mypy checks here that the class implements the protocol (records included) in full
+_IMPLEMENTS: type[ObjectStore] = MemoryObjectStore

@@ -15,7 +15,14 @@ import fsspec
 from mloop.core.hashing import CHUNK, hash_bytes, new_hasher
 from mloop.core.redact import redact
 from mloop.errors import ConfigError, MloopError, ObjectNotFoundError, ServiceUnavailableError
-from mloop.objects.base import RECORDS, check_digest, check_record_name, corrupt, object_relpath
+from mloop.objects.base import (
+    RECORDS,
+    ObjectStore,
+    check_digest,
+    check_record_name,
+    corrupt,
+    object_relpath,
+)
 
 # Libraries whose exceptions mean "the other side could not be reached or refused us":
 # fsspec drivers raise their transport's own errors (aiohttp for http(s), botocore for
@@ -56,8 +63,11 @@ class FsspecObjectStore:
     """Content-addressed blobs on an fsspec file system.
 
     Object stores (S3, GCS, Azure) make each PUT atomic, so blobs are written straight
-    to their final key; there is no rename to rely on there.
+    to their final key; there is no rename to rely on there. A PUT is also final when
+    it returns, so :meth:`sync` has nothing to do.
     """
+
+    copies_from_source = False
 
     def __init__(self, url: str, **storage_options: Any) -> None:
         try:
@@ -76,10 +86,22 @@ class FsspecObjectStore:
 
     def put_bytes(self, data: bytes) -> str:
         digest = hash_bytes(data)
-        if not self.exists(digest):
-            with _reachable(self.url):
-                self.fs.pipe_file(self._key(digest), bytes(data))
+        self.put_chunk(digest, data)
         return digest
+
+    def put_chunk(self, digest: str, data: bytes | memoryview,
+                  source: tuple[int, int] | None = None) -> bool:
+        if self.exists(digest):
+            return False
+        with _reachable(self.url):
+            self.fs.pipe_file(self._key(digest), bytes(data))
+        return True
+
+    def sync(self) -> None:
+        """Nothing to flush: each PUT was final when it returned."""
+
+    def forget_unsynced(self) -> None:
+        """Nothing to forget (see :meth:`sync`)."""
 
     def put_file(self, path: str | Path) -> str:
         hasher = new_hasher()
@@ -196,3 +218,7 @@ class FsspecObjectStore:
                     entries = self.fs.ls(folder, detail=False)
                 for entry in entries:
                     yield prefix + entry.rsplit("/", 1)[-1]
+
+
+# mypy checks here that the class implements the protocol (records included) in full
+_IMPLEMENTS: type[ObjectStore] = FsspecObjectStore
