@@ -172,10 +172,11 @@ def _headline(result: PromotionResult, report: EvaluationReport,
 
 def _evaluate(project: Project, model: str, policy: PromotionPolicy, *,
               record: bool = True) -> EvaluationReport:
-    from mloop.evaluation.core import evaluate
+    from mloop.evaluation.core import evaluate_request
+    from mloop.evaluation.request import EvaluationRequest
 
-    return evaluate(project, model, policy.data, policy.target, suite=policy.suite,
-                    record=record)
+    return evaluate_request(project, EvaluationRequest.of(
+        model, policy.data, policy.target, suite=policy.suite, record=record))
 
 
 def _champion(project: Project, policy: PromotionPolicy) -> ModelVersion | None:

@@ -77,12 +77,14 @@ def test(model: str, data: str, target: str, sensitive: tuple[str, ...],
     model version: `mloop models show` then says whether it passed, against which suite,
     when.
     """
-    from mloop.evaluation.core import evaluate
+    from mloop.evaluation.core import evaluate_request
+    from mloop.evaluation.request import EvaluationRequest
     from mloop.project import current_project
 
-    report = evaluate(current_project(), model, data, target, sensitive_features=list(sensitive),
-                      baseline=baseline, suite=suite, slices=list(slices),
-                      resamples=resamples, record=not no_record)
+    project = current_project()
+    report = evaluate_request(project, EvaluationRequest.of(
+        model, data, target, sensitive_features=sensitive, baseline=baseline, suite=suite,
+        slices=slices, resamples=resamples, record=not no_record))
     _notes(report)
     _write(report, output)
     if as_json:
@@ -116,13 +118,15 @@ def evaluate_cmd(model: str, data: str, target: str, sensitive: tuple[str, ...],
     """Measure MODEL on labelled data: metrics with intervals, slices, fairness, and
     optionally cross-validation over several seeds. Runs the default checks too, but
     never fails the command on them (use `mloop test` as a gate)."""
-    from mloop.evaluation.core import evaluate
+    from mloop.evaluation.core import evaluate_request
+    from mloop.evaluation.request import EvaluationRequest
     from mloop.project import current_project
 
-    report = evaluate(current_project(), model, data, target, sensitive_features=list(sensitive),
-                      baseline=baseline, slices=list(slices), cv=cv, seeds=seeds,
-                      cv_strategy=split, cv_groups=cv_groups, resamples=resamples,
-                      record=not no_record)
+    project = current_project()
+    report = evaluate_request(project, EvaluationRequest.of(
+        model, data, target, sensitive_features=sensitive, baseline=baseline, slices=slices,
+        cv=cv, seeds=seeds, cv_strategy=split, cv_groups=cv_groups, resamples=resamples,
+        record=not no_record))
     _notes(report)
     _write(report, output)
     if as_json:

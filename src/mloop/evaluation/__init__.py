@@ -37,9 +37,11 @@ def evaluate(model: str, data: Any, target: str, *,
     timeseries); inside an active run each fold is a nested run.
     With ``record``, the report is stored with the model version and the active run.
     """
-    from mloop.evaluation.core import evaluate as run
+    from mloop.evaluation.core import evaluate_request
+    from mloop.evaluation.request import EvaluationRequest
 
-    return run(project if project is not None else current_project(), model, data, target,
-               sensitive_features=sensitive_features, baseline=baseline, suite=suite,
-               slices=slices, cv=cv, seeds=seeds, cv_strategy=cv_strategy,
-               cv_groups=cv_groups, resamples=resamples, seed=seed, record=record)
+    where = project if project is not None else current_project()
+    return evaluate_request(where, EvaluationRequest.of(
+        model, data, target, sensitive_features=sensitive_features, baseline=baseline,
+        suite=suite, slices=slices, cv=cv, seeds=seeds, cv_strategy=cv_strategy,
+        cv_groups=cv_groups, resamples=resamples, seed=seed, record=record))

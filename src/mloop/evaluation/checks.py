@@ -44,9 +44,12 @@ class CheckResult:
                 "severity": self.severity, "blocking": self.blocking}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Context:
-    """What checks look at: the model, the evaluation rows and what was computed."""
+    """What checks look at: the model, the evaluation rows and what was computed.
+
+    Built once, when everything a check may read is known, and not changed afterwards
+    (``cache`` is the one place a check may keep what it computed for later checks)."""
 
     model: Any  # a LoadedModel
     X: Any  # pandas DataFrame of features
@@ -79,10 +82,16 @@ class Context:
         return m.fn(y, out)
 
     def predict(self, X: Any) -> tuple[np.ndarray, np.ndarray | None]:
-        pred, proba = self.model.predict_both(X)
-        if self.task != "classification" or proba is None:
-            return pred, None
-        return pred, (proba[:, 1] if proba.ndim == 2 and proba.shape[1] == 2 else proba)
+        return predictions(self.model, self.task, X)
+
+
+def predictions(model: Any, task: str, X: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """(predictions, scores) of a loaded ``model`` on ``X``: for a classifier with
+    probabilities the positive class's (binary) or the (n, k) matrix, else None."""
+    pred, proba = model.predict_both(X)
+    if task != "classification" or proba is None:
+        return pred, None
+    return pred, (proba[:, 1] if proba.ndim == 2 and proba.shape[1] == 2 else proba)
 
 
 def run_check(ctx: Context, entry: dict[str, Any]) -> CheckResult:

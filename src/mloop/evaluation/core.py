@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,86 +23,15 @@ from mloop.core.ids import new_id
 from mloop.core.process import current_user
 from mloop.errors import InvalidInputError
 from mloop.evaluation import metrics as M
-from mloop.evaluation.checks import FAIL, WARN, CheckResult, Context, run_check
+from mloop.evaluation.checks import FAIL, WARN, CheckResult, Context, predictions, run_check
 from mloop.evaluation.report import EvaluationReport
-from mloop.evaluation.suite import Suite, check_suite, default_suite, load_suite
+from mloop.evaluation.request import EvaluationRequest
+from mloop.evaluation.rows import Rows, align, features, read_data
+from mloop.evaluation.suite import Suite, check_suite, default_suite
 from mloop.project import Project
 
 SLICE_METRICS = {"classification": ("accuracy", "recall", "precision"),
                  "regression": ("mae", "rmse")}
-
-
-def _load_data(project: Project, data: Any) -> tuple[Any, str]:
-    import pandas as pd
-
-    if isinstance(data, pd.DataFrame):
-        return data, f"a DataFrame of {len(data):,} rows"
-    text = str(data)
-    path = Path(text)
-    if path.suffix.lower() in (".csv", ".parquet", ".pq") and path.is_file():
-        from mloop.data.stats import read_frame, table_format
-
-        return read_frame(path, table_format(path.name) or "csv"), text
-    if path.exists():
-        raise InvalidInputError(f"{text}: evaluation data must be a CSV or Parquet file.")
-    from mloop import data as mdata
-
-    version = mdata.get(text, project=project)
-    return mdata.load(version.ref, project=project), version.uri
-
-
-def _task(model: Any, y: np.ndarray) -> str:
-    inner = model.model
-    if hasattr(inner, "predict_proba") or hasattr(inner, "classes_"):
-        return "classification"
-    if y.dtype.kind in "OUSb":
-        return "classification"
-    return "regression"
-
-
-def model_columns(model: Any) -> list[str] | None:
-    """The columns a loaded model takes: its table signature's, else the estimator's
-    ``feature_names_in_`` (scikit-learn fitted on a DataFrame); None when unknown."""
-    sig = model.signature
-    if sig is not None and sig.kind == "table":
-        return list(sig.names)
-    names = getattr(model.model, "feature_names_in_", None)
-    return None if names is None else [str(n) for n in names]
-
-
-def _features(model: Any, df: Any, target: str, sensitive: list[str]) -> tuple[Any, list[str]]:
-    """(the model's input columns of ``df``, the other columns left out). A column the
-    model takes that ``df`` lacks is an :class:`InvalidInputError`; ids, the target and
-    anything else the model does not take are left out, not passed to it."""
-    wanted = model_columns(model)
-    if wanted is None:
-        drop = [target] + [c for c in sensitive if c in df.columns]
-        return df.drop(columns=drop), []
-    have = [str(c) for c in df.columns]
-    missing = [c for c in wanted if c not in set(have)]
-    if missing:
-        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more"
-                                           if len(missing) > 10 else "")
-        raise InvalidInputError(
-            f"The evaluation data lacks the model's input column(s) {shown}; the model "
-            f"takes {len(wanted)} column(s): {', '.join(wanted[:10])}"
-            f"{' …' if len(wanted) > 10 else ''}. Evaluate on data with the columns it was "
-            "trained on.")
-    frame = df if have == list(df.columns) else df.set_axis(have, axis=1)
-    keep = set(wanted)
-    return frame[wanted], [c for c in have if c not in keep]
-
-
-def _left_out_note(left_out: list[str], target: str, known: list[str]) -> list[str]:
-    """The note saying which columns were not passed to the model (none for only the
-    target and the columns named for fairness, slices or groups)."""
-    others = [c for c in left_out if c != target and c not in known]
-    if not others:
-        return []
-    shown = ", ".join(others[:10]) + (f" and {len(others) - 10} more" if len(others) > 10
-                                      else "")
-    return [f"Columns the model does not take were left out of its input: {shown} (the "
-            f"target {target!r} is never an input)."]
 
 
 def _training_rows(project: Project, model_uri: str) -> Any:
@@ -126,12 +58,13 @@ def _onnx_bytes(project: Project, model: str) -> bytes | None:
     return artifacts.read_artifact(project, run_id, f"{path}/{manifest['onnx']}")
 
 
-def _metrics(ctx: Context, resamples: int, seed: int) -> dict[str, dict[str, float]]:
+def _metrics(model: Any, rows: Rows, pred: np.ndarray, score: np.ndarray | None, *,
+             resamples: int, seed: int) -> dict[str, dict[str, float]]:
     """Every metric of the task with its bootstrap interval (all metrics share resamples)."""
     # the model's classes fix the positive class, even in a resample that lacks one
-    labels = getattr(getattr(ctx.model, "model", None), "classes_", None) \
-        if ctx.task == "classification" else None
-    weighted = M.Weighted(ctx.task, ctx.y, ctx.pred, ctx.score,
+    labels = getattr(getattr(model, "model", None), "classes_", None) \
+        if rows.task == "classification" else None
+    weighted = M.Weighted(rows.task, rows.y, pred, score,
                           labels=labels if labels is not None and np.ndim(labels) == 1
                           else None)
     point = weighted.values()
@@ -147,10 +80,11 @@ def _metrics(ctx: Context, resamples: int, seed: int) -> dict[str, dict[str, flo
     return out
 
 
-def _slices(ctx: Context, columns: list[str], frame: Any) -> dict[str, dict[str, dict[str, float]]]:
+def _slices(ctx: Context, columns: list[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """The task's slice metrics for each group of each of ``columns``."""
     out: dict[str, dict[str, dict[str, float]]] = {}
     for column in columns:
-        values = frame[column].astype(str).to_numpy()
+        values = ctx.frame[column].astype(str).to_numpy()
         groups: dict[str, dict[str, float]] = {}
         for group in np.unique(values):
             mask = values == group
@@ -236,6 +170,33 @@ def cross_validate(model: Any, X: Any, y: np.ndarray, task: str, *, folds: int =
     return summary, results
 
 
+@dataclass
+class _Phase:
+    name: str
+
+
+@contextmanager
+def timed(timings: dict[str, float], name: str) -> Iterator[_Phase]:
+    """Record the seconds of the ``with`` body in ``timings`` under ``name``, which the body
+    may change once it knows it (a check's name is known after it ran). Nothing is
+    recorded when the body raises: that evaluation makes no report."""
+    phase = _Phase(name)
+    start = time.perf_counter()
+    yield phase
+    timings[phase.name] = time.perf_counter() - start
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """What the predictions and metrics phase found, before any check runs."""
+
+    pred: np.ndarray
+    score: np.ndarray | None
+    preflight: tuple[CheckResult, ...]  # outputs that are not numbers, labels never seen
+    metrics: dict[str, dict[str, float]]  # name -> {value, low, high}
+    baseline_metrics: dict[str, float] | None
+
+
 def evaluate(project: Project, model: str, data: Any, target: str, *,
              sensitive_features: list[str] | None = None, baseline: str | None = None,
              suite: str | Path | Suite | None = None, slices: list[str] | None = None,
@@ -244,105 +205,154 @@ def evaluate(project: Project, model: str, data: Any, target: str, *,
              record: bool = True) -> EvaluationReport:
     """Evaluate ``model`` (a models:/ or runs:/ URI) on ``data`` (a dataset ref, a CSV or
     Parquet file, or a DataFrame) with the ``target`` column; see the module docs."""
+    return evaluate_request(project, EvaluationRequest.of(
+        model, data, target, sensitive_features=sensitive_features, baseline=baseline,
+        suite=suite, slices=slices, cv=cv, seeds=seeds, cv_strategy=cv_strategy,
+        cv_groups=cv_groups, resamples=resamples, seed=seed, record=record))
+
+
+def evaluate_request(project: Project, request: EvaluationRequest) -> EvaluationReport:
+    """Run ``request`` phase by phase: load the model, read and align the data, predict and
+    measure, check, and make (and record) the report; ``timings`` has each phase's seconds."""
     from mloop.registry.models import load_model
 
     timings: dict[str, float] = {}
-    start = time.perf_counter()
-    # A suite with a mistake fails before the model and data are loaded.
-    given = check_suite(suite) if isinstance(suite, Suite) else (
-        load_suite(suite) if suite is not None else None)
-    loaded = load_model(project, model, engine="native")
-    frame, data_name = _load_data(project, data)
-    timings["load"] = time.perf_counter() - start
-    if target not in frame.columns:
-        raise InvalidInputError(f"The evaluation data has no target column {target!r}; its "
-                                f"columns: {', '.join(map(str, list(frame.columns)[:20]))}.")
-    sensitive = list(sensitive_features or [])
-    missing = [c for c in sensitive + list(slices or []) + ([cv_groups] if cv_groups else [])
-               if c not in frame.columns]
-    if missing:
-        raise InvalidInputError(f"The evaluation data has no column(s) {', '.join(missing)}.")
-    y = frame[target].to_numpy()
-    X, left_out = _features(loaded, frame, target, sensitive)
-    notes = _left_out_note(left_out, target, sensitive + list(slices or [])
-                           + ([cv_groups] if cv_groups else []))
-    task = _task(loaded, y)
-    t = time.perf_counter()
-    ctx = Context(loaded, X, y, task, np.empty(0), None, {}, target=target, seed=seed,
-                  frame=frame)
-    pred, score = ctx.predict(X)
-    ctx.pred, ctx.score = pred, score
-    timings["predict"] = time.perf_counter() - t
-    preflight: list[CheckResult] = []
-    if task == "regression" and not np.all(np.isfinite(pred.astype(float))):
-        preflight.append(CheckResult("predictions are numbers", FAIL, None, "no NaN or inf",
-                                     f"{int((~np.isfinite(pred.astype(float))).sum())} "
-                                     "predictions are NaN or infinite."))
-    if task == "classification":
+    with timed(timings, "load"):
+        loaded = load_model(project, request.model, engine="native")
+        frame, name = read_data(project, request.data)
+    rows = align(request, loaded, frame, name)
+    measured = _measure(project, request, loaded, rows, timings)
+    suite = request.suite if request.suite is not None else check_suite(
+        default_suite(rows.task, list(request.sensitive_features), request.baseline is not None))
+    ctx = _context(project, request, loaded, rows, measured=measured, suite=suite)
+    results = _checks(ctx, suite, measured.preflight, timings)
+    fair = _fairness(ctx, request.sensitive_features)
+    cv_summary = _cross_validation(project, request, ctx, timings)
+    report = EvaluationReport(
+        model=request.model, data=rows.name, target=request.target, task=rows.task,
+        rows=len(rows.frame), metrics=measured.metrics, checks=results, suite=suite.name,
+        slices=_slices(ctx, request.slice_columns), fairness=fair, baseline=request.baseline,
+        baseline_metrics=measured.baseline_metrics, cv=cv_summary, timings=timings,
+        created_at=now_ms(), notes=list(rows.notes))
+    if request.record:
+        record_report(project, report)
+    return report
+
+
+def _measure(project: Project, request: EvaluationRequest, loaded: Any, rows: Rows,
+             timings: dict[str, float]) -> _Measured:
+    """The model's predictions, their sanity, every metric with its interval, and the
+    baseline model's metrics on the same rows."""
+    with timed(timings, "predict"):
+        pred, score = predictions(loaded, rows.task, rows.X)
+    preflight = _preflight(loaded, rows, pred, score)
+    with timed(timings, "metrics"):
+        # intervals around a regression's metrics mean nothing when a prediction is NaN
+        resamples = request.resamples if not preflight or rows.task != "regression" else 0
+        metrics = _metrics(loaded, rows, pred, score, resamples=resamples, seed=request.seed)
+    baseline_metrics = None
+    if request.baseline is not None:
+        with timed(timings, "baseline"):
+            baseline_metrics = _baseline_metrics(project, request.baseline, request, rows)
+    return _Measured(pred, score, tuple(preflight), metrics, baseline_metrics)
+
+
+def _preflight(loaded: Any, rows: Rows, pred: np.ndarray, score: np.ndarray | None
+               ) -> list[CheckResult]:
+    """Results for outputs no check can judge: predictions or probabilities that are not
+    numbers (failures), and labels the model never saw (a warning)."""
+    out: list[CheckResult] = []
+    if rows.task == "regression" and not np.all(np.isfinite(pred.astype(float))):
+        out.append(CheckResult("predictions are numbers", FAIL, None, "no NaN or inf",
+                               f"{int((~np.isfinite(pred.astype(float))).sum())} "
+                               "predictions are NaN or infinite."))
+    if rows.task == "classification":
         if score is not None and np.isnan(np.asarray(score, dtype=float)).any():
-            preflight.append(CheckResult("probabilities are numbers", FAIL, None, "no NaN",
-                                         "Some predicted probabilities are NaN."))
+            out.append(CheckResult("probabilities are numbers", FAIL, None, "no NaN",
+                                   "Some predicted probabilities are NaN."))
         known = getattr(loaded.model, "classes_", None)
         if known is not None:
-            unseen = sorted(set(np.unique(y).tolist()) - set(np.asarray(known).tolist()))
+            unseen = sorted(set(np.unique(rows.y).tolist()) - set(np.asarray(known).tolist()))
             if unseen:
-                preflight.append(CheckResult(
+                out.append(CheckResult(
                     "labels the model knows", WARN, float(len(unseen)), "none unseen",
                     f"y holds labels the model never saw in training: {unseen[:10]}; they can "
                     "never be predicted right.", severity="warn"))
-    t = time.perf_counter()
-    metrics = _metrics(ctx, resamples if not preflight or task != "regression" else 0, seed)
-    ctx.metrics = {k: v["value"] for k, v in metrics.items()}
-    timings["metrics"] = time.perf_counter() - t
-    if baseline is not None:
-        t = time.perf_counter()
-        base = load_model(project, baseline, engine="native")
-        bctx = Context(base, _features(base, frame, target, sensitive)[0], y, task,
-                       np.empty(0), None, {})
-        bctx.pred, bctx.score = bctx.predict(bctx.X)
-        ctx.baseline_metrics = {k: v["value"] for k, v in _metrics(bctx, 0, seed).items()}
-        ctx.baseline_uri = baseline
-        timings["baseline"] = time.perf_counter() - t
-    ctx.sensitive = frame[sensitive] if sensitive else None
-    chosen = given if given is not None else check_suite(
-        default_suite(task, sensitive, baseline is not None))
-    ctx.first_model = chosen.first_model
-    if any(c.get("data") in ("train_test_overlap", "skew")
-           or c.get("behaviour") == "seed_stability" for c in chosen.checks):
-        ctx.train = _training_rows(project, model)
-    if any(c.get("behaviour") == "engine_consistency" for c in chosen.checks) and \
-            loaded.manifest.get("onnx"):
-        ctx.cache["onnx_bytes"] = _onnx_bytes(project, model)
-    results = list(preflight)
-    for entry in chosen.checks:
-        t = time.perf_counter()
-        results.append(run_check(ctx, entry))
-        timings[f"check: {results[-1].name}"] = time.perf_counter() - t
-    fair: dict[str, dict[str, Any]] = {}
-    if task == "classification":
-        from mloop.evaluation.fairness import fairness
+    return out
 
-        for column in sensitive:
-            rep = fairness(y, pred, frame[column])
-            fair[column] = {"summary": rep.summary(), "groups": rep.by_group(),
-                            "undefined": rep.undefined}
-    cv_summary = None
-    if cv:
-        t = time.perf_counter()
-        cv_summary, per_fold = cross_validate(
-            loaded, X, y, task, folds=cv, seeds=seeds, strategy=cv_strategy,
-            groups=frame[cv_groups].to_numpy() if cv_groups else None)
+
+def _baseline_metrics(project: Project, baseline: str, request: EvaluationRequest,
+                      rows: Rows) -> dict[str, float]:
+    """The metrics (without intervals) of the ``baseline`` model on the same rows."""
+    from mloop.registry.models import load_model
+
+    base = load_model(project, baseline, engine="native")
+    X = features(base, rows.frame, request.target, list(request.sensitive_features))[0]
+    pred, score = predictions(base, rows.task, X)
+    metrics = _metrics(base, rows, pred, score, resamples=0, seed=request.seed)
+    return {k: v["value"] for k, v in metrics.items()}
+
+
+def _context(project: Project, request: EvaluationRequest, loaded: Any, rows: Rows, *,
+             measured: _Measured, suite: Suite) -> Context:
+    """What the checks look at, built once; the training rows and the ONNX twin are read
+    only when a check of ``suite`` needs them."""
+    needs_train = any(c.get("data") in ("train_test_overlap", "skew")
+                      or c.get("behaviour") == "seed_stability" for c in suite.checks)
+    train = _training_rows(project, request.model) if needs_train else None
+    cache: dict[str, Any] = {}
+    if any(c.get("behaviour") == "engine_consistency" for c in suite.checks) and \
+            loaded.manifest.get("onnx"):
+        cache["onnx_bytes"] = _onnx_bytes(project, request.model)
+    sensitive = list(request.sensitive_features)
+    return Context(
+        model=loaded, X=rows.X, y=rows.y, task=rows.task, pred=measured.pred,
+        score=measured.score, metrics={k: v["value"] for k, v in measured.metrics.items()},
+        sensitive=rows.frame[sensitive] if sensitive else None,
+        baseline_metrics=measured.baseline_metrics, baseline_uri=request.baseline,
+        train=train, target=request.target, seed=request.seed,
+        first_model=suite.first_model, frame=rows.frame, cache=cache)
+
+
+def _checks(ctx: Context, suite: Suite, preflight: tuple[CheckResult, ...],
+            timings: dict[str, float]) -> list[CheckResult]:
+    """The preflight results, then each check of ``suite`` in order (each timed)."""
+    results = list(preflight)
+    for entry in suite.checks:
+        with timed(timings, "check") as phase:
+            result = run_check(ctx, entry)
+            phase.name = f"check: {result.name}"
+        results.append(result)
+    return results
+
+
+def _fairness(ctx: Context, sensitive: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Group rates and disparities per sensitive column (classification only)."""
+    fair: dict[str, dict[str, Any]] = {}
+    if ctx.task != "classification":
+        return fair
+    from mloop.evaluation.fairness import fairness
+
+    for column in sensitive:
+        rep = fairness(ctx.y, ctx.pred, ctx.frame[column])
+        fair[column] = {"summary": rep.summary(), "groups": rep.by_group(),
+                        "undefined": rep.undefined}
+    return fair
+
+
+def _cross_validation(project: Project, request: EvaluationRequest, ctx: Context,
+                      timings: dict[str, float]) -> dict[str, dict[str, float]] | None:
+    """The cross-validation summary when ``request.cv`` asks for one (folds recorded as
+    nested runs inside an active run)."""
+    if not request.cv:
+        return None
+    with timed(timings, "cross_validation"):
+        groups = ctx.frame[request.cv_groups].to_numpy() if request.cv_groups else None
+        summary, per_fold = cross_validate(
+            ctx.model, ctx.X, ctx.y, ctx.task, folds=request.cv, seeds=request.seeds,
+            strategy=request.cv_strategy, groups=groups)
         _fold_runs(project, per_fold)
-        timings["cross_validation"] = time.perf_counter() - t
-    report = EvaluationReport(
-        model=model, data=data_name, target=target, task=task, rows=len(frame),
-        metrics=metrics, checks=results, suite=chosen.name,
-        slices=_slices(ctx, sensitive + [s for s in slices or [] if s not in sensitive], frame),
-        fairness=fair, baseline=baseline, baseline_metrics=ctx.baseline_metrics,
-        cv=cv_summary, timings=timings, created_at=now_ms(), notes=notes)
-    if record:
-        record_report(project, report)
-    return report
+    return summary
 
 
 def _fold_runs(project: Project, per_fold: list[dict[str, float]]) -> None:
