@@ -29,7 +29,7 @@ def list_runs(project: Project, pipeline: str | None = None, *,
               limit: int = 20) -> list[dict[str, Any]]:
     """Recent runs, newest first, with a count of steps by status."""
     reap_runs(project)
-    return [_shape(r, r.step_counts) for r in _runs(project).list(pipeline, limit=limit)]
+    return [_shape(r, r.step_counts) for r in _runs(project).recent(pipeline, limit=limit)]
 
 
 def get_run(project: Project, run_id: str) -> dict[str, Any]:

@@ -147,7 +147,7 @@ class PipelineRuns(Protocol):
         """Record how the run ended."""
         ...
 
-    def list(self, pipeline: str | None = None, *, limit: int = 20
+    def recent(self, pipeline: str | None = None, *, limit: int = 20
              ) -> list[PipelineRunRecord]:
         """Recent runs, newest first, with their ``step_counts``."""
         ...
@@ -267,7 +267,7 @@ class SqlPipelineRuns:
                   {"s": str(PipelineStatus(status)), "r": tracking_run, "e": error,
                    "t": finished_at, "id": run_id})
 
-    def list(self, pipeline: str | None = None, *, limit: int = 20
+    def recent(self, pipeline: str | None = None, *, limit: int = 20
              ) -> list[PipelineRunRecord]:
         from mloop.store.lite import in_list
 
