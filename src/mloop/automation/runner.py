@@ -30,7 +30,7 @@ from mloop.core.clock import format_ms, now_ms
 from mloop.core.redact import get_logger, redact
 from mloop.errors import MloopError
 from mloop.repositories.automation import ClaimStatus, DecisionOutcome
-from mloop.repositories.pipelines import PipelineStatus, describe_counts
+from mloop.repositories.pipelines import PipelineStatus, count_steps, describe_counts
 
 if TYPE_CHECKING:
     from mloop.project import Project
@@ -208,7 +208,8 @@ def _act(project: Project, auto: PipelineAutomation, pipeline: Any, out: Outcome
         return state.finish(project, decision_id, DecisionOutcome.FAILED, [
             f"{run.uri} failed: {run.error or 'see mloop pipeline show ' + run.id}"],
             pipeline_run_id=run.id)
-    reasons = [f"{run.uri} succeeded ({describe_counts(run.step_counts()) or 'no steps'})"]
+    counts = count_steps(s.status for s in run.steps.values())
+    reasons = [f"{run.uri} succeeded ({describe_counts(counts) or 'no steps'})"]
     if auto.promotion is None:
         return state.finish(project, decision_id, DecisionOutcome.SUCCEEDED,
                             [*reasons, "no promotion policy: nothing registered"],
