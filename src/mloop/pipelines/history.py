@@ -1,5 +1,6 @@
-"""The pipeline tables: one run's rows as it goes (:class:`RunRecords`), and reading
-runs back — listings for ``mloop pipeline status``, one run for ``show``.
+"""A pipeline run's records as it goes (:class:`RunRecords`), and reading runs back —
+listings for ``mloop pipeline status``, one run for ``show`` — through the pipeline runs
+repository (:mod:`mloop.repositories.pipelines`, which owns the tables).
 
 A run whose engine process died (SIGKILL, a crash of the machine) is marked ``killed``
 on read, as tracking runs are (see :func:`mloop.tracking.records.reap_runs`: reads
