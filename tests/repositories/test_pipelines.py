@@ -157,3 +157,19 @@ def test_step_statuses_and_counts():
     counts = count_steps([StepStatus.RAN, "cached", StepStatus.CACHED])
     assert counts == {"ran": 1, "cached": 2}
     assert describe_counts(counts) == "2 cached, 1 ran" and describe_counts({}) == ""
+
+
+def test_the_no_op_run_is_written_over_sqlite3(sqlite_project):
+    from mloop.repositories.pipelines import record_cached_run
+    from mloop.store.revisions import HEAD
+
+    db = sqlite_project.root / ".mloop" / "mloop.db"
+    steps = [{"step": "a", "key": "k", "run_id": "r", "outputs": '{"o": {"kind": "file"}}'}]
+    assert not record_cached_run(db, "run000000000050", "p", steps, head="0ld", now=T0)
+    assert record_cached_run(db, "run000000000050", "p", steps, head=HEAD, now=T0)
+    got = _runs(sqlite_project).get("run000000000050")
+    assert got.status == PipelineStatus.SUCCEEDED and got.executor == "local"
+    (step,) = got.steps
+    assert (step.status, step.cache_key, step.run_id, step.outputs) == (
+        StepStatus.CACHED, "k", "r", {"o": {"kind": "file"}})
+    assert not record_cached_run(db, "run000000000050", "p", steps, head=HEAD, now=T0)
