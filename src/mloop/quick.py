@@ -141,57 +141,37 @@ def _noop(as_json: bool) -> int | None:
 
 
 def _record_run(db: Path, snapshot: dict[str, Any], as_json: bool) -> int | None:
-    import sqlite3
-
     from mloop.core.ids import new_id
+    from mloop.repositories.pipeline_states import PipelineStatus, StepStatus, record_cached_run
     from mloop.store.revisions import HEAD
 
     if snapshot.get("head") != HEAD:
         return None
     start = time.time()
     run_id = new_id()
-    try:
-        conn = sqlite3.connect(db, timeout=30, isolation_level=None)
-    except sqlite3.Error:
+    now = int(time.time() * 1000)
+    if not record_cached_run(db, run_id, snapshot["pipeline"], snapshot["steps"],
+                             head=HEAD, now=now):
         return None
-    try:
-        conn.execute("PRAGMA busy_timeout = 30000")
-        version = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-        if version is None or version[0] != HEAD:
-            return None
-        now = int(time.time() * 1000)
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("INSERT INTO pipeline_runs (id, pipeline, status, executor, params, inputs, "
-                     "started_at, finished_at) VALUES (?, ?, 'succeeded', 'local', '{}', '{}', "
-                     "?, ?)", (run_id, snapshot["pipeline"], now, now))
-        conn.executemany(
-            "INSERT INTO pipeline_steps (pipeline_run_id, step, status, cache_key, attempts, "
-            "run_id, seconds, outputs, started_at, finished_at) VALUES "
-            "(?, ?, 'cached', ?, 0, ?, 0, ?, ?, ?)",
-            [(run_id, s["step"], s["key"], s["run_id"], s["outputs"], now, now)
-             for s in snapshot["steps"]])
-        conn.execute("COMMIT")
-    except sqlite3.Error:
-        return None  # e.g. a schema this snapshot does not know: the full path decides
-    finally:
-        conn.close()
     steps = snapshot["steps"]
     uri = f"pipelines:/{snapshot['pipeline']}/{run_id}"
     if as_json:  # the shape of PipelineRun.to_dict()
         print(json.dumps({
-            "id": run_id, "uri": uri, "pipeline": snapshot["pipeline"], "status": "succeeded",
+            "id": run_id, "uri": uri, "pipeline": snapshot["pipeline"],
+            "status": str(PipelineStatus.SUCCEEDED),
             "run_id": None, "error": None, "trigger": None, "started_at": now,
             "finished_at": now, "models": [], "new_models": [],
-            "steps": [{"step": s["step"], "status": "cached", "key": s["key"], "attempts": 0,
-                       "seconds": 0.0, "run_id": s["run_id"], "error": None, "log": None,
-                       "outputs": json.loads(s["outputs"])} for s in steps]}, indent=2))
+            "steps": [{"step": s["step"], "status": str(StepStatus.CACHED), "key": s["key"],
+                       "attempts": 0, "seconds": 0.0, "run_id": s["run_id"], "error": None,
+                       "log": None, "outputs": json.loads(s["outputs"])}
+                      for s in steps]}, indent=2))
         return 0
     n = len(steps)  # (the standard library only: no mloop.core.humanize here)
     print(f"pipeline {snapshot['pipeline']}: {n} step{'' if n == 1 else 's'}", file=sys.stderr)
     for s in steps:
-        print(f"  ✓ {s['step']}: cached", file=sys.stderr)
-    print(f"{uri}: succeeded ({len(steps)} cached) in {time.time() - start:.1f} s "
-          "(nothing changed since the last run)")
+        print(f"  ✓ {s['step']}: {StepStatus.CACHED}", file=sys.stderr)
+    print(f"{uri}: {PipelineStatus.SUCCEEDED} ({len(steps)} {StepStatus.CACHED}) in "
+          f"{time.time() - start:.1f} s (nothing changed since the last run)")
     return 0
 
 

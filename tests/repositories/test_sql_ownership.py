@@ -49,9 +49,7 @@ PENDING = {
     # evaluation records
     "evaluation/core.py",
 
-    # pipelines and automation
-    "pipelines/engine.py", "pipelines/history.py", "quick.py",
-    "automation/state.py", "automation/promotion.py",
+    # pipelines and automation (all moved)
 }
 
 DRIVERS = ("sqlalchemy", "sqlite3", "psycopg", "mloop.store.schema", "mloop.store.lite",

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from mloop.automation.config import MetricRule, PromotionPolicy
 from mloop.core.humanize import plural
 from mloop.errors import MloopError, NotFoundError
+from mloop.repositories.automation import DecisionOutcome
 
 if TYPE_CHECKING:
     from mloop.evaluation.report import EvaluationReport
@@ -59,7 +60,7 @@ class Comparison:
 class PromotionResult:
     """What the policy decided about one candidate, and why."""
 
-    decision: str  # promoted | rejected | failed (the evaluation could not run)
+    decision: DecisionOutcome  # promoted | rejected | failed (the evaluation could not run)
     model_uri: str  # the candidate: runs:/<run>/<path>
     registered: str | None  # the version it became: models:/<name>/<version>
     alias: str | None  # the alias it got (None unless promoted)
@@ -70,10 +71,10 @@ class PromotionResult:
 
     @property
     def promoted(self) -> bool:
-        return self.decision == "promoted"
+        return self.decision == DecisionOutcome.PROMOTED
 
     def to_dict(self) -> dict[str, Any]:
-        return {"decision": self.decision, "model_uri": self.model_uri,
+        return {"decision": str(self.decision), "model_uri": self.model_uri,
                 "registered": self.registered, "alias": self.alias, "champion": self.champion,
                 "evaluation_id": self.evaluation_id, "reasons": list(self.reasons),
                 "comparisons": [{"metric": c.metric, "new": c.new, "old": c.old,
@@ -88,13 +89,13 @@ def promote(project: Project, candidate: str, policy: PromotionPolicy, *,
     edge to the version."""
     from mloop.evaluation.core import record_report
 
-    result = PromotionResult("rejected", candidate, None, None, None, None)
+    result = PromotionResult(DecisionOutcome.REJECTED, candidate, None, None, None, None)
     champion = _champion(project, policy)
     digest = _file_digest(policy.data)  # None for a dataset ref
     try:
         report = _evaluate(project, candidate, policy, record=False)
     except MloopError as exc:
-        result.decision = "failed"
+        result.decision = DecisionOutcome.FAILED
         result.reasons.append(f"the evaluation of {candidate} on {policy.data} failed: "
                               f"{exc.message}; nothing registered")
         return result
@@ -106,7 +107,7 @@ def promote(project: Project, candidate: str, policy: PromotionPolicy, *,
         result.champion = champion.uri
         old, how = _champion_metrics(project, champion, policy, report, digest)
         if digest is not None and _file_digest(policy.data) != digest:
-            result.decision = "failed"
+            result.decision = DecisionOutcome.FAILED
             result.reasons.insert(0, f"{policy.data} changed while {candidate} and "
                                      f"{champion.uri} were evaluated on it: they were not "
                                      "measured on the same rows, nothing is compared")
@@ -125,7 +126,8 @@ def promote(project: Project, candidate: str, policy: PromotionPolicy, *,
     if report.passed and all(c.passed for c in result.comparisons):
         version = _register(project, candidate, policy, source)
         report.model = version.uri  # recorded with the version it became
-        result.decision, result.alias, result.registered = "promoted", policy.alias, version.uri
+        result.decision = DecisionOutcome.PROMOTED
+        result.alias, result.registered = policy.alias, version.uri
         result.reasons.append(f"{version.uri} is now {policy.model}@{policy.alias}")
     else:
         result.reasons.append(f"{candidate} is not registered: the gate decided against it "
@@ -243,15 +245,10 @@ def _file_digest(data: str) -> str | None:
 def _recorded_on(project: Project, model_uri: str, data: str) -> dict[str, Any] | None:
     """The metrics of ``model_uri``'s newest recorded evaluation on the dataset version
     ``data`` (never used for files: their path does not say what they held)."""
-    from sqlalchemy import select
-
     from mloop.evaluation.core import load_report
-    from mloop.store.schema import evaluations
+    from mloop.repositories import backend
 
-    with project.store.read() as conn:
-        digest = conn.execute(select(evaluations.c.report).where(
-            evaluations.c.model_uri == model_uri, evaluations.c.data == data)
-            .order_by(evaluations.c.created_at.desc()).limit(1)).scalar()
+    digest = backend(project).automation.recorded_report(model_uri, data)
     if digest is None:
         return None
     metrics: dict[str, Any] = load_report(project, digest).get("metrics") or {}

@@ -20,6 +20,7 @@ For each pipeline of ``.mloop/automation.yaml`` with events pending (see
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from mloop.automation import state
@@ -28,12 +29,24 @@ from mloop.automation.triggers import Event, pending
 from mloop.core.clock import format_ms, now_ms
 from mloop.core.redact import get_logger, redact
 from mloop.errors import MloopError
+from mloop.repositories.automation import ClaimStatus, DecisionOutcome
+from mloop.repositories.pipelines import PipelineStatus, count_steps, describe_counts
 
 if TYPE_CHECKING:
     from mloop.project import Project
 
 log = get_logger("mloop.automation")
 RETRY = "the events stay pending: the next check tries again"
+
+
+class RoundStatus(StrEnum):
+    """What a round did about a pipeline when it recorded no decision (see :class:`Outcome`)."""
+
+    IDLE = "idle"
+    WOULD_RUN = "would_run"
+    WOULD_WAIT = "would_wait"
+    BUSY = "busy"
+    ERROR = "error"
 
 
 @dataclass
@@ -55,7 +68,7 @@ class Outcome:
     """
 
     pipeline: str
-    status: str
+    status: RoundStatus | DecisionOutcome
     events: list[Event] = field(default_factory=list)
     decision: state.Decision | None = None
     notes: list[str] = field(default_factory=list)
@@ -67,7 +80,7 @@ class Outcome:
         return "; ".join(e.label for e in self.events)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"pipeline": self.pipeline, "status": self.status,
+        return {"pipeline": self.pipeline, "status": str(self.status),
                 "events": [e.to_dict() for e in self.events],
                 "decision": self.decision.to_dict() if self.decision else None,
                 "notes": list(self.notes), "error": self.error}
@@ -95,7 +108,7 @@ def check_pipeline(project: Project, auto: PipelineAutomation, *, dry_run: bool 
                    kinds: set[str] | None = None, now: int | None = None) -> Outcome:
     """One round for one pipeline; see the module docs."""
     t = now_ms() if now is None else now
-    out = Outcome(auto.name, "idle")
+    out = Outcome(auto.name, RoundStatus.IDLE)
     try:  # nothing is claimed yet: an exception leaves the events pending
         out.events, out.notes = pending(project, auto, now=t, kinds=kinds)
         if not out.events:
@@ -109,10 +122,11 @@ def check_pipeline(project: Project, auto: PipelineAutomation, *, dry_run: bool 
     except Exception as exc:
         if not isinstance(exc, MloopError):
             log.exception("automation of %s failed before it started", auto.name)
-        out.status, out.error, out.error_code = "error", _message(exc), _exit_code(exc)
+        out.status, out.error = RoundStatus.ERROR, _message(exc)
+        out.error_code = _exit_code(exc)
         out.notes.append(out.error)
         return out
-    if claim.status != "claimed":
+    if claim.status != ClaimStatus.CLAIMED:
         return _not_claimed(out, claim)
     assert claim.decision_id is not None
     won = set(claim.events)
@@ -121,7 +135,7 @@ def check_pipeline(project: Project, auto: PipelineAutomation, *, dry_run: bool 
         out.decision = _act(project, auto, pipeline, out, decision_id=claim.decision_id, t=t)
     except BaseException as exc:  # never leave the lease held by a live process
         out.error, out.error_code = f"automation stopped: {_message(exc)}", _exit_code(exc)
-        out.decision = state.finish(project, claim.decision_id, "failed",
+        out.decision = state.finish(project, claim.decision_id, DecisionOutcome.FAILED,
                                     [out.error, RETRY], retry=True)
         if not isinstance(exc, Exception):
             raise
@@ -141,16 +155,16 @@ def _message(exc: BaseException) -> str:
 
 
 def _not_claimed(out: Outcome, claim: state.Claim) -> Outcome:
-    if claim.status == "busy":
-        out.status = "busy"
+    if claim.status == ClaimStatus.BUSY:
+        out.status = RoundStatus.BUSY
         out.notes.append(f"already running (decision {claim.decision_id} by {claim.holder}); "
                          "the events wait for the next round")
-    elif claim.status == "cooldown":
-        out.status = "skipped_cooldown"
+    elif claim.status == ClaimStatus.COOLDOWN:
+        out.status = DecisionOutcome.SKIPPED_COOLDOWN
         out.notes.append(f"cooldown until {format_ms(claim.until)} UTC; the events wait")
         out.decision = claim.skipped
     else:  # stale: another process handled every event between our look and our claim
-        out.status, out.events = "idle", []
+        out.status, out.events = RoundStatus.IDLE, []
     return out
 
 
@@ -158,13 +172,13 @@ def _dry_run(project: Project, auto: PipelineAutomation, out: Outcome, t: int) -
     current = state.get_state(project, auto.name)
     until = state.cooldown_until(current, auto.cooldown_ms)
     if current is not None and current.lease is not None:
-        out.status = "busy"
+        out.status = RoundStatus.BUSY
         out.notes.append(f"already running (by {current.lease_holder})")
     elif until is not None and until > t:
-        out.status = "would_wait"
+        out.status = RoundStatus.WOULD_WAIT
         out.notes.append(f"cooldown until {format_ms(until)} UTC")
     else:
-        out.status = "would_run"
+        out.status = RoundStatus.WOULD_RUN
         if auto.validate is not None:
             out.notes.append(f"validates {auto.validate.dataset} against "
                              f"{auto.validate.schema} first")
@@ -182,7 +196,7 @@ def _act(project: Project, auto: PipelineAutomation, pipeline: Any, out: Outcome
     if auto.validate is not None:
         problem = _validation_problem(project, auto, out.events)
         if problem is not None:
-            return state.finish(project, decision_id, "blocked", [problem])
+            return state.finish(project, decision_id, DecisionOutcome.BLOCKED, [problem])
     state.started(project, auto.name, now=t)
     run = _run(project, auto, pipeline, out.trigger)
     for event in out.events:
@@ -190,29 +204,30 @@ def _act(project: Project, auto: PipelineAutomation, pipeline: Any, out: Outcome
             from mloop import lineage
 
             lineage.add_edge(project, event.source, run.uri, "triggered")
-    if run.status != "succeeded":
-        return state.finish(project, decision_id, "failed", [
+    if run.status != PipelineStatus.SUCCEEDED:
+        return state.finish(project, decision_id, DecisionOutcome.FAILED, [
             f"{run.uri} failed: {run.error or 'see mloop pipeline show ' + run.id}"],
             pipeline_run_id=run.id)
-    reasons = [f"{run.uri} succeeded ({_steps(run)})"]
+    counts = count_steps(s.status for s in run.steps.values())
+    reasons = [f"{run.uri} succeeded ({describe_counts(counts) or 'no steps'})"]
     if auto.promotion is None:
-        return state.finish(project, decision_id, "succeeded",
+        return state.finish(project, decision_id, DecisionOutcome.SUCCEEDED,
                             [*reasons, "no promotion policy: nothing registered"],
                             pipeline_run_id=run.id,
                             model_uri=run.models[-1] if run.models else None)
     if not run.models:
-        return state.finish(project, decision_id, "failed", [
+        return state.finish(project, decision_id, DecisionOutcome.FAILED, [
             *reasons, "it logged no model to promote: return an mloop.Model from a step"],
             pipeline_run_id=run.id)
     known = _registered_as(project, auto.promotion.model, run.models[-1])
     if known is not None:  # every step that makes the model came from the cache
-        return state.finish(project, decision_id, "succeeded", [
+        return state.finish(project, decision_id, DecisionOutcome.SUCCEEDED, [
             f"no new model: {run.models[-1]} is already {known}", *reasons],
             pipeline_run_id=run.id, model_uri=run.models[-1], registered=known)
     from mloop.automation.promotion import promote
 
     result = promote(project, run.models[-1], auto.promotion, source=run.uri)
-    crashed = result.decision == "failed"  # the gate could not decide: try again
+    crashed = result.decision == DecisionOutcome.FAILED  # the gate could not decide: try again
     return state.finish(project, decision_id, result.decision,
                         [*result.reasons[:1], *reasons, *result.reasons[1:],
                          *([RETRY] if crashed else [])],
@@ -252,13 +267,6 @@ def _registered_as(project: Project, model: str, source: str) -> str | None:
     except MloopError:  # not registered yet
         return None
     return next((v.uri for v in versions if v.source == source), None)
-
-
-def _steps(run: Any) -> str:
-    counts: dict[str, int] = {}
-    for step in run.steps.values():
-        counts[step.status] = counts.get(step.status, 0) + 1
-    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no steps"
 
 
 # The pipeline engine, imported only when something runs (and replaced in unit tests).

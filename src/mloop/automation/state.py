@@ -1,145 +1,49 @@
 """Automation's memory in the metadata store: decisions, consumed events, leases.
 
-* ``automation_decisions``: every decision, newest first in ``mloop automate history``:
-  a run and its outcome (promoted, rejected, succeeded, failed), or why nothing ran
-  (blocked by data validation, skipped for the cooldown).
-* ``automation_events``: ``(pipeline, trigger, event)`` → the decision it caused. An event
-  (a dataset version, an alert, a cron tick) fires once because its row is its claim; a
-  round that crashed (an exception, an evaluation that could not run, a process that
-  died) deletes its rows, so its events fire again at the next check.
-* ``automation_state``: per pipeline, the *lease* (the decision and process running it)
-  and the start of the last triggered run (the cooldown's anchor, shared by processes).
-
-Starting a pipeline is one write transaction: a compare-and-set ``UPDATE`` takes the lease
-only if none is held (or it expired) and the cooldown has passed, and the events are
-inserted with ``ON CONFLICT DO NOTHING`` (any another process consumed meanwhile drop
-out; none left: roll back). Both databases make this atomic: SQLite runs one writer at a
-time (``BEGIN IMMEDIATE``), PostgreSQL locks the state row and re-checks the ``WHERE``
-clause once the other writer commits (READ COMMITTED). Two ``mloop automate check`` at
-once therefore start a pipeline once.
+The tables and how a claim is made atomic are described in
+:mod:`mloop.repositories.automation`, which owns them; these functions are what the
+runner and the public API call (with the time, in Unix ms, pinned by tests).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import socket
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from mloop.core.clock import format_ms, ms_to_datetime, now_ms
+from mloop.core.clock import now_ms
 from mloop.core.ids import new_id
-from mloop.store.schema import automation_decisions as decisions
-from mloop.store.schema import automation_events as events
-from mloop.store.schema import automation_state as state
+from mloop.repositories.automation import (
+    LEASE_MS,
+    Claim,
+    ClaimStatus,
+    Decision,
+    DecisionOutcome,
+    PipelineState,
+    holder,
+)
 
 if TYPE_CHECKING:
     from mloop.project import Project
+    from mloop.repositories.automation import Automation
 
-# How long a lease holds without its process finishing. A process that died on this host
-# is noticed at once (its pid is gone); one on another host only when the lease expires.
-LEASE_MS = 24 * 3_600_000
-RUNNING = "running"
-OUTCOMES = ("promoted", "rejected", "succeeded", "failed", "blocked", "skipped_cooldown")
+__all__ = ["LEASE_MS", "Claim", "ClaimStatus", "Decision",
+           "DecisionOutcome", "PipelineState", "claim", "consumed", "cooldown_until",
+           "finish", "get_state", "history", "holder", "record", "started"]
 
+def _repo(project: Project) -> Automation:
+    from mloop.repositories import backend
 
-def holder() -> str:
-    """``host:pid`` of this process: who holds a lease."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-@dataclass
-class Decision:
-    """One decision of the automation: what fired, what ran, what came of it and why."""
-
-    id: str
-    pipeline: str
-    trigger: str
-    decision: str  # running | promoted | rejected | succeeded | failed | blocked | skipped_cooldown
-    reasons: list[str]
-    fired_at: int
-    finished_at: int | None = None
-    pipeline_run_id: str | None = None
-    model_uri: str | None = None  # the candidate: runs:/<run>/<path>
-    registered: str | None = None  # the version it became: models:/<name>/<version>
-    holder: str | None = None
-
-    @property
-    def pipeline_uri(self) -> str | None:
-        if self.pipeline_run_id is None:
-            return None
-        return f"pipelines:/{self.pipeline}/{self.pipeline_run_id}"
-
-    def to_dict(self) -> dict[str, Any]:
-        def iso(ms: int | None) -> str | None:
-            when = ms_to_datetime(ms)
-            return when.isoformat(timespec="seconds") if when else None
-
-        return {"id": self.id, "pipeline": self.pipeline, "trigger": self.trigger,
-                "decision": self.decision, "reasons": list(self.reasons),
-                "fired_at": iso(self.fired_at), "finished_at": iso(self.finished_at),
-                "pipeline_run": self.pipeline_uri, "model_uri": self.model_uri,
-                "registered": self.registered}
-
-
-def _decision(row: Any) -> Decision:
-    m = row._mapping
-    return Decision(m["id"], m["pipeline"], m["trigger"], m["decision"],
-                    json.loads(m["reasons"]), int(m["fired_at"]),
-                    None if m["finished_at"] is None else int(m["finished_at"]),
-                    m["pipeline_run_id"], m["model_uri"], m["registered"], m["holder"])
-
-
-@dataclass
-class Claim:
-    """What an attempt to start a pipeline got.
-
-    ``status``: ``claimed`` (this process runs it; ``decision_id`` is its decision),
-    ``busy`` (another decision holds the lease), ``cooldown`` (too soon after the last
-    run; ``skipped`` is the skip recorded, or None when the same events were skipped
-    before) or ``stale`` (every event was consumed by another process meanwhile).
-    """
-
-    status: str
-    decision_id: str | None = None
-    until: int | None = None  # cooldown: when the next run may start
-    holder: str | None = None  # busy: who holds the lease
-    events: list[tuple[str, str]] = field(default_factory=list)  # claimed: the events won
-    skipped: Decision | None = None
-
-
-class _Stale(Exception):
-    pass
+    return backend(project).automation
 
 
 def consumed(project: Project, pipeline: str, trigger: str) -> set[str]:
     """The events of one trigger that already fired."""
-    from sqlalchemy import select
-
-    with project.store.read() as conn:
-        rows = conn.execute(select(events.c.event).where(
-            events.c.pipeline == pipeline, events.c.trigger == trigger)).all()
-    return {str(r[0]) for r in rows}
-
-
-@dataclass(frozen=True)
-class PipelineState:
-    lease: str | None
-    lease_holder: str | None
-    lease_until: int | None
-    last_run_at: int | None
+    return _repo(project).consumed(pipeline, trigger)
 
 
 def get_state(project: Project, pipeline: str) -> PipelineState | None:
     """The lease and cooldown anchor of ``pipeline`` (None before its first decision)."""
-    from sqlalchemy import select
-
-    with project.store.read() as conn:
-        row = conn.execute(select(state).where(state.c.pipeline == pipeline)).first()
-    if row is None:
-        return None
-    return PipelineState(row.lease, row.lease_holder, row.lease_until, row.last_run_at)
+    return _repo(project).get_state(pipeline)
 
 
 def cooldown_until(st: PipelineState | None, cooldown_ms: int) -> int | None:
@@ -152,110 +56,14 @@ def cooldown_until(st: PipelineState | None, cooldown_ms: int) -> int | None:
 def claim(project: Project, pipeline: str, fired: Iterable[tuple[str, str]], trigger: str,
           *, cooldown_ms: int, now: int | None = None) -> Claim:
     """Take ``pipeline``'s lease for the events ``fired`` ((trigger key, event) pairs), or
-    say why not; see the module docs. A claimed decision is recorded as ``running``."""
-    t = now_ms() if now is None else now
-    fired = list(dict.fromkeys(fired))
-    try:
-        return _claim(project, pipeline, fired, trigger, cooldown_ms=cooldown_ms, t=t)
-    except _Stale:
-        return Claim("stale")
-
-
-def _claim(project: Project, pipeline: str, fired: list[tuple[str, str]], trigger: str, *,
-           cooldown_ms: int, t: int) -> Claim:
-    from sqlalchemy import and_, or_, select, update
-
-    store = project.store
-    decision_id = new_id()
-    me = holder()
-    free: Any = state.c.lease.is_(None)
-    if cooldown_ms > 0:
-        free = and_(free, or_(state.c.last_run_at.is_(None),
-                              state.c.last_run_at <= t - cooldown_ms))
-    with store.write() as conn:
-        conn.execute(store.insert(state).values(pipeline=pipeline).on_conflict_do_nothing())
-        take = (update(state).where(state.c.pipeline == pipeline, free)
-                .values(lease=decision_id, lease_holder=me, lease_until=t + LEASE_MS))
-        won = conn.execute(take).rowcount == 1
-        if not won and _take_over(conn, pipeline, t):
-            won = conn.execute(take).rowcount == 1
-        if not won:
-            row = conn.execute(select(state).where(state.c.pipeline == pipeline)).one()
-            if row.lease is not None:
-                return Claim("busy", row.lease, holder=row.lease_holder)
-            until = int(row.last_run_at) + cooldown_ms
-            return Claim("cooldown", until=until,
-                         skipped=_record_skip(conn, pipeline, trigger, row, until=until, t=t))
-        # RETURNING tells what was inserted (psycopg reports no rowcount for ON CONFLICT)
-        new = [(k, e) for k, e in fired if conn.execute(
-            store.insert(events).values(pipeline=pipeline, trigger=k, event=e,
-                                        decision_id=decision_id, created_at=t)
-            .on_conflict_do_nothing().returning(events.c.event)).first() is not None]
-        if not new:
-            raise _Stale  # rolls the lease back too
-        _insert(conn, Decision(decision_id, pipeline, trigger, RUNNING, [], t, holder=me))
-    return Claim("claimed", decision_id, events=new)
-
-
-def _take_over(conn: Any, pipeline: str, t: int) -> bool:
-    """Free a lease that expired or whose process died on this host; its decision
-    becomes ``failed``."""
-    from sqlalchemy import delete, select, update
-
-    row = conn.execute(select(state).where(state.c.pipeline == pipeline)).one()
-    if row.lease is None or (row.lease_until >= t and _alive(row.lease_holder or "")):
-        return False
-    # the dead round decided nothing about its events: they fire again (next check)
-    conn.execute(delete(events).where(events.c.decision_id == row.lease))
-    freed = conn.execute(update(state).where(state.c.pipeline == pipeline,
-                                             state.c.lease == row.lease)
-                         .values(lease=None, lease_holder=None, lease_until=None))
-    conn.execute(update(decisions).where(decisions.c.id == row.lease,
-                                         decisions.c.decision == RUNNING).values(
-        decision="failed", finished_at=t, reasons=json.dumps([
-            f"the process running it ({row.lease_holder}) ended before it finished, or "
-            f"its lease of {LEASE_MS // 3_600_000} h expired; its events fire again"])))
-    return bool(freed.rowcount == 1)
-
-
-def _alive(who: str) -> bool:
-    host, _, pid = who.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True  # another machine: only the lease's expiry can tell
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, someone else's
-        return True
-    return True
-
-
-def _record_skip(conn: Any, pipeline: str, trigger: str, row: Any, *, until: int,
-                 t: int) -> Decision | None:
-    """Record one ``skipped_cooldown`` per set of waiting events, not one per check."""
-    from sqlalchemy import or_, update
-
-    changed = conn.execute(update(state).where(
-        state.c.pipeline == pipeline,
-        or_(state.c.last_skip.is_(None), state.c.last_skip != trigger)).values(
-        last_skip=trigger)).rowcount == 1
-    if not changed:
-        return None
-    skip = Decision(new_id(), pipeline, trigger, "skipped_cooldown", [
-        f"cooldown: the last triggered run started at {format_ms(row.last_run_at)} UTC; the "
-        f"next may start at {format_ms(until)} UTC (the events wait until then)"], t, t)
-    _insert(conn, skip)
-    return skip
+    say why not; a claimed decision is recorded as ``running``."""
+    return _repo(project).claim(pipeline, list(fired), trigger, cooldown_ms=cooldown_ms,
+                                now=_now(now))
 
 
 def started(project: Project, pipeline: str, *, now: int | None = None) -> None:
     """The claimed pipeline passed its gate and starts now: the cooldown runs from here."""
-    from sqlalchemy import update
-
-    with project.store.write() as conn:
-        conn.execute(update(state).where(state.c.pipeline == pipeline).values(
-            last_run_at=now_ms() if now is None else now, last_skip=None))
+    _repo(project).started(pipeline, _now(now))
 
 
 def finish(project: Project, decision_id: str, outcome: str, reasons: list[str], *,
@@ -265,18 +73,9 @@ def finish(project: Project, decision_id: str, outcome: str, reasons: list[str],
     """Record how a claimed decision ended and release its pipeline's lease. ``retry``
     gives its events back (a round that crashed decided nothing about them): they are
     pending again, and the next check fires them."""
-    from sqlalchemy import delete, select, update
-
-    with project.store.write() as conn:
-        if retry:
-            conn.execute(delete(events).where(events.c.decision_id == decision_id))
-        conn.execute(update(decisions).where(decisions.c.id == decision_id).values(
-            decision=outcome, reasons=json.dumps(reasons), finished_at=_now(now),
-            pipeline_run_id=pipeline_run_id, model_uri=model_uri, registered=registered))
-        conn.execute(update(state).where(state.c.lease == decision_id).values(
-            lease=None, lease_holder=None, lease_until=None))
-        row = conn.execute(select(decisions).where(decisions.c.id == decision_id)).one()
-    return _decision(row)
+    return _repo(project).finish(decision_id, DecisionOutcome(outcome), reasons,
+                                 pipeline_run_id=pipeline_run_id, model_uri=model_uri,
+                                 registered=registered, retry=retry, now=_now(now))
 
 
 def record(project: Project, pipeline: str, trigger: str, outcome: str, reasons: list[str],
@@ -284,35 +83,20 @@ def record(project: Project, pipeline: str, trigger: str, outcome: str, reasons:
            registered: str | None = None, now: int | None = None) -> Decision:
     """Record a decision taken outside a claim (a promotion asked for by hand)."""
     t = _now(now)
-    decision = Decision(new_id(), pipeline, trigger, outcome, list(reasons), t, t,
-                        pipeline_run_id, model_uri, registered, holder())
-    with project.store.write() as conn:
-        _insert(conn, decision)
+    decision = Decision(new_id(), pipeline, trigger, DecisionOutcome(outcome), list(reasons),
+                        t, t, pipeline_run_id, model_uri, registered, holder())
+    _repo(project).record(decision)
     return decision
-
-
-def _insert(conn: Any, d: Decision) -> None:
-    conn.execute(decisions.insert().values(
-        id=d.id, pipeline=d.pipeline, trigger=d.trigger, decision=d.decision,
-        reasons=json.dumps(d.reasons), fired_at=d.fired_at, finished_at=d.finished_at,
-        pipeline_run_id=d.pipeline_run_id, model_uri=d.model_uri, registered=d.registered,
-        holder=d.holder))
 
 
 def history(project: Project, *, pipeline: str | None = None, decision: str | None = None,
             limit: int = 50) -> list[Decision]:
     """Decisions, newest first (optionally of one pipeline, or one kind)."""
-    from sqlalchemy import select
-
-    query = select(decisions)
-    if pipeline is not None:
-        query = query.where(decisions.c.pipeline == pipeline)
-    if decision is not None:
-        query = query.where(decisions.c.decision == decision)
-    with project.store.read() as conn:
-        rows = conn.execute(query.order_by(decisions.c.fired_at.desc(), decisions.c.id.desc())
-                            .limit(limit)).all()
-    return [_decision(r) for r in rows]
+    if decision is not None and decision not in set(DecisionOutcome):
+        return []  # no decision is of an unknown kind
+    return _repo(project).history(
+        pipeline=pipeline, decision=None if decision is None else DecisionOutcome(decision),
+        limit=limit)
 
 
 def _now(now: int | None) -> int:

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from mloop.cli.render import echo, emit_json, json_option, table
+from mloop.repositories.automation import DecisionOutcome
 
 
 @click.group()
@@ -97,6 +98,7 @@ def run_cmd(poll: str, as_json: bool) -> None:
     import time
 
     from mloop.automation import run
+    from mloop.automation.runner import RoundStatus
     from mloop.project import current_project
 
     project = current_project()
@@ -115,7 +117,7 @@ def run_cmd(poll: str, as_json: bool) -> None:
 
     def report(outcomes: list[Any]) -> None:
         for o in outcomes:
-            if o.status == "idle" and not o.notes:
+            if o.status == RoundStatus.IDLE and not o.notes:
                 continue
             if as_json:
                 echo(_json_line(o.to_dict()))
@@ -139,8 +141,7 @@ def _json_line(obj: Any) -> str:
 
 @automate.command("history")
 @click.option("-p", "--pipeline", help="Only this pipeline's decisions.")
-@click.option("--decision", type=click.Choice(["running", "promoted", "rejected", "succeeded",
-                                               "failed", "blocked", "skipped_cooldown"]),
+@click.option("--decision", type=click.Choice([str(o) for o in DecisionOutcome]),
               help="Only decisions of this kind.")
 @click.option("-n", "--limit", type=click.IntRange(min=1), default=20, show_default=True,
               help="At most this many decisions.")

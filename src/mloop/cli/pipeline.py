@@ -60,6 +60,7 @@ def run_cmd(name: str | None, params: tuple[str, ...], inputs: tuple[str, ...],
     from mloop.pipelines.engine import run_pipeline
     from mloop.pipelines.registry import find_pipeline
     from mloop.project import current_project
+    from mloop.repositories.pipelines import PipelineStatus, describe_counts
 
     project = current_project()
     pipe = find_pipeline(project, name)
@@ -71,22 +72,20 @@ def run_cmd(name: str | None, params: tuple[str, ...], inputs: tuple[str, ...],
                           scheduler=scheduler, force=force, from_step=from_step,
                           quiet=as_json)
     plain = not (params or inputs or force or from_step or executor != "local")
-    if before is not None and plain and result.status == "succeeded":
+    succeeded = result.status == PipelineStatus.SUCCEEDED
+    if before is not None and plain and succeeded:
         quick.record(project.root, pipe, result, before)  # the next unchanged run: at once
     else:
         quick.forget(project.root)
     if as_json:
         emit_json(result.to_dict())
     else:
-        counts: dict[str, int] = {}
-        for s in result.steps.values():
-            counts[s.status] = counts.get(s.status, 0) + 1
         seconds = ((result.finished_at or result.started_at) - result.started_at) / 1000
-        summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+        summary = describe_counts(result.step_counts())
         echo(f"{result.uri}: {result.status} ({summary}) in {seconds:.1f} s")
         if result.error:
             echo(f"  {result.error}\n  details: mloop pipeline show {result.id[-12:]}")
-    if result.status != "succeeded":
+    if not succeeded:
         raise SystemExit(1)
 
 
@@ -100,6 +99,7 @@ def status_cmd(name: str | None, limit: int, as_json: bool) -> None:
     """Recent pipeline runs (of NAME, or all), newest first."""
     from mloop.pipelines.history import list_runs
     from mloop.project import current_project
+    from mloop.repositories.pipelines import describe_counts
 
     runs = list_runs(current_project(), name, limit=limit)
     if as_json:
@@ -110,7 +110,7 @@ def status_cmd(name: str | None, limit: int, as_json: bool) -> None:
         return
     table(("run", "pipeline", "status", "steps", "started", "seconds", "trigger"),
           [(r["id"][-12:], r["pipeline"], r["status"],
-            ", ".join(f"{n} {k}" for k, n in sorted(r["steps"].items())),
+            describe_counts(r["steps"]),
             format_ms(r["started_at"]),
             f"{(r['finished_at'] - r['started_at']) / 1000:.1f}" if r["finished_at"] else "-",
             r["trigger"] or "") for r in runs])
@@ -125,6 +125,7 @@ def show_cmd(run_id: str, log_step: str | None, as_json: bool) -> None:
     from mloop.errors import NotFoundError
     from mloop.pipelines.history import get_run
     from mloop.project import current_project
+    from mloop.repositories.pipelines import StepStatus
 
     project = current_project()
     run = get_run(project, run_id)
@@ -137,7 +138,7 @@ def show_cmd(run_id: str, log_step: str | None, as_json: bool) -> None:
                 if step["log"] else "")
         if text:
             echo(text, nl=False)
-        elif step["status"] in ("ran", "failed"):
+        elif step["status"] in (StepStatus.RAN, StepStatus.FAILED):
             echo(f"(step {log_step} printed nothing)")
         else:
             echo(f"(step {log_step} did not run in this run: {step['status']})")
@@ -153,7 +154,7 @@ def show_cmd(run_id: str, log_step: str | None, as_json: bool) -> None:
             "; ".join(f"{k}: {_summary(v)}" for k, v in s["outputs"].items()),
             (s["run_id"] or "")[-12:]) for s in run["steps"]])
     for s in run["steps"]:
-        if s["error"] and s["status"] == "failed":
+        if s["error"] and s["status"] == StepStatus.FAILED:
             echo(f"\n{s['step']} failed:\n{s['error']}")
             if s["log"]:
                 echo(f"(its log: mloop pipeline show {run['id'][-12:]} --log {s['step']})")

@@ -40,6 +40,7 @@ from mloop.core.redact import redact
 from mloop.errors import InvalidInputError, MloopError, StepFailedError
 from mloop.pipelines.step import Dataset, Step, coerce_param
 from mloop.pipelines.values import ValueRef
+from mloop.repositories.pipelines import PipelineStatus, StepStatus, count_steps
 
 if TYPE_CHECKING:
     from mloop.pipelines.dag import Edge, Pipeline
@@ -53,7 +54,7 @@ EXECUTORS = ("local", "dask")
 @dataclass
 class StepResult:
     name: str
-    status: str = "pending"  # ran | cached | failed | not_run
+    status: StepStatus = StepStatus.PENDING
     key: str | None = None
     attempts: int = 0
     seconds: float = 0.0
@@ -63,7 +64,7 @@ class StepResult:
     log: str | None = None  # digest of the step's log
 
     def to_dict(self) -> dict[str, Any]:
-        return {"step": self.name, "status": self.status, "key": self.key,
+        return {"step": self.name, "status": str(self.status), "key": self.key,
                 "attempts": self.attempts, "seconds": round(self.seconds, 3),
                 "run_id": self.run_id, "error": self.error, "log": self.log,
                 "outputs": {k: v.to_dict() for k, v in self.outputs.items()}}
@@ -75,7 +76,7 @@ class PipelineRun:
 
     id: str
     pipeline: str
-    status: str
+    status: PipelineStatus
     steps: dict[str, StepResult]
     run_id: str | None = None
     error: str | None = None
@@ -97,8 +98,12 @@ class PipelineRun:
     @property
     def new_models(self) -> list[str]:
         """The model outputs of steps that ran in this run (not restored)."""
-        return [ref.uri for s in self.steps.values() if s.status == "ran"
+        return [ref.uri for s in self.steps.values() if s.status == StepStatus.RAN
                 for ref in s.outputs.values() if ref.kind == "model" and ref.uri]
+
+    def step_counts(self) -> dict[str, int]:
+        """How many steps ended with each status (``{"cached": 3, "ran": 1}``)."""
+        return count_steps(s.status for s in self.steps.values())
 
     def output(self, name: str, project: Project | None = None) -> Any:
         """The value of an output (loaded from the object store)."""
@@ -113,7 +118,7 @@ class PipelineRun:
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "uri": self.uri, "pipeline": self.pipeline,
-                "status": self.status, "run_id": self.run_id, "error": self.error,
+                "status": str(self.status), "run_id": self.run_id, "error": self.error,
                 "trigger": self.trigger, "started_at": self.started_at,
                 "finished_at": self.finished_at, "models": self.models,
                 "new_models": self.new_models,
@@ -224,38 +229,30 @@ class _Tracking:
 
     def child(self, step: str, params: dict[str, Any]) -> str:
         from mloop import lineage
-        from mloop.tracking import records
         from mloop.tracking.tracker import tracker_for
 
         tracker = tracker_for(self.project)
         tags = {"mloop.pipeline": self.run.pipeline, "mloop.pipeline_run": self.run.id}
         with self.lock:
             if self.parent is None:
-                self.parent = tracker._create(self.run.pipeline, f"{self.run.pipeline}-"
-                                              f"{self.run.id[-6:]}", None, dict(tags))
+                self.parent = tracker.create_run(self.run.pipeline, f"{self.run.pipeline}-"
+                                                 f"{self.run.id[-6:]}", None, tags)
                 self.run.run_id = self.parent.id
-            created = tracker._create(self.run.pipeline, step, self.parent.id,
-                                      {**tags, "mloop.step": step})
+            created = tracker.create_run(self.run.pipeline, step, self.parent.id,
+                                         {**tags, "mloop.step": step})
             if params:
-                with self.project.store.write() as conn:
-                    records.write_params(self.project.store, conn, created.id,
-                                         records.stringify_params(params))
+                created.log_params(params)
             tracker.forget(created)
         lineage.add_edge(self.project, self.run.uri, f"runs:/{created.id}", "step")
         return str(created.id)
 
-    def end(self, status: str) -> None:
+    def end(self, status: PipelineStatus) -> None:
         if self.parent is None:
             return
-        from mloop.tracking import records
         from mloop.tracking.model import RunStatus
-        from mloop.tracking.tracker import tracker_for
 
-        tracker_for(self.project).disown(self.parent.id)  # before the end is written
-        store = self.project.store
-        with store.write() as conn:
-            records.set_status(store, conn, self.parent.id,
-                               RunStatus.FINISHED if status == "succeeded" else RunStatus.FAILED)
+        self.parent.end(RunStatus.FINISHED if status == PipelineStatus.SUCCEEDED
+                        else RunStatus.FAILED)
 
 
 def run_pipeline(project: Project, pipeline: Pipeline, *, inputs: Mapping[str, Any] | None = None,
@@ -285,7 +282,8 @@ def run_pipeline(project: Project, pipeline: Pipeline, *, inputs: Mapping[str, A
     try:
         runner = open_executor(executor, scheduler, project, procs, python_steps=any(
             s.kind != "shell" for s in pipeline.steps.values()))
-        run = PipelineRun(new_id(), pipeline.name, "running", {n: StepResult(n) for n in order},
+        run = PipelineRun(new_id(), pipeline.name, PipelineStatus.RUNNING,
+                          {n: StepResult(n) for n in order},
                           started_at=now_ms(), trigger=trigger)
         # the params as the steps take them (--param n=3 is recorded as the int 3)
         taken = {k: next(p[k] for p in plan_params.values() if k in p) for k in params or {}}
@@ -315,16 +313,16 @@ def _finish(run: PipelineRun, records: RunRecords, tracking: _Tracking,
             stopped: BaseException | None) -> None:
     """The run's outcome: failed when a step failed or did not get to finish."""
     run.finished_at = now_ms()
-    failed = [s for s in run.steps.values() if s.status == "failed"]
-    unfinished = [s for s in run.steps.values()
-                  if s.status not in ("ran", "cached", "failed", "not_run")]
+    failed = [s for s in run.steps.values() if s.status == StepStatus.FAILED]
+    unfinished = [s for s in run.steps.values() if s.status == StepStatus.PENDING]
     why = "interrupted" if isinstance(stopped, KeyboardInterrupt) else (
         f"stopped by {type(stopped).__name__}: {stopped}" if stopped else "stopped")
     for s in unfinished:
-        s.status, s.error = "not_run", f"the run was {why}"
+        s.status, s.error = StepStatus.NOT_RUN, f"the run was {why}"
         with contextlib.suppress(Exception):
             records.step(s)
-    run.status = "failed" if failed or unfinished or stopped else "succeeded"
+    run.status = (PipelineStatus.FAILED if failed or unfinished or stopped
+                  else PipelineStatus.SUCCEEDED)
     run.error = (f"the run was {why}" if stopped or (unfinished and not failed) else
                  f"step {failed[0].name} failed: {_headline(failed[0].error)}" if failed
                  else None)
@@ -428,14 +426,14 @@ def _schedule(ctx: _Context, upstream: dict[str, list[Edge]], pending: list[str]
         for name in list(pending):
             deps = upstream[name]
             states = [run.steps[e.src].status for e in deps]
-            if any(s in ("failed", "not_run") for s in states):
-                run.steps[name].status = "not_run"
+            if any(s.blocks for s in states):
+                run.steps[name].status = StepStatus.NOT_RUN
                 run.steps[name].error = "an upstream step failed"
                 records.step(run.steps[name])
                 pending.remove(name)
                 say(f"  - {name}: not run (upstream failed)")
                 continue
-            if not all(s in ("ran", "cached") for s in states):
+            if not all(s.done for s in states):
                 continue
             pending.remove(name)
             s = pipeline.steps[name]
@@ -447,7 +445,7 @@ def _schedule(ctx: _Context, upstream: dict[str, list[Edge]], pending: list[str]
                 restored = s.cache and name not in plan.forced and _restore(
                     project, s, result, records)
             except MloopError as exc:  # e.g. a stage's dependency is missing
-                result.status, result.error = "failed", exc.message
+                result.status, result.error = StepStatus.FAILED, exc.message
                 records.step(result)
                 say(f"  ✗ {name}: {exc.message}")
                 continue
@@ -463,10 +461,10 @@ def _schedule(ctx: _Context, upstream: dict[str, list[Edge]], pending: list[str]
         for future in done:
             name = running.pop(future)
             result = future.result()
-            records.step(result, cache=result.status == "ran" and
+            records.step(result, cache=result.status == StepStatus.RAN and
                          pipeline.steps[name].cache)
             _edges(project, run, upstream[name], result, plan)
-            if result.status == "ran":
+            if result.status == StepStatus.RAN:
                 say(f"  ✓ {name}: ran in {result.seconds:.1f} s"
                     + (f" ({result.attempts} attempts)" if result.attempts > 1 else ""))
             else:
@@ -478,16 +476,19 @@ def _restore(project: Project, s: Step, result: StepResult, records: RunRecords)
     from mloop.pipelines import values
 
     assert result.key is not None
-    outputs = records.cached(result.key)
-    if outputs is None or not all(values.exists(project, r) for r in outputs.values()):
+    found = records.cached(result.key)
+    if found is None:
+        return False
+    outputs, made_by = found
+    if not all(values.exists(project, r) for r in outputs.values()):
         return False
     if s.kind == "shell":
         from mloop.pipelines.stages import restore
 
         for ref in outputs.values():
             restore(project, s, ref)
-    result.status, result.outputs = "cached", outputs
-    result.run_id = records.cached_run(result.key)
+    result.status, result.outputs = StepStatus.CACHED, outputs
+    result.run_id = made_by
     return True
 
 
@@ -510,7 +511,7 @@ def _cached_edge(project: Project, run: PipelineRun, result: StepResult) -> None
 
 def _edges(project: Project, run: PipelineRun, deps: list[Edge], result: StepResult,
            plan: _Plan) -> None:
-    if result.run_id is None or result.status != "ran":
+    if result.run_id is None or result.status != StepStatus.RAN:
         return
     from mloop import lineage
 
@@ -548,34 +549,25 @@ def _execute(ctx: _Context, s: Step, result: StepResult, ins: dict[str, ValueRef
                 result.run_id = run_id
                 result.outputs = ctx.runner.run(_task(project, s, ins, params,
                                                       run_id=run_id, log_path=log_path))
-            result.status, result.error = "ran", None
+            result.status, result.error = StepStatus.RAN, None
             break
         except Exception as exc:  # a step's failure, whatever raised it, is the step's
-            result.status = "failed"
+            result.status = StepStatus.FAILED
             result.error = redact(getattr(exc, "details", None) or "".join(
                 traceback.format_exception_only(type(exc), exc)).strip())
             if attempt < s.retries and not ctx.procs.stopped:
                 time.sleep(s.retry_delay * (2 ** attempt))
     result.seconds = time.perf_counter() - start
-    if result.status == "failed" and ctx.procs.stopped:
+    if result.status == StepStatus.FAILED and ctx.procs.stopped:
         result.error = "stopped with the pipeline run (interrupted, or the engine failed)"
-    if result.status == "failed" and result.run_id:
-        _close_run(project, result.run_id)
+    if result.status == StepStatus.FAILED and result.run_id:
+        # the step's process died (SIGKILL) with its run RUNNING: it failed
+        from mloop.repositories import backend
+
+        backend(project).pipeline_runs.fail_step_run(result.run_id, now_ms())
     if log_path.is_file() and log_path.stat().st_size:
         result.log = project.objects.put_file(log_path)
     return result
-
-
-def _close_run(project: Project, run_id: str) -> None:
-    """A step process that died (SIGKILL) left its run RUNNING: it failed."""
-    from sqlalchemy import update
-
-    from mloop.store.schema import runs
-    from mloop.tracking.model import RunStatus
-
-    with project.store.write() as conn:
-        conn.execute(update(runs).where(runs.c.id == run_id, runs.c.status == "RUNNING")
-                     .values(status=str(RunStatus.FAILED), end_time=now_ms()))
 
 
 def _task(project: Project, s: Step, ins: dict[str, ValueRef], params: dict[str, Any], *,

@@ -73,11 +73,13 @@ def store(project: Project, name: str, value: Any, annotation: Any,
     if isinstance(value, Dataset):
         return ValueRef("dataset", value.digest, value.uri, value.uri)
     if _is_model(value, annotation) and run_id is not None:
-        from mloop.registry.models import _manifest_of, files_digest, log_model
+        from mloop.registry.loading import files_digest, manifest_digest
+        from mloop.registry.models import log_model
         from mloop.tracking.artifacts import list_artifacts
 
         log_model(project, run_id, value, name, input_example=input_example(value, inputs))
-        _manifest_of(project, run_id, name)  # the model is complete and readable
+        # the model is complete and readable
+        json.loads(objects.get_bytes(manifest_digest(project, run_id, name)))
         # the content of every file of the model (the manifest alone names, not hashes, it)
         digest = files_digest([(a.path.removeprefix(f"{name}/"), a.digest)
                                for a in list_artifacts(project, run_id, name)])

@@ -8,10 +8,13 @@ for what it touches).
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from mloop.project import Project
+    from mloop.repositories.automation import Automation
+    from mloop.repositories.pipelines import PipelineRuns
 
 
 class Backend(Protocol):
@@ -27,6 +30,11 @@ class Backend(Protocol):
 
 
     # ── pipelines and automation ─────────────────────────────────────────────────
+    @property
+    def pipeline_runs(self) -> PipelineRuns: ...
+
+    @property
+    def automation(self) -> Automation: ...
 
 
 class SqlBackend:
@@ -48,4 +56,14 @@ class SqlBackend:
 
 
     # ── pipelines and automation ─────────────────────────────────────────────────
+    @cached_property
+    def pipeline_runs(self) -> PipelineRuns:
+        from mloop.repositories.pipelines import SqlPipelineRuns
 
+        return SqlPipelineRuns(self.project)
+
+    @cached_property
+    def automation(self) -> Automation:
+        from mloop.repositories.automation import SqlAutomation
+
+        return SqlAutomation(self.project)

@@ -80,6 +80,12 @@ class Tracker:
         lifecycle.push(run)
         return run
 
+    def create_run(self, experiment: str | None, name: str | None, parent_id: str | None,
+                   tags: Mapping[str, str]) -> ActiveRun:
+        """Create a run owned (heart-beaten) by this process without making it the active
+        run: the pipeline engine's runs, whose work happens in step processes."""
+        return self._create(experiment, name, parent_id, dict(tags))
+
     def _experiment(self, name: str | None) -> Experiment:
         name = name or os.environ.get(EXPERIMENT_ENV) or DEFAULT_EXPERIMENT
         exp = self._experiments.get(name)
