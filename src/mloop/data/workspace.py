@@ -29,24 +29,13 @@ from mloop.data.model import DatasetVersion
 from mloop.data.pointer import find_pointers, pointer_path, read_pointer, write_pointer
 from mloop.errors import InvalidInputError, NotFoundError
 from mloop.project import Project
-from mloop.store.lite import lite
+from mloop.repositories import backend
+from mloop.repositories.datasets import StatEntry
 
 
 def _stat_key(path: Path) -> tuple[int, int, int]:
     st = path.stat()
     return st.st_size, st.st_mtime_ns, st.st_ino
-
-
-_SAVE_STAT = ("INSERT INTO stat_cache (path, size, mtime_ns, inode, digest) "
-              "VALUES (:path, :size, :mtime_ns, :inode, :digest) ON CONFLICT (path) DO UPDATE "
-              "SET size = excluded.size, mtime_ns = excluded.mtime_ns, inode = excluded.inode, "
-              "digest = excluded.digest")
-
-
-def _save_cache(project: Project, rows: list[dict[str, object]]) -> None:
-    if rows:
-        with lite(project).write() as q:
-            q.many(_SAVE_STAT, rows)
 
 
 def remember_stats(project: Project, local: Path, source: str, kind: str,
@@ -57,14 +46,13 @@ def remember_stats(project: Project, local: Path, source: str, kind: str,
     ``stats``: (size, mtime_ns, inode) by path inside the version, taken before the
     files were read (``data add``); else each file is stat'ed now.
     """
-    rows = []
+    rows: list[StatEntry] = []
     for e in entries:
         rel = source if kind == "file" else f"{source}/{e.path}"
         size, mtime, ino = (stats[e.path] if stats is not None else
                             _stat_key(local if kind == "file" else local / e.path))
-        rows.append({"path": rel, "size": size, "mtime_ns": mtime, "inode": ino,
-                     "digest": e.digest})
-    _save_cache(project, rows)
+        rows.append(StatEntry(rel, size, mtime, ino, e.digest))
+    backend(project).stat_cache.save(rows)
 
 
 def current_digests(project: Project, local: Path, source: str, *,
@@ -81,7 +69,7 @@ def current_digests(project: Project, local: Path, source: str, *,
     cache = cached_stats(project, [source] if kind == "file" else
                          [prefix + inner for _, inner, _ in files])
     out: dict[str, str] = {}
-    fresh: list[dict[str, object]] = []
+    fresh: list[StatEntry] = []
     for full, inner, st in files:
         rel = source if kind == "file" else prefix + inner
         hit = cache.get(rel)
@@ -91,9 +79,8 @@ def current_digests(project: Project, local: Path, source: str, *,
             return None
         else:
             out[inner] = digest = hash_file(full)
-            fresh.append({"path": rel, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                          "inode": st.st_ino, "digest": digest})
-    _save_cache(project, fresh)
+            fresh.append(StatEntry(rel, st.st_size, st.st_mtime_ns, st.st_ino, digest))
+    backend(project).stat_cache.save(fresh)
     return out
 
 
@@ -183,8 +170,7 @@ def _checked_out(project: Project, local: Path, kind: str,
 
 
 def _forget_stats(project: Project, paths: list[str]) -> None:
-    with lite(project).write() as q:
-        q.many("DELETE FROM stat_cache WHERE path = :path", [{"path": p} for p in paths])
+    backend(project).stat_cache.forget(paths)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+# Loaded first (it is typing only): importing a submodule binds its name in the package,
+# and the submodule ``backend`` loaded later would replace the function ``backend``.
+from mloop.repositories import backend as _backend_module  # noqa: F401
+
 if TYPE_CHECKING:
     from mloop.project import Project
     from mloop.repositories.backend import Backend
