@@ -15,7 +15,7 @@ from mloop.data import stats as _stats
 from mloop.data import summary as _summary
 from mloop.data.catalog import get, list_datasets, project_relpath, read_tree
 from mloop.data.chunks import FileEntry
-from mloop.data.model import DatasetVersion
+from mloop.data.model import DatasetVersion, VersionKind
 from mloop.data.pointer import ignore_pattern, write_pointer
 from mloop.data.repair import damaged, rebuild
 from mloop.data.versions import MAX_PATH, insert_version, snapshot, store_tree
@@ -111,7 +111,8 @@ def _kept(latest: DatasetVersion, message: str | None) -> DatasetVersion:
 def _unchanged(project: Project, latest: DatasetVersion, previous: list[FileEntry],
                local: Path, source: str) -> bool:
     """Whether ``local`` still holds ``latest``, judged by the stat cache alone."""
-    want = {(e.path if latest.kind == "folder" else local.name): e.digest for e in previous}
+    folder = latest.kind == VersionKind.FOLDER
+    want = {(e.path if folder else local.name): e.digest for e in previous}
     return current_digests(project, local, source, cached_only=True) == want
 
 
