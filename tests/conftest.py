@@ -7,6 +7,7 @@ reason, unless ``MLOOP_REQUIRE_SERVICES=1`` (set by ``.ci/run``), where they fai
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -41,7 +42,11 @@ def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))  # the env-lock cache
     monkeypatch.setenv("MLOOP_QUIET", "1")
     monkeypatch.setenv("MLOOP_CAPTURE_PACKAGES", "0")  # fast; tests of capture turn it on
+    # the CLI's entry point adds its stderr handler to the "mloop" logger for the process:
+    # a later in-process command (CliRunner) would print log lines its test does not expect
+    handlers = list(logging.getLogger("mloop").handlers)
     yield
+    logging.getLogger("mloop").handlers[:] = handlers
     for run in reversed(lifecycle.active_runs()):
         run.end("KILLED")
     mloop.set_experiment(None)

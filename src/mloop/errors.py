@@ -29,7 +29,8 @@ The tree::
     │   ├── ExperimentNotFoundError
     │   ├── RunNotFoundError
     │   ├── ArtifactNotFoundError
-    │   └── ObjectNotFoundError
+    │   ├── ObjectNotFoundError
+    │   └── DatasetNotFoundError
     ├── ConflictError                  409 / exit 4
     │   ├── ParamConflictError                        a param re-set to another value
     │   └── RunStateError                             e.g. logging into a finished run
@@ -100,6 +101,10 @@ class ArtifactNotFoundError(NotFoundError):
 
 class ObjectNotFoundError(NotFoundError):
     code = "object_not_found"
+
+
+class DatasetNotFoundError(NotFoundError):
+    code = "dataset_not_found"
 
 
 class InvalidInputError(MloopError):

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from sqlalchemy import or_, select
-
-from mloop.core.clock import now_ms
 from mloop.core.ids import short_id
 from mloop.project import Project
-from mloop.store.schema import lineage_edges
+from mloop.repositories import backend
+from mloop.repositories.lineage import Edge
+
+__all__ = ["PHRASES", "Edge", "active_run_id", "add_edge", "describe", "neighbours",
+           "set_active_run_provider", "short_uri", "trace"]
 
 
 def _no_run() -> str | None:
@@ -43,29 +43,14 @@ def active_run_id() -> str | None:
     return _run_provider()
 
 
-@dataclass(frozen=True, slots=True)
-class Edge:
-    src: str
-    dst: str
-    relation: str
-    created_at: int
-
-
 def add_edge(project: Project, src: str, dst: str, relation: str) -> None:
     """Record ``src --relation--> dst`` (idempotent)."""
-    store = project.store
-    with store.write() as conn:
-        conn.execute(store.insert(lineage_edges).values(
-            src=src, dst=dst, relation=relation, created_at=now_ms()).on_conflict_do_nothing())
+    backend(project).lineage.add(src, dst, relation)
 
 
 def neighbours(project: Project, uri: str) -> tuple[list[Edge], list[Edge]]:
     """(edges into ``uri``, edges out of it), oldest first."""
-    query = select(lineage_edges).where(or_(lineage_edges.c.src == uri,
-                                            lineage_edges.c.dst == uri))
-    with project.store.read() as conn:
-        rows = conn.execute(query.order_by(lineage_edges.c.created_at)).all()
-    edges = [Edge(r.src, r.dst, r.relation, r.created_at) for r in rows]
+    edges = backend(project).lineage.touching(uri)
     return [e for e in edges if e.dst == uri], [e for e in edges if e.src == uri]
 
 

@@ -37,10 +37,7 @@ PENDING = {
     "tracking/lookup.py", "tracking/records.py", "tracking/search.py",
     "tracking/tracker.py", "tracking/writer.py",
 
-    # data and lineage
-    "data/catalog.py", "data/garbage.py", "data/quality.py", "data/records.py",
-    "data/remotes.py", "data/summary.py", "data/versions.py", "data/workspace.py",
-    "lineage.py",
+    # data and lineage: moved
 
     # registry, evaluations, precompute, monitoring
     "registry/loading.py", "registry/models.py", "serving/precompute.py",

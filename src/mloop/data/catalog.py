@@ -1,38 +1,25 @@
 """Reading datasets and versions: resolve refs, list, log, read trees, walk paths.
 
 This is the read side of :mod:`mloop.data.versions`. It imports no SQLAlchemy: its
-queries are portable SQL run through :mod:`mloop.store.lite`, so that ``mloop data
-status``, ``checkout``, ``log`` and ``show`` start in a fraction of the time the full
-store takes to import.
+reads are the datasets repository's plain-SQL ones (:mod:`mloop.repositories.datasets`),
+so that ``mloop data status``, ``checkout``, ``log`` and ``show`` start in a fraction of
+the time the full store takes to import.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 from pathlib import Path
-from typing import Any
 
 from mloop.core.uris import DataURI, check_name, is_version, parse_uri, version_number
 from mloop.data.chunks import FileEntry
-from mloop.data.model import DatasetVersion, decode_tree
-from mloop.errors import InvalidInputError, InvalidURIError, NotFoundError
+from mloop.data.model import DatasetVersion, VersionKind, decode_tree
+from mloop.errors import InvalidInputError, InvalidURIError
 from mloop.project import Project
-from mloop.store.lite import Query, Row, in_list, lite
+from mloop.repositories import backend
 
 POINTER_SUFFIX = ".mloop"
-
-# "user" is quoted: on PostgreSQL a bare `user` is the CURRENT_USER function.
-_VERSION_COLUMNS = ('d.name, v.version, v.tree, v.kind, v.source_path, v.size, v.files, '
-                    'v.rows, v.stats, v.validation, v.message, v."user", v.command, '
-                    'v.created_at')
-_VERSIONS = (f"SELECT {_VERSION_COLUMNS} FROM dataset_versions v "
-             "JOIN datasets d ON d.id = v.dataset_id")
-
-
-class DatasetNotFoundError(NotFoundError):
-    code = "dataset_not_found"
 
 
 def parse_ref(ref: str) -> DataURI:
@@ -48,105 +35,36 @@ def parse_ref(ref: str) -> DataURI:
                    else None)
 
 
-def _to_version(row: Row, tags: list[str]) -> DatasetVersion:
-    return DatasetVersion(
-        name=row["name"], version=row["version"], tree=row["tree"], kind=row["kind"],
-        source_path=row["source_path"], size=row["size"], files=row["files"],
-        rows=row["rows"], stats=json.loads(row["stats"]) if row["stats"] else None,
-        validation=json.loads(row["validation"]) if row["validation"] else None,
-        message=row["message"], user=row["user"], command=row["command"],
-        created_at=row["created_at"], tags=tags)
-
-
-def _tags_of(q: Query, dataset_id: str) -> dict[int, list[str]]:
-    out: dict[int, list[str]] = {}
-    for r in q.all("SELECT tag, version FROM dataset_tags WHERE dataset_id = :ds ORDER BY tag",
-                   {"ds": dataset_id}):
-        out.setdefault(r["version"], []).append(r["tag"])
-    return out
-
-
-def _dataset_id(q: Query, name: str, hint: str) -> str:
-    rows = q.all("SELECT id FROM datasets WHERE name = :name", {"name": name})
-    if not rows:
-        raise DatasetNotFoundError(f"No dataset named {name!r}. {hint}")
-    ds_id: str = rows[0]["id"]
-    return ds_id
-
-
 def get(project: Project, ref: str) -> DatasetVersion:
     """The version a ref names; a bare name means the latest version."""
     uri = parse_ref(ref)
-    with lite(project).read() as q:
-        ds = _dataset_id(q, uri.name, f"Add one with `mloop data add PATH --name {uri.name}`.")
-        where = "v.dataset_id = :ds"
-        params: dict[str, Any] = {"ds": ds}
-        if uri.ref is None or uri.ref == "latest":  # "train@latest" reads as it says
-            where += " ORDER BY v.version DESC LIMIT 1"
-        elif is_version(uri.ref):
-            where += " AND v.version = :version"
-            params["version"] = version_number(uri.ref, ref)
-        else:
-            tagged = q.all("SELECT version FROM dataset_tags WHERE dataset_id = :ds "
-                           "AND tag = :tag", {"ds": ds, "tag": uri.ref})
-            if not tagged:
-                raise DatasetNotFoundError(f"Dataset {uri.name!r} has no version or tag "
-                                           f"{uri.ref!r}. See `mloop data log {uri.name}`.")
-            where += " AND v.version = :version"
-            params["version"] = tagged[0]["version"]
-        rows = q.all(f"{_VERSIONS} WHERE {where}", params)
-        if not rows:
-            raise DatasetNotFoundError(f"Dataset {uri.name!r} has no version {uri.ref}. "
-                                       f"See `mloop data log {uri.name}`.")
-        tags = _tags_of(q, ds).get(rows[0]["version"], [])
-    return _to_version(rows[0], tags)
+    selector: int | str | None = uri.ref
+    if uri.ref is None or uri.ref == "latest":  # "train@latest" reads as it says
+        selector = None
+    elif is_version(uri.ref):
+        selector = version_number(uri.ref, ref)
+    return backend(project).datasets.find(uri.name, selector)
 
 
 def log(project: Project, name: str) -> list[DatasetVersion]:
     """Every version of a dataset, newest first: the audit trail."""
-    with lite(project).read() as q:
-        ds = _dataset_id(q, name, "List them with `mloop data list`.")
-        tags = _tags_of(q, ds)
-        rows = q.all(f"{_VERSIONS} WHERE v.dataset_id = :ds ORDER BY v.version DESC",
-                     {"ds": ds})
-    return [_to_version(r, tags.get(r["version"], [])) for r in rows]
+    return backend(project).datasets.versions(name)
 
 
 def list_datasets(project: Project) -> list[DatasetVersion]:
     """The latest version of every dataset."""
-    with lite(project).read() as q:
-        rows = q.all(f"{_VERSIONS} JOIN (SELECT dataset_id, MAX(version) AS latest "
-                     "FROM dataset_versions GROUP BY dataset_id) m "
-                     "ON m.dataset_id = v.dataset_id AND m.latest = v.version ORDER BY d.name")
-    return [_to_version(r, []) for r in rows]
+    return backend(project).datasets.latest_versions()
 
 
 def source_paths(project: Project) -> list[str]:
     """Every project path a version was ever added from or checked out to."""
-    with lite(project).read() as q:
-        rows = q.all("SELECT DISTINCT source_path FROM dataset_versions ORDER BY source_path")
-    return [r["source_path"] for r in rows]
-
-
-_WHOLE_CACHE = 2000
+    return backend(project).datasets.source_paths()
 
 
 def cached_stats(project: Project, paths: list[str]) -> dict[str, tuple[int, int, int, str]]:
     """The stat cache: project path → (size, mtime_ns, inode, digest) when last hashed."""
-    out: dict[str, tuple[int, int, int, str]] = {}
-    columns = "SELECT path, size, mtime_ns, inode, digest FROM stat_cache"
-    with lite(project).read() as q:
-        if len(paths) > _WHOLE_CACHE:  # a big folder: one scan beats many IN lists
-            wanted = set(paths)
-            for r in q.all(columns):
-                if r["path"] in wanted:
-                    out[r["path"]] = (r["size"], r["mtime_ns"], r["inode"], r["digest"])
-            return out
-        for start in range(0, len(paths), 900):
-            placeholders, params = in_list("p", paths[start:start + 900])
-            for r in q.all(f"{columns} WHERE path IN ({placeholders})", params):
-                out[r["path"]] = (r["size"], r["mtime_ns"], r["inode"], r["digest"])
-    return out
+    found = backend(project).stat_cache.lookup(paths)
+    return {p: (e.size, e.mtime_ns, e.inode, e.digest) for p, e in found.items()}
 
 
 def read_tree(project: Project, version: DatasetVersion) -> list[FileEntry]:
@@ -182,7 +100,7 @@ def scan(path: Path) -> tuple[str, list[tuple[str, str, os.stat_result]]]:
     except FileNotFoundError:
         raise InvalidInputError(f"Cannot add {str(path)!r}: no such file or folder.") from None
     if stat.S_ISREG(st.st_mode):
-        return "file", [(str(path), path.name, st)]
+        return VersionKind.FILE, [(str(path), path.name, st)]
     if not stat.S_ISDIR(st.st_mode):
         raise InvalidInputError(f"Cannot add {str(path)!r}: not a regular file or folder.")
     out: list[tuple[str, str, os.stat_result]] = []
@@ -197,7 +115,7 @@ def scan(path: Path) -> tuple[str, list[tuple[str, str, os.stat_result]]]:
                 elif not entry.name.endswith(POINTER_SUFFIX) and entry.is_file():
                     out.append((entry.path, prefix + entry.name, entry.stat()))
     out.sort(key=lambda item: item[1])
-    return "folder", out
+    return VersionKind.FOLDER, out
 
 
 def collect(path: Path) -> tuple[str, list[tuple[Path, str]]]:

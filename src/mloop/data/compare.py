@@ -13,6 +13,7 @@ from typing import Any
 
 from mloop.data.catalog import get, read_tree
 from mloop.data.chunks import read_entry
+from mloop.data.model import VersionKind
 from mloop.data.stats import read_frame, table_format
 from mloop.errors import InvalidInputError
 from mloop.project import Project
@@ -38,7 +39,7 @@ def version_bytes(project: Project, ref: str) -> tuple[str, bytes]:
     """(file name, verified bytes) of a single-file version."""
     version = get(project, ref)
     entries = read_tree(project, version)
-    if version.kind != "file" or len(entries) != 1:
+    if version.kind != VersionKind.FILE or len(entries) != 1:
         raise InvalidInputError(f"{version.ref} is a folder; name a single-file dataset.")
     entry = entries[0]
     data = b"".join(read_entry(project.objects, entry))
@@ -51,7 +52,7 @@ def diff(project: Project, a: str, b: str, key: str | None = None) -> DataDiff:
     ea, eb = read_tree(project, va), read_tree(project, vb)  # each tree read once
     fa = {e.path: e.digest for e in ea}
     fb = {e.path: e.digest for e in eb}
-    single = va.kind == "file" and vb.kind == "file" and len(ea) == 1 and len(eb) == 1
+    single = (va.kind == vb.kind == VersionKind.FILE) and len(ea) == 1 and len(eb) == 1
     if single:  # one file each: compare regardless of name
         fa, fb = {eb[0].path: ea[0].digest}, {eb[0].path: eb[0].digest}
     out = DataDiff(va.ref, vb.ref, added=sorted(set(fb) - set(fa)),

@@ -17,21 +17,11 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
-
 from mloop.data.model import decode_tree
 from mloop.errors import MloopError
 from mloop.objects import LocalObjectStore
 from mloop.project import Project
-from mloop.store.schema import (
-    artifacts,
-    dataset_versions,
-    datasets,
-    evaluations,
-    pipeline_cache,
-    pipeline_steps,
-    runs,
-)
+from mloop.repositories import backend
 
 GRACE_SECONDS = 3600
 TEMP_GRACE_SECONDS = 900  # a temp file untouched this long belongs to no live writer
@@ -69,30 +59,13 @@ def references(project: Project, *, strict: bool = True) -> References:
     be told from garbage; otherwise (fsck) it is recorded in ``unreadable``.
     """
     refs = References()
-    with project.store.read() as conn:
-        named = select(datasets.c.name, dataset_versions.c.version).join(
-            datasets, datasets.c.id == dataset_versions.c.dataset_id)
-        versions = conn.execute(named.add_columns(dataset_versions.c.tree)).all()
-        for name, version, stats in conn.execute(  # only versions with a profile
-                named.add_columns(dataset_versions.c.stats)
-                .where(dataset_versions.c.stats.like('%"profile"%'))):
-            refs.add(json.loads(stats).get("profile"), f"data:/{name}@{version} (profile)")
-        for run_id, path, digest in conn.execute(
-                select(artifacts.c.run_id, artifacts.c.path, artifacts.c.digest)):
-            refs.add(digest, f"runs:/{run_id}/{path}")
-        for run_id, digest in conn.execute(select(runs.c.id, runs.c.git_diff)
-                                           .where(runs.c.git_diff.is_not(None))):
-            refs.add(digest, f"runs:/{run_id} (git diff)")
-        for eval_id, digest in conn.execute(select(evaluations.c.id, evaluations.c.report)):
-            refs.add(digest, f"evaluation {eval_id} (report)")
-        outputs = [(f"pipeline cache of step {step}", text) for step, text in conn.execute(
-            select(pipeline_cache.c.step, pipeline_cache.c.outputs))]
-        for run_id, step, text, log in conn.execute(select(
-                pipeline_steps.c.pipeline_run_id, pipeline_steps.c.step,
-                pipeline_steps.c.outputs, pipeline_steps.c.log)):
-            outputs.append((f"pipeline run {run_id} step {step}", text))
-            refs.add(log, f"pipeline run {run_id} step {step} (log)")
-    for owner, text in outputs:  # pipeline values, and the files a stage's outputs hold
+    repos = backend(project)
+    for name, version, profile in repos.datasets.profiles():
+        refs.add(profile, f"data:/{name}@{version} (profile)")
+    rows = repos.blob_references.rows()
+    for digest, owner in rows.blobs:
+        refs.add(digest, owner)
+    for owner, text in rows.outputs:  # pipeline values, and the files a stage's outputs hold
         for ref in json.loads(text or "{}").values():
             refs.add(ref["digest"], owner)
             if ref.get("kind") == "files":
@@ -101,7 +74,7 @@ def references(project: Project, *, strict: bool = True) -> References:
                 for f in files.values() if isinstance(files, dict) else ():
                     if isinstance(f, dict) and "digest" in f:
                         refs.add(f["digest"], owner)
-    for name, version, tree in versions:
+    for name, version, tree in repos.datasets.trees():
         owner = f"data:/{name}@{version}"
         refs.add(tree, owner)
         data = _read(project, tree, owner, refs, strict)

@@ -15,7 +15,7 @@ from mloop.data import stats as _stats
 from mloop.data import summary as _summary
 from mloop.data.catalog import get, list_datasets, project_relpath, read_tree
 from mloop.data.chunks import FileEntry
-from mloop.data.model import DatasetVersion, dumps
+from mloop.data.model import DatasetVersion, VersionKind
 from mloop.data.pointer import ignore_pattern, write_pointer
 from mloop.data.repair import damaged, rebuild
 from mloop.data.versions import MAX_PATH, insert_version, snapshot, store_tree
@@ -87,12 +87,12 @@ def add(project: Project, path: str | Path, name: str | None = None,
         version = insert_version(project, name, kind=kind, tree=tree, source=source,
                                  entries=entries, extra={
             "rows": summary.get("rows") if summary else None,
-            "stats": dumps(summary) if summary else None,
+            "stats": summary or None,
             "message": message, "user": current_user(), "command": command_line()})
     write_pointer(local, version)
     remember_stats(project, local, source, kind, entries, stats=stats)
     # Tracking registers the active run with mloop.lineage when it is imported: without
-    # it no run is active, and importing lineage (SQLAlchemy) would slow every add.
+    # it no run is active, and importing lineage would slow every add.
     lineage = sys.modules.get("mloop.lineage")
     run_id = lineage.active_run_id() if lineage is not None else None
     if lineage is not None and run_id is not None:
@@ -111,7 +111,8 @@ def _kept(latest: DatasetVersion, message: str | None) -> DatasetVersion:
 def _unchanged(project: Project, latest: DatasetVersion, previous: list[FileEntry],
                local: Path, source: str) -> bool:
     """Whether ``local`` still holds ``latest``, judged by the stat cache alone."""
-    want = {(e.path if latest.kind == "folder" else local.name): e.digest for e in previous}
+    folder = latest.kind == VersionKind.FOLDER
+    want = {(e.path if folder else local.name): e.digest for e in previous}
     return current_digests(project, local, source, cached_only=True) == want
 
 

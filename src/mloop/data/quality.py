@@ -21,17 +21,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
-from sqlalchemy import select, update
 
 from mloop.core import schema as S
 from mloop.core.schema import Name, Schema, TypeName
 from mloop.data.catalog import get
 from mloop.data.compare import version_bytes
-from mloop.data.model import dumps
 from mloop.data.stats import read_frame, table_format
 from mloop.errors import InvalidInputError
 from mloop.project import Project
-from mloop.store.schema import dataset_versions, datasets
+from mloop.repositories import backend
 
 
 @dataclass
@@ -192,10 +190,5 @@ def validate(project: Project, ref: str, schema_path: str | Path) -> ValidationR
     if fmt is None:
         raise InvalidInputError(f"{version.ref} is {name!r}, not a CSV or Parquet file.")
     result = check_frame(read_frame(data, fmt), schema, version.ref)
-    with project.store.write() as conn:
-        ds_id = conn.execute(select(datasets.c.id).where(datasets.c.name == version.name)).scalar()
-        conn.execute(update(dataset_versions).where(
-            dataset_versions.c.dataset_id == ds_id,
-            dataset_versions.c.version == version.version).values(
-            validation=dumps(result.to_dict())))
+    backend(project).datasets.set_validation(version.name, version.version, result.to_dict())
     return result

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ConfigDict, Field
-from sqlalchemy.exc import IntegrityError
 
 from mloop import lineage
 from mloop.core.hashing import is_digest
@@ -25,11 +24,12 @@ from mloop.core.schema import Schema, validate
 from mloop.core.text import check_optional, check_text
 from mloop.core.uris import MAX_VERSION, check_name
 from mloop.data.catalog import get, project_relpath
-from mloop.data.model import DatasetVersion, decode_tree, dumps
+from mloop.data.model import DatasetVersion, VersionKind, decode_tree
 from mloop.data.pointer import SUFFIX, read_pointer
 from mloop.errors import ConflictError, InvalidInputError, NotFoundError
 from mloop.project import Project
-from mloop.store.schema import dataset_versions, datasets
+from mloop.repositories import backend
+from mloop.repositories.datasets import NewVersion
 
 FORMAT = 1
 RECORD_FOLDER = "data"
@@ -92,7 +92,7 @@ def parse_record(data: bytes, where: str) -> VersionRecord:
                                 "the remote and push that version again.") from None
     rec = validate(VersionRecord, raw, source=where)
     check_name(rec.dataset, "dataset name")
-    if not is_digest(rec.tree) or rec.kind not in ("file", "folder"):
+    if not is_digest(rec.tree) or rec.kind not in tuple(VersionKind):
         raise InvalidInputError(f"{where}: 'tree' must be a blob digest and 'kind' file or "
                                 "folder; delete the record and push that version again.")
     safe_relpath(rec.path)
@@ -141,7 +141,7 @@ def restore(project: Project, rec: VersionRecord, *, path: str | None = None,
         try:
             _insert(project, rec, source)
             new = True
-        except IntegrityError:  # another process recorded that number meanwhile
+        except ConflictError:  # another process recorded that number meanwhile
             new = False
         have = get(project, rec.ref)
     if have.tree != rec.tree:
@@ -155,23 +155,10 @@ def restore(project: Project, rec: VersionRecord, *, path: str | None = None,
 
 
 def _insert(project: Project, rec: VersionRecord, source: str) -> None:
-    from mloop.core.clock import now_ms
-    from mloop.core.ids import new_id
-
-    store = project.store
-    with store.write() as conn:
-        conn.execute(store.insert(datasets).values(id=new_id(), name=rec.dataset,
-                                                   created_at=now_ms())
-                     .on_conflict_do_nothing())
-        ds_id = conn.execute(datasets.select().with_only_columns(datasets.c.id)
-                             .where(datasets.c.name == rec.dataset)).scalar_one()
-        conn.execute(dataset_versions.insert().values(
-            dataset_id=ds_id, version=rec.version, tree=rec.tree, kind=rec.kind,
-            source_path=source, size=rec.size, files=rec.files, rows=rec.rows,
-            stats=dumps(rec.stats) if rec.stats else None,
-            validation=dumps(rec.validation) if rec.validation else None,
-            message=rec.message, user=rec.user, command=rec.command,
-            created_at=rec.created_at or now_ms()))
+    backend(project).datasets.record_version(rec.dataset, rec.version, NewVersion(
+        tree=rec.tree, kind=rec.kind, source_path=source, size=rec.size, files=rec.files,
+        rows=rec.rows, stats=rec.stats, validation=rec.validation, message=rec.message,
+        user=rec.user, command=rec.command, created_at=rec.created_at))
 
 
 def pointer_target(project: Project, pointer: Path) -> tuple[str, int, str | None, str]:

@@ -35,7 +35,6 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field
-from sqlalchemy import delete, select, update
 
 from mloop.core import credentials as creds
 from mloop.core.configfile import remove_table, set_table
@@ -46,7 +45,7 @@ from mloop.core.uris import check_name
 from mloop.errors import ConfigError, InvalidInputError, MloopError, NotFoundError
 from mloop.objects import ObjectStore, open_object_store
 from mloop.project import Project
-from mloop.store.schema import remotes
+from mloop.repositories import backend
 
 DEFAULT_REMOTE = "origin"
 REMOTES_SECTION = "remotes"
@@ -205,8 +204,7 @@ def add_remote(project: Project, name: str, url: str,
                 set_table(path, (REMOTES_SECTION, other.name), {"url": other.url})
     set_table(path, (REMOTES_SECTION, name),
               {"url": clean, **({"default": True} if keep_default else {})})
-    with project.store.write() as conn:  # an older mloop's row of that name is replaced
-        conn.execute(delete(remotes).where(remotes.c.name == name))
+    backend(project).stored_remotes.delete(name)  # an older mloop's row of that name goes
     return Remote(name, clean, keep_default)
 
 
@@ -214,8 +212,7 @@ def list_remotes(project: Project) -> list[Remote]:
     """Known remotes: the project config's, then rows an older mloop kept in the metadata
     store (a row that still holds secrets has them moved to the credentials file first)."""
     configured = config_remotes(project)
-    with project.store.read() as conn:
-        rows = conn.execute(select(remotes).order_by(remotes.c.name)).all()
+    rows = backend(project).stored_remotes.all()
     out = list(configured.values())
     for r in rows:
         if r.name in configured:
@@ -240,9 +237,7 @@ def _upgrade(project: Project, name: str, old: str, clean: str,
     try:
         path = creds.set_credentials(CREDENTIALS_KIND, clean, {
             **found, **creds.get_credentials(CREDENTIALS_KIND, clean)})
-        with project.store.write() as conn:
-            conn.execute(update(remotes).where(remotes.c.name == name, remotes.c.url == old)
-                         .values(url=clean))
+        backend(project).stored_remotes.set_url(name, old, clean)
     except Exception as exc:  # a read-only store or file: use them, warn, retry next time
         _logger.warning("Remote %r holds credentials in the metadata store, and they could "
                         "not be moved out (%s: %s); run `mloop remote add %s URL` again.",
@@ -257,8 +252,7 @@ def remove_remote(project: Project, name: str) -> None:
     """Forget a remote (its config table, and an older mloop's row); its credentials stay
     (other projects may use the same URL)."""
     in_config = remove_table(_config_path(project), (REMOTES_SECTION, name))
-    with project.store.write() as conn:
-        in_store = conn.execute(delete(remotes).where(remotes.c.name == name)).rowcount > 0
+    in_store = backend(project).stored_remotes.delete(name)
     if not (in_config or in_store):
         raise NotFoundError(f"No remote named {name!r}; see `mloop remote list`.")
 

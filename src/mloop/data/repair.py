@@ -22,7 +22,7 @@ from pathlib import Path
 from mloop.core.hashing import hash_bytes
 from mloop.core.paths import safe_join
 from mloop.data.chunks import FileEntry
-from mloop.data.model import DatasetVersion
+from mloop.data.model import DatasetVersion, VersionKind
 from mloop.errors import MloopError
 from mloop.objects import LocalObjectStore, ObjectStore
 from mloop.project import Project
@@ -88,10 +88,10 @@ def _slices(project: Project, version: DatasetVersion, entries: list[FileEntry],
         return {}
     out: dict[str, list[_Slice]] = {}
     for entry in needs:
-        key = entry.path if version.kind == "folder" else local.name
+        key = entry.path if version.kind == VersionKind.FOLDER else local.name
         if now.get(key) != entry.digest:
             continue
-        path = safe_join(local, entry.path) if version.kind == "folder" else local
+        path = safe_join(local, entry.path) if version.kind == VersionKind.FOLDER else local
         at = 0
         for blob, length, offset in entry.chunks:
             if blob in wanted:

@@ -24,19 +24,16 @@ from typing import Any
 from mloop.data import stats as _stats
 from mloop.data.catalog import cached_stats, read_tree
 from mloop.data.chunks import restore_file
-from mloop.data.model import DatasetVersion, dumps
+from mloop.data.model import DatasetVersion, VersionKind
 from mloop.project import PROJECT_DIR, Project
-from mloop.store.lite import lite
+from mloop.repositories import backend
 
 EAGER_BYTES = 16 << 20  # tables up to this size are summarised by the add itself
-
-_FILL = ("UPDATE dataset_versions SET stats = :stats, rows = :rows "
-         "WHERE tree = :tree AND stats IS NULL")
 
 
 def deferred(version: DatasetVersion) -> bool:
     """Whether ``version`` is a table whose summary has not been computed yet."""
-    return (version.stats is None and version.kind == "file" and version.size > 0
+    return (version.stats is None and version.kind == VersionKind.FILE and version.size > 0
             and _stats.table_format(version.source_path) is not None)
 
 
@@ -64,8 +61,7 @@ def ensure(project: Project, version: DatasetVersion) -> DatasetVersion:
     if summary is None:
         return version
     stats = store_profile(project, summary)
-    with lite(project).write() as q:
-        q.many(_FILL, [{"stats": dumps(stats), "rows": stats.get("rows"), "tree": version.tree}])
+    backend(project).datasets.fill_summary(version.tree, stats)
     return dataclasses.replace(version, stats=stats, rows=stats.get("rows"))
 
 

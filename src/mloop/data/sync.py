@@ -21,7 +21,7 @@ from pathlib import Path
 from mloop.core.progress import progress
 from mloop.core.uris import is_version, version_number
 from mloop.data.catalog import get, list_datasets, log, parse_ref, source_paths, tree_digests
-from mloop.data.model import DatasetVersion
+from mloop.data.model import DatasetVersion, VersionKind
 from mloop.data.pointer import SUFFIX, find_pointers, pointer_path
 from mloop.data.records import (
     RECORD_FOLDER,
@@ -293,7 +293,7 @@ def _local_changes(project: Project, version: DatasetVersion, local: Path) -> bo
     pull does not overwrite those; ``mloop data checkout`` does when asked."""
     if not local.exists():
         return False
-    want = {(p if version.kind == "folder" else local.name): d
+    want = {(p if version.kind == VersionKind.FOLDER else local.name): d
             for p, d in tree_digests(project, version)}
     now = current_digests(project, local, version.source_path) or {}
     changed = {k: d for k, d in now.items() if k in want and want[k] != d}
@@ -303,5 +303,5 @@ def _local_changes(project: Project, version: DatasetVersion, local: Path) -> bo
     for old in log(project, version.name):
         if project.objects.exists(old.tree):
             for p, d in tree_digests(project, old):
-                known.setdefault(p if old.kind == "folder" else local.name, set()).add(d)
+                known.setdefault(p if old.kind == VersionKind.FOLDER else local.name, set()).add(d)
     return any(d not in known.get(k, set()) for k, d in changed.items())

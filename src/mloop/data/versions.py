@@ -8,23 +8,21 @@ never rewritten.
 
 from __future__ import annotations
 
-import sqlite3
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from mloop.core.clock import now_ms
-from mloop.core.ids import new_id
 from mloop.core.progress import progress
 from mloop.core.text import check_text
 from mloop.core.uris import check_name
 from mloop.data.catalog import get, read_tree, scan
 from mloop.data.chunks import FileEntry, chunk_files
-from mloop.data.model import DatasetVersion, dumps, encode_tree
+from mloop.data.model import DatasetVersion, VersionKind, encode_tree
 from mloop.errors import InvalidInputError
 from mloop.project import Project
-from mloop.store.lite import lite
+from mloop.repositories import backend
+from mloop.repositories.datasets import NewVersion
 
 MAX_PATH = 1000  # stat_cache.path and dataset_versions.source_path hold project paths
 
@@ -51,7 +49,8 @@ def snapshot(project: Project, path: Path, *, quiet: bool = False,
     """
     kind, files = scan(path)
     for _, rel, _ in files:  # the stat cache keeps project paths: String(1000), valid text
-        check_text(f"{source}/{rel}" if kind == "folder" else source or rel, "path", MAX_PATH)
+        check_text(f"{source}/{rel}" if kind == VersionKind.FOLDER else source or rel, "path",
+                   MAX_PATH)
     sizes = [st.st_size for _, _, st in files]
     with progress(sum(sizes), f"Hashing {path.name}", unit="bytes", quiet=quiet) as bar:
         # Data follows the store's durability setting: by default both survive a crash of
@@ -65,69 +64,26 @@ def snapshot(project: Project, path: Path, *, quiet: bool = False,
     return kind, entries, stats
 
 
-_NEW_DATASET = ("INSERT INTO datasets (id, name, created_at) VALUES (:id, :name, :now) "
-                "ON CONFLICT (name) DO NOTHING")
-_NEW_VERSION = ("INSERT INTO dataset_versions (dataset_id, version, tree, kind, source_path, "
-                'size, files, "rows", stats, validation, message, "user", command, created_at) '
-                "VALUES (:dataset_id, :version, :tree, :kind, :source_path, :size, :files, "
-                ":rows, :stats, :validation, :message, :user, :command, :created_at)")
-
-
 def insert_version(project: Project, name: str, *, kind: str, tree: str, source: str,
                    entries: list[FileEntry], extra: dict[str, Any]) -> DatasetVersion:
     """Record a new version (the next number) in one write transaction.
 
-    Plain SQL (:mod:`mloop.store.lite`): an add imports no SQLAlchemy on SQLite. SQLite
-    serialises writers, so the number is always free; on PostgreSQL two adds of the same
-    dataset can race for it, and the loser simply takes the next number.
+    ``extra``: the other fields of :class:`NewVersion` (rows, stats, message, user …).
+    Plain SQL (:mod:`mloop.repositories.datasets`): an add imports no SQLAlchemy on SQLite.
     """
-    now = now_ms()
-    attempts = 5
-    for attempt in range(attempts):
-        try:
-            with lite(project).write() as q:
-                q.many(_NEW_DATASET, [{"id": new_id(), "name": name, "now": now}])
-                ds_id = q.all("SELECT id FROM datasets WHERE name = :name",
-                              {"name": name})[0]["id"]
-                last = q.all("SELECT MAX(version) AS last FROM dataset_versions "
-                             "WHERE dataset_id = :ds", {"ds": ds_id})[0]["last"]
-                row = {"dataset_id": ds_id, "version": (last or 0) + 1, "tree": tree,
-                       "kind": kind, "source_path": source,
-                       "size": sum(e.size for e in entries), "files": len(entries),
-                       "created_at": now, "rows": None, "stats": None, "validation": None,
-                       "message": None, "user": None, "command": None, **extra}
-                q.many(_NEW_VERSION, [row])
-            return get(project, f"{name}@{row['version']}")
-        except Exception as exc:
-            if not _is_integrity_error(exc) or attempt == attempts - 1:
-                raise
-    raise AssertionError("the loop returns or raises")
-
-
-def _is_integrity_error(exc: Exception) -> bool:
-    if isinstance(exc, sqlite3.IntegrityError):
-        return True
-    sa_exc = sys.modules.get("sqlalchemy.exc")  # loaded when the Store ran the statement
-    return sa_exc is not None and isinstance(exc, sa_exc.IntegrityError)
+    number = backend(project).datasets.add_version(name, NewVersion(
+        tree=tree, kind=kind, source_path=source, size=sum(e.size for e in entries),
+        files=len(entries), created_at=now_ms(), **extra))
+    return get(project, f"{name}@{number}")
 
 
 def tag(project: Project, ref: str, tag_name: str) -> DatasetVersion:
     """Point ``tag_name`` at a version (moving it if it pointed elsewhere)."""
-    from sqlalchemy import select
-
-    from mloop.store.schema import dataset_tags, datasets
-
     check_name(tag_name, "tag")
     if tag_name.isdigit():
         raise InvalidInputError(f"Tag {tag_name!r} would read as a version number; use a word.")
     version = get(project, ref)
-    store = project.store
-    with store.write() as conn:
-        ds_id = conn.execute(select(datasets.c.id).where(datasets.c.name == version.name)).scalar()
-        stmt = store.insert(dataset_tags).values(dataset_id=ds_id, tag=tag_name,
-                                                 version=version.version)
-        conn.execute(stmt.on_conflict_do_update(index_elements=["dataset_id", "tag"],
-                                                set_={"version": version.version}))
+    backend(project).datasets.tag(version.name, version.version, tag_name)
     return get(project, f"{version.name}@{tag_name}")
 
 
@@ -138,5 +94,5 @@ def rollback(project: Project, name: str, version: int, *, user: str | None = No
     entries = read_tree(project, old)
     return insert_version(project, name, kind=old.kind, tree=old.tree, source=old.source_path,
                           entries=entries, extra={
-        "rows": old.rows, "stats": dumps(old.stats) if old.stats else None,
+        "rows": old.rows, "stats": old.stats,
         "message": f"rollback to version {version}", "user": user, "command": command})

@@ -8,6 +8,7 @@ cannot corrupt stored chunks.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,28 +26,17 @@ from mloop.data.catalog import (
     tree_digests,
 )
 from mloop.data.chunks import PATCH_MIN_SIZE, FileEntry, patch_file, restore_file
-from mloop.data.model import DatasetVersion
+from mloop.data.model import DatasetVersion, VersionKind
 from mloop.data.pointer import find_pointers, pointer_path, read_pointer, write_pointer
 from mloop.errors import InvalidInputError, NotFoundError
 from mloop.project import Project
-from mloop.store.lite import lite
+from mloop.repositories import backend
+from mloop.repositories.datasets import StatEntry
 
 
 def _stat_key(path: Path) -> tuple[int, int, int]:
     st = path.stat()
     return st.st_size, st.st_mtime_ns, st.st_ino
-
-
-_SAVE_STAT = ("INSERT INTO stat_cache (path, size, mtime_ns, inode, digest) "
-              "VALUES (:path, :size, :mtime_ns, :inode, :digest) ON CONFLICT (path) DO UPDATE "
-              "SET size = excluded.size, mtime_ns = excluded.mtime_ns, inode = excluded.inode, "
-              "digest = excluded.digest")
-
-
-def _save_cache(project: Project, rows: list[dict[str, object]]) -> None:
-    if rows:
-        with lite(project).write() as q:
-            q.many(_SAVE_STAT, rows)
 
 
 def remember_stats(project: Project, local: Path, source: str, kind: str,
@@ -57,14 +47,13 @@ def remember_stats(project: Project, local: Path, source: str, kind: str,
     ``stats``: (size, mtime_ns, inode) by path inside the version, taken before the
     files were read (``data add``); else each file is stat'ed now.
     """
-    rows = []
+    rows: list[StatEntry] = []
     for e in entries:
-        rel = source if kind == "file" else f"{source}/{e.path}"
+        rel = source if kind == VersionKind.FILE else f"{source}/{e.path}"
         size, mtime, ino = (stats[e.path] if stats is not None else
-                            _stat_key(local if kind == "file" else local / e.path))
-        rows.append({"path": rel, "size": size, "mtime_ns": mtime, "inode": ino,
-                     "digest": e.digest})
-    _save_cache(project, rows)
+                            _stat_key(local if kind == VersionKind.FILE else local / e.path))
+        rows.append(StatEntry(rel, size, mtime, ino, e.digest))
+    backend(project).stat_cache.save(rows)
 
 
 def current_digests(project: Project, local: Path, source: str, *,
@@ -77,13 +66,13 @@ def current_digests(project: Project, local: Path, source: str, *,
         kind, files = scan(local)
     except InvalidInputError:
         return {}
-    prefix = "" if kind == "file" else f"{source}/"
-    cache = cached_stats(project, [source] if kind == "file" else
+    prefix = "" if kind == VersionKind.FILE else f"{source}/"
+    cache = cached_stats(project, [source] if kind == VersionKind.FILE else
                          [prefix + inner for _, inner, _ in files])
     out: dict[str, str] = {}
-    fresh: list[dict[str, object]] = []
+    fresh: list[StatEntry] = []
     for full, inner, st in files:
-        rel = source if kind == "file" else prefix + inner
+        rel = source if kind == VersionKind.FILE else prefix + inner
         hit = cache.get(rel)
         if hit is not None and hit[:3] == (st.st_size, st.st_mtime_ns, st.st_ino):
             out[inner] = hit[3]
@@ -91,9 +80,8 @@ def current_digests(project: Project, local: Path, source: str, *,
             return None
         else:
             out[inner] = digest = hash_file(full)
-            fresh.append({"path": rel, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                          "inode": st.st_ino, "digest": digest})
-    _save_cache(project, fresh)
+            fresh.append(StatEntry(rel, st.st_size, st.st_mtime_ns, st.st_ino, digest))
+    backend(project).stat_cache.save(fresh)
     return out
 
 
@@ -120,7 +108,8 @@ def checkout(project: Project, ref: str, path: str | Path | None = None) -> Chec
     version = get(project, ref)
     home = project.root / version.source_path
     local = Path(path) if path is not None else home
-    if version.kind == "file" and path is not None and (local.name == "" or local.is_dir()):
+    if version.kind == VersionKind.FILE and path is not None and (
+            local.name == "" or local.is_dir()):
         local = local / home.name  # a file checked out into a folder, as cp does
     tracked = local.resolve() == home.resolve()  # a copy elsewhere gets no pointer
     try:
@@ -141,12 +130,12 @@ def checkout(project: Project, ref: str, path: str | Path | None = None) -> Chec
         _forget_stats(project, [_rel(source, version.kind, e) for e in patchable])
     packs: dict[str, bytes] = {}  # small files share pack blobs: read each once
     for entry in todo:
-        dest = local if version.kind == "file" else safe_join(local, entry.path)
+        dest = local if version.kind == VersionKind.FILE else safe_join(local, entry.path)
         old = previous.get(_key(version, local, entry))
         if old is None or not patch_file(project.objects, old, entry, dest):
             restore_file(project.objects, entry, dest, packs)
         result.written.append(entry.path)
-    if version.kind == "folder":
+    if version.kind == VersionKind.FOLDER:
         wanted = {e.path for e in entries}
         result.extra = sorted(p for p in have if p not in wanted)
     if source is not None:
@@ -157,11 +146,11 @@ def checkout(project: Project, ref: str, path: str | Path | None = None) -> Chec
 
 
 def _key(version: DatasetVersion, local: Path, entry: FileEntry) -> str:
-    return entry.path if version.kind == "folder" else local.name
+    return entry.path if version.kind == VersionKind.FOLDER else local.name
 
 
 def _rel(source: str, kind: str, entry: FileEntry) -> str:
-    return source if kind == "file" else f"{source}/{entry.path}"
+    return source if kind == VersionKind.FILE else f"{source}/{entry.path}"
 
 
 def _checked_out(project: Project, local: Path, kind: str,
@@ -178,13 +167,21 @@ def _checked_out(project: Project, local: Path, kind: str,
         return {}
     if current.kind != kind:
         return {}
-    entries = {(e.path if kind == "folder" else local.name): e for e in read_tree(project, current)}
+    entries = {(e.path if kind == VersionKind.FOLDER else local.name): e
+               for e in read_tree(project, current)}
     return {k: e for k, e in entries.items() if have.get(k) == e.digest}
 
 
 def _forget_stats(project: Project, paths: list[str]) -> None:
-    with lite(project).write() as q:
-        q.many("DELETE FROM stat_cache WHERE path = :path", [{"path": p} for p in paths])
+    backend(project).stat_cache.forget(paths)
+
+
+class PathState(enum.StrEnum):
+    """Whether a tracked path holds the version its pointer names."""
+
+    CLEAN = "clean"
+    MODIFIED = "modified"
+    MISSING = "missing"
 
 
 @dataclass(frozen=True)
@@ -192,7 +189,7 @@ class PathStatus:
     dataset: str
     version: int
     path: str
-    state: str  # clean | modified | missing
+    state: PathState
     changed: list[str]
 
 
@@ -212,15 +209,15 @@ def status(project: Project) -> list[PathStatus]:
             version = get(project, f"{body['dataset']}@{body['version']}")
         if not local.exists():
             out.append(PathStatus(version.name, version.version, version.source_path,
-                                  "missing", []))
+                                  PathState.MISSING, []))
             continue
-        entries = {(path if version.kind == "folder" else local.name): digest
+        entries = {(path if version.kind == VersionKind.FOLDER else local.name): digest
                    for path, digest in tree_digests(project, version)}
         now = current_digests(project, local, version.source_path) or {}
         changed = [] if entries == now else sorted(
             k for k in entries.keys() | now.keys() if entries.get(k) != now.get(k))
         out.append(PathStatus(version.name, version.version, version.source_path,
-                              "modified" if changed else "clean", changed))
+                              PathState.MODIFIED if changed else PathState.CLEAN, changed))
     return out
 
 

@@ -14,7 +14,7 @@ own machinery in ``mloop/store/``). Each module holds, for its stored thing,
   ``project.store``. Driver errors are translated into :mod:`mloop.errors` here, so
   callers never import a driver.
 
-:class:`~mloop.repositories.backend.Backend` gathers the repositories behind one
+:class:`~mloop.repositories.backends.Backend` gathers the repositories behind one
 protocol; :func:`backend` gives a project's (the SQL one today; the team server's HTTP
 client implements the same protocol and passes the same contract suite,
 ``tests/repositories``).
@@ -27,37 +27,17 @@ and PostgreSQL.
 
 from __future__ import annotations
 
-import sys
-import types
-
 TYPE_CHECKING = False  # typing costs the no-op pipeline run ~3 ms (mloop.quick)
 if TYPE_CHECKING:
     from mloop.project import Project
-    from mloop.repositories.backend import Backend
+    from mloop.repositories.backends import Backend
 
 __all__ = ["backend"]
 
 
 def backend(project: Project) -> Backend:
     """The project's repositories (one per project, created on first use)."""
-    from mloop.repositories.backend import SqlBackend
+    from mloop.repositories.backends import SqlBackend
 
     found: Backend = project.component("backend", SqlBackend)
     return found
-
-
-class _Package(types.ModuleType):
-    """This package, keeping :func:`backend` when its submodule of the same name loads.
-
-    Importing ``mloop.repositories.backend`` binds the module as this package's
-    ``backend`` attribute, over the function: ``from mloop.repositories import backend``
-    would then give the module.
-    """
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if name == "backend" and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from mloop.project import Project
     from mloop.repositories.automation import Automation
     from mloop.repositories.pipelines import PipelineRuns
+    from mloop.repositories.datasets import Datasets, StatCache, StoredRemotes
+    from mloop.repositories.lineage import LineageEdges
+    from mloop.repositories.references import BlobReferences
 
 
 class Backend(Protocol):
@@ -24,6 +27,20 @@ class Backend(Protocol):
 
 
     # ── data and lineage ─────────────────────────────────────────────────────────
+    @property
+    def datasets(self) -> Datasets: ...
+
+    @property
+    def stat_cache(self) -> StatCache: ...
+
+    @property
+    def stored_remotes(self) -> StoredRemotes: ...
+
+    @property
+    def lineage(self) -> LineageEdges: ...
+
+    @property
+    def blob_references(self) -> BlobReferences: ...
 
 
     # ── registry, evaluations, precompute, monitoring ────────────────────────────
@@ -50,6 +67,30 @@ class SqlBackend:
 
 
     # ── data and lineage ─────────────────────────────────────────────────────────
+    @cached_property
+    def datasets(self) -> Datasets:
+        from mloop.repositories.datasets import SqlDatasets
+        return SqlDatasets(self.project)
+
+    @cached_property
+    def stat_cache(self) -> StatCache:
+        from mloop.repositories.datasets import SqlStatCache
+        return SqlStatCache(self.project)
+
+    @cached_property
+    def stored_remotes(self) -> StoredRemotes:
+        from mloop.repositories.datasets import SqlStoredRemotes
+        return SqlStoredRemotes(self.project)
+
+    @cached_property
+    def lineage(self) -> LineageEdges:
+        from mloop.repositories.lineage import SqlLineageEdges
+        return SqlLineageEdges(self.project)
+
+    @cached_property
+    def blob_references(self) -> BlobReferences:
+        from mloop.repositories.references import SqlBlobReferences
+        return SqlBlobReferences(self.project)
 
 
     # ── registry, evaluations, precompute, monitoring ────────────────────────────
