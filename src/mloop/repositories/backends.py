@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from mloop.project import Project
     from mloop.repositories.automation import Automation
-    from mloop.repositories.pipelines import PipelineRuns
     from mloop.repositories.datasets import Datasets, StatCache, StoredRemotes
     from mloop.repositories.lineage import LineageEdges
+    from mloop.repositories.pipelines import PipelineRuns
     from mloop.repositories.references import BlobReferences
 
 
