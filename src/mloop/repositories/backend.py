@@ -8,16 +8,24 @@ for what it touches).
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from mloop.project import Project
+    from mloop.repositories.experiments import Experiments
+    from mloop.repositories.runs import Runs
 
 
 class Backend(Protocol):
     """Every stored thing of one project, by repository."""
 
     # ── tracking ─────────────────────────────────────────────────────────────────
+    @property
+    def experiments(self) -> Experiments: ...
+
+    @property
+    def runs(self) -> Runs: ...
 
 
     # ── data and lineage ─────────────────────────────────────────────────────────
@@ -39,6 +47,17 @@ class SqlBackend:
         return f"SqlBackend({self.project.root})"
 
     # ── tracking ─────────────────────────────────────────────────────────────────
+    @cached_property
+    def experiments(self) -> Experiments:
+        from mloop.repositories.experiments import SqlExperiments
+
+        return SqlExperiments(self.project)
+
+    @cached_property
+    def runs(self) -> Runs:
+        from mloop.repositories.runs_sql import SqlRuns
+
+        return SqlRuns(self.project)
 
 
     # ── data and lineage ─────────────────────────────────────────────────────────
