@@ -33,12 +33,16 @@ if TYPE_CHECKING:
     from mloop.project import Project
     from mloop.repositories.backend import Backend
 
+# Imported before ``backend`` is defined: importing a submodule binds its name on the
+# package, and a later first import of ``mloop.repositories.backend`` would replace the
+# function with the module for every ``from mloop.repositories import backend`` after it.
+# The module is light (protocols; each repository is imported on first use).
+import mloop.repositories.backend as _backend
+
 __all__ = ["backend"]
 
 
 def backend(project: Project) -> Backend:
     """The project's repositories (one per project, created on first use)."""
-    from mloop.repositories.backend import SqlBackend
-
-    found: Backend = project.component("backend", SqlBackend)
+    found: Backend = project.component("backend", _backend.SqlBackend)
     return found

@@ -6,6 +6,7 @@ import os
 import random
 import threading
 from collections.abc import Mapping
+from functools import cached_property
 from typing import Any
 
 from mloop.core.clock import now_ms
@@ -15,7 +16,7 @@ from mloop.core.text import MAX_RUN_NAME, check_text
 from mloop.errors import RunStateError
 from mloop.project import Project
 from mloop.repositories import backend
-from mloop.repositories.runs import NewRun
+from mloop.repositories.runs import NewRun, Runs
 from mloop.tracking import environment as env
 from mloop.tracking import lifecycle, records
 from mloop.tracking.active import ActiveRun
@@ -41,7 +42,6 @@ class Tracker:
 
     def __init__(self, project: Project) -> None:
         self.project = project
-        self.runs = backend(project).runs
         s = project.settings
         self.writer = MetricWriter(project.store, flush_interval=s.flush_interval,
                                    batch_size=s.flush_batch_size)
@@ -54,6 +54,12 @@ class Tracker:
 
     def __repr__(self) -> str:
         return f"Tracker({self.project!r})"
+
+    @cached_property
+    def runs(self) -> Runs:
+        """The project's runs repository (looked up on first use: the tracker is itself
+        created inside the project's component lock)."""
+        return backend(self.project).runs
 
     def start_run(self, experiment: str | None = None, name: str | None = None,
                   tags: Mapping[str, Any] | None = None, *, nested: bool = False,
