@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mloop.core.clock import now_ms
-from mloop.core.ids import new_id
 from mloop.errors import ExperimentNotFoundError
 from mloop.repositories.runs import iso
 
@@ -60,6 +58,8 @@ class SqlExperiments:
     def get_or_create(self, name: str) -> Experiment:
         from sqlalchemy import select
 
+        from mloop.core.clock import now_ms
+        from mloop.core.ids import new_id
         from mloop.store.schema import experiments
 
         store = self.project.store

@@ -20,9 +20,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mloop.core.clock import ms_to_datetime
-from mloop.core.paths import safe_relpath
 from mloop.errors import InvalidInputError, RunNotFoundError
-from mloop.store.lite import lite
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -289,6 +287,8 @@ def resolve_run_id(project: Project, run_id: str) -> str:
 
     Short ids shown by the CLI are suffixes (see :func:`mloop.core.ids.short_id`).
     """
+    from mloop.store.lite import lite  # here: the records above are read by every command
+
     run_id = run_id.strip().lower() if isinstance(run_id, str) else ""
     hexadecimal = all(c in _HEX for c in run_id)
     if len(run_id) >= 6 and hexadecimal:
@@ -316,6 +316,9 @@ def resolve_run_id(project: Project, run_id: str) -> str:
 
 def list_artifacts(project: Project, run_id: str, path: str = "") -> list[ArtifactInfo]:
     """Artifacts of a run at or under ``path`` (all of them for ``""``)."""
+    from mloop.core.paths import safe_relpath
+    from mloop.store.lite import lite
+
     rel = safe_relpath(path, allow_empty=True)
     sql = "SELECT path, size, digest FROM artifacts WHERE run_id = :run"
     params: dict[str, object] = {"run": run_id}
