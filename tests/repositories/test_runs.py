@@ -13,8 +13,7 @@ from mloop.core.ids import new_id
 from mloop.core.owner import Owner, this_process
 from mloop.errors import InvalidInputError, ParamConflictError, RunNotFoundError
 from mloop.project import Project
-from mloop.repositories.run_search import SearchQuery
-from mloop.repositories.runs import ArtifactInfo, NewRun, Runs, RunStatus
+from mloop.repositories.runs import ArtifactInfo, NewRun, Runs, RunStatus, SearchQuery
 from mloop.tracking.filter import parse_filter, parse_order_by
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -29,40 +28,15 @@ from sqlalchemy import (
 )
 
 from mloop.errors import InvalidInputError
+from mloop.repositories.runs import SearchPage, SearchQuery
 from mloop.store import Store
 from mloop.store.schema import experiments, latest_metrics, params, runs, tags
 from mloop.tracking.filter import BoolOp, Comparison, Node, OrderKey
 
-__all__ = ["BASE_COLUMNS", "KV_PREFIXES", "SearchPage", "SearchQuery", "build_query",
-           "search"]
+__all__ = ["build_query", "search"]
 
-BASE_COLUMNS = ["run_id", "experiment", "name", "status", "start_time", "end_time",
-                "parent_id", "user"]
 _KV = {"metrics": latest_metrics, "params": params, "tags": tags}
-KV_PREFIXES = tuple(_KV)
 NO_LIMIT = 2**62
-
-
-@dataclass(frozen=True, slots=True)
-class SearchQuery:
-    """One page of a search: the parsed filter and order, the scope, the page's bounds."""
-
-    filter: Node | None = None
-    order: tuple[OrderKey, ...] = ()
-    experiment_ids: tuple[str, ...] | None = None  # None: every experiment
-    include_deleted: bool = False
-    max_results: int | None = None  # None: every matching run
-    offset: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class SearchPage:
-    """Matching runs as tuples of :data:`BASE_COLUMNS`, and their (run_id, key, value)
-    tuples per ``metrics``/``params``/``tags``; ``more`` when runs remain after the page."""
-
-    rows: list[Any]  # row tuples (SQLAlchemy rows: not copied, pages can be large)
-    kv: dict[str, list[tuple[Any, ...]]]
-    more: bool
 
 
 def _attr(key: str) -> Any:

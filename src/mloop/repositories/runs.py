@@ -27,10 +27,11 @@ if TYPE_CHECKING:
 
     from mloop.core.owner import Owner
     from mloop.project import Project
-    from mloop.repositories.run_search import SearchPage, SearchQuery
+    from mloop.tracking.filter import Node, OrderKey
 
-__all__ = ["ArtifactInfo", "Environment", "MetricPoint", "NewRun", "ResumedRun", "Run",
-           "RunStatus", "Runs", "json_float", "list_artifacts", "resolve_run_id"]
+__all__ = ["BASE_COLUMNS", "ArtifactInfo", "Environment", "MetricPoint", "NewRun",
+           "ResumedRun", "Run", "RunStatus", "Runs", "SearchPage", "SearchQuery", "json_float",
+           "list_artifacts", "resolve_run_id"]
 
 
 class RunStatus(StrEnum):
@@ -191,6 +192,32 @@ class Run:
                                                      for k, v in self.metrics.items()},
             "tags": dict(self.tags), "artifacts": [a.to_dict() for a in self.artifacts],
         }
+
+
+BASE_COLUMNS = ["run_id", "experiment", "name", "status", "start_time", "end_time",
+                "parent_id", "user"]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """One page of a search: the parsed filter and order, the scope, the page's bounds."""
+
+    filter: Node | None = None
+    order: tuple[OrderKey, ...] = ()
+    experiment_ids: tuple[str, ...] | None = None  # None: every experiment
+    include_deleted: bool = False
+    max_results: int | None = None  # None: every matching run
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """Matching runs as tuples of :data:`BASE_COLUMNS`, and their (run_id, key, value)
+    tuples per ``metrics``/``params``/``tags``; ``more`` when runs remain after the page."""
+
+    rows: list[Any]  # row tuples (the store's own rows: not copied, pages can be large)
+    kv: dict[str, list[tuple[Any, ...]]]
+    more: bool
 
 
 def json_float(value: float | None) -> float | str | None:

@@ -29,6 +29,8 @@ from mloop.repositories.runs import (
     ResumedRun,
     Run,
     RunStatus,
+    SearchPage,
+    SearchQuery,
 )
 from mloop.store import Store
 from mloop.store.schema import (
@@ -44,7 +46,6 @@ from mloop.store.schema import (
 
 if TYPE_CHECKING:
     from mloop.project import Project
-    from mloop.repositories.run_search import SearchPage, SearchQuery
 
 Transaction = Connection  # what the ``(store, conn, …)`` functions write through
 

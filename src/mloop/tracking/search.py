@@ -20,7 +20,7 @@ from mloop.core.text import text_problem
 from mloop.errors import InvalidInputError
 from mloop.project import Project
 from mloop.repositories import backend
-from mloop.repositories.run_search import BASE_COLUMNS, SearchQuery
+from mloop.repositories.runs import BASE_COLUMNS, SearchQuery
 from mloop.tracking.experiments import get_experiment
 from mloop.tracking.filter import Node, OrderKey, parse_filter, parse_order_by
 
