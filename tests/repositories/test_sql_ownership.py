@@ -32,10 +32,7 @@ INFRASTRUCTURE = {
 # Modules whose statements are still to move into the repository layer (issue 15). A
 # module leaves this list when it is clean; the test fails while a clean one is listed.
 PENDING = {
-    # tracking
-    "tracking/active.py", "tracking/artifacts.py", "tracking/experiments.py",
-    "tracking/lookup.py", "tracking/records.py", "tracking/search.py",
-    "tracking/tracker.py", "tracking/writer.py",
+    # tracking: none left
 
     # data and lineage: moved
 

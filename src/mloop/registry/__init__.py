@@ -40,7 +40,7 @@ def log_model(model: Any, name: str = "model", *, input_example: Any = None,
     """
     from mloop.tracking import fluent
 
-    run = fluent._run()
+    run = fluent.active_or_new_run()
     return _m().log_model(run.tracker.project, run.id, model, name,
                           input_example=input_example, registered_name=registered_name,
                           onnx=onnx, metadata=metadata, description=description)

@@ -15,15 +15,22 @@ if TYPE_CHECKING:
     from mloop.project import Project
     from mloop.repositories.automation import Automation
     from mloop.repositories.datasets import Datasets, StatCache, StoredRemotes
+    from mloop.repositories.experiments import Experiments
     from mloop.repositories.lineage import LineageEdges
     from mloop.repositories.pipelines import PipelineRuns
     from mloop.repositories.references import BlobReferences
+    from mloop.repositories.runs import Runs
 
 
 class Backend(Protocol):
     """Every stored thing of one project, by repository."""
 
     # ── tracking ─────────────────────────────────────────────────────────────────
+    @property
+    def experiments(self) -> Experiments: ...
+
+    @property
+    def runs(self) -> Runs: ...
 
 
     # ── data and lineage ─────────────────────────────────────────────────────────
@@ -64,6 +71,17 @@ class SqlBackend:
         return f"SqlBackend({self.project.root})"
 
     # ── tracking ─────────────────────────────────────────────────────────────────
+    @cached_property
+    def experiments(self) -> Experiments:
+        from mloop.repositories.experiments import SqlExperiments
+
+        return SqlExperiments(self.project)
+
+    @cached_property
+    def runs(self) -> Runs:
+        from mloop.repositories.runs_sql import SqlRuns
+
+        return SqlRuns(self.project)
 
 
     # ── data and lineage ─────────────────────────────────────────────────────────

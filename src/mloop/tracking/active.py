@@ -11,8 +11,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy.exc
-
 from mloop.core.clock import now_ms
 from mloop.core.ids import short_id
 from mloop.core.redact import get_logger
@@ -146,13 +144,7 @@ class ActiveRun:
             fresh = {k: v for k, v in new.items() if k not in self._params}
             if not fresh:
                 return
-            store = self.tracker.project.store
-            try:
-                with store.write() as conn:
-                    records.insert_params(store, conn, self.id, fresh)
-            except sqlalchemy.exc.IntegrityError:
-                with store.write() as conn:
-                    records.write_params(store, conn, self.id, fresh)
+            self.tracker.runs.log_params(self.id, fresh)
             self._params.update(fresh)
 
     def set_tag(self, key: str, value: Any) -> None:
@@ -164,18 +156,11 @@ class ActiveRun:
         self._check_open()
         clean = records.stringify_tags(values)
         if clean:
-            store = self.tracker.project.store
-            with store.write() as conn:
-                records.write_tags(store, conn, self.id, clean)
+            self.tracker.runs.set_tags(self.id, clean)
 
     def set_seed(self, seed: int) -> None:
         """Record the seed this run uses (``seed_everything`` calls this for you)."""
-        from sqlalchemy import update
-
-        from mloop.store.schema import runs
-
-        with self.tracker.project.store.write() as conn:
-            conn.execute(update(runs).where(runs.c.id == self.id).values(seed=seed))
+        self.tracker.runs.set_seed(self.id, seed)
 
     # -- artifacts -------------------------------------------------------------------
 
@@ -227,8 +212,8 @@ class ActiveRun:
             # the end on its own, FAILED since not all it logged is stored; the error
             # raised says what was not written (the points stay in memory).
             ended = RunStatus.FAILED if final is RunStatus.FINISHED else final
-            with contextlib.suppress(Exception), store.write() as conn:
-                records.set_status(store, conn, self.id, ended)
+            with contextlib.suppress(Exception):
+                self.tracker.runs.set_status(self.id, ended)
             raise
         finally:
             self.tracker.forget(self)

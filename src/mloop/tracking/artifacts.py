@@ -9,12 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from mloop.core.clock import now_ms
 from mloop.core.paths import safe_relpath
 from mloop.core.progress import progress
 from mloop.errors import InvalidInputError
 from mloop.project import Project
-from mloop.store.schema import artifacts
+from mloop.repositories import backend
 from mloop.tracking import lookup as _lookup
 from mloop.tracking.model import ArtifactInfo
 
@@ -90,18 +89,7 @@ def figure_bytes(figure: Any, artifact_file: str) -> bytes:
 
 
 def _record(project: Project, run_id: str, infos: list[ArtifactInfo]) -> None:
-    if not infos:
-        return
-    store = project.store
-    stmt = store.insert(artifacts)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["run_id", "path"],
-        set_={"digest": stmt.excluded.digest, "size": stmt.excluded.size,
-              "created_at": stmt.excluded.created_at})
-    now = now_ms()
-    with store.write() as conn:
-        conn.execute(stmt, [{"run_id": run_id, "path": i.path, "digest": i.digest,
-                             "size": i.size, "created_at": now} for i in infos])
+    backend(project).runs.record_artifacts(run_id, infos)
 
 
 # Listing and reading go through plain SQL (no SQLAlchemy): see mloop.tracking.lookup.

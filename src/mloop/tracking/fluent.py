@@ -65,8 +65,12 @@ def end_run(status: RunStatus | str = RunStatus.FINISHED) -> None:
         run.end(status)
 
 
-def _run() -> ActiveRun:
+def active_or_new_run() -> ActiveRun:
+    """The innermost active run, or a new one when none is active (as ``log_*`` do)."""
     return lifecycle.active_run() or start_run()
+
+
+_run = active_or_new_run
 
 
 def log_metric(key: str, value: float, step: int | None = None) -> None:

@@ -6,9 +6,8 @@ import os
 import random
 import threading
 from collections.abc import Mapping
+from functools import cached_property
 from typing import Any
-
-from sqlalchemy import select, update
 
 from mloop.core.clock import now_ms
 from mloop.core.ids import new_id, short_id
@@ -16,7 +15,8 @@ from mloop.core.owner import this_process
 from mloop.core.text import MAX_RUN_NAME, check_text
 from mloop.errors import RunStateError
 from mloop.project import Project
-from mloop.store.schema import environments, latest_metrics, params, runs
+from mloop.repositories import backend
+from mloop.repositories.runs import NewRun, Runs
 from mloop.tracking import environment as env
 from mloop.tracking import lifecycle, records
 from mloop.tracking.active import ActiveRun
@@ -54,6 +54,12 @@ class Tracker:
 
     def __repr__(self) -> str:
         return f"Tracker({self.project!r})"
+
+    @cached_property
+    def runs(self) -> Runs:
+        """The project's runs repository (looked up on first use: the tracker is itself
+        created inside the project's component lock)."""
+        return backend(self.project).runs
 
     def start_run(self, experiment: str | None = None, name: str | None = None,
                   tags: Mapping[str, Any] | None = None, *, nested: bool = False,
@@ -99,40 +105,25 @@ class Tracker:
         cap = self._capture()
         run_id = new_id()
         name = name or random_run_name()
-        row = {
-            "id": run_id, "experiment_id": exp.id, "name": name,
-            "status": str(RunStatus.RUNNING), "start_time": now_ms(), "parent_id": parent_id,
-            "user": cap["user"], "environment_id": cap["env_id"], "command": cap["command"],
-            "git_commit": cap["git"].commit, "git_branch": cap["git"].branch,
-            "git_dirty": cap["git"].dirty, "git_diff": cap["diff_digest"],
-            "seed": current_seed(), **records.owner_values(this_process(), now_ms()),
-        }
-        store = self.project.store
-        with store.write() as conn:
-            if cap["env_row"] is not None:
-                conn.execute(store.insert(environments).values(**cap["env_row"])
-                             .on_conflict_do_nothing())
-            conn.execute(store.statement("runs.insert", lambda s: runs.insert()), row)
-            if tags:  # in the same transaction: a run never exists without its tags
-                records.write_tags(store, conn, run_id, tags)
+        git = cap["git"]
+        self.runs.create(NewRun(
+            id=run_id, experiment_id=exp.id, name=name, start_time=now_ms(),
+            parent_id=parent_id, user=cap["user"], command=cap["command"],
+            seed=current_seed(), git_commit=git.commit, git_branch=git.branch,
+            git_dirty=git.dirty, git_diff_digest=cap["diff_digest"],
+            environment_id=cap["env_id"]), this_process(), tags=tags,
+            environment=cap["env_row"])
         cap["env_row"] = None  # stored; later runs only reference it
         self.own(run_id)
         return ActiveRun(self, run_id, name, exp.name, parent_id)
 
     def _resume(self, run_id: str) -> ActiveRun:
         run = records.get_run(self.project, run_id)
-        with self.project.store.write() as conn:
-            conn.execute(update(runs).where(runs.c.id == run.id).values(
-                status=str(RunStatus.RUNNING), end_time=None,
-                **records.owner_values(this_process(), now_ms())))
-            steps = dict(conn.execute(select(latest_metrics.c.key, latest_metrics.c.step)
-                                      .where(latest_metrics.c.run_id == run.id)).all())
-            stored = dict(conn.execute(select(params.c.key, params.c.value)
-                                       .where(params.c.run_id == run.id)).all())
+        resumed = self.runs.resume(run.id, this_process())
         self.own(run.id)
         active = ActiveRun(self, run.id, run.name, run.experiment, run.parent_id)
-        active._next_step.update({k: s + 1 for k, s in steps.items()})
-        active._params.update(stored)
+        active._next_step.update({k: s + 1 for k, s in resumed.last_steps.items()})
+        active._params.update(resumed.params)
         return active
 
     def _capture(self) -> dict[str, Any]:
@@ -172,7 +163,7 @@ class Tracker:
             self._owned.discard(run_id)
 
     def _beat(self, now: int) -> None:
-        records.beat_runs(self.project.store, list(self._owned), this_process(), now)
+        self.runs.beat(list(self._owned), this_process(), now)
 
     def close(self) -> None:
         """End this project's active runs and flush the metric buffer."""

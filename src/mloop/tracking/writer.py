@@ -6,9 +6,9 @@ microsecond); a background thread writes the buffer in one transaction every
 ``flush()`` writes everything logged so far before it returns; ending a run, leaving the
 interpreter and SIGTERM all go through it, so nothing logged is lost.
 
-Each batch inserts the points into ``metrics`` and raises ``latest_metrics`` to the
-point with the highest ``(step, timestamp)`` per run and key, with a conditional upsert
-so that batches from several processes can land in any order.
+Each batch is one transaction of the runs repository's
+:func:`~mloop.repositories.runs_sql.write_points`: the points appended to the history,
+each key's latest point advanced (batches from several processes land in any order).
 """
 
 from __future__ import annotations
@@ -20,17 +20,16 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, or_
-
 from mloop.core.redact import get_logger
 from mloop.errors import MloopError
+from mloop.repositories.runs import MetricPoint
+from mloop.repositories.runs_sql import Transaction, write_points
 from mloop.store import Store
 from mloop.store.failures import Failure, classify, store_error
-from mloop.store.schema import latest_metrics, metrics
 
 log = get_logger(__name__)
 
-Point = tuple[str, str, int, int, float | None]  # run_id, key, step, timestamp, value
+Point = MetricPoint  # run_id, key, step, timestamp, value
 _RETRY_PAUSES = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)  # a transient failure: ~9 s in all
 _MAX_BACKOFF = 60.0  # the background thread's longest wait between failing attempts
 _WHERE = "the metadata store"
@@ -131,7 +130,7 @@ class MetricWriter:
         with self._buf_lock:
             return len(self._buf)
 
-    def flush(self, then: Callable[[Connection], Any] | None = None) -> None:
+    def flush(self, then: Callable[[Transaction], Any] | None = None) -> None:
         """Write every queued point now; run ``then(conn)`` in the same transaction."""
         self._error = None  # this attempt reports for itself
         self._write_pending(then)
@@ -208,7 +207,7 @@ class MetricWriter:
                         else "will be written when it can")
         return min(_MAX_BACKOFF, max(self._interval, wait * 2, 0.5))
 
-    def _write_pending(self, then: Callable[[Connection], Any] | None) -> None:
+    def _write_pending(self, then: Callable[[Transaction], Any] | None) -> None:
         with self._io_lock:
             with self._buf_lock:
                 batch, self._buf = self._buf, []
@@ -222,7 +221,7 @@ class MetricWriter:
                     self._buf[:0] = left.points
                 raise
 
-    def _write(self, left: _Left, then: Callable[[Connection], Any] | None) -> None:
+    def _write(self, left: _Left, then: Callable[[Transaction], Any] | None) -> None:
         """Write ``left.points`` and ``then`` (points the database refuses are dropped)."""
         try:
             self._attempt(left.points, then)
@@ -261,7 +260,7 @@ class MetricWriter:
                 raise
         left.points = []
 
-    def _attempt(self, batch: list[Point], then: Callable[[Connection], Any] | None) -> None:
+    def _attempt(self, batch: list[Point], then: Callable[[Transaction], Any] | None) -> None:
         """One transaction, retried while the failure is transient; raises MloopError."""
         for pause in (*_RETRY_PAUSES, None):
             try:
@@ -313,29 +312,3 @@ def _warn_dropped(dropped: list[tuple[Point, str]]) -> None:
     more = f" and {len(dropped) - 5} more" if len(dropped) > 5 else ""
     log.warning("mloop: the store refused %d metric point(s), which were dropped (the rest "
                 "of the batch was written): %s%s", len(dropped), shown, more)
-
-
-def _latest_upsert(store: Store) -> Any:
-    stmt = store.insert(latest_metrics)
-    ex, cur = stmt.excluded, latest_metrics.c
-    return stmt.on_conflict_do_update(
-        index_elements=["run_id", "key"],
-        set_={"step": ex.step, "timestamp": ex.timestamp, "value": ex.value},
-        where=or_(ex.step > cur.step, (ex.step == cur.step) & (ex.timestamp >= cur.timestamp)),
-    )
-
-
-def write_points(store: Store, conn: Connection, batch: list[Point]) -> None:
-    """Insert ``batch`` into the history and advance ``latest_metrics``."""
-    conn.execute(store.statement("metrics.insert", lambda s: metrics.insert()), [
-        {"run_id": r, "key": k, "step": s, "timestamp": t, "value": v} for r, k, s, t, v in batch
-    ])
-    latest: dict[tuple[str, str], Point] = {}
-    for point in batch:
-        ident = (point[0], point[1])
-        best = latest.get(ident)
-        if best is None or (point[2], point[3]) >= (best[2], best[3]):
-            latest[ident] = point
-    conn.execute(store.statement("latest_metrics.upsert", _latest_upsert),
-                 [{"run_id": r, "key": k, "step": s, "timestamp": t, "value": v}
-                  for r, k, s, t, v in latest.values()])
