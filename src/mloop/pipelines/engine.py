@@ -564,7 +564,7 @@ def _execute(ctx: _Context, s: Step, result: StepResult, ins: dict[str, ValueRef
         # the step's process died (SIGKILL) with its run RUNNING: it failed
         from mloop.repositories import backend
 
-        backend(project).pipeline_runs.fail_step_run(result.run_id, now_ms())
+        backend(project).runs.fail_if_running(result.run_id)
     if log_path.is_file() and log_path.stat().st_size:
         result.log = project.objects.put_file(log_path)
     return result

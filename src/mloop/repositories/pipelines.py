@@ -164,11 +164,6 @@ class PipelineRuns(Protocol):
         """``running`` → ``killed``, unless the owner beat since ``run`` was read."""
         ...
 
-    def fail_step_run(self, run_id: str, now: int) -> None:
-        """The engine's update of a step's tracking run whose process died: RUNNING →
-        FAILED (the step's process could not end it)."""
-        ...
-
 
 _RUN_COLUMNS = ("id, pipeline, status, executor, params, inputs, trigger, run_id, error, "
                 "started_at, finished_at")
@@ -323,17 +318,6 @@ class SqlPipelineRuns:
                    "hb": run.heartbeat_at, "e": error, "killed": str(PipelineStatus.KILLED),
                    "running": str(PipelineStatus.RUNNING)})
             return _status(q, run.id) == PipelineStatus.KILLED
-
-    def fail_step_run(self, run_id: str, now: int) -> None:
-        from sqlalchemy import update
-
-        from mloop.store.schema import runs
-        from mloop.tracking.model import RunStatus
-
-        with self.project.store.write() as conn:
-            conn.execute(update(runs).where(runs.c.id == run_id,
-                                            runs.c.status == str(RunStatus.RUNNING))
-                         .values(status=str(RunStatus.FAILED), end_time=now))
 
 
 def _status(q: Query, run_id: str) -> str | None:
