@@ -126,5 +126,7 @@ def test_blob_references_name_their_owners(project: Project) -> None:
     with mloop.start_run() as run:
         mloop.log_text("hello", "note.txt")
     found = backend_of(project).blob_references.rows()
-    assert [owner for _, owner in found.blobs] == [f"runs:/{run.id}/note.txt"]
+    owners = [owner for _, owner in found.blobs]  # and the git diff, run from a dirty tree
+    assert f"runs:/{run.id}/note.txt" in owners
+    assert all(o.startswith(f"runs:/{run.id}") for o in owners)
     assert found.outputs == []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-import mloop
 from mloop.core.owner import Owner, this_process
 from mloop.errors import NotFoundError
 from mloop.repositories import backend as repositories
@@ -135,20 +134,6 @@ def test_a_beat_since_the_read_keeps_the_run(project):
     assert runs.get("run000000000040").status == PipelineStatus.RUNNING
     runs.beat("run000000000040", Owner("other", 1, None), T0 + 20)  # not its owner
     assert [r.heartbeat_at for r in runs.running() if r.id == "run000000000040"] == [T0 + 10]
-
-
-def test_fail_step_run_fails_only_a_running_tracking_run(project):
-    from mloop.tracking.tracker import tracker_for
-
-    tracker = tracker_for(project)
-    created = tracker.create_run("pipe", "step", None, {"mloop.step": "s"})
-    tracker.forget(created)
-    _runs(project).fail_step_run(created.id, T0)
-    assert str(mloop.get_run(created.id, project=project).status) == "FAILED"
-    ended = tracker.create_run("pipe", "step2", None, {})
-    ended.end("FINISHED")
-    _runs(project).fail_step_run(ended.id, T0)
-    assert str(mloop.get_run(ended.id, project=project).status) == "FINISHED"
 
 
 def test_step_statuses_and_counts():
