@@ -35,6 +35,11 @@ if TYPE_CHECKING:
 
 __all__ = ["backend"]
 
+# Imported first: importing a submodule binds it as the package's attribute, which would
+# otherwise replace the function ``backend`` below with the module ``backend`` once anything
+# imported it (``from mloop.repositories import backend`` then gave the module).
+import mloop.repositories.backend as _backend_module  # noqa: F401
+
 
 def backend(project: Project) -> Backend:
     """The project's repositories (one per project, created on first use)."""
