@@ -28,6 +28,7 @@ The tree::
     ├── NotFoundError                  404 / exit 3
     │   ├── ExperimentNotFoundError
     │   ├── RunNotFoundError
+    │   ├── ModelNotFoundError                        no such registered model, version or alias
     │   ├── ArtifactNotFoundError
     │   └── ObjectNotFoundError
     ├── ConflictError                  409 / exit 4
@@ -92,6 +93,10 @@ class ExperimentNotFoundError(NotFoundError):
 
 class RunNotFoundError(NotFoundError):
     code = "run_not_found"
+
+
+class ModelNotFoundError(NotFoundError):
+    code = "model_not_found"
 
 
 class ArtifactNotFoundError(NotFoundError):

@@ -8,10 +8,16 @@ for what it touches).
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from mloop.project import Project
+    from mloop.repositories.alerts import Alerts
+    from mloop.repositories.evaluations import Evaluations
+    from mloop.repositories.feedback import FeedbackLabels
+    from mloop.repositories.models import Models
+    from mloop.repositories.precompute import PrecomputeTables
 
 
 class Backend(Protocol):
@@ -24,6 +30,20 @@ class Backend(Protocol):
 
 
     # ── registry, evaluations, precompute, monitoring ────────────────────────────
+    @property
+    def models(self) -> Models: ...
+
+    @property
+    def evaluations(self) -> Evaluations: ...
+
+    @property
+    def precompute(self) -> PrecomputeTables: ...
+
+    @property
+    def feedback(self) -> FeedbackLabels: ...
+
+    @property
+    def alerts(self) -> Alerts: ...
 
 
     # ── pipelines and automation ─────────────────────────────────────────────────
@@ -45,6 +65,35 @@ class SqlBackend:
 
 
     # ── registry, evaluations, precompute, monitoring ────────────────────────────
+    @cached_property
+    def models(self) -> Models:
+        from mloop.repositories.models import SqlModels
+
+        return SqlModels(self.project)
+
+    @cached_property
+    def evaluations(self) -> Evaluations:
+        from mloop.repositories.evaluations import SqlEvaluations
+
+        return SqlEvaluations(self.project)
+
+    @cached_property
+    def precompute(self) -> PrecomputeTables:
+        from mloop.repositories.precompute import SqlPrecomputeTables
+
+        return SqlPrecomputeTables(self.project)
+
+    @cached_property
+    def feedback(self) -> FeedbackLabels:
+        from mloop.repositories.feedback import SqlFeedbackLabels
+
+        return SqlFeedbackLabels(self.project)
+
+    @cached_property
+    def alerts(self) -> Alerts:
+        from mloop.repositories.alerts import SqlAlerts
+
+        return SqlAlerts(self.project)
 
 
     # ── pipelines and automation ─────────────────────────────────────────────────
