@@ -253,9 +253,7 @@ class PruneResult:
 
 def prune(project: Project, older_than_ms: int, *, now: int | None = None) -> PruneResult:
     """Delete prediction-log segments and feedback older than ``older_than_ms``."""
-    from sqlalchemy import delete
-
-    from mloop.store.schema import feedback
+    from mloop.repositories import backend
 
     cutoff = (now_ms() if now is None else now) - older_than_ms
     segments = size = 0
@@ -266,6 +264,4 @@ def prune(project: Project, older_than_ms: int, *, now: int | None = None) -> Pr
             size += path.stat().st_size
             path.unlink(missing_ok=True)
             segments += 1
-    with project.store.write() as conn:
-        gone = conn.execute(delete(feedback).where(feedback.c.created_at < cutoff))
-    return PruneResult(segments, size, int(gone.rowcount or 0))
+    return PruneResult(segments, size, backend(project).feedback.prune(cutoff))
