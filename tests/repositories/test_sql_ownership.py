@@ -42,10 +42,6 @@ PENDING = {
     "data/remotes.py", "data/summary.py", "data/versions.py", "data/workspace.py",
     "lineage.py",
 
-    # registry, evaluations, precompute, monitoring
-    "registry/loading.py", "registry/models.py", "serving/precompute.py",
-    "monitoring/alerting.py", "monitoring/feedback.py", "monitoring/runner.py",
-
     # evaluation records
     "evaluation/core.py",
 
