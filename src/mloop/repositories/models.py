@@ -5,7 +5,8 @@ Two access paths, as the callers need them. Loading a model (``mloop.load_model`
 fresh process) resolves its ref with plain SQL text through :func:`mloop.store.lite.lite`
 (:meth:`SqlModels.source`): a process that only loads a model never imports SQLAlchemy.
 Everything else (the registry commands, registration, governance) uses SQLAlchemy Core on
-``project.store``, imported when first used. This module imports neither at import time.
+``project.store``, imported when first used. This module imports neither at import time,
+nor anything else the loading path would not import anyway.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from mloop.core.clock import now_ms
 from mloop.core.ids import new_id
-from mloop.core.process import current_user
 from mloop.core.uris import ModelURI, check_name, parse_uri
 from mloop.errors import ConflictError, InvalidInputError, ModelNotFoundError
 
@@ -300,6 +300,7 @@ class SqlModels:
     def _register(self, name: str, values: dict[str, Any], message: str | None) -> int:
         from sqlalchemy import func, select
 
+        from mloop.core.process import current_user
         from mloop.store.schema import model_versions, registered_models
 
         store = self.project.store
@@ -372,6 +373,7 @@ class SqlModels:
 
 def _event(conn: Any, model_id: str, version: int | None, action: str,
            message: str | None) -> None:
+    from mloop.core.process import current_user
     from mloop.store.schema import model_events
 
     conn.execute(model_events.insert().values(
