@@ -31,9 +31,9 @@ def _when(ms: int) -> str:
 def list_(as_json: bool) -> None:
     """Registered models with their latest version."""
     from mloop.project import current_project
-    from mloop.registry.models import list_models
+    from mloop.repositories import backend
 
-    latest = list_models(current_project())
+    latest = backend(current_project()).models.latest()
     if as_json:
         emit_json([v.to_dict() for v in latest])
         return
@@ -50,9 +50,9 @@ def list_(as_json: bool) -> None:
 def versions(name: str, as_json: bool) -> None:
     """Every version of model NAME, newest first."""
     from mloop.project import current_project
-    from mloop.registry.models import list_versions
+    from mloop.repositories import backend
 
-    found = list_versions(current_project(), name)
+    found = backend(current_project()).models.versions(name)
     if as_json:
         emit_json([v.to_dict() for v in found])
         return
@@ -195,7 +195,9 @@ def _transition(ref: str, status: str, message: str | None) -> None:
 @click.option("-m", "--message", help="Why, e.g. 'passed review'. Kept in the audit log.")
 def approve(ref: str, message: str | None) -> None:
     """Mark a version approved for deployment (recorded with who, when and why)."""
-    _transition(ref, "approved", message)
+    from mloop.repositories.models import ModelStatus
+
+    _transition(ref, ModelStatus.APPROVED, message)
 
 
 @models.command("archive")
@@ -203,7 +205,9 @@ def approve(ref: str, message: str | None) -> None:
 @click.option("-m", "--message", help="Why it is retired. Kept in the audit log.")
 def archive(ref: str, message: str | None) -> None:
     """Mark a version archived (retired); it stays loadable."""
-    _transition(ref, "archived", message)
+    from mloop.repositories.models import ModelStatus
+
+    _transition(ref, ModelStatus.ARCHIVED, message)
 
 
 @models.command("delete")
