@@ -2,7 +2,7 @@
 
 What ``mloop.load_model`` needs (resolve the URI to a run's folder and manifest digest,
 list and download the verified files) is read through :mod:`mloop.store.lite` (by
-:meth:`mloop.repositories.models.SqlModels.source` and the tracking lookups): plain
+:func:`mloop.repositories.model_sources.source` and the tracking lookups): plain
 ``sqlite3`` on a SQLite project, the full Store on PostgreSQL. A fresh process that only
 loads a model so never imports SQLAlchemy or the store's schema. Every safety check
 stays: every byte is verified against its digest, the manifest must be one mloop
@@ -26,12 +26,12 @@ from mloop.errors import InvalidInputError, ModelNotFoundError, UnsafeModelError
 from mloop.registry import signature as sig
 from mloop.registry.flavors import Flavor, Serializer, get_flavor
 from mloop.registry.safety import check_files
-from mloop.repositories.models import parse_model_ref
+from mloop.repositories.model_sources import parse_model_ref
+from mloop.repositories.model_sources import source as model_source
 from mloop.tracking import lookup as _lookup
 
 if TYPE_CHECKING:
     from mloop.project import Project
-    from mloop.repositories.models import Models
 
 __all__ = ["ENGINES", "MANIFEST", "LoadedModel", "ModelNotFoundError", "check_model",
            "files_digest", "load_model", "manifest_digest", "parse_model_ref", "resolve"]
@@ -100,14 +100,8 @@ def resolve(project: Project, uri: str) -> tuple[str, str, str, str]:
         run_id = _lookup.resolve_run_id(project, parsed.run_id)
         path = parsed.path or "model"
         return run_id, path, manifest_digest(project, run_id, path), f"runs:/{run_id}/{path}"
-    found = _models(project).source(uri)
+    found = model_source(project, uri)  # the repository's plain-SQL path, without the Backend
     return found.run_id, found.artifact_path, found.manifest, found.uri
-
-
-def _models(project: Project) -> Models:
-    from mloop.repositories import backend
-
-    return backend(project).models
 
 
 ENGINES = ("native", "onnx", "auto")

@@ -2,11 +2,11 @@
 ``model_versions``, ``model_aliases``, ``model_tags``, ``model_events``.
 
 Two access paths, as the callers need them. Loading a model (``mloop.load_model``, a
-fresh process) resolves its ref with plain SQL text through :func:`mloop.store.lite.lite`
-(:meth:`SqlModels.source`): a process that only loads a model never imports SQLAlchemy.
+fresh process) resolves its ref with plain SQL text through :func:`mloop.store.lite.lite`,
+in :mod:`mloop.repositories.model_sources` (:meth:`SqlModels.source`), which the loading
+path imports alone: it never imports SQLAlchemy, nor builds this module's records.
 Everything else (the registry commands, registration, governance) uses SQLAlchemy Core on
-``project.store``, imported when first used. This module imports neither at import time,
-nor anything else the loading path would not import anyway.
+``project.store``, imported when first used.
 """
 
 from __future__ import annotations
@@ -17,8 +17,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from mloop.core.clock import now_ms
 from mloop.core.ids import new_id
-from mloop.core.uris import ModelURI, check_name, parse_uri
+from mloop.core.uris import ModelURI
 from mloop.errors import ConflictError, InvalidInputError, ModelNotFoundError
+from mloop.repositories import model_sources
+from mloop.repositories.model_sources import (
+    ModelSource,
+    no_alias,
+    no_model,
+    no_version,
+    parse_model_ref,
+)
 
 if TYPE_CHECKING:
     from mloop.project import Project
@@ -94,29 +102,6 @@ class ModelEvent:
     created_at: int
 
 
-@dataclass(frozen=True)
-class ModelSource:
-    """Where a version's files are: what loading it needs, and its URI for messages."""
-
-    run_id: str
-    artifact_path: str
-    manifest: str
-    uri: str
-
-
-def parse_model_ref(ref: str) -> ModelURI | tuple[str, None]:
-    """``models:/churn/1``, ``models:/churn@champion``, ``churn/1``, ``churn@x``, ``churn``."""
-    if ref.startswith("models:/"):
-        parsed = parse_uri(ref)
-        assert isinstance(parsed, ModelURI)
-        return parsed
-    if "@" in ref or "/" in ref:
-        parsed = parse_uri(f"models:/{ref}")
-        assert isinstance(parsed, ModelURI)
-        return parsed
-    return check_name(ref, "model name"), None
-
-
 class Models(Protocol):
     """What the rest of mloop may ask of the model registry's tables.
 
@@ -168,21 +153,6 @@ class Models(Protocol):
         ...
 
 
-def _no_model(name: str) -> ModelNotFoundError:
-    return ModelNotFoundError(f"No registered model named {name!r}. See `mloop models list`, "
-                              "or register one with log_model(..., registered_name=...).")
-
-
-def _no_alias(name: str, alias: str) -> ModelNotFoundError:
-    return ModelNotFoundError(f"Model {name!r} has no alias {alias!r}. Set one with "
-                              f"`mloop models alias {name} {alias} VERSION`.")
-
-
-def _no_version(name: str, ref: str) -> ModelNotFoundError:
-    return ModelNotFoundError(f"Model {name!r} has no such version ({ref}). See "
-                              f"`mloop models versions {name}`.")
-
-
 class SqlModels:
     """The registry over the project's metadata store."""
 
@@ -192,37 +162,7 @@ class SqlModels:
     # -- the model-loading path: plain SQL through lite ------------------------------
 
     def source(self, ref: str) -> ModelSource:
-        from mloop.store.lite import lite
-
-        parsed = parse_model_ref(ref)
-        name = parsed.name if isinstance(parsed, ModelURI) else parsed[0]
-        with lite(self.project).read() as q:
-            ids = q.all("SELECT id FROM registered_models WHERE name = :name", {"name": name})
-            if not ids:
-                raise _no_model(name)
-            model_id = ids[0]["id"]
-            version: Any = None
-            if isinstance(parsed, ModelURI) and parsed.alias is not None:
-                rows = q.all("SELECT version FROM model_aliases WHERE model_id = :m AND "
-                             "alias = :alias", {"m": model_id, "alias": parsed.alias})
-                if not rows:
-                    raise _no_alias(name, parsed.alias)
-                version = rows[0]["version"]
-            elif isinstance(parsed, ModelURI):
-                version = parsed.version
-            cols = "SELECT version, run_id, artifact_path, manifest FROM model_versions"
-            found = (q.all(f"{cols} WHERE model_id = :m AND version = :v",
-                           {"m": model_id, "v": version}) if version is not None else
-                     q.all(f"{cols} WHERE model_id = :m ORDER BY version DESC LIMIT 1",
-                           {"m": model_id}))
-        if not found:
-            raise _no_version(name, ref)
-        row = found[0]
-        uri = f"models:/{name}/{row['version']}"
-        if row["run_id"] is None:
-            raise ModelNotFoundError(f"{uri} has no source run.")
-        return ModelSource(str(row["run_id"]), str(row["artifact_path"]), str(row["manifest"]),
-                           uri)
+        return model_sources.source(self.project, ref)
 
     # -- reads through the Store ------------------------------------------------------
 
@@ -241,7 +181,7 @@ class SqlModels:
                         model_aliases.c.model_id == model_id,
                         model_aliases.c.alias == parsed.alias)).scalar()
                     if version is None:
-                        raise _no_alias(name, parsed.alias)
+                        raise no_alias(name, parsed.alias)
                 else:
                     version = parsed.version
                 found = _versions(conn, model_id, name, model_versions.c.version == version)
@@ -249,7 +189,7 @@ class SqlModels:
                 name = parsed[0]
                 found = _versions(conn, _model_id(conn, name), name)[:1]
         if not found:
-            raise _no_version(name, ref)
+            raise no_version(name, ref)
         return found[0]
 
     def versions(self, name: str) -> list[ModelVersion]:
@@ -389,7 +329,7 @@ def _model_id(conn: Any, name: str) -> str:
     model_id = conn.execute(select(registered_models.c.id).where(
         registered_models.c.name == name)).scalar()
     if model_id is None:
-        raise _no_model(name)
+        raise no_model(name)
     return str(model_id)
 
 
