@@ -212,8 +212,9 @@ def status(project: Project, *, examples: int = 5) -> FeedbackStatus:
     from mloop.serving.predlog import find_requests
 
     stored = _labels(project).read()
-    frame = pd.DataFrame({"request_id": stored.request_id, "row": stored.row,
-                          "created_at": stored.created_at})
+    frame = pd.DataFrame(list(zip(stored.request_id, stored.row, stored.created_at,
+                                  strict=True)),
+                         columns=["request_id", "row", "created_at"])  # empty: object columns
     if frame.empty:
         return FeedbackStatus(0)
     found = find_requests(_log_root(project), frame["request_id"].unique()).drop_duplicates()
@@ -294,8 +295,8 @@ def read(project: Project, since_ms: int) -> pd.DataFrame:
     import pandas as pd
 
     stored = _labels(project).read(since_ms)
-    frame = pd.DataFrame({"request_id": stored.request_id, "row": stored.row,
-                          "label": stored.label})
+    frame = pd.DataFrame(list(zip(stored.request_id, stored.row, stored.label, strict=True)),
+                         columns=["request_id", "row", "label"])  # empty: object columns
     frame["label"] = decode(frame["label"])
     return frame
 
