@@ -28,6 +28,7 @@ The tree::
     ├── NotFoundError                  404 / exit 3
     │   ├── ExperimentNotFoundError
     │   ├── RunNotFoundError
+    │   ├── ModelNotFoundError                        no such registered model, version or alias
     │   ├── ArtifactNotFoundError
     │   ├── ObjectNotFoundError
     │   └── DatasetNotFoundError
@@ -93,6 +94,10 @@ class ExperimentNotFoundError(NotFoundError):
 
 class RunNotFoundError(NotFoundError):
     code = "run_not_found"
+
+
+class ModelNotFoundError(NotFoundError):
+    code = "model_not_found"
 
 
 class ArtifactNotFoundError(NotFoundError):

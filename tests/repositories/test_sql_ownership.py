@@ -36,10 +36,6 @@ PENDING = {
 
     # data and lineage: moved
 
-    # registry, evaluations, precompute, monitoring
-    "registry/loading.py", "registry/models.py", "serving/precompute.py",
-    "monitoring/alerting.py", "monitoring/feedback.py", "monitoring/runner.py",
-
     # evaluation records
     "evaluation/core.py",
 

@@ -31,9 +31,9 @@ def _when(ms: int) -> str:
 def list_(as_json: bool) -> None:
     """Registered models with their latest version."""
     from mloop.project import current_project
-    from mloop.registry.models import list_models
+    from mloop.repositories import backend
 
-    latest = list_models(current_project())
+    latest = backend(current_project()).models.latest()
     if as_json:
         emit_json([v.to_dict() for v in latest])
         return
@@ -50,9 +50,9 @@ def list_(as_json: bool) -> None:
 def versions(name: str, as_json: bool) -> None:
     """Every version of model NAME, newest first."""
     from mloop.project import current_project
-    from mloop.registry.models import list_versions
+    from mloop.repositories import backend
 
-    found = list_versions(current_project(), name)
+    found = backend(current_project()).models.versions(name)
     if as_json:
         emit_json([v.to_dict() for v in found])
         return
@@ -77,9 +77,9 @@ def show(ref: str, as_json: bool) -> None:
     stored = storage(project, v.run_id, v.artifact_path, manifest) if v.run_id else None
     upstream, downstream = graph.neighbours(project, v.uri)
     history = [e for e in events(project, v.name) if e.version in (v.version, None)]
-    from mloop.evaluation.core import latest_evaluation
+    from mloop.repositories import backend
 
-    tested = latest_evaluation(project, v.uri)
+    tested = backend(project).evaluations.latest(v.uri)
     if as_json:
         data = v.to_dict()
         data.update(serializer=stored.to_dict() if stored else None,
@@ -90,7 +90,7 @@ def show(ref: str, as_json: bool) -> None:
                     history=[{"action": e.action, "user": e.user, "message": e.message,
                               "at": _when(e.created_at)} for e in history],
                     evaluation=None if tested is None else dict(
-                        tested, created_at=_when(tested["created_at"])))
+                        tested.summary(), created_at=_when(tested.created_at)))
         emit_json(data)
         return
     from mloop.registry.signature import Signature
@@ -106,8 +106,8 @@ def show(ref: str, as_json: bool) -> None:
                        "user": v.user or "-", "description": v.description or "-",
                        "tags": ", ".join(f"{k}={x}" for k, x in v.tags.items()) or "-",
                        "evaluation": "never tested (mloop test)" if tested is None else
-                       f"{'PASSED' if tested['passed'] else 'FAILED'} suite {tested['suite']} "
-                       f"on {tested['data']}, {_when(tested['created_at'])} UTC"},
+                       f"{'PASSED' if tested.passed else 'FAILED'} suite {tested.suite} "
+                       f"on {tested.data}, {_when(tested.created_at)} UTC"},
                sort=False)
     for e in upstream:  # "from runs:/<12> (produced models:/churn/3)", as mloop lineage
         echo(f"from {graph.describe(e, upstream=True)}")
@@ -195,7 +195,9 @@ def _transition(ref: str, status: str, message: str | None) -> None:
 @click.option("-m", "--message", help="Why, e.g. 'passed review'. Kept in the audit log.")
 def approve(ref: str, message: str | None) -> None:
     """Mark a version approved for deployment (recorded with who, when and why)."""
-    _transition(ref, "approved", message)
+    from mloop.repositories.models import ModelStatus
+
+    _transition(ref, ModelStatus.APPROVED, message)
 
 
 @models.command("archive")
@@ -203,7 +205,9 @@ def approve(ref: str, message: str | None) -> None:
 @click.option("-m", "--message", help="Why it is retired. Kept in the audit log.")
 def archive(ref: str, message: str | None) -> None:
     """Mark a version archived (retired); it stays loadable."""
-    _transition(ref, "archived", message)
+    from mloop.repositories.models import ModelStatus
+
+    _transition(ref, ModelStatus.ARCHIVED, message)
 
 
 @models.command("delete")

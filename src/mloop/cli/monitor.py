@@ -81,7 +81,9 @@ def drift_cmd(reference: str, current: str, since: str, method: str, columns: tu
 
 def _print_drift(report: Any, output: str | None) -> None:
     rows = []
-    order = {"drift": 0, "not_tested": 1, "ok": 2}
+    from mloop.monitoring.datadrift import DriftStatus
+
+    order = {DriftStatus.DRIFT: 0, DriftStatus.NOT_TESTED: 1, DriftStatus.OK: 2}
     for c in sorted(report.columns.values(), key=lambda c: order[c.status]):
         effect = (f"{c.effect['method']} {c.effect['value']:.3g}" if c.effect else "")
         p = "" if c.p_value is None else f"{c.p_value:.3g}"

@@ -31,6 +31,7 @@ single columns.
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import time
@@ -46,6 +47,15 @@ from mloop.errors import InvalidInputError
 from mloop.monitoring import stattests as st
 from mloop.monitoring.stattests import Categorical, Numeric, Side
 
+
+class DriftStatus(enum.StrEnum):
+    """A column's verdict: drifted, not drifted, or not tested (with the reason)."""
+
+    DRIFT = "drift"
+    OK = "ok"
+    NOT_TESTED = "not_tested"
+
+
 PRESETS = ("auto", "evidently")
 EFFECT = {"numeric": ("wasserstein", 0.1), "categorical": ("jensenshannon", 0.1)}
 MISSING_SHIFT = 0.10  # a change in the share of missing values that drifts a column
@@ -60,7 +70,7 @@ class ColumnDrift:
 
     name: str
     kind: str | None  # numeric | categorical (None when the sides disagree or are absent)
-    status: str  # drift | ok | not_tested
+    status: DriftStatus
     method: str | None = None
     statistic: float | None = None
     p_value: float | None = None
@@ -75,13 +85,14 @@ class ColumnDrift:
     @property
     def drifted(self) -> bool | None:
         """True, False, or None when the column could not be tested."""
-        return None if self.status == "not_tested" else self.status == "drift"
+        return (None if self.status == DriftStatus.NOT_TESTED
+                else self.status == DriftStatus.DRIFT)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "method": self.method,
                 "statistic": _num(self.statistic), "p_value": _num(self.p_value),
                 "threshold": self.threshold, "effect": _finite(self.effect),
-                "drifted": self.drifted, "status": self.status, "reason": self.reason,
+                "drifted": self.drifted, "status": str(self.status), "reason": self.reason,
                 "warnings": self.warnings, "reference_rows": self.reference_rows,
                 "current_rows": self.current_rows, "plot": _finite(self.plot)}
 
@@ -118,11 +129,11 @@ class DriftReport:
 
     @property
     def tested(self) -> list[ColumnDrift]:
-        return [c for c in self.columns.values() if c.status != "not_tested"]
+        return [c for c in self.columns.values() if c.status != DriftStatus.NOT_TESTED]
 
     @property
     def drifted_columns(self) -> list[str]:
-        return [c.name for c in self.columns.values() if c.status == "drift"]
+        return [c.name for c in self.columns.values() if c.status == DriftStatus.DRIFT]
 
     @property
     def share_drifted(self) -> float:
@@ -231,7 +242,7 @@ def _as_frame(data: Any) -> Any:
 def _choose(ref: Side, cur: Side, kind: str, method: str) -> tuple[str, bool]:
     """(test name, whether to demand the effect size too) for the preset ``method``."""
     few = kind == "numeric" and ref.distinct() <= 5 and cur.distinct() <= 5  # type: ignore[union-attr]
-    values = (len(st.align(st._cat(ref), st._cat(cur))[0])
+    values = (len(st.align(st.counted(ref), st.counted(cur))[0])
               if kind == "categorical" or few else 6)
     if method == "evidently":
         if ref.n <= 1000:
@@ -246,7 +257,7 @@ def _choose(ref: Side, cur: Side, kind: str, method: str) -> tuple[str, bool]:
 
 def _run(test: st.DriftTest, ref: Side, cur: Side, kind: str, preset: str) -> st.Result:
     if kind == "numeric" and "numeric" not in test.kinds:
-        ref, cur = st._cat(ref), st._cat(cur)  # a few-valued numeric column, counted
+        ref, cur = st.counted(ref), st.counted(cur)  # a few-valued numeric column, counted
     if preset == "evidently" and test.name in ("psi", "jensenshannon"):
         return st.Result(_evidently_binned(test.name, ref, cur))
     return test.fn(ref, cur)
@@ -264,7 +275,7 @@ def _applies(test: st.DriftTest, kind: str, ref: Side, cur: Side) -> bool:
     if "categorical" in test.kinds:
         return few  # a numeric column of a few values, counted
     if "binary" in test.kinds and few:
-        return len(st.align(st._cat(ref), st._cat(cur))[0]) <= 2
+        return len(st.align(st.counted(ref), st.counted(cur))[0]) <= 2
     return False
 
 
@@ -278,13 +289,14 @@ class _Plan:
 
 def _column(name: str, ref_src: _Source, cur_src: _Source, plan: _Plan) -> ColumnDrift:
     if name not in ref_src.names:
-        return ColumnDrift(name, None, "not_tested", current_rows=cur_src.rows,
+        return ColumnDrift(name, None, DriftStatus.NOT_TESTED, current_rows=cur_src.rows,
                            reason="not in the reference data (a new column?)")
     if name not in cur_src.names:
-        return ColumnDrift(name, None, "not_tested", reference_rows=ref_src.rows,
+        return ColumnDrift(name, None, DriftStatus.NOT_TESTED, reference_rows=ref_src.rows,
                            reason="missing in the current data")
     ref, cur = ref_src.column(name), cur_src.column(name)
-    out = ColumnDrift(name, ref.kind if ref.kind == cur.kind else None, "not_tested",
+    out = ColumnDrift(name, ref.kind if ref.kind == cur.kind else None,
+                      DriftStatus.NOT_TESTED,
                       reference_rows=ref.rows - ref.missing,
                       current_rows=cur.rows - cur.missing)
     reason = _untestable(ref, cur, plan.min_rows)
@@ -299,7 +311,7 @@ def _column(name: str, ref_src: _Source, cur_src: _Source, plan: _Plan) -> Colum
         with np.errstate(all="ignore"):  # values near the float limit: judged below
             _test_column(out, ref, cur, kind, plan)
     except InvalidInputError as exc:
-        out.status, out.reason = "not_tested", exc.message
+        out.status, out.reason = DriftStatus.NOT_TESTED, exc.message
     with np.errstate(all="ignore"):
         out.plot = _plot(ref.side, cur.side, kind)
     return out
@@ -365,7 +377,7 @@ def _test_column(out: ColumnDrift, ref: _Col, cur: _Col, kind: str, plan: _Plan)
             drifted = True
     if kind == "categorical":
         _unseen(out, ref.side, cur.side)  # type: ignore[arg-type]
-    out.status = "drift" if drifted else "ok"
+    out.status = DriftStatus.DRIFT if drifted else DriftStatus.OK
 
 
 def _missing_shift(out: ColumnDrift, ref: _Col, cur: _Col, alpha: float) -> bool:
@@ -406,7 +418,7 @@ def _plot(ref: Side, cur: Side, kind: str) -> dict[str, Any]:
         return {"kind": "numeric", "edges": [round(float(e), 6) for e in edges],
                 "reference": _rounded(st.histogram(ref, inner) / len(ref.values)),
                 "current": _rounded(st.histogram(cur, inner) / len(cur.values))}
-    labels, r, c = st.align(st._cat(ref), st._cat(cur))
+    labels, r, c = st.align(st.counted(ref), st.counted(cur))
     rs, cs = r / max(r.sum(), 1), c / max(c.sum(), 1)
     top = np.argsort(-(rs + cs), kind="stable")[:PLOT_LABELS]
     return {"kind": "categorical", "labels": [str(x) for x in labels[top]],

@@ -23,28 +23,26 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mloop.core.clock import now_ms
 from mloop.core.humanize import plural
 from mloop.core.ids import id_time_ms
 from mloop.errors import InvalidInputError, ServiceUnavailableError
+from mloop.repositories.feedback import Feedback
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from mloop.project import Project
+    from mloop.repositories.feedback import FeedbackLabels
+
+__all__ = ["Feedback", "FeedbackResult", "FeedbackStatus", "LimitError", "decode", "entries",
+           "frame_entries", "log_feedback", "log_frame", "read", "request_entries", "save",
+           "send", "status", "unmatched"]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 # an id made by mloop.core.ids.new_id (UUIDv7: the server's request ids, worker job ids)
 _TIMED_ID = re.compile(r"^[0-9a-f]{12}7[0-9a-f]{3}[89ab][0-9a-f]{15}$")
 # a segment is written within seconds of its rows; an hour covers a backlog
 _LOG_DELAY_MS = 3_600_000
-
-
-@dataclass(frozen=True)
-class Feedback:
-    request_id: str
-    row: int
-    label: Any
 
 
 @dataclass(frozen=True)
@@ -172,20 +170,16 @@ def save(project: Project, items: Iterable[Feedback], *,
     """Store feedback rows in one transaction (a repeated (request, row) is replaced) and
     count those no logged prediction has yet. ``unwritten`` names requests a running
     server has answered but not yet logged (they count as matched)."""
-    from mloop.store.schema import feedback
-
-    now = now_ms()
-    rows = {(f.request_id, f.row): {"request_id": f.request_id, "row": f.row,
-                                    "label": f.label, "created_at": now} for f in items}
-    if not rows:
+    stored = _labels(project).save(items)
+    if not stored:
         return FeedbackResult(0)
-    store = project.store
-    stmt = store.insert(feedback)
-    stmt = stmt.on_conflict_do_update(index_elements=["request_id", "row"], set_={
-        "label": stmt.excluded.label, "created_at": stmt.excluded.created_at})
-    with store.write() as conn:
-        conn.execute(stmt, list(rows.values()))
-    return FeedbackResult(len(rows), len(unmatched(project, rows, unwritten)))
+    return FeedbackResult(len(stored), len(unmatched(project, stored, unwritten)))
+
+
+def _labels(project: Project) -> FeedbackLabels:
+    from mloop.repositories import backend
+
+    return backend(project).feedback
 
 
 def unmatched(project: Project, pairs: Iterable[tuple[str, int]],
@@ -214,15 +208,13 @@ def status(project: Project, *, examples: int = 5) -> FeedbackStatus:
     """How many stored labels are matched to logged predictions (per model) and how many
     wait, the oldest waiting one and a few of their request ids (oldest first)."""
     import pandas as pd
-    from sqlalchemy import select
 
     from mloop.serving.predlog import find_requests
-    from mloop.store.schema import feedback
 
-    query = select(feedback.c.request_id, feedback.c.row, feedback.c.created_at)
-    with project.store.read() as conn:
-        frame = pd.DataFrame(conn.execute(query).all(),
-                             columns=["request_id", "row", "created_at"])
+    stored = _labels(project).read()
+    frame = pd.DataFrame(list(zip(stored.request_id, stored.row, stored.created_at,
+                                  strict=True)),
+                         columns=["request_id", "row", "created_at"])  # empty: object columns
     if frame.empty:
         return FeedbackStatus(0)
     found = find_requests(_log_root(project), frame["request_id"].unique()).drop_duplicates()
@@ -301,15 +293,10 @@ def frame_entries(frame: pd.DataFrame) -> list[Feedback]:
 def read(project: Project, since_ms: int) -> pd.DataFrame:
     """Feedback stored at or after ``since_ms``: request_id, row, label (decoded)."""
     import pandas as pd
-    from sqlalchemy import select
 
-    from mloop.store.schema import feedback
-
-    query = select(feedback.c.request_id, feedback.c.row, feedback.c.label).where(
-        feedback.c.created_at >= since_ms)
-    with project.store.read() as conn:
-        rows = conn.execute(query).all()
-    frame = pd.DataFrame(rows, columns=["request_id", "row", "label"])
+    stored = _labels(project).read(since_ms)
+    frame = pd.DataFrame(list(zip(stored.request_id, stored.row, stored.label, strict=True)),
+                         columns=["request_id", "row", "label"])  # empty: object columns
     frame["label"] = decode(frame["label"])
     return frame
 

@@ -14,6 +14,7 @@ window holds ``min_labels`` labelled rows, so that a handful of labels cannot pa
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,16 @@ from mloop.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from mloop.project import Project
+
+
+
+class CriterionStatus(enum.StrEnum):
+    """A live metric against its evaluated value: fine, dropped, or not decided yet."""
+
+    OK = "ok"
+    DROP = "drop"
+    UNKNOWN = "unknown"
+
 
 # the metrics watched by default; the others are reported without a criterion
 WATCHED = {"classification": ("accuracy", "f1", "roc_auc"), "regression": ("rmse", "mae", "r2")}
@@ -50,7 +61,7 @@ class VersionPerformance:
 
     @property
     def drops(self) -> list[str]:
-        return [m for m, c in self.criteria.items() if c["status"] == "drop"]
+        return [m for m, c in self.criteria.items() if c["status"] == CriterionStatus.DROP]
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.uri, "predictions": self.predictions, "labelled": self.labelled,
@@ -146,16 +157,17 @@ def _version(project: Project, name: str, version: int, rows: Any, *, max_drop: 
 def _criterion(metric: str, live: float, evaluated: dict[str, float] | None, *, labels: int,
                max_drop: float, min_labels: int) -> dict[str, Any]:
     if evaluated is None:
-        return {"live": live, "status": "unknown", "why": "no recorded evaluation of this "
-                "version measured it (run mloop test)"}
+        return {"live": live, "status": CriterionStatus.UNKNOWN.value,
+                "why": "no recorded evaluation of this version measured it (run mloop test)"}
     ref = float(evaluated["value"])
     entry: dict[str, Any] = {"live": live, "evaluated": ref, "low": evaluated.get("low"),
                              "high": evaluated.get("high"), "max_drop": max_drop}
     if labels < min_labels:
-        entry.update(status="unknown", why=f"only {labels} labelled rows (min {min_labels})")
+        entry.update(status=CriterionStatus.UNKNOWN.value,
+                     why=f"only {labels} labelled rows (min {min_labels})")
         return entry
     worse = live > ref * (1 + max_drop) if metric in ERRORS else live < ref - max_drop
-    entry["status"] = "drop" if worse else "ok"
+    entry["status"] = (CriterionStatus.DROP if worse else CriterionStatus.OK).value
     bound = f"{ref * (1 + max_drop):.4g}" if metric in ERRORS else f"{ref - max_drop:.4g}"
     entry["why"] = (f"live {live:.4g} vs evaluated {ref:.4g} "
                     f"({'above' if metric in ERRORS else 'below'} {bound} is a drop)")
@@ -163,12 +175,14 @@ def _criterion(metric: str, live: float, evaluated: dict[str, float] | None, *, 
 
 
 def _evaluated(project: Project, uri: str) -> dict[str, Any]:
-    from mloop.evaluation.core import latest_evaluation, load_report
+    import json
 
-    latest = latest_evaluation(project, uri)
+    from mloop.repositories import backend
+
+    latest = backend(project).evaluations.latest(uri)
     if latest is None:
         return {}
-    report = load_report(project, latest["report"])
+    report = json.loads(project.objects.get_bytes(latest.report))
     return {"task": report.get("task"), "metrics": report.get("metrics", {})}
 
 

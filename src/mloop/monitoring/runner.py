@@ -109,7 +109,7 @@ def _windows(project: Project, model: str, since: int, until: int) -> list[tuple
 def _signals(project: Project, result: CheckResult, rows: Any, config: MonitorConfig,
              references: dict[str, Any]) -> dict[str, float | None]:
     from mloop.monitoring.datadrift import drift
-    from mloop.monitoring.live import _version
+    from mloop.monitoring.live import CriterionStatus, _version
 
     signals: dict[str, float | None] = {"predictions.count": float(len(rows))}
     reference = _reference(project, result, config, references)
@@ -132,7 +132,8 @@ def _signals(project: Project, result: CheckResult, rows: Any, config: MonitorCo
         perf = _version(project, result.model, result.version, rows,
                         max_drop=config.max_drop, min_labels=config.min_labels)
         result.performance = perf
-        decided_metrics = [c for c in perf.criteria.values() if c["status"] != "unknown"]
+        decided_metrics = [c for c in perf.criteria.values()
+                           if c["status"] != CriterionStatus.UNKNOWN]
         signals["performance.drop"] = float(len(perf.drops)) if decided_metrics else None
         for metric, value in perf.metrics.items():
             signals[f"performance.{metric}"] = value
@@ -192,6 +193,8 @@ def _apply(project: Project, rule: Rule, result: CheckResult, value: float | Non
 
 
 def _message(rule: Rule, value: float | None, result: CheckResult) -> str:
+    from mloop.monitoring.live import CriterionStatus
+
     base = f"{rule.signal} = {value:.4g} ({rule.op} {rule.threshold:g})"
     if rule.signal.startswith("drift") and result.drift is not None:
         columns = result.drift.drifted_columns
@@ -199,7 +202,7 @@ def _message(rule: Rule, value: float | None, result: CheckResult) -> str:
         return f"{base}; drifted columns: {shown or 'none'}"
     if rule.signal.startswith("performance") and result.performance is not None:
         drops = [f"{m} {c['why']}" for m, c in result.performance.criteria.items()
-                 if c["status"] == "drop"]
+                 if c["status"] == CriterionStatus.DROP]
         return f"{base}; {'; '.join(drops)}" if drops else base
     return base
 
@@ -253,9 +256,7 @@ class PruneResult:
 
 def prune(project: Project, older_than_ms: int, *, now: int | None = None) -> PruneResult:
     """Delete prediction-log segments and feedback older than ``older_than_ms``."""
-    from sqlalchemy import delete
-
-    from mloop.store.schema import feedback
+    from mloop.repositories import backend
 
     cutoff = (now_ms() if now is None else now) - older_than_ms
     segments = size = 0
@@ -266,6 +267,4 @@ def prune(project: Project, older_than_ms: int, *, now: int | None = None) -> Pr
             size += path.stat().st_size
             path.unlink(missing_ok=True)
             segments += 1
-    with project.store.write() as conn:
-        gone = conn.execute(delete(feedback).where(feedback.c.created_at < cutoff))
-    return PruneResult(segments, size, int(gone.rowcount or 0))
+    return PruneResult(segments, size, backend(project).feedback.prune(cutoff))

@@ -278,15 +278,16 @@ def js_distance(p: np.ndarray, q: np.ndarray) -> float:
 def shares(ref: Side, cur: Side, *, edges: str = "quantile") -> tuple[np.ndarray, np.ndarray]:
     """The two frequency vectors the binned tests compare."""
     if isinstance(ref, Categorical) or isinstance(cur, Categorical):
-        _, r, c = align(_cat(ref), _cat(cur))
-        return r / max(_cat(ref).n, 1), c / max(_cat(cur).n, 1)
+        _, r, c = align(counted(ref), counted(cur))
+        return r / max(counted(ref).n, 1), c / max(counted(cur).n, 1)
     if ref.distinct() <= 20:  # few values: compare them one by one
         return shares(ref.as_categorical(), cur.as_categorical())
     e = quantile_edges(ref) if edges == "quantile" else sturges_edges(ref, cur)
     return histogram(ref, e) / len(ref.values), histogram(cur, e) / len(cur.values)
 
 
-def _cat(side: Side) -> Categorical:
+def counted(side: Side) -> Categorical:
+    """``side`` as counts of its values (a numeric side is counted value by value)."""
     return side if isinstance(side, Categorical) else side.as_categorical()
 
 

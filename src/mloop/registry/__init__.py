@@ -96,13 +96,17 @@ def set_alias(name: str, alias: str, version: int | str, *,
 def approve_model(ref: str, message: str | None = None, *,
                   project: Project | None = None) -> ModelVersion:
     """Mark a version approved (governance), recording who, when and ``message``."""
-    return _m().transition(_p(project), ref, "approved", message)
+    from mloop.repositories.models import ModelStatus
+
+    return _m().transition(_p(project), ref, ModelStatus.APPROVED, message)
 
 
 def archive_model(ref: str, message: str | None = None, *,
                   project: Project | None = None) -> ModelVersion:
     """Mark a version archived (retired), recording who, when and ``message``."""
-    return _m().transition(_p(project), ref, "archived", message)
+    from mloop.repositories.models import ModelStatus
+
+    return _m().transition(_p(project), ref, ModelStatus.ARCHIVED, message)
 
 
 def delete_model_version(ref: str, message: str | None = None, *,

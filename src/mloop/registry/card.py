@@ -147,27 +147,29 @@ def _fmt(value: float) -> str:
 
 def evaluations(project: Project, version: ModelVersion) -> list[CardEvaluation]:
     """The version's recorded evaluations, the newest per evaluation data, newest first."""
-    from mloop.evaluation.core import load_report, recorded_evaluations
+    import json
+
+    from mloop.repositories import backend
 
     uris = [version.uri] + ([f"runs:/{version.run_id}/{version.artifact_path}"]
                             if version.run_id else [])
     out: list[CardEvaluation] = []
     seen: set[str] = set()
-    for row in recorded_evaluations(project, uris):
-        if row["data"] in seen:
+    for row in backend(project).evaluations.of_models(uris):
+        if row.data in seen:
             continue
-        seen.add(row["data"])
+        seen.add(row.data)
         try:
-            report = load_report(project, row["report"])
+            report = json.loads(project.objects.get_bytes(row.report))
         except (NotFoundError, ValueError):  # a report whose object is gone: skip it
             continue
         overlap = next((c.get("value") for c in report.get("checks", [])
                         if c.get("name") == "data: train/test overlap"), None)
         out.append(CardEvaluation(
-            row["data"], str(report.get("task", "")), int(report.get("rows") or 0),
+            row.data, str(report.get("task", "")), int(report.get("rows") or 0),
             {k: v for k, v in (report.get("metrics") or {}).items()
              if isinstance(v, dict) and isinstance(v.get("value"), (int, float))},
-            row["created_at"], row["suite"], row["passed"],
+            row.created_at, row.suite, row.passed,
             float(overlap) if isinstance(overlap, (int, float)) else None))
     return out
 

@@ -1,7 +1,8 @@
 """Loading a logged or registered model, without SQLAlchemy on the embedded store.
 
 What ``mloop.load_model`` needs (resolve the URI to a run's folder and manifest digest,
-list and download the verified files) is read through :mod:`mloop.store.lite`: plain
+list and download the verified files) is read through :mod:`mloop.store.lite` (by
+:func:`mloop.repositories.model_sources.source` and the tracking lookups): plain
 ``sqlite3`` on a SQLite project, the full Store on PostgreSQL. A fresh process that only
 loads a model so never imports SQLAlchemy or the store's schema. Every safety check
 stays: every byte is verified against its digest, the manifest must be one mloop
@@ -20,35 +21,22 @@ import numpy as np
 
 from mloop.core.hashing import hash_bytes, hash_file
 from mloop.core.ids import short_id
-from mloop.core.uris import ModelURI, RunURI, check_name, parse_uri
-from mloop.errors import InvalidInputError, NotFoundError, UnsafeModelError
+from mloop.core.uris import RunURI, parse_uri
+from mloop.errors import InvalidInputError, ModelNotFoundError, UnsafeModelError
 from mloop.registry import signature as sig
 from mloop.registry.flavors import Flavor, Serializer, get_flavor
 from mloop.registry.safety import check_files
-from mloop.store.lite import lite
+from mloop.repositories.model_sources import parse_model_ref
+from mloop.repositories.model_sources import source as model_source
 from mloop.tracking import lookup as _lookup
 
 if TYPE_CHECKING:
     from mloop.project import Project
 
+__all__ = ["ENGINES", "MANIFEST", "LoadedModel", "ModelNotFoundError", "check_model",
+           "files_digest", "load_model", "manifest_digest", "parse_model_ref", "resolve"]
+
 MANIFEST = "mloop-model.json"
-
-
-class ModelNotFoundError(NotFoundError):
-    code = "model_not_found"
-
-
-def parse_model_ref(ref: str) -> ModelURI | tuple[str, None]:
-    """``models:/churn/1``, ``models:/churn@champion``, ``churn/1``, ``churn@x``, ``churn``."""
-    if ref.startswith("models:/"):
-        parsed = parse_uri(ref)
-        assert isinstance(parsed, ModelURI)
-        return parsed
-    if "@" in ref or "/" in ref:
-        parsed = parse_uri(f"models:/{ref}")
-        assert isinstance(parsed, ModelURI)
-        return parsed
-    return check_name(ref, "model name"), None
 
 
 class LoadedModel:
@@ -112,39 +100,8 @@ def resolve(project: Project, uri: str) -> tuple[str, str, str, str]:
         run_id = _lookup.resolve_run_id(project, parsed.run_id)
         path = parsed.path or "model"
         return run_id, path, manifest_digest(project, run_id, path), f"runs:/{run_id}/{path}"
-    ref = parse_model_ref(uri)
-    name = ref.name if isinstance(ref, ModelURI) else ref[0]
-    with lite(project).read() as q:
-        ids = q.all("SELECT id FROM registered_models WHERE name = :name", {"name": name})
-        if not ids:
-            raise ModelNotFoundError(f"No registered model named {name!r}. See `mloop models "
-                                     "list`, or register one with log_model(..., "
-                                     "registered_name=...).")
-        model_id = ids[0]["id"]
-        version: Any = None
-        if isinstance(ref, ModelURI) and ref.alias is not None:
-            rows = q.all("SELECT version FROM model_aliases WHERE model_id = :m AND "
-                         "alias = :alias", {"m": model_id, "alias": ref.alias})
-            if not rows:
-                raise ModelNotFoundError(f"Model {name!r} has no alias {ref.alias!r}. "
-                                         f"Set one with `mloop models alias {name} "
-                                         f"{ref.alias} VERSION`.")
-            version = rows[0]["version"]
-        elif isinstance(ref, ModelURI):
-            version = ref.version
-        cols = "SELECT version, run_id, artifact_path, manifest FROM model_versions"
-        found = (q.all(f"{cols} WHERE model_id = :m AND version = :v",
-                       {"m": model_id, "v": version}) if version is not None else
-                 q.all(f"{cols} WHERE model_id = :m ORDER BY version DESC LIMIT 1",
-                       {"m": model_id}))
-    if not found:
-        raise ModelNotFoundError(f"Model {name!r} has no such version ({uri}). See "
-                                 f"`mloop models versions {name}`.")
-    row = found[0]
-    source = f"models:/{name}/{row['version']}"
-    if row["run_id"] is None:
-        raise ModelNotFoundError(f"{source} has no source run.")
-    return str(row["run_id"]), str(row["artifact_path"]), str(row["manifest"]), source
+    found = model_source(project, uri)  # the repository's plain-SQL path, without the Backend
+    return found.run_id, found.artifact_path, found.manifest, found.uri
 
 
 ENGINES = ("native", "onnx", "auto")

@@ -13,11 +13,16 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from mloop.project import Project
+    from mloop.repositories.alerts import Alerts
     from mloop.repositories.automation import Automation
     from mloop.repositories.datasets import Datasets, StatCache, StoredRemotes
+    from mloop.repositories.evaluations import Evaluations
     from mloop.repositories.experiments import Experiments
+    from mloop.repositories.feedback import FeedbackLabels
     from mloop.repositories.lineage import LineageEdges
+    from mloop.repositories.models import Models
     from mloop.repositories.pipelines import PipelineRuns
+    from mloop.repositories.precompute import PrecomputeTables
     from mloop.repositories.references import BlobReferences
     from mloop.repositories.runs import Runs
 
@@ -51,6 +56,20 @@ class Backend(Protocol):
 
 
     # ── registry, evaluations, precompute, monitoring ────────────────────────────
+    @property
+    def models(self) -> Models: ...
+
+    @property
+    def evaluations(self) -> Evaluations: ...
+
+    @property
+    def precompute(self) -> PrecomputeTables: ...
+
+    @property
+    def feedback(self) -> FeedbackLabels: ...
+
+    @property
+    def alerts(self) -> Alerts: ...
 
 
     # ── pipelines and automation ─────────────────────────────────────────────────
@@ -112,6 +131,35 @@ class SqlBackend:
 
 
     # ── registry, evaluations, precompute, monitoring ────────────────────────────
+    @cached_property
+    def models(self) -> Models:
+        from mloop.repositories.models import SqlModels
+
+        return SqlModels(self.project)
+
+    @cached_property
+    def evaluations(self) -> Evaluations:
+        from mloop.repositories.evaluations import SqlEvaluations
+
+        return SqlEvaluations(self.project)
+
+    @cached_property
+    def precompute(self) -> PrecomputeTables:
+        from mloop.repositories.precompute import SqlPrecomputeTables
+
+        return SqlPrecomputeTables(self.project)
+
+    @cached_property
+    def feedback(self) -> FeedbackLabels:
+        from mloop.repositories.feedback import SqlFeedbackLabels
+
+        return SqlFeedbackLabels(self.project)
+
+    @cached_property
+    def alerts(self) -> Alerts:
+        from mloop.repositories.alerts import SqlAlerts
+
+        return SqlAlerts(self.project)
 
 
     # ── pipelines and automation ─────────────────────────────────────────────────

@@ -13,14 +13,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mloop.core.clock import now_ms
-from mloop.core.ids import new_id
 from mloop.core.progress import progress
 from mloop.core.uris import check_name
-from mloop.errors import InvalidInputError, NotFoundError, ServiceUnavailableError
+from mloop.errors import InvalidInputError, ServiceUnavailableError
 from mloop.project import Project
+
+if TYPE_CHECKING:
+    from mloop.repositories.precompute import PrecomputeTables
 
 _GROUP = 4  # partitions computed together before their rows are written
 
@@ -94,19 +95,15 @@ def batch_predict(project: Project, model: str, source: str, key: str, *,
     import dask
 
     from mloop.registry.models import get_version, load_model
-    from mloop.store.schema import precompute_batches
 
     start = time.perf_counter()
     version = get_version(project, model)
     table = check_name(table or version.name, "table name")
     loaded = load_model(project, version.uri, allow_pickle=allow_pickle)
     frame = _read(source, key, blocksize)
-    skip = frozenset() if full else frozenset(_scored_keys(project, table, version.uri))
-    batch_id = new_id()
-    with project.store.write() as conn:
-        conn.execute(precompute_batches.insert().values(
-            id=batch_id, table_name=table, model_uri=version.uri, source=str(source),
-            status="running", rows=0, started_at=now_ms()))
+    tables = _tables(project)
+    skip = frozenset() if full else frozenset(tables.scored_keys(table, version.uri))
+    batch_id = tables.start(table, version.uri, str(source)).id
     client = None
     if scheduler is not None:
         try:
@@ -132,48 +129,26 @@ def batch_predict(project: Project, model: str, source: str, key: str, *,
                          for p in parts[i:i + _GROUP]]
                 results = (client.compute(tasks, sync=True) if client is not None
                            else dask.compute(*tasks, scheduler="threads"))
-                written += _store(project, table, version.uri, batch_id, results)
+                written += tables.put(table, version.uri, batch_id, _rows(results))
                 bar.advance(len(tasks))
     finally:
         if client is not None:
             client.close()
-    with project.store.write() as conn:
-        conn.execute(precompute_batches.update().where(precompute_batches.c.id == batch_id)
-                     .values(status="complete", rows=written, finished_at=now_ms()))
+    tables.finish(batch_id, written)
     return BatchResult(batch_id, table, version.uri, written, len(skip),
                        time.perf_counter() - start)
 
 
-def _scored_keys(project: Project, table: str, model_uri: str) -> list[str]:
-    from sqlalchemy import select
+def _tables(project: Project) -> PrecomputeTables:
+    from mloop.repositories import backend
 
-    from mloop.store.schema import precomputed
-
-    with project.store.read() as conn:
-        return list(conn.execute(select(precomputed.c.key).where(
-            precomputed.c.table_name == table, precomputed.c.model_uri == model_uri)).scalars())
+    return backend(project).precompute
 
 
-def _store(project: Project, table: str, model_uri: str, batch_id: str,
-           results: Any) -> int:
-    from mloop.store.schema import precomputed
-
-    now = now_ms()
-    rows = [{"table_name": table, "model_uri": model_uri, "key": k, "batch_id": batch_id,
-             "prediction": p, "created_at": now}
-            for part in results for k, p in zip(part["key"].tolist(),
-                                                part["prediction"].tolist(), strict=True)]
-    if not rows:
-        return 0
-    store = project.store
-    stmt = store.insert(precomputed)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["table_name", "model_uri", "key"],
-        set_={"batch_id": stmt.excluded.batch_id, "prediction": stmt.excluded.prediction,
-              "created_at": stmt.excluded.created_at})
-    with store.write() as conn:
-        conn.execute(stmt, rows)
-    return len(rows)
+def _rows(results: Any) -> list[tuple[str, str]]:
+    """(key, prediction JSON) of every scored partition."""
+    return [(k, p) for part in results
+            for k, p in zip(part["key"].tolist(), part["prediction"].tolist(), strict=True)]
 
 
 def lookup(project: Project, table: str, key: str | int, *, model: str | None = None
@@ -182,25 +157,8 @@ def lookup(project: Project, table: str, key: str | int, *, model: str | None = 
     complete batch of ``table``."""
     import json
 
-    from sqlalchemy import select
-
-    from mloop.store.schema import precompute_batches, precomputed
-
-    with project.store.read() as conn:
-        if model is None:
-            model = conn.execute(
-                select(precompute_batches.c.model_uri)
-                .where(precompute_batches.c.table_name == table,
-                       precompute_batches.c.status == "complete")
-                .order_by(precompute_batches.c.finished_at.desc()).limit(1)).scalar()
-            if model is None:
-                raise NotFoundError(f"No complete batch for table {table!r}; run `mloop batch "
-                                    f"predict MODEL --input FILE --key COLUMN --table {table}`.")
-        row = conn.execute(select(precomputed).where(
-            precomputed.c.table_name == table, precomputed.c.model_uri == model,
-            precomputed.c.key == str(key))).first()
-    if row is None:
-        raise NotFoundError(f"No precomputed prediction for key {key!r} in {table!r} "
-                            f"({model}).")
+    tables = _tables(project)
+    model = model if model is not None else tables.newest_model(table)
+    row = tables.get(table, model, key)
     return {"table": table, "key": row.key, "model": row.model_uri, "batch": row.batch_id,
             "created_at": row.created_at, **json.loads(row.prediction)}
