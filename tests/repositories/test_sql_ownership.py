@@ -29,19 +29,6 @@ INFRASTRUCTURE = {
     "pipelines/zygote.py": "imports the store's modules once in the warm step process",
 }
 
-# Modules whose statements are still to move into the repository layer (issue 15). A
-# module leaves this list when it is clean; the test fails while a clean one is listed.
-PENDING = {
-    # tracking: none left
-
-    # data and lineage: moved
-
-    # evaluation records
-    "evaluation/core.py",
-
-    # pipelines and automation (all moved)
-}
-
 DRIVERS = ("sqlalchemy", "sqlite3", "psycopg", "mloop.store.schema", "mloop.store.lite",
            "mloop.store.engine")
 SQL = re.compile(r"\b(SELECT\s.+\sFROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|"
@@ -87,16 +74,11 @@ def _modules() -> list[str]:
 
 
 def test_no_sql_outside_the_repository_layer() -> None:
-    allowed = OWN_DATABASE.keys() | INFRASTRUCTURE.keys() | PENDING
+    allowed = OWN_DATABASE.keys() | INFRASTRUCTURE.keys()
     offenders = {rel: found for rel in _modules()
                  if rel not in allowed and (found := problems(SRC / rel))}
     assert not offenders, "\n".join(f"{rel}: {'; '.join(found[:3])}"
                                     for rel, found in offenders.items())
-
-
-def test_pending_modules_still_hold_sql() -> None:
-    clean = sorted(rel for rel in PENDING if not problems(SRC / rel))
-    assert not clean, f"no SQL left in {clean}: remove them from PENDING"
 
 
 def test_the_check_sees_sql_and_drivers(tmp_path: Path) -> None:
@@ -109,5 +91,5 @@ def test_the_check_sees_sql_and_drivers(tmp_path: Path) -> None:
 
 
 def test_listed_modules_exist() -> None:
-    for rel in OWN_DATABASE.keys() | INFRASTRUCTURE.keys() | PENDING:
+    for rel in OWN_DATABASE.keys() | INFRASTRUCTURE.keys():
         assert (SRC / rel).is_file(), rel

@@ -372,7 +372,8 @@ def _fold_runs(project: Project, per_fold: list[dict[str, float]]) -> None:
 def record_report(project: Project, report: EvaluationReport) -> None:
     """Store ``report`` with its model (a version, or a runs:/ URI) and the active run."""
     from mloop.registry.models import get_version
-    from mloop.store.schema import evaluations
+    from mloop.repositories import backend
+    from mloop.repositories.evaluations import Evaluation
 
     report.id = new_id()
     model_uri = report.model
@@ -385,11 +386,9 @@ def record_report(project: Project, report: EvaluationReport) -> None:
         model_uri = f"runs:/{source_run}/{path}"
     digest = project.objects.put_bytes(report.to_json().encode())
     run_id = lineage.active_run_id()
-    with project.store.write() as conn:
-        conn.execute(evaluations.insert().values(
-            id=report.id, model_uri=model_uri, run_id=run_id, data=report.data,
-            suite=report.suite, passed=report.passed, report=digest, user=current_user(),
-            created_at=report.created_at))
+    backend(project).evaluations.add(Evaluation(
+        report.id, model_uri, run_id, report.data, report.suite, report.passed, digest,
+        current_user(), report.created_at))
     if run_id is not None:
         from mloop.tracking import artifacts
 
@@ -399,32 +398,20 @@ def record_report(project: Project, report: EvaluationReport) -> None:
 
 def latest_evaluation(project: Project, model_uri: str) -> dict[str, Any] | None:
     """The newest recorded evaluation of a model version (decision, suite, when)."""
-    from sqlalchemy import select
+    from mloop.repositories import backend
 
-    from mloop.store.schema import evaluations
-
-    with project.store.read() as conn:
-        row = conn.execute(select(evaluations).where(evaluations.c.model_uri == model_uri)
-                           .order_by(evaluations.c.created_at.desc()).limit(1)).first()
-    if row is None:
-        return None
-    return {"id": row.id, "passed": bool(row.passed), "suite": row.suite, "data": row.data,
-            "user": row.user, "created_at": row.created_at, "report": row.report}
+    found = backend(project).evaluations.latest(model_uri)
+    return found.summary() if found is not None else None
 
 
 def recorded_evaluations(project: Project, model_uris: list[str], *,
                          limit: int = 50) -> list[dict[str, Any]]:
     """The recorded evaluations of any of ``model_uris`` (a version's ``models:/`` URI and
     the ``runs:/`` URI it was logged at), newest first, as :func:`latest_evaluation` rows."""
-    from sqlalchemy import select
+    from mloop.repositories import backend
 
-    from mloop.store.schema import evaluations
-
-    with project.store.read() as conn:
-        rows = conn.execute(select(evaluations).where(evaluations.c.model_uri.in_(model_uris))
-                            .order_by(evaluations.c.created_at.desc()).limit(limit)).all()
-    return [{"id": r.id, "passed": bool(r.passed), "suite": r.suite, "data": r.data,
-             "user": r.user, "created_at": r.created_at, "report": r.report} for r in rows]
+    return [e.summary() for e in backend(project).evaluations.of_models(model_uris,
+                                                                          limit=limit)]
 
 
 def load_report(project: Project, digest: str) -> dict[str, Any]:
