@@ -212,6 +212,7 @@ def _training_pipeline(project: Project, data_ref: str, echo: Callable[[str], No
     """Write the training pipeline into the project, run it, run it again: all cached."""
     from mloop.pipelines.engine import run_pipeline
     from mloop.pipelines.registry import find_pipeline
+    from mloop.repositories.pipelines import PipelineStatus
 
     path = project.root / "pipelines.py"
     if not path.exists():
@@ -223,7 +224,7 @@ def _training_pipeline(project: Project, data_ref: str, echo: Callable[[str], No
         states = ", ".join(f"{n} {s.status}" for n, s in run.steps.items())
         seconds = ((run.finished_at or run.started_at) - run.started_at) / 1000
         echo(f"  {attempt}: {run.status} in {seconds:.1f} s ({states})")
-        if run.status != "succeeded":
+        if run.status != PipelineStatus.SUCCEEDED:
             echo(f"  {run.error}")
             return
     result.pipeline_run_id = run.id
