@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -67,6 +66,8 @@ class ClaimStatus(StrEnum):
 
 def holder() -> str:
     """``host:pid`` of this process: who holds a lease."""
+    import socket  # only when a lease is taken: not on `mloop --help`
+
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -199,6 +200,8 @@ def _insert(conn: Any, d: Decision) -> None:
 
 def _alive(who: str) -> bool:
     host, _, pid = who.rpartition(":")
+    import socket
+
     if host != socket.gethostname() or not pid.isdigit():
         return True  # another machine: only the lease's expiry can tell
     try:
