@@ -37,8 +37,10 @@ def test_logging_until_the_disk_is_full_ends_in_one_error_and_a_failed_run(tmp_p
     root = tmp_path / "proj"
     mloop.init(root)
     uri = f"sqlite:///{tiny_disk / 'mloop.db'}"
+    # batches of 500 points: the first one surely fits in the 1 MiB beside the schema (at
+    # 2000, a loaded machine that filled the first batch before any flush wrote nothing)
     env = dict(os.environ, MLOOP_PROJECT=str(root), MLOOP_STORE_URI=uri,
-               MLOOP_FLUSH_BATCH_SIZE="2000")
+               MLOOP_FLUSH_BATCH_SIZE="500")
     script = textwrap.dedent("""
         import mloop
         with mloop.start_run(experiment="full") as run:
