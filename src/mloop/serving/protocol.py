@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from mloop.core.redact import redact
+from mloop.errors import InvalidInputError
 from mloop.registry.signature import Signature
 
 V2_DTYPES = {
@@ -58,18 +60,25 @@ class Rows:
         return pd.DataFrame(self.values, columns=list(self.names))
 
 
-class PayloadError(ValueError):
+class PayloadError(InvalidInputError, ValueError):
     """A request the caller got wrong; ``field`` is where.
 
-    ``status`` is 400 when the body is not in the protocol's form, 422 when it is but a
-    value does not fit (a string in an FP64 tensor, 1000 in an INT8 one).
+    ``status`` (its ``http_status``) is 400 when the body is not in the protocol's form,
+    422 when it is but a value does not fit (a string in an FP64 tensor, 1000 in an INT8
+    one). Still a ``ValueError``, as it was before it joined the error tree.
     """
+
+    code = "invalid_payload"
 
     def __init__(self, field: str, message: str, status: int = 400) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
-        self.message = message
-        self.status = status
+        self.message = redact(message)  # the body's "error"; str() keeps the field first
+        self.http_status = status
+
+    @property
+    def status(self) -> int:
+        return self.http_status
 
 
 def v2_datatype(arr: np.ndarray) -> str:
