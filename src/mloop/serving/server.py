@@ -41,8 +41,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     # declared body over --max-body-mb gets 413 there
     app.add_middleware(Guard, security=config.security, max_body=config.max_body_bytes)
     errors.install(app)
-    for router in routes.ROUTERS:
-        app.include_router(router)
+    routes.add_routes(app)
     return app
 
 

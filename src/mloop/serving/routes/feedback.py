@@ -16,7 +16,7 @@ router = APIRouter()
 
 
 @router.post("/api/v1/feedback", openapi_extra=openapi_body("feedback"))
-async def feedback(request: Request) -> Response:
+async def feedback(request: Request) -> Any:
     state = state_of(request)
     return await store(state, await body_of(request, state.config.max_body_bytes))
 

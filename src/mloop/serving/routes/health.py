@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
 
 from mloop.errors import ServiceUnavailableError
 from mloop.serving.routes.common import json_response
@@ -13,12 +14,12 @@ router = APIRouter()
 
 
 @router.get("/v2/health/live")
-async def live() -> Response:
+async def live() -> Any:
     return json_response({"live": True})
 
 
 @router.get("/v2/health/ready")
-async def ready(request: Request) -> Response:
+async def ready(request: Request) -> Any:
     if not state_of(request).ready:  # loading its models, or draining before it stops
         return json_response({"ready": False},
                              status_code=ServiceUnavailableError.http_status)

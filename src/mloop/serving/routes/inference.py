@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
 
 from mloop.core.ids import new_id
 from mloop.registry.signature import enforce, refuse_missing_values
@@ -61,7 +60,7 @@ async def run(state: ServingState, served: ServedModel, frame: Any, route: str, 
 
 
 @router.get("/v2")
-async def server_metadata(request: Request) -> Response:
+async def server_metadata(request: Request) -> Any:
     from mloop._version import __version__
 
     return json_response({
@@ -73,7 +72,7 @@ async def server_metadata(request: Request) -> Response:
 
 @router.get("/v2/models/{name}")
 @router.get("/v2/models/{name}/versions/{version}")
-async def model_metadata(name: str, request: Request, version: str | None = None) -> Response:
+async def model_metadata(name: str, request: Request, version: str | None = None) -> Any:
     state = state_of(request)
     if version is None:
         meta = state.model_of(name, None).metadata()
@@ -84,7 +83,7 @@ async def model_metadata(name: str, request: Request, version: str | None = None
 
 @router.get("/v2/models/{name}/ready")
 @router.get("/v2/models/{name}/versions/{version}/ready")
-async def model_ready(name: str, request: Request, version: str | None = None) -> Response:
+async def model_ready(name: str, request: Request, version: str | None = None) -> Any:
     state = state_of(request)
     state.model_of(name, version)
     return json_response({"name": name, "ready": state.ready})
@@ -92,7 +91,7 @@ async def model_ready(name: str, request: Request, version: str | None = None) -
 
 @router.post("/v2/models/{name}/infer", openapi_extra=openapi_body("infer"))
 @router.post("/v2/models/{name}/versions/{version}/infer", openapi_extra=openapi_body("infer"))
-async def infer(name: str, request: Request, version: str | None = None) -> Response:
+async def infer(name: str, request: Request, version: str | None = None) -> Any:
     state = state_of(request)
     served = state.model_of(name, version)
     frame, wanted, req_id = v2_frame(await body_of(request, state.config.max_body_bytes),
@@ -112,7 +111,7 @@ async def infer(name: str, request: Request, version: str | None = None) -> Resp
 
 
 @router.post("/predict", openapi_extra=openapi_body("predict"))
-async def predict(request: Request, model: str | None = None) -> Response:
+async def predict(request: Request, model: str | None = None) -> Any:
     state = state_of(request)
     served = state.only_model(model)
     frame = records_frame(await body_of(request, state.config.max_body_bytes))
@@ -126,7 +125,7 @@ async def predict(request: Request, model: str | None = None) -> Response:
 
 
 @router.post("/invocations", openapi_extra=openapi_body("invocations"))
-async def invocations(request: Request, model: str | None = None) -> Response:
+async def invocations(request: Request, model: str | None = None) -> Any:
     state = state_of(request)
     served = state.only_model(model)
     frame = mlflow_frame(await body_of(request, state.config.max_body_bytes),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
-from fastapi.responses import PlainTextResponse, Response
+from fastapi.responses import PlainTextResponse
 
 from mloop.serving.state import state_of
 
@@ -11,7 +13,7 @@ router = APIRouter()
 
 
 @router.get("/metrics")
-async def prometheus(request: Request) -> Response:
+async def prometheus(request: Request) -> Any:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     return PlainTextResponse(generate_latest(state_of(request).metrics.registry),

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
 
 from mloop.serving.routes.common import json_response
 from mloop.serving.state import state_of
@@ -14,7 +14,7 @@ router = APIRouter()
 
 
 @router.get("/api/v1/precomputed/{table}/{key}")
-async def precomputed(table: str, key: str, request: Request) -> Response:
+async def precomputed(table: str, key: str, request: Request) -> Any:
     from mloop.serving.precompute import lookup
 
     project = state_of(request).project
