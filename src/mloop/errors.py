@@ -19,7 +19,10 @@ The tree::
     ├── ConfigError                    400 / exit 2   bad setting, config or YAML file
     ├── ProjectNotFoundError           404 / exit 2   no .mloop/ here or above
     ├── InvalidInputError              422 / exit 2   a value that does not fit
+    │   ├── MalformedRequestError      400            a request not in its protocol's form
     │   ├── PayloadTooLargeError       413            a request body over the server's limit
+    │   ├── UnsupportedMediaTypeError  415            a body that is not declared JSON
+    │   ├── MisdirectedRequestError    421            a Host this server does not answer to
     │   ├── InvalidURIError
     │   ├── InvalidMetricError
     │   ├── UnsafePathError                           a path that would escape its root
@@ -44,6 +47,7 @@ The tree::
     │   ├── OverloadedError                           a served model's request queue is full
     │   └── DiskFullError              507            no space left where mloop writes
     ├── ModelFailedError               500 / exit 70  a served model raised on a request
+    ├── JobFailedError                 500 / exit 70  a queued prediction job failed for good
     └── InternalError                  500 / exit 70  an unexpected failure, wrapped
 """
 
@@ -115,10 +119,29 @@ class InvalidInputError(MloopError):
     http_status, exit_code, code = 422, 2, "invalid_input"
 
 
+class MalformedRequestError(InvalidInputError):
+    """A request that is not in its protocol's form: a body that does not parse, a header
+    missing (HTTP 400)."""
+
+    http_status, code = 400, "malformed_request"
+
+
 class PayloadTooLargeError(InvalidInputError):
     """A request body over the server's limit (HTTP 413)."""
 
     http_status, code = 413, "too_large"
+
+
+class UnsupportedMediaTypeError(InvalidInputError):
+    """A request body not declared as the JSON the server reads (HTTP 415)."""
+
+    http_status, code = 415, "unsupported_media_type"
+
+
+class MisdirectedRequestError(InvalidInputError):
+    """A request naming a host this server does not answer to (HTTP 421)."""
+
+    http_status, code = 421, "misdirected_request"
 
 
 class InvalidURIError(InvalidInputError):
@@ -250,6 +273,13 @@ class ModelFailedError(MloopError):
         self.error = error
 
 
+class JobFailedError(MloopError, RuntimeError):
+    """A queued prediction job ended in the dead-letter list (still a ``RuntimeError``, as
+    it was before it joined the tree)."""
+
+    code = "job_failed"
+
+
 class InternalError(MloopError):
     """An unexpected failure: a bug in mloop or a library, reported in one line."""
 
@@ -288,6 +318,9 @@ __all__ = [
     "InvalidInputError",
     "InvalidMetricError",
     "InvalidURIError",
+    "JobFailedError",
+    "MalformedRequestError",
+    "MisdirectedRequestError",
     "MloopError",
     "ModelFailedError",
     "NotFoundError",
@@ -306,4 +339,5 @@ __all__ = [
     "UnsafeModelError",
     "UnsafePathError",
     "UnsafeValueError",
+    "UnsupportedMediaTypeError",
 ]

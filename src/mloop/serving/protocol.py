@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mloop.core.redact import redact
-from mloop.errors import InvalidInputError
+from mloop.errors import MalformedRequestError
 from mloop.registry.signature import Signature
 
 V2_DTYPES = {
@@ -60,7 +59,7 @@ class Rows:
         return pd.DataFrame(self.values, columns=list(self.names))
 
 
-class PayloadError(InvalidInputError, ValueError):
+class PayloadError(MalformedRequestError, ValueError):
     """A request the caller got wrong; ``field`` is where.
 
     ``status`` (its ``http_status``) is 400 when the body is not in the protocol's form,
@@ -72,8 +71,11 @@ class PayloadError(InvalidInputError, ValueError):
 
     def __init__(self, field: str, message: str, status: int = 400) -> None:
         super().__init__(f"{field}: {message}")
+        # the caller's own payload quoted back to them, unredacted as it always was:
+        # redaction would also mask the words after a field named like a secret ("token: …")
+        self.args = (f"{field}: {message}",)
         self.field = field
-        self.message = redact(message)  # the body's "error"; str() keeps the field first
+        self.message = message  # the body's "error"; str() has the field first
         self.http_status = status
 
     @property
