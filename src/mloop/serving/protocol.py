@@ -70,10 +70,10 @@ class PayloadError(MalformedRequestError, ValueError):
     code = "invalid_payload"
 
     def __init__(self, field: str, message: str, status: int = 400) -> None:
-        super().__init__(f"{field}: {message}")
-        # the caller's own payload quoted back to them, unredacted as it always was:
-        # redaction would also mask the words after a field named like a secret ("token: …")
-        self.args = (f"{field}: {message}",)
+        # the caller's own payload quoted back to them, unredacted as it always was (so
+        # not MloopError.__init__): redaction would also mask the words after a field
+        # named like a secret ("token: …"), and cost more than the rest of a 400
+        Exception.__init__(self, f"{field}: {message}")
         self.field = field
         self.message = message  # the body's "error"; str() has the field first
         self.http_status = status

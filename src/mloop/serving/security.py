@@ -188,10 +188,11 @@ class Refusal(InvalidInputError):
 
     def __init__(self, kind: type[MloopError], message: str,
                  headers: dict[str, str] | None = None, *, quiet: bool = False) -> None:
-        super().__init__(message)
         # mloop's own instructions (and token errors, redacted already): unredacted, as
-        # they always were, since redaction would hide "Bearer <token>" in "send ..."
-        self.args, self.message = (message,), message
+        # they always were (so not MloopError.__init__), since redaction would hide
+        # "Bearer <token>" in "send Authorization: Bearer <token>"
+        Exception.__init__(self, message)
+        self.message = message
         self.kind = kind
         self.http_status = kind.http_status
         self.headers = headers or {}
