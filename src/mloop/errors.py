@@ -18,7 +18,11 @@ The tree::
     │   └── StepFailedError                           a pipeline step did not do its job
     ├── ConfigError                    400 / exit 2   bad setting, config or YAML file
     ├── ProjectNotFoundError           404 / exit 2   no .mloop/ here or above
-    ├── InvalidInputError              400 / exit 2
+    ├── InvalidInputError              422 / exit 2   a value that does not fit
+    │   ├── MalformedRequestError      400            a request not in its protocol's form
+    │   ├── PayloadTooLargeError       413            a request body over the server's limit
+    │   ├── UnsupportedMediaTypeError  415            a body that is not declared JSON
+    │   ├── MisdirectedRequestError    421            a Host this server does not answer to
     │   ├── InvalidURIError
     │   ├── InvalidMetricError
     │   ├── UnsafePathError                           a path that would escape its root
@@ -42,7 +46,10 @@ The tree::
     ├── UnsafeModelError               403 / exit 7   loading would run code from a file
     │   └── UnsafeValueError                          a pipeline value not signed by you
     ├── ServiceUnavailableError        503 / exit 69  a database, remote, broker or port
+    │   ├── OverloadedError                           a served model's request queue is full
     │   └── DiskFullError              507            no space left where mloop writes
+    ├── ModelFailedError               500 / exit 70  a served model raised on a request
+    ├── JobFailedError                 500 / exit 70  a queued prediction job failed for good
     └── InternalError                  500 / exit 70  an unexpected failure, wrapped
 """
 
@@ -113,9 +120,38 @@ class DatasetNotFoundError(NotFoundError):
 
 
 class InvalidInputError(MloopError):
-    """The caller passed a value mloop cannot accept."""
+    """The caller passed a value mloop cannot accept.
 
-    http_status, exit_code, code = 400, 2, "invalid_input"
+    HTTP 422: the request was read, a value in it does not fit (a body that is not JSON or
+    not in the protocol's form is 400, see ``mloop.serving.protocol.PayloadError``).
+    """
+
+    http_status, exit_code, code = 422, 2, "invalid_input"
+
+
+class MalformedRequestError(InvalidInputError):
+    """A request that is not in its protocol's form: a body that does not parse, a header
+    missing (HTTP 400)."""
+
+    http_status, code = 400, "malformed_request"
+
+
+class PayloadTooLargeError(InvalidInputError):
+    """A request body over the server's limit (HTTP 413)."""
+
+    http_status, code = 413, "too_large"
+
+
+class UnsupportedMediaTypeError(InvalidInputError):
+    """A request body not declared as the JSON the server reads (HTTP 415)."""
+
+    http_status, code = 415, "unsupported_media_type"
+
+
+class MisdirectedRequestError(InvalidInputError):
+    """A request naming a host this server does not answer to (HTTP 421)."""
+
+    http_status, code = 421, "misdirected_request"
 
 
 class InvalidURIError(InvalidInputError):
@@ -224,10 +260,34 @@ class ServiceUnavailableError(MloopError):
     http_status, exit_code, code = 503, 69, "unavailable"
 
 
+class OverloadedError(ServiceUnavailableError):
+    """A served model's request queue is full: try again shortly (HTTP 503)."""
+
+    code = "overloaded"
+
+
 class DiskFullError(ServiceUnavailableError):
     """No space is left on the device mloop writes to."""
 
     http_status, code = 507, "disk_full"
+
+
+class ModelFailedError(MloopError):
+    """A served model raised on one request's own rows (predicted alone); ``error`` is what
+    it raised."""
+
+    code = "model_failed"
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.error = error
+
+
+class JobFailedError(MloopError, RuntimeError):
+    """A queued prediction job ended in the dead-letter list (still a ``RuntimeError``, as
+    it was before it joined the tree)."""
+
+    code = "job_failed"
 
 
 class InternalError(MloopError):
@@ -268,10 +328,16 @@ __all__ = [
     "InvalidInputError",
     "InvalidMetricError",
     "InvalidURIError",
+    "JobFailedError",
+    "MalformedRequestError",
+    "MisdirectedRequestError",
     "MloopError",
+    "ModelFailedError",
     "NotFoundError",
     "ObjectNotFoundError",
+    "OverloadedError",
     "ParamConflictError",
+    "PayloadTooLargeError",
     "ProjectNotFoundError",
     "RunNotFoundError",
     "RunStateError",
@@ -283,4 +349,5 @@ __all__ = [
     "UnsafeModelError",
     "UnsafePathError",
     "UnsafeValueError",
+    "UnsupportedMediaTypeError",
 ]

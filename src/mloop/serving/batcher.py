@@ -23,17 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from mloop.errors import ModelFailedError, OverloadedError
 
-class Overloaded(RuntimeError):
-    """The request queue is full."""
-
-
-class ModelFailed(RuntimeError):
-    """The model raised on this request's own rows (predicted alone)."""
-
-    def __init__(self, error: BaseException) -> None:
-        super().__init__(f"{type(error).__name__}: {error}")
-        self.error = error
+# the names this module has always raised, now classes of the one error tree
+Overloaded = OverloadedError
+ModelFailed = ModelFailedError
 
 
 @dataclass

@@ -26,7 +26,13 @@ from typing import Any, Protocol
 
 from mloop.core.ids import new_id
 from mloop.core.redact import redact
-from mloop.errors import ConfigError, InvalidInputError, NotFoundError, ServiceUnavailableError
+from mloop.errors import (
+    ConfigError,
+    InvalidInputError,
+    JobFailedError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
 
 RESULT_TTL_S = 24 * 3600
 
@@ -62,8 +68,8 @@ class JobHandle(str):
         return (JobHandle, (str(self), self.broker))
 
 
-class JobFailed(RuntimeError):
-    """The job ended in the dead-letter list."""
+# the job ended in the dead-letter list (the name this module has always raised)
+JobFailed = JobFailedError
 
 
 class Broker(Protocol):

@@ -34,6 +34,14 @@ from typing import Any
 
 from mloop.core.redact import get_logger
 from mloop.core.tokens import ForbiddenError, TokenError, TokenFile, authorize
+from mloop.errors import (
+    InvalidInputError,
+    MalformedRequestError,
+    MisdirectedRequestError,
+    MloopError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -172,16 +180,27 @@ def bearer(headers: dict[str, str]) -> str | None:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-class Refusal(Exception):
-    """A failed check: the status, the message and headers to answer with."""
+class Refusal(InvalidInputError):
+    """A failed check, answered with the HTTP status of ``kind`` (a class of the error
+    tree), the message and ``headers``."""
 
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None,
-                 *, quiet: bool = False) -> None:
-        super().__init__(message)
-        self.status = status
+    code = "refused"
+
+    def __init__(self, kind: type[MloopError], message: str,
+                 headers: dict[str, str] | None = None, *, quiet: bool = False) -> None:
+        # mloop's own instructions (and token errors, redacted already): unredacted, as
+        # they always were (so not MloopError.__init__), since redaction would hide
+        # "Bearer <token>" in "send Authorization: Bearer <token>"
+        Exception.__init__(self, message)
         self.message = message
+        self.kind = kind
+        self.http_status = kind.http_status
         self.headers = headers or {}
         self.quiet = quiet  # a plain client mistake, not worth a log line
+
+    @property
+    def status(self) -> int:
+        return self.http_status
 
 
 class Guard:
@@ -209,7 +228,7 @@ class Guard:
             # a body over the limit is read to its end (and dropped), so the client sees
             # the answer rather than a reset in the middle of its upload
             await _answer(receive, send, refusal,
-                          None if refusal.status == 413 else self.max_body)
+                          None if refusal.kind is PayloadTooLargeError else self.max_body)
             return
         await self.app(scope, receive, send)
 
@@ -219,8 +238,9 @@ class Guard:
         for key, value in scope.get("headers") or ():
             if key.lower() == b"content-length":
                 if value.isdigit() and int(value) > self.max_body:
-                    raise Refusal(413, f"The body is larger than {self.max_body} bytes (set "
-                                       "--max-body-mb).", {"connection": "close"}, quiet=True)
+                    raise Refusal(PayloadTooLargeError, f"The body is larger than "
+                                  f"{self.max_body} bytes (set --max-body-mb).",
+                                  {"connection": "close"}, quiet=True)
                 return
 
     def check(self, scope: Scope) -> None:
@@ -237,18 +257,20 @@ class Guard:
         if method in ("POST", "PUT", "PATCH"):
             problem = content_type_problem(headers, path)
             if problem is not None:
-                raise Refusal(415, problem[0].upper() + problem[1:] + ".",
+                raise Refusal(UnsupportedMediaTypeError,
+                              problem[0].upper() + problem[1:] + ".",
                               {"accept": "application/json"}, quiet=True)
 
     def _host(self, headers: dict[str, str]) -> None:
         header = headers.get("host")
         name = host_name(header) if header is not None else None
         if name is None:
-            raise Refusal(400, "The request needs a Host header naming this server.")
+            raise Refusal(MalformedRequestError,
+                          "The request needs a Host header naming this server.")
         if not host_allowed(name, self.hosts):
-            raise Refusal(421, f"This server does not answer to the host {name[:100]!r}; "
-                               "if it should, start it with --allowed-host "
-                               f"{name[:100]}.")
+            raise Refusal(MisdirectedRequestError,
+                          f"This server does not answer to the host {name[:100]!r}; "
+                          f"if it should, start it with --allowed-host {name[:100]}.")
 
     def _origin(self, headers: dict[str, str]) -> None:
         origin = headers.get("origin")
@@ -259,18 +281,18 @@ class Guard:
         except ValueError:
             host = None
         if host is None or not host_allowed(host.rstrip("."), self.hosts):
-            raise Refusal(403, "Requests from web pages of other sites are refused (the "
-                               "Origin header names a host this server does not answer "
-                               "to).")
+            raise Refusal(ForbiddenError, "Requests from web pages of other sites are "
+                                          "refused (the Origin header names a host this "
+                                          "server does not answer to).")
 
     def _token(self, headers: dict[str, str], need: str, scope: Scope) -> None:
         assert self.tokens is not None
         realm = 'Bearer realm="mloop"'
         token = bearer(headers)
         if not token:
-            raise Refusal(401, f"This needs a token with the role {need!r} or above: send "
-                               "Authorization: Bearer <token> (mloop clients read "
-                               "MLOOP_TOKEN or `mloop token login`).",
+            raise Refusal(TokenError, f"This needs a token with the role {need!r} or above: "
+                                      "send Authorization: Bearer <token> (mloop clients "
+                                      "read MLOOP_TOKEN or `mloop token login`).",
                           {"www-authenticate": realm})
         try:
             record = self.tokens.verify(token)
@@ -279,11 +301,11 @@ class Guard:
             if self.tokens.problem:
                 log.error("the token file is unusable, so every token is refused: %s",
                           self.tokens.problem)
-            raise Refusal(401, exc.message, {"www-authenticate": f'{realm}, error='
-                                             '"invalid_token"'}) from None
+            raise Refusal(TokenError, exc.message, {"www-authenticate": f'{realm}, error='
+                                                    '"invalid_token"'}) from None
         except ForbiddenError as exc:
-            raise Refusal(403, exc.message, {"www-authenticate": f'{realm}, error='
-                                             f'"insufficient_scope", scope="{need}"'}
+            raise Refusal(ForbiddenError, exc.message, {
+                "www-authenticate": f'{realm}, error="insufficient_scope", scope="{need}"'}
                           ) from None
         scope.setdefault("state", {})["token_id"] = record.id
 
