@@ -72,6 +72,16 @@ class MloopError(Exception):
         super().__init__(message)
         self.message = message
 
+    @classmethod
+    def of_redacted_parts(cls, message: str) -> MloopError:
+        """An error of this class whose message the caller assembled from parts it redacted
+        one by one (the user's values, keys and paths). Redacting the whole again would mask
+        mloop's own words after a key named like a secret: "jwt: unknown key"."""
+        error = cls.__new__(cls)
+        Exception.__init__(error, message)
+        error.message = message
+        return error
+
     def to_dict(self) -> dict[str, str]:
         """The JSON body the server answers with: ``{"code": ..., "message": ...}``."""
         return {"code": self.code, "message": self.message}

@@ -222,3 +222,16 @@ def test_the_schemas_refuse_unknown_keys_at_every_level():
             assert inner.model_config.get("extra") == "forbid", inner
             assert inner.model_config.get("strict") is True, inner
 
+
+
+def test_a_key_named_like_a_secret_is_named_and_a_secret_value_is_hidden():
+    """Each quoted part is redacted alone: mloop's words after a key called "jwt" stay,
+    a credential given as a value is masked."""
+    from mloop.monitoring.rules import parse_config
+
+    with pytest.raises(ConfigError) as err:
+        parse_config({"jwt": 1, "alpha": 0.1})
+    assert err.value.message.startswith("monitoring.yaml: jwt: unknown key; known keys:")
+    with pytest.raises(ConfigError) as err:
+        parse_config({"alpha": "postgresql://u:hunter2@h/db"})
+    assert "hunter2" not in err.value.message and "u:***@h" in err.value.message

@@ -31,6 +31,7 @@ from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 from pydantic_core import PydanticUndefined
 
+from mloop.core.redact import redact
 from mloop.errors import ConfigError, InvalidInputError
 
 MAX_REPORTED = 10  # problems listed in one error; the rest are counted
@@ -98,7 +99,9 @@ def validate(model: type[M], data: Any, *, source: str | Path, at: Loc = ()) -> 
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(describe_errors(exc, model, source=source, at=at)) from None
+        # each part quoted from the file is redacted by describe_errors
+        raise ConfigError.of_redacted_parts(
+            describe_errors(exc, model, source=source, at=at)) from None
 
 
 def config_error(source: str | Path, at: Loc, problem: str) -> ConfigError:
@@ -161,21 +164,23 @@ def describe_errors(exc: ValidationError, model: type[BaseModel], *, source: str
                     f"the key {walk.key!r} is required ({walk.type_text or 'a value'}); add it")
         elif kind.endswith(("_type", "_parsing")) or kind == "int_from_float":
             # a union reports each member: 'a string or a list of strings'
-            wanted, _ = expected.setdefault(at + walk.path, ([], _shown(error.get("input"))))
+            wanted, _ = expected.setdefault(at + walk.path,
+                                            ([], redact(_shown(error.get("input")))))
             name = walk.type_text or _pydantic_noun(error["msg"])
             if name not in wanted:
                 wanted.append(name)
             problems.setdefault(at + walk.path, [])
         else:
             texts = problems.setdefault(at + walk.path, [])
-            if (text := _problem(walk, error)) not in texts:
+            if (text := redact(_problem(walk, error))) not in texts:
                 texts.append(text)
+    source = redact(str(source))
     lines = []
     for loc, texts in problems.items():
         if loc in expected:
             wanted, got = expected[loc]
             texts = [f"expected {' or '.join(wanted)}, got {got}", *texts]
-        where = path_text(loc)
+        where = redact(path_text(loc))  # a key the user wrote, alone: masked if it is a secret
         lines.append(f"{source}: {where}: {'; '.join(texts)}" if where
                      else f"{source}: {'; '.join(texts)}")
     if len(lines) > MAX_REPORTED:
