@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from mloop.cli.render import echo, emit_json, json_option, table
-from mloop.repositories.automation import DecisionOutcome
+from mloop.repositories.automation_states import DecisionOutcome
 
 
 @click.group()

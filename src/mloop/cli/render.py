@@ -18,8 +18,8 @@ from typing import Any
 
 import click
 
+from mloop.core.jsonsafe import json_float
 from mloop.core.printable import printable
-from mloop.tracking.model import json_float
 
 json_option = click.option("--json", "as_json", is_flag=True,
                            help="Print machine-readable JSON instead of a table.")

@@ -26,11 +26,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mloop.core.clock import format_ms, ms_to_datetime
 from mloop.core.ids import new_id
+from mloop.repositories.automation_states import ClaimStatus, DecisionOutcome
 
 if TYPE_CHECKING:
     from mloop.project import Project
@@ -41,27 +41,6 @@ __all__ = ["LEASE_MS", "Automation", "Claim", "ClaimStatus", "Decision", "Decisi
 # How long a lease holds without its process finishing. A process that died on this host
 # is noticed at once (its pid is gone); one on another host only when the lease expires.
 LEASE_MS = 24 * 3_600_000
-
-
-class DecisionOutcome(StrEnum):
-    """What a decision came to (``running`` while its round is under way)."""
-
-    RUNNING = "running"
-    PROMOTED = "promoted"
-    REJECTED = "rejected"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    BLOCKED = "blocked"
-    SKIPPED_COOLDOWN = "skipped_cooldown"
-
-
-class ClaimStatus(StrEnum):
-    """What an attempt to start a pipeline got (see :class:`Claim`)."""
-
-    CLAIMED = "claimed"
-    BUSY = "busy"
-    COOLDOWN = "cooldown"
-    STALE = "stale"
 
 
 def holder() -> str:

@@ -12,7 +12,6 @@ the implementation is :mod:`mloop.repositories.runs_sql`, and the search's SQL i
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +19,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mloop.core.clock import ms_to_datetime
+from mloop.core.jsonsafe import json_float
 from mloop.errors import InvalidInputError, RunNotFoundError
 
 if TYPE_CHECKING:
@@ -218,17 +218,6 @@ class SearchPage:
     rows: list[Any]  # row tuples (the store's own rows: not copied, pages can be large)
     kv: dict[str, list[tuple[Any, ...]]]
     more: bool
-
-
-def json_float(value: float | None) -> float | str | None:
-    """JSON has no NaN or infinity: spell them as strings, keep finite values as numbers."""
-    if value is None:
-        return None
-    if math.isnan(value):
-        return "NaN"
-    if value in (float("inf"), float("-inf")):
-        return "Infinity" if value > 0 else "-Infinity"
-    return value
 
 
 def iso(ms: int | None) -> str | None:
