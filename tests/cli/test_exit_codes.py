@@ -126,14 +126,6 @@ def test_6_schema_too_new(tmp_path):
     _one_error_line(out)
 
 
-def _refuses_pickles() -> bool:
-    """Whether this tree refuses pickle-based model files unasked (issue 13 §1)."""
-    source = "".join(Path(m.__file__).read_text() for m in (
-        importlib.import_module("mloop.registry.models"),
-        importlib.import_module("mloop.registry.flavors")) if m.__file__)
-    return "UnsafeModelError(" in source
-
-
 class Plain:
     """A model only pickle can save (the generic flavor writes it with joblib)."""
 
@@ -142,9 +134,6 @@ class Plain:
 
 
 def test_7_unsafe_model_refused(proj, tmp_path):
-    if not _refuses_pickles():
-        pytest.skip("model loading does not refuse pickles in this tree yet (issue 13 §1)")
-
     root = tmp_path / "p"
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLOOP_ALLOW_PICKLE", raising=False)
