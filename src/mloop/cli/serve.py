@@ -81,7 +81,7 @@ def serve(models: tuple[str, ...], host: str, port: int, workers: int, max_batch
                          log_predictions=not no_log, monitor_every=every,
                          allow_pickle=allow_pickle or None,
                          security=_security(host, allowed_hosts, token_file, protect))
-    from mloop.registry.models import check_model
+    from mloop.registry.loading import check_model
 
     for ref in models:  # refuse a missing or unsafe model before announcing anything
         check_model(project, ref, engine=engine or project.settings.serve_engine,
@@ -127,11 +127,11 @@ def _preflight(project: Any, models: tuple[str, ...], engine: str | None, host: 
     import json
 
     from mloop.errors import InvalidInputError
-    from mloop.registry.models import get_version
+    from mloop.repositories.model_sources import source
 
     chosen = engine or project.settings.serve_engine
     for ref in models:
-        version = get_version(project, ref)  # NotFoundError (exit 3) names what is missing
+        version = source(project, ref)  # NotFoundError (exit 3) names what is missing
         if chosen != "onnx":  # auto serves natively where the twin cannot run
             continue
         has_twin = bool(json.loads(project.objects.get_bytes(version.manifest)).get("onnx"))
