@@ -43,6 +43,13 @@ def _dead_owner() -> Owner:
     return Owner(me.host, me.pid, me.start.rpartition(":")[0] + ":1")
 
 
+def test_newest_id_is_the_run_created_last(project: Project) -> None:
+    assert _runs(project).newest_id() is None
+    _created(project)
+    last = _created(project)
+    assert _runs(project).newest_id() == last
+
+
 def test_create_then_get_round_trips(project: Project) -> None:
     env = {"id": "e1", "python": "3.12", "platform": "linux", "packages": "a==1\nb==2\n",
            "created_at": now_ms()}

@@ -26,7 +26,6 @@ OWN_DATABASE = {
 # Modules that open or warm the store without running statements of their own.
 INFRASTRUCTURE = {
     "project.py": "the context object: opens the Store on first use",
-    "pipelines/zygote.py": "imports the store's modules once in the warm step process",
 }
 
 DRIVERS = ("sqlalchemy", "sqlite3", "psycopg", "mloop.store.schema", "mloop.store.lite",

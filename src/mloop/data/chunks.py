@@ -207,7 +207,8 @@ def _blocks(path: Path, take: Callable[[], bytearray] = _new_buffer,
     end, is carried over to the next block instead (the last block's is final).
     ``take``: the buffer to read the next block into. A thread reads the next block
     while this one is cut (reading waits on the disk, cutting on the CPU: overlapped,
-    a cold gigabyte costs the longer of the two instead of their sum).
+    a cold gigabyte costs the longer of the two instead of their sum); the first block
+    is read here, so a file of one block (most files of a folder) starts no thread.
     """
     cutters = (_cutter(), _cutter())  # one per thread: a FastCDC object is not shared
     carry = b""
@@ -215,9 +216,8 @@ def _blocks(path: Path, take: Callable[[], bytearray] = _new_buffer,
     with open(path, "rb", buffering=0) as f, ThreadPoolExecutor(max_workers=1) as reader, \
             ThreadPoolExecutor(max_workers=1) as helper:
         buf = take()
-        pending: Future[int] = reader.submit(_read_fresh, f, buf)
+        fresh = _read_fresh(f, buf)
         while True:
-            fresh = pending.result()
             eof = fresh < BLOCK
             if not eof:
                 following = take()
@@ -238,7 +238,7 @@ def _blocks(path: Path, take: Callable[[], bytearray] = _new_buffer,
             base += len(block) - len(carry)
             if eof:  # the last block's chunks are final: nothing is carried
                 return
-            buf = following
+            buf, fresh = following, pending.result()
 
 
 SPLIT_MIN = 2 << 20  # blocks from this size on are cut by two threads, one per half

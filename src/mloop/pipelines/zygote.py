@@ -103,13 +103,10 @@ def _warm_statements(project: Project) -> None:
     """Read the newest run as a step resuming its run does: SQLAlchemy compiles those
     statements here once (its cache lives on the engine the children share), not in
     every step. A project without runs has nothing to read."""
-    from sqlalchemy import select
-
-    from mloop.store.schema import runs
+    from mloop.repositories import backend
     from mloop.tracking import records
 
-    with project.store.read() as conn:
-        newest = conn.execute(select(runs.c.id).order_by(runs.c.id.desc()).limit(1)).scalar()
+    newest = backend(project).runs.newest_id()
     if newest is not None:
         records.get_run(project, newest)
 

@@ -237,6 +237,10 @@ class Runs(Protocol):
         """A run (by full id) with params, latest metrics, tags and artifacts."""
         ...
 
+    def newest_id(self) -> str | None:
+        """The id of the run created last (ids are time-ordered); None: no run yet."""
+        ...
+
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, int, float | None]]:
         """Every ``(step, timestamp, value)`` point of ``key``, by step then time."""
         ...

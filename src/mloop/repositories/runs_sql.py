@@ -69,6 +69,11 @@ class SqlRuns:
     def resolve_id(self, run_id: str) -> str:
         return _lite.resolve_run_id(self.project, run_id)
 
+    def newest_id(self) -> str | None:
+        with self.store.read() as conn:
+            newest = conn.execute(select(runs.c.id).order_by(runs.c.id.desc()).limit(1))
+            return newest.scalar()
+
     def get(self, run_id: str) -> Run:
         with self.store.read() as conn:
             row = conn.execute(

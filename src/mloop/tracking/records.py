@@ -15,20 +15,13 @@ from mloop.project import Project
 from mloop.repositories import backend
 from mloop.repositories.runs import Run, resolve_run_id
 
-# The statements that join a caller's transaction keep their names here: pipelines write
-# a step run's params, and end runs, through them.
-from mloop.repositories.runs_sql import (
-    insert_params,
-    owner_values,
-    raise_on_conflict,
-    set_status,
-    write_params,
-    write_tags,
-)
+# The statements that join a caller's transaction, as an active run uses them (ending
+# a run after its last metrics, refusing a param logged twice with two values).
+from mloop.repositories.runs_sql import insert_params, raise_on_conflict, set_status
 
-__all__ = ["check_key", "check_value", "get_run", "insert_params", "owner_values",
-           "raise_on_conflict", "reap_runs", "resolve_run_id", "set_deleted", "set_status",
-           "stringify_params", "stringify_tags", "write_params", "write_tags"]
+__all__ = ["check_key", "check_value", "get_run", "insert_params", "raise_on_conflict",
+           "reap_runs", "resolve_run_id", "set_deleted", "set_status", "stringify_params",
+           "stringify_tags"]
 
 def get_run(project: Project, run_id: str) -> Run:
     """A run with its params, latest metrics, tags and artifact list."""
