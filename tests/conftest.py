@@ -87,7 +87,9 @@ def pg_database() -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-TABLES = ("automation_events", "automation_decisions", "automation_state",
+TABLES = ("deployment_traffic", "deployment_leases", "deployment_events",
+          "deployment_revisions", "deployments", "automation_events", "automation_decisions",
+          "automation_state",
           "pipeline_cache", "pipeline_steps", "pipeline_runs", "alerts", "feedback",
           "precomputed", "precompute_batches", "evaluations",
           "model_events", "model_tags", "model_aliases", "model_versions", "registered_models",

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from mloop.repositories.alerts import Alerts
     from mloop.repositories.automation import Automation
     from mloop.repositories.datasets import Datasets, StatCache, StoredRemotes
+    from mloop.repositories.deployments import Deployments
     from mloop.repositories.evaluations import Evaluations
     from mloop.repositories.experiments import Experiments
     from mloop.repositories.feedback import FeedbackLabels
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from mloop.repositories.precompute import PrecomputeTables
     from mloop.repositories.references import BlobReferences
     from mloop.repositories.runs import Runs
+    from mloop.repositories.traffic import Traffic
 
 
 class Backend(Protocol):
@@ -70,6 +72,14 @@ class Backend(Protocol):
 
     @property
     def alerts(self) -> Alerts: ...
+
+
+    # ── deployments ──────────────────────────────────────────────────────────────
+    @property
+    def deployments(self) -> Deployments: ...
+
+    @property
+    def traffic(self) -> Traffic: ...
 
 
     # ── pipelines and automation ─────────────────────────────────────────────────
@@ -160,6 +170,20 @@ class SqlBackend:
         from mloop.repositories.alerts import SqlAlerts
 
         return SqlAlerts(self.project)
+
+
+    # ── deployments ──────────────────────────────────────────────────────────────
+    @cached_property
+    def deployments(self) -> Deployments:
+        from mloop.repositories.deployments import SqlDeployments
+
+        return SqlDeployments(self.project)
+
+    @cached_property
+    def traffic(self) -> Traffic:
+        from mloop.repositories.traffic import SqlTraffic
+
+        return SqlTraffic(self.project)
 
 
     # ── pipelines and automation ─────────────────────────────────────────────────

@@ -420,3 +420,75 @@ automation_events = Table(
     Column("decision_id", ID, nullable=False),
     Column("created_at", BigInteger, nullable=False),
 )
+
+# -- deployments ----------------------------------------------------------------------
+
+# A named endpoint; ``serial`` counts every change to it (a new revision, a step, a
+# switch), so replicas poll one integer and writers compare-and-set on it.
+deployments = Table(
+    "deployments", metadata,
+    Column("name", String(200), primary_key=True),
+    Column("current_revision", Integer),
+    Column("serial", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# One traffic configuration: arms (JSON: name, model, source, weight, role), strategy,
+# policy (JSON), fallback (JSON) and the runtime state the controller moves (JSON).
+deployment_revisions = Table(
+    "deployment_revisions", metadata,
+    Column("deployment", String(200), ForeignKey("deployments.name"), primary_key=True),
+    Column("revision", Integer, primary_key=True),
+    Column("strategy", String(16), nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("arms", Text, nullable=False),
+    Column("policy", Text, nullable=False),
+    Column("fallback", Text),
+    Column("state", Text, nullable=False),
+    Column("rollback_of", Integer),
+    Column("rollback_target", Text),  # JSON {revision, model}: what a rollback restores
+    Column("created_by", String(200), nullable=False),
+    Column("reason", Text),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# What happened within a revision, who or what did it, why, and the analysis behind it.
+deployment_events = Table(
+    "deployment_events", metadata,
+    Column("id", ID, primary_key=True),
+    Column("deployment", String(200), ForeignKey("deployments.name"), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("initiated_by", String(200), nullable=False),
+    Column("reason", Text),
+    Column("analysis", Text),  # JSON
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_deployment_events_deployment_created_at", "deployment", "created_at"),
+)
+
+# One controller at a time per deployment: whoever holds an unexpired lease.
+deployment_leases = Table(
+    "deployment_leases", metadata,
+    Column("deployment", String(200), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("acquired_at", BigInteger, nullable=False),
+)
+
+# The prediction index of deployment traffic, every replica's: one row per predicted row
+# and arm (a shadow's answer is a row of its own); ``outcome``: ok, error, fallback, shadow.
+deployment_traffic = Table(
+    "deployment_traffic", metadata,
+    Column("request_id", ID, primary_key=True),
+    Column("row", Integer, primary_key=True),
+    Column("arm", String(100), primary_key=True),
+    Column("deployment", String(200), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("model", String(300), nullable=False),
+    Column("outcome", String(12), nullable=False),
+    Column("prediction", Text),  # JSON scalar
+    Column("latency_ms", Double),
+    Column("time_ms", BigInteger, nullable=False),
+    Index("ix_deployment_traffic_deployment_revision", "deployment", "revision", "time_ms"),
+)
