@@ -73,6 +73,17 @@ def _names(value: Any) -> tuple[str, ...]:
     return tuple(str(v).strip() for v in items if str(v).strip())
 
 
+def _targets(*known: str) -> Callable[[Any], tuple[str, ...]]:
+    def parse(value: Any) -> tuple[str, ...]:
+        names = _names(value)
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not one of {', '.join(known)}")
+        return names
+
+    return parse
+
+
 @dataclass(frozen=True)
 class SettingSpec:
     name: str
@@ -143,6 +154,10 @@ SPECS: tuple[SettingSpec, ...] = (
                 "Host header values mloop serve answers to besides 127.0.0.1, localhost, "
                 "::1 and its --host (DNS rebinding protection; * turns it off)",
                 user_only=True),
+    SettingSpec("require_approval", "governance", "require_approval",
+                _targets("deploy"), (),
+                "what needs a model version approved first (`mloop models approve`): "
+                "deploy (putting it into a deployment's traffic)"),
     SettingSpec("webhook_allow_hosts", "webhooks", "allow_hosts", _names, (),
                 "hosts or networks (CIDR) on loopback or private addresses that alert "
                 "webhooks may call; others are refused (server-side request forgery)",

@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
     from mloop.project import Project
 
-__all__ = ["Arm", "DeployEvent", "Deployment", "Deployments", "NewRevision", "Revision",
-           "RevisionStatus", "SqlDeployments", "Strategy"]
+__all__ = ["Arm", "DeployEvent", "Deployment", "Deployments", "Ending", "NewRevision",
+           "Revision", "RevisionStatus", "SqlDeployments", "Strategy"]
 
 
 class Strategy(enum.StrEnum):
@@ -163,6 +163,16 @@ class NewRevision:
 
 
 @dataclass(frozen=True)
+class Ending:
+    """How the live revision a new one replaces ends: its status and its last event."""
+
+    status: RevisionStatus = RevisionStatus.SUPERSEDED
+    kind: str = "superseded"
+    reason: str | None = None
+    analysis: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class DeployEvent:
     id: str
     deployment: str
@@ -199,10 +209,12 @@ class Deployments(Protocol):
         ...
 
     def add_revision(self, name: str, new: NewRevision, *, initiated_by: str,
-                     expected_serial: int | None = None) -> Revision:
+                     expected_serial: int | None = None,
+                     ending: Ending | None = None) -> Revision:
         """Store ``new`` as the next revision and make it current, in one transaction: the
-        previous live revision becomes superseded and a ``created`` event is recorded.
-        With ``expected_serial``, ConflictError when the deployment changed since."""
+        previous live revision ends as ``ending`` says (superseded by default, with an
+        event) and a ``created`` event is recorded. With ``expected_serial``,
+        ConflictError when the deployment changed since."""
         ...
 
     def revision(self, name: str, number: int | None = None) -> Revision:
@@ -333,7 +345,8 @@ class SqlDeployments:
             conn.execute(delete(deployments).where(deployments.c.name == name))
 
     def add_revision(self, name: str, new: NewRevision, *, initiated_by: str,
-                     expected_serial: int | None = None) -> Revision:
+                     expected_serial: int | None = None,
+                     ending: Ending | None = None) -> Revision:
         from sqlalchemy import func, select, update
 
         from mloop.store.schema import deployment_revisions as revs
@@ -344,10 +357,14 @@ class SqlDeployments:
             number = int(conn.execute(select(func.coalesce(func.max(revs.c.revision), 0))
                                       .where(revs.c.deployment == name)).scalar_one()) + 1
             if current is not None:  # a live revision gives way; a finished one stays as is
-                conn.execute(update(revs).where(
+                end = ending or Ending()
+                ended = conn.execute(update(revs).where(
                     revs.c.deployment == name, revs.c.revision == current,
                     revs.c.status.in_([s.value for s in RevisionStatus if s.live]))
-                    .values(status=RevisionStatus.SUPERSEDED.value))
+                    .values(status=end.status.value))
+                if ended.rowcount:
+                    _record(conn, name, current, end.kind, initiated_by=initiated_by,
+                            reason=end.reason, analysis=end.analysis, now=now)
             conn.execute(revs.insert().values(
                 deployment=name, revision=number, strategy=new.strategy.value,
                 status=new.status.value, arms=json.dumps([a.to_dict() for a in new.arms]),
