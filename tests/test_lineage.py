@@ -33,6 +33,40 @@ def test_every_relation_reads_as_a_phrase_both_ways():
     feeds = Edge(f"runs:/{RUN}", "runs:/ffffffffffffffffffffffffffffffff", "feeds", 0)
     assert describe(feeds, upstream=False) == f"runs:/{'f' * 12}  (fed by runs:/{RUN[-12:]})"
     # every relation mloop writes has its own wording
-    written = {"input", "output", "produced", "feeds", "step", "cached", "triggered", "alert"}
+    written = {"input", "output", "produced", "feeds", "step", "cached", "triggered", "alert",
+               "serves"}
     assert written <= set(PHRASES)
     assert describe(Edge("a", "b", "custom", 0), upstream=False) == "b  (custom of a)"
+
+
+def test_a_deployment_reads_downstream_of_the_model_it_serves():
+    serves = Edge("deployments:/churn/2", "models:/churn/4", "serves", 0)
+    # downstream of the model, the far node is the deployment; upstream of it, the model
+    assert describe(serves, upstream=False) == "deployments:/churn/2  (serves models:/churn/4)"
+    assert describe(serves, upstream=True) == "models:/churn/4  (served by deployments:/churn/2)"
+
+
+def test_which_live_traffic_a_dataset_version_reached(sqlite_project):
+    from mloop import lineage, repositories
+    from mloop.repositories.traffic import Outcome, TrafficRow
+
+    project = sqlite_project
+    run = f"runs:/{RUN}"
+    for src, dst, relation in (("data:/train@3", run, "input"),
+                               (run, "models:/churn/4", "produced"),
+                               ("deployments:/live/2", "models:/churn/4", "serves"),
+                               ("deployments:/live/2", "models:/churn/3", "serves")):
+        lineage.add_edge(project, src, dst, relation)
+    rows = [TrafficRow(f"r{i}", 0, "canary" if i < 3 else "stable", "live", 2,
+                       "models:/churn/4" if i < 3 else "models:/churn/3", Outcome.OK, 1, 1.0,
+                       1_000 + i) for i in range(10)]
+    rows.append(TrafficRow("r0", 0, "x", "live", 2, "models:/churn/4", Outcome.SHADOW, 1,
+                           1.0, 5))
+    repositories.backend(project).traffic.record(rows)
+    _, downstream = lineage.trace(project, "data:/train@3", depth=4)
+    assert ("deployments:/live/2", "models:/churn/4") in {(e.src, e.dst) for _, e in downstream}
+    reached = lineage.live_traffic(project, "data:/train@3")
+    assert [(t.deployment, t.revision, t.model, t.rows, t.first_ms, t.last_ms)
+            for t in reached] == [("live", 2, "models:/churn/4", 3, 1_000, 1_002)]
+    # the other model of the revision was not trained on it
+    assert lineage.live_traffic(project, "models:/churn/3")[0].rows == 7

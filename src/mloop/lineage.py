@@ -20,9 +20,10 @@ from mloop.core.ids import short_id
 from mloop.project import Project
 from mloop.repositories import backend
 from mloop.repositories.lineage import Edge
+from mloop.repositories.traffic import Served
 
-__all__ = ["PHRASES", "Edge", "active_run_id", "add_edge", "describe", "neighbours",
-           "set_active_run_provider", "short_uri", "trace"]
+__all__ = ["PHRASES", "Edge", "active_run_id", "add_edge", "describe", "live_traffic",
+           "neighbours", "set_active_run_provider", "short_uri", "trace"]
 
 
 def _no_run() -> str | None:
@@ -68,10 +69,8 @@ def trace(project: Project, uri: str, depth: int = 3) -> tuple[list[tuple[int, E
         for hop in range(1, depth + 1):
             nxt = []
             for node in frontier:
-                into, out_of = neighbours(project, node)
-                for e in into if upstream else out_of:
+                for e, other in _steps(project, node, upstream):
                     out.append((hop, e))
-                    other = e.src if upstream else e.dst
                     if other not in seen:
                         seen.add(other)
                         nxt.append(other)
@@ -81,6 +80,31 @@ def trace(project: Project, uri: str, depth: int = 3) -> tuple[list[tuple[int, E
         return out
 
     return walk(True), walk(False)
+
+
+def live_traffic(project: Project, uri: str, depth: int = 6) -> list[Served]:
+    """The live traffic ``uri`` reached: every model version downstream of it (``uri``
+    itself when it is one) with the deployment revisions that served it and how many
+    rows each answered ("which live traffic did data:/train@3 reach?")."""
+    downstream = [e for _, e in trace(project, uri, depth)[1]]
+    models = {n for e in downstream for n in (e.src, e.dst) if n.startswith("models:/")}
+    if uri.startswith("models:/"):
+        models.add(uri)
+    return backend(project).traffic.served(models)
+
+
+# Relations written against the flow of data: ``deployments:/churn/2 --serves-->
+# models:/churn/4`` is read downstream from the model (data → run → model → deployment).
+AGAINST_FLOW = frozenset({"serves"})
+
+
+def _steps(project: Project, node: str, upstream: bool) -> list[tuple[Edge, str]]:
+    """The edges one step up- or downstream of ``node`` in the flow of data, each with
+    its far end."""
+    into, out_of = neighbours(project, node)
+    steps = [(e, e.src) for e in into if (e.relation in AGAINST_FLOW) != upstream]
+    steps += [(e, e.dst) for e in out_of if (e.relation in AGAINST_FLOW) == upstream]
+    return steps
 
 
 # How each relation reads, for ``src --relation--> dst``: (src's role, dst's role), so an
@@ -94,6 +118,7 @@ PHRASES: dict[str, tuple[str, str]] = {
     "cached": ("reused", "reused by"),
     "triggered": ("triggered", "triggered by"),
     "alert": ("subject of", "alert on"),
+    "serves": ("serves", "served by"),
 }
 
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
@@ -120,6 +145,10 @@ def describe(edge: Edge, upstream: bool) -> str:
     :func:`short_uri`); an unknown relation reads as its name.
     """
     as_src, as_dst = PHRASES.get(edge.relation, (edge.relation, f"{edge.relation} of"))
+    if edge.relation in AGAINST_FLOW:  # the far node is at the other end
+        if upstream:
+            return f"{short_uri(edge.dst)}  ({as_dst} {short_uri(edge.src)})"
+        return f"{short_uri(edge.src)}  ({as_src} {short_uri(edge.dst)})"
     if upstream:
         return f"{short_uri(edge.src)}  ({as_src} {short_uri(edge.dst)})"
     return f"{short_uri(edge.dst)}  ({as_dst} {short_uri(edge.src)})"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from mloop.project import Project
 
-__all__ = ["Outcome", "SqlTraffic", "Traffic", "TrafficColumns", "TrafficRow"]
+__all__ = ["Outcome", "Served", "SqlTraffic", "Traffic", "TrafficColumns", "TrafficRow"]
 
 
 class Outcome(enum.StrEnum):
@@ -59,6 +59,24 @@ class TrafficColumns:
         return len(self.request_id)
 
 
+@dataclass(frozen=True, slots=True)
+class Served:
+    """How much traffic one model version answered in one deployment revision."""
+
+    deployment: str
+    revision: int
+    model: str
+    rows: int  # predicted rows answered (shadow copies excluded)
+    first_ms: int
+    last_ms: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"deployment": self.deployment, "revision": self.revision,
+                "uri": f"deployments:/{self.deployment}/{self.revision}",
+                "model": self.model, "rows": self.rows, "first_ms": self.first_ms,
+                "last_ms": self.last_ms}
+
+
 class Traffic(Protocol):
     """What the rest of mloop may ask of the traffic index."""
 
@@ -74,6 +92,11 @@ class Traffic(Protocol):
 
     def prune(self, before_ms: int) -> int:
         """Delete rows older than ``before_ms``; how many."""
+        ...
+
+    def served(self, models: Iterable[str]) -> list[Served]:
+        """The traffic each of ``models`` (``models:/NAME/V``) answered, by deployment
+        revision (outcome ok; a fallback's rows count for the fallback's model)."""
         ...
 
 
@@ -131,3 +154,20 @@ class SqlTraffic:
             gone = conn.execute(delete(deployment_traffic).where(
                 deployment_traffic.c.time_ms < before_ms))
         return int(gone.rowcount or 0)
+
+    def served(self, models: Iterable[str]) -> list[Served]:
+        from sqlalchemy import func, select
+
+        from mloop.store.schema import deployment_traffic as t
+
+        wanted = sorted(set(models))
+        if not wanted:
+            return []
+        query = (select(t.c.deployment, t.c.revision, t.c.model, func.count(),
+                        func.min(t.c.time_ms), func.max(t.c.time_ms))
+                 .where(t.c.model.in_(wanted), t.c.outcome == Outcome.OK.value)
+                 .group_by(t.c.deployment, t.c.revision, t.c.model)
+                 .order_by(t.c.deployment, t.c.revision, t.c.model))
+        with self.project.store.read() as conn:
+            rows = conn.execute(query).all()
+        return [Served(d, int(r), m, int(n), int(lo), int(hi)) for d, r, m, n, lo, hi in rows]
