@@ -189,3 +189,40 @@ def test_a_file_that_changes_during_the_promotion_fails_it(data, monkeypatch):
                                  "were evaluated on it: they were not measured on the same "
                                  "rows, nothing is compared")
     assert [v.version for v in mloop.list_model_versions("churn", project=data)] == [1]
+
+
+def test_a_promoted_version_rolls_out_by_canary_and_gets_its_alias_when_it_promotes(data):
+    import mloop.deploy as deploy
+
+    old = _champion(data, COLUMNS[:1])
+    deploy.create("churn-live", "models:/churn@champion", project=data)
+    policy = {**POLICY, "alias": "champion",
+              "deploy": {"deployment": "churn-live", "steps": [10, 100], "interval": "5m"}}
+    result = promote(log_model(data), policy, project=data)
+    assert result.decision == "promoted" and result.registered == "models:/churn/2"
+    assert result.alias is None  # not yet: the rollout has to complete
+    assert any("rolls out to deployments:/churn-live/2 by canary" in r for r in result.reasons)
+    # the champion still points at the old version while the canary runs
+    assert mloop.get_model_version("churn@champion", project=data).version == old.version
+    revision = deploy.status("churn-live", project=data).revision
+    assert revision.strategy == "canary" and revision.created_by == "system"
+    assert revision.weights == {"stable": 90.0, "canary": 10.0}
+    assert revision.policy["interval_ms"] == 300_000
+    deploy.promote("churn-live", project=data)
+    assert mloop.get_model_version("churn@champion", project=data).version == 2
+
+
+def test_a_rollout_that_cannot_start_leaves_the_version_registered_out_of_traffic(data):
+    policy = {**POLICY, "deploy": {"deployment": "nowhere"}}
+    result = promote(log_model(data), policy, project=data)
+    assert result.decision == "promoted" and result.registered == "models:/churn/1"
+    assert any("could not start: No deployment named 'nowhere'" in r for r in result.reasons)
+
+
+def test_a_deploy_policy_is_checked_like_every_key():
+    from mloop.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="strategy"):
+        parse_policy({**POLICY, "deploy": {"deployment": "d", "strategy": "yolo"}})
+    with pytest.raises(ConfigError, match="stepz"):
+        parse_policy({**POLICY, "deploy": {"deployment": "d", "stepz": [1]}})

@@ -26,6 +26,12 @@
               accuracy: {min_change: -0.01}
               log_loss: {max_change: 0.0}    # lower is better: new - old <= max_change
           alias: challenger            # what a promoted version gets (or champion)
+          deploy:                      # optional: roll it out instead of moving the alias
+            deployment: churn-live     #   at once; the alias moves when the canary promotes
+            strategy: canary           #   canary | bluegreen | shadow | replace
+            steps: [5, 25, 50, 100]
+            interval: 10m
+            analysis: analysis.yaml    #   default: the default analysis
 
 Paths (schema, suite, data files) are relative to the project root. Cron day-of-week
 numbers mean what they mean in crontab (0 and 7 are Sunday). The file is checked against
@@ -120,6 +126,18 @@ class PromotionPolicy:
     compare_alias: str = "champion"
     metrics: tuple[MetricRule, ...] = ()
     alias: str = "challenger"
+    deploy: DeployRule | None = None
+
+
+@dataclass(frozen=True)
+class DeployRule:
+    """A promoted version's rollout: to ``deployment`` by ``strategy``."""
+
+    deployment: str
+    strategy: str = "canary"
+    steps: tuple[float, ...] | None = None
+    interval_ms: int | None = None
+    analysis: str | None = None  # a YAML file, absolute
 
 
 @dataclass(frozen=True)
@@ -245,6 +263,21 @@ class CompareSpec(Schema):
         "empty: no worse)")
 
 
+class DeploySpec(Schema):
+    deployment: Annotated[Name, _checked_name("deployment name")] = Field(
+        ..., description="the deployment (made by `mloop deploy create`) the promoted "
+        "version is rolled out to")
+    strategy: Literal["canary", "bluegreen", "shadow", "replace"] = Field(
+        "canary", description="how it reaches traffic: canary (steps, analysed), bluegreen "
+        "(warmed beside, switched by hand), shadow (copies only) or replace (at once)")
+    steps: list[float] | None = Field(None, description="canary: percent of traffic per "
+                                      "step, the last 100 (default 5, 25, 50, 100)")
+    interval: Duration | None = Field(None, description="canary: the pause between steps, "
+                                      "analysed at its end (default 10m)")
+    analysis: str | None = Field(None, description="canary: an analysis YAML file (default:"
+                                 " the default analysis; see docs/deployment.md)")
+
+
 class PromotionSpec(Schema):
     model: ModelName = Field(..., description="the registered model the new version joins")
     data: str = Field(..., description="evaluation data: a dataset ref or a CSV/Parquet file")
@@ -253,7 +286,10 @@ class PromotionSpec(Schema):
                               "suite)")
     compare: CompareSpec | None = Field(None, description="the comparison with the current "
                                         "version")
-    alias: Alias = Field("challenger", description="what a promoted version gets")
+    alias: Alias = Field("challenger", description="what a promoted version gets (with "
+                         "deploy: when its rollout completes)")
+    deploy: DeploySpec | None = Field(None, description="roll the promoted version out to "
+                                      "a deployment instead of moving the alias at once")
 
 
 class PipelineSpec(Schema):
@@ -371,6 +407,11 @@ def _policy(spec: PromotionSpec, root: Path | None, source: str | Path,
         metrics=tuple(_metric_rule(m, b, source, (*at, "compare", "metrics", m))
                       for m, b in compare.metrics.items()),
         alias=spec.alias,
+        deploy=None if spec.deploy is None else DeployRule(
+            spec.deploy.deployment, spec.deploy.strategy,
+            None if spec.deploy.steps is None else tuple(spec.deploy.steps),
+            spec.deploy.interval,
+            None if spec.deploy.analysis is None else _path(spec.deploy.analysis, root)),
     )
 
 

@@ -19,8 +19,10 @@
    with its ``runs:/`` URI and the decision names it (``mloop.register_model`` keeps it
    by hand). An evaluation that cannot run is a ``failed`` decision, nothing registered.
 
-Rollout to live traffic is not this module's job: ``challenger`` is a name the deployment
-stage acts on.
+With ``deploy:``, the promoted version is not aliased at once: it is rolled out to the
+named deployment by the given strategy (a canary by default), started by the system (so
+governance may hold it as ``awaiting_approval``), and the alias moves when the rollout
+promotes it (:mod:`mloop.deploy`).
 """
 
 from __future__ import annotations
@@ -127,8 +129,12 @@ def promote(project: Project, candidate: str, policy: PromotionPolicy, *,
         version = _register(project, candidate, policy, source)
         report.model = version.uri  # recorded with the version it became
         result.decision = DecisionOutcome.PROMOTED
-        result.alias, result.registered = policy.alias, version.uri
-        result.reasons.append(f"{version.uri} is now {policy.model}@{policy.alias}")
+        result.registered = version.uri
+        if policy.deploy is None:
+            result.alias = policy.alias
+            result.reasons.append(f"{version.uri} is now {policy.model}@{policy.alias}")
+        else:
+            result.reasons.append(_roll_out(project, version.uri, policy))
     else:
         result.reasons.append(f"{candidate} is not registered: the gate decided against it "
                               "(register it by hand to keep it as a version)")
@@ -148,8 +154,50 @@ def _register(project: Project, candidate: str, policy: PromotionPolicy,
     version = register_model(project, candidate, policy.model, description=described)
     if source is not None:
         lineage.add_edge(project, source, version.uri, "produced")
-    set_alias(project, policy.model, policy.alias, version.version)
+    if policy.deploy is None:  # with a rollout, the alias moves when it completes
+        set_alias(project, policy.model, policy.alias, version.version)
     return version
+
+
+def _roll_out(project: Project, version: str, policy: PromotionPolicy) -> str:
+    """Start ``version``'s rollout by the policy's ``deploy:``; the reason to record (a
+    rollout that cannot start leaves the version registered, out of traffic)."""
+    from mloop.deploy import analysis as analyses
+    from mloop.deploy import strategies
+
+    rule = policy.deploy
+    assert rule is not None
+    try:
+        if rule.strategy == "canary":
+            spec = analyses.load_spec(rule.analysis) if rule.analysis else None
+            revision = strategies.canary(
+                project, rule.deployment, version, steps=rule.steps,
+                interval=None if rule.interval_ms is None else rule.interval_ms / 1000,
+                analysis=spec, alias=policy.alias, initiated_by=strategies.SYSTEM)
+        elif rule.strategy == "bluegreen":
+            revision = strategies.bluegreen(project, rule.deployment, version,
+                                            initiated_by=strategies.SYSTEM)
+        elif rule.strategy == "shadow":
+            revision = strategies.shadow(project, rule.deployment, version,
+                                         initiated_by=strategies.SYSTEM)
+        else:
+            revision = strategies.replace_model(project, rule.deployment, version,
+                                                initiated_by=strategies.SYSTEM)
+            set_alias_to(project, policy, version)
+    except MloopError as exc:
+        return (f"{version} is registered but its {rule.strategy} rollout to "
+                f"deployments:/{rule.deployment} could not start: {exc.message}")
+    return (f"{version} rolls out to {revision.uri} by {rule.strategy} ({revision.status}); "
+            f"it becomes {policy.model}@{policy.alias} when the rollout completes"
+            if rule.strategy != "replace" else
+            f"{version} takes all of {revision.uri}'s traffic and is now "
+            f"{policy.model}@{policy.alias}")
+
+
+def set_alias_to(project: Project, policy: PromotionPolicy, version: str) -> None:
+    from mloop.registry.models import set_alias
+
+    set_alias(project, policy.model, policy.alias, int(version.rsplit("/", 1)[1]))
 
 
 def _headline(result: PromotionResult, report: EvaluationReport,

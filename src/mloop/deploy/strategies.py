@@ -266,8 +266,9 @@ def replace_model(project: Project, name: str, model: str, *, fallback: str | No
 
 def canary(project: Project, name: str, model: str, *, steps: Any = None,
            interval: Any = None, analysis: dict[str, Any] | None = None,
-           initiated_by: str | None = None) -> Revision:
-    """Start moving ``name``'s traffic to ``model`` in steps, analysed between them."""
+           alias: str | None = None, initiated_by: str | None = None) -> Revision:
+    """Start moving ``name``'s traffic to ``model`` in steps, analysed between them;
+    ``alias`` also moves to it when it is promoted (besides the stable's own alias)."""
     ctx = context(project, name, initiated_by)
     stable = replace(_stable(ctx), name="stable", role="stable")
     policy = CanaryPolicy.of(steps, interval, analysis)
@@ -280,7 +281,8 @@ def canary(project: Project, name: str, model: str, *, steps: Any = None,
     stable, canary_arm = replace(stable, weight=100 - first), replace(canary_arm, weight=first)
     from mloop.core.clock import now_ms
 
-    new = NewRevision(Strategy.CANARY, (stable, canary_arm), policy.to_dict(),
+    new = NewRevision(Strategy.CANARY, (stable, canary_arm),
+                      policy.to_dict() | ({"alias": alias} if alias else {}),
                       ctx.current.fallback if ctx.current else None,
                       {"weights": {"stable": 100 - first, "canary": first}, "step": 0,
                        "step_started_at": now_ms(), "inconclusive": 0, "failures": 0},
@@ -450,9 +452,14 @@ def promote(project: Project, name: str, *, arm: str | None = None,
 
 def _move_alias(project: Project, revision: Revision, winner: Arm) -> None:
     """Point the alias the replaced model was deployed from (``models:/churn@champion``)
-    at the winner, when both are versions of one model."""
+    at the winner, when both are versions of one model, and the rollout's own ``alias``
+    (set by an automated promotion) too."""
     from mloop.core.uris import ModelURI, parse_uri
 
+    pinned = parse_uri(winner.model)
+    wanted = revision.policy.get("alias")
+    if wanted and isinstance(pinned, ModelURI) and pinned.version is not None:
+        _backend(project).models.set_alias(pinned.name, wanted, int(pinned.version))
     for arm in revision.arms:
         if arm.name == winner.name or arm.role not in ("stable", "primary", "blue"):
             continue
