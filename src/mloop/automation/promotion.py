@@ -162,14 +162,17 @@ def _register(project: Project, candidate: str, policy: PromotionPolicy,
 def _roll_out(project: Project, version: str, policy: PromotionPolicy) -> str:
     """Start ``version``'s rollout by the policy's ``deploy:``; the reason to record (a
     rollout that cannot start leaves the version registered, out of traffic)."""
-    from mloop.deploy import analysis as analyses
     from mloop.deploy import strategies
 
     rule = policy.deploy
     assert rule is not None
     try:
         if rule.strategy == "canary":
-            spec = analyses.load_spec(rule.analysis) if rule.analysis else None
+            spec = None
+            if rule.analysis:
+                from mloop.deploy.analysis import load_spec
+
+                spec = load_spec(rule.analysis)
             revision = strategies.canary(
                 project, rule.deployment, version, steps=rule.steps,
                 interval=None if rule.interval_ms is None else rule.interval_ms / 1000,

@@ -66,9 +66,11 @@ def canary(name: str, model: str, *, steps: Any = None, interval: Any = None,
     """Move ``name``'s traffic to ``model`` in ``steps`` (percent, default 5,25,50,100),
     an analysis every ``interval`` (default 10m) deciding to go on, hold or roll back.
     ``analysis``: a YAML file's path or its content as a dict (default analysis without)."""
-    from mloop.deploy.analysis import load_spec
+    spec = None
+    if analysis is not None:
+        from mloop.deploy.analysis import load_spec
 
-    spec = load_spec(analysis) if analysis is not None else None
+        spec = load_spec(analysis)
     return _s().canary(_p(project), name, model, steps=steps,  # type: ignore[no-any-return]
                        interval=interval, analysis=spec, initiated_by=initiated_by)
 

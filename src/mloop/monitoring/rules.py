@@ -23,6 +23,8 @@
         window: 24h
         severity: warning      # info | warning | critical
         cooldown: 6h           # no new alert (nor message) for this rule and version
+        rollback: churn-live   # optional: roll this deployment back when the rule has an
+                               # open alert on a version its rollout put into traffic
 
 Without a file the two default rules apply: dataset drift (warning) and a drop of a
 watched metric below its evaluated value (critical). The file is checked against
@@ -59,6 +61,7 @@ class Rule:
     window_ms: int = 86_400_000
     severity: str = "warning"
     cooldown_ms: int = 3_600_000
+    rollback: str | None = None  # a deployment rolled back when this fires on its arm
 
     def fires(self, value: float | None) -> bool | None:
         """Whether the signal's value breaks the rule; None when there is no value."""
@@ -106,6 +109,9 @@ class RuleSpec(Schema):
                                                              "alerts it raises")
     cooldown: Duration = Field("1h", validate_default=True, description="no new alert (nor "
                                "message) for this rule and model version within this time")
+    rollback: Name | None = Field(None, description="a deployment to roll back when this "
+                                  "rule has an open alert on a version its current rollout "
+                                  "put into traffic (done by its controller)")
 
     @field_validator("signal")
     @classmethod
@@ -124,6 +130,19 @@ class RuleSpec(Schema):
         raise ValueError(f"unknown signal {signal!r}"
                          f"{did_you_mean(signal, SIGNALS, known=False)}; use one of "
                          f"{', '.join(SIGNALS)}, drift.column.<name> or performance.<metric>")
+
+    @field_validator("rollback")
+    @classmethod
+    def _deployment_name(cls, name: str | None) -> str | None:
+        from mloop.core.uris import check_name
+        from mloop.errors import InvalidURIError
+
+        if name is not None:
+            try:
+                check_name(name, "deployment name")
+            except InvalidURIError as exc:
+                raise ValueError(exc.message) from None
+        return name
 
     @model_validator(mode="after")
     def _threshold(self) -> RuleSpec:
@@ -216,5 +235,5 @@ def parse_config(raw: Any, *, source: str | Path = FILE) -> MonitorConfig:
     else:
         c.rules = [Rule(r.name or r.signal, r.signal, 1.0 if r.threshold is None else
                         r.threshold, r.op, c.window_ms if r.window is None else r.window,
-                        r.severity, r.cooldown) for r in spec.rules]
+                        r.severity, r.cooldown, r.rollback) for r in spec.rules]
     return c
