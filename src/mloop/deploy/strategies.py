@@ -460,10 +460,12 @@ def _move_alias(project: Project, revision: Revision, winner: Arm) -> None:
     wanted = revision.policy.get("alias")
     if wanted and isinstance(pinned, ModelURI) and pinned.version is not None:
         _backend(project).models.set_alias(pinned.name, wanted, int(pinned.version))
-    for arm in revision.arms:
-        if arm.name == winner.name or arm.role not in ("stable", "primary", "blue"):
-            continue
-        given, pinned = parse_uri(arm.source), parse_uri(winner.model)
+    sources = [a.source for a in revision.arms
+               if a.name != winner.name and a.role in ("stable", "primary", "blue")]
+    if revision.rollback_target and revision.rollback_target.get("source"):
+        sources.append(revision.rollback_target["source"])  # what served before an A/B
+    for source in dict.fromkeys(sources):
+        given = parse_uri(source)
         if (isinstance(given, ModelURI) and given.alias is not None
                 and isinstance(pinned, ModelURI) and pinned.name == given.name
                 and pinned.version is not None):
