@@ -14,6 +14,7 @@ from mloop.deploy.controller import AB_EVERY_MS, Controller, run
 from mloop.deploy.strategies import SYSTEM
 from mloop.project import Project
 from mloop.repositories.deployments import RevisionStatus
+from mloop.repositories.feedback import Feedback
 from tests.deploy.traffic import register, send
 
 MINUTE = 60_000
@@ -40,12 +41,12 @@ def champion():
 
 def test_a_canary_erroring_on_20_percent_is_aborted_at_the_first_analysis_with_enough(
         project, canary):
-    ctl = Controller(project, ["live"])
+    ctl = Controller(project, ["live"], early_every_ms=0)
     start = canary.state["step_started_at"]
     send(project, "live", "stable", 1500, seed=1)
-    send(project, "live", "canary", 60, error_rate=0.2, seed=2)
+    canary_ids = send(project, "live", "canary", 60, error_rate=0.2, seed=2)
     assert ctl.tick(start + 1000) == []  # 60 requests: not enough to judge, not due
-    send(project, "live", "canary", 40, error_rate=0.2, seed=3)
+    canary_ids += send(project, "live", "canary", 40, error_rate=0.2, seed=3)
     (decision,) = ctl.tick(start + 2000)  # 100 requests: an early analysis fails it
     assert decision.action == "aborted" and "error_rate" in decision.reason
     after = current(project)
@@ -58,11 +59,27 @@ def test_a_canary_erroring_on_20_percent_is_aborted_at_the_first_analysis_with_e
     assert last.initiated_by == SYSTEM and last.analysis["verdict"] == "fail"
     assert champion() == 1  # the alias did not move
     assert ctl.tick(start + 3000) == []  # nothing left to do
+    # feedback for the aborted canary's requests: its arm is gone; the new revision's
+    # measures do not count it
+    repositories.backend(project).feedback.save(
+        [Feedback(rid, 0, "1") for rid in canary_ids])
+    now = deploy.status("live").measurements
+    assert set(now) == {"stable"} and now["stable"]["labelled"] == 0
+
+
+def test_early_looks_are_throttled(project, canary):
+    ctl = Controller(project, ["live"])  # at most one early look per 5 s
+    start = canary.state["step_started_at"]
+    send(project, "live", "stable", 1000, seed=1)
+    assert ctl.tick(start + 1000) == []  # looked: not enough canary requests yet
+    send(project, "live", "canary", 100, error_rate=0.3, seed=2)
+    assert ctl.tick(start + 2000) == []  # too soon to look again
+    assert [d.action for d in ctl.tick(start + 6001)] == ["aborted"]
 
 
 def test_a_canary_20_points_less_accurate_is_aborted_once_each_arm_has_200_labels(
         project, canary):
-    ctl = Controller(project, ["live"])
+    ctl = Controller(project, ["live"], early_every_ms=0)
     start = canary.state["step_started_at"]
     send(project, "live", "stable", 150, accuracy=0.9, seed=1)
     send(project, "live", "canary", 150, accuracy=0.7, seed=2)
@@ -260,3 +277,49 @@ def test_a_broken_deployment_does_not_stop_the_others(project, canary, monkeypat
     monkeypatch.setattr(measure, "measure_all", lambda *a, **k: 1 / 0)
     assert Controller(project, []).tick(canary.state["step_started_at"] + MINUTE) == []
     assert np.isfinite(canary.state["step_started_at"])
+
+
+def _measure(name, errors=None, labels=None):
+    from mloop.deploy.measure import ArmMeasure
+
+    m = ArmMeasure(name)
+    if errors is not None:
+        m.abs_error = np.asarray(errors, dtype=float)
+        m.labelled = len(m.abs_error)
+        m.correct = m.abs_error == 0
+        m.labelled_predictions = np.full(m.labelled, 0.5, dtype=object)
+    if labels is not None:
+        m.label_values = np.asarray(labels, dtype=float)
+    return m
+
+
+def test_rewards_by_kind():
+    from mloop.deploy.controller import rewards
+    from mloop.errors import InvalidInputError
+
+    arm = _measure("a", errors=[0, 1, 2], labels=[1, 0, 1])
+    assert rewards("label", [arm])[0] is True  # 0/1 labels: Bernoulli
+    binary, (totals,) = rewards("neg_abs_error", [arm])
+    assert not binary and (totals.pulls, totals.reward_sum) == (3, -3.0)
+    assert rewards("accuracy", [arm])[1][0].reward_sum == 1
+    with pytest.raises(InvalidInputError, match="Unknown bandit reward"):
+        rewards("revenue", [arm])
+
+
+def test_an_ab_decision_on_a_numeric_metric_uses_the_errors():
+    from mloop.deploy.controller import ab_decision
+    from mloop.repositories.deployments import Arm, Revision, Strategy
+
+    rev = Revision("live", 2, Strategy.AB, RevisionStatus.ACTIVE,
+                   (Arm("a", "models:/m/1", "models:/m/1", 50), Arm("b", "models:/m/2",
+                                                                    "models:/m/2", 50)),
+                   {"metric": "mae", "min_samples": 20}, None, {}, None, None, "me", None, 0)
+    rng = np.random.default_rng(0)
+    arms = {"a": _measure("a", errors=rng.exponential(1.0, 500)),
+            "b": _measure("b", errors=rng.exponential(0.5, 500))}
+    decision = ab_decision(rev, arms, {})
+    assert decision["winner"] == "b" and decision["effect"] < 0  # lower error wins
+    assert decision["fixed_horizon"]["test"] == "Welch t"
+    kept = ab_decision(rev, {"a": _measure("a", errors=[1.0] * 30),
+                             "b": _measure("b", errors=[1.0] * 30)}, decision)
+    assert kept["winner"] == "b" and kept["p"] == decision["p"]  # always valid: it stays

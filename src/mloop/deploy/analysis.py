@@ -59,7 +59,8 @@ from mloop.deploy.measure import ArmMeasure
 from mloop.errors import InvalidInputError
 
 __all__ = ["DEFAULT_SPEC", "Analysis", "AnalysisFile", "MetricResult", "MetricSpec",
-           "Verdict", "analyse", "default_spec", "load_spec", "sensitive_columns"]
+           "Verdict", "analyse", "default_spec", "jsonable", "load_spec",
+           "sensitive_columns"]
 
 KINDS = ("error_rate", "latency_p99", "drift", "live_metric", "fairness")
 TESTS = {"error_rate": ("two_proportion", "threshold"), "latency_p99": ("threshold",),
@@ -227,7 +228,7 @@ class MetricResult:
         return {"name": self.name, "kind": self.kind, "status": str(self.status),
                 "value": json_float(self.value), "threshold": self.threshold,
                 "samples": self.samples, "required": self.required, "reason": self.reason,
-                "details": _safe(self.details)}
+                "details": jsonable(self.details)}
 
 
 @dataclass(frozen=True)
@@ -262,11 +263,12 @@ class Analysis:
                 "summary": self.summary(), "metrics": [r.to_dict() for r in self.results]}
 
 
-def _safe(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` with NumPy scalars made Python and NaN/infinity spelt as strings."""
     if isinstance(value, dict):
-        return {str(k): _safe(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_safe(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float):

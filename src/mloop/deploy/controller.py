@@ -29,13 +29,13 @@ Per strategy (only ``active`` revisions move; see :mod:`mloop.deploy.model` for 
 from __future__ import annotations
 
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mloop.core.clock import now_ms as clock_now
-from mloop.core.jsonsafe import json_float
 from mloop.core.redact import get_logger
 from mloop.errors import ConflictError, InvalidInputError, NotFoundError
 from mloop.repositories.deployments import RevisionStatus, Strategy
@@ -51,6 +51,8 @@ __all__ = ["DEFAULT_LEASE_MS", "Controller", "Decision", "rewards", "run"]
 log = get_logger(__name__)
 DEFAULT_LEASE_MS = 15_000  # several 2 s ticks: a slow tick does not lose the lease
 AB_EVERY_MS = 10_000  # how often an A/B test is looked at (looking is free: it is valid)
+# an early canary analysis reads the step's traffic so far: at most this often per deployment
+EARLY_EVERY_MS = 5_000
 
 
 @dataclass(frozen=True)
@@ -82,14 +84,19 @@ class Controller:
     """Moves the rollouts of ``names`` (every deployment when empty), one tick at a time."""
 
     def __init__(self, project: Project, names: list[str] | None = None, *,
-                 holder: str | None = None, lease_ms: int = DEFAULT_LEASE_MS) -> None:
+                 holder: str | None = None, lease_ms: int = DEFAULT_LEASE_MS,
+                 early_every_ms: int = EARLY_EVERY_MS) -> None:
         if lease_ms < 1:
             raise InvalidInputError("lease_ms must be a positive number of milliseconds.")
         self.project = project
         self.names = list(names or [])
         self.holder = holder or _holder()
         self.lease_ms = lease_ms
+        self.early_every_ms = early_every_ms
         self._held: set[str] = set()
+        # when each deployment last had an early look (memory only: a new controller
+        # simply looks at once)
+        self._early: dict[str, int] = {}
 
     @property
     def _deployments(self) -> Any:
@@ -172,6 +179,11 @@ class Controller:
         if policy.steps[step] >= 100:  # no stable traffic left to compare with
             return self._promote(revision, serial, None, "the canary took all traffic "
                                  "for an interval") if due else None
+        if not due:
+            if now - self._early.get(revision.deployment, -self.early_every_ms) < \
+                    self.early_every_ms:
+                return None
+            self._early[revision.deployment] = now
         measured = measure_all(self.project, revision, since_ms=started,
                                sensitive=sensitive_columns(spec))
         result = analyse(spec, measured.arms, "stable", "canary", early=not due,
@@ -257,6 +269,7 @@ class Controller:
 
     def _bandit(self, revision: Revision, serial: int, now: int) -> Decision | None:
         from mloop.deploy import bandits
+        from mloop.deploy.analysis import jsonable
         from mloop.deploy.measure import measure_all
         from mloop.deploy.model import BanditPolicy
 
@@ -275,8 +288,7 @@ class Controller:
         pulls = np.array([t.pulls for t in totals], dtype=float)
         regret = float(np.sum(pulls * (means.max() - means)))
         state = {**revision.state, "weights": _percent(names, w), "updated_at": now,
-                 "posterior": {n: {k: json_float(v) for k, v in p.items()}
-                               for n, p in zip(names, posterior, strict=True)},
+                 "posterior": jsonable(dict(zip(names, posterior, strict=True))),
                  "regret": regret, "ignored_rows": measured.ignored}
         weights = ", ".join(f"{n} {v:.1f}%" for n, v in state["weights"].items())
         self._deployments.update(revision.deployment, revision.number,
@@ -311,13 +323,14 @@ def rewards(reward: str, arms: list[ArmMeasure]) -> tuple[bool, list[Any]]:
     """Per arm the bandit's reward totals from its labelled rows, and whether binary.
 
     ``accuracy``: 1 when the prediction equals the label (Beta-Bernoulli). ``label``: the
-    numeric label itself (a click, a revenue). ``mae``/``rmse``/``neg_abs_error``: minus
-    the absolute error (continuous; the Gaussian posterior). Rows without a label count
+    numeric label itself (a click: binary when every label is 0 or 1; a revenue).
+    ``mae``/``rmse``/``neg_abs_error``: minus the absolute error (continuous; the Gaussian
+    posterior). Rows without a label count
     nothing.
     """
     from mloop.deploy.bandits import ArmStats
 
-    out = []
+    out, seen = [], []
     for arm in arms:
         if reward == "accuracy":
             values = arm.correct.astype(float)
@@ -330,7 +343,11 @@ def rewards(reward: str, arms: list[ArmMeasure]) -> tuple[bool, list[Any]]:
                                     "or neg_abs_error.")
         values = np.asarray(values, dtype=float)
         out.append(ArmStats(len(values), float(values.sum()), float((values ** 2).sum())))
-    return reward == "accuracy", out
+        seen.append(values)
+    every = np.concatenate(seen) if seen else np.array([])
+    # labels that are all 0 or 1 (a click) are Bernoulli rewards: the Beta posterior
+    binary = reward == "accuracy" or (reward == "label" and bool(np.isin(every, (0, 1)).all()))
+    return binary, out
 
 
 def ab_decision(revision: Revision, arms: dict[str, ArmMeasure],
@@ -339,7 +356,7 @@ def ab_decision(revision: Revision, arms: dict[str, ArmMeasure],
     by the mSPRT (:mod:`mloop.deploy.stats`), with the running always-valid p and, for
     reference only, the fixed-horizon test."""
     from mloop.deploy import stats
-    from mloop.deploy.analysis import live_metric_name
+    from mloop.deploy.analysis import jsonable, live_metric_name
     from mloop.deploy.model import ABPolicy
 
     policy = ABPolicy.from_dict(revision.policy)
@@ -363,7 +380,9 @@ def ab_decision(revision: Revision, arms: dict[str, ArmMeasure],
                                 float(xb.mean()), float(xb.var(ddof=1)), len(xb),
                                 alpha=policy.alpha, higher_is_better=False,
                                 min_samples=policy.min_samples)
-        ref = stats.welch_reference(xa, xb)
+        with warnings.catch_warnings():  # identical errors: scipy warns, the p is 1 or nan
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ref = stats.welch_reference(xa, xb)
         reference = {"test": "Welch t", "p_value": ref.p_value,
                      "difference": ref.difference, "ci": list(ref.ci)}
     else:
@@ -372,12 +391,10 @@ def ab_decision(revision: Revision, arms: dict[str, ArmMeasure],
     winner = {"a": a_name, "b": b_name}.get(seq.winner or "") if seq.decided else None
     if winner is None and p <= policy.alpha:  # decided at an earlier look: it stays
         winner = previous.get("winner")
-    return {"metric": metric, "winner": winner, "effect": json_float(seq.effect),
-            "ci": [json_float(seq.ci_low), json_float(seq.ci_high)], "p": p,
-            "alpha": policy.alpha, "arms": [a_name, b_name],
-            "n": {a_name: a.labelled, b_name: b.labelled},
-            "fixed_horizon": None if reference is None else
-            {k: json_float(v) if isinstance(v, float) else v for k, v in reference.items()}}
+    return jsonable({"metric": metric, "winner": winner, "effect": seq.effect,
+                     "ci": [seq.ci_low, seq.ci_high], "p": p, "alpha": policy.alpha,
+                     "arms": [a_name, b_name], "n": {a_name: a.labelled, b_name: b.labelled},
+                     "fixed_horizon": reference})
 
 
 def run(project: Project, names: list[str] | None = None, *, every_s: float = 2.0,
