@@ -214,6 +214,21 @@ def test_an_ab_test_finds_the_better_arm_and_promote_takes_it(project):
     assert current(project).weights == {"a": 0.0, "b": 100.0}
 
 
+def test_an_ab_test_of_three_arms_compares_each_with_the_control(sqlite_project):
+    register(versions=3)
+    deploy.create("live", "models:/churn@champion")
+    deploy.ab("live", ["models:/churn/1", "models:/churn/2", "models:/churn/3"],
+              min_samples=50)
+    for seed, (arm, accuracy) in enumerate([("a", 0.6), ("b", 0.6), ("c", 0.9)]):
+        send(sqlite_project, "live", arm, 400, accuracy=accuracy, seed=seed)
+    (decision,) = Controller(sqlite_project, ["live"]).tick(
+        current(sqlite_project).created_at + AB_EVERY_MS)
+    got = decision.analysis
+    assert got["winner"] == "c" and got["control"] == "a"
+    assert got["comparisons"]["b"]["better"] is None
+    assert got["comparisons"]["c"]["decided"] and got["effect"] == pytest.approx(0.3)
+
+
 def test_bandit_weights_move_to_the_better_arm(project):
     register()
     deploy.create("live", "models:/churn@champion")
@@ -323,3 +338,51 @@ def test_an_ab_decision_on_a_numeric_metric_uses_the_errors():
     kept = ab_decision(rev, {"a": _measure("a", errors=[1.0] * 30),
                              "b": _measure("b", errors=[1.0] * 30)}, decision)
     assert kept["winner"] == "b" and kept["p"] == decision["p"]  # always valid: it stays
+
+
+def test_a_fairness_measure_reads_the_groups_from_the_prediction_log(project):
+    import pandas as pd
+
+    from mloop.repositories.traffic import Outcome, TrafficRow
+    from mloop.serving.predlog import PredictionLogger
+
+    register()
+    deploy.create("live", "models:/churn@champion")
+    spec = {"metrics": [{"kind": "fairness", "sensitive": "group", "min_samples": 20,
+                         "required": True}]}
+    rev = deploy.canary("live", "models:/churn/2", interval="1m", analysis=spec)
+    start = rev.state["step_started_at"]
+    logger = PredictionLogger(project.root / ".mloop" / "predictions")
+    rows, labels = [], []
+    for i in range(80):
+        arm, version = ("stable", 1) if i % 2 else ("canary", 2)
+        group = "ab"[(i // 2) % 2]
+        # stable always right; canary right on group a only
+        label = 1
+        pred = 1 if arm == "stable" or group == "a" else 0
+        rid = f"req-{i}"
+        logger.log("churn", version, rid, frame=pd.DataFrame({"group": [group]}),
+                   pred=np.array([pred]), proba=None, latency_ms=1.0)
+        rows.append(TrafficRow(rid, 0, arm, "live", rev.number, f"models:/churn/{version}",
+                               Outcome.OK, pred, 1.0, start))
+        labels.append(Feedback(rid, 0, str(label)))
+    logger.close()
+    backend = repositories.backend(project)
+    backend.traffic.record(rows)
+    backend.feedback.save(labels)
+    (decision,) = Controller(project, ["live"]).tick(start + MINUTE)
+    assert decision.action == "aborted", decision.reason
+    result = decision.analysis["metrics"][0]
+    assert result["name"] == "fairness" and result["status"] == "fail"
+    assert result["samples"] == {"stable": 40, "canary": 40}
+    assert result["details"]["canary"] == pytest.approx(1.0)
+
+
+def test_a_single_step_canary_is_promoted_after_its_interval(project):
+    register()
+    deploy.create("live", "models:/churn@champion")
+    rev = deploy.canary("live", "models:/churn/2", steps="100", interval="1m")
+    ctl = Controller(project, ["live"])
+    assert ctl.tick(rev.state["step_started_at"] + 1000) == []
+    (decision,) = ctl.tick(rev.state["step_started_at"] + MINUTE)
+    assert decision.action == "promoted" and champion() == 2

@@ -352,49 +352,81 @@ def rewards(reward: str, arms: list[ArmMeasure]) -> tuple[bool, list[Any]]:
 
 def ab_decision(revision: Revision, arms: dict[str, ArmMeasure],
                 previous: dict[str, Any]) -> dict[str, Any]:
-    """The A/B test's look now: the policy's metric compared between the first two arms
-    by the mSPRT (:mod:`mloop.deploy.stats`), with the running always-valid p and, for
-    reference only, the fixed-horizon test."""
+    """The A/B test's look now: the policy's metric of every arm compared with the first
+    (the control) by the mSPRT (:mod:`mloop.deploy.stats`; with more than two arms at
+    α / (arms − 1), Bonferroni), each with its running always-valid p and, for reference
+    only, the fixed-horizon test. The winner: the best arm decided better than the
+    control, or the control when it is decided better than every other arm; once decided,
+    it stays (the p-value is a running minimum)."""
     from mloop.deploy import stats
     from mloop.deploy.analysis import jsonable, live_metric_name
     from mloop.deploy.model import ABPolicy
 
     policy = ABPolicy.from_dict(revision.policy)
-    a_name, b_name = revision.arms[0].name, revision.arms[1].name
-    a, b = arms[a_name], arms[b_name]
-    metric = live_metric_name(policy.metric or "auto", a, b)
-    reference: dict[str, Any] | None = None
+    names = [a.name for a in revision.arms]
+    control, others = names[0], names[1:]
+    metric = live_metric_name(policy.metric or "auto", *(arms[n] for n in names))
+    alpha = policy.alpha / len(others)
+    before = previous.get("comparisons") or {}
+    comparisons: dict[str, dict[str, Any]] = {}
+    for other in others:
+        seq, reference = _compare(metric, arms[control], arms[other], alpha=alpha,
+                                  min_samples=policy.min_samples)
+        p = stats.running_p((before.get(other) or {}).get("p"), seq.p_value)
+        better = {"a": control, "b": other}.get(seq.winner or "") if seq.decided else None
+        comparisons[other] = {"effect": seq.effect, "ci": [seq.ci_low, seq.ci_high], "p": p,
+                              "decided": p <= alpha, "better": better,
+                              "fixed_horizon": reference}
+    winner = _ab_winner(control, comparisons, higher_is_better=metric == "accuracy")
+    if winner is None and any(c["decided"] for c in comparisons.values()):
+        winner = previous.get("winner")  # decided at an earlier look: it stays
+    lead = comparisons[others[0]] if len(others) == 1 else min(
+        comparisons.values(), key=lambda c: c["p"])
+    return jsonable({"metric": metric, "winner": winner, "effect": lead["effect"],
+                     "ci": lead["ci"], "p": lead["p"], "alpha": policy.alpha,
+                     "control": control, "arms": names,
+                     "n": {n: arms[n].labelled for n in names},
+                     "fixed_horizon": lead["fixed_horizon"], "comparisons": comparisons})
+
+
+def _ab_winner(control: str, comparisons: dict[str, dict[str, Any]], *,
+               higher_is_better: bool) -> str | None:
+    """The best arm decided better than the control; the control when it is decided
+    better than all the others; else None."""
+    better = [(c["effect"], arm) for arm, c in comparisons.items() if c["better"] == arm]
+    if better:
+        return max(better)[1] if higher_is_better else min(better)[1]
+    if all(c["better"] == control for c in comparisons.values()):
+        return control
+    return None
+
+
+def _compare(metric: str, a: ArmMeasure, b: ArmMeasure, *, alpha: float,
+             min_samples: int) -> tuple[Any, dict[str, Any] | None]:
+    """mSPRT of b against a on ``metric``, and the fixed-horizon reference."""
+    from mloop.deploy import stats
+
     if metric == "accuracy":
         sa, sb = int(a.correct.sum()), int(b.correct.sum())
-        seq = stats.msprt_proportions(sa, a.labelled, sb, b.labelled, alpha=policy.alpha,
-                                      min_samples=policy.min_samples)
-        if a.labelled and b.labelled:
-            ref = stats.fixed_horizon(sa, a.labelled, sb, b.labelled)
-            reference = {"test": "two-proportion z", "p_value": ref.p_value,
-                         "difference": ref.difference, "ci": list(ref.ci)}
-    elif a.abs_error is not None and b.abs_error is not None and min(a.labelled,
-                                                                     b.labelled) >= 2:
-        xa, xb = ((a.abs_error, b.abs_error) if metric == "mae"
-                  else (a.abs_error ** 2, b.abs_error ** 2))
-        seq = stats.msprt_means(float(xa.mean()), float(xa.var(ddof=1)), len(xa),
-                                float(xb.mean()), float(xb.var(ddof=1)), len(xb),
-                                alpha=policy.alpha, higher_is_better=False,
-                                min_samples=policy.min_samples)
-        with warnings.catch_warnings():  # identical errors: scipy warns, the p is 1 or nan
-            warnings.simplefilter("ignore", RuntimeWarning)
-            ref = stats.welch_reference(xa, xb)
-        reference = {"test": "Welch t", "p_value": ref.p_value,
+        seq = stats.msprt_proportions(sa, a.labelled, sb, b.labelled, alpha=alpha,
+                                      min_samples=min_samples)
+        if not (a.labelled and b.labelled):
+            return seq, None
+        ref = stats.fixed_horizon(sa, a.labelled, sb, b.labelled)
+        return seq, {"test": "two-proportion z", "p_value": ref.p_value,
                      "difference": ref.difference, "ci": list(ref.ci)}
-    else:
-        seq = stats.msprt_proportions(0, 0, 0, 0, alpha=policy.alpha)
-    p = stats.running_p(previous.get("p"), seq.p_value)
-    winner = {"a": a_name, "b": b_name}.get(seq.winner or "") if seq.decided else None
-    if winner is None and p <= policy.alpha:  # decided at an earlier look: it stays
-        winner = previous.get("winner")
-    return jsonable({"metric": metric, "winner": winner, "effect": seq.effect,
-                     "ci": [seq.ci_low, seq.ci_high], "p": p, "alpha": policy.alpha,
-                     "arms": [a_name, b_name], "n": {a_name: a.labelled, b_name: b.labelled},
-                     "fixed_horizon": reference})
+    if a.abs_error is None or b.abs_error is None or min(a.labelled, b.labelled) < 2:
+        return stats.msprt_proportions(0, 0, 0, 0, alpha=alpha), None
+    xa, xb = ((a.abs_error, b.abs_error) if metric == "mae"
+              else (a.abs_error ** 2, b.abs_error ** 2))
+    seq = stats.msprt_means(float(xa.mean()), float(xa.var(ddof=1)), len(xa),
+                            float(xb.mean()), float(xb.var(ddof=1)), len(xb), alpha=alpha,
+                            higher_is_better=False, min_samples=min_samples)
+    with warnings.catch_warnings():  # identical errors: scipy warns, the p is 1 or nan
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ref = stats.welch_reference(xa, xb)
+    return seq, {"test": "Welch t", "p_value": ref.p_value, "difference": ref.difference,
+                 "ci": list(ref.ci)}
 
 
 def run(project: Project, names: list[str] | None = None, *, every_s: float = 2.0,
