@@ -386,3 +386,44 @@ def test_a_single_step_canary_is_promoted_after_its_interval(project):
     assert ctl.tick(rev.state["step_started_at"] + 1000) == []
     (decision,) = ctl.tick(rev.state["step_started_at"] + MINUTE)
     assert decision.action == "promoted" and champion() == 2
+
+
+def test_a_a_decisions_under_peeking_stay_within_alpha():
+    """300 simulated A/A tests, each looked at 20 times: the share ever decided stays
+    below α = 0.05 (the mSPRT is always valid; a fixed-horizon test read this often
+    would decide in about a quarter of them)."""
+    from mloop.deploy.controller import ab_decision
+    from mloop.deploy.measure import ArmMeasure
+    from mloop.repositories.deployments import Arm, Revision, Strategy
+
+    rev = Revision("live", 2, Strategy.AB, RevisionStatus.ACTIVE,
+                   (Arm("a", "models:/m/1", "models:/m/1", 50),
+                    Arm("b", "models:/m/1", "models:/m/1", 50)),
+                   {"metric": "accuracy", "min_samples": 10}, None, {}, None, None, "me",
+                   None, 0)
+    rng = np.random.default_rng(7)
+    decided = 0
+    for _ in range(300):
+        outcomes = rng.random((2, 20 * 50)) < 0.8
+        previous: dict = {}
+        for look in range(1, 21):
+            arms = {}
+            for i, name in enumerate("ab"):
+                m = ArmMeasure(name)
+                m.correct = outcomes[i, :look * 50]
+                m.labelled = len(m.correct)
+                arms[name] = m
+            previous = ab_decision(rev, arms, previous)
+            if previous["winner"] is not None:
+                decided += 1
+                break
+    assert decided / 300 <= 0.05
+
+
+def test_a_paused_canary_is_left_alone(project, canary):
+    deploy.pause("live")
+    ctl = Controller(project, ["live"])
+    assert ctl.tick(canary.state["step_started_at"] + 10 * MINUTE) == []
+    deploy.resume("live")
+    assert [d.action for d in ctl.tick(current(project).state["step_started_at"]
+                                       + MINUTE)] == ["held"]
