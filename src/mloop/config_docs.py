@@ -113,6 +113,7 @@ def render() -> str:
     from mloop.automation.config import AutomationFile
     from mloop.data.quality import DataSchema
     from mloop.data.remotes import RemoteEntry
+    from mloop.deploy.analysis import AnalysisFile
     from mloop.evaluation.suite import SuiteFile
     from mloop.monitoring.rules import MonitoringFile
     from mloop.pipelines.stagefile import StagesFile
@@ -135,6 +136,13 @@ def render() -> str:
                  "What `mloop monitor run` and `mloop serve` watch. Every key is optional; "
                  "without the file, dataset drift (warning) and a drop below the evaluated "
                  "metrics (critical) raise alerts."),
+        _section("Canary analysis specs (`mloop deploy canary --analysis FILE`)",
+                 AnalysisFile,
+                 "How a canary is compared with the stable arm at each step (see "
+                 "`mloop.deploy.analysis`). Without a spec, the default analysis: error "
+                 "rate at most 1 point above stable's, p99 latency at most 1.5× stable's, "
+                 "prediction PSI at most 0.2 and, once each arm has 200 labels, the live "
+                 "metric at most 2 points below stable's."),
         _section("`.mloop/automation.yaml`", AutomationFile,
                  "Continuous training: what starts a pipeline and how its model is promoted. "
                  "Paths are relative to the project root. A pipeline's params are checked "

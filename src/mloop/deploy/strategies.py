@@ -429,10 +429,15 @@ def _winner(ctx: Context, current: Revision, arm: str | None) -> Arm:
 
 def promote(project: Project, name: str, *, arm: str | None = None,
             initiated_by: str | None = None, reason: str | None = None,
-            analysis: dict[str, Any] | None = None) -> Revision:
+            analysis: dict[str, Any] | None = None,
+            expected_serial: int | None = None) -> Revision:
     """End the rollout with ``arm`` (the canary, the shadow, the active color or the A/B or
-    bandit winner) taking all traffic; the alias the stable came from moves to it."""
+    bandit winner) taking all traffic; the alias the stable came from moves to it. With
+    ``expected_serial`` (a controller), ConflictError when the deployment changed since."""
     ctx = context(project, name, initiated_by)
+    if expected_serial is not None and expected_serial != ctx.serial:
+        raise ConflictError(f"Deployment {name!r} changed before its promotion; read "
+                            f"`mloop deploy status {name}` and try again.")
     current = _live(ctx)
     if current.status is RevisionStatus.AWAITING_APPROVAL:
         raise ConflictError(f"Revision {current.number} of {name!r} awaits approval of its "
