@@ -48,7 +48,7 @@ def create(name: str, model: str, *, fallback: str | None = None,
     """A new deployment ``name`` sending all traffic to ``model``; ``fallback`` (a model
     reference) or ``fallback_value`` answers when it fails or exceeds ``timeout_ms``."""
     s = _s()
-    return s.create(_p(project), name, model, fallback=fallback,  # type: ignore[no-any-return]
+    return s.create(_p(project), name, model, fallback=fallback,
                     fallback_value=s.NO_VALUE if fallback_value is None else fallback_value,
                     timeout_ms=timeout_ms, initiated_by=initiated_by)
 
@@ -56,7 +56,7 @@ def create(name: str, model: str, *, fallback: str | None = None,
 def replace(name: str, model: str, *, initiated_by: str | None = None,
             project: Project | None = None) -> Revision:
     """Send all of ``name``'s traffic to ``model`` at once."""
-    return _s().replace_model(_p(project), name, model,  # type: ignore[no-any-return]
+    return _s().replace_model(_p(project), name, model,
                               initiated_by=initiated_by)
 
 
@@ -71,7 +71,7 @@ def canary(name: str, model: str, *, steps: Any = None, interval: Any = None,
         from mloop.deploy.analysis import load_spec
 
         spec = load_spec(analysis)
-    return _s().canary(_p(project), name, model, steps=steps,  # type: ignore[no-any-return]
+    return _s().canary(_p(project), name, model, steps=steps,
                        interval=interval, analysis=spec, initiated_by=initiated_by)
 
 
@@ -81,7 +81,7 @@ def ab(name: str, arms: Sequence[str | ArmRef], *, sticky: str | None = None,
     """Split ``name``'s traffic between ``arms`` (``[NAME=]REF[:WEIGHT]``), sticky by the
     request field or ``x-mloop-key`` header ``sticky``; judged on ``metric`` from feedback
     by an always-valid sequential test at level ``alpha``."""
-    return _s().ab(_p(project), name, arms, sticky=sticky,  # type: ignore[no-any-return]
+    return _s().ab(_p(project), name, arms, sticky=sticky,
                    metric=metric, min_samples=min_samples, alpha=alpha,
                    initiated_by=initiated_by)
 
@@ -92,7 +92,7 @@ def bandit(name: str, arms: Sequence[str | ArmRef], *, reward: str = "accuracy",
            initiated_by: str | None = None, project: Project | None = None) -> Revision:
     """Route ``name``'s traffic between ``arms`` by a bandit (thompson, ucb1 or
     epsilon-greedy) learning from the ``reward`` metric of feedback every ``interval``."""
-    return _s().bandit(_p(project), name, arms, reward=reward,  # type: ignore[no-any-return]
+    return _s().bandit(_p(project), name, arms, reward=reward,
                        algorithm=algorithm, interval=interval, min_share=min_share,
                        epsilon=epsilon, sticky=sticky, initiated_by=initiated_by)
 
@@ -100,21 +100,21 @@ def bandit(name: str, arms: Sequence[str | ArmRef], *, reward: str = "accuracy",
 def shadow(name: str, model: str, *, sample: float = 1.0, initiated_by: str | None = None,
            project: Project | None = None) -> Revision:
     """Copy ``sample`` of ``name``'s requests to ``model`` after the primary answered."""
-    return _s().shadow(_p(project), name, model, sample=sample,  # type: ignore[no-any-return]
+    return _s().shadow(_p(project), name, model, sample=sample,
                        initiated_by=initiated_by)
 
 
 def bluegreen(name: str, model: str, *, initiated_by: str | None = None,
               project: Project | None = None) -> Revision:
     """Load ``model`` as green beside blue (the model serving now), at 0% traffic."""
-    return _s().bluegreen(_p(project), name, model,  # type: ignore[no-any-return]
+    return _s().bluegreen(_p(project), name, model,
                           initiated_by=initiated_by)
 
 
 def switch(name: str, *, initiated_by: str | None = None,
            project: Project | None = None) -> Revision:
     """Blue/green: all new requests to the other color at once."""
-    return _s().switch(_p(project), name,  # type: ignore[no-any-return]
+    return _s().switch(_p(project), name,
                        initiated_by=initiated_by)
 
 
@@ -122,28 +122,28 @@ def promote(name: str, *, arm: str | None = None, initiated_by: str | None = Non
             project: Project | None = None) -> Revision:
     """End the rollout with ``arm`` (default: the canary, shadow, active color or the
     decided winner) taking all traffic; the stable's alias moves to it."""
-    return _s().promote(_p(project), name, arm=arm,  # type: ignore[no-any-return]
+    return _s().promote(_p(project), name, arm=arm,
                         initiated_by=initiated_by)
 
 
 def rollback(name: str, *, reason: str | None = None, initiated_by: str | None = None,
              project: Project | None = None) -> Revision:
     """Return to the model that last took all traffic (after a switch: blue)."""
-    return _s().rollback(_p(project), name, reason=reason,  # type: ignore[no-any-return]
+    return _s().rollback(_p(project), name, reason=reason,
                          initiated_by=initiated_by)
 
 
 def pause(name: str, *, initiated_by: str | None = None,
           project: Project | None = None) -> Revision:
     """Hold ``name``'s rollout where it is."""
-    return _s().pause(_p(project), name,  # type: ignore[no-any-return]
+    return _s().pause(_p(project), name,
                       initiated_by=initiated_by)
 
 
 def resume(name: str, *, initiated_by: str | None = None,
            project: Project | None = None) -> Revision:
     """Carry on a paused rollout."""
-    return _s().resume(_p(project), name,  # type: ignore[no-any-return]
+    return _s().resume(_p(project), name,
                        initiated_by=initiated_by)
 
 
