@@ -34,8 +34,10 @@ def _when(ms: int | None) -> str:
     return format_ms(ms)
 
 
-def _weights(weights: dict[str, float]) -> str:
-    return " ".join(f"{arm}={w:g}%" for arm, w in weights.items()) or "-"
+def _weights(revision: Revision) -> str:
+    """``stable=95% canary=5%``, in the order of the revision's arms."""
+    weights = revision.weights
+    return " ".join(f"{a.name}={weights.get(a.name, 0.0):g}%" for a in revision.arms) or "-"
 
 
 def _done(revision: Revision, as_json: bool, what: str) -> None:
@@ -44,7 +46,7 @@ def _done(revision: Revision, as_json: bool, what: str) -> None:
         emit_json(revision.to_dict())
         return
     echo(f"{revision.uri} ({revision.strategy}, {revision.status}): {what}")
-    echo(f"  traffic: {_weights(revision.weights)}")
+    echo(f"  traffic: {_weights(revision)}")
     if revision.reason:
         echo(f"  reason: {revision.reason}")
 
