@@ -196,9 +196,12 @@ def test_canary_and_status(root, monkeypatch, capsys):
     seen: list[Any] = []
     _stand_in(monkeypatch, "analysis",
               load_spec=lambda given: seen.append(given) or {"failure_limit": 2})
-    measured = {"stable": _Measured({"requests": 950, "errors": 3, "p99_ms": 12.5,
-                                     "labelled": 400, "metric": 0.91}),
-                "canary": _Measured({"requests": 50})}  # no labels yet: shown as "-"
+    # the keys of mloop.deploy.measure.ArmMeasure.to_dict
+    measured = {"stable": _Measured({"arm": "stable", "requests": 950, "errors": 3,
+                                     "fallbacks": 1, "error_rate": 0.004,
+                                     "latency_p99_ms": 12.5, "labelled": 400,
+                                     "metrics": {"accuracy": 0.91}}),
+                "canary": _Measured({"requests": 50})}  # nothing else yet: shown as "-"
     _stand_in(monkeypatch, "measure", measure=lambda project, revision: measured)
     assert _in_process(root, monkeypatch, capsys, "deploy", "create", "kx", "m@champion")[0] \
         == 0
@@ -211,7 +214,8 @@ def test_canary_and_status(root, monkeypatch, capsys):
     code, out, _ = _in_process(root, monkeypatch, capsys, "deploy", "status", "kx")
     assert code == 0
     lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
-    assert "950" in lines["stable"] and "12.5" in lines["stable"] and "0.91" in lines["stable"]
+    assert "950" in lines["stable"] and "12.5" in lines["stable"]
+    assert "accuracy=0.91" in lines["stable"]
     assert [c for c in lines["canary"].split() if c != "│"][-4:] == ["-", "-", "-", "-"]
     assert "models:/m/2" in lines["canary"] and "10" in lines["canary"]
     assert "none (start `mloop deploy run kx`" in out and "2 (canary, active)" in out
@@ -225,7 +229,7 @@ def test_canary_and_status(root, monkeypatch, capsys):
 
 def test_status_escapes_hostile_measurements_and_decisions(root, monkeypatch, capsys):
     _stand_in(monkeypatch, "measure",
-              measure=lambda project, revision: {"stable": _Measured({"metric": HOSTILE})})
+              measure=lambda project, revision: {"stable": _Measured({"metrics": {HOSTILE: 1}})})
     _in_process(root, monkeypatch, capsys, "deploy", "create", "hsx", "m/1")
     _in_process(root, monkeypatch, capsys, "deploy", "replace", "hsx", "m/2")
     _in_process(root, monkeypatch, capsys, "deploy", "rollback", "hsx", "--reason", HOSTILE)

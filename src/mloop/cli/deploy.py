@@ -301,17 +301,15 @@ def resume(name: str, as_json: bool) -> None:
 
 
 _MEASURES: dict[str, tuple[str, ...]] = {
-    "requests": ("requests", "n", "count"),
-    "errors": ("errors", "error_count"),
-    "p99": ("p99_ms", "latency_p99_ms", "p99", "latency_p99"),
-    "labelled": ("labelled", "labels", "labeled"),
-    "metric": ("metric", "live_metric", "metric_value"),
+    "requests": ("requests",),
+    "errors": ("errors",),
+    "p99": ("latency_p99_ms", "p99_ms"),
+    "labelled": ("labelled",),
 }
 
 
 def _measure(values: Any, what: str) -> Any:
-    """One measurement of an arm, whichever of its names the measurement uses (None when
-    it has none: a replica that served nothing yet, an arm without labels)."""
+    """One measurement of an arm (None when it has none: an arm that served nothing yet)."""
     if not isinstance(values, dict):
         return None
     for key in _MEASURES[what]:
@@ -320,15 +318,30 @@ def _measure(values: Any, what: str) -> Any:
     return None
 
 
+def _live_metric(values: Any, preferred: str | None) -> str | None:
+    """The arm's live metric from feedback: the policy's metric when measured, else every
+    one measured (``accuracy=0.91``); None before any label."""
+    metrics = values.get("metrics") if isinstance(values, dict) else None
+    if not isinstance(metrics, dict) or not metrics:
+        return None
+    if preferred in metrics:
+        return fmt(metrics[preferred])
+    return " ".join(f"{k}={fmt(v)}" for k, v in metrics.items())
+
+
 def _brief(value: Any) -> str:
-    """A decision or analysis as one readable line."""
+    """A decision or a fallback as one readable line (times as UTC dates)."""
     if value is None:
         return "-"
-    if isinstance(value, dict):
-        parts = [f"{k}={fmt(v)}" for k, v in value.items()
-                 if v is None or isinstance(v, str | int | float | bool)]
-        return ", ".join(parts) or json.dumps(value, default=str)
-    return fmt(value)
+    if not isinstance(value, dict):
+        return fmt(value)
+    parts = []
+    for key, v in value.items():
+        if isinstance(v, int) and not isinstance(v, bool) and key.endswith("at"):
+            v = _when(v) + " UTC"
+        if v is None or isinstance(v, str | int | float | bool):
+            parts.append(f"{key}={fmt(v)}")
+    return ", ".join(parts) or json.dumps(value, default=str)
 
 
 @deploy.command("status")
@@ -360,10 +373,12 @@ def status(name: str, as_json: bool) -> None:
     if rev is None:
         return
     weights, measured = st.weights, st.measurements
+    metric = rev.policy.get("metric") or rev.policy.get("reward")
     table(["arm", "model", "role", "weight %", "requests", "errors", "p99 ms", "labelled",
            "live metric"],
           [(a.name, a.model, a.role, weights.get(a.name, 0.0),
-            *(_measure(measured.get(a.name), w) for w in _MEASURES)) for a in rev.arms],
+            *(_measure(measured.get(a.name), w) for w in _MEASURES),
+            _live_metric(measured.get(a.name), metric)) for a in rev.arms],
           title="Arms")
 
 
