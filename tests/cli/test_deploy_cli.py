@@ -257,6 +257,20 @@ def test_run_starts_the_controller_until_ctrl_c(root, monkeypatch, capsys):
     assert bad[0] == 2 and "duration" in bad[2]
 
 
+def test_decisions_and_measures_render_as_one_line():
+    from mloop.cli.deploy import _brief, _live_metric
+
+    assert _brief(None) == "-" and _brief(0.5) == "0.5"
+    line = _brief({"verdict": "pass", "winner": None, "at": 0, "summary": {"n": 3}})
+    assert line == "verdict=pass, winner=-, at=1970-01-01 00:00:00 UTC"
+    assert _brief({"nested": {"a": 1}}) == '{"nested": {"a": 1}}'
+    assert _live_metric({"metrics": {"accuracy": 0.9, "mae": 0.1}}, "mae") == "0.1"
+    assert _live_metric({"metrics": {"accuracy": 0.9, "mae": 0.1}}, None) == \
+        "accuracy=0.9 mae=0.1"
+    assert _live_metric({"metrics": {}}, "accuracy") is None
+    assert _live_metric(None, "accuracy") is None
+
+
 # ── help ──────────────────────────────────────────────────────────────────────────────
 
 def test_every_deploy_command_explains_itself_with_an_example():

@@ -61,9 +61,9 @@ def deploy() -> None:
     `mloop deploy run`) steps canaries, analyses them and updates bandits.
 
     \b
-    mloop deploy create churn models:/churn@champion --fallback-value 0
-    mloop deploy canary churn models:/churn/4 --steps 5,25,50,100 --interval 10m
-    mloop deploy status churn
+    mloop deploy create churn-live models:/churn@champion --fallback-value 0
+    mloop deploy canary churn-live models:/churn/4 --steps 5,25,50,100 --interval 10m
+    mloop deploy status churn-live
     """
 
 
