@@ -455,3 +455,17 @@ def test_check_weights_refuses_some_weights_missing(weights):
 def test_check_weights_refuses_non_percentages(bad):
     with pytest.raises(InvalidInputError, match="between 0 and 100"):
         check_weights([bad, 100.0 - (bad if math.isfinite(bad) else 0)])
+
+
+@pytest.mark.parametrize("start", ["ab", "bandit"])
+def test_promoting_an_ab_or_bandit_winner_moves_the_alias_the_stable_came_from(churn, start):
+    """promote's contract ("the alias the stable came from moves to it") for the rollouts
+    whose arms are all given anew: the stable before them came from champion."""
+    _live(churn)  # from models:/churn@champion
+    arms = ["a=churn/1", "b=churn/2"]
+    if start == "ab":
+        deploy.ab("live", arms, project=churn)
+    else:
+        deploy.bandit("live", arms, project=churn)
+    deploy.promote("live", arm="b", project=churn)
+    assert mloop.get_model_version("churn@champion", project=churn).version == 2
