@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 import mloop
+import mloop.deploy
 from mloop.core.printable import printable
 
 H = "x[/b]y [bold]WIP[/bold] [link=http://x]l[/link] \x1b[31mred :smile:"
@@ -107,6 +108,9 @@ def _fill(root: Path) -> dict[str, str]:
     from mloop.core.tokens import create_token
 
     create_token(root / "tokens.jsonl", "writer", name=H)
+    mloop.deploy.create("hdep", "hm/1", project=project)
+    mloop.deploy.replace("hdep", "hm/1", project=project)
+    mloop.deploy.rollback("hdep", reason=f"{H}\n{NL}", project=project)
     project.close()
     mloop.set_project(None)
     return {"r1": r1.id, "r2": r2.id, "tokens": str(root / "tokens.jsonl")}
@@ -157,6 +161,9 @@ COMMANDS: list[tuple[str, list[str], tuple[int, ...], list[str]]] = [
     ("automate-history", ["automate", "history"], (0,), [f"trig{ONE}"]),
     ("jobs-dead", ["jobs", "dead"], (0,), [MULTI]),
     ("token-list", ["token", "list", "--file", "{tokens}"], (0,), [ONE]),
+    ("deploy-list", ["deploy", "list"], (0,), ["hdep"]),
+    ("deploy-history", ["deploy", "history", "hdep"], (0,), [MULTI]),
+    ("deploy-status", ["deploy", "status", "hdep"], (0,), [MULTI]),
 ]
 
 

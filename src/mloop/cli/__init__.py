@@ -40,6 +40,7 @@ COMMANDS = {
     "monitor": "mloop.cli.monitor:monitor",
     "pipeline": "mloop.cli.pipeline:pipeline",
     "automate": "mloop.cli.automate:automate",
+    "deploy": "mloop.cli.deploy:deploy",
     "lineage": "mloop.cli.lineage:lineage",
     "token": "mloop.cli.token:token",
     "fsck": "mloop.cli.fsck:fsck",
