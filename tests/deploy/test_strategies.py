@@ -4,10 +4,7 @@ refuses."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,16 +38,6 @@ def churn(project: Project, fitted: Any) -> Project:
             mloop.log_model(fitted, registered_name="churn")
     mloop.set_alias("churn", "champion", 1, project=project)
     return project
-
-
-@pytest.fixture(autouse=True)
-def _analysis_module(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``deploy.canary`` reads its analysis spec with ``mloop.deploy.analysis``, written in
-    parallel with these tests: until it exists, a stand-in that takes a dict as it is."""
-    if importlib.util.find_spec("mloop.deploy.analysis") is None:
-        fake = types.ModuleType("mloop.deploy.analysis")
-        fake.load_spec = dict  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, "mloop.deploy.analysis", fake)
 
 
 def _live(project: Project, model: str = "models:/churn@champion") -> None:
@@ -469,3 +456,37 @@ def test_promoting_an_ab_or_bandit_winner_moves_the_alias_the_stable_came_from(c
         deploy.bandit("live", arms, project=churn)
     deploy.promote("live", arm="b", project=churn)
     assert mloop.get_model_version("churn@champion", project=churn).version == 2
+
+
+def test_rolling_back_a_promoted_canary_moves_its_alias_back(churn):
+    _live(churn)
+    deploy.canary("live", "churn/2", project=churn)
+    promoted = deploy.promote("live", project=churn)
+    assert promoted.state["aliases"] == [{"model": "churn", "alias": "champion", "from": 1,
+                                          "to": 2}]
+    assert mloop.get_model_version("churn@champion", project=churn).version == 2
+    back = deploy.rollback("live", project=churn)
+    assert back.arms[0].model == "models:/churn/1"
+    assert mloop.get_model_version("churn@champion", project=churn).version == 1
+
+
+def test_a_rollback_leaves_an_alias_moved_by_hand_since(churn):
+    _live(churn)
+    deploy.canary("live", "churn/2", project=churn)
+    deploy.promote("live", project=churn)
+    mloop.set_alias("churn", "champion", 3, project=churn)
+    deploy.rollback("live", project=churn)
+    assert mloop.get_model_version("churn@champion", project=churn).version == 3
+
+
+def test_a_null_fallback_value_is_a_value(churn):
+    rev = deploy.create("live", "churn/1", fallback_value=None, project=churn)
+    assert rev.fallback == {"timeout_ms": None, "value": None}
+
+
+def test_a_negative_weight_is_named_as_such(churn):
+    _live(churn)
+    with pytest.raises(InvalidInputError, match=r"between 0 and 100, not -60\.0"):
+        deploy.ab("live", ["churn/1:60", "churn/2:-60"], project=churn)
+    with pytest.raises(InvalidInputError, match="--interval"):
+        deploy.bandit("live", ["churn/1", "churn/2"], interval="soon", project=churn)

@@ -89,15 +89,14 @@ def create(name: str, model: str, fallback: str | None, fallback_value: str | No
     mloop deploy create churn-live models:/churn@champion --fallback models:/churn/3
     mloop deploy create churn-live churn/4 --fallback-value 0 --timeout-ms 200
     """
-    value = None
+    extra: dict[str, Any] = {}
     if fallback_value is not None:
         try:
-            value = json.loads(fallback_value)
+            extra["fallback_value"] = json.loads(fallback_value)  # null is a value too
         except ValueError:
             raise click.BadParameter(f"{fallback_value!r} is not JSON; quote a string as "
                                      "'\"text\"'.", param_hint="--fallback-value") from None
-    rev = _api().create(name, model, fallback=fallback, fallback_value=value,
-                        timeout_ms=timeout_ms)
+    rev = _api().create(name, model, fallback=fallback, timeout_ms=timeout_ms, **extra)
     _done(rev, as_json, f"created on {rev.arms[0].model}")
 
 

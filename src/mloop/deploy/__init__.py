@@ -42,14 +42,17 @@ def _p(project: Project | None) -> Project:
     return project if project is not None else current_project()
 
 
+_UNSET: Any = object()
+
+
 def create(name: str, model: str, *, fallback: str | None = None,
-           fallback_value: Any = None, timeout_ms: float | None = None,
+           fallback_value: Any = _UNSET, timeout_ms: float | None = None,
            initiated_by: str | None = None, project: Project | None = None) -> Revision:
     """A new deployment ``name`` sending all traffic to ``model``; ``fallback`` (a model
     reference) or ``fallback_value`` answers when it fails or exceeds ``timeout_ms``."""
     s = _s()
     return s.create(_p(project), name, model, fallback=fallback,
-                    fallback_value=s.NO_VALUE if fallback_value is None else fallback_value,
+                    fallback_value=s.NO_VALUE if fallback_value is _UNSET else fallback_value,
                     timeout_ms=timeout_ms, initiated_by=initiated_by)
 
 

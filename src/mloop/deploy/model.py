@@ -32,7 +32,7 @@ __all__ = ["ABPolicy", "ArmRef", "BanditPolicy", "CanaryPolicy", "Fallback", "Sh
 
 ALGORITHMS = ("thompson", "ucb1", "epsilon-greedy")
 _ARM_NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.\-]{0,99})=(.+)\Z", re.S)
-_WEIGHT = re.compile(r"^(.*[^:]):([0-9]+(?:\.[0-9]+)?)\Z", re.S)
+_WEIGHT = re.compile(r"^(.*[^:]):(-?[0-9]+(?:\.[0-9]+)?)\Z", re.S)
 TOLERANCE = 1e-6  # how far from 100 a sum of weights may be (an even split of 3 is 33.33…)
 
 
@@ -53,7 +53,7 @@ def parse_arm(text: str) -> ArmRef:
     text = text.strip()
     name = None
     named = _ARM_NAME.match(text)
-    if named and not named.group(1).startswith("models"):
+    if named:
         name, text = named.group(1), named.group(2)
     weight = None
     weighted = _WEIGHT.match(text)

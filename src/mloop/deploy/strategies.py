@@ -337,7 +337,10 @@ def bandit(project: Project, name: str, arms: Sequence[str | ArmRef], *,
 def _interval(value: Any) -> int:
     from mloop.core.clock import parse_duration
 
-    return parse_duration(value)
+    try:
+        return parse_duration(value)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"--interval: {exc.message}") from None
 
 
 def shadow(project: Project, name: str, model: str, *, sample: float = 1.0,
@@ -443,38 +446,68 @@ def promote(project: Project, name: str, *, arm: str | None = None,
         raise ConflictError(f"Revision {current.number} of {name!r} awaits approval of its "
                             "model; approve it first (`mloop models approve`).")
     winner = _winner(ctx, current, arm)
+    moves = _alias_moves(project, current, winner)
     state = {k: v for k, v in current.state.items() if k != "shadow"}
     state["weights"] = {a.name: 100.0 if a.name == winner.name else 0.0
                         for a in current.arms}
+    if moves:
+        state["aliases"] = moves  # a rollback of this revision moves them back
     done = ctx.backend.deployments.update(
         name, current.number, expected_serial=ctx.serial, kind="promoted",
         initiated_by=ctx.initiated_by, state=state, status=RevisionStatus.COMPLETED,
         reason=reason or f"{winner.name} ({winner.model}) takes all traffic",
         analysis=analysis)
-    _move_alias(project, current, winner)
+    _apply_moves(project, moves)
     return done
 
 
-def _move_alias(project: Project, revision: Revision, winner: Arm) -> None:
-    """Point the alias the replaced model was deployed from (``models:/churn@champion``)
-    at the winner, when both are versions of one model, and the rollout's own ``alias``
-    (set by an automated promotion) too."""
+def _alias_moves(project: Project, revision: Revision, winner: Arm) -> list[dict[str, Any]]:
+    """The aliases promoting ``winner`` moves: the alias the replaced model was deployed
+    from (``models:/churn@champion``) when both are versions of one model, and the
+    rollout's own ``alias`` (set by an automated promotion); each with the version it
+    pointed at, so that a rollback can move it back."""
     from mloop.core.uris import ModelURI, parse_uri
 
     pinned = parse_uri(winner.model)
-    wanted = revision.policy.get("alias")
-    if wanted and isinstance(pinned, ModelURI) and pinned.version is not None:
-        _backend(project).models.set_alias(pinned.name, wanted, int(pinned.version))
+    if not isinstance(pinned, ModelURI) or pinned.version is None:
+        return []
+    wanted = [revision.policy["alias"]] if revision.policy.get("alias") else []
     sources = [a.source for a in revision.arms
                if a.name != winner.name and a.role in ("stable", "primary", "blue")]
     if revision.rollback_target and revision.rollback_target.get("source"):
         sources.append(revision.rollback_target["source"])  # what served before an A/B
-    for source in dict.fromkeys(sources):
+    for source in sources:
         given = parse_uri(source)
-        if (isinstance(given, ModelURI) and given.alias is not None
-                and isinstance(pinned, ModelURI) and pinned.name == given.name
-                and pinned.version is not None):
-            _backend(project).models.set_alias(given.name, given.alias, int(pinned.version))
+        if isinstance(given, ModelURI) and given.alias is not None \
+                and given.name == pinned.name:
+            wanted.append(given.alias)
+    models = _backend(project).models
+    moves = []
+    for alias in dict.fromkeys(wanted):
+        try:
+            before: int | None = models.get(f"{pinned.name}@{alias}").version
+        except ModelNotFoundError:
+            before = None
+        moves.append({"model": pinned.name, "alias": alias, "from": before,
+                      "to": int(pinned.version)})
+    return moves
+
+
+def _apply_moves(project: Project, moves: Sequence[dict[str, Any]], *,
+                 back: bool = False) -> None:
+    """Move each alias to its ``to`` version (``back``: to its ``from``, when it had one
+    and still points where the promotion put it)."""
+    models = _backend(project).models
+    for move in moves:
+        if not back:
+            models.set_alias(move["model"], move["alias"], move["to"])
+            continue
+        try:
+            now = models.get(f"{move['model']}@{move['alias']}").version
+        except ModelNotFoundError:
+            continue
+        if move["from"] is not None and now == move["to"]:
+            models.set_alias(move["model"], move["alias"], move["from"])
 
 
 def rollback(project: Project, name: str, *, initiated_by: str | None = None,
@@ -482,7 +515,8 @@ def rollback(project: Project, name: str, *, initiated_by: str | None = None,
              expected_serial: int | None = None) -> Revision:
     """Return in one step to the model that last took all traffic before the current
     revision (after a blue/green switch: blue), as a new revision recording
-    ``rollback_of``; a live rollout ends aborted."""
+    ``rollback_of``; a live rollout ends aborted, and aliases its promotion moved point
+    back where they were (unless something moved them since)."""
     ctx = context(project, name, initiated_by)
     if expected_serial is not None and expected_serial != ctx.serial:
         raise ConflictError(f"Deployment {name!r} changed before its rollback; read "
@@ -505,6 +539,7 @@ def rollback(project: Project, name: str, *, initiated_by: str | None = None,
     revision = ctx.backend.deployments.add_revision(
         name, new, initiated_by=ctx.initiated_by, expected_serial=ctx.serial, ending=ending)
     ctx.backend.lineage.add(revision.uri, arm.model, "serves")
+    _apply_moves(project, current.state.get("aliases", ()), back=True)
     return revision
 
 
