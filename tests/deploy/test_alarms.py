@@ -59,3 +59,24 @@ def test_a_rule_naming_a_deployment_is_checked(tmp_path):
     assert rules[0].rollback == "live"
     with pytest.raises(ConfigError, match="rollback"):
         parse_config({"rules": [{"signal": "drift.dataset", "rollback": "no good"}]})
+
+
+def test_the_controller_rolls_back_on_the_alert_once(sqlite_project):
+    from mloop.deploy.controller import Controller
+
+    project = sqlite_project
+    _versions(project, 2)
+    (project.root / ".mloop" / "monitoring.yaml").write_text(
+        "rules:\n  - name: data-drift\n    signal: drift.dataset\n    rollback: live\n")
+    deploy.create("live", "models:/churn/1", project=project)
+    deploy.replace("live", "models:/churn/2", project=project)
+    controller = Controller(project, ["live"])
+    assert controller.tick() == []
+    _fire(project, "data-drift", "models:/churn/2")
+    (decision,) = controller.tick()
+    assert (decision.action, decision.revision) == ("rolled_back", 2)
+    current = deploy.status("live", project=project).revision
+    assert current.arms[0].model == "models:/churn/1" and current.rollback_of == 2
+    assert current.created_by == "system" and "data-drift" in current.reason
+    assert controller.tick() == []  # the rollback is not rolled back
+    controller.release()

@@ -58,6 +58,7 @@ EARLY_EVERY_MS = 5_000
 @dataclass(frozen=True)
 class Decision:
     """What one tick did to one deployment (``action``: started, step, promoted, aborted,
+    rolled_back (a monitoring alert),
     held, decision, weights, skipped)."""
 
     deployment: str
@@ -148,6 +149,9 @@ class Controller:
             return None
         serial = found.serial
         revision = deployments.revision(name, found.current_revision)
+        alarmed = self._alarm(revision, serial)
+        if alarmed is not None:
+            return alarmed
         if revision.status is RevisionStatus.AWAITING_APPROVAL:
             started = strategies.start_approved(self.project, name)
             return (Decision(name, revision.number, "started", "every version is approved")
@@ -161,6 +165,21 @@ class Controller:
         if revision.strategy is Strategy.BANDIT:
             return self._bandit(revision, serial, now)
         return None
+
+    def _alarm(self, revision: Revision, serial: int) -> Decision | None:
+        """Roll back when a monitoring rule naming this deployment has an open alert on a
+        version the revision put into traffic (:mod:`mloop.deploy.alarms`)."""
+        from mloop.deploy import strategies
+        from mloop.deploy.alarms import alarm
+
+        if revision.status is RevisionStatus.AWAITING_APPROVAL:
+            return None  # nothing of it is in traffic yet
+        found = alarm(self.project, revision)
+        if found is None:
+            return None
+        strategies.rollback(self.project, revision.deployment, initiated_by=_system(),
+                            reason=found.reason, expected_serial=serial)
+        return Decision(revision.deployment, revision.number, "rolled_back", found.reason)
 
     # ── canary ─────────────────────────────────────────────────────────────────────────
 
