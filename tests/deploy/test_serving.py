@@ -38,12 +38,15 @@ class Toy:
     """Answers ``value`` for every row; unless ``calm``, raises on a negative ``a`` and
     sleeps on a huge one."""
 
-    def __init__(self, value: float, calm: bool = False) -> None:
+    def __init__(self, value: float, calm: bool = False, broken: bool = False) -> None:
         self.value = value
         self.calm = calm
+        self.broken = broken
 
     def predict(self, X: Any) -> np.ndarray:
         a = np.asarray(X["a"], dtype=float)
+        if self.broken:  # fails its warm-up: the server cannot load it
+            raise RuntimeError("broken")
         if self.calm:
             return np.full(len(a), self.value)
         if (a < 0).any():
@@ -278,9 +281,26 @@ def test_shadow_answers_are_indexed_and_never_returned(toys, serve):
     ids = {a[1]["request_id"] for a in answers}
     shadow = [(r, p) for r, a, o, p in zip(rows.request_id, rows.arm, rows.outcome,
                                             rows.prediction, strict=True) if o == "shadow"]
-    assert len(shadow) == 20 and {r for r, _ in shadow} == ids and {p for _, p in shadow} == {2.0}
-    assert Counter(zip(rows.arm, rows.outcome)) == {("primary", "ok"): 20,
-                                                    ("shadow", "shadow"): 20}
+    assert len(shadow) == 20 and {r for r, _ in shadow} == ids
+    assert {p for _, p in shadow} == {2.0}
+    assert Counter(zip(rows.arm, rows.outcome, strict=True)) == {("primary", "ok"): 20,
+                                                                 ("shadow", "shadow"): 20}
+
+
+def test_a_revision_that_cannot_be_loaded_leaves_the_old_one_serving(toys, serve):
+    with mloop.start_run():
+        mloop.log_model(Toy(4.0, broken=True), input_example=EXAMPLE, registered_name="toy")
+    deploy.create("churn", "models:/toy/1", project=toys)
+    app = serve(toys, deployments=("churn",))
+    deploy.replace("churn", "models:/toy/4", project=toys)
+    answers = []
+    for _ in range(20):  # four poll intervals: toy/4 fails its warm-up each time
+        answers.append(app.predict("churn"))
+        time.sleep(POLL / 5)
+    assert {(a[0], a[1]["predictions"][0]) for a in answers} == {(200, 1.0)}
+    fixed = deploy.replace("churn", "models:/toy/2", project=toys)
+    _until(lambda: app.predict("churn")[2]["x-mloop-revision"] == str(fixed.number))
+    assert app.predict("churn")[1]["predictions"] == [2.0]
 
 
 def test_a_served_alias_is_followed_when_it_moves(toys, serve):
@@ -296,7 +316,7 @@ def test_a_served_alias_is_followed_when_it_moves(toys, serve):
 
     _until(moved)
     assert {a[0] for a in answers} == {200} and answers[-1][1]["version"] == 2
-    status, meta, _ = app("/v2")
+    _, meta, _ = app("/v2")
     assert [m["uri"] for m in meta["models"]] == ["models:/toy/2"]
 
 

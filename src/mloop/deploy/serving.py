@@ -207,29 +207,27 @@ class DeploymentServing:
 
         loop = asyncio.get_running_loop()
         project = state.project
-        ready = []
+        tables = []
         for plan in plans:
             try:
                 for uri in sorted(plan.uris() - set(self.models)):
                     one = await loop.run_in_executor(None, load_one, project, uri,
                                                      state.config)
                     self.models[uri] = serve_one(state, one)
+                tables.append((plan, table_of(plan, self.models)))
             except Exception:
                 if strict:
                     raise
                 log.exception("deployment %s: revision %d cannot be served; the previous "
                               "one keeps serving", plan.deployment, plan.revision)
-                continue
-            ready.append(plan)
-        for plan in ready:
-            self._swap(state, plan)
+        for plan, table in tables:  # every model loaded first: then the swaps, at once
+            self._swap(state, plan, table)
         needed = set().union(*(e.table.models() for e in self.endpoints.values()))
         unused = [uri for uri in self.models if uri not in needed]
         retire(state, [self.models.pop(uri) for uri in unused])
 
-    def _swap(self, state: ServingState, plan: Plan) -> None:
+    def _swap(self, state: ServingState, plan: Plan, table: Table) -> None:
         assert self.metrics is not None
-        table = table_of(plan, self.models)
         endpoint = self.endpoints.get(plan.deployment)
         if endpoint is None:
             endpoint = self.endpoints[plan.deployment] = DeploymentEndpoint(

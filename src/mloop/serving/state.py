@@ -154,7 +154,8 @@ class ServingState:
         if name is not None:
             return self.model_of(name, None)
         if len(self.models) != 1 or self.endpoints:
-            raise PayloadError("model", "several models are served; add ?model=NAME")
+            raise PayloadError("model", "several models (or deployments) are served; add "
+                                        "?model=NAME")
         return next(iter(self.models.values()))[0]
 
     def endpoint_of(self, name: str | None) -> Endpoint | None:
