@@ -72,7 +72,7 @@ class Served:
     """``create_app`` under uvicorn in a thread, as ``mloop serve`` runs it."""
 
     def __init__(self, project: Project, *, models: tuple[str, ...] = (),
-                 deployments: tuple[str, ...] = ()) -> None:
+                 deployments: tuple[str, ...] = (), controller: bool = False) -> None:
         import uvicorn
 
         with socket.socket() as s:
@@ -81,7 +81,7 @@ class Served:
         config = ServeConfig(list(models), project=str(project.root), allow_pickle=True,
                              monitor_every=0, deployments=list(deployments),
                              extensions=[EXTENSION] if deployments else [],
-                             poll_interval=POLL, controller=False)
+                             poll_interval=POLL, controller=controller)
         self.app = create_app(config)
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1",
                                                     port=self.port, log_level="warning"))
@@ -337,6 +337,15 @@ def test_awaiting_approval_routes_to_the_model_that_served_before():
     assert live.weights == {"stable": 95.0, "canary": 5.0} and live.step == 0
     with pytest.raises(ConflictError, match="awaits approval"):
         plan_of(waiting, 7, None)
+    arms = (Arm("a", "models:/toy/1", "", 0.0), Arm("b", "models:/toy/2", "", 0.0))
+    bandit = Revision("churn", 3, Strategy.BANDIT, RevisionStatus.ACTIVE, arms,
+                      {"sticky": "user"}, None,
+                      {"weights": {"a": 20.0, "b": 80.0},
+                       "posterior": [{"posterior_mean": 0.1}, {"posterior_mean": 0.3}]},
+                      None, None, "system", None, 0)
+    plan = plan_of(bandit, 9)
+    assert (plan.weights, plan.sticky, plan.posterior, plan.step) == (
+        {"a": 20.0, "b": 80.0}, "user", {"a": 0.1, "b": 0.3}, None)
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -358,3 +367,56 @@ def test_cli_refuses_before_announcing(toys):
     out = _cli("models:/twin/1", "--deployment", "twin", cwd=toys.root)
     assert out.returncode == 2 and "both a model given to serve and a deployment" in out.stderr
     assert "Serving" not in out.stderr
+
+
+def test_the_controller_ticks_every_poll_and_releases_on_stop(toys, serve, monkeypatch):
+    """Against the interface `mloop.deploy.controller.Controller(project, names, holder=)`
+    with `tick()` and `release()`, whatever implements it."""
+    import importlib.machinery
+    import types
+
+    calls: list[tuple[str, Any]] = []
+
+    class Controller:
+        def __init__(self, project: Project, names: list[str], *, holder: str | None = None
+                     ) -> None:
+            calls.append(("init", (names, holder)))
+
+        def tick(self, now_ms: int | None = None) -> list[Any]:
+            calls.append(("tick", None))
+            raise RuntimeError("one deployment's trouble must not stop the server")
+
+        def release(self) -> None:
+            calls.append(("release", None))
+
+    fake = types.ModuleType("mloop.deploy.controller")
+    fake.__spec__ = importlib.machinery.ModuleSpec("mloop.deploy.controller", None)
+    fake.Controller = Controller  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "mloop.deploy.controller", fake)
+    deploy.create("churn", "models:/toy/1", project=toys)
+    app = serve(toys, deployments=("churn",), controller=True)
+    _until(lambda: sum(kind == "tick" for kind, _ in calls) >= 2)
+    assert app.predict("churn")[0] == 200
+    app.stop()
+    names, holder = calls[0][1]
+    assert names == ["churn"] and holder.startswith("serve:")
+    assert calls[-1] == ("release", None)
+
+
+def test_extensions_survive_the_workers_json_config(monkeypatch):
+    from dataclasses import asdict
+
+    from mloop.errors import ConfigError
+    from mloop.serving.endpoint import load_extension
+    from mloop.serving.server import CONFIG_ENV, app_factory
+
+    config = ServeConfig([], deployments=["churn"], extensions=[EXTENSION], poll_interval=5,
+                         controller=False)
+    monkeypatch.setenv(CONFIG_ENV, json.dumps(asdict(config)))
+    made = app_factory().state.serving.config
+    assert (made.deployments, made.extensions, made.poll_interval, made.controller) == (
+        ["churn"], [EXTENSION], 5, False)
+    assert type(load_extension(EXTENSION, made)).__name__ == "DeploymentServing"
+    for bad in ("mloop.deploy.serving", "mloop.nope:x", "mloop.deploy.serving:nope"):
+        with pytest.raises(ConfigError, match=r"module:factory|Cannot load"):
+            load_extension(bad, made)
