@@ -59,13 +59,25 @@ class Toy:
 EXAMPLE = pd.DataFrame({"a": [1.0], "user": ["u0"]})
 
 
-@pytest.fixture
-def toys(sqlite_project: Project) -> Project:
+def _register(project: Project) -> Project:
     """``models:/toy/1..3`` answering 1.0, 2.0, 3.0 (3 never fails)."""
     for toy in (Toy(1.0), Toy(2.0), Toy(3.0, calm=True)):
         with mloop.start_run():
             mloop.log_model(toy, input_example=EXAMPLE, registered_name="toy")
-    return sqlite_project
+    return project
+
+
+@pytest.fixture
+def toys(sqlite_project: Project) -> Project:
+    return _register(sqlite_project)
+
+
+@pytest.fixture
+def any_toys(project: Project, backend: str, monkeypatch: pytest.MonkeyPatch) -> Project:
+    """The toys on SQLite and on PostgreSQL (replicas share a PostgreSQL store)."""
+    if backend:  # the servers open the project by its folder: the store comes from the env
+        monkeypatch.setenv("MLOOP_STORE_URI", backend)
+    return _register(project)
 
 
 class Served:
@@ -194,7 +206,8 @@ def test_weighted_sticky_routes_headers_metrics_and_the_traffic_index(toys, serv
     assert all(p == expected[a] for a, p in zip(rows.arm, rows.prediction, strict=True))
 
 
-def test_blue_green_switch_and_back_under_load_and_a_replica_converges(toys, serve):
+def test_blue_green_switch_and_back_under_load_and_a_replica_converges(any_toys, serve):
+    toys = any_toys
     deploy.create("churn", "models:/toy/1", project=toys)
     deploy.bluegreen("churn", "models:/toy/2", project=toys)
     app = serve(toys, deployments=("churn",))
@@ -353,6 +366,48 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
     return subprocess.run([sys.executable, "-m", "mloop", "serve", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
+
+
+def test_cli_serves_a_deployment_with_workers(toys, tmp_path):
+    deploy.create("churn", "models:/toy/1", project=toys)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLOOP_PROJECT")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
+    log = tmp_path / "serve.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "mloop", "serve", "--deployment",
+                                 "churn", "--port", str(port), "--workers", "2",
+                                 "--allow-pickle", "--no-controller", "--poll-interval",
+                                 "0.2s"], cwd=toys.root, env=env,
+                                stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            answer = None
+            deadline = time.monotonic() + 90
+            while answer is None and time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    answer = Served.__call__(_Port(port), "/predict",  # type: ignore[arg-type]
+                                             {"records": [{"a": 1.0, "user": "u"}]})
+                except OSError:
+                    time.sleep(0.2)
+            assert answer is not None, log.read_text()
+            assert answer[0] == 200 and answer[1]["predictions"] == [1.0]
+            assert answer[2]["x-mloop-deployment"] == "churn"
+            deploy.replace("churn", "models:/toy/2", project=toys)
+            # both worker processes follow (a request lands on either)
+            _until(lambda: all(Served.__call__(_Port(port), "/predict", {  # type: ignore[arg-type]
+                "records": [{"a": 1.0, "user": "u"}]})[1]["predictions"] == [2.0]
+                for _ in range(8)))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    assert "Serving deployment churn on" in log.read_text()
+
+
+class _Port:
+    def __init__(self, port: int) -> None:
+        self.port = port
 
 
 def test_cli_refuses_before_announcing(toys):

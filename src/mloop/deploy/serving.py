@@ -175,8 +175,12 @@ class DeploymentServing:
                                 "serve one of them.")
         self.metrics = DeploymentMetrics(state.metrics.registry)
         self.writer = TrafficWriter(project)
-        plans = await loop.run_in_executor(None, read_plans, project, self.names)
-        await self.apply(state, plans, strict=True)
+        try:
+            plans = await loop.run_in_executor(None, read_plans, project, self.names)
+            await self.apply(state, plans, strict=True)
+        except BaseException:  # what was loaded is stopped; the reason stops the start
+            await self.stop(state)
+            raise
         if self.config.poll_interval > 0:
             self.tasks.append(loop.create_task(self._poll(state, project)))
             if self.config.controller:

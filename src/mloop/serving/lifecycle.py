@@ -145,7 +145,8 @@ def retire(state: ServingState, served: list[ServedModel], grace: float = GRACE)
 
 
 async def stop(state: ServingState) -> None:
-    """Drain every batcher (retiring ones too), then close the prediction log."""
+    """Drain every batcher (retiring ones too), then close the prediction log and the
+    project the server opened."""
     for task in list(state.background):
         task.cancel()
     for versions in state.models.values():
@@ -155,6 +156,8 @@ async def stop(state: ServingState) -> None:
         await served.batcher.stop()
     if state.logger is not None:
         state.logger.close()
+    if state.config.project and state.opened is not None:  # opened by us: its connections
+        state.opened.close()
 
 
 async def start_extensions(state: ServingState) -> None:
