@@ -14,6 +14,12 @@ METRICS = {
     "mloop_prediction_log_dropped", "mloop_drift_share", "mloop_dataset_drift",
     "mloop_drift_statistic", "mloop_drift_detected", "mloop_drift_last_check_timestamp_seconds",
     "mloop_live_metric", "mloop_feedback_rows", "mloop_open_alerts",
+    # mloop serve --deployment
+    "mloop_deployment_weight", "mloop_deployment_requests_total",
+    "mloop_deployment_latency_seconds_bucket", "mloop_deployment_fallbacks_total",
+    "mloop_deployment_revision", "mloop_deployment_canary_step",
+    "mloop_deployment_bandit_posterior_mean", "mloop_deployment_shadow_dropped_total",
+    "mloop_deployment_traffic_dropped",
 }
 _KEYWORDS = {"and", "or", "unless", "bool", "offset", "group_left", "group_right", "inf", "nan"}
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')

@@ -13,7 +13,18 @@ if TYPE_CHECKING:
 
 
 @click.command()
-@click.argument("models", nargs=-1, required=True)
+@click.argument("models", nargs=-1)
+@click.option("--deployment", "deployments", multiple=True, metavar="NAME",
+              help="Also serve deployment NAME (repeatable): /v2/models/NAME/infer, "
+              "/predict?model=NAME and /invocations?model=NAME routed by its current "
+              "revision (see `mloop deploy`).")
+@click.option("--poll-interval", default="2s", show_default=True,
+              help="How often to check served aliases and deployments for changes (a "
+              "moved alias or a new revision is followed without a restart); 0 turns it "
+              "off.")
+@click.option("--no-controller", is_flag=True, help="Do not run the deployments' "
+              "controller (canary steps, analyses, bandit updates) in this server; run "
+              "`mloop deploy run` instead.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (0.0.0.0 for every interface).")
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True,
@@ -54,8 +65,10 @@ if TYPE_CHECKING:
 def serve(models: tuple[str, ...], host: str, port: int, workers: int, max_batch_size: int,
           max_batch_delay_ms: float, max_queue: int, max_body_mb: float, engine: str | None,
           no_log: bool, allow_pickle: bool, monitor_every: str,
-          allowed_hosts: tuple[str, ...], token_file: str | None, protect: str) -> None:
-    """Serve MODELS (models:/churn@champion …) over HTTP until Ctrl-C or SIGTERM.
+          allowed_hosts: tuple[str, ...], token_file: str | None, protect: str,
+          deployments: tuple[str, ...], poll_interval: str, no_controller: bool) -> None:
+    """Serve MODELS (models:/churn@champion …) and deployments over HTTP until Ctrl-C or
+    SIGTERM.
 
     Open Inference Protocol (KServe V2) at /v2/…, plus POST /predict ({"records": […]})
     and POST /invocations (MLflow's scoring form); GET /metrics for Prometheus. Ready
@@ -63,6 +76,8 @@ def serve(models: tuple[str, ...], host: str, port: int, workers: int, max_batch
     logged for monitoring under .mloop/predictions (unless --no-log); labels for them
     arrive at POST /api/v1/feedback, and every --monitor-every the served models are
     checked against the rules of .mloop/monitoring.yaml (see `mloop monitor run`).
+    A served alias (models:/churn@champion) is followed when it moves, and each
+    --deployment follows its revisions, every --poll-interval.
 
     Every POST must be JSON, and requests must name this server in their Host header
     (421 otherwise); with --token-file, writes need `Authorization: Bearer <token>`.
@@ -72,22 +87,34 @@ def serve(models: tuple[str, ...], host: str, port: int, workers: int, max_batch
     from mloop.serving.server import ServeConfig
     from mloop.serving.server import serve as run
 
+    if not models and not deployments:
+        raise click.UsageError("Give at least one model to serve (models:/churn@champion) "
+                               "or --deployment NAME.")
     project = current_project()
     every = 0.0 if monitor_every.strip() in ("0", "0s") else parse_duration(monitor_every) / 1000
+    poll = 0.0 if poll_interval.strip() in ("0", "0s") else parse_duration(poll_interval) / 1000
     _preflight(project, models, engine, host, port)
+    extensions = ["mloop.deploy.serving:extension"] if deployments else []
     config = ServeConfig(list(models), project=str(project.root), max_batch_size=max_batch_size,
                          max_batch_delay_ms=max_batch_delay_ms, max_queue=max_queue,
                          max_body_bytes=int(max_body_mb * (1 << 20)), engine=engine,
                          log_predictions=not no_log, monitor_every=every,
                          allow_pickle=allow_pickle or None,
-                         security=_security(host, allowed_hosts, token_file, protect))
+                         security=_security(host, allowed_hosts, token_file, protect),
+                         deployments=list(deployments), extensions=extensions,
+                         poll_interval=poll, controller=not no_controller)
     from mloop.registry.loading import check_model
 
-    for ref in models:  # refuse a missing or unsafe model before announcing anything
+    needed = list(models)
+    if deployments:
+        from mloop.deploy.serving import check_deployments
+
+        needed += check_deployments(project, list(deployments), list(models))
+    for ref in needed:  # refuse a missing or unsafe model before announcing anything
         check_model(project, ref, engine=engine or project.settings.serve_engine,
                     allow_pickle=config.allow_pickle)
-    echo(f"Serving {', '.join(models)} on http://{host}:{port} (Ctrl-C to stop)",
-         err=True)
+    served = [*models, *(f"deployment {d}" for d in deployments)]
+    echo(f"Serving {', '.join(served)} on http://{host}:{port} (Ctrl-C to stop)", err=True)
     run(config, host=host, port=port, workers=workers)
 
 
@@ -122,7 +149,8 @@ def _preflight(project: Any, models: tuple[str, ...], engine: str | None, host: 
                port: int) -> None:
     """What would otherwise fail after "Serving … on http://…" is announced, as one clear
     error first: a model that does not exist (exit 3), an ONNX engine without its twin or
-    without onnxruntime (exit 2), a port in use (exit 69) or a host not of this machine."""
+    without onnxruntime (exit 2), a port in use (exit 69) or a host not of this machine.
+    (Deployments are checked after: see ``check_deployments``.)"""
     import importlib.util
     import json
 

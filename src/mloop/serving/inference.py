@@ -19,19 +19,23 @@ on gets 500 for that request alone (see ``batcher``).
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mloop.core.redact import get_logger
 from mloop.errors import InvalidInputError
-from mloop.registry.signature import MISSABLE, Signature, enforce
+from mloop.registry.signature import MISSABLE, Signature, enforce, refuse_missing_values
 from mloop.serving.batcher import MicroBatcher
-from mloop.serving.protocol import Rows, v2_datatype
+from mloop.serving.protocol import PayloadError, Rows, v2_datatype
+
+if TYPE_CHECKING:
+    from mloop.serving.state import ServingState
 
 log = get_logger("mloop.serving")
 
@@ -206,6 +210,22 @@ class ServedModel:
     load_seconds: float
     traits: Traits
 
+    def check(self, frame: Any) -> Any:
+        """``frame`` as the model takes it, checked against the signature alone, so that
+        a request the model cannot take never joins a batch (422 naming the field)."""
+        if len(frame) == 0:
+            raise PayloadError("$", "the request has no rows", 422)
+        if isinstance(frame, Rows):  # a V2 matrix of the signature's float64 columns
+            refuse_missing_values(frame.values, self.loaded.signature, self.traits.nullable)
+            return frame
+        return enforce(self.loaded.signature, frame, nullable=self.traits.nullable)
+
+    async def predict(self, frame: Any, *, proba: bool = True) -> tuple[Any, Any, Any]:
+        """(rows as checked, predictions, probabilities or None), micro-batched."""
+        frame = self.check(frame)
+        pred, probabilities = await self.batcher.submit(frame, proba=proba)
+        return frame, pred, probabilities
+
     def metadata(self) -> dict[str, Any]:
         """The V2 model metadata: inputs from the signature, outputs from the warm-up."""
         sig = self.loaded.signature
@@ -225,3 +245,32 @@ class ServedModel:
 
 def _v2_of(dtype: str) -> str:
     return {"int64": "INT64", "float64": "FP64", "bool": "BOOL"}.get(dtype, "BYTES")
+
+
+async def run(state: ServingState, served: ServedModel, frame: Any, route: str, *,
+              proba: bool = True, request_id: str | None = None
+              ) -> tuple[Any, Any, str, float]:
+    """(predictions, probabilities, request id, latency in s) of ``frame``, checked against
+    the signature, micro-batched, logged and counted. ``request_id``: the one to log under
+    (a new time-ordered id without: feedback finds its log segment by it)."""
+    from mloop.core.ids import new_id
+
+    metrics = state.metrics
+    start = time.perf_counter()
+    metrics.in_flight.inc()
+    try:
+        frame, pred, probabilities = await served.predict(frame, proba=proba)
+    finally:
+        metrics.in_flight.dec()
+    latency = time.perf_counter() - start
+    if request_id is None:
+        request_id = new_id()
+    logger = state.logger
+    if logger is not None:
+        logger.log(served.name, served.version, request_id, frame=frame, pred=pred,
+                   proba=probabilities, latency_ms=latency * 1000)
+        metrics.dropped.set(logger.dropped)
+    latency_of, answered = state.counters(served, route)
+    latency_of.observe(latency)
+    answered.inc()
+    return pred, probabilities, request_id, latency

@@ -7,6 +7,7 @@ several applications can run side by side in one process (no module globals).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from mloop.serving.security import Security
 
 if TYPE_CHECKING:
     from mloop.project import Project
+    from mloop.serving.endpoint import Endpoint, Extension
     from mloop.serving.inference import ServedModel
     from mloop.serving.predlog import PredictionLogger
 
@@ -35,6 +37,10 @@ class ServeConfig:
     monitor_every: float = 60.0  # seconds between drift/performance checks; 0: none
     security: Security = field(default_factory=Security)  # Host, Origin, token, JSON checks
     allow_pickle: bool | None = None  # None: the user's allow_pickle setting (off)
+    deployments: list[str] = field(default_factory=list)  # served by an extension
+    extensions: list[str] = field(default_factory=list)  # "module:factory" (serving.endpoint)
+    poll_interval: float = 2.0  # seconds between checks of aliases and deployments; 0: none
+    controller: bool = True  # run the deployments' controller in this server
 
 
 class Metrics:
@@ -106,11 +112,17 @@ class Metrics:
 @dataclass
 class ServingState:
     """One application's state; ``models`` maps a name to its versions, the first listed
-    answering requests that name no version."""
+    answering requests that name no version; ``endpoints`` (names answered by an
+    extension, e.g. deployments) are looked up before ``models``. Both maps are replaced
+    or assigned by key, never mutated in a request: a request keeps what it looked up."""
 
     config: ServeConfig
     metrics: Metrics = field(default_factory=Metrics)
     models: dict[str, list[ServedModel]] = field(default_factory=dict)
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    extensions: list[Extension] = field(default_factory=list)  # started ones
+    retiring: list[ServedModel] = field(default_factory=list)  # stopped after a grace
+    background: set[asyncio.Task[None]] = field(default_factory=set)
     logger: PredictionLogger | None = None
     opened: Project | None = None  # set at start-up, before ``ready``
     ready: bool = False
@@ -141,9 +153,19 @@ class ServingState:
         """``name``'s first version, or the one model served when no name is given."""
         if name is not None:
             return self.model_of(name, None)
-        if len(self.models) != 1:
-            raise PayloadError("model", "several models are served; add ?model=NAME")
+        if len(self.models) != 1 or self.endpoints:
+            raise PayloadError("model", "several models (or deployments) are served; add "
+                                        "?model=NAME")
         return next(iter(self.models.values()))[0]
+
+    def endpoint_of(self, name: str | None) -> Endpoint | None:
+        """The endpoint answering at ``name`` (None: the one endpoint when nothing else
+        is served), or None when a model answers."""
+        if name is None:
+            if not self.models and len(self.endpoints) == 1:
+                return next(iter(self.endpoints.values()))
+            return None
+        return self.endpoints.get(name)
 
     def counters(self, served: ServedModel, route: str) -> tuple[Any, Any]:
         """The latency histogram and the 200 counter of a model's route (looked up once)."""

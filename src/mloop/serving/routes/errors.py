@@ -31,9 +31,10 @@ def failed(request: Request, status: int) -> int:
         wanted = request.path_params.get("version")
         version = next((str(v.version) for v in versions
                         if wanted is None or str(v.version) == wanted), "")
+        known = bool(versions) or name in state_of(request).endpoints  # a deployment
         # names and versions not served here are one label: callers choose them
         state_of(request).metrics.requests.labels(
-            name if versions else "unknown", version if versions else "", route,
+            name if known else "unknown", version if versions else "", route,
             str(status)).inc()
     return status
 

@@ -4,18 +4,16 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
 
-from mloop.core.ids import new_id
-from mloop.registry.signature import enforce, refuse_missing_values
-from mloop.serving.inference import ServedModel
+from mloop.errors import NotFoundError
+from mloop.serving.endpoint import Endpoint
+from mloop.serving.inference import ServedModel, run
 from mloop.serving.protocol import (
     PayloadError,
-    Rows,
     mlflow_frame,
     records_frame,
     v2_frame,
@@ -27,38 +25,6 @@ from mloop.serving.state import ServingState, state_of
 router = APIRouter()
 
 
-async def run(state: ServingState, served: ServedModel, frame: Any, route: str, *,
-              proba: bool = True) -> tuple[Any, Any, str, float]:
-    """(predictions, probabilities, request id, latency in s) of ``frame``, checked against
-    the signature, micro-batched, logged and counted."""
-    metrics = state.metrics
-    start = time.perf_counter()
-    metrics.in_flight.inc()
-    try:
-        if len(frame) == 0:
-            raise PayloadError("$", "the request has no rows", 422)
-        # checked here, alone, so that a request the model cannot take never joins a batch
-        if isinstance(frame, Rows):  # a V2 matrix of the signature's float64 columns
-            refuse_missing_values(frame.values, served.loaded.signature,
-                                  served.traits.nullable)
-        else:
-            frame = enforce(served.loaded.signature, frame, nullable=served.traits.nullable)
-        pred, probabilities = await served.batcher.submit(frame, proba=proba)
-    finally:
-        metrics.in_flight.dec()
-    latency = time.perf_counter() - start
-    request_id = new_id()  # time-ordered: feedback finds its log segment by it
-    logger = state.logger
-    if logger is not None:
-        logger.log(served.name, served.version, request_id, frame=frame, pred=pred,
-                   proba=probabilities, latency_ms=latency * 1000)
-        metrics.dropped.set(logger.dropped)
-    latency_of, answered = state.counters(served, route)
-    latency_of.observe(latency)
-    answered.inc()
-    return pred, probabilities, request_id, latency
-
-
 @router.get("/v2")
 async def server_metadata(request: Request) -> Any:
     from mloop._version import __version__
@@ -67,13 +33,26 @@ async def server_metadata(request: Request) -> Any:
         "name": "mloop", "version": __version__, "extensions": ["binary_tensor_data"],
         "models": [{"name": s.name, "version": str(s.version), "uri": s.uri,
                     "engine": s.loaded.engine}
-                   for versions in state_of(request).models.values() for s in versions]})
+                   for versions in state_of(request).models.values() for s in versions],
+        "deployments": sorted(state_of(request).endpoints)})
+
+
+def _endpoint(state: ServingState, name: str | None, version: str | None
+              ) -> Endpoint | None:
+    endpoint = state.endpoint_of(name)
+    if endpoint is not None and version is not None:
+        raise NotFoundError(f"{name!r} is a deployment: it has revisions, not versions; "
+                            f"ask /v2/models/{name} (or a model's own name and version).")
+    return endpoint
 
 
 @router.get("/v2/models/{name}")
 @router.get("/v2/models/{name}/versions/{version}")
 async def model_metadata(name: str, request: Request, version: str | None = None) -> Any:
     state = state_of(request)
+    endpoint = _endpoint(state, name, version)
+    if endpoint is not None:  # the model serving it now, under the deployment's name
+        return json_response(endpoint.model().metadata() | {"name": name})
     if version is None:
         meta = state.model_of(name, None).metadata()
         meta["versions"] = [str(v.version) for v in state.models[name]]
@@ -85,7 +64,8 @@ async def model_metadata(name: str, request: Request, version: str | None = None
 @router.get("/v2/models/{name}/versions/{version}/ready")
 async def model_ready(name: str, request: Request, version: str | None = None) -> Any:
     state = state_of(request)
-    state.model_of(name, version)
+    if _endpoint(state, name, version) is None:
+        state.model_of(name, version)
     return json_response({"name": name, "ready": state.ready})
 
 
@@ -93,14 +73,13 @@ async def model_ready(name: str, request: Request, version: str | None = None) -
 @router.post("/v2/models/{name}/versions/{version}/infer", openapi_extra=openapi_body("infer"))
 async def infer(name: str, request: Request, version: str | None = None) -> Any:
     state = state_of(request)
+    endpoint = _endpoint(state, name, version)
+    if endpoint is not None:
+        return await _infer_endpoint(state, endpoint, request)
     served = state.model_of(name, version)
     frame, wanted, req_id = v2_frame(await body_of(request, state.config.max_body_bytes),
                                      served.loaded.signature)
-    declared = served.traits.datatypes
-    unknown = [w for w in wanted or () if w not in declared]
-    if unknown:  # before predicting: nothing is logged for a request refused
-        raise PayloadError("outputs", f"unknown output(s) {', '.join(unknown)}; this "
-                                      f"model has {', '.join(declared)}")
+    declared = _declared(served, wanted)
     pred, proba, request_id, _ = await run(state, served, frame, "infer",
                                            proba=wanted is None or "predict_proba" in wanted)
     body = {"model_name": served.name, "model_version": str(served.version),
@@ -110,26 +89,68 @@ async def infer(name: str, request: Request, version: str | None = None) -> Any:
     return json_response(body, headers={"x-request-id": request_id})
 
 
+def _declared(served: ServedModel, wanted: list[str] | None) -> dict[str, str]:
+    declared = served.traits.datatypes
+    unknown = [w for w in wanted or () if w not in declared]
+    if unknown:  # before predicting: nothing is logged for a request refused
+        raise PayloadError("outputs", f"unknown output(s) {', '.join(unknown)}; this "
+                                      f"model has {', '.join(declared)}")
+    return declared
+
+
+async def _infer_endpoint(state: ServingState, endpoint: Endpoint, request: Request) -> Any:
+    body = await body_of(request, state.config.max_body_bytes)
+    pick = endpoint.choose(body, request.headers)
+    frame, wanted, req_id = v2_frame(body, pick.served.loaded.signature)
+    declared = _declared(pick.served, wanted)
+    answer = await endpoint.predict(state, pick, frame, "infer",
+                                    proba=wanted is None or "predict_proba" in wanted)
+    out = {"model_name": answer.served.name, "model_version": str(answer.served.version),
+           "outputs": v2_outputs(answer.pred, answer.proba, wanted, declared)}
+    if req_id is not None:
+        out["id"] = req_id
+    return json_response(out, headers={"x-request-id": answer.request_id, **answer.headers})
+
+
 @router.post("/predict", openapi_extra=openapi_body("predict"))
 async def predict(request: Request, model: str | None = None) -> Any:
     state = state_of(request)
-    served = state.only_model(model)
-    frame = records_frame(await body_of(request, state.config.max_body_bytes))
-    pred, proba, request_id, _ = await run(state, served, frame, "predict")
-    body: dict[str, Any] = {"model": served.name, "version": served.version,
-                            "request_id": request_id,
-                            "predictions": np.asarray(pred).tolist()}
+    endpoint = state.endpoint_of(model)
+    body = await body_of(request, state.config.max_body_bytes)
+    if endpoint is not None:
+        pick = endpoint.choose(body, request.headers)
+        answer = await endpoint.predict(state, pick, records_frame(body), "predict",
+                                        proba=True)
+        served, pred, proba, request_id = (answer.served, answer.pred, answer.proba,
+                                           answer.request_id)
+        headers = {"x-request-id": request_id, **answer.headers}
+    else:
+        served = state.only_model(model)
+        pred, proba, request_id, _ = await run(state, served, records_frame(body), "predict")
+        headers = {"x-request-id": request_id}
+    out: dict[str, Any] = {"model": served.name, "version": served.version,
+                           "request_id": request_id,
+                           "predictions": np.asarray(pred).tolist()}
     if proba is not None:
-        body["probabilities"] = np.asarray(proba).tolist()
-    return json_response(body, headers={"x-request-id": request_id})
+        out["probabilities"] = np.asarray(proba).tolist()
+    return json_response(out, headers=headers)
 
 
 @router.post("/invocations", openapi_extra=openapi_body("invocations"))
 async def invocations(request: Request, model: str | None = None) -> Any:
     state = state_of(request)
+    endpoint = state.endpoint_of(model)
+    body = await body_of(request, state.config.max_body_bytes)
+    if endpoint is not None:
+        pick = endpoint.choose(body, request.headers)
+        answer = await endpoint.predict(
+            state, pick, mlflow_frame(body, pick.served.loaded.signature), "invocations",
+            proba=False)
+        return json_response({"predictions": np.asarray(answer.pred).tolist()},
+                             headers={"x-request-id": answer.request_id, **answer.headers})
     served = state.only_model(model)
-    frame = mlflow_frame(await body_of(request, state.config.max_body_bytes),
-                         served.loaded.signature)
-    pred, _, request_id, _ = await run(state, served, frame, "invocations", proba=False)
+    pred, _, request_id, _ = await run(state, served,
+                                       mlflow_frame(body, served.loaded.signature),
+                                       "invocations", proba=False)
     return json_response({"predictions": np.asarray(pred).tolist()},
                          headers={"x-request-id": request_id})

@@ -1,0 +1,308 @@
+"""``mloop serve --deployment NAME``: deployments as endpoints of the server.
+
+The serving extension (``mloop.deploy.serving:extension``, see
+:mod:`mloop.serving.endpoint`) reads each deployment's current revision when the server
+starts, loads every arm's model and the fallback model as ``mloop serve`` loads a model
+(:func:`mloop.serving.lifecycle.load_one`: resolved, hash-checked, warmed on its input
+example; each with its own micro-batcher) and answers at ``/v2/models/NAME/infer``,
+``/predict?model=NAME`` and ``/invocations?model=NAME`` through a
+:class:`~mloop.deploy.endpoint.DeploymentEndpoint`. A deployment without a revision, or
+a model that cannot be loaded, stops the start with the reason.
+
+Every ``poll_interval`` seconds it reads the deployments' serials (one query); when one
+changed, it reads the new revision, loads the models it lacks in a thread first, and
+only then swaps the endpoint's table (one reference): new requests follow the new
+revision, requests in flight finish on the table they started with. Loaded models are
+kept by pinned ``models:/NAME/V``, so a revision that keeps an arm reuses it warm (blue
+stays loaded through a blue/green switch and back); a model no table needs any more is
+stopped after a grace period. A change that cannot be applied (a model that fails to
+load, the store away) is logged and the old table keeps serving; the next poll tries
+again.
+
+Unless ``--no-controller``, the server also runs the deployments' controller
+(:mod:`mloop.deploy.controller`: canary steps, analyses, bandit updates) every poll
+interval in a thread; a lease in the store makes one process at a time do it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mloop.core.redact import get_logger
+from mloop.deploy.endpoint import DeploymentEndpoint, Table
+from mloop.deploy.model import Fallback
+from mloop.deploy.router import Split
+from mloop.deploy.traffic_log import DeploymentMetrics, TrafficWriter
+from mloop.errors import ConflictError, InvalidInputError
+from mloop.repositories.deployments import Revision, RevisionStatus, Strategy
+
+if TYPE_CHECKING:
+    from mloop.project import Project
+    from mloop.serving.inference import ServedModel
+    from mloop.serving.state import ServeConfig, ServingState
+
+log = get_logger("mloop.deploy")
+
+__all__ = ["DeploymentServing", "Plan", "extension", "plan_of"]
+
+EXTENSION = "mloop.deploy.serving:extension"
+
+
+def extension(config: ServeConfig) -> DeploymentServing:
+    """The serving extension for ``config.deployments`` (named ``EXTENSION``)."""
+    return DeploymentServing(config)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a revision asks the server to route, before any model is loaded."""
+
+    deployment: str
+    serial: int
+    revision: int  # traffic is indexed under it
+    models: dict[str, str]  # arm -> models:/NAME/V
+    weights: dict[str, float]
+    sticky: str | None = None
+    shadow: str | None = None
+    sample: float = 1.0
+    fallback: Fallback = field(default_factory=Fallback)
+    step: int | None = None
+    posterior: dict[str, float] | None = None
+
+    def uris(self) -> set[str]:
+        out = set(self.models.values())
+        if self.fallback.model is not None:
+            out.add(self.fallback.model)
+        return out
+
+
+def plan_of(revision: Revision, serial: int, earlier: Revision | None = None) -> Plan:
+    """How ``revision`` routes; ``earlier`` is its rollback target's revision, needed
+    (only) while it awaits approval: that model then keeps all traffic."""
+    fallback = Fallback.from_dict(revision.fallback)
+    name = revision.deployment
+    if revision.status is RevisionStatus.AWAITING_APPROVAL:
+        target = revision.rollback_target
+        if target is None or earlier is None:
+            raise ConflictError(f"Revision {revision.number} of {name!r} awaits approval and "
+                                "no model served before it; approve its model (`mloop "
+                                "models approve`) or roll the deployment back.")
+        from mloop.deploy.strategies import settled_arm
+
+        settled = settled_arm(earlier)
+        arm = settled.name if settled is not None else "stable"
+        return Plan(name, serial, earlier.number, {arm: target["model"]}, {arm: 100.0},
+                    fallback=fallback)
+    weights = revision.weights
+    shadow = revision.state.get("shadow") if revision.strategy is Strategy.SHADOW else None
+    step = revision.state.get("step") if revision.strategy is Strategy.CANARY else None
+    return Plan(name, serial, revision.number, {a.name: a.model for a in revision.arms},
+                {a.name: float(weights.get(a.name, 0.0)) for a in revision.arms},
+                sticky=revision.policy.get("sticky"), shadow=shadow,
+                sample=float(revision.policy.get("sample", 1.0)), fallback=fallback,
+                step=None if step is None else int(step),
+                posterior=_posterior(revision))
+
+
+def _posterior(revision: Revision) -> dict[str, float] | None:
+    found = revision.state.get("posterior")
+    if not isinstance(found, list):
+        return None
+    out = {}
+    for arm, entry in zip(revision.arms, found, strict=False):  # in arm order
+        if isinstance(entry, dict) and isinstance(entry.get("posterior_mean"), int | float):
+            out[arm.name] = float(entry["posterior_mean"])
+    return out
+
+
+def read_plans(project: Project, names: list[str], known: dict[str, int] | None = None
+               ) -> list[Plan]:
+    """The plans of those ``names`` whose serial is not the one in ``known`` (all without
+    it); NotFoundError for a deployment that does not exist, InvalidInputError for one
+    without a revision (blocking)."""
+    from mloop import repositories
+
+    deployments = repositories.backend(project).deployments
+    serials = deployments.serials(names)  # before the revisions: a later change is seen
+    missing = [n for n in names if n not in serials]
+    if missing:
+        deployments.get(missing[0])  # NotFoundError naming the ones that exist
+    plans = []
+    for name in names:
+        if known is not None and known.get(name) == serials[name]:
+            continue
+        found = deployments.get(name)
+        if found.current_revision is None:
+            raise InvalidInputError(f"Deployment {name!r} has no revision to serve yet; give "
+                                    f"it a model: `mloop deploy replace {name} MODEL`.")
+        revision = deployments.revision(name, found.current_revision)
+        earlier = None
+        if (revision.status is RevisionStatus.AWAITING_APPROVAL
+                and revision.rollback_target is not None):
+            earlier = deployments.revision(name, int(revision.rollback_target["revision"]))
+        plans.append(plan_of(revision, serials[name], earlier))
+    return plans
+
+
+class DeploymentServing:
+    """The serving extension: endpoints, polling, the traffic index and the controller."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self.names = list(dict.fromkeys(config.deployments))
+        self.models: dict[str, ServedModel] = {}  # by models:/NAME/V
+        self.endpoints: dict[str, DeploymentEndpoint] = {}
+        self.serials: dict[str, int] = {}
+        self.writer: TrafficWriter | None = None
+        self.metrics: DeploymentMetrics | None = None
+        self.controller: Any = None
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def start(self, state: ServingState) -> None:
+        from mloop.serving.lifecycle import open_project
+
+        loop = asyncio.get_running_loop()
+        project = open_project(state)
+        clash = sorted(set(self.names) & set(state.models))
+        if clash:
+            raise ConflictError(f"{clash[0]!r} is both a served model and a deployment; "
+                                "serve one of them.")
+        self.metrics = DeploymentMetrics(state.metrics.registry)
+        self.writer = TrafficWriter(project)
+        try:
+            plans = await loop.run_in_executor(None, read_plans, project, self.names)
+            await self.apply(state, plans, strict=True)
+        except BaseException:  # what was loaded is stopped; the reason stops the start
+            await self.stop(state)
+            raise
+        if self.config.poll_interval > 0:
+            self.tasks.append(loop.create_task(self._poll(state, project)))
+            if self.config.controller:
+                self.controller = _controller(project, self.names)
+                if self.controller is not None:
+                    self.tasks.append(loop.create_task(self._control()))
+
+    async def stop(self, state: ServingState) -> None:
+        loop = asyncio.get_running_loop()
+        for task in self.tasks:
+            task.cancel()
+        for name in self.endpoints:
+            state.endpoints.pop(name, None)
+        for endpoint in self.endpoints.values():  # shadow copies finish first
+            if endpoint.shadows:
+                await asyncio.wait(list(endpoint.shadows), timeout=10)
+        if self.controller is not None:
+            await loop.run_in_executor(None, self.controller.release)
+        for served in self.models.values():
+            await served.batcher.stop()
+        if self.writer is not None:
+            await loop.run_in_executor(None, self.writer.close)
+
+    async def apply(self, state: ServingState, plans: list[Plan], *, strict: bool) -> None:
+        """Load what ``plans`` need, then swap each deployment's table; a plan whose model
+        fails to load raises when ``strict``, else is logged and skipped."""
+        from mloop.serving.lifecycle import load_one, retire, serve_one
+
+        loop = asyncio.get_running_loop()
+        project = state.project
+        tables = []
+        for plan in plans:
+            try:
+                for uri in sorted(plan.uris() - set(self.models)):
+                    one = await loop.run_in_executor(None, load_one, project, uri,
+                                                     state.config)
+                    self.models[uri] = serve_one(state, one)
+                tables.append((plan, table_of(plan, self.models)))
+            except Exception:
+                if strict:
+                    raise
+                log.exception("deployment %s: revision %d cannot be served; the previous "
+                              "one keeps serving", plan.deployment, plan.revision)
+        for plan, table in tables:  # every model loaded first: then the swaps, at once
+            self._swap(state, plan, table)
+        needed = set().union(*(e.table.models() for e in self.endpoints.values()))
+        unused = [uri for uri in self.models if uri not in needed]
+        retire(state, [self.models.pop(uri) for uri in unused])
+
+    def _swap(self, state: ServingState, plan: Plan, table: Table) -> None:
+        assert self.metrics is not None
+        endpoint = self.endpoints.get(plan.deployment)
+        if endpoint is None:
+            endpoint = self.endpoints[plan.deployment] = DeploymentEndpoint(
+                table, self.writer, self.metrics)
+            state.endpoints[plan.deployment] = endpoint
+        else:
+            endpoint.table = table  # one reference: requests in flight keep the old table
+            log.info("deployment %s now routes by revision %d", plan.deployment,
+                     plan.revision)
+        self.serials[plan.deployment] = plan.serial
+        self.metrics.routing(plan.deployment, plan.revision, dict(table.weights),
+                             plan.step, plan.posterior or {})
+
+    async def _poll(self, state: ServingState, project: Project) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.config.poll_interval)
+            try:
+                plans = await loop.run_in_executor(None, read_plans, project, self.names,
+                                                   dict(self.serials))
+                if plans:
+                    await self.apply(state, plans, strict=False)
+            except Exception:  # the store away, a deployment deleted: keep serving
+                log.exception("reading the deployments failed; the current routing stays")
+
+    async def _control(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.config.poll_interval)
+            try:
+                await loop.run_in_executor(None, self.controller.tick)
+            except Exception:  # tick() handles each deployment's trouble; this is a bug
+                log.exception("the deployment controller failed a round")
+
+
+def table_of(plan: Plan, models: dict[str, ServedModel]) -> Table:
+    """The routing table of ``plan`` over loaded ``models``."""
+    fallback = plan.fallback
+    return Table(plan.deployment, plan.revision, Split.of(plan.weights),
+                 {arm: models[uri] for arm, uri in plan.models.items()}, plan.weights,
+                 sticky=plan.sticky, shadow=plan.shadow, sample=plan.sample,
+                 fallback_model=models[fallback.model] if fallback.model else None,
+                 fallback_value=fallback.value, has_fallback_value=fallback.has_value,
+                 timeout_s=None if fallback.timeout_ms is None else fallback.timeout_ms / 1000,
+                 step=plan.step, posterior=plan.posterior or {})
+
+
+def _controller(project: Project, names: list[str]) -> Any:
+    """The deployments' controller (None when this build has none)."""
+    if importlib.util.find_spec("mloop.deploy.controller") is None:
+        log.warning("no deployment controller in this build: canaries and bandits of %s "
+                    "move only under `mloop deploy run`", ", ".join(names))
+        return None
+    module = importlib.import_module("mloop.deploy.controller")
+    return module.Controller(project, names, holder=f"serve:{socket.gethostname()}:"
+                                                    f"{os.getpid()}")
+
+
+def check_deployments(project: Project, names: list[str], models: list[str]) -> list[str]:
+    """Refuse, before a server announces anything, a deployment that does not exist or has
+    no revision, and one named like a served model (both would answer at its name); the
+    pinned models the deployments need now."""
+    from mloop.repositories.model_sources import parse_model_ref
+
+    served = set()
+    for ref in models:
+        parsed = parse_model_ref(ref)
+        served.add(parsed[0] if isinstance(parsed, tuple) else parsed.name)
+    clash = sorted(set(names) & served)
+    if clash:
+        raise InvalidInputError(f"{clash[0]!r} is both a model given to serve and a "
+                                f"deployment; both would answer at /v2/models/{clash[0]}: "
+                                "serve one of them.")
+    return sorted(set().union(*(p.uris() for p in read_plans(project, names))))
