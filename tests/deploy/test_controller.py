@@ -67,14 +67,26 @@ def test_a_canary_erroring_on_20_percent_is_aborted_at_the_first_analysis_with_e
     assert set(now) == {"stable"} and now["stable"]["labelled"] == 0
 
 
-def test_early_looks_are_throttled(project, canary):
-    ctl = Controller(project, ["live"])  # at most one early look per 5 s
+def test_early_looks_are_throttled_unless_counting_shows_failures(project, canary):
+    ctl = Controller(project, ["live"])  # at most one full early look per 5 s
+    start = canary.state["step_started_at"]
+    assert ctl.tick(start + 1000) == []  # looked: nothing yet
+    send(project, "live", "stable", 250, accuracy=0.9, seed=1)
+    send(project, "live", "canary", 250, accuracy=0.7, seed=2)
+    assert ctl.tick(start + 2000) == []  # less accurate, but too soon to look again
+    (decision,) = ctl.tick(start + 6001)
+    assert decision.action == "aborted" and "live_metric" in decision.reason
+
+
+def test_a_canary_failing_requests_is_judged_at_once_between_throttled_looks(project,
+                                                                              canary):
+    ctl = Controller(project, ["live"])
     start = canary.state["step_started_at"]
     send(project, "live", "stable", 1000, seed=1)
     assert ctl.tick(start + 1000) == []  # looked: not enough canary requests yet
     send(project, "live", "canary", 100, error_rate=0.3, seed=2)
-    assert ctl.tick(start + 2000) == []  # too soon to look again
-    assert [d.action for d in ctl.tick(start + 6001)] == ["aborted"]
+    # counted in the database on this tick: failing with its 100 requests, judged now
+    assert [d.action for d in ctl.tick(start + 2000)] == ["aborted"]
 
 
 def test_a_canary_20_points_less_accurate_is_aborted_once_each_arm_has_200_labels(

@@ -475,3 +475,29 @@ def test_extensions_survive_the_workers_json_config(monkeypatch):
     for bad in ("mloop.deploy.serving", "mloop.nope:x", "mloop.deploy.serving:nope"):
         with pytest.raises(ConfigError, match=r"module:factory|Cannot load"):
             load_extension(bad, made)
+
+
+def test_a_failing_canary_is_rolled_back_by_the_servers_own_controller(toys, serve):
+    """End to end: the server routes half the traffic to a canary that fails every request
+    it gets; its controller aborts at the first look with enough samples and the server
+    follows the rollback without a restart."""
+    deploy.create("churn", "models:/toy/3", project=toys)  # calm: never fails
+    canary = deploy.canary("churn", "models:/toy/2", steps="50,100", interval="1h",
+                           project=toys)
+    app = serve(toys, deployments=("churn",), controller=True)
+    failed = 0
+    deadline = time.monotonic() + 30
+    while deploy.status("churn", project=toys).revision.number == canary.number:
+        assert time.monotonic() < deadline, "the canary was not rolled back"
+        statuses = [app.predict("churn", a=-1.0)[0] for _ in range(40)]  # toy/2 raises
+        failed += statuses.count(500)
+        assert set(statuses) <= {200, 500}
+    history = deploy.history("churn", project=toys)
+    aborted = next(e for e in history.events if e.kind == "aborted")
+    assert aborted.initiated_by.startswith("system") and aborted.revision == canary.number
+    assert aborted.analysis["verdict"] == "fail"
+    assert 100 <= failed < 400  # judged once it had its 100 requests, not long after
+    time.sleep(POLL * 3)  # one poll later the server routes by the rollback
+    answers = [app.predict("churn", a=-1.0) for _ in range(20)]
+    assert {status for status, _, _ in answers} == {200}
+    assert {h["x-mloop-model-version"] for _, _, h in answers} == {"models:/toy/3"}

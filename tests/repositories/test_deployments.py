@@ -158,3 +158,9 @@ def test_traffic_is_indexed_and_joined_with_feedback(project: Project) -> None:
     assert len(backend.traffic.read("churn", 1)) == 0
     assert backend.traffic.prune(1_005) == 6
     assert len(backend.traffic.read("churn", 2)) == 6
+    # counted in the database, by arm and outcome
+    assert backend.traffic.counts("churn", 2) == {"canary": {"ok": 2, "error": 1},
+                                                  "stable": {"ok": 3}}
+    assert backend.traffic.counts("churn", 2, since_ms=1_009) == {"stable": {"ok": 1},
+                                                                  "canary": {"error": 1}}
+    assert backend.traffic.counts("churn", 1) == {}

@@ -98,6 +98,7 @@ class Controller:
         # when each deployment last had an early look (memory only: a new controller
         # simply looks at once)
         self._early: dict[str, int] = {}
+        self._early_seen: dict[str, int] = {}  # canary requests at the last counted look
 
     @property
     def _deployments(self) -> Any:
@@ -199,10 +200,15 @@ class Controller:
             return self._promote(revision, serial, None, "the canary took all traffic "
                                  "for an interval") if due else None
         if not due:
-            if now - self._early.get(revision.deployment, -self.early_every_ms) < \
-                    self.early_every_ms:
-                return None
-            self._early[revision.deployment] = now
+            name = revision.deployment
+            if now - self._early.get(name, -self.early_every_ms) < self.early_every_ms:
+                # between throttled looks, look now only when counting says the canary
+                # fails, and again only once its sample has grown by half
+                failing, seen = _failing(self.project, revision, started, spec)
+                if not failing or seen < 1.5 * self._early_seen.get(name, 0):
+                    return None
+                self._early_seen[name] = seen
+            self._early[name] = now
         measured = measure_all(self.project, revision, since_ms=started,
                                sensitive=sensitive_columns(spec))
         result = analyse(spec, measured.arms, "stable", "canary", early=not due,
@@ -317,6 +323,32 @@ class Controller:
                                  analysis={"posterior": state["posterior"], "regret": regret})
         return Decision(revision.deployment, revision.number, "weights", weights,
                         {"posterior": state["posterior"], "regret": regret})
+
+
+def _failing(project: Project, revision: Revision, since_ms: int,
+             spec: dict[str, Any]) -> tuple[bool, int]:
+    """(Whether the canary's error rate, counted in the database (cheap: every tick),
+    already exceeds stable's by the analysis' margin with its samples in: then the full
+    early analysis runs now rather than at its next throttled look, so a canary that fails
+    requests is stopped after about ``min_samples`` of them, whatever the request rate;
+    the canary's requests counted)."""
+    from mloop import repositories
+
+    rules = [m for m in spec.get("metrics", []) if m.get("kind") == "error_rate"]
+    if not rules:
+        return False, 0
+    counts = repositories.backend(project).traffic.counts(revision.deployment,
+                                                          revision.number, since_ms=since_ms)
+
+    def rate(arm: str) -> tuple[int, float]:
+        seen = counts.get(arm, {})
+        total = seen.get("ok", 0) + seen.get("error", 0) + seen.get("fallback", 0)
+        bad = seen.get("error", 0) + seen.get("fallback", 0)
+        return total, bad / total if total else 0.0
+
+    (n_s, stable), (n_c, canary) = rate("stable"), rate("canary")
+    return any(min(n_s, n_c) >= int(m["min_samples"]) and canary - stable > float(m["threshold"])
+               for m in rules), n_c
 
 
 def _system() -> str:

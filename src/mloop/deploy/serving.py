@@ -27,8 +27,6 @@ interval in a thread; a lease in the store makes one process at a time do it.
 from __future__ import annotations
 
 import asyncio
-import importlib
-import importlib.util
 import os
 import socket
 from dataclasses import dataclass, field
@@ -280,14 +278,10 @@ def table_of(plan: Plan, models: dict[str, ServedModel]) -> Table:
 
 
 def _controller(project: Project, names: list[str]) -> Any:
-    """The deployments' controller (None when this build has none)."""
-    if importlib.util.find_spec("mloop.deploy.controller") is None:
-        log.warning("no deployment controller in this build: canaries and bandits of %s "
-                    "move only under `mloop deploy run`", ", ".join(names))
-        return None
-    module = importlib.import_module("mloop.deploy.controller")
-    return module.Controller(project, names, holder=f"serve:{socket.gethostname()}:"
-                                                    f"{os.getpid()}")
+    """The deployments' controller; every server has one, and the lease lets one act."""
+    from mloop.deploy.controller import Controller
+
+    return Controller(project, names, holder=f"serve:{socket.gethostname()}:{os.getpid()}")
 
 
 def check_deployments(project: Project, names: list[str], models: list[str]) -> list[str]:

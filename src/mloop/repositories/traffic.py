@@ -94,6 +94,12 @@ class Traffic(Protocol):
         """Delete rows older than ``before_ms``; how many."""
         ...
 
+    def counts(self, deployment: str, revision: int, *, since_ms: int | None = None
+               ) -> dict[str, dict[str, int]]:
+        """Rows of a revision by arm and outcome (``{"canary": {"ok": 90, "error": 10}}``),
+        counted in the database: cheap enough to ask on every controller tick."""
+        ...
+
     def served(self, models: Iterable[str]) -> list[Served]:
         """The traffic each of ``models`` (``models:/NAME/V``) answered, by deployment
         revision (outcome ok; a fallback's rows count for the fallback's model)."""
@@ -154,6 +160,24 @@ class SqlTraffic:
             gone = conn.execute(delete(deployment_traffic).where(
                 deployment_traffic.c.time_ms < before_ms))
         return int(gone.rowcount or 0)
+
+    def counts(self, deployment: str, revision: int, *, since_ms: int | None = None
+               ) -> dict[str, dict[str, int]]:
+        from sqlalchemy import func, select
+
+        from mloop.store.schema import deployment_traffic as t
+
+        query = (select(t.c.arm, t.c.outcome, func.count())
+                 .where(t.c.deployment == deployment, t.c.revision == revision)
+                 .group_by(t.c.arm, t.c.outcome))
+        if since_ms is not None:
+            query = query.where(t.c.time_ms >= since_ms)
+        with self.project.store.read() as conn:
+            rows = conn.execute(query).all()
+        out: dict[str, dict[str, int]] = {}
+        for arm, outcome, n in rows:
+            out.setdefault(arm, {})[outcome] = int(n)
+        return out
 
     def served(self, models: Iterable[str]) -> list[Served]:
         from sqlalchemy import func, select
