@@ -79,8 +79,8 @@ _LAZY: dict[str, str] = {
     "step": "mloop.pipelines",
 }
 
-_SUBMODULES = ("automation", "data", "errors", "evaluation", "fairness", "lineage", "metrics",
-               "monitoring", "pipelines", "registry")
+_SUBMODULES = ("automation", "data", "deploy", "errors", "evaluation", "fairness", "lineage",
+               "metrics", "monitoring", "pipelines", "registry")
 
 __all__ = [
     "ActiveRun",
