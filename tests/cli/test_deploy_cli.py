@@ -202,7 +202,7 @@ def test_canary_and_status(root, monkeypatch, capsys):
                                      "latency_p99_ms": 12.5, "labelled": 400,
                                      "metrics": {"accuracy": 0.91}}),
                 "canary": _Measured({"requests": 50})}  # nothing else yet: shown as "-"
-    _stand_in(monkeypatch, "measure", measure=lambda project, revision: measured)
+    _stand_in(monkeypatch, "measure", measure=lambda project, revision, **_: measured)
     assert _in_process(root, monkeypatch, capsys, "deploy", "create", "kx", "m@champion")[0] \
         == 0
     code, out, _ = _in_process(root, monkeypatch, capsys, "deploy", "canary", "kx", "m/2",
@@ -229,7 +229,8 @@ def test_canary_and_status(root, monkeypatch, capsys):
 
 def test_status_escapes_hostile_measurements_and_decisions(root, monkeypatch, capsys):
     _stand_in(monkeypatch, "measure",
-              measure=lambda project, revision: {"stable": _Measured({"metrics": {HOSTILE: 1}})})
+              measure=lambda project, revision, **_: {
+                  "stable": _Measured({"metrics": {HOSTILE: 1}})})
     _in_process(root, monkeypatch, capsys, "deploy", "create", "hsx", "m/1")
     _in_process(root, monkeypatch, capsys, "deploy", "replace", "hsx", "m/2")
     _in_process(root, monkeypatch, capsys, "deploy", "rollback", "hsx", "--reason", HOSTILE)
@@ -289,3 +290,20 @@ def test_help_does_not_import_the_deploy_package(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                          text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_status_measures_a_window(root, monkeypatch, capsys):
+    asked: list[Any] = []
+    _stand_in(monkeypatch, "measure",
+              measure=lambda project, revision, since_ms=None: asked.append(since_ms) or {})
+    _in_process(root, monkeypatch, capsys, "deploy", "create", "wx", "m/1")
+    import time as clock
+
+    now = clock.time() * 1000
+    _in_process(root, monkeypatch, capsys, "deploy", "status", "wx")
+    _in_process(root, monkeypatch, capsys, "deploy", "status", "wx", "--window", "all")
+    code, out, _ = _in_process(root, monkeypatch, capsys, "deploy", "status", "wx",
+                               "--window", "24h", "--json")
+    assert code == 0 and asked[1] is None
+    assert abs(asked[0] - (now - 3_600_000)) < 60_000
+    assert abs(json.loads(out)["measured_since_ms"] - (now - 86_400_000)) < 60_000

@@ -345,15 +345,18 @@ def _brief(value: Any) -> str:
 
 @deploy.command("status")
 @click.argument("name")
+@click.option("--window", default="1h", show_default=True,
+              help="Measure the traffic of this last while (a live canary: since its step "
+              "started); 'all' reads the whole revision.")
 @json_option
-def status(name: str, as_json: bool) -> None:
+def status(name: str, window: str, as_json: bool) -> None:
     """Where NAME stands: revision, arms with weights and measurements, last decision.
 
     \b
     mloop deploy status churn-live
-    mloop deploy status churn-live --json
+    mloop deploy status churn-live --window 24h --json
     """
-    st = _api().status(name)
+    st = _api().status(name, window=None if window == "all" else window)
     if as_json:
         emit_json(st.to_dict())
         return

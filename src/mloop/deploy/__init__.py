@@ -174,6 +174,7 @@ class DeploymentStatus:
     controller: str | None
     measurements: dict[str, Any] = field(default_factory=dict)
     last_event: DeployEvent | None = None
+    since_ms: int | None = None  # the measurements cover traffic from then (None: all)
 
     @property
     def weights(self) -> dict[str, float]:
@@ -191,12 +192,17 @@ class DeploymentStatus:
                 "revision": self.revision.to_dict() if self.revision else None,
                 "weights": self.weights, "decision": self.decision,
                 "controller": self.controller, "measurements": self.measurements,
+                "measured_since_ms": self.since_ms,
                 "last_event": self.last_event.to_dict() if self.last_event else None}
 
 
-def status(name: str, *, project: Project | None = None) -> DeploymentStatus:
-    """``name``'s revision, weights, per-arm measurements and last decision."""
+def status(name: str, *, window: Any = "1h", project: Project | None = None
+           ) -> DeploymentStatus:
+    """``name``'s revision, weights, per-arm measurements and last decision. The
+    measurements cover the traffic since the current canary step started, or the last
+    ``window`` (``"1h"``; None: the whole revision, which may be long to read)."""
     from mloop import repositories
+    from mloop.core.clock import now_ms, parse_duration
     from mloop.deploy.measure import measure
 
     proj = _p(project)
@@ -205,10 +211,13 @@ def status(name: str, *, project: Project | None = None) -> DeploymentStatus:
     revision = (deployments.revision(name, found.current_revision)
                 if found.current_revision is not None else None)
     events = deployments.events(name, limit=1)
-    measured = ({k: v.to_dict() for k, v in measure(proj, revision).items()}
+    since = None if window is None else now_ms() - parse_duration(window)
+    if revision is not None and revision.state.get("step_started_at") and revision.status.live:
+        since = int(revision.state["step_started_at"])
+    measured = ({k: v.to_dict() for k, v in measure(proj, revision, since_ms=since).items()}
                 if revision is not None else {})
     return DeploymentStatus(found, revision, deployments.lease_holder(name), measured,
-                            events[-1] if events else None)
+                            events[-1] if events else None, since)
 
 
 @dataclass(frozen=True)
