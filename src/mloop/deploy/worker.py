@@ -75,7 +75,6 @@ class Routes:
     plan: Plan
     split: Split
     arms: Mapping[str, Any]  # arm -> loaded model (0% arms too: warm for a switch)
-
     fallback: Any = None  # the fallback's loaded model
 
     @property
@@ -100,7 +99,7 @@ def job_key(payload: Any, field: str | None) -> str | None:
     return None if found is None or isinstance(found, list | dict) else str(found)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Part:
     """A job of one arm's batch, parsed."""
 
@@ -126,17 +125,27 @@ class DeploymentWorker(Worker):
         self._models: dict[str, Any] = {}  # loaded, by pinned models:/NAME/V
         self._writer: TrafficWriter | None = None
         self._rng_lock = threading.Lock()  # random.Random is not safe across threads
+        self._following = threading.Lock()  # held by the thread reading a new revision
 
     # ── the revision, followed ───────────────────────────────────────────────────────
     def routes(self) -> Routes:
-        """The current routes; the deployment's serial is checked every ``follow`` s."""
-        with self._lock:
-            now = time.monotonic()
-            if self._routes is None or now - self._checked >= self.follow:
-                self._checked = now
+        """The current routes; the deployment's serial is checked every ``follow`` s, by
+        one thread while the others go on with the routes they have (no job waits while a
+        new revision's models load)."""
+        current = self._routes
+        if current is not None and time.monotonic() - self._checked < self.follow:
+            return current
+        if not self._following.acquire(blocking=current is None):
+            assert current is not None
+            return current
+        try:
+            if self._routes is None or time.monotonic() - self._checked >= self.follow:
                 self._follow()
+                self._checked = time.monotonic()
             assert self._routes is not None
             return self._routes
+        finally:
+            self._following.release()
 
     def _follow(self) -> None:
         known = None if self._routes is None else {self.deployment: self._routes.plan.serial}
@@ -157,8 +166,8 @@ class DeploymentWorker(Worker):
         """``plan`` with its models loaded (kept ones reused); unused ones let go."""
         from mloop.registry.loading import load_model
 
-        loaded = {uri: self._models.get(uri) or load_model(self.project, uri,
-                                                         allow_pickle=self.allow_pickle)
+        loaded = {uri: self._models[uri] if uri in self._models
+                  else load_model(self.project, uri, allow_pickle=self.allow_pickle)
                   for uri in sorted(plan.uris())}
         self._models = loaded  # only after every model loaded: a failure keeps the old
         fallback = plan.fallback.model
