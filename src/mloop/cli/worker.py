@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from typing import Any
 
 import click
 
@@ -17,7 +18,11 @@ _broker = click.option("--broker", default=None,
 
 
 @click.command()
-@click.argument("model")
+@click.argument("model", required=False)
+@click.option("--deployment", default=None, metavar="NAME",
+              help="Answer the jobs of deployment NAME (submitted to deployments:/NAME), "
+                   "routed by its current revision as `mloop serve --deployment` routes "
+                   "requests. Instead of MODEL.")
 @_broker
 @click.option("--concurrency", type=click.IntRange(min=1), default=2, show_default=True,
               help="Threads claiming and predicting.")
@@ -26,14 +31,17 @@ _broker = click.option("--broker", default=None,
 @click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True,
               help="Failures before a job goes to the dead-letter list.")
 @click.option("--follow", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
-              help="Seconds between checks whether the model's alias moved.")
+              help="Seconds between checks whether the model's alias moved (or the "
+                   "deployment's revision changed).")
 @click.option("--no-log", is_flag=True, help="Do not log predictions for monitoring.")
 @click.option("--allow-pickle", is_flag=True, help="Load a model saved as a pickle (joblib), "
               "which runs code when loaded: only models you trust. Without it it is refused "
               "(exit 7).")
-def worker(model: str, broker: str | None, concurrency: int, visibility: float, max_attempts: int,
-           follow: float, no_log: bool, allow_pickle: bool) -> None:
-    """Answer jobs submitted for MODEL (mloop.submit) until Ctrl-C or SIGTERM.
+def worker(model: str | None, deployment: str | None, broker: str | None, concurrency: int,
+           visibility: float, max_attempts: int, follow: float, no_log: bool,
+           allow_pickle: bool) -> None:
+    """Answer jobs submitted for MODEL, or for --deployment NAME (mloop.submit), until
+    Ctrl-C or SIGTERM.
 
     At-least-once: a job whose worker dies is claimed again after --visibility seconds;
     the first result written wins. Failures are retried with exponential backoff, then
@@ -41,7 +49,13 @@ def worker(model: str, broker: str | None, concurrency: int, visibility: float, 
     alias (models:/churn@champion) and it moves, the new version is loaded without
     dropping jobs. Answered jobs are logged for monitoring like served predictions (the
     job id is the request id for feedback), unless --no-log.
+
+    With --deployment NAME, each job of deployments:/NAME gets an arm of the deployment's
+    current revision (sticky by the policy's field in the job's first row, else by the
+    weights), the fallback answers when the arm fails, a shadow gets copies, and every
+    job is indexed as deployment traffic; a new revision is followed every --follow.
     """
+    target = _target(model, deployment)
     from mloop.core.redact import redact
     from mloop.project import current_project
     from mloop.serving import resolve_broker
@@ -53,14 +67,21 @@ def worker(model: str, broker: str | None, concurrency: int, visibility: float, 
     queue = open_broker(url, visibility=visibility, max_attempts=max_attempts)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    runner = Worker(project, model, queue, concurrency=concurrency, follow=follow,
-                    log_predictions=not no_log, allow_pickle=allow_pickle or None)
+    options: dict[str, Any] = {"concurrency": concurrency, "follow": follow,
+                               "log_predictions": not no_log,
+                               "allow_pickle": allow_pickle or None}
+    if deployment is not None:
+        from mloop.deploy.worker import DeploymentWorker
+
+        runner: Worker = DeploymentWorker(project, deployment, queue, **options)
+    else:
+        runner = Worker(project, target, queue, **options)
     try:
-        runner.model()  # refuse a missing or unsafe model before announcing anything
+        runner.load()  # refuse a missing deployment or an unsafe model before announcing
     except BaseException:
         queue.close()
         raise
-    echo(f"Worker for {model} on {redact(url)} ({concurrency} threads; Ctrl-C to stop)",
+    echo(f"Worker for {target} on {redact(url)} ({concurrency} threads; Ctrl-C to stop)",
          err=True)
     try:
         runner.run(stop)
@@ -70,6 +91,22 @@ def worker(model: str, broker: str | None, concurrency: int, visibility: float, 
         queue.close()
     echo(f"Answered {plural(runner.processed, 'job')} "
          f"({plural(runner.failed, 'failure')}).", err=True)
+
+
+def _target(model: str | None, deployment: str | None) -> str:
+    """What the worker answers: MODEL, or the deployment's queue; exactly one of them."""
+    if model is not None and deployment is not None:
+        raise click.UsageError("Give MODEL or --deployment NAME, not both: a worker answers "
+                               "one queue.")
+    if deployment is not None:
+        return f"deployments:/{deployment}"
+    if model is None:
+        raise click.UsageError("Give the MODEL whose jobs to answer (models:/churn@champion) "
+                               "or --deployment NAME.")
+    if model.startswith("deployments:/"):
+        raise click.UsageError(f"{model} is a deployment: run `mloop worker --deployment "
+                               f"{model[len('deployments:/'):]}`.")
+    return model
 
 
 @click.group()

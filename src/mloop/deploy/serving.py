@@ -29,16 +29,14 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mloop.core.redact import get_logger
 from mloop.deploy.endpoint import DeploymentEndpoint, Table
-from mloop.deploy.model import Fallback
+from mloop.deploy.plan import Plan, plan_of, read_plans
 from mloop.deploy.router import Split
 from mloop.deploy.traffic_log import DeploymentMetrics, TrafficWriter
 from mloop.errors import ConflictError, InvalidInputError
-from mloop.repositories.deployments import Revision, RevisionStatus, Strategy
 
 if TYPE_CHECKING:
     from mloop.project import Project
@@ -55,97 +53,6 @@ EXTENSION = "mloop.deploy.serving:extension"
 def extension(config: ServeConfig) -> DeploymentServing:
     """The serving extension for ``config.deployments`` (named ``EXTENSION``)."""
     return DeploymentServing(config)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What a revision asks the server to route, before any model is loaded."""
-
-    deployment: str
-    serial: int
-    revision: int  # traffic is indexed under it
-    models: dict[str, str]  # arm -> models:/NAME/V
-    weights: dict[str, float]
-    sticky: str | None = None
-    shadow: str | None = None
-    sample: float = 1.0
-    fallback: Fallback = field(default_factory=Fallback)
-    step: int | None = None
-    posterior: dict[str, float] | None = None
-
-    def uris(self) -> set[str]:
-        out = set(self.models.values())
-        if self.fallback.model is not None:
-            out.add(self.fallback.model)
-        return out
-
-
-def plan_of(revision: Revision, serial: int, earlier: Revision | None = None) -> Plan:
-    """How ``revision`` routes; ``earlier`` is its rollback target's revision, needed
-    (only) while it awaits approval: that model then keeps all traffic."""
-    fallback = Fallback.from_dict(revision.fallback)
-    name = revision.deployment
-    if revision.status is RevisionStatus.AWAITING_APPROVAL:
-        target = revision.rollback_target
-        if target is None or earlier is None:
-            raise ConflictError(f"Revision {revision.number} of {name!r} awaits approval and "
-                                "no model served before it; approve its model (`mloop "
-                                "models approve`) or roll the deployment back.")
-        from mloop.deploy.strategies import settled_arm
-
-        settled = settled_arm(earlier)
-        arm = settled.name if settled is not None else "stable"
-        return Plan(name, serial, earlier.number, {arm: target["model"]}, {arm: 100.0},
-                    fallback=fallback)
-    weights = revision.weights
-    shadow = revision.state.get("shadow") if revision.strategy is Strategy.SHADOW else None
-    step = revision.state.get("step") if revision.strategy is Strategy.CANARY else None
-    return Plan(name, serial, revision.number, {a.name: a.model for a in revision.arms},
-                {a.name: float(weights.get(a.name, 0.0)) for a in revision.arms},
-                sticky=revision.policy.get("sticky"), shadow=shadow,
-                sample=float(revision.policy.get("sample", 1.0)), fallback=fallback,
-                step=None if step is None else int(step),
-                posterior=_posterior(revision))
-
-
-def _posterior(revision: Revision) -> dict[str, float] | None:
-    found = revision.state.get("posterior")
-    if not isinstance(found, list):
-        return None
-    out = {}
-    for arm, entry in zip(revision.arms, found, strict=False):  # in arm order
-        if isinstance(entry, dict) and isinstance(entry.get("posterior_mean"), int | float):
-            out[arm.name] = float(entry["posterior_mean"])
-    return out
-
-
-def read_plans(project: Project, names: list[str], known: dict[str, int] | None = None
-               ) -> list[Plan]:
-    """The plans of those ``names`` whose serial is not the one in ``known`` (all without
-    it); NotFoundError for a deployment that does not exist, InvalidInputError for one
-    without a revision (blocking)."""
-    from mloop import repositories
-
-    deployments = repositories.backend(project).deployments
-    serials = deployments.serials(names)  # before the revisions: a later change is seen
-    missing = [n for n in names if n not in serials]
-    if missing:
-        deployments.get(missing[0])  # NotFoundError naming the ones that exist
-    plans = []
-    for name in names:
-        if known is not None and known.get(name) == serials[name]:
-            continue
-        found = deployments.get(name)
-        if found.current_revision is None:
-            raise InvalidInputError(f"Deployment {name!r} has no revision to serve yet; give "
-                                    f"it a model: `mloop deploy replace {name} MODEL`.")
-        revision = deployments.revision(name, found.current_revision)
-        earlier = None
-        if (revision.status is RevisionStatus.AWAITING_APPROVAL
-                and revision.rollback_target is not None):
-            earlier = deployments.revision(name, int(revision.rollback_target["revision"]))
-        plans.append(plan_of(revision, serials[name], earlier))
-    return plans
 
 
 class DeploymentServing:

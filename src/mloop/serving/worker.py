@@ -64,10 +64,14 @@ class Worker:
                               f"{uri} cannot be loaded: {exc}", file=sys.stderr)
             return self._loaded
 
+    def load(self) -> None:
+        """Load what answers jobs; raises (a bad ref, an unsafe model) before any claim."""
+        self.model()
+
     def run(self, stop: threading.Event | None = None, max_jobs: int | None = None) -> int:
         """Serve until ``stop`` is set (or ``max_jobs`` are done); returns the count."""
         stop = stop or threading.Event()
-        self.model()  # load (and fail on a bad ref) before claiming anything
+        self.load()  # load (and fail on a bad ref) before claiming anything
         if self.log_predictions:  # answered jobs join the prediction log, as served ones
             from mloop.serving.predlog import PredictionLogger
 
