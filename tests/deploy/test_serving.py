@@ -501,3 +501,35 @@ def test_a_failing_canary_is_rolled_back_by_the_servers_own_controller(toys, ser
     answers = [app.predict("churn", a=-1.0) for _ in range(20)]
     assert {status for status, _, _ in answers} == {200}
     assert {h["x-mloop-model-version"] for _, _, h in answers} == {"models:/toy/3"}
+
+
+def test_the_canary_decision_gauge_follows_the_last_analysis():
+    from prometheus_client import CollectorRegistry
+
+    from mloop.deploy.traffic_log import DeploymentMetrics
+
+    registry = CollectorRegistry()
+    metrics = DeploymentMetrics(registry)
+
+    def decision() -> float | None:
+        return registry.get_sample_value("mloop_deployment_canary_decision",
+                                         {"deployment": "churn"})
+
+    metrics.routing("churn", 2, {"stable": 95.0, "canary": 5.0}, step=0, posterior={})
+    assert decision() is None  # no analysis yet
+    for verdict, value in (("pass", 1.0), ("inconclusive", 0.0), ("fail", -1.0)):
+        metrics.routing("churn", 2, {"stable": 75.0, "canary": 25.0}, step=1, posterior={},
+                        verdict=verdict)
+        assert decision() == value
+    metrics.routing("churn", 3, {"stable": 100.0}, step=None, posterior={})
+    assert decision() is None
+
+
+def test_a_canary_plan_carries_its_last_verdict():
+    rev = Revision("churn", 2, Strategy.CANARY, RevisionStatus.ACTIVE,
+                   (Arm("stable", "models:/m/1", "models:/m/1", 95.0, "stable"),
+                    Arm("canary", "models:/m/2", "models:/m/2", 5.0, "canary")),
+                   {"steps": [5, 100]}, None,
+                   {"weights": {"stable": 95.0, "canary": 5.0}, "step": 0,
+                    "decision": {"verdict": "inconclusive"}}, None, None, "system", None, 0)
+    assert plan_of(rev, 7).verdict == "inconclusive"

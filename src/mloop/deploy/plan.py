@@ -41,6 +41,7 @@ class Plan:
     fallback: Fallback = field(default_factory=Fallback)
     step: int | None = None
     posterior: dict[str, float] | None = None
+    verdict: str | None = None  # a canary's last analysis: pass, inconclusive or fail
 
     def uris(self) -> set[str]:
         out = set(self.models.values())
@@ -74,7 +75,9 @@ def plan_of(revision: Revision, serial: int, earlier: Revision | None = None) ->
                 sticky=revision.policy.get("sticky"), shadow=shadow,
                 sample=float(revision.policy.get("sample", 1.0)), fallback=fallback,
                 step=None if step is None else int(step),
-                posterior=_posterior(revision))
+                posterior=_posterior(revision),
+                verdict=(revision.state.get("decision") or {}).get("verdict")
+                if revision.strategy is Strategy.CANARY else None)
 
 
 def _posterior(revision: Revision) -> dict[str, float] | None:

@@ -148,7 +148,8 @@ class DeploymentServing:
                      plan.revision)
         self.serials[plan.deployment] = plan.serial
         self.metrics.routing(plan.deployment, plan.revision, dict(table.weights),
-                             plan.step, plan.posterior or {})
+                             step=plan.step, posterior=plan.posterior or {},
+                             verdict=plan.verdict)
 
     async def _poll(self, state: ServingState, project: Project) -> None:
         loop = asyncio.get_running_loop()

@@ -140,6 +140,9 @@ class DeploymentMetrics:
         self.canary_step = Gauge("mloop_deployment_canary_step", "The canary's step (index "
                                  "into its steps; -1 without a canary)", ["deployment"],
                                  registry=registry)
+        self.decision = Gauge("mloop_deployment_canary_decision", "The canary's last "
+                              "analysis: 1 pass, 0 inconclusive, -1 fail (absent before "
+                              "the first)", ["deployment"], registry=registry)
         self.posterior = Gauge("mloop_deployment_bandit_posterior_mean", "A bandit arm's "
                                "posterior mean reward", ["deployment", "arm"],
                                registry=registry)
@@ -164,11 +167,17 @@ class DeploymentMetrics:
         if outcome is Outcome.FALLBACK:
             self.fallbacks.labels(deployment, arm).inc()
 
-    def routing(self, deployment: str, revision: int, weights: dict[str, float],
-                step: int | None, posterior: dict[str, float]) -> None:
+    def routing(self, deployment: str, revision: int, weights: dict[str, float], *,
+                step: int | None, posterior: dict[str, float],
+                verdict: str | None = None) -> None:
         """Gauges of the routing table now in force (arms gone lose their series)."""
         self.revision.labels(deployment).set(revision)
         self.canary_step.labels(deployment).set(-1 if step is None else step)
+        if verdict in VERDICTS:
+            self.decision.labels(deployment).set(VERDICTS[verdict])
+        else:
+            with contextlib.suppress(KeyError):
+                self.decision.remove(deployment)
         before = self._arms.get(deployment, set())
         _forget(self.weight, deployment, before - set(weights))
         _forget(self.posterior, deployment, before - set(posterior))
@@ -177,6 +186,9 @@ class DeploymentMetrics:
         for arm, mean in posterior.items():
             self.posterior.labels(deployment, arm).set(mean)
         self._arms[deployment] = set(weights) | set(posterior)
+
+
+VERDICTS = {"pass": 1.0, "inconclusive": 0.0, "fail": -1.0}
 
 
 def _forget(gauge: Any, deployment: str, arms: set[str]) -> None:
