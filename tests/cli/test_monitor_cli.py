@@ -127,7 +127,8 @@ def test_feedback_performance_run_alerts_resolve_and_prune(served):
                                 cwd=root).stdout)
     assert pruned["segments"] == 1 and pruned["feedback"] == 0 and pruned["bytes"] > 0
     assert not old.exists() and sorted(folder.glob("*.parquet")) == segments[1:]
-    assert "Deleted 0 prediction segments (0.0 MB) and 0 feedback rows." in run_cli(
+    assert ("Deleted 0 prediction segments (0.0 MB), 0 feedback rows and 0 deployment "
+            "traffic rows.") in run_cli(
         "monitor", "prune", cwd=root).stdout  # the default retention: 30 days
 
 

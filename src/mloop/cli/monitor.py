@@ -342,4 +342,5 @@ def prune_cmd(older_than: str | None, as_json: bool) -> None:
         emit_json(asdict(result))
     else:
         echo(f"Deleted {result.segments:,} prediction segments "
-             f"({result.bytes / 1e6:.1f} MB) and {result.feedback:,} feedback rows.")
+             f"({result.bytes / 1e6:.1f} MB), {result.feedback:,} feedback rows and "
+             f"{result.traffic:,} deployment traffic rows.")

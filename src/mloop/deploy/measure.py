@@ -225,9 +225,9 @@ def _attach_sensitive(project: Project, revision: Revision, arms: dict[str, ArmM
     import pandas as pd
 
     from mloop.core.uris import ModelURI, parse_uri
-    from mloop.serving.predlog import read_predictions
+    from mloop.serving.predlog import log_root, read_predictions
 
-    root = project.root / ".mloop" / "predictions"
+    root = log_root(project)
     for arm in revision.arms:
         rows, m = by_arm.get(arm.name), arms[arm.name]
         uri = parse_uri(arm.model)

@@ -228,7 +228,9 @@ def status(project: Project, *, examples: int = 5) -> FeedbackStatus:
 
 
 def _log_root(project: Project) -> Any:
-    return project.root / ".mloop" / "predictions"
+    from mloop.serving.predlog import log_root
+
+    return log_root(project)
 
 
 def log_feedback(project: Project, request_id: str, label: Any, *,

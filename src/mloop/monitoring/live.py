@@ -93,7 +93,9 @@ def labelled(project: Project, model: str, since_ms: int, until_ms: int) -> Any:
 
 
 def _log_root(project: Project) -> Any:
-    return project.root / ".mloop" / "predictions"
+    from mloop.serving.predlog import log_root
+
+    return log_root(project)
 
 
 def performance(project: Project, model: str, *, window: str | int = "1h",

@@ -60,7 +60,9 @@ def monitored_models(project: Project, config: MonitorConfig) -> list[str]:
     """The configured models, else every model with logged predictions."""
     if config.models is not None:
         return list(config.models)
-    root = project.root / ".mloop" / "predictions"
+    from mloop.serving.predlog import log_root
+
+    root = log_root(project)
     return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
 
@@ -95,9 +97,9 @@ def check_model(project: Project, model: str, config: MonitorConfig, *, now: int
 
 def _windows(project: Project, model: str, since: int, until: int) -> list[tuple[int, Any]]:
     from mloop.monitoring import feedback
-    from mloop.serving.predlog import read_predictions
+    from mloop.serving.predlog import log_root, read_predictions
 
-    rows = read_predictions(project.root / ".mloop" / "predictions", model, since_ms=since,
+    rows = read_predictions(log_root(project), model, since_ms=since,
                             until_ms=until)
     if rows.empty:
         return []
@@ -252,11 +254,14 @@ class PruneResult:
     segments: int
     bytes: int
     feedback: int
+    traffic: int = 0  # deployment traffic index rows
 
 
 def prune(project: Project, older_than_ms: int, *, now: int | None = None) -> PruneResult:
-    """Delete prediction-log segments and feedback older than ``older_than_ms``."""
+    """Delete prediction-log segments (and their shared listing), feedback and the
+    deployment traffic index older than ``older_than_ms``."""
     from mloop.repositories import backend
+    from mloop.serving.predlog import shared
 
     cutoff = (now_ms() if now is None else now) - older_than_ms
     segments = size = 0
@@ -267,4 +272,7 @@ def prune(project: Project, older_than_ms: int, *, now: int | None = None) -> Pr
             size += path.stat().st_size
             path.unlink(missing_ok=True)
             segments += 1
-    return PruneResult(segments, size, backend(project).feedback.prune(cutoff))
+    repos = backend(project)
+    if shared(project):  # their blobs become garbage for `mloop data gc`
+        repos.prediction_segments.prune(cutoff)
+    return PruneResult(segments, size, repos.feedback.prune(cutoff), repos.traffic.prune(cutoff))

@@ -23,9 +23,9 @@ SERVING = "serving:"
 def logged_inputs(project: Project, model: str, *, since_ms: int | None,
                   until_ms: int | None = None, version: int | None = None) -> Any:
     """The inputs logged for ``model`` (``in.`` prefix dropped) in the window."""
-    from mloop.serving.predlog import read_predictions
+    from mloop.serving.predlog import log_root, read_predictions
 
-    rows = read_predictions(project.root / ".mloop" / "predictions", model,
+    rows = read_predictions(log_root(project), model,
                             since_ms=since_ms, until_ms=until_ms, columns=["in.*"])
     if version is not None and "version" in rows.columns:
         rows = rows[rows["version"] == version]

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from mloop.repositories.models import Models
     from mloop.repositories.pipelines import PipelineRuns
     from mloop.repositories.precompute import PrecomputeTables
+    from mloop.repositories.prediction_segments import PredictionSegments
     from mloop.repositories.references import BlobReferences
     from mloop.repositories.runs import Runs
     from mloop.repositories.traffic import Traffic
@@ -80,6 +81,9 @@ class Backend(Protocol):
 
     @property
     def traffic(self) -> Traffic: ...
+
+    @property
+    def prediction_segments(self) -> PredictionSegments: ...
 
 
     # ── pipelines and automation ─────────────────────────────────────────────────
@@ -184,6 +188,12 @@ class SqlBackend:
         from mloop.repositories.traffic import SqlTraffic
 
         return SqlTraffic(self.project)
+
+    @cached_property
+    def prediction_segments(self) -> PredictionSegments:
+        from mloop.repositories.prediction_segments import SqlPredictionSegments
+
+        return SqlPredictionSegments(self.project)
 
 
     # ── pipelines and automation ─────────────────────────────────────────────────

@@ -2,7 +2,8 @@
 
 The reachability walk (:func:`mloop.data.garbage.references`) must see every blob any
 table points at: run artifacts and git diffs, evaluation reports, pipeline outputs and
-step logs (dataset trees and profiles come from :mod:`mloop.repositories.datasets`).
+step logs, shared prediction log segments (dataset trees and profiles come from
+:mod:`mloop.repositories.datasets`).
 These are read-only statements across other repositories' tables, in one snapshot; the
 tables' writers stay their own repositories'.
 """
@@ -48,6 +49,7 @@ class SqlBlobReferences:
             evaluations,
             pipeline_cache,
             pipeline_steps,
+            prediction_segments,
             runs,
         )
 
@@ -70,4 +72,8 @@ class SqlBlobReferences:
                     pipeline_steps.c.outputs, pipeline_steps.c.log)):
                 outputs.append((f"pipeline run {run_id} step {step}", text))
                 blobs.append((log, f"pipeline run {run_id} step {step} (log)"))
+            seg = prediction_segments.c
+            for model, version, name, digest in conn.execute(select(
+                    seg.model, seg.version, seg.name, seg.digest)):
+                blobs.append((digest, f"prediction log {model}/{version}/{name}"))
         return found

@@ -119,9 +119,10 @@ def start(state: ServingState, loaded: list[Loaded]) -> None:
         # the first version listed for a name answers requests without a version
         state.models.setdefault(one.name, []).append(serve_one(state, one))
     if state.config.log_predictions:
-        from mloop.serving.predlog import PredictionLogger
+        from mloop.serving.predlog import PredictionLogger, sharer
 
-        state.logger = PredictionLogger(state.project.root / ".mloop" / "predictions")
+        state.logger = PredictionLogger(state.project.root / ".mloop" / "predictions",
+                                        share=sharer(state.project))
 
 
 def retire(state: ServingState, served: list[ServedModel], grace: float = GRACE) -> None:

@@ -16,19 +16,87 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from mloop.core.redact import get_logger
+
+if TYPE_CHECKING:
+    from mloop.project import Project
+
+log = get_logger("mloop.serving")
+SKEW_MS = 300_000  # how late a segment written on another host may be listed here
+
+
+def shared(project: Project) -> bool:
+    """Whether the project's store is shared across hosts (not SQLite), so the prediction
+    log is shared through the object store (read without opening the store)."""
+    uri = project.settings.store_uri
+    return bool(uri) and not str(uri).startswith("sqlite")
+
+
+def sharer(project: Project) -> Share | None:
+    """What publishes a segment (the object store + ``prediction_segments``), or None
+    on a store of one host."""
+    if not shared(project):
+        return None
+    from mloop.repositories import backend
+    from mloop.repositories.prediction_segments import Segment
+
+    segments = backend(project).prediction_segments
+
+    def share(model: str, version: int, name: str, data: bytes, rows: int) -> None:
+        digest = project.objects.put_bytes(data)
+        segments.add(Segment(model, version, name, digest, rows, int(name.split("-", 1)[0])))
+
+    return share
+
+
+def log_root(project: Project) -> Path:
+    """The prediction log's folder, with every segment other hosts shared brought home
+    first (on a shared store; a segment is fetched once, under its own name)."""
+    root = project.root / ".mloop" / "predictions"
+    if not shared(project):
+        return root
+    from mloop.repositories import backend
+
+    marker = root / ".shared-until"
+    since = int(marker.read_text()) - SKEW_MS if marker.is_file() else None
+    listed = backend(project).prediction_segments.since(since)
+    for seg in listed:
+        path = root / seg.model / str(seg.version) / seg.name
+        if path.exists():
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".{seg.name}.tmp"
+        try:
+            project.objects.get_file(seg.digest, tmp)
+        except Exception as exc:  # e.g. objects kept per host: say what is missing
+            log.warning("prediction log segment %s/%s/%s is listed but not readable from "
+                        "the object store (%s); share one object store between hosts",
+                        seg.model, seg.version, seg.name, exc)
+            continue
+        tmp.replace(path)
+    if listed:
+        root.mkdir(parents=True, exist_ok=True)
+        (root / ".shared-until.tmp").write_text(str(max(s.written_at for s in listed)))
+        (root / ".shared-until.tmp").replace(marker)
+    return root
+
+
+Share = Callable[[str, int, str, bytes, int], None]  # (model, version, name, bytes, rows)
 
 
 class PredictionLogger:
     def __init__(self, root: Path, *, flush_rows: int = 50_000, flush_seconds: float = 1.0,
-                 max_pending: int = 100_000) -> None:
+                 max_pending: int = 100_000, share: Share | None = None) -> None:
         import pyarrow.parquet  # noqa: F401 - imported now (before ready), not mid-traffic
 
         self.root = root
+        self.share = share  # also publishes each segment (a store shared across hosts)
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
         self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=max_pending)
@@ -135,8 +203,18 @@ class PredictionLogger:
         folder.mkdir(parents=True, exist_ok=True)
         name = f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}.parquet"
         tmp = folder / f".{name}.tmp"
-        pq.write_table(table, tmp)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        blob = sink.getvalue().to_pybytes()
+        tmp.write_bytes(blob)
         tmp.replace(folder / name)
+        if self.share is not None:
+            try:
+                self.share(model, version, name, blob, table.num_rows)
+            except Exception:  # the segment stays here; other hosts miss it: say so
+                log.warning("prediction log segment %s/%s/%s could not be shared; other "
+                            "hosts' monitoring will not see its %d rows", model, version,
+                            name, table.num_rows, exc_info=True)
 
 
 def segments(root: Path, model: str, since_ms: int | None = None) -> list[Path]:

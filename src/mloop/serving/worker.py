@@ -73,9 +73,10 @@ class Worker:
         stop = stop or threading.Event()
         self.load()  # load (and fail on a bad ref) before claiming anything
         if self.log_predictions:  # answered jobs join the prediction log, as served ones
-            from mloop.serving.predlog import PredictionLogger
+            from mloop.serving.predlog import PredictionLogger, sharer
 
-            self._logger = PredictionLogger(self.project.root / ".mloop" / "predictions")
+            self._logger = PredictionLogger(self.project.root / ".mloop" / "predictions",
+                                            share=sharer(self.project))
         threads = [threading.Thread(target=self._loop, args=(stop, max_jobs, i), daemon=True,
                                     name=f"mloop-worker-{i}")
                    for i in range(self.concurrency)]

@@ -492,3 +492,17 @@ deployment_traffic = Table(
     Column("time_ms", BigInteger, nullable=False),
     Index("ix_deployment_traffic_deployment_revision", "deployment", "revision", "time_ms"),
 )
+
+# The prediction log's segments shared through the object store (a store other than
+# SQLite: replicas on several hosts), so that monitoring on any host reads every
+# replica's predictions; a segment keeps its file name on every host.
+prediction_segments = Table(
+    "prediction_segments", metadata,
+    Column("model", String(200), primary_key=True),
+    Column("version", BigInteger, primary_key=True),
+    Column("name", String(100), primary_key=True),
+    Column("digest", DIGEST, nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("written_at", BigInteger, nullable=False),
+    Index("ix_prediction_segments_written_at", "written_at"),
+)

@@ -3,7 +3,9 @@
 A deployment carries traffic from one model version to another by a strategy (replace,
 canary, A/B, bandit, shadow, blue/green). Replicas of ``mloop serve`` sharing a store
 follow its ``serial``; one controller at a time holds its lease; every replica's
-predictions are indexed in ``deployment_traffic`` so the analysis sees all of them.
+predictions are indexed in ``deployment_traffic`` so the analysis sees all of them, and on
+a shared store their prediction log segments are listed in ``prediction_segments`` (the
+bytes in the object store) so monitoring on any host reads every replica's predictions.
 
 Revision ID: 0010_deployments
 Revises: 0009_liveness
@@ -87,9 +89,23 @@ def upgrade() -> None:
     )
     op.create_index("ix_deployment_traffic_deployment_revision", "deployment_traffic",
                     ["deployment", "revision", "time_ms"])
+    op.create_table(
+        "prediction_segments",
+        sa.Column("model", sa.String(200), nullable=False),
+        sa.Column("version", sa.BigInteger(), nullable=False),
+        sa.Column("name", sa.String(100), nullable=False),
+        sa.Column("digest", sa.String(64), nullable=False),
+        sa.Column("rows", sa.BigInteger(), nullable=False),
+        sa.Column("written_at", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("model", "version", "name", name="pk_prediction_segments"),
+    )
+    op.create_index("ix_prediction_segments_written_at", "prediction_segments",
+                    ["written_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_prediction_segments_written_at", "prediction_segments")
+    op.drop_table("prediction_segments")
     op.drop_index("ix_deployment_traffic_deployment_revision", "deployment_traffic")
     op.drop_table("deployment_traffic")
     op.drop_table("deployment_leases")
