@@ -17,8 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import pytest
 
 import mloop
@@ -29,47 +27,15 @@ from mloop.errors import ConflictError
 from mloop.project import Project
 from mloop.repositories.deployments import Arm, Revision, RevisionStatus, Strategy
 from mloop.serving.server import ServeConfig, create_app
+from tests.deploy.toys import EXAMPLE, Toy, register
 
 ROOT = Path(__file__).resolve().parents[2]
 POLL = 0.2
 
 
-class Toy:
-    """Answers ``value`` for every row; unless ``calm``, raises on a negative ``a`` and
-    sleeps on a huge one."""
-
-    def __init__(self, value: float, calm: bool = False, broken: bool = False) -> None:
-        self.value = value
-        self.calm = calm
-        self.broken = broken
-
-    def predict(self, X: Any) -> np.ndarray:
-        a = np.asarray(X["a"], dtype=float)
-        if self.broken:  # fails its warm-up: the server cannot load it
-            raise RuntimeError("broken")
-        if self.calm:
-            return np.full(len(a), self.value)
-        if (a < 0).any():
-            raise ValueError("a must not be negative")
-        if (a > 1000).any():
-            time.sleep(0.5)
-        return np.full(len(a), self.value)
-
-
-EXAMPLE = pd.DataFrame({"a": [1.0], "user": ["u0"]})
-
-
-def _register(project: Project) -> Project:
-    """``models:/toy/1..3`` answering 1.0, 2.0, 3.0 (3 never fails)."""
-    for toy in (Toy(1.0), Toy(2.0), Toy(3.0, calm=True)):
-        with mloop.start_run():
-            mloop.log_model(toy, input_example=EXAMPLE, registered_name="toy")
-    return project
-
-
 @pytest.fixture
 def toys(sqlite_project: Project) -> Project:
-    return _register(sqlite_project)
+    return register(sqlite_project)
 
 
 @pytest.fixture
@@ -77,7 +43,7 @@ def any_toys(project: Project, backend: str, monkeypatch: pytest.MonkeyPatch) ->
     """The toys on SQLite and on PostgreSQL (replicas share a PostgreSQL store)."""
     if backend:  # the servers open the project by its folder: the store comes from the env
         monkeypatch.setenv("MLOOP_STORE_URI", backend)
-    return _register(project)
+    return register(project)
 
 
 class Served:

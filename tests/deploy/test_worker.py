@@ -16,8 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import pytest
 
 import mloop
@@ -29,32 +27,12 @@ from mloop.deploy.worker import DeploymentWorker, job_key, queue_of
 from mloop.project import Project
 from mloop.repositories.traffic import TrafficColumns
 from mloop.serving.broker import Broker, JobFailed, open_broker
-
-
-class Toy:
-    """Answers ``value`` for every row; raises on a negative ``a`` unless ``calm``."""
-
-    def __init__(self, value: float, calm: bool = False) -> None:
-        self.value = value
-        self.calm = calm
-
-    def predict(self, X: Any) -> np.ndarray:
-        a = np.asarray(X["a"], dtype=float)
-        if not self.calm and (a < 0).any():
-            raise ValueError("a must not be negative")
-        return np.full(len(a), self.value)
-
-
-EXAMPLE = pd.DataFrame({"a": [1.0], "user": ["u0"]})
+from tests.deploy.toys import register
 
 
 @pytest.fixture
 def toys(sqlite_project: Project) -> Project:
-    """``models:/toy/1..3`` answering 1.0, 2.0, 3.0 (3 never fails)."""
-    for toy in (Toy(1.0), Toy(2.0), Toy(3.0, calm=True)):
-        with mloop.start_run():
-            mloop.log_model(toy, input_example=EXAMPLE, registered_name="toy")
-    return sqlite_project
+    return register(sqlite_project)
 
 
 @pytest.fixture
