@@ -64,8 +64,16 @@ from pathlib import Path
 from typing import Any
 
 # the script's folder is on sys.path: the shared helpers of the serving benchmark
-from serving import BIN, compiled_bytecode, cpu_seconds, free_port, measure, pin, v2_body, \
-    wait_ready
+from serving import (
+    BIN,
+    compiled_bytecode,
+    cpu_seconds,
+    free_port,
+    measure,
+    pin,
+    v2_body,
+    wait_ready,
+)
 
 DEPLOYMENT = "churn-live"
 SHARE = 20  # percent of rows the bad models fail or get wrong
