@@ -200,7 +200,8 @@ class Load:
         self.first: dict[str, float] = {}  # arm -> perf_counter of its first answer
         self.since: float | None = None  # count first answers only after this
         self.feedback_failed = 0
-        self._pending: list[dict[str, Any]] = []
+        self._pending: list[tuple[str, int, str]] = []  # request id, label, arm
+        self.label_times: dict[str, list[float]] = {}  # arm -> when each label was stored
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
 
     def __enter__(self) -> Load:
@@ -239,13 +240,17 @@ class Load:
             async def feedback() -> None:
                 while not self.stop.is_set() or self._pending:
                     await asyncio.sleep(0.25)
-                    items, self._pending = self._pending[:5000], self._pending[5000:]
-                    if items:
+                    batch, self._pending = self._pending[:5000], self._pending[5000:]
+                    if batch:
+                        items = [{"request_id": rid, "label": y} for rid, y, _ in batch]
                         async with s.post(self.server.url("/api/v1/feedback"),
                                           data=json.dumps({"items": items}),
                                           headers=headers) as r:
                             await r.read()
                             self.feedback_failed += r.status != 200
+                        stored = time.time() * 1000
+                        for _, _, arm in batch:
+                            self.label_times.setdefault(arm, []).append(stored)
 
             tasks = [worker(k) for k in range(self.concurrency)]
             if self.labels is not None:
@@ -261,7 +266,7 @@ class Load:
         if self.since is not None and arm not in self.first:
             self.first[arm] = time.perf_counter()
         if self.labels is not None and rid is not None:
-            self._pending.append({"request_id": rid, "label": self.labels[i]})
+            self._pending.append((rid, self.labels[i], arm))
 
 
 def routed(server: Server, body: bytes, revision: int, timeout: float = 120) -> None:
@@ -301,11 +306,11 @@ def canary_case(project: Any, server: Server, model: str, what: str, records: li
                          None)
         seen = load.ok - ok0 + load.failed - failed0
     time.sleep(1.5)  # the traffic index is written about once a second
-    report_canary(project, rev, event, what, seen, args)
+    report_canary(project, rev, event, what, seen, load.label_times.get("canary", []), args)
 
 
 def report_canary(project: Any, rev: Any, event: Any, what: str, seen: int,
-                  args: Any) -> None:
+                  labelled: list[float], args: Any) -> None:
     import numpy as np
 
     from mloop import repositories
@@ -338,20 +343,19 @@ def report_canary(project: Any, rev: Any, event: Any, what: str, seen: int,
     print(f"    the abort: {'early look' if analysis.get('early') else 'scheduled analysis'}"
           f" at step {step} (canary at {steps[step] if step is not None else '?'}%), "
           f"{analysis.get('summary', event.reason)}")
-    first = bool(failed)
+    # The look before the abort was at most 5 s (the controller's early-look period)
+    # before it: what the canary had by then is an upper bound of what that look saw.
+    first, before = bool(failed), event.created_at - 5000
     for m in failed:
         need = floor.get(m["name"], 0)
-        before = canary & (times <= event.created_at - 5000)
-        if m["kind"] == "live_metric":
-            lab = traffic.read(DEPLOYMENT, rev.number, labelled=True)
-            before_n = int(((np.asarray(lab.arm) == "canary")
-                            & (np.asarray(lab.time_ms) <= event.created_at - 5000)).sum())
+        if m["kind"] == "live_metric":  # labels stored by then (the load generator's clock)
+            before_n, what_n = int((np.asarray(labelled) <= before).sum()), "labels"
         else:
-            before_n = int(before.sum())
+            before_n, what_n = int((canary & (times <= before)).sum()), "requests"
         enough = min(m["samples"].values()) >= need
         first &= enough and before_n < need
-        print(f"    {m['name']}: samples {m['samples']} (min_samples {need}); the canary had "
-              f"{before_n:,} one look (5 s) before")
+        print(f"    {m['name']}: samples {m['samples']} (min_samples {need}); at most "
+              f"{before_n:,} canary {what_n} one look (5 s) before")
     print(f"    aborted at the first analysis with enough samples: {'yes' if first else 'no'}"
           f"; affected within the canary's share: {'yes' if share <= 0.10 + 0.02 else 'no'}")
 
@@ -435,26 +439,39 @@ def p99(latencies: list[float]) -> float:
 
 
 def shadow_case(project: Any, server: Server, body: bytes, args: Any) -> None:
+    """Without and with the shadow, alternating for ``--rounds`` rounds; medians."""
     import mloop.deploy as deploy
 
     url = server.url(f"/v2/models/{DEPLOYMENT}/infer")
     top = measure("max", server.proc, url, body, args.seconds, args.concurrency, 0.0)
     rate = 0.3 * top["rps"]
-    seconds = args.seconds * (2 if args.smoke else 3)
-    asyncio.run(open_loop(url, body, rate, 1.0))  # warm-up
-    alone = asyncio.run(open_loop(url, body, rate, seconds))
-    rev = deploy.shadow(DEPLOYMENT, "models:/churn/4", sample=1.0, project=project)
-    routed(server, args.record, rev.number)
-    asyncio.run(open_loop(url, body, rate, 1.0))
-    cpu0 = cpu_seconds(server.proc.pid)
-    shadowed = asyncio.run(open_loop(url, body, rate, seconds))
-    cpu = cpu_seconds(server.proc.pid) - cpu0
+    seconds = args.seconds * (1 if args.smoke else 2)
+    runs: dict[str, list[tuple[float, float, float]]] = {"alone": [], "shadow": []}
+    for _ in range(args.rounds):
+        for mode in ("alone", "shadow"):
+            if mode == "shadow":
+                rev = deploy.shadow(DEPLOYMENT, "models:/churn/4", sample=1.0, project=project)
+            elif runs["shadow"]:  # the shadow of the round before ends
+                rev = deploy.rollback(DEPLOYMENT, project=project)
+            else:
+                rev = deploy.replace(DEPLOYMENT, "models:/churn/1", project=project)
+            routed(server, args.record, rev.number)
+            asyncio.run(open_loop(url, body, rate, 1.0))  # warm-up
+            cpu0 = cpu_seconds(server.proc.pid)
+            lat = asyncio.run(open_loop(url, body, rate, seconds))
+            runs[mode].append((p99(lat), (cpu_seconds(server.proc.pid) - cpu0) / seconds,
+                               statistics.median(lat) * 1000))
     deploy.rollback(DEPLOYMENT, project=project)
-    ratio = p99(shadowed) / p99(alone)
+    med = {m: [statistics.median(r[i] for r in v) for i in range(3)] for m, v in runs.items()}
+    ratio = med["shadow"][0] / med["alone"][0]
+    each = {m: ", ".join(f"{r[0]:.1f}" for r in v) for m, v in runs.items()}
     print(f"(e) shadow: one-arm maximum {top['rps']:.0f} req/s ({args.concurrency} "
-          f"connections, V2 1 row); open loop at 30% = {rate:.0f} req/s for {seconds:g} s: "
-          f"primary p99 {p99(alone):.1f} ms without a shadow, {p99(shadowed):.1f} ms with a "
-          f"shadow at 100% (server CPU {cpu / seconds:.0%} of a core); ratio {ratio:.2f}x "
+          f"connections, V2 1 row); open loop at 30% = {rate:.0f} req/s, {seconds:g} s per "
+          f"run, {args.rounds} alternating rounds: primary p99 {med['alone'][0]:.1f} ms "
+          f"without a shadow ({each['alone']}), {med['shadow'][0]:.1f} ms with a shadow at "
+          f"100% ({each['shadow']}); server CPU {med['alone'][1]:.0%} and "
+          f"{med['shadow'][1]:.0%} of a core; p50 {med['alone'][2]:.1f} and "
+          f"{med['shadow'][2]:.1f} ms; p99 ratio {ratio:.2f}x "
           f"(goal <= 1.1x: {'met' if ratio <= 1.1 else 'NOT met'})")
 
 
