@@ -36,7 +36,11 @@ the servers are pinned to core 0 and this load generator (aiohttp, asyncio) to c
 (e) **Shadow.** The one-arm deployment's maximum rate (closed loop, CONCURRENCY
     connections), then an open loop at 30% of it (requests sent on a fixed schedule,
     latency counted from the scheduled time) without a shadow and with ``shadow(..., sample
-    1.0)``: the primary's p99 and the ratio (goal ≤ 1.1×).
+    1.0)``, alternating for ``--rounds`` rounds (a shadow revision, then a rollback to one
+    arm, each waited for until the server routes it): the medians of the primary's p99
+    (and p50, and the server's CPU) and the p99 ratio (goal ≤ 1.1×). At this rate a p99
+    over a few seconds is set by a handful of stalls (a garbage collection, the writer
+    threads' once-a-second flush, another process on the core), so single runs vary.
 
 Peers: Argo Rollouts, Flagger and Seldon Core need Kubernetes (and a service mesh,
 Prometheus) and cannot run on this machine, so no peer runs here. The baseline for (a) and
