@@ -46,7 +46,7 @@ Peers: Argo Rollouts, Flagger and Seldon Core need Kubernetes (and a service mes
 Prometheus) and cannot run on this machine, so no peer runs here. The baseline for (a) and
 (e) is mloop serving the model directly, as issue 16 states; for (d) the even split.
 
-Usage: python bench/deployment.py [--smoke] [--no-peer] [--seconds 8] [--rounds 3]
+Usage: python bench/deployment.py [--smoke] [--no-peer] [--seconds 8] [--rounds 5]
                                   [--concurrency 16] [--interval 30s]
 """
 
@@ -347,9 +347,13 @@ def report_canary(project: Any, rev: Any, event: Any, what: str, seen: int,
     print(f"    the abort: {'early look' if analysis.get('early') else 'scheduled analysis'}"
           f" at step {step} (canary at {steps[step] if step is not None else '?'}%), "
           f"{analysis.get('summary', event.reason)}")
-    # The look before the abort was at most 5 s (the controller's early-look period)
-    # before it: what the canary had by then is an upper bound of what that look saw.
-    first, before = bool(failed), event.created_at - 5000
+    # The look before the abort was at most 5 s (the controller's early-look period) or
+    # one interval before it: what the canary had then bounds what that look saw.
+    look = min(5.0, args.interval_s)  # early looks every 5 s, scheduled every interval
+    first, before = bool(failed), event.created_at - look * 1000
+    total = max(len(arm), 1)  # the split is random: allow for its noise
+    limit = 0.10 + 3 * (0.10 * 0.90 / total) ** 0.5
+    within = affected / total <= limit
     for m in failed:
         need = floor.get(m["name"], 0)
         if m["kind"] == "live_metric":  # labels stored by then (the load generator's clock)
@@ -359,9 +363,10 @@ def report_canary(project: Any, rev: Any, event: Any, what: str, seen: int,
         enough = min(m["samples"].values()) >= need
         first &= enough and before_n < need
         print(f"    {m['name']}: samples {m['samples']} (min_samples {need}); at most "
-              f"{before_n:,} canary {what_n} one look (5 s) before")
+              f"{before_n:,} canary {what_n} one look ({look:g} s) before")
     print(f"    aborted at the first analysis with enough samples: {'yes' if first else 'no'}"
-          f"; affected within the canary's share: {'yes' if share <= 0.10 + 0.02 else 'no'}")
+          f"; affected within the canary's share: {'yes' if within else 'no'} ({affected:,} "
+          f"of {total:,} <= {limit:.1%}: the first step's 10% and 3 binomial sd)")
 
 
 # ── (c) blue/green ───────────────────────────────────────────────────────────────────────
@@ -488,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-peer", action="store_true",
                         help="accepted for symmetry: the peers need Kubernetes, none runs")
     parser.add_argument("--seconds", type=float, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--interval", default="30s", help="the canary's analysis interval")
     parser.add_argument("--seeds", type=int, default=5)
