@@ -39,8 +39,9 @@ the servers are pinned to core 0 and this load generator (aiohttp, asyncio) to c
     1.0)``, alternating for ``--rounds`` rounds (a shadow revision, then a rollback to one
     arm, each waited for until the server routes it): the medians of the primary's p99
     (and p50, and the server's CPU) and the p99 ratio (goal ≤ 1.1×). At this rate a p99
-    over a few seconds is set by a handful of stalls (a garbage collection, the writer
-    threads' once-a-second flush, another process on the core), so single runs vary.
+    over a few seconds is set by a handful of stalls (the server's garbage collections,
+    the writer threads' once-a-second flush, another process on the core), so single runs
+    vary. The load generator measures with its own garbage collector off (``quiet_gc``).
 
 Peers: Argo Rollouts, Flagger and Seldon Core need Kubernetes (and a service mesh,
 Prometheus) and cannot run on this machine, so no peer runs here. The baseline for (a) and
@@ -54,6 +55,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
 import json
 import os
 import statistics
@@ -64,6 +67,7 @@ import textwrap
 import threading
 import time
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +121,21 @@ def bucket(X: Any) -> Any:
     return np.array([zlib.crc32(r.tobytes()) % 100 for r in rows])
 
 
+@contextlib.contextmanager
+def quiet_gc() -> Iterator[None]:
+    """No garbage collection in this load generator while it measures: a full collection
+    of a process holding pandas, scikit-learn and mloop pauses it for 100-200 ms, which an
+    open loop would count as the server's latency."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
 # ── servers ──────────────────────────────────────────────────────────────────────────────
 
 class Server:
@@ -166,9 +185,10 @@ def overhead(base: Path, bodies: dict[str, bytes], args: Any) -> None:
             with Server(base, server_args, f"{label}.log") as s:
                 for body, path in (("V2 1 row", f"/v2/models/{name}/infer"),
                                    ("/predict 1 row", "/predict")):
-                    runs.setdefault((label, body), []).append(measure(
-                        label, s.proc, s.url(path), bodies[body], args.seconds,
-                        args.concurrency, s.cold))
+                    with quiet_gc():
+                        runs.setdefault((label, body), []).append(measure(
+                            label, s.proc, s.url(path), bodies[body], args.seconds,
+                            args.concurrency, s.cold))
     print(f"(a) router overhead: {args.concurrency} connections, {args.seconds:g} s per "
           f"measurement, medians of {args.rounds} interleaved rounds (A, B, A, B, …)")
     for body in ("V2 1 row", "/predict 1 row"):
@@ -452,7 +472,8 @@ def shadow_case(project: Any, server: Server, body: bytes, args: Any) -> None:
     import mloop.deploy as deploy
 
     url = server.url(f"/v2/models/{DEPLOYMENT}/infer")
-    top = measure("max", server.proc, url, body, args.seconds, args.concurrency, 0.0)
+    with quiet_gc():
+        top = measure("max", server.proc, url, body, args.seconds, args.concurrency, 0.0)
     rate = 0.3 * top["rps"]
     seconds = args.seconds * (1 if args.smoke else 2)
     runs: dict[str, list[tuple[float, float, float]]] = {"alone": [], "shadow": []}
@@ -467,7 +488,8 @@ def shadow_case(project: Any, server: Server, body: bytes, args: Any) -> None:
             routed(server, args.record, rev.number)
             asyncio.run(open_loop(url, body, rate, 1.0))  # warm-up
             cpu0 = cpu_seconds(server.proc.pid)
-            lat = asyncio.run(open_loop(url, body, rate, seconds))
+            with quiet_gc():
+                lat = asyncio.run(open_loop(url, body, rate, seconds))
             runs[mode].append((p99(lat), (cpu_seconds(server.proc.pid) - cpu0) / seconds,
                                statistics.median(lat) * 1000))
     deploy.rollback(DEPLOYMENT, project=project)
