@@ -19,6 +19,10 @@ ROOT = Path(__file__).resolve().parents[2]
                        "(e) the prediction log"]),
     ("pipelines.py", ["(a) first run, 10 stages", "(b) no-op re-run", "(c) re-run after",
                       "(d) 10 trivial Python steps", "warm is"]),
+    ("deployment.py", ["(a) router overhead", "deployment / direct:",
+                       "(b) canary of a model that errors", "(b) canary of a model that is",
+                       "rolled back after", "(c) blue/green", "(d) bandits",
+                       "thompson", "even split", "(e) shadow"]),
 ])
 def test_bench_smoke(tmp_path, script, expected):
     out = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--smoke", "--no-peer"],
