@@ -52,3 +52,35 @@ def test_the_server_loads_its_models_without_sqlalchemy(sqlite_project):
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["loaded"] == [["churn", 1, "models:/churn/1"], ["churn", 1, "models:/churn/1"]]
     assert out["modules"] == []
+
+
+SETTLE = """
+import asyncio, gc, json
+from mloop.serving.lifecycle import lifespan
+from mloop.serving.server import ServeConfig, create_app
+
+async def frozen(settle):
+    app = create_app(ServeConfig(["churn"], project=".", monitor_every=0,
+                                 settle_memory=settle))
+    async with lifespan(app):
+        return gc.get_freeze_count()
+
+print(json.dumps([asyncio.run(frozen(False)), asyncio.run(frozen(True))]))
+"""
+
+
+def test_a_server_process_freezes_what_start_up_made(sqlite_project):
+    """`mloop serve` (settle_memory) moves start-up's objects out of the collector's sight:
+    full collections under load then walk only what requests make."""
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    with mloop.start_run():
+        mloop.log_model(LogisticRegression(max_iter=5000).fit(X[["mean radius"]], y),
+                        input_example=X[["mean radius"]][:5],
+                        registered_name="churn", onnx=False)
+    env = {"PYTHONPATH": SRC, "MLOOP_QUIET": "1", "PATH": "/usr/bin:/bin",
+           "HOME": str(sqlite_project.root), "XDG_CONFIG_HOME": str(sqlite_project.root / "u")}
+    done = subprocess.run([sys.executable, "-c", SETTLE], cwd=sqlite_project.root, env=env,
+                          capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 0, done.stderr
+    without, settled = json.loads(done.stdout.strip().splitlines()[-1])
+    assert without == 0 and settled > 10_000

@@ -184,6 +184,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             tasks.append(asyncio.create_task(watch(state)))
         if config.poll_interval > 0 and _aliased(config.models):
             tasks.append(asyncio.create_task(follow(state)))
+        if config.settle_memory:
+            settle_memory()
         state.ready = True
         yield
     finally:
@@ -268,6 +270,17 @@ def _in_config_order(state: ServingState) -> list[ServedModel]:
         seen[name] = index + 1
         out.append(state.models[name][index])
     return out
+
+
+def settle_memory() -> None:
+    """Move what start-up made (modules, models, warmed caches: ~10^5 objects that live as
+    long as the server) out of the garbage collector's sight. Otherwise every full
+    collection walks them all and frees nothing: 25-100 ms pauses every few seconds
+    under load, each one a p99 outlier (measured in bench/deployment.py)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def check_once(state: ServingState) -> None:

@@ -60,7 +60,8 @@ def serve(config: ServeConfig, *, host: str = "127.0.0.1", port: int = 8080,
     import uvicorn
 
     # the Host check accepts the address bound here, whatever the config said
-    config = replace(config, security=replace(config.security, host=host))
+    config = replace(config, security=replace(config.security, host=host),
+                     settle_memory=True)
 
     if workers > 1:
         os.environ[CONFIG_ENV] = json.dumps(asdict(config))

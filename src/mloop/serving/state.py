@@ -41,6 +41,9 @@ class ServeConfig:
     extensions: list[str] = field(default_factory=list)  # "module:factory" (serving.endpoint)
     poll_interval: float = 2.0  # seconds between checks of aliases and deployments; 0: none
     controller: bool = True  # run the deployments' controller in this server
+    # freeze what start-up made out of the garbage collector's sight (``serve`` sets it:
+    # a process of its own; not for apps made inside another program, such as tests)
+    settle_memory: bool = False
 
 
 class Metrics:
