@@ -146,3 +146,15 @@ def test_the_serving_docs_list_every_column_type_with_its_v2_datatype():
     table = docs.split("## Values", 1)[1].split("\n## ", 1)[0]
     for dtype in signature._TAKES:
         assert f"| `{dtype}` (`{_v2_of(dtype)}`) |" in table, dtype
+
+
+@pytest.mark.parametrize("column", [np.array([2**53 + 1, None], dtype=object),
+                                    np.array([-(2**53) - 1], dtype=np.int64)])
+def test_a_whole_number_a_float_cannot_hold_is_refused_not_rounded(column):
+    sig = Signature("table", columns=[("a", "float64")])
+    with pytest.raises(ColumnError, match=r"cannot be read as float64 exactly: row 0 has "
+                                          r"-?9007199254740993"):
+        enforce(sig, pd.DataFrame({"a": column}))
+    # 2**53 itself, and every smaller whole number, is exact
+    exact = enforce(sig, pd.DataFrame({"a": np.array([2**53, 3, None], dtype=object)}))
+    assert exact["a"].tolist()[:2] == [2.0**53, 3.0]

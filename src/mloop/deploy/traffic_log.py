@@ -14,14 +14,13 @@ application's own registry so that ``/metrics`` shows them.
 from __future__ import annotations
 
 import contextlib
-import queue
 import threading
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mloop.core.batches import Batches
 from mloop.core.redact import get_logger
 from mloop.repositories.traffic import Outcome, TrafficRow
 
@@ -66,40 +65,31 @@ class TrafficWriter:
                  max_pending: int = 100_000) -> None:
         self.project = project
         self.flush_seconds = flush_seconds
-        self._queue: queue.Queue[Served | None] = queue.Queue(maxsize=max_pending)
-        self.dropped = 0  # entries not indexed: the queue was full, or the write failed
+        self._pending: Batches[Served] = Batches(max_pending)
+        self.failed = 0  # entries whose write failed
         self.written = 0  # rows indexed
         self._thread = threading.Thread(target=self._run, name="mloop-traffic", daemon=True)
         self._thread.start()
 
+    @property
+    def dropped(self) -> int:
+        """Entries not indexed: the queue was full, or the write failed."""
+        return self._pending.dropped + self.failed
+
     def put(self, entry: Served) -> None:
-        """Queue one entry; never blocks (a full queue drops and counts it)."""
-        try:
-            self._queue.put_nowait(entry)
-        except queue.Full:
-            self.dropped += 1
+        """Queue one entry; never blocks nor wakes the writer (a full queue drops and
+        counts it)."""
+        self._pending.put(entry)
 
     def close(self) -> None:
         """Index everything queued, then stop (blocking)."""
-        self._queue.put(None)
+        self._pending.close()
         self._thread.join(timeout=60)
 
     def _run(self) -> None:
-        pending: list[Served] = []
-        last = time.monotonic()
-        while True:
-            try:
-                item = self._queue.get(timeout=self.flush_seconds)
-            except queue.Empty:
-                item = _TICK
-            if item is None:
-                self._write(pending)
-                return
-            if item is not _TICK:
-                pending.append(item)
-            if pending and time.monotonic() - last >= self.flush_seconds:
-                self._write(pending)
-                pending, last = [], time.monotonic()
+        while self._pending.wait(self.flush_seconds):
+            self._write(self._pending.take())
+        self._write(self._pending.take())
 
     def _write(self, entries: list[Served]) -> None:
         if not entries:
@@ -110,11 +100,8 @@ class TrafficWriter:
         try:
             self.written += repositories.backend(self.project).traffic.record(rows)
         except Exception:  # the store is away: serving goes on, the loss is counted
-            self.dropped += len(entries)
+            self.failed += len(entries)
             log.exception("could not index %d rows of deployment traffic", len(rows))
-
-
-_TICK: Any = Served("", 0, "", "", Outcome.OK, "", 0, None, 0.0, 0)
 
 
 class DeploymentMetrics:

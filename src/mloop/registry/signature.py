@@ -202,6 +202,19 @@ def _as_int64(numbers: np.ndarray, name: str, width: int) -> np.ndarray:
     return numbers.astype(np.int64)
 
 
+def _refuse_inexact(values: np.ndarray, floats: np.ndarray, name: str, width: int) -> None:
+    """A :class:`ColumnError` for a whole number a float64 cannot hold exactly (beyond
+    2**53 it would reach the model as another number)."""
+    for i in np.flatnonzero(np.abs(floats) >= 2.0 ** 53).tolist():  # rare: a Python loop
+        value = values[i]
+        if isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_) \
+                and int(value) != int(floats[i]):
+            raise ColumnError(name, f"Column {name!r} cannot be read as float64 exactly: row "
+                                    f"{i // width} has {int(value)}, a whole number beyond "
+                                    "2**53 that would reach the model as "
+                                    f"{floats[i]:.17g}; send it as a float.")
+
+
 def _cast(values: np.ndarray, dtype: str, name: str, width: int = 1) -> Any:
     """``values`` (one column, or a tensor's values ``width`` to a row) as ``dtype`` under
     the rules of ``_TAKES``, or a :class:`ColumnError`."""
@@ -221,7 +234,10 @@ def _cast(values: np.ndarray, dtype: str, name: str, width: int = 1) -> Any:
         if dtype == "datetime64[ns]":
             return pd.to_datetime(values, format="ISO8601")
         if dtype == "float64" or found != "integer":
-            values = values.astype(np.float64)
+            floats = values.astype(np.float64)
+            if dtype == "float64" and found in ("integer", "mixed-integer-float"):
+                _refuse_inexact(values, floats, name, width)
+            values = floats
         return values if dtype == "float64" else _as_int64(values, name, width)
     except (ValueError, TypeError, OverflowError) as exc:
         # pandas' date errors go on with advice about its own arguments: keep the first part

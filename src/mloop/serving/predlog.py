@@ -12,7 +12,6 @@ inputs column by column, as drift tests want them.
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 import uuid
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mloop.core.batches import Batches
 from mloop.core.redact import get_logger
 
 if TYPE_CHECKING:
@@ -99,8 +99,8 @@ class PredictionLogger:
         self.share = share  # also publishes each segment (a store shared across hosts)
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
-        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=max_pending)
-        self.dropped = 0
+        self._pending: Batches[tuple[Any, ...]] = Batches(max_pending)
+        self._rows = 0  # queued since the last write (a hint: early flush past flush_rows)
         # request id -> rows, for requests queued but not yet in a segment: feedback that
         # arrives meanwhile is for a prediction this server knows
         self._unwritten: dict[str, int] = {}
@@ -114,13 +114,20 @@ class PredictionLogger:
         counts (``dropped``)."""
         with self._lock:  # before queueing: the writer may be done before we return
             self._unwritten[request_id] = len(pred)
-        try:
-            self._queue.put_nowait((model, version, request_id, int(time.time() * 1000),
-                                    frame, pred, proba, latency_ms))
-        except queue.Full:
-            self.dropped += 1
+        if not self._pending.put((model, version, request_id, int(time.time() * 1000),
+                                  frame, pred, proba, latency_ms)):
             with self._lock:
                 self._unwritten.pop(request_id, None)
+            return
+        self._rows += len(pred)
+        if self._rows >= self.flush_rows:
+            self._rows = 0
+            self._pending.wake()
+
+    @property
+    def dropped(self) -> int:
+        """Requests not logged because too many were waiting."""
+        return self._pending.dropped
 
     def unwritten(self, request_ids: Iterable[str]) -> dict[str, int]:
         """Those of ``request_ids`` queued but not yet written, with their row counts."""
@@ -129,30 +136,17 @@ class PredictionLogger:
 
     def close(self) -> None:
         """Write everything queued, then stop."""
-        self._queue.put(None)
+        self._pending.close()
         self._thread.join(timeout=60)
 
     def _run(self) -> None:
-        pending: list[tuple[Any, ...]] = []
-        rows = 0
-        last = time.monotonic()
-        while True:
-            try:
-                item = self._queue.get(timeout=self.flush_seconds)
-            except queue.Empty:
-                item = ()
-            if item is None:
-                self._write(pending)
-                return
-            if item:
-                pending.append(item)
-                rows += len(item[4])
-            if rows >= self.flush_rows or (
-                    pending and time.monotonic() - last >= self.flush_seconds):
-                self._write(pending)
-                pending, rows, last = [], 0, time.monotonic()
+        while self._pending.wait(self.flush_seconds):
+            self._write(self._pending.take())
+        self._write(self._pending.take())
 
     def _write(self, items: list[tuple[Any, ...]]) -> None:
+        if not items:
+            return
         groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
         for item in items:
             frame = item[4]
