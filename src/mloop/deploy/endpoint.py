@@ -74,6 +74,7 @@ class Table:
     timeout_s: float | None = None
     step: int | None = None  # a canary's step
     posterior: Mapping[str, float] = field(default_factory=dict)
+    shadow_model: ServedModel | None = None  # the shadow arm, batching its copies
 
     @property
     def has_fallback(self) -> bool:
@@ -199,7 +200,7 @@ class DeploymentEndpoint:
 
     async def _copy(self, table: Table, frame: Any, request_id: str) -> None:
         assert table.shadow is not None
-        served = table.arms[table.shadow]
+        served = table.shadow_model or table.arms[table.shadow]
         began = time.perf_counter()
         try:
             _, pred, _ = await served.predict(frame, proba=False)

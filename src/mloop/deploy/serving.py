@@ -43,6 +43,9 @@ if TYPE_CHECKING:
     from mloop.serving.inference import ServedModel
     from mloop.serving.state import ServeConfig, ServingState
 
+SHADOW_DELAY = 0.05  # seconds a shadow batch may wait to fill
+SHADOW_BATCH = 256  # rows in one shadow call at most
+
 log = get_logger("mloop.deploy")
 
 __all__ = ["DeploymentServing", "Plan", "extension", "plan_of"]
@@ -62,6 +65,7 @@ class DeploymentServing:
         self.config = config
         self.names = list(dict.fromkeys(config.deployments))
         self.models: dict[str, ServedModel] = {}  # by models:/NAME/V
+        self.shadow_models: dict[str, ServedModel] = {}  # the same, batching copies
         self.endpoints: dict[str, DeploymentEndpoint] = {}
         self.serials: dict[str, int] = {}
         self.writer: TrafficWriter | None = None
@@ -104,7 +108,7 @@ class DeploymentServing:
                 await asyncio.wait(list(endpoint.shadows), timeout=10)
         if self.controller is not None:
             await loop.run_in_executor(None, self.controller.release)
-        for served in self.models.values():
+        for served in [*self.models.values(), *self.shadow_models.values()]:
             await served.batcher.stop()
         if self.writer is not None:
             await loop.run_in_executor(None, self.writer.close)
@@ -123,7 +127,10 @@ class DeploymentServing:
                     one = await loop.run_in_executor(None, load_one, project, uri,
                                                      state.config)
                     self.models[uri] = serve_one(state, one)
-                tables.append((plan, table_of(plan, self.models)))
+                copies = plan.models.get(plan.shadow or "")
+                if copies is not None and copies not in self.shadow_models:
+                    self.shadow_models[copies] = shadow_of(state, self.models[copies])
+                tables.append((plan, table_of(plan, self.models, self.shadow_models)))
             except Exception:
                 if strict:
                     raise
@@ -134,6 +141,10 @@ class DeploymentServing:
         needed = set().union(*(e.table.models() for e in self.endpoints.values()))
         unused = [uri for uri in self.models if uri not in needed]
         retire(state, [self.models.pop(uri) for uri in unused])
+        shadowing = {e.table.shadow_model.uri for e in self.endpoints.values()
+                     if e.table.shadow_model is not None}
+        retire(state, [self.shadow_models.pop(uri) for uri in list(self.shadow_models)
+                       if uri not in shadowing])
 
     def _swap(self, state: ServingState, plan: Plan, table: Table) -> None:
         assert self.metrics is not None
@@ -173,12 +184,33 @@ class DeploymentServing:
                 log.exception("the deployment controller failed a round")
 
 
-def table_of(plan: Plan, models: dict[str, ServedModel]) -> Table:
-    """The routing table of ``plan`` over loaded ``models``."""
+def shadow_of(state: ServingState, served: ServedModel) -> ServedModel:
+    """``served`` with a batcher of its own for shadow copies, which waits up to
+    :data:`SHADOW_DELAY` to fill a batch: copies are predicted a few dozen at a time, in
+    a few calls a second rather than one per request, so the shadow's share of the CPU
+    (which the primary's requests wait for) stays small."""
+    from dataclasses import replace
+
+    from mloop.serving.batcher import MicroBatcher
+    from mloop.serving.inference import predict_fn
+
+    batcher = MicroBatcher(predict_fn(served.loaded, served.traits.has_proba,
+                                      served.traits.takes_matrix),
+                           max_batch_size=SHADOW_BATCH, max_delay=SHADOW_DELAY,
+                           max_queue=state.config.max_queue)
+    batcher.start()
+    return replace(served, batcher=batcher)
+
+
+def table_of(plan: Plan, models: dict[str, ServedModel],
+             shadows: dict[str, ServedModel] | None = None) -> Table:
+    """The routing table of ``plan`` over loaded ``models`` (and shadow copies' models)."""
     fallback = plan.fallback
+    copies = plan.models.get(plan.shadow or "")
     return Table(plan.deployment, plan.revision, Split.of(plan.weights),
                  {arm: models[uri] for arm, uri in plan.models.items()}, plan.weights,
                  sticky=plan.sticky, shadow=plan.shadow, sample=plan.sample,
+                 shadow_model=(shadows or {}).get(copies) if copies else None,
                  fallback_model=models[fallback.model] if fallback.model else None,
                  fallback_value=fallback.value, has_fallback_value=fallback.has_value,
                  timeout_s=None if fallback.timeout_ms is None else fallback.timeout_ms / 1000,
