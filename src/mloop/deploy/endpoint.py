@@ -75,6 +75,7 @@ class Table:
     step: int | None = None  # a canary's step
     posterior: Mapping[str, float] = field(default_factory=dict)
     shadow_model: ServedModel | None = None  # the shadow arm, batching its copies
+    shadow_key: str | None = None  # which batcher that is (deploy.serving.shadow_key)
 
     @property
     def has_fallback(self) -> bool:

@@ -43,8 +43,8 @@ if TYPE_CHECKING:
     from mloop.serving.inference import ServedModel
     from mloop.serving.state import ServeConfig, ServingState
 
-SHADOW_DELAY = 0.05  # seconds a shadow batch may wait to fill
-SHADOW_BATCH = 256  # rows in one shadow call at most
+SHADOW_DELAY = 0.02  # seconds a shadow batch may wait to fill
+SHADOW_BATCH = 16  # rows in one shadow call at most: a primary waits for one at most
 
 log = get_logger("mloop.deploy")
 
@@ -65,7 +65,9 @@ class DeploymentServing:
         self.config = config
         self.names = list(dict.fromkeys(config.deployments))
         self.models: dict[str, ServedModel] = {}  # by models:/NAME/V
-        self.shadow_models: dict[str, ServedModel] = {}  # the same, batching copies
+        # shadow copies' batchers, by the plan's "shadow uri > primary uri" (the primary's
+        # predict thread is theirs)
+        self.shadow_models: dict[str, ServedModel] = {}
         self.endpoints: dict[str, DeploymentEndpoint] = {}
         self.serials: dict[str, int] = {}
         self.writer: TrafficWriter | None = None
@@ -127,9 +129,11 @@ class DeploymentServing:
                     one = await loop.run_in_executor(None, load_one, project, uri,
                                                      state.config)
                     self.models[uri] = serve_one(state, one)
-                copies = plan.models.get(plan.shadow or "")
-                if copies is not None and copies not in self.shadow_models:
-                    self.shadow_models[copies] = shadow_of(state, self.models[copies])
+                key = shadow_key(plan)
+                if key is not None and key not in self.shadow_models:
+                    copies, primary = key.split(" > ")
+                    self.shadow_models[key] = shadow_of(state, self.models[copies],
+                                                        self.models[primary])
                 tables.append((plan, table_of(plan, self.models, self.shadow_models)))
             except Exception:
                 if strict:
@@ -141,10 +145,9 @@ class DeploymentServing:
         needed = set().union(*(e.table.models() for e in self.endpoints.values()))
         unused = [uri for uri in self.models if uri not in needed]
         retire(state, [self.models.pop(uri) for uri in unused])
-        shadowing = {e.table.shadow_model.uri for e in self.endpoints.values()
-                     if e.table.shadow_model is not None}
-        retire(state, [self.shadow_models.pop(uri) for uri in list(self.shadow_models)
-                       if uri not in shadowing])
+        shadowing = {e.table.shadow_key for e in self.endpoints.values()}
+        retire(state, [self.shadow_models.pop(key) for key in list(self.shadow_models)
+                       if key not in shadowing])
 
     def _swap(self, state: ServingState, plan: Plan, table: Table) -> None:
         assert self.metrics is not None
@@ -184,11 +187,13 @@ class DeploymentServing:
                 log.exception("the deployment controller failed a round")
 
 
-def shadow_of(state: ServingState, served: ServedModel) -> ServedModel:
+def shadow_of(state: ServingState, served: ServedModel, primary: ServedModel
+              ) -> ServedModel:
     """``served`` with a batcher of its own for shadow copies, which waits up to
-    :data:`SHADOW_DELAY` to fill a batch: copies are predicted a few dozen at a time, in
-    a few calls a second rather than one per request, so the shadow's share of the CPU
-    (which the primary's requests wait for) stays small."""
+    :data:`SHADOW_DELAY` to fill a batch of at most :data:`SHADOW_BATCH` rows and runs on
+    the ``primary``'s predict thread: copies are predicted a few at a time, a few calls a
+    second rather than one per request, and a primary request waits for at most one
+    such small call instead of contending for the GIL with a second thread."""
     from dataclasses import replace
 
     from mloop.serving.batcher import MicroBatcher
@@ -197,20 +202,31 @@ def shadow_of(state: ServingState, served: ServedModel) -> ServedModel:
     batcher = MicroBatcher(predict_fn(served.loaded, served.traits.has_proba,
                                       served.traits.takes_matrix),
                            max_batch_size=SHADOW_BATCH, max_delay=SHADOW_DELAY,
-                           max_queue=state.config.max_queue)
+                           max_queue=state.config.max_queue,
+                           executor=primary.batcher.executor)
     batcher.start()
     return replace(served, batcher=batcher)
+
+
+def shadow_key(plan: Plan) -> str | None:
+    """``"<shadow uri> > <primary uri>"`` of a plan with a shadow (the primary: the arm
+    with the most traffic), else None."""
+    if plan.shadow is None or plan.shadow not in plan.models:
+        return None
+    primary = max((a for a in plan.models if a != plan.shadow),
+                  key=lambda a: plan.weights.get(a, 0.0))
+    return f"{plan.models[plan.shadow]} > {plan.models[primary]}"
 
 
 def table_of(plan: Plan, models: dict[str, ServedModel],
              shadows: dict[str, ServedModel] | None = None) -> Table:
     """The routing table of ``plan`` over loaded ``models`` (and shadow copies' models)."""
     fallback = plan.fallback
-    copies = plan.models.get(plan.shadow or "")
+    key = shadow_key(plan)
     return Table(plan.deployment, plan.revision, Split.of(plan.weights),
                  {arm: models[uri] for arm, uri in plan.models.items()}, plan.weights,
                  sticky=plan.sticky, shadow=plan.shadow, sample=plan.sample,
-                 shadow_model=(shadows or {}).get(copies) if copies else None,
+                 shadow_model=(shadows or {}).get(key) if key else None, shadow_key=key,
                  fallback_model=models[fallback.model] if fallback.model else None,
                  fallback_value=fallback.value, has_fallback_value=fallback.has_value,
                  timeout_s=None if fallback.timeout_ms is None else fallback.timeout_ms / 1000,

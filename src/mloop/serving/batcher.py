@@ -57,12 +57,17 @@ class MicroBatcher:
     def __init__(self, predict: Callable[[Any, bool], tuple[Any, Any]], *,
                  max_batch_size: int = 64,
                  max_delay: float = 0.0, max_queue: int = 1024,
-                 on_batch: Callable[[int], None] | None = None) -> None:
+                 on_batch: Callable[[int], None] | None = None,
+                 executor: ThreadPoolExecutor | None = None) -> None:
         self._predict = predict
         self.max_batch_size = max_batch_size
         self.max_delay = max_delay
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=max_queue)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mloop-predict")
+        # another batcher's thread, shared: their calls then take turns instead of
+        # contending for the GIL (a shadow beside its primary)
+        self._owns_executor = executor is None
+        self.executor = executor or ThreadPoolExecutor(max_workers=1,
+                                                       thread_name_prefix="mloop-predict")
         self._task: asyncio.Task[None] | None = None
         self._on_batch = on_batch
 
@@ -74,7 +79,8 @@ class MicroBatcher:
         await self._queue.join()
         if self._task is not None:
             self._task.cancel()
-        self._executor.shutdown(wait=True)
+        if self._owns_executor:
+            self.executor.shutdown(wait=True)
 
     async def submit(self, frame: Any, *, proba: bool = True) -> tuple[Any, Any]:
         """(predictions, probabilities or None) for ``frame``; ``proba=False`` when the
@@ -136,7 +142,7 @@ class MicroBatcher:
         while True:
             batch, rows = await self._collect()
             try:
-                outcomes = await loop.run_in_executor(self._executor, self._call, batch)
+                outcomes = await loop.run_in_executor(self.executor, self._call, batch)
             except Exception as exc:  # never let this loop die: every caller gets an answer
                 outcomes = [ModelFailed(exc)] * len(batch)
             for b, outcome in zip(batch, outcomes, strict=True):
