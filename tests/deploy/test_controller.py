@@ -67,14 +67,17 @@ def test_a_canary_erroring_on_20_percent_is_aborted_at_the_first_analysis_with_e
     assert set(now) == {"stable"} and now["stable"]["labelled"] == 0
 
 
-def test_early_looks_are_throttled_unless_counting_shows_failures(project, canary):
-    ctl = Controller(project, ["live"])  # at most one full early look per 5 s
+def test_a_canary_worse_on_labels_is_judged_as_soon_as_it_has_its_labels(project, canary):
+    ctl = Controller(project, ["live"])  # at most one full early look per 5 s, unless due
     start = canary.state["step_started_at"]
     assert ctl.tick(start + 1000) == []  # looked: nothing yet
-    send(project, "live", "stable", 250, accuracy=0.9, seed=1)
-    send(project, "live", "canary", 250, accuracy=0.7, seed=2)
-    assert ctl.tick(start + 2000) == []  # less accurate, but too soon to look again
-    (decision,) = ctl.tick(start + 6001)
+    send(project, "live", "stable", 150, accuracy=0.9, seed=1)
+    send(project, "live", "canary", 150, accuracy=0.7, seed=2)
+    assert ctl.tick(start + 2000) == []  # fewer than 200 labels an arm: not looked at
+    send(project, "live", "stable", 100, accuracy=0.9, seed=3)
+    send(project, "live", "canary", 100, accuracy=0.7, seed=4)
+    # counted in the database on this tick: every arm has its 200 labels, judged now
+    (decision,) = ctl.tick(start + 3000)
     assert decision.action == "aborted" and "live_metric" in decision.reason
 
 

@@ -164,3 +164,7 @@ def test_traffic_is_indexed_and_joined_with_feedback(project: Project) -> None:
     assert backend.traffic.counts("churn", 2, since_ms=1_009) == {"stable": {"ok": 1},
                                                                   "canary": {"error": 1}}
     assert backend.traffic.counts("churn", 1) == {}
+    assert backend.traffic.counts("churn", 2, labelled=True) == {}  # r1, r2 were pruned
+    backend.feedback.save([Feedback("r6", 0, "1"), Feedback("e1", 0, "0")])
+    assert backend.traffic.counts("churn", 2, labelled=True) == {
+        "canary": {"ok": 1, "error": 1}}

@@ -167,6 +167,27 @@ class Controller:
             return self._bandit(revision, serial, now)
         return None
 
+    def _labels_due(self, revision: Revision, since_ms: int, spec: dict[str, Any]) -> bool:
+        """Whether labels, counted in the database, just gave every arm the live metric's
+        ``min_samples`` (or half as many again as at the last such look): then the early
+        analysis runs now, so a canary worse on labelled traffic is judged at the first
+        look with enough labels, not at the next throttled one."""
+        from mloop import repositories
+
+        rules = [m for m in spec.get("metrics", []) if m.get("kind") == "live_metric"]
+        if not rules:
+            return False
+        counts = repositories.backend(self.project).traffic.counts(
+            revision.deployment, revision.number, since_ms=since_ms, labelled=True)
+        least = min((sum(v for k, v in counts.get(arm, {}).items() if k != "shadow")
+                     for arm in ("stable", "canary")), default=0)
+        key = f"{revision.deployment}:labels"
+        if least < min(int(m["min_samples"]) for m in rules) or \
+                least < 1.5 * self._early_seen.get(key, 0):
+            return False
+        self._early_seen[key] = least
+        return True
+
     def _alarm(self, revision: Revision, serial: int) -> Decision | None:
         """Roll back when a monitoring rule naming this deployment has an open alert on a
         version the revision put into traffic (:mod:`mloop.deploy.alarms`)."""
@@ -205,9 +226,10 @@ class Controller:
                 # between throttled looks, look now only when counting says the canary
                 # fails, and again only once its sample has grown by half
                 failing, seen = _failing(self.project, revision, started, spec)
-                if not failing or seen < 1.5 * self._early_seen.get(name, 0):
+                if failing and seen >= 1.5 * self._early_seen.get(name, 0):
+                    self._early_seen[name] = seen
+                elif not self._labels_due(revision, started, spec):
                     return None
-                self._early_seen[name] = seen
             self._early[name] = now
         measured = measure_all(self.project, revision, since_ms=started,
                                sensitive=sensitive_columns(spec))

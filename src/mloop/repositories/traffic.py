@@ -94,10 +94,11 @@ class Traffic(Protocol):
         """Delete rows older than ``before_ms``; how many."""
         ...
 
-    def counts(self, deployment: str, revision: int, *, since_ms: int | None = None
-               ) -> dict[str, dict[str, int]]:
+    def counts(self, deployment: str, revision: int, *, since_ms: int | None = None,
+               labelled: bool = False) -> dict[str, dict[str, int]]:
         """Rows of a revision by arm and outcome (``{"canary": {"ok": 90, "error": 10}}``),
-        counted in the database: cheap enough to ask on every controller tick."""
+        counted in the database: cheap enough to ask on every controller tick;
+        ``labelled`` counts only rows that have feedback."""
         ...
 
     def served(self, models: Iterable[str]) -> list[Served]:
@@ -169,14 +170,18 @@ class SqlTraffic:
                 deployment_traffic.c.time_ms < before_ms))
         return int(gone.rowcount or 0)
 
-    def counts(self, deployment: str, revision: int, *, since_ms: int | None = None
-               ) -> dict[str, dict[str, int]]:
-        from sqlalchemy import func, select
+    def counts(self, deployment: str, revision: int, *, since_ms: int | None = None,
+               labelled: bool = False) -> dict[str, dict[str, int]]:
+        from sqlalchemy import and_, func, select
 
         from mloop.store.schema import deployment_traffic as t
+        from mloop.store.schema import feedback as f
 
-        query = (select(t.c.arm, t.c.outcome, func.count())
-                 .where(t.c.deployment == deployment, t.c.revision == revision)
+        query = select(t.c.arm, t.c.outcome, func.count())
+        if labelled:
+            query = query.select_from(t.join(f, and_(f.c.request_id == t.c.request_id,
+                                                     f.c.row == t.c.row)))
+        query = (query.where(t.c.deployment == deployment, t.c.revision == revision)
                  .group_by(t.c.arm, t.c.outcome))
         if since_ms is not None:
             query = query.where(t.c.time_ms >= since_ms)
