@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -62,6 +63,20 @@ class Batches(Generic[T]):
                 out.append(pop())
             except IndexError:
                 return out
+
+    def consume(self, write: Callable[[list[T]], None], every: float, *,
+                name: str) -> threading.Thread:
+        """Start the consumer: a daemon thread ``name`` that hands ``write`` everything
+        waiting every ``every`` seconds (sooner when woken), and a last time once closed
+        (join it after :meth:`close`)."""
+        def loop() -> None:
+            while self.wait(every):
+                write(self.take())
+            write(self.take())
+
+        thread = threading.Thread(target=loop, name=name, daemon=True)
+        thread.start()
+        return thread
 
     def __len__(self) -> int:
         return len(self._items)

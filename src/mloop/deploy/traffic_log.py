@@ -14,7 +14,6 @@ application's own registry so that ``/metrics`` shows them.
 from __future__ import annotations
 
 import contextlib
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -68,8 +67,7 @@ class TrafficWriter:
         self._pending: Batches[Served] = Batches(max_pending)
         self.failed = 0  # entries whose write failed
         self.written = 0  # rows indexed
-        self._thread = threading.Thread(target=self._run, name="mloop-traffic", daemon=True)
-        self._thread.start()
+        self._thread = self._pending.consume(self._write, flush_seconds, name="mloop-traffic")
 
     @property
     def dropped(self) -> int:
@@ -85,11 +83,6 @@ class TrafficWriter:
         """Index everything queued, then stop (blocking)."""
         self._pending.close()
         self._thread.join(timeout=60)
-
-    def _run(self) -> None:
-        while self._pending.wait(self.flush_seconds):
-            self._write(self._pending.take())
-        self._write(self._pending.take())
 
     def _write(self, entries: list[Served]) -> None:
         if not entries:

@@ -105,8 +105,7 @@ class PredictionLogger:
         # arrives meanwhile is for a prediction this server knows
         self._unwritten: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="mloop-predlog", daemon=True)
-        self._thread.start()
+        self._thread = self._pending.consume(self._write, flush_seconds, name="mloop-predlog")
 
     def log(self, model: str, version: int, request_id: str, *, frame: Any, pred: Any,
             proba: Any, latency_ms: float) -> None:
@@ -138,11 +137,6 @@ class PredictionLogger:
         """Write everything queued, then stop."""
         self._pending.close()
         self._thread.join(timeout=60)
-
-    def _run(self) -> None:
-        while self._pending.wait(self.flush_seconds):
-            self._write(self._pending.take())
-        self._write(self._pending.take())
 
     def _write(self, items: list[tuple[Any, ...]]) -> None:
         if not items:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -112,22 +113,31 @@ async def _infer_endpoint(state: ServingState, endpoint: Endpoint, request: Requ
     return json_response(out, headers={"x-request-id": answer.request_id, **answer.headers})
 
 
-@router.post("/predict", openapi_extra=openapi_body("predict"))
-async def predict(request: Request, model: str | None = None) -> Any:
+async def _answer(request: Request, model: str | None, route: str,
+                  read: Callable[[Any, ServedModel], Any], *, proba: bool
+                  ) -> tuple[ServedModel, Any, Any, str, dict[str, str]]:
+    """(model that answered, predictions, probabilities, request id, headers) of a
+    ``/predict`` or ``/invocations`` request: routed by a deployment when ``model`` names
+    one, else by the served model; ``read`` turns the body into the model's rows."""
     state = state_of(request)
     endpoint = state.endpoint_of(model)
     body = await body_of(request, state.config.max_body_bytes)
     if endpoint is not None:
         pick = endpoint.choose(body, request.headers)
-        answer = await endpoint.predict(state, pick, records_frame(body), "predict",
-                                        proba=True)
-        served, pred, proba, request_id = (answer.served, answer.pred, answer.proba,
-                                           answer.request_id)
-        headers = {"x-request-id": request_id, **answer.headers}
-    else:
-        served = state.only_model(model)
-        pred, proba, request_id, _ = await run(state, served, records_frame(body), "predict")
-        headers = {"x-request-id": request_id}
+        answer = await endpoint.predict(state, pick, read(body, pick.served), route,
+                                        proba=proba)
+        return (answer.served, answer.pred, answer.proba, answer.request_id,
+                {"x-request-id": answer.request_id, **answer.headers})
+    served = state.only_model(model)
+    pred, probabilities, request_id, _ = await run(state, served, read(body, served), route,
+                                                   proba=proba)
+    return served, pred, probabilities, request_id, {"x-request-id": request_id}
+
+
+@router.post("/predict", openapi_extra=openapi_body("predict"))
+async def predict(request: Request, model: str | None = None) -> Any:
+    served, pred, proba, request_id, headers = await _answer(
+        request, model, "predict", lambda body, _: records_frame(body), proba=True)
     out: dict[str, Any] = {"model": served.name, "version": served.version,
                            "request_id": request_id,
                            "predictions": np.asarray(pred).tolist()}
@@ -138,19 +148,7 @@ async def predict(request: Request, model: str | None = None) -> Any:
 
 @router.post("/invocations", openapi_extra=openapi_body("invocations"))
 async def invocations(request: Request, model: str | None = None) -> Any:
-    state = state_of(request)
-    endpoint = state.endpoint_of(model)
-    body = await body_of(request, state.config.max_body_bytes)
-    if endpoint is not None:
-        pick = endpoint.choose(body, request.headers)
-        answer = await endpoint.predict(
-            state, pick, mlflow_frame(body, pick.served.loaded.signature), "invocations",
-            proba=False)
-        return json_response({"predictions": np.asarray(answer.pred).tolist()},
-                             headers={"x-request-id": answer.request_id, **answer.headers})
-    served = state.only_model(model)
-    pred, _, request_id, _ = await run(state, served,
-                                       mlflow_frame(body, served.loaded.signature),
-                                       "invocations", proba=False)
-    return json_response({"predictions": np.asarray(pred).tolist()},
-                         headers={"x-request-id": request_id})
+    _, pred, _, _, headers = await _answer(
+        request, model, "invocations",
+        lambda body, served: mlflow_frame(body, served.loaded.signature), proba=False)
+    return json_response({"predictions": np.asarray(pred).tolist()}, headers=headers)
