@@ -18,6 +18,12 @@ def command_line() -> str:
 
 
 def current_user() -> str | None:
+    """Who is acting: the caller a team server is serving, else the operating-system user."""
+    from mloop.core.identity import acting
+
+    identity = acting()
+    if identity is not None:
+        return identity.name
     try:
         return getpass.getuser()
     except (OSError, KeyError):

@@ -14,7 +14,8 @@ message, log line or response ever contains a token: errors say *what* is wrong,
 most name the token's id.
 
 Roles are ordered; each allows what the ones before it do: ``reader`` (metadata and
-reads) < ``predictor`` (inference) < ``writer`` (feedback and other writes) < ``admin``.
+reads) < ``predictor`` (inference) < ``writer`` (feedback and other writes) < ``approver``
+(approve versions, move protected aliases, deploy) < ``admin`` (tokens, settings).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from mloop.core.clock import now_ms
+from mloop.core.identity import ROLES
 from mloop.core.paths import write_private
 from mloop.errors import (
     ConfigError,
@@ -43,7 +45,6 @@ from mloop.errors import (
 PREFIX = "mloop_"
 ID_HEX = 12
 SECRET_BYTES = 32
-ROLES = ("reader", "predictor", "writer", "admin")
 ENV_FILE = "MLOOP_SERVE_TOKENS"  # the setting serve_tokens: where a server's tokens live
 
 _TOKEN = re.compile(rf"mloop_([0-9a-f]{{{ID_HEX}}})_([0-9a-f]{{{SECRET_BYTES * 2}}})")
