@@ -51,6 +51,11 @@ def update_gitignore(project_dir: Path) -> None:
         pass
 
 
+def is_server_uri(uri: str | None) -> bool:
+    """Whether a store URI names an mloop server rather than a database."""
+    return bool(uri) and str(uri).startswith(("http://", "https://"))
+
+
 class Project:
     """Settings + metadata store + object store of one project folder."""
 
@@ -87,9 +92,16 @@ class Project:
             tmp.write_text(CONFIG_TEMPLATE)
             tmp.replace(config)
         project = cls(root, **overrides)  # writes or updates .mloop/.gitignore
-        project.store  # noqa: B018 - creates or migrates the metadata store now
-        project.objects  # noqa: B018
+        if not project.remote:  # a server's stores are the server's to create
+            project.store  # noqa: B018 - creates or migrates the metadata store now
+            project.objects  # noqa: B018
         return project
+
+    @property
+    def remote(self) -> bool:
+        """Whether the store is an ``mloop server`` (``http(s)://…``): the repositories
+        and the blobs are then reached over HTTP."""
+        return is_server_uri(self.settings.store_uri)
 
     @cached_property
     def store(self) -> Store:
@@ -97,12 +109,24 @@ class Project:
         from mloop.store.engine import Store  # SQLAlchemy: ~0.2 s, only when needed
 
         s = self.settings
+        if self.remote:
+            from mloop.errors import ConfigError
+
+            raise ConfigError(f"This project's store is the mloop server at {s.store_uri}: "
+                              "its database is the server's, reached through the API.")
         return Store(s.store_uri, sqlite_synchronous=s.sqlite_synchronous,
                      busy_timeout_ms=s.busy_timeout_ms)
 
     @cached_property
     def objects(self) -> ObjectStore:
-        """The content-addressed object store."""
+        """The content-addressed object store (the server's, over HTTP, when the store is
+        an mloop server and no object store is configured)."""
+        if self.remote and self.settings.source("objects_uri") == "default":
+            from mloop.core.credentials import server_token
+            from mloop.objects.http import HttpObjectStore
+
+            url = self.settings.store_uri.rstrip("/")
+            return HttpObjectStore(url, token=server_token(url))
         return open_object_store(self.settings.objects_uri)
 
     def component(self, key: str, factory: Any) -> Any:
@@ -122,6 +146,10 @@ class Project:
             if close is not None:
                 close()
         self._components.clear()
+        if "objects" in self.__dict__:
+            close = getattr(self.objects, "close", None)
+            if close is not None:
+                close()
         if "store" in self.__dict__:
             self.store.close()
 

@@ -13,6 +13,7 @@ from mloop.repositories.automation import (
     DecisionOutcome,
     holder,
 )
+from tests.server.live import sql_side
 
 T0 = 1_700_000_000_000
 HOUR = 3_600_000
@@ -111,7 +112,7 @@ def test_recorded_report_is_the_newest_evaluation_on_the_data(project):
 
     auto = _auto(project)
     assert auto.recorded_report("models:/m/1", "data:/test@1") is None
-    with project.store.write() as conn:
+    with sql_side(project).store.write() as conn:
         for i, digest in enumerate(["old", "new"]):
             conn.execute(insert(evaluations).values(
                 id=f"e{i}", model_uri="models:/m/1", data="data:/test@1", suite="default",

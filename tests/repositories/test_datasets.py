@@ -9,6 +9,7 @@ from mloop.errors import ConflictError, DatasetNotFoundError, NotFoundError
 from mloop.project import Project
 from mloop.repositories import backend as backend_of
 from mloop.repositories.datasets import NewVersion, StatEntry, StoredRemote, VersionKind
+from tests.server.live import sql_side
 
 TREE_A, TREE_B, TREE_C = ("a" * 64, "b" * 64, "c" * 64)
 
@@ -106,7 +107,7 @@ def test_the_stat_cache_saves_replaces_and_forgets(project: Project) -> None:
 def test_stored_remotes_are_read_repointed_and_deleted(project: Project) -> None:
     from mloop.store.schema import remotes
 
-    with project.store.write() as conn:
+    with sql_side(project).store.write() as conn:
         conn.execute(remotes.insert(), [{"name": "old", "url": "s3://b/x", "created_at": 0},
                                         {"name": "a", "url": "file:///srv", "created_at": 0}])
     stored = backend_of(project).stored_remotes

@@ -120,3 +120,28 @@ def set_credentials(kind: str, name: str, values: dict[str, Any] | None,
         data.pop(kind, None)
     write_private(path, dumps(data))
     return path
+
+
+TOKEN_ENV = "MLOOP_TOKEN"
+
+
+def normalise_server_url(url: str) -> str:
+    """``scheme://host:port`` of a server URL, lower-case, without a path or a trailing
+    slash: the key of its credentials."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.strip())
+    host = (parts.hostname or "").lower()
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme.lower()}://{host}:{port}"
+
+
+def server_token(url: str, path: Path | None = None) -> str | None:
+    """The token for the mloop server at ``url``: ``MLOOP_TOKEN``, else the one
+    ``mloop login URL`` saved (``None`` when neither is there)."""
+    env = os.environ.get(TOKEN_ENV)
+    if env:
+        return env.strip()
+    entry = get_credentials("servers", normalise_server_url(url), path)
+    token = entry.get("token")
+    return token if isinstance(token, str) and token else None

@@ -101,7 +101,9 @@ class SettingSpec:
 
 SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("store_uri", "store", "uri", str, None,
-                "SQLAlchemy URL of the metadata store; default sqlite:///<project>/.mloop/mloop.db"),
+                "the metadata store: a SQLAlchemy URL (sqlite:///…, postgresql+psycopg://…) or an "
+                "mloop server (http(s)://host:port; MLOOP_TRACKING_URI is an alias); default "
+                "sqlite:///<project>/.mloop/mloop.db"),
     SettingSpec("sqlite_synchronous", "store", "sqlite_synchronous",
                 _choice("normal", "full"), "normal",
                 "fsync policy of the metadata store (SQLite WAL) and of data versions: normal "
@@ -352,10 +354,20 @@ def user_setting(name: str, override: Any = None) -> Any:
         raise ConfigError(f"Setting {spec.name} from {source}: {exc}. ({spec.help})") from exc
 
 
+TRACKING_URI_ENV = "MLOOP_TRACKING_URI"  # the store URI's alias, for MLflow users
+
+
 def _lookup(spec: SettingSpec, overrides: Mapping[str, Any], config: Mapping[str, Any],
             user: Mapping[str, Any]) -> tuple[Any, str]:
     if overrides.get(spec.name) is not None:
         return overrides[spec.name], "argument"
+    if spec.name == "store_uri" and TRACKING_URI_ENV in os.environ:
+        alias = os.environ[TRACKING_URI_ENV]
+        if spec.env in os.environ and os.environ[spec.env] != alias:
+            raise ConfigError(f"{spec.env} and {TRACKING_URI_ENV} are both set, to different "
+                              f"stores ({os.environ[spec.env]!r} and {alias!r}). Unset one: "
+                              f"{TRACKING_URI_ENV} is only an alias of {spec.env}.")
+        return alias, f"env:{TRACKING_URI_ENV}"
     if spec.env in os.environ:
         return os.environ[spec.env], f"env:{spec.env}"
     layers = ((user, USER_SOURCE),) if spec.user_only else ((config, CONFIG_FILE),

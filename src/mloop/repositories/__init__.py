@@ -15,9 +15,9 @@ own machinery in ``mloop/store/``). Each module holds, for its stored thing,
   callers never import a driver.
 
 :class:`~mloop.repositories.backends.Backend` gathers the repositories behind one
-protocol; :func:`backend` gives a project's (the SQL one today; the team server's HTTP
-client implements the same protocol and passes the same contract suite,
-``tests/repositories``).
+protocol; :func:`backend` gives a project's: the SQL one, or the team server's HTTP
+client (:mod:`mloop.server.client`) when the store URI is ``http(s)://``, which
+implements the same protocol and passes the same contract suite (``tests/repositories``).
 
 A new stored thing goes here: its module (records, protocol, SQL), its Alembic migration
 (``mloop/store/migrations``) and table (``mloop/store/schema.py``), its property on the
@@ -37,6 +37,11 @@ __all__ = ["backend"]
 
 def backend(project: Project) -> Backend:
     """The project's repositories (one per project, created on first use)."""
+    if project.remote:
+        from mloop.server.client import HttpBackend
+
+        remote: Backend = project.component("backend", HttpBackend)
+        return remote
     from mloop.repositories.backends import SqlBackend
 
     found: Backend = project.component("backend", SqlBackend)

@@ -63,6 +63,10 @@ def source(project: Project, ref: str) -> ModelSource:
     alias or version, or a version without a source run)."""
     from mloop.store.lite import lite
 
+    if project.remote:
+        from mloop.repositories import backend
+
+        return backend(project).models.source(ref)
     parsed = parse_model_ref(ref)
     name = parsed.name if isinstance(parsed, ModelURI) else parsed[0]
     with lite(project).read() as q:

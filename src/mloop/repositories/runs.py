@@ -309,6 +309,10 @@ def resolve_run_id(project: Project, run_id: str) -> str:
     """
     from mloop.store.lite import lite  # here: the records above are read by every command
 
+    if project.remote:
+        from mloop.repositories import backend
+
+        return backend(project).runs.resolve_id(run_id)
     run_id = run_id.strip().lower() if isinstance(run_id, str) else ""
     hexadecimal = all(c in _HEX for c in run_id)
     if len(run_id) >= 6 and hexadecimal:
@@ -339,6 +343,10 @@ def list_artifacts(project: Project, run_id: str, path: str = "") -> list[Artifa
     from mloop.core.paths import safe_relpath
     from mloop.store.lite import lite
 
+    if project.remote:
+        from mloop.repositories import backend
+
+        return backend(project).runs.list_artifacts(run_id, path)
     rel = safe_relpath(path, allow_empty=True)
     sql = "SELECT path, size, digest FROM artifacts WHERE run_id = :run"
     params: dict[str, object] = {"run": run_id}

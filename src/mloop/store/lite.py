@@ -171,5 +171,10 @@ def _open(path: Path, busy_timeout_ms: int, synchronous: str) -> sqlite3.Connect
 
 def lite(project: Project) -> LiteSQL:
     """The project's plain-SQL access (one per project)."""
+    if project.remote:
+        from mloop.errors import InternalError
+
+        raise InternalError("A project whose store is an mloop server has no SQL access; "
+                            "this path should go through mloop.repositories.backend().")
     sql: LiteSQL = project.component("lite-sql", LiteSQL)
     return sql

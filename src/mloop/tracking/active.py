@@ -204,9 +204,13 @@ class ActiveRun:
                 return
             self.status = final
         self.tracker.disown(self.id)  # before the end is written: no beat may undo it
-        store = self.tracker.project.store
         try:
-            self._writer.flush(then=lambda conn: records.set_status(store, conn, self.id, final))
+            if self.tracker.project.remote:
+                self._writer.end_remote_run(self.id, final, now_ms())
+            else:
+                store = self.tracker.project.store
+                self._writer.flush(
+                    then=lambda conn: records.set_status(store, conn, self.id, final))
         except MloopError:
             # The points could not be written (a full disk, the database gone): record
             # the end on its own, FAILED since not all it logged is stored; the error

@@ -43,8 +43,17 @@ class Tracker:
     def __init__(self, project: Project) -> None:
         self.project = project
         s = project.settings
-        self.writer = MetricWriter(project.store, flush_interval=s.flush_interval,
-                                   batch_size=s.flush_batch_size)
+        if project.remote:  # a team server: batches over HTTP, spooled while it is away
+            from mloop.repositories import backend
+            from mloop.tracking.spool import Spool
+
+            self.writer = MetricWriter(
+                None, flush_interval=s.flush_interval, batch_size=s.flush_batch_size,
+                remote=backend(project).runs,
+                spool=Spool(project.settings.project_dir / "spool" / "metrics"))
+        else:
+            self.writer = MetricWriter(project.store, flush_interval=s.flush_interval,
+                                       batch_size=s.flush_batch_size)
         self.heartbeat = Heartbeat(self.writer)
         self._owned: set[str] = set()  # runs this process runs (beating), ended or not
         self._beat_handle: int | None = None

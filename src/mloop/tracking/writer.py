@@ -21,11 +21,12 @@ from collections.abc import Callable
 from typing import Any
 
 from mloop.core.redact import get_logger
-from mloop.errors import MloopError
-from mloop.repositories.runs import MetricPoint
+from mloop.errors import MloopError, ServiceUnavailableError
+from mloop.repositories.runs import MetricPoint, Runs, RunStatus
 from mloop.repositories.runs_sql import Transaction, write_points
 from mloop.store import Store
 from mloop.store.failures import Failure, classify, store_error
+from mloop.tracking.spool import Spool
 
 log = get_logger(__name__)
 
@@ -51,9 +52,15 @@ class MetricWriter:
     and raises at once when the failure is a lasting one, such as a full disk.
     """
 
-    def __init__(self, store: Store, *, flush_interval: float = 0.5,
-                 batch_size: int = 20_000) -> None:
+    def __init__(self, store: Store | None, *, flush_interval: float = 0.5,
+                 batch_size: int = 20_000, remote: Runs | None = None,
+                 spool: Spool | None = None) -> None:
         self._store = store
+        # over HTTP (a team server): batches go to ``remote``; while the server cannot
+        # be reached they wait in ``spool`` on disk instead of in memory
+        self._remote = remote
+        self._spool = spool
+        self._offline = False
         self._interval = flush_interval
         self._batch_size = batch_size
         self._max_pending = MAX_PENDING_BATCHES * batch_size
@@ -211,7 +218,7 @@ class MetricWriter:
         with self._io_lock:
             with self._buf_lock:
                 batch, self._buf = self._buf, []
-            if not batch and then is None:
+            if not batch and then is None and not (self._spool and self._spool.pending()):
                 return
             left = _Left(batch)
             try:
@@ -262,6 +269,10 @@ class MetricWriter:
 
     def _attempt(self, batch: list[Point], then: Callable[[Transaction], Any] | None) -> None:
         """One transaction, retried while the failure is transient; raises MloopError."""
+        if self._remote is not None:
+            self._send(batch, then)
+            return
+        assert self._store is not None
         for pause in (*_RETRY_PAUSES, None):
             try:
                 with self._store.write() as conn:
@@ -277,6 +288,52 @@ class MetricWriter:
                 if pause is None or kind is not Failure.TRANSIENT:
                     raise store_error(exc, _WHERE) from exc
                 time.sleep(pause)
+
+
+    def _send(self, batch: list[Point], then: Callable[[Any], Any] | None) -> None:
+        """One request to the server (older spooled batches first); while the server is
+        unreachable the batch goes to the spool on disk and logging carries on."""
+        assert self._remote is not None
+        try:
+            if self._spool is not None and self._spool.pending():
+                self._spool.drain(self._remote)
+            if batch:
+                self._remote.write_points(batch)
+        except ServiceUnavailableError as exc:
+            if self._spool is None:
+                raise
+            if batch:
+                self._spool.put(batch)
+            if not self._offline:
+                log.warning("mloop: %s Metric points are kept on disk in %s and sent when "
+                            "the server returns; nothing is lost.", exc.message,
+                            self._spool.folder)
+            self._offline = True
+        except MloopError as exc:
+            if 400 <= exc.http_status < 500 and exc.http_status not in (401, 403, 429):
+                raise _Refused(exc.message) from exc  # a value the server refuses
+            raise
+        else:
+            if self._offline:
+                log.warning("mloop: the server is back; the metric points kept on disk "
+                            "were sent")
+                self._offline = False
+        if then is not None:
+            then(None)
+
+    def end_remote_run(self, run_id: str, status: RunStatus, end_time: int) -> None:
+        """Flush, then record a run's end on the server (kept in the spool, after the
+        run's last points, while the server is unreachable)."""
+        assert self._remote is not None
+        self.flush()
+        try:
+            if self._spool is not None and self._spool.pending():
+                raise ServiceUnavailableError("points are still waiting on disk")
+            self._remote.set_status(run_id, status, end_time)
+        except ServiceUnavailableError:
+            if self._spool is None:
+                raise
+            self._spool.put([], (run_id, str(status), end_time))
 
 
 class _Refused(MloopError):
