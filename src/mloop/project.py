@@ -64,7 +64,7 @@ class Project:
         self.root: Path = self.settings.project_root
         update_gitignore(self.settings.project_dir)
         self._components: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a component may create another one
 
     def __repr__(self) -> str:
         return f"Project({str(self.root)!r})"

@@ -43,6 +43,7 @@ COMMANDS = {
     "deploy": "mloop.cli.deploy:deploy",
     "lineage": "mloop.cli.lineage:lineage",
     "token": "mloop.cli.token:token",
+    "server": "mloop.cli.server:server",
     "fsck": "mloop.cli.fsck:fsck",
 }
 
