@@ -21,11 +21,11 @@ def _token(token_id: str, name: str = "alice", *, created: int = 1_000,
 
 
 def test_add_get_list(tokens: ApiTokens) -> None:
-    assert tokens.list() == [] and tokens.get("0" * 12) is None
+    assert tokens.all() == [] and tokens.get("0" * 12) is None
     assert tokens.add(_token("aaaaaaaaaaaa")) == []
     tokens.add(_token("bbbbbbbbbbbb", "bob", created=2_000, expires=10_000))
     assert tokens.get("aaaaaaaaaaaa") == _token("aaaaaaaaaaaa")
-    assert [t.id for t in tokens.list()] == ["aaaaaaaaaaaa", "bbbbbbbbbbbb"]
+    assert [t.id for t in tokens.all()] == ["aaaaaaaaaaaa", "bbbbbbbbbbbb"]
     bob = tokens.get("bbbbbbbbbbbb")
     assert bob is not None and bob.status(9_999) is TokenStatus.ACTIVE
     assert bob.status(10_000) is TokenStatus.EXPIRED

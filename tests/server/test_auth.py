@@ -23,7 +23,6 @@ from mloop.server.auth import RateLimiter, TokenAuth, auth_headers
 from mloop.server.sessions import CSRF_COOKIE, SESSION_COOKIE
 
 
-
 class Served:
     """An app on uvicorn in a thread, on a free port of 127.0.0.1."""
 
@@ -156,7 +155,7 @@ def test_expired_and_revoked_tokens_are_refused(project: Project, client: httpx.
     answer = client.get("/api/v1/whoami", headers=bearer(old))
     assert answer.status_code == 401 and "expired" in answer.json()["error"]["message"]
     assert old_row.id in answer.text and old[18:] not in answer.text
-    token, row, _ = tokens.create(project, "bob", "writer")
+    token, _row, _ = tokens.create(project, "bob", "writer")
     assert client.get("/api/v1/whoami", headers=bearer(token)).status_code == 200
     tokens.revoke(project, "bob")
     # cached for the TTL (here 1 s of the test's clock), then refused everywhere

@@ -43,6 +43,8 @@ COMMANDS = {
     "deploy": "mloop.cli.deploy:deploy",
     "lineage": "mloop.cli.lineage:lineage",
     "token": "mloop.cli.token:token",
+    "login": "mloop.cli.login:login",
+    "logout": "mloop.cli.login:logout",
     "fsck": "mloop.cli.fsck:fsck",
 }
 

@@ -27,6 +27,7 @@ from mloop.core.paths import write_private
 from mloop.errors import ConfigError
 
 FILE_NAME = "credentials.toml"
+TOKEN_ENV = "MLOOP_TOKEN"
 
 
 def credentials_path() -> Path:
@@ -120,3 +121,16 @@ def set_credentials(kind: str, name: str, values: dict[str, Any] | None,
         data.pop(kind, None)
     write_private(path, dumps(data))
     return path
+
+
+def server_token(url: str, path: Path | None = None) -> str | None:
+    """The token to send to the server at ``url``: ``MLOOP_TOKEN`` when set, else the
+    credentials file's ``[servers."URL"]`` entry (the URL normalised as `mloop login`
+    saves it: scheme and host in lower case, no trailing slash), else ``None``."""
+    from mloop.core.client import normalize_url
+
+    env = os.environ.get(TOKEN_ENV, "").strip()
+    if env:
+        return env
+    token = get_credentials("servers", normalize_url(url), path).get("token")
+    return token.strip() if isinstance(token, str) and token.strip() else None

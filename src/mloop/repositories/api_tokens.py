@@ -71,7 +71,7 @@ class ApiTokens(Protocol):
         """The token with this id, whatever its status."""
         ...
 
-    def list(self) -> list[ApiToken]:
+    def all(self) -> list[ApiToken]:
         """Every token, active or not, oldest first."""
         ...
 
@@ -125,7 +125,7 @@ class SqlApiTokens:
             row = conn.execute(select(t).where(t.c.id == token_id)).first()
         return None if row is None else _token(row)
 
-    def list(self) -> list[ApiToken]:
+    def all(self) -> list[ApiToken]:
         from sqlalchemy import select
 
         from mloop.store.schema import api_tokens as t

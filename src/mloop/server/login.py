@@ -100,7 +100,7 @@ def make_router(project: Project, authorize: Authorize) -> APIRouter:
     auth = authorize if isinstance(authorize, TokenAuth) else None
 
     @router.get("/login")
-    def login_page(next: str = "/") -> Response:  # noqa: A002 - the query parameter's name
+    def login_page(next: str = "/") -> Response:
         if auth is None or auth.insecure_no_auth:
             return _page("This server has no authentication: there is nothing to log in to.")
         return _page(next_path=_safe_next(next))

@@ -69,4 +69,4 @@ def list_tokens(project: Project) -> list[ApiToken]:
     """Every token, active, expired or revoked, oldest first (never a secret)."""
     from mloop import repositories
 
-    return repositories.backend(project).api_tokens.list()
+    return repositories.backend(project).api_tokens.all()
