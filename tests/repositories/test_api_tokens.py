@@ -58,3 +58,26 @@ def test_revoke_by_id_keeps_the_row(tokens: ApiTokens) -> None:
     assert tokens.find("alice") == []  # no active token of that name
     with pytest.raises(NotFoundError):
         tokens.revoke("ffffffffffff")
+
+
+def test_creating_one_name_at_once_keeps_one_active(tokens: ApiTokens) -> None:
+    import threading
+
+    barrier = threading.Barrier(4)
+    outcomes: list[str] = []
+
+    def create(n: int) -> None:
+        barrier.wait()
+        try:
+            tokens.add(_token(f"{n:012x}", "racer"))
+            outcomes.append("ok")
+        except ConflictError:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["conflict", "conflict", "conflict", "ok"]
+    assert len(tokens.find("racer")) == 1

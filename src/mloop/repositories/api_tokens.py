@@ -85,6 +85,11 @@ class ApiTokens(Protocol):
         ...
 
 
+# two creations of one name check and insert one after the other (PostgreSQL would
+# otherwise let both see "no active token" and both insert)
+_PG_LOCK_KEY = 0x6D6C6F6F70_0011
+
+
 def _token(row: Row[Any]) -> ApiToken:
     return ApiToken(row.id, row.name, row.role, row.sha256, int(row.created_ms),
                     None if row.expires_ms is None else int(row.expires_ms),
@@ -98,12 +103,15 @@ class SqlApiTokens:
         self.project = project
 
     def add(self, token: ApiToken, *, rotate: bool = False) -> list[ApiToken]:
-        from sqlalchemy import select, update
+        from sqlalchemy import select, text, update
 
         from mloop.store.schema import api_tokens as t
 
         when = now_ms()
-        with self.project.store.write() as conn:
+        store = self.project.store
+        with store.write() as conn:
+            if store.dialect == "postgresql":  # SQLite's writes are serial already
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
             same = [_token(r) for r in conn.execute(select(t).where(t.c.name == token.name))]
             active = [s for s in same if s.status(when) is TokenStatus.ACTIVE]
             if active and not rotate:
