@@ -346,3 +346,43 @@ def test_the_server_secret_is_private(project: Project, auth: TokenAuth) -> None
     path.chmod(0o644)
     with pytest.raises(ConfigError, match="chmod 600"):
         load_secret(project.settings.project_dir)
+
+
+def test_a_batch_the_store_refuses_is_kept_and_retried() -> None:
+    from collections.abc import Sequence
+
+    from mloop.repositories.audit import AuditEntry
+    from mloop.server.audit import AuditLog
+
+    class Flaky:
+        def __init__(self) -> None:
+            self.calls = 0
+            self.stored: list[AuditEntry] = []
+
+        def add(self, entries: Sequence[AuditEntry]) -> int:
+            self.calls += 1
+            if self.calls == 1:
+                raise OSError("the database is down")
+            self.stored.extend(entries)
+            return len(entries)
+
+    store = Flaky()
+    log = AuditLog(store, interval=60)  # type: ignore[arg-type]
+    log.record(Identity("alice", "writer", "a" * 12), "POST /x", "t", 200)
+    assert log.flush() == 0 and log.pending() == 1  # refused: kept
+    log.record(Identity("alice", "writer", "a" * 12), "POST /y", "t", 200)
+    log.close()  # the shutdown writes both
+    assert [e.action for e in store.stored] == ["POST /x", "POST /y"]
+
+
+def test_no_token_reaches_the_logs(project: Project, client: httpx.Client,
+                                   caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="mloop")
+    token, _, _ = tokens.create(project, "alice", "writer")
+    client.post("/login", data={"token": token}, follow_redirects=False)
+    client.get("/api/v1/whoami", headers=bearer(token[:-1] + "0"))
+    client.post("/api/v1/models/register", headers=bearer(token))
+    assert "session started" in caplog.text
+    assert token[18:] not in caplog.text and token[18:-1] not in caplog.text
