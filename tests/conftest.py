@@ -87,7 +87,8 @@ def pg_database() -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-TABLES = ("prediction_segments", "deployment_traffic", "deployment_leases", "deployment_events",
+TABLES = ("audit_log", "api_tokens",
+          "prediction_segments", "deployment_traffic", "deployment_leases", "deployment_events",
           "deployment_revisions", "deployments", "automation_events", "automation_decisions",
           "automation_state",
           "pipeline_cache", "pipeline_steps", "pipeline_runs", "alerts", "feedback",

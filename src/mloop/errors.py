@@ -47,6 +47,7 @@ The tree::
     │   └── UnsafeValueError                          a pipeline value not signed by you
     ├── ServiceUnavailableError        503 / exit 69  a database, remote, broker or port
     │   ├── OverloadedError                           a served model's request queue is full
+    │   ├── RateLimitedError           429            a token over its rate: retry after a while
     │   └── DiskFullError              507            no space left where mloop writes
     ├── ModelFailedError               500 / exit 70  a served model raised on a request
     ├── JobFailedError                 500 / exit 70  a queued prediction job failed for good
@@ -276,6 +277,17 @@ class OverloadedError(ServiceUnavailableError):
     code = "overloaded"
 
 
+class RateLimitedError(ServiceUnavailableError):
+    """A token sent writes faster than the server's rate limit allows (HTTP 429); the
+    server answers with ``Retry-After: retry_after`` (whole seconds, at least 1)."""
+
+    http_status, code = 429, "rate_limited"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))
+
+
 class DiskFullError(ServiceUnavailableError):
     """No space is left on the device mloop writes to."""
 
@@ -349,6 +361,7 @@ __all__ = [
     "ParamConflictError",
     "PayloadTooLargeError",
     "ProjectNotFoundError",
+    "RateLimitedError",
     "RunNotFoundError",
     "RunStateError",
     "SchemaError",

@@ -99,7 +99,7 @@ def test_answers_become_mloop_errors_without_the_token(servers):
     with pytest.raises(TokenError, match=r"token was refused \(said 401\).*MLOOP_TOKEN") \
             as caught:
         client.post("/401", {})
-    assert TOKEN not in caught.value.message and "mloop token login" in caught.value.message
+    assert TOKEN not in caught.value.message and "mloop login" in caught.value.message
     with pytest.raises(TokenError, match="This server needs a token"):
         ServerClient(url).post("/401", {})
     with pytest.raises(ForbiddenError, match="said 403"):

@@ -44,6 +44,8 @@ COMMANDS = {
     "lineage": "mloop.cli.lineage:lineage",
     "token": "mloop.cli.token:token",
     "server": "mloop.cli.server:server",
+    "login": "mloop.cli.login:login",
+    "logout": "mloop.cli.login:logout",
     "fsck": "mloop.cli.fsck:fsck",
 }
 

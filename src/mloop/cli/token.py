@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
+from mloop.cli.login import login as login_command
+from mloop.cli.login import logout as logout_command
 from mloop.cli.render import echo, emit_json, json_option, table
 
 ROLE_HELP = ("reader: metadata and reads; predictor: also inference; writer: also feedback "
@@ -89,40 +90,6 @@ def revoke(token_id: str, path: str | None) -> None:
     echo(f"Revoked token {record.id} ({record.role}).")
 
 
-@token.command("login")
-@click.argument("url")
-def login(url: str) -> None:
-    """Keep a token for the server at URL in your credentials file (mode 0600).
-
-    The token is read from the terminal without echo, or from stdin when it is piped
-    (`mloop token login URL < file`): never from the command line, where other users and
-    your shell history would see it. mloop clients then send it to URL by themselves
-    (MLOOP_TOKEN, when set, wins).
-    """
-    from mloop.core.client import normalize_url
-    from mloop.core.credentials import set_credentials
-    from mloop.core.tokens import parse_token
-
-    key = normalize_url(url)
-    if sys.stdin.isatty():
-        text = click.prompt(f"Token for {key}", hide_input=True, err=True)
-    else:
-        text = sys.stdin.readline()
-    parse_token(text)  # a typo is caught now, not at the first refused request
-    saved = set_credentials("servers", key, {"token": text.strip()})
-    echo(f"Saved the token for {key} in {saved}.")
-
-
-@token.command("logout")
-@click.argument("url")
-def logout(url: str) -> None:
-    """Forget the token kept for the server at URL."""
-    from mloop.core.client import normalize_url
-    from mloop.core.credentials import get_credentials, set_credentials
-
-    key = normalize_url(url)
-    if not get_credentials("servers", key):
-        echo(f"No token was kept for {key}.")
-        return
-    set_credentials("servers", key, None)
-    echo(f"Forgot the token for {key}.")
+# `mloop token login|logout` are the same commands as `mloop login|logout`
+token.add_command(login_command, "login")
+token.add_command(logout_command, "logout")

@@ -6,7 +6,7 @@ server's answers into mloop errors (401 → :class:`~mloop.core.tokens.TokenErro
 server's message, 5xx and unreachable servers → ``ServiceUnavailableError``).
 
 The token comes from ``MLOOP_TOKEN``, else from the user's credentials file
-(``[servers."URL"] token = …``, stored by ``mloop token login URL``) — never from a
+(``[servers."URL"] token = …``, stored by ``mloop login URL``) — never from a
 command-line argument, where other users and shell histories can read it. Redirects are
 not followed: following one would hand the token to whatever host the answer names.
 """
@@ -14,7 +14,6 @@ not followed: following one would hand the token to whatever host the answer nam
 from __future__ import annotations
 
 import json
-import os
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -49,15 +48,10 @@ def normalize_url(url: str) -> str:
 
 
 def server_token(url: str) -> str | None:
-    """The token to send to ``url``: ``MLOOP_TOKEN``, else the credentials file's entry
-    for the URL, else ``None``."""
-    from mloop.core.credentials import get_credentials
+    """The token to send to ``url`` (see :func:`mloop.core.credentials.server_token`)."""
+    from mloop.core.credentials import server_token as found
 
-    env = os.environ.get(TOKEN_ENV, "").strip()
-    if env:
-        return env
-    token = get_credentials("servers", normalize_url(url)).get("token")
-    return token.strip() if isinstance(token, str) and token.strip() else None
+    return found(url)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -125,7 +119,7 @@ class ServerClient:
         if status == 401:
             hint = ("The token was refused" if self.token else "This server needs a token")
             return TokenError(f"{hint} ({message}). Set {TOKEN_ENV} or store the token with "
-                              f"`mloop token login {self.url}`.")
+                              f"`mloop login {self.url}`.")
         if status == 403:
             return ForbiddenError(message)
         kind: type[MloopError] = {404: NotFoundError, 409: ConflictError}.get(

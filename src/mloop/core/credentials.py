@@ -27,6 +27,7 @@ from mloop.core.paths import write_private
 from mloop.errors import ConfigError
 
 FILE_NAME = "credentials.toml"
+TOKEN_ENV = "MLOOP_TOKEN"
 
 
 def credentials_path() -> Path:
@@ -122,26 +123,14 @@ def set_credentials(kind: str, name: str, values: dict[str, Any] | None,
     return path
 
 
-TOKEN_ENV = "MLOOP_TOKEN"
-
-
-def normalise_server_url(url: str) -> str:
-    """``scheme://host:port`` of a server URL, lower-case, without a path or a trailing
-    slash: the key of its credentials."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url.strip())
-    host = (parts.hostname or "").lower()
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.scheme.lower()}://{host}:{port}"
-
-
 def server_token(url: str, path: Path | None = None) -> str | None:
-    """The token for the mloop server at ``url``: ``MLOOP_TOKEN``, else the one
-    ``mloop login URL`` saved (``None`` when neither is there)."""
-    env = os.environ.get(TOKEN_ENV)
+    """The token to send to the server at ``url``: ``MLOOP_TOKEN`` when set, else the
+    credentials file's ``[servers."URL"]`` entry (the URL normalised as `mloop login`
+    saves it: scheme and host in lower case, no trailing slash), else ``None``."""
+    from mloop.core.client import normalize_url
+
+    env = os.environ.get(TOKEN_ENV, "").strip()
     if env:
-        return env.strip()
-    entry = get_credentials("servers", normalise_server_url(url), path)
-    token = entry.get("token")
-    return token if isinstance(token, str) and token else None
+        return env
+    token = get_credentials("servers", normalize_url(url), path).get("token")
+    return token.strip() if isinstance(token, str) and token.strip() else None

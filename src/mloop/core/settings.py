@@ -156,6 +156,19 @@ SPECS: tuple[SettingSpec, ...] = (
                 "Host header values mloop serve answers to besides 127.0.0.1, localhost, "
                 "::1 and its --host (DNS rebinding protection; * turns it off)",
                 user_only=True),
+    SettingSpec("server_rate_limit", "server", "rate_limit", _positive(float), 200.0,
+                "writes per second one token may send to mloop server (a token bucket per "
+                "token; 429 with Retry-After above it)"),
+    SettingSpec("server_rate_burst", "server", "rate_burst", _positive(int), 400,
+                "writes one token may send to mloop server at once before server_rate_limit "
+                "applies (the size of its bucket)"),
+    SettingSpec("server_session_hours", "server", "session_hours", _positive(float), 12.0,
+                "how long a browser session of mloop server lasts after `/login` (never "
+                "longer than its token)"),
+    SettingSpec("server_allowed_hosts", "server", "allowed_hosts", _names, (),
+                "Host header values mloop server accepts on a browser session's writes "
+                "besides 127.0.0.1, localhost, ::1 and its --host (CSRF and DNS rebinding)",
+                user_only=True),
     SettingSpec("require_approval", "governance", "require_approval",
                 _targets("deploy"), (),
                 "what needs a model version approved first (`mloop models approve`): "

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from mloop.project import Project
     from mloop.repositories.alerts import Alerts
+    from mloop.repositories.api_tokens import ApiTokens
+    from mloop.repositories.audit import Audit
     from mloop.repositories.automation import Automation
     from mloop.repositories.datasets import Datasets, StatCache, StoredRemotes
     from mloop.repositories.deployments import Deployments
@@ -92,6 +94,14 @@ class Backend(Protocol):
 
     @property
     def automation(self) -> Automation: ...
+
+
+    # ── the team server's identities ─────────────────────────────────────────────
+    @property
+    def api_tokens(self) -> ApiTokens: ...
+
+    @property
+    def audit(self) -> Audit: ...
 
 
 class SqlBackend:
@@ -208,3 +218,17 @@ class SqlBackend:
         from mloop.repositories.automation import SqlAutomation
 
         return SqlAutomation(self.project)
+
+
+    # ── the team server's identities ─────────────────────────────────────────────
+    @cached_property
+    def api_tokens(self) -> ApiTokens:
+        from mloop.repositories.api_tokens import SqlApiTokens
+
+        return SqlApiTokens(self.project)
+
+    @cached_property
+    def audit(self) -> Audit:
+        from mloop.repositories.audit import SqlAudit
+
+        return SqlAudit(self.project)

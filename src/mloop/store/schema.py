@@ -506,3 +506,36 @@ prediction_segments = Table(
     Column("written_at", BigInteger, nullable=False),
     Index("ix_prediction_segments_written_at", "written_at"),
 )
+
+# -- the team server's identities -------------------------------------------------------
+
+# A bearer token of `mloop server`: its id (12 hex digits, the public part of the token),
+# the SHA-256 of its secret (never the secret), role, expiry and revocation time.
+api_tokens = Table(
+    "api_tokens", metadata,
+    Column("id", String(12), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("sha256", DIGEST, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger),
+    Column("revoked_ms", BigInteger),
+    Column("created_by", String(200), nullable=False),
+    Index("ix_api_tokens_name", "name"),
+)
+
+# Who did which write through the server: one row per request (or method call), written
+# in batches by mloop.server.audit. ``target`` is short and redacted; ``status`` the HTTP one.
+audit_log = Table(
+    "audit_log", metadata,
+    Column("id", ID, primary_key=True),  # UUIDv7: sorts by time
+    Column("at_ms", BigInteger, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("token_id", String(12)),
+    Column("role", String(16), nullable=False),
+    Column("action", String(200), nullable=False),
+    Column("target", String(300)),
+    Column("status", Integer, nullable=False),
+    Index("ix_audit_log_at_ms", "at_ms"),
+    Index("ix_audit_log_actor_at_ms", "actor", "at_ms"),
+)
