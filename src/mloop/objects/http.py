@@ -77,6 +77,12 @@ class HttpObjectStore:
         """Close the keep-alive connections."""
         self._client.close()
 
+    def __enter__(self) -> HttpObjectStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- writes --------------------------------------------------------------------------
 
     def put_bytes(self, data: bytes) -> str:

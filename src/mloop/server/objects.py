@@ -18,7 +18,7 @@ object store as its own, without credentials for the store behind it::
     GET    /records?folder=F   {"names": [...]}                                reader
     GET    /records/{name}     the record's bytes (404 when none)              reader
     PUT    /records/{name}     201 written, 200 + the bytes already there      writer
-    GET    ""                  every digest, one per line (garbage collection) admin
+    GET    /                   every digest, one per line (garbage collection) admin
     DELETE /{digest}           remove a blob (garbage collection)              admin
 
 A resumable upload keeps its bytes in ``<project>/.mloop/uploads/<digest>.part``,
@@ -134,7 +134,7 @@ class _ObjectRoutes:
         r = APIRouter(prefix=PREFIX, tags=["objects"], route_class=_Route)
         # fixed paths first: "/records" and "/missing" are not digests
         r.add_api_route("/missing", self.missing, methods=["POST"])
-        r.add_api_route("", self.list_digests, methods=["GET"])
+        r.add_api_route("/", self.list_digests, methods=["GET"])
         r.add_api_route("/records", self.list_records, methods=["GET"])
         r.add_api_route("/records/{name:path}", self.get_record, methods=["GET"])
         r.add_api_route("/records/{name:path}", self.put_record, methods=["PUT"])
