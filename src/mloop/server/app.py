@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from mloop._version import __version__
 from mloop.core.identity import Identity
 from mloop.core.redact import get_logger
 from mloop.errors import MloopError
 
 if TYPE_CHECKING:
-    pass
+    from mloop.project import Project
 
 log = get_logger("mloop.server")
 
