@@ -145,3 +145,32 @@ def test_open_object_store_leaves_http_urls_to_fsspec():
     """The project decides when an http store URI means a server (see the lead's
     wiring); open_object_store itself does not route http URLs here."""
     assert not isinstance(open_object_store("http://127.0.0.1:1/x"), HttpObjectStore)
+
+
+def test_data_push_and_pull_through_the_server_send_only_what_is_missing(tmp_path,
+                                                                         monkeypatch):
+    """``data push`` with the server's object store as the remote: the chunks travel in
+    one batched look-up and one PUT each, a second push sends nothing, and a clone pulls
+    the version back through the server."""
+    import mloop
+    from mloop.data import sync
+
+    with ObjectServer(Project.init(tmp_path / "server")) as server, \
+            HttpObjectStore(server.url) as remote:
+        monkeypatch.setattr(sync, "open_remote", lambda project, name: remote)
+        requests: list[str] = []
+        remote._client.event_hooks["request"].append(
+            lambda r: requests.append(r.method))
+        project = mloop.init(tmp_path / "p")
+        (project.root / "t.csv").write_text("a,b\n" + "".join(f"{i},{i * i}\n"
+                                                            for i in range(20_000)))
+        mloop.data.add(project.root / "t.csv", project=project)
+        first = sync.push(project, quiet=True)
+        assert first.sent == first.blobs > 0
+        assert requests.count("POST") == 1 and requests.count("PUT") == first.sent + 1
+        requests.clear()
+        again = sync.push(project, quiet=True)
+        assert again.sent == 0 and "PUT" not in requests
+        clone = mloop.init(tmp_path / "clone")
+        done = sync.pull(clone, targets=["t@1"], quiet=True)
+        assert done.sent == first.blobs

@@ -216,3 +216,36 @@ def test_a_server_on_s3_redirects_downloads_to_presigned_urls(tmp_path, s3_bucke
         assert plain.missing([d1, d2, hash_bytes(b"no")]) == {hash_bytes(b"no")}
         store.close()
         plain.close()
+
+
+def test_two_clients_uploading_the_same_large_blob_at_once(server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = os.urandom(6 * (128 << 10) + 5)
+    stores = [HttpObjectStore(server.url, part_size=128 << 10, backoff=0.01, retries=20)
+              for _ in range(3)]
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            new = list(pool.map(lambda s: s.put_chunk(hash_bytes(data), data), stores))
+    finally:
+        for s in stores:
+            s.close()
+    assert sum(new) == 1  # one of them wrote it; the others found it there
+    assert server.project.objects.get_bytes(hash_bytes(data)) == data
+    assert not list((server.project.settings.project_dir / "uploads").glob("*.part"))
+
+
+def test_the_routes_are_in_the_openapi_schema(tmp_path):
+    from fastapi import FastAPI
+
+    from mloop.server.app import no_auth
+    from mloop.server.objects import make_router
+
+    app = FastAPI()
+    app.include_router(make_router(Project.init(tmp_path / "p"), no_auth))
+    paths = app.openapi()["paths"]
+    missing = paths["/api/v1/objects/missing"]["post"]
+    assert "digests" in missing["requestBody"]["content"]["application/json"]["schema"][
+        "properties"]
+    assert {"head", "get", "put", "delete"} <= set(paths["/api/v1/objects/{digest}"])
+    assert {"post", "head", "patch", "delete"} <= set(paths["/api/v1/objects/uploads/{digest}"])

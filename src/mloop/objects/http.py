@@ -209,11 +209,14 @@ class HttpObjectStore:
                 offset = int(state["offset"])
                 log.info("resuming the upload of %s… at byte %d", digest[:12], offset)
                 continue
-            if response.status_code == 409 and "offset" in _json(response):
-                offset = int(_json(response)["offset"])  # the server has another offset
+            if response.status_code in (404, 409):  # another offset, another client's
+                # part, or an upload another client just finished: ask where things stand
                 failures += 1
                 if failures > self.retries:
                     raise _error_of(response, self.url)
+                self._wait(failures, None)
+                state = self._send("POST", f"/uploads/{digest}", json={"size": size}).json()
+                offset = int(state["offset"])
                 continue
             if response.status_code >= 400:
                 raise _error_of(response, self.url)

@@ -43,13 +43,14 @@ import time
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from mloop.core.hashing import CHUNK, hash_file, new_hasher
 from mloop.core.redact import get_logger
@@ -97,6 +98,9 @@ class UploadRequest(BaseModel):
     size: int = Field(ge=0, description="The blob's size in bytes.")
 
 
+_Body = TypeVar("_Body", bound=BaseModel)
+
+
 class _Route(APIRoute):
     """Answers an :class:`MloopError` with its status and JSON body, so the router is
     complete wherever it is mounted."""
@@ -133,12 +137,14 @@ class _ObjectRoutes:
     def router(self) -> APIRouter:
         r = APIRouter(prefix=PREFIX, tags=["objects"], route_class=_Route)
         # fixed paths first: "/records" and "/missing" are not digests
-        r.add_api_route("/missing", self.missing, methods=["POST"])
+        r.add_api_route("/missing", self.missing, methods=["POST"],
+                        openapi_extra=_json_schema(MissingRequest))
         r.add_api_route("/", self.list_digests, methods=["GET"])
         r.add_api_route("/records", self.list_records, methods=["GET"])
         r.add_api_route("/records/{name:path}", self.get_record, methods=["GET"])
         r.add_api_route("/records/{name:path}", self.put_record, methods=["PUT"])
-        r.add_api_route("/uploads/{digest}", self.start_upload, methods=["POST"])
+        r.add_api_route("/uploads/{digest}", self.start_upload, methods=["POST"],
+                        openapi_extra=_json_schema(UploadRequest))
         r.add_api_route("/uploads/{digest}", self.upload_offset, methods=["HEAD"])
         r.add_api_route("/uploads/{digest}", self.append_upload, methods=["PATCH"])
         r.add_api_route("/uploads/{digest}", self.abandon_upload, methods=["DELETE"])
@@ -150,16 +156,17 @@ class _ObjectRoutes:
 
     # -- reads ---------------------------------------------------------------------------
 
-    def missing(self, request: Request, body: MissingRequest) -> dict[str, list[str]]:
+    async def missing(self, request: Request) -> dict[str, list[str]]:
         """Which of ``digests`` the server lacks (what a push must send)."""
-        self.authorize(request, "reader")
+        await run_in_threadpool(self.authorize, request, "reader")
+        body = await _json_body(request, MissingRequest, self.limits.max_missing * 70 + 1024)
         if len(body.digests) > self.limits.max_missing:
             raise InvalidInputError(
                 f"{len(body.digests)} digests in one request; at most "
                 f"{self.limits.max_missing}: split the list into batches.")
         for d in body.digests:
             check_digest(d)
-        return {"missing": sorted(self.store.missing(body.digests))}
+        return {"missing": sorted(await run_in_threadpool(self.store.missing, body.digests))}
 
     def head(self, request: Request, digest: str) -> Response:
         """The blob's size, or 404."""
@@ -224,12 +231,15 @@ class _ObjectRoutes:
             hasher = new_hasher()
             with os.fdopen(fd, "wb") as f:
                 size = 0
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > self.limits.max_put:
-                        raise _too_large(self.limits.max_put, "PUT")
-                    hasher.update(chunk)
-                    f.write(chunk)
+                try:
+                    async for chunk in request.stream():
+                        size += len(chunk)
+                        if size > self.limits.max_put:
+                            raise _too_large(self.limits.max_put, "PUT")
+                        hasher.update(chunk)
+                        f.write(chunk)
+                except ClientDisconnect:  # nobody is left to answer; nothing is stored
+                    return Response(status_code=400)
             _check_hash(hasher.hexdigest(), digest)
             new = await run_in_threadpool(self._store_file, Path(tmp), digest)
         finally:
@@ -256,27 +266,31 @@ class _ObjectRoutes:
 
     # -- resumable uploads ---------------------------------------------------------------
 
-    def start_upload(self, request: Request, digest: str, body: UploadRequest) -> dict[str, Any]:
+    async def start_upload(self, request: Request, digest: str) -> dict[str, Any]:
         """Begin (or look up) the upload of a large blob: where to continue from."""
-        self.authorize(request, "writer")
+        await run_in_threadpool(self.authorize, request, "writer")
         check_digest(digest)
-        if body.size > self.limits.max_blob:
+        body = await _json_body(request, UploadRequest, 1024)
+        return await run_in_threadpool(self._start_upload, digest, body.size)
+
+    def _start_upload(self, digest: str, size: int) -> dict[str, Any]:
+        if size > self.limits.max_blob:
             raise _too_large(self.limits.max_blob, "blob")
         if self.store.exists(digest):
-            return {"digest": digest, "offset": body.size, "size": body.size, "stored": True}
+            return {"digest": digest, "offset": size, "size": size, "stored": True}
         self._sweep_stale()
         part, meta = self._upload_paths(digest)
         part.parent.mkdir(parents=True, exist_ok=True)
         declared = _read_meta(meta)
-        if declared is not None and declared != body.size and part.exists():
+        if declared is not None and declared != size and part.exists():
             raise ConflictError(
                 f"An upload of {digest[:12]}… declared as {declared} bytes is in progress; "
-                f"this one says {body.size}. DELETE /api/v1/objects/uploads/{digest} to "
+                f"this one says {size}. DELETE /api/v1/objects/uploads/{digest} to "
                 "abandon it.")
-        if declared != body.size:
-            _write_meta(meta, body.size)
+        if declared != size:
+            _write_meta(meta, size)
         part.touch(exist_ok=True)
-        return {"digest": digest, "offset": part.stat().st_size, "size": body.size,
+        return {"digest": digest, "offset": part.stat().st_size, "size": size,
                 "stored": False}
 
     def upload_offset(self, request: Request, digest: str) -> Response:
@@ -298,7 +312,12 @@ class _ObjectRoutes:
                                 f"one with POST {PREFIX}/uploads/{digest}.")
         offset = _int_header(request, OFFSET_HEADER)
         _check_length(request, self.limits.max_part)
-        with open(part, "ab") as f:
+        try:  # never O_CREAT: an upload finished meanwhile must not come back empty
+            fd = os.open(part, os.O_WRONLY | os.O_APPEND)
+        except FileNotFoundError:
+            raise NotFoundError(f"No upload of {digest[:12]}… is in progress here (it "
+                                "may have just finished): ask POST again.") from None
+        with os.fdopen(fd, "ab") as f:
             try:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -318,16 +337,20 @@ class _ObjectRoutes:
                             f"The upload of {digest[:12]}… was declared as {size} bytes; "
                             "this part goes beyond it.")
                     f.write(chunk)
-            finally:  # what arrived before a disconnect is kept: the client resumes there
+            except ClientDisconnect:  # what arrived is kept: the client resumes there
+                log.info("upload of %s… interrupted at byte %d", digest[:12], have + received)
+                return Response(status_code=400)
+            finally:  # the offset the server reports is on disk, whatever happens next
                 f.flush()
-                os.fsync(f.fileno())
                 if have + received > size:
                     f.truncate(have)
+                os.fsync(f.fileno())
             offset = have + received
-        if offset < size:
-            return JSONResponse({"digest": digest, "offset": offset, "size": size,
-                                 "stored": False}, headers={OFFSET_HEADER: str(offset)})
-        new = await run_in_threadpool(self._finish_upload, digest, part, meta)
+            if offset < size:
+                return JSONResponse({"digest": digest, "offset": offset, "size": size,
+                                     "stored": False}, headers={OFFSET_HEADER: str(offset)})
+            # still holding the lock: a second client's last part waits for this answer
+            new = await run_in_threadpool(self._finish_upload, digest, part, meta)
         return JSONResponse({"digest": digest, "offset": size, "size": size, "stored": True,
                              "new": new}, status_code=201 if new else 200,
                             headers={OFFSET_HEADER: str(size)})
@@ -347,6 +370,8 @@ class _ObjectRoutes:
 
     def _finish_upload(self, digest: str, part: Path, meta: Path) -> bool:
         try:
+            if self.store.exists(digest):  # another upload of the same blob got there first
+                return False
             _check_hash(hash_file(part), digest)
             return self._store_file(part, digest)
         finally:
@@ -459,6 +484,23 @@ def _offset_conflict(digest: str, have: int, size: int) -> JSONResponse:
                         status_code=409, headers={OFFSET_HEADER: str(have)})
 
 
+def _json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI description of a JSON body read by hand (to bound its size)."""
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": model.model_json_schema()}}}}
+
+
+async def _json_body(request: Request, model: type[_Body], limit: int) -> _Body:
+    data = await _read_body(request, limit, "JSON")
+    try:
+        return model.model_validate_json(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        raise InvalidInputError(f"The request body does not fit: {where}: "
+                                f"{first.get('msg', 'invalid')}.") from None
+
+
 async def _read_body(request: Request, limit: int, what: str) -> bytes:
     _check_length(request, limit)
     data = bytearray()
@@ -478,8 +520,9 @@ def _read_meta(meta: Path) -> int | None:
 
 
 def _write_meta(meta: Path, size: int) -> None:
-    tmp = meta.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"size": size}))
+    fd, tmp = tempfile.mkstemp(dir=meta.parent, prefix=f".{meta.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:  # a unique name: two clients may start at once
+        f.write(json.dumps({"size": size}))
     os.replace(tmp, meta)
 
 
