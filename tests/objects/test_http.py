@@ -174,3 +174,53 @@ def test_data_push_and_pull_through_the_server_send_only_what_is_missing(tmp_pat
         clone = mloop.init(tmp_path / "clone")
         done = sync.pull(clone, targets=["t@1"], quiet=True)
         assert done.sent == first.blobs
+
+
+class _DropsOnce:
+    """The server's store, except that the first download of a blob breaks off after
+    ``cut`` bytes (as a dropped connection would)."""
+
+    def __init__(self, store, cut: int) -> None:
+        self.store, self.cut, self.dropped = store, cut, 0
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    def open_blob(self, digest):
+        blob = self.store.open_blob(digest)
+        if self.dropped:
+            return blob
+        self.dropped += 1
+        outer = self
+
+        class Breaks:
+            def seek(self, at):
+                return blob.seek(at)
+
+            def read(self, n):
+                if blob.tell() >= outer.cut:
+                    raise ConnectionResetError("the link went down")
+                return blob.read(min(n, outer.cut - blob.tell()))
+
+            def close(self):
+                blob.close()
+
+        return Breaks()
+
+
+def test_get_file_continues_a_broken_download_with_a_range_request(tmp_path):
+    project = Project.init(tmp_path / "server")
+    data = os.urandom(3 << 20)
+    digest = project.objects.put_bytes(data)
+    flaky = _DropsOnce(project.objects, cut=(1 << 20) + 5)
+    project.__dict__["objects"] = flaky  # the server's store, as Project caches it
+    ranges: list[str | None] = []
+    with ObjectServer(project) as server, HttpObjectStore(server.url, backoff=0.01) as store:
+        store._client.event_hooks["request"].append(
+            lambda r: ranges.append(r.headers.get("range")) if r.method == "GET" else None)
+        store.get_file(digest, tmp_path / "out.bin")
+    assert flaky.dropped == 1
+    assert (tmp_path / "out.bin").read_bytes() == data
+    assert len(ranges) == 2 and ranges[0] is None
+    resumed_at = int(ranges[1].removeprefix("bytes=").removesuffix("-"))
+    assert 0 < resumed_at <= flaky.cut  # the rest, not the whole again

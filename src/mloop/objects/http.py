@@ -172,10 +172,8 @@ class HttpObjectStore:
 
     def iter_digests(self) -> Iterator[str]:
         """Every digest on the server (an admin token's right: garbage collection)."""
-        response = self._send("GET", "")
-        for line in response.text.splitlines():
-            if line:
-                yield line
+        response = self._send("GET", "/")
+        yield from filter(None, response.text.splitlines())
 
     def get_record(self, name: str) -> bytes | None:
         response = self._send("GET", f"/records/{check_record_name(name)}", allow={404})
