@@ -197,7 +197,8 @@ def test_a_server_on_s3_redirects_downloads_to_presigned_urls(tmp_path, s3_bucke
     the server into S3; a client that asks for it downloads from S3 directly."""
     project = Project.init(tmp_path / "server", objects_uri=f"{s3_bucket}/objects")
     with ObjectServer(project, limits=LIMITS) as server:
-        store = HttpObjectStore(server.url, presign=True, part_size=1 << 19)
+        store = HttpObjectStore(server.url, token="mloop_t_secret", presign=True,
+                                part_size=1 << 19)
         small, large = os.urandom(1000), os.urandom((1 << 20) + 17)
         d1 = store.put_bytes(small)
         d2 = store.put_bytes(large)  # resumable: three parts
@@ -205,12 +206,16 @@ def test_a_server_on_s3_redirects_downloads_to_presigned_urls(tmp_path, s3_bucke
         hops: list[str] = []
         store._client.event_hooks["response"].append(
             lambda r: hops.append(f"{r.status_code} {r.url.host}:{r.url.port}"))
+        to_s3: list[httpx.Request] = []
+        store._client.event_hooks["request"].append(
+            lambda r: to_s3.append(r) if r.url.port != server.port else None)
         assert store.get_bytes(d1) == small
         out = tmp_path / "out.bin"
         store.get_file(d2, out)
         assert out.read_bytes() == large
         assert [h.split()[0] for h in hops] == ["307", "200", "307", "200"], hops
         assert hops[0].endswith(f":{server.port}") and not hops[1].endswith(f":{server.port}")
+        assert len(to_s3) == 2 and not any("authorization" in r.headers for r in to_s3)
         plain = HttpObjectStore(server.url)  # without presign the server streams the bytes
         assert plain.get_bytes(d2) == large
         assert plain.missing([d1, d2, hash_bytes(b"no")]) == {hash_bytes(b"no")}
