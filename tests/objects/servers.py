@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
 from fastapi import FastAPI
@@ -23,28 +23,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class ObjectServer:
-    """``make_router(project)`` on a real socket; ``url`` is the server's root."""
+class AppServer:
+    """An ASGI app on a real socket of 127.0.0.1; ``url`` is the server's root."""
 
-    def __init__(self, project: Project, authorize: Authorize = no_auth,
-                 limits: ObjectLimits | None = None, port: int | None = None) -> None:
-        self.project, self.authorize, self.limits = project, authorize, limits
+    def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server: uvicorn.Server | None = None
         self.thread: threading.Thread | None = None
 
-    def start(self) -> ObjectServer:
-        app = FastAPI()
-        app.include_router(make_router(self.project, self.authorize, limits=self.limits))
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning", lifespan="off"))
+    def app(self) -> FastAPI:
+        return FastAPI()
+
+    def start(self) -> Self:
+        self.server = uvicorn.Server(uvicorn.Config(self.app(), host="127.0.0.1",
+                                                    port=self.port, log_level="warning",
+                                                    lifespan="off"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 20
         while not self.server.started:
-            assert self.thread.is_alive(), "the object server did not start"
-            assert time.monotonic() < deadline, "the object server did not start in time"
+            assert self.thread.is_alive(), "the server did not start"
+            assert time.monotonic() < deadline, "the server did not start in time"
             time.sleep(0.01)
         return self
 
@@ -54,8 +54,23 @@ class ObjectServer:
             self.thread.join(timeout=20)
             self.server = self.thread = None
 
-    def __enter__(self) -> ObjectServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+class ObjectServer(AppServer):
+    """``make_router(project)`` on a real socket: stop it and start another on the same
+    project and port to play a restart."""
+
+    def __init__(self, project: Project, authorize: Authorize = no_auth,
+                 limits: ObjectLimits | None = None, port: int | None = None) -> None:
+        super().__init__(port)
+        self.project, self.authorize, self.limits = project, authorize, limits
+
+    def app(self) -> FastAPI:
+        app = FastAPI()
+        app.include_router(make_router(self.project, self.authorize, limits=self.limits))
+        return app

@@ -24,7 +24,7 @@ from mloop.objects import object_relpath, open_object_store
 from mloop.objects.http import HttpObjectStore
 from mloop.objects.local import LocalObjectStore
 from mloop.project import Project
-from tests.objects.servers import ObjectServer, free_port
+from tests.objects.servers import AppServer, ObjectServer, free_port
 
 PART = 128 << 10
 
@@ -224,3 +224,13 @@ def test_get_file_continues_a_broken_download_with_a_range_request(tmp_path):
     assert len(ranges) == 2 and ranges[0] is None
     resumed_at = int(ranges[1].removeprefix("bytes=").removesuffix("-"))
     assert 0 < resumed_at <= flaky.cut  # the rest, not the whole again
+
+
+def test_a_server_without_the_object_routes_is_named_as_such():
+    from mloop.errors import ConfigError
+
+    with AppServer() as server, HttpObjectStore(server.url) as store:  # a bare FastAPI
+        with pytest.raises(ConfigError, match="does not answer the object routes"):
+            store.get_bytes("ab" * 32)
+        with pytest.raises(ConfigError):
+            store.get_record("data/x")

@@ -27,6 +27,7 @@ from mloop._version import __version__
 from mloop.core.hashing import CHUNK, hash_bytes, hash_file, new_hasher
 from mloop.core.redact import get_logger, redact
 from mloop.errors import (
+    ConfigError,
     InternalError,
     InvalidInputError,
     MloopError,
@@ -272,9 +273,18 @@ class HttpObjectStore:
                 failures += 1
                 self._wait(failures, None)
                 continue
+            if response.status_code == 404 and method != "HEAD" and \
+                    not isinstance(_json(response).get("error"), dict):
+                raise self._no_routes()  # a route unknown there, not a blob it lacks
             if response.status_code >= 400 and response.status_code not in allow:
                 raise _error_of(response, self.url)
             return response
+
+    def _no_routes(self) -> ConfigError:
+        return ConfigError(
+            f"The server at {self.url} does not answer the object routes ({PREFIX}): is it "
+            f"an mloop server, and one as new as this client (mloop {__version__})? Check "
+            "the URL, or upgrade the server.")
 
     def _wait(self, failures: int, exc: Exception | None) -> None:
         delay = self.backoff * 2 ** (failures - 1)
