@@ -254,3 +254,23 @@ def test_the_routes_are_in_the_openapi_schema(tmp_path):
         "properties"]
     assert {"head", "get", "put", "delete"} <= set(paths["/api/v1/objects/{digest}"])
     assert {"post", "head", "patch", "delete"} <= set(paths["/api/v1/objects/uploads/{digest}"])
+
+
+def test_abandoned_uploads_are_swept(tmp_path):
+    project = Project.init(tmp_path / "server")
+    limits = ObjectLimits(stale_upload_seconds=60)
+    uploads = project.settings.project_dir / "uploads"
+    (uploads / "tmp").mkdir(parents=True)
+    old = [uploads / f"{'ab' * 32}.part", uploads / f"{'ab' * 32}.json",
+           uploads / "tmp" / "x.put"]
+    for path in old:
+        path.write_bytes(b"x")
+        os.utime(path, (1, 1))
+    with ObjectServer(project, limits=limits) as server, \
+            httpx.Client(base_url=server.url + "/api/v1/objects") as http:
+        fresh = hash_bytes(b"new")
+        assert http.post(f"/uploads/{fresh}", json={"size": 3}).json()["offset"] == 0
+        assert not any(p.exists() for p in old)
+        assert (uploads / f"{fresh}.part").exists()  # the upload just started stays
+        assert http.delete(f"/uploads/{fresh}").status_code == 204
+        assert not (uploads / f"{fresh}.part").exists()

@@ -389,11 +389,12 @@ class _ObjectRoutes:
     def _sweep_stale(self) -> None:
         """Remove uploads nobody has continued for ``stale_upload_seconds``."""
         cutoff = time.time() - self.limits.stale_upload_seconds
-        with contextlib.suppress(FileNotFoundError), os.scandir(self.uploads) as it:
-            for entry in it:
-                with contextlib.suppress(FileNotFoundError):
-                    if entry.is_file() and entry.stat().st_mtime < cutoff:
-                        os.unlink(entry.path)
+        for folder in (self.uploads, self.uploads / "tmp"):  # tmp: PUTs a crash cut off
+            with contextlib.suppress(FileNotFoundError), os.scandir(folder) as it:
+                for entry in it:
+                    with contextlib.suppress(FileNotFoundError):
+                        if entry.is_file() and entry.stat().st_mtime < cutoff:
+                            os.unlink(entry.path)
 
 
 def _open_blob(store: ObjectStore, digest: str) -> IO[bytes]:
