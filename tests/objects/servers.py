@@ -1,19 +1,17 @@
-"""An object server for tests: uvicorn in a thread on 127.0.0.1 serving the object routes
-of a project, stopped and restarted at will (the same port, the same project)."""
+"""An object server for tests: the object routes of a project on a real socket of
+127.0.0.1 (uvicorn in a thread), stopped and restarted at will (same port, same project)."""
 
 from __future__ import annotations
 
 import socket
-import threading
-import time
 from typing import Any, Self
 
-import uvicorn
 from fastapi import FastAPI
 
 from mloop.project import Project
 from mloop.server.app import Authorize, no_auth
 from mloop.server.objects import ObjectLimits, make_router
+from tests.server.live import LiveServer
 
 
 def free_port() -> int:
@@ -24,35 +22,24 @@ def free_port() -> int:
 
 
 class AppServer:
-    """An ASGI app on a real socket of 127.0.0.1; ``url`` is the server's root."""
+    """An app on a real socket; ``url`` is the server's root. Subclasses build the app."""
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server: uvicorn.Server | None = None
-        self.thread: threading.Thread | None = None
+        self.live: LiveServer | None = None
 
     def app(self) -> FastAPI:
         return FastAPI()
 
     def start(self) -> Self:
-        self.server = uvicorn.Server(uvicorn.Config(self.app(), host="127.0.0.1",
-                                                    port=self.port, log_level="warning",
-                                                    lifespan="off"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert self.thread.is_alive(), "the server did not start"
-            assert time.monotonic() < deadline, "the server did not start in time"
-            time.sleep(0.01)
+        self.live = LiveServer(self.app(), port=self.port)
         return self
 
     def stop(self) -> None:
-        if self.server is not None and self.thread is not None:
-            self.server.should_exit = True
-            self.thread.join(timeout=20)
-            self.server = self.thread = None
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
 
     def __enter__(self) -> Self:
         return self.start()
@@ -62,8 +49,8 @@ class AppServer:
 
 
 class ObjectServer(AppServer):
-    """``make_router(project)`` on a real socket: stop it and start another on the same
-    project and port to play a restart."""
+    """``make_router(project)`` alone in an app: stop it and start another on the same
+    project and port to play a restart of the server."""
 
     def __init__(self, project: Project, authorize: Authorize = no_auth,
                  limits: ObjectLimits | None = None, port: int | None = None) -> None:

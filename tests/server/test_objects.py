@@ -274,3 +274,27 @@ def test_abandoned_uploads_are_swept(tmp_path):
         assert (uploads / f"{fresh}.part").exists()  # the upload just started stays
         assert http.delete(f"/uploads/{fresh}").status_code == 204
         assert not (uploads / f"{fresh}.part").exists()
+
+
+def test_mounted_in_the_team_servers_app(tmp_path):
+    """The lead's create_app with this router: its error handlers, its version check."""
+    from mloop.objects import http as client_module
+    from mloop.server import app as app_module
+    from mloop.server.objects import make_router
+    from tests.server.live import LiveServer
+
+    assert client_module.API_VERSION == app_module.API_VERSION
+    project = Project.init(tmp_path / "server")
+    app = app_module.create_app(project, routers=[make_router(project, app_module.no_auth)])
+    with LiveServer(app) as live, HttpObjectStore(live.url) as store:
+        digest = store.put_bytes(b"through the team server")
+        assert store.get_bytes(digest) == b"through the team server"
+        assert store.get_record("data/none/1.json") is None
+        assert store.missing([digest, "ab" * 32]) == {"ab" * 32}
+        with httpx.Client(base_url=live.url) as http:
+            wrong = http.put(f"/api/v1/objects/{'cd' * 32}", content=b"x")
+            assert wrong.status_code == 422
+            assert wrong.json()["error"]["code"] == "invalid_input"
+            newer = http.get(f"/api/v1/objects/{digest}", headers={"X-Mloop-Api": "2"})
+            assert newer.status_code == 400
+            assert newer.json()["error"]["code"] == "version_mismatch"

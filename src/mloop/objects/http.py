@@ -39,6 +39,7 @@ from mloop.objects.base import ObjectStore, check_digest, check_record_name, cor
 log = get_logger("mloop.objects")
 
 PREFIX = "/api/v1/objects"
+API_VERSION = 1  # must equal mloop.server.app.API_VERSION (a test pins it)
 MISSING_BATCH = 5_000  # digests per POST /missing (the server takes up to 10,000)
 PART = 16 << 20  # bytes per part of a resumable upload; blobs up to this go in one PUT
 _RETRY_STATUS = frozenset({502, 503, 504})
@@ -63,7 +64,8 @@ class HttpObjectStore:
         self.backoff = backoff
         self.presign = presign
         self.part_size = part_size
-        headers = {"User-Agent": f"mloop/{__version__}"}
+        headers = {"User-Agent": f"mloop/{__version__}", "X-Mloop-Api": str(API_VERSION),
+                   "X-Mloop-Version": __version__}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self._client = httpx.Client(
@@ -273,9 +275,12 @@ class HttpObjectStore:
                 failures += 1
                 self._wait(failures, None)
                 continue
-            if response.status_code == 404 and method != "HEAD" and \
-                    not isinstance(_json(response).get("error"), dict):
-                raise self._no_routes()  # a route unknown there, not a blob it lacks
+            if response.status_code == 404 and method != "HEAD":
+                error = _json(response).get("error")
+                if not isinstance(error, dict):
+                    raise self._no_routes()  # a route unknown there, not a blob it lacks
+                if error.get("code") != ObjectNotFoundError.code:
+                    raise _error_of(response, self.url)  # e.g. "no route …": say so
             if response.status_code >= 400 and response.status_code not in allow:
                 raise _error_of(response, self.url)
             return response

@@ -60,6 +60,7 @@ from mloop.errors import (
     MalformedRequestError,
     MloopError,
     NotFoundError,
+    ObjectNotFoundError,
     PayloadTooLargeError,
 )
 from mloop.objects.base import ObjectStore, check_digest, check_record_name
@@ -214,7 +215,8 @@ class _ObjectRoutes:
         self.authorize(request, "reader")
         data = self.store.get_record(check_record_name(name))
         if data is None:
-            raise NotFoundError(f"There is no record {name!r} in the server's object store.")
+            raise ObjectNotFoundError(f"There is no record {name!r} in the server's object "
+                                      "store.")
         return Response(data, media_type="application/octet-stream")
 
     # -- writes --------------------------------------------------------------------------
