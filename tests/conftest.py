@@ -164,3 +164,45 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
         yield where
     finally:
         subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+# -- S3 through a real S3-protocol server (moto's server mode) on 127.0.0.1 -----------------
+
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "mloop-test", "AWS_SECRET_ACCESS_KEY": "mloop-test",
+                  "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """The endpoint URL of an S3-protocol server (moto) on a free port of 127.0.0.1."""
+    try:
+        import s3fs  # noqa: F401 - the driver the stores use
+        from moto import server as server_mod
+    except ImportError as exc:  # the `test` extra brings both
+        if REQUIRE_SERVICES:
+            pytest.fail(f"S3 tests need moto[server] and s3fs: {exc}")
+        pytest.skip(f"S3 tests need moto[server] and s3fs: {exc}")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``s3://<a new bucket>`` on :func:`s3_server`; dummy credentials and the endpoint
+    (``AWS_ENDPOINT_URL``, which botocore honours) are set for this test only."""
+    import s3fs
+
+    for key, value in {**S3_CREDENTIALS, "AWS_ENDPOINT_URL": s3_server}.items():
+        monkeypatch.setenv(key, value)
+    bucket = f"mloop-{uuid.uuid4().hex[:12]}"
+    fs = s3fs.S3FileSystem(key=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                           secret=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                           endpoint_url=s3_server, skip_instance_cache=True)
+    fs.mkdir(bucket)
+    return f"s3://{bucket}"

@@ -3,8 +3,11 @@
 ``open_object_store(url)`` picks the implementation: a folder path or ``file://`` URL gives
 :class:`LocalObjectStore`; any other fsspec URL (``s3://``, ``gs://``, ``memory://``…)
 gives :class:`FsspecObjectStore`. :class:`MemoryObjectStore` is the in-process fake.
-All three implement the whole :class:`ObjectStore` protocol (mypy checks it in each
-module) and pass the same contract tests (``tests/objects/test_contract.py``).
+:class:`HttpObjectStore` is the object store of an ``mloop server`` (built by the caller
+with the server's root URL and a token; ``open_object_store`` does not pick it for
+``http://`` URLs, which stay fsspec's). All four implement the whole :class:`ObjectStore`
+protocol (mypy checks it in each module) and pass the same contract tests
+(``tests/objects/test_contract.py``, where S3 runs against a real S3-protocol server).
 """
 
 from typing import TYPE_CHECKING, Any
@@ -14,6 +17,7 @@ from mloop.objects.local import LocalObjectStore
 from mloop.objects.memory import MemoryObjectStore
 
 if TYPE_CHECKING:
+    from mloop.objects.http import HttpObjectStore
     from mloop.objects.remote import FsspecObjectStore
 
 
@@ -38,11 +42,16 @@ def __getattr__(name: str) -> Any:
         from mloop.objects.remote import FsspecObjectStore
 
         return FsspecObjectStore
+    if name == "HttpObjectStore":  # the store of an `mloop server`: see mloop.objects.http
+        from mloop.objects.http import HttpObjectStore
+
+        return HttpObjectStore
     raise AttributeError(name)
 
 
 __all__ = [
     "FsspecObjectStore",
+    "HttpObjectStore",
     "LocalObjectStore",
     "MemoryObjectStore",
     "ObjectStore",

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from mloop.core.disk import writing
 from mloop.core.hashing import CHUNK, hash_bytes, new_hasher
@@ -179,6 +180,14 @@ class LocalObjectStore:
                 os.close(fd)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+
+    def open_blob(self, digest: str) -> BinaryIO:
+        """The stored file, open for reading (not verified: the reader hashes what it
+        reads; the server streams from it)."""
+        try:
+            return open(self.path(check_digest(digest)), "rb")  # the caller closes it
+        except FileNotFoundError:
+            raise ObjectNotFoundError(self._missing_msg(digest)) from None
 
     def exists(self, digest: str) -> bool:
         return self.path(check_digest(digest)).exists()

@@ -8,7 +8,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import fsspec
 
@@ -147,6 +147,25 @@ class FsspecObjectStore:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+
+    def open_blob(self, digest: str) -> BinaryIO:
+        """The blob, open for reading (seekable; not verified: the reader hashes what it
+        reads; the server streams from it)."""
+        try:
+            with _reachable(self.url):
+                blob: BinaryIO = self.fs.open(self._key(check_digest(digest)), "rb")
+        except FileNotFoundError:
+            raise ObjectNotFoundError(f"Object {digest[:12]}… is not in {self.url}.") from None
+        return blob
+
+    def presign(self, digest: str, seconds: int) -> str | None:
+        """A URL that downloads the blob without credentials for ``seconds`` (S3, GCS…),
+        or ``None`` when the file system cannot sign one."""
+        try:
+            with _reachable(self.url):
+                return str(self.fs.sign(self._key(check_digest(digest)), expiration=seconds))
+        except NotImplementedError:
+            return None
 
     def exists(self, digest: str) -> bool:
         with _reachable(self.url):
