@@ -22,6 +22,14 @@ def backend(request: pytest.FixtureRequest) -> str:
     return request.param if request.param == "http" else ""
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def server_only_backend(request: pytest.FixtureRequest) -> str:
+    """The server's own tables (tokens, audit): on SQL stores only, never over HTTP."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_uri"))
+    return ""
+
+
 @pytest.fixture
 def project(tmp_path: Path, backend: str) -> Iterator[Project]:
     if backend != "http":
@@ -33,10 +41,12 @@ def project(tmp_path: Path, backend: str) -> Iterator[Project]:
             run.end("KILLED")
         proj.close()
         return
-    from mloop.server.app import create_app
+    from mloop.server import objects
+    from mloop.server.app import create_app, no_auth
 
     served = Project.init(tmp_path / "server")
-    with LiveServer(create_app(served)) as server:
+    app = create_app(served, routers=[objects.make_router(served, no_auth)])
+    with LiveServer(app) as server:
         proj = Project.init(tmp_path / "proj", store_uri=server.url)
         serve_project(proj, served)
         set_project(proj)

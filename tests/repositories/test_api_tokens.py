@@ -15,6 +15,12 @@ def tokens(project: Project) -> ApiTokens:
     return repositories.backend(project).api_tokens
 
 
+@pytest.fixture
+def backend(server_only_backend: str) -> str:
+    """Tokens and the audit log live in the server's store: SQLite and PostgreSQL only."""
+    return server_only_backend
+
+
 def _token(token_id: str, name: str = "alice", *, created: int = 1_000,
            expires: int | None = None) -> ApiToken:
     return ApiToken(token_id, name, "writer", "ab" * 32, created, expires, None, "admin")

@@ -14,6 +14,12 @@ def audit(project: Project) -> Audit:
     return repositories.backend(project).audit
 
 
+@pytest.fixture
+def backend(server_only_backend: str) -> str:
+    """Tokens and the audit log live in the server's store: SQLite and PostgreSQL only."""
+    return server_only_backend
+
+
 def _entry(at: int, actor: str = "alice", status: int = 200) -> AuditEntry:
     return AuditEntry(at, actor, "aaaaaaaaaaaa", "writer", "POST /api/v1/runs/create",
                       "exp-1", status)

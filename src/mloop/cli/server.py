@@ -64,3 +64,13 @@ def server(ctx: click.Context, store_uri: str | None, objects_uri: str | None, r
     echo(f"mloop server on {scheme}://{shown}:{port} (API at /api/v1, mlflow at "
          "/api/2.0/mlflow); Ctrl-C stops it")
     run(config)
+
+
+def _admin_commands() -> None:
+    from mloop.cli.server_admin import audit, token
+
+    server.add_command(token)
+    server.add_command(audit)
+
+
+_admin_commands()

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 from mloop import errors
 from mloop._version import __version__
 from mloop.core.redact import get_logger
-from mloop.errors import MloopError, ServiceUnavailableError
+from mloop.errors import ConfigError, MloopError, ServiceUnavailableError
 from mloop.server import methods as catalogue
 from mloop.server.codec import decode, dumps, encode, loads
 
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
     from mloop.project import Project
     from mloop.repositories.alerts import Alerts
+    from mloop.repositories.api_tokens import ApiTokens
+    from mloop.repositories.audit import Audit
     from mloop.repositories.automation import Automation
     from mloop.repositories.datasets import Datasets, StatCache, StoredRemotes
     from mloop.repositories.deployments import Deployments
@@ -317,3 +319,16 @@ class HttpBackend:
     @cached_property
     def automation(self) -> Automation:
         return cast("Automation", self._repo("automation"))
+
+    # ── the server's own tables: managed on the server's machine, never over HTTP ──
+    @property
+    def api_tokens(self) -> ApiTokens:
+        raise ConfigError("Tokens are managed with direct access to the server's store: "
+                          "run `mloop server token …` on the server's machine (or with "
+                          "--store URI).")
+
+    @property
+    def audit(self) -> Audit:
+        raise ConfigError("The audit log is read with direct access to the server's store: "
+                          "run `mloop server audit` on the server's machine (or with "
+                          "--store URI).")

@@ -101,7 +101,7 @@ def open_project(config: ServerConfig) -> Project:
 
 def build_app(config: ServerConfig, project: Project | None = None) -> FastAPI:
     """The whole server application for ``config``."""
-    from mloop.server import auth, objects
+    from mloop.server import auth, login, objects
     from mloop.server import mlflow as mlflow_api
     from mloop.server.app import create_app
 
@@ -109,8 +109,8 @@ def build_app(config: ServerConfig, project: Project | None = None) -> FastAPI:
     guard = auth.TokenAuth(project, host=config.host, allowed_hosts=config.allowed_hosts,
                            insecure_no_auth=config.insecure_no_auth)
     routers = [objects.make_router(project, guard), mlflow_api.make_router(project, guard),
-               auth.make_router(project, guard)]
-    app = create_app(project, authorize=guard, audit=guard.audit.record, routers=routers)
+               login.make_router(project, guard)]
+    app = create_app(project, authorize=guard, audit=guard.record, routers=routers)
     app.add_event_handler("shutdown", guard.close)
     app.add_event_handler("shutdown", project.close)
     return app
