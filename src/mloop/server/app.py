@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
@@ -45,13 +46,14 @@ CLIENT_VERSION_HEADER = "X-Mloop-Version"  # the mloop release of the client
 
 def create_app(project: Project, *, authorize: Authorize = no_auth,
                audit: Any = None, routers: list[Any] | None = None,
+               closing: list[Callable[[], None]] | None = None,
                title: str = "mloop server") -> FastAPI:
     """The team server's application over ``project``'s stores.
 
     ``authorize`` checks each request's credentials and role (:mod:`mloop.server.auth`;
     :func:`no_auth` for a single user on loopback); ``audit(identity, action, target,
     status)`` records every write; ``routers`` are mounted as they are (the mlflow REST
-    subset, the object store, the login pages).
+    subset, the object store, the login pages); ``closing`` run at shutdown, in order.
     """
     from fastapi.exceptions import RequestValidationError
     from fastapi.openapi.utils import get_openapi
@@ -59,8 +61,14 @@ def create_app(project: Project, *, authorize: Authorize = no_auth,
 
     from mloop.server import rpc
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        for close in closing or []:
+            close()
+
     app = FastAPI(title=title, version=__version__, docs_url="/api/docs",
-                  redoc_url=None, openapi_url="/openapi.json")
+                  redoc_url=None, openapi_url="/openapi.json", lifespan=lifespan)
     api = rpc.make_router(project, authorize, audit)
     app.include_router(api)
     for router in routers or []:

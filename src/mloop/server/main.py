@@ -110,10 +110,8 @@ def build_app(config: ServerConfig, project: Project | None = None) -> FastAPI:
                            insecure_no_auth=config.insecure_no_auth)
     routers = [objects.make_router(project, guard), mlflow_api.make_router(project, guard),
                login.make_router(project, guard)]
-    app = create_app(project, authorize=guard, audit=guard.record, routers=routers)
-    app.add_event_handler("shutdown", guard.close)
-    app.add_event_handler("shutdown", project.close)
-    return app
+    return create_app(project, authorize=guard, audit=guard.record, routers=routers,
+                      closing=[guard.close, project.close])
 
 
 def app_from_env() -> FastAPI:
