@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from mloop.core.clock import format_ms, ms_to_datetime
 from mloop.core.ids import new_id
 from mloop.repositories.automation_states import ClaimStatus, DecisionOutcome
+from mloop.store.failures import unique_or_conflict
 
 if TYPE_CHECKING:
     from mloop.project import Project
@@ -304,7 +305,8 @@ class SqlAutomation:
         return _decision(row)
 
     def record(self, decision: Decision) -> None:
-        with self.project.store.write() as conn:
+        with unique_or_conflict(f"An automation decision with the id {decision.id!r} "
+                                "exists already."), self.project.store.write() as conn:
             _insert(conn, decision)
 
     def history(self, *, pipeline: str | None = None,

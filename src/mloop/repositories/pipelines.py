@@ -21,6 +21,7 @@ from mloop.repositories.pipeline_states import (
     StepStatus,
     record_cached_run,
 )
+from mloop.store.failures import unique_or_conflict
 
 if TYPE_CHECKING:
     from mloop.core.owner import Owner
@@ -203,7 +204,8 @@ class SqlPipelineRuns:
     def start(self, run_id: str, pipeline: str, *, executor: str, params: Mapping[str, Any],
               inputs: Mapping[str, Any], trigger: str | None, started_at: int,
               owner: Owner) -> None:
-        with self.db.write() as q:
+        with unique_or_conflict(f"A pipeline run with the id {run_id!r} exists already."), \
+                self.db.write() as q:
             q.all("INSERT INTO pipeline_runs (id, pipeline, status, executor, params, inputs, "
                   "trigger, started_at, owner_host, owner_pid, owner_start, heartbeat_at) "
                   "VALUES (:id, :p, :status, :ex, :params, :inputs, :trigger, :t, :host, "

@@ -31,7 +31,7 @@ from mloop.errors import InvalidInputError
 from mloop.repositories.runs import SearchPage, SearchQuery
 from mloop.store import Store
 from mloop.store.schema import experiments, latest_metrics, params, runs, tags
-from mloop.tracking.filter import BoolOp, Comparison, Node, OrderKey
+from mloop.tracking.filter import BoolOp, Comparison, Node, OrderKey, check_tree
 
 __all__ = ["build_query", "search"]
 
@@ -167,6 +167,10 @@ def build_query(node: Node | None, order: tuple[OrderKey, ...],
 
 def search(store: Store, query: SearchQuery) -> SearchPage:
     """One page of runs matching ``query``, read in one transaction."""
+    check_tree(query.filter, query.order)  # it may come as JSON, not from the parser
+    if query.offset < 0 or (query.max_results is not None and query.max_results < 0):
+        raise InvalidInputError(f"A search page has max_results >= 0 and offset >= 0, not "
+                                f"{query.max_results} and {query.offset}.")
     statement = build_query(query.filter, query.order, query.experiment_ids,
                             query.include_deleted)
     limit = NO_LIMIT if query.max_results is None else min(query.max_results + 1, NO_LIMIT)

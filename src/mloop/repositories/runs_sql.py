@@ -10,8 +10,9 @@ step's run and its params.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy.exc
@@ -19,7 +20,14 @@ from sqlalchemy import Connection, and_, bindparam, or_, select, update
 
 from mloop.core.clock import now_ms
 from mloop.core.owner import Owner, is_dead
-from mloop.errors import MloopError, ParamConflictError, RunNotFoundError
+from mloop.errors import (
+    ConflictError,
+    ExperimentNotFoundError,
+    MloopError,
+    NotFoundError,
+    ParamConflictError,
+    RunNotFoundError,
+)
 from mloop.repositories import runs as _lite
 from mloop.repositories.runs import (
     ArtifactInfo,
@@ -33,6 +41,7 @@ from mloop.repositories.runs import (
     SearchQuery,
 )
 from mloop.store import Store
+from mloop.store.failures import violation
 from mloop.store.schema import (
     artifacts,
     environments,
@@ -131,13 +140,38 @@ class SqlRuns:
             **owner_values(owner, now_ms()),
         }
         store = self.store
-        with store.write() as conn:
-            if environment is not None:
-                conn.execute(store.insert(environments).values(**environment)
-                             .on_conflict_do_nothing())
-            conn.execute(store.statement("runs.insert", lambda s: runs.insert()), row)
-            if tags:  # in the same transaction: a run never exists without its tags
-                write_tags(store, conn, run.id, tags)
+        try:
+            with store.write() as conn:
+                if environment is not None:
+                    conn.execute(store.insert(environments).values(**environment)
+                                 .on_conflict_do_nothing())
+                conn.execute(store.statement("runs.insert", lambda s: runs.insert()), row)
+                if tags:  # in the same transaction: a run never exists without its tags
+                    write_tags(store, conn, run.id, tags)
+        except sqlalchemy.exc.IntegrityError as exc:
+            raise self._refused_run(exc, run) from None
+
+    def _refused_run(self, exc: Exception, run: NewRun) -> Exception:
+        """Why the store refused a new run, as the caller's error (else ``exc``)."""
+        kind = violation(exc)
+        if kind == "unique":
+            return ConflictError(f"A run with the id {run.id!r} exists already.")
+        if kind != "foreign_key":
+            return exc
+        with self.store.read() as conn:
+            def known(table: Any, key: str | None) -> bool:
+                return key is None or conn.execute(
+                    select(table.c.id).where(table.c.id == key)).first() is not None
+
+            if not known(experiments, run.experiment_id):
+                return ExperimentNotFoundError(f"No experiment with the id "
+                                               f"{run.experiment_id!r}.")
+            if not known(runs, run.parent_id):
+                return RunNotFoundError(f"No parent run with the id {run.parent_id!r}.")
+            if not known(environments, run.environment_id):
+                return NotFoundError(f"No environment with the id {run.environment_id!r}; "
+                                     "send the environment with the run.")
+        return exc
 
     def resume(self, run_id: str, owner: Owner) -> ResumedRun:
         with self.store.write() as conn:
@@ -153,16 +187,17 @@ class SqlRuns:
         # Inserted straight away (the caller knows them new); a writer in another process
         # trips the primary key, and then the stored values decide, key by key.
         store = self.store
-        try:
-            with store.write() as conn:
-                insert_params(store, conn, run_id, values)
-        except sqlalchemy.exc.IntegrityError:
-            with store.write() as conn:
-                write_params(store, conn, run_id, values)
+        with _run_exists(run_id):
+            try:
+                with store.write() as conn:
+                    insert_params(store, conn, run_id, values)
+            except sqlalchemy.exc.IntegrityError:
+                with store.write() as conn:
+                    write_params(store, conn, run_id, values)
 
     def set_tags(self, run_id: str, values: Mapping[str, str]) -> None:
         if values:
-            with self.store.write() as conn:
+            with _run_exists(run_id), self.store.write() as conn:
                 write_tags(self.store, conn, run_id, values)
 
     def set_seed(self, run_id: str, seed: int) -> None:
@@ -230,7 +265,7 @@ class SqlRuns:
         rows = [{"run_id": run_id, "path": i.path, "digest": i.digest, "size": i.size,
                  "created_at": now} for i in infos]
         if rows:
-            with self.store.write() as conn:
+            with _run_exists(run_id), self.store.write() as conn:
                 conn.execute(self.store.statement("artifacts.upsert", _artifacts_upsert), rows)
 
     def list_artifacts(self, run_id: str, path: str = "") -> list[ArtifactInfo]:
@@ -238,13 +273,28 @@ class SqlRuns:
 
     def write_points(self, points: list[MetricPoint]) -> None:
         if points:
-            with self.store.write() as conn:
+            with _run_exists(*{p[0] for p in points}), self.store.write() as conn:
                 write_points(self.store, conn, points)
 
     def search(self, query: SearchQuery) -> SearchPage:
         from mloop.repositories.run_search import search
 
         return search(self.store, query)
+
+
+@contextlib.contextmanager
+def _run_exists(*run_ids: str) -> Iterator[None]:
+    """A write about ``run_ids`` whose run does not exist raises RunNotFoundError (the
+    store's foreign key says so), not the database's error."""
+    try:
+        yield
+    except sqlalchemy.exc.IntegrityError as exc:
+        if violation(exc) != "foreign_key":
+            raise
+        named = ", ".join(repr(r) for r in sorted(run_ids)[:5])
+        raise RunNotFoundError(f"No run with the id {named}." if len(run_ids) == 1 else
+                               f"A point refers to a run that does not exist (runs "
+                               f"{named}{', …' if len(run_ids) > 5 else ''}).") from None
 
 
 def _nan(value: float | None) -> float:

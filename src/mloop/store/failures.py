@@ -20,12 +20,13 @@ Imports neither SQLAlchemy nor a driver: the plain-SQL path (:mod:`.lite`) uses 
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterator
 from enum import StrEnum
 
 from mloop.core.disk import DISK_ERRNOS, disk_full_error
-from mloop.errors import DiskFullError, MloopError, ServiceUnavailableError
+from mloop.errors import ConflictError, DiskFullError, MloopError, ServiceUnavailableError
 
 
 class Failure(StrEnum):
@@ -123,3 +124,40 @@ def store_error(exc: BaseException, where: str) -> MloopError:
         f"Writing to {where} failed ({type(exc).__name__}: "
         f"{detail[0] if detail else 'no detail'}). Check that the database is reachable and "
         "writable, then try again.")
+
+
+# SQLite's extended result codes and PostgreSQL's SQLSTATEs of the integrity violations
+_SQLITE_VIOLATIONS = {2067: "unique", 1555: "unique", 787: "foreign_key", 1299: "not_null",
+                      275: "check"}
+_PG_VIOLATIONS = {"23505": "unique", "23503": "foreign_key", "23502": "not_null",
+                  "23514": "check"}
+
+
+def violation(exc: BaseException) -> str | None:
+    """Which integrity constraint a refused write broke: ``unique`` (a duplicate key),
+    ``foreign_key`` (a reference to a row that does not exist), ``not_null``, ``check``;
+    None when ``exc`` is not an integrity violation."""
+    for e in _chain(exc):
+        code = getattr(e, "sqlite_errorcode", None)
+        if isinstance(e, sqlite3.IntegrityError):
+            found = _SQLITE_VIOLATIONS.get(code) if isinstance(code, int) else None
+            text = str(e).upper()
+            return found or next((kind for word, kind in (
+                ("UNIQUE", "unique"), ("PRIMARY KEY", "unique"), ("FOREIGN KEY", "foreign_key"),
+                ("NOT NULL", "not_null"), ("CHECK", "check")) if word in text), "check")
+        state = getattr(e, "sqlstate", None)
+        if isinstance(state, str) and state in _PG_VIOLATIONS:
+            return _PG_VIOLATIONS[state]
+    return None
+
+
+@contextlib.contextmanager
+def unique_or_conflict(message: str) -> Iterator[None]:
+    """A write inside that breaks a unique key (a duplicate id) raises
+    :class:`~mloop.errors.ConflictError` with ``message``, not the database's error."""
+    try:
+        yield
+    except Exception as exc:
+        if violation(exc) == "unique":
+            raise ConflictError(message) from None
+        raise

@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mloop.errors import FilterSyntaxError
+from mloop.errors import FilterSyntaxError, InvalidInputError
 
 ENTITIES = {
     "metrics": "metrics", "metric": "metrics",
@@ -346,3 +346,78 @@ def parse_order_by(items: list[str] | tuple[str, ...] | str | None) -> list[Orde
             raise parser.error("Expected ASC, DESC or the end of the order clause")
         out.append(OrderKey(entity, key, descending))
     return out
+
+
+# ── trees built elsewhere (the server's API takes them as JSON) ─────────────────────────
+
+CANONICAL_ENTITIES = frozenset(ENTITIES.values())
+CANONICAL_ATTRIBUTES = frozenset(ATTRIBUTES - {"run_name", "id"})
+TEXT_OPS = frozenset({"like", "ilike", "not like", "not ilike"})
+LIST_OPS = frozenset({"in", "not in"})
+OPS = frozenset(COMPARE_OPS - {"<>"}) | TEXT_OPS | LIST_OPS
+
+
+def check_tree(node: Node | None, order: tuple[OrderKey, ...] | list[OrderKey] = ()) -> None:
+    """Check a filter tree and order keys that did not come from the parser (they come
+    as JSON to the server): the same fields, operators, value types and limits the
+    parser allows, else :class:`~mloop.errors.InvalidInputError` saying what is wrong."""
+    counts = [0, 0]  # comparisons, IN values
+    if node is not None:
+        _check_node(node, 0, counts)
+    for o in order:
+        _check_field(o.entity, o.key, "order key")
+
+
+def _bad(message: str) -> InvalidInputError:
+    return InvalidInputError(f"Invalid search filter: {message}.")
+
+
+def _check_field(entity: str, key: str, what: str) -> None:
+    if entity not in CANONICAL_ENTITIES:
+        raise _bad(f"{what} {entity!r}.{key!r}: the entity is one of "
+                   f"{', '.join(sorted(CANONICAL_ENTITIES))}")
+    if entity == "attributes" and key not in CANONICAL_ATTRIBUTES:
+        raise _bad(f"{what} attributes.{key!r}: known attributes are "
+                   f"{', '.join(sorted(CANONICAL_ATTRIBUTES))}")
+
+
+def _check_node(node: Node, depth: int, counts: list[int]) -> None:
+    if isinstance(node, BoolOp):
+        if depth >= MAX_DEPTH:
+            raise _bad(f"and/or groups nested more than {MAX_DEPTH} deep")
+        if node.op not in ("and", "or") or not node.parts:
+            raise _bad(f"a group is 'and' or 'or' of at least one part, not {node.op!r} of "
+                       f"{len(node.parts)}")
+        for part in node.parts:
+            _check_node(part, depth + 1, counts)
+        return
+    _check_field(node.entity, node.key, "field")
+    counts[0] += 1
+    if counts[0] > MAX_TERMS:
+        raise _bad(f"more than {MAX_TERMS} comparisons")
+    if node.op not in OPS:
+        raise _bad(f"unknown operator {node.op!r}; use one of {', '.join(sorted(OPS))}")
+    name = f"{node.entity}.{node.key}"
+    numeric = node.entity == "metrics" or (node.entity == "attributes"
+                                           and node.key in NUMERIC_ATTRIBUTES)
+    if node.op in LIST_OPS:
+        if not isinstance(node.value, tuple) or not node.value:
+            raise _bad(f"{name} {node.op.upper()} needs a non-empty list of values")
+        counts[1] += len(node.value)
+        if counts[1] > MAX_VALUES:
+            raise _bad(f"more than {MAX_VALUES:,} values in IN lists")
+        values: tuple[float | str | None, ...] = node.value
+    elif isinstance(node.value, tuple):
+        raise _bad(f"{name} {node.op} compares with one value, not a list")
+    else:
+        values = (node.value,)
+    if node.op in TEXT_OPS and (numeric or not isinstance(node.value, str)):
+        raise _bad(f"{name} {node.op.upper()} needs a text field and a quoted pattern")
+    for v in values:
+        if v is None:
+            if node.op not in ("=", "!="):
+                raise _bad(f"{name}: NULL can only be compared with = or !=")
+        elif numeric and not isinstance(v, (int, float)):
+            raise _bad(f"{name} is a number; compare it with a number")
+        elif not numeric and not isinstance(v, str):
+            raise _bad(f"{name} is text; compare it with a string")

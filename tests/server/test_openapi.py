@@ -1,0 +1,163 @@
+"""The published OpenAPI schema, and schemathesis over every operation in it: no 5xx.
+
+The whole server as ``mloop server`` builds it (:func:`mloop.server.main.build_app`, real
+token auth with an admin token) runs on uvicorn on 127.0.0.1; schemathesis loads
+``/openapi.json`` from it and, for every operation, sends a bounded number of generated
+requests (valid ones and, for the JSON bodies, invalid ones), derandomized so that a run
+is reproducible. Every answer must be below 500; a 4xx must be the API's error body
+``{"error": {"code", "message"}}``; and a 200 of a repository method must match the
+result schema it publishes. All failures are gathered and reported together, one
+reproducible ``curl`` per failing operation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from mloop.project import Project
+from mloop.server import tokens
+from mloop.server.main import ServerConfig, build_app
+from tests.server.live import LiveServer
+
+schemathesis = pytest.importorskip("schemathesis")
+hypothesis = pytest.importorskip("hypothesis")
+
+pytestmark = pytest.mark.slow
+
+EXAMPLES = 12  # generated requests per operation and mode (positive / negative)
+SEED = 17
+
+
+@pytest.fixture
+def served(project: Project) -> Iterator[tuple[str, dict[str, str]]]:
+    """The full server over ``project`` (SQLite and PostgreSQL): its URL and admin headers."""
+    token, _, _ = tokens.create(project, "fuzz", "admin")
+    app = build_app(ServerConfig(root=str(project.root)), project)
+    with LiveServer(app) as live:
+        yield live.url, {"Authorization": f"Bearer {token}"}
+
+
+def test_the_schema_is_published(served: tuple[str, dict[str, str]]) -> None:
+    import httpx
+
+    url, _ = served
+    schema = httpx.get(f"{url}/openapi.json", timeout=30).json()
+    assert schema["openapi"].startswith("3.")
+    paths = schema["paths"]
+    assert "/api/v1/runs/create" in paths and "/api/v1/objects/{digest}" in paths
+    body = paths["/api/v1/runs/write_points"]["post"]["requestBody"]["content"]
+    assert body["application/json"]["schema"]["required"]
+    assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def _error_body(response: Any) -> str | None:
+    """Why a 4xx answer is not the API's error body (None when it is)."""
+    if response.request.method == "HEAD" or response.status_code in (304,):
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return f"a {response.status_code} whose body is not JSON: {response.text[:200]!r}"
+    error = body.get("error") if isinstance(body, dict) else None
+    if not (isinstance(error, dict) and isinstance(error.get("code"), str)
+            and isinstance(error.get("message"), str)):
+        return f"a {response.status_code} without {{error: {{code, message}}}}: {body!r:.200}"
+    return None
+
+
+class _ServerErrors(logging.Handler):
+    """The exceptions the server logs as internal errors, for the failure report."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            frames = [f for f in traceback.extract_tb(exc.__traceback__)
+                      if "/mloop/" in f.filename and "/server/" not in f.filename]
+            where = f" at {frames[-1].filename.rpartition('/mloop/')[2]}:{frames[-1].lineno}" \
+                if frames else ""
+            self.seen.append(f"{type(exc).__name__}{where}: {str(exc)[:300]}")
+
+
+def _result_validator(schema: dict[str, Any], operation: Any) -> Any:
+    """A JSON Schema (2020-12) validator of an operation's 200 answer, or None."""
+    import jsonschema
+
+    ok = schema["paths"][operation.path][operation.method.lower()]["responses"].get("200", {})
+    body = ok.get("content", {}).get("application/json", {}).get("schema")
+    if not body:
+        return None
+    return jsonschema.Draft202012Validator({**body, "components": schema["components"]})
+
+
+def _fuzz(operation: Any, url: str, headers: dict[str, str], session: Any, mode: Any,
+          validator: Any, errors: _ServerErrors) -> str | None:
+    """Run one operation's generated requests; a description of the first failure."""
+    from hypothesis import HealthCheck, Phase, given, settings
+
+    found: list[str] = []
+    strategy = operation.as_strategy(generation_mode=mode)
+
+    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+              phases=[Phase.explicit, Phase.generate], print_blob=False,
+              suppress_health_check=list(HealthCheck))
+    @given(case=strategy)
+    def run(case: Any) -> None:
+        response = case.call(base_url=url, session=session, headers=headers, timeout=60)
+        problem = None
+        if response.status_code >= 500:
+            cause = errors.seen[-1] if errors.seen else response.text[:300]
+            problem = f"{response.status_code}: {cause}"
+        elif response.status_code >= 400:
+            problem = _error_body(response)
+        elif response.status_code == 200 and validator is not None:
+            error = next(iter(validator.iter_errors(response.json())), None)
+            if error is not None:
+                problem = (f"the answer does not match its schema at "
+                           f"{'/'.join(str(p) for p in error.absolute_path)}: "
+                           f"{error.message[:300]}")
+        if problem is not None and not found:
+            found.append(f"{operation.label} ({mode.name.lower()}): {problem}\n    "
+                         f"{case.as_curl_command(headers=headers)[:1500]}")
+
+    run()
+    return found[0] if found else None
+
+
+def test_no_operation_answers_a_server_error(served: tuple[str, dict[str, str]]) -> None:
+    import requests
+    from schemathesis import GenerationMode
+
+    url, headers = served
+    schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+    published = requests.get(f"{url}/openapi.json", timeout=30).json()
+    failures: list[str] = []
+    operations = 0
+    started = time.monotonic()
+    errors = _ServerErrors()
+    server_log = logging.getLogger("mloop.server")
+    server_log.addHandler(errors)
+    try:
+        with requests.Session() as session:
+            for result in schema.get_all_operations():
+                operation = result.ok()
+                operations += 1
+                validator = _result_validator(published, operation)
+                for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+                    failure = _fuzz(operation, url, headers, session, mode, validator, errors)
+                    if failure:
+                        failures.append(failure)
+    finally:
+        server_log.removeHandler(errors)
+    assert operations > 100, f"only {operations} operations in the schema"
+    assert not failures, (f"{len(failures)} failing operation(s) of {operations} "
+                          f"({time.monotonic() - started:.0f} s):\n\n" + "\n\n".join(failures))
