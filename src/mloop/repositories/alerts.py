@@ -182,6 +182,10 @@ class SqlAlerts:
              limit: int = 100) -> list[Alert]:
         from sqlalchemy import select
 
+        from mloop.core.limits import check_limit
+
+        check_limit(limit)
+
         from mloop.store.schema import alerts
 
         query = select(alerts)

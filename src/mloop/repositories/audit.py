@@ -76,6 +76,10 @@ class SqlAudit:
              since_ms: int | None = None) -> list[AuditEntry]:
         from sqlalchemy import select
 
+        from mloop.core.limits import check_limit
+
+        check_limit(limit)
+
         from mloop.store.schema import audit_log as a
 
         query = select(a).order_by(a.c.at_ms.desc(), a.c.id.desc()).limit(max(0, limit))

@@ -313,8 +313,10 @@ class SqlAutomation:
                 decision: DecisionOutcome | None = None, limit: int = 50) -> list[Decision]:
         from sqlalchemy import select
 
+        from mloop.core.limits import check_limit
         from mloop.store.schema import automation_decisions as decisions
 
+        check_limit(limit)
         query = select(decisions)
         if pipeline is not None:
             query = query.where(decisions.c.pipeline == pipeline)

@@ -434,6 +434,10 @@ class SqlDeployments:
     def events(self, name: str, *, limit: int = 200) -> list[DeployEvent]:
         from sqlalchemy import select
 
+        from mloop.core.limits import check_limit
+
+        check_limit(limit)
+
         from mloop.store.schema import deployment_events as ev
 
         with self.project.store.read() as conn:

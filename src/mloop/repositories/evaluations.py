@@ -94,6 +94,10 @@ class SqlEvaluations:
     def of_models(self, model_uris: list[str], *, limit: int = 50) -> list[Evaluation]:
         from sqlalchemy import select
 
+        from mloop.core.limits import check_limit
+
+        check_limit(limit)
+
         from mloop.store.schema import evaluations
 
         with self.project.store.read() as conn:

@@ -266,7 +266,10 @@ class SqlPipelineRuns:
 
     def recent(self, pipeline: str | None = None, *, limit: int = 20
              ) -> list[PipelineRunRecord]:
+        from mloop.core.limits import check_limit
         from mloop.store.lite import in_list
+
+        check_limit(limit)
 
         where, params = ("WHERE pipeline = :p", {"p": pipeline}) if pipeline else ("", {})
         with self.db.read() as q:

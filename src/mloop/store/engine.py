@@ -49,17 +49,30 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A read transaction (a consistent snapshot on both databases)."""
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+        """A read transaction (a consistent snapshot on both databases).
+
+        A value PostgreSQL refuses (a data exception: an integer beyond a column's range,
+        a negative LIMIT) is the caller's :class:`~mloop.errors.InvalidInputError`.
+        """
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+        except DBAPIError as exc:
+            refused = failures.refused_value(exc)
+            if refused is not None:
+                raise refused from exc
+            raise
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction, committed on exit and rolled back on an exception.
 
         A full disk (SQLITE_FULL, PostgreSQL's disk_full, ENOSPC) is raised as
-        :class:`~mloop.errors.DiskFullError`, the one line the CLI prints; every other
-        failure is the database's own.
+        :class:`~mloop.errors.DiskFullError`, the one line the CLI prints; a value
+        PostgreSQL refuses (a data exception, SQLSTATE class 22) is the caller's
+        :class:`~mloop.errors.InvalidInputError` (caused by the database's error, which
+        :func:`~mloop.store.failures.classify` still finds); every other failure is the
+        database's own.
         """
         try:
             with self._writer.begin() as conn:
@@ -68,6 +81,9 @@ class Store:
             if failures.is_disk_full(exc):
                 raise failures.disk_full(exc, f"the metadata store {redact(self.url)}"
                                          ) from exc
+            refused = failures.refused_value(exc)
+            if refused is not None:
+                raise refused from exc
             raise
 
     def insert(self, table: Any) -> Any:

@@ -26,7 +26,13 @@ from collections.abc import Iterator
 from enum import StrEnum
 
 from mloop.core.disk import DISK_ERRNOS, disk_full_error
-from mloop.errors import ConflictError, DiskFullError, MloopError, ServiceUnavailableError
+from mloop.errors import (
+    ConflictError,
+    DiskFullError,
+    InvalidInputError,
+    MloopError,
+    ServiceUnavailableError,
+)
 
 
 class Failure(StrEnum):
@@ -161,3 +167,16 @@ def unique_or_conflict(message: str) -> Iterator[None]:
         if violation(exc) == "unique":
             raise ConflictError(message) from None
         raise
+
+
+def refused_value(exc: BaseException) -> InvalidInputError | None:
+    """The caller's error for a statement PostgreSQL refused because of a value it was
+    given (SQLSTATE class 22, a data exception: an integer beyond a column's range, a
+    negative LIMIT, a character the encoding lacks); None for any other failure."""
+    for e in _chain(exc):
+        state = getattr(e, "sqlstate", None)
+        if isinstance(state, str) and state.startswith("22"):
+            lines = str(e).strip().splitlines()
+            return InvalidInputError(f"The store refused a value of this request "
+                                     f"({lines[0] if lines else state}).")
+    return None
