@@ -13,6 +13,7 @@ reproducible ``curl`` per failing operation.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import traceback
 from collections.abc import Iterator
@@ -30,8 +31,10 @@ hypothesis = pytest.importorskip("hypothesis")
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES = 12  # generated requests per operation and mode (positive / negative)
-SEED = 17
+# Generated requests per operation and mode (positive / negative), derandomized: the same
+# requests on every run. MLOOP_FUZZ_EXAMPLES and MLOOP_FUZZ_SEED explore further by hand.
+EXAMPLES = int(os.environ.get("MLOOP_FUZZ_EXAMPLES", "12"))
+SEED = os.environ.get("MLOOP_FUZZ_SEED")
 
 
 @pytest.fixture
@@ -102,12 +105,13 @@ def _result_validator(schema: dict[str, Any], operation: Any) -> Any:
 def _fuzz(operation: Any, url: str, headers: dict[str, str], session: Any, mode: Any,
           validator: Any, errors: _ServerErrors) -> str | None:
     """Run one operation's generated requests; a description of the first failure."""
-    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import HealthCheck, Phase, given, seed, settings
 
     found: list[str] = []
     strategy = operation.as_strategy(generation_mode=mode)
 
-    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+    @seed(int(SEED or 0))
+    @settings(max_examples=EXAMPLES, deadline=None, derandomize=SEED is None, database=None,
               phases=[Phase.explicit, Phase.generate], print_blob=False,
               suppress_health_check=list(HealthCheck))
     @given(case=strategy)

@@ -25,7 +25,7 @@ class Feedback:
 
     request_id: str
     row: int
-    label: Any
+    label: str  # JSON text: what monitoring.feedback.entries makes of the label sent
 
 
 @dataclass(frozen=True)
