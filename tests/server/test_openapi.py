@@ -165,3 +165,26 @@ def test_no_operation_answers_a_server_error(served: tuple[str, dict[str, str]])
     assert operations > 100, f"only {operations} operations in the schema"
     assert not failures, (f"{len(failures)} failing operation(s) of {operations} "
                           f"({time.monotonic() - started:.0f} s):\n\n" + "\n\n".join(failures))
+
+
+def test_the_callers_mistakes_are_4xx_with_the_error_body(
+        served: tuple[str, dict[str, str]]) -> None:
+    """One request of each class of 500 the fuzzing found, as the API answers it now."""
+    import httpx
+
+    url, headers = served
+    cases = [
+        ("feedback/save", {"items": [{"request_id": "r", "row": 0, "label": {"a": 1}}]},
+         400, "malformed_request"),
+        ("runs/log_params", {"run_id": "nope", "values": {"a": "1"}}, 404, "run_not_found"),
+        ("runs/search", {"query": {"order": [{"entity": "", "key": "x",
+                                              "descending": False}]}}, 422, "invalid_input"),
+        ("automation/history", {"limit": -1}, 422, "invalid_input"),
+        ("pipeline_runs/recent", {"limit": -3}, 422, "invalid_input"),
+    ]
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+        for path, body, status, code in cases:
+            answer = client.post(f"/api/v1/{path}", json=body)
+            assert (answer.status_code, answer.json()["error"]["code"]) == (status, code), \
+                (path, answer.text)
+            assert answer.json()["error"]["message"]

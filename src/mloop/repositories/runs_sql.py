@@ -23,6 +23,7 @@ from mloop.core.owner import Owner, is_dead
 from mloop.errors import (
     ConflictError,
     ExperimentNotFoundError,
+    InvalidInputError,
     MloopError,
     NotFoundError,
     ParamConflictError,
@@ -130,6 +131,8 @@ class SqlRuns:
 
     def create(self, run: NewRun, owner: Owner, *, tags: Mapping[str, str],
                environment: Mapping[str, Any] | None = None) -> None:
+        if environment is not None:
+            _check_environment(environment)
         row = {
             "id": run.id, "experiment_id": run.experiment_id, "name": run.name,
             "status": str(RunStatus.RUNNING), "start_time": run.start_time,
@@ -280,6 +283,22 @@ class SqlRuns:
         from mloop.repositories.run_search import search
 
         return search(self.store, query)
+
+
+# the columns of an ``environments`` row, as a run's creation may send one
+_ENVIRONMENT = {"id": str, "python": str, "platform": str, "packages": str, "created_at": int}
+
+
+def _check_environment(environment: Mapping[str, Any]) -> None:
+    """An environment row is exactly its columns, of their types (InvalidInputError)."""
+    wrong = sorted(k for k in environment.keys() | _ENVIRONMENT.keys()
+                   if not isinstance(environment.get(k), _ENVIRONMENT.get(k, ()))
+                   or isinstance(environment.get(k), bool))
+    if wrong:
+        raise InvalidInputError(
+            f"A run's environment has the fields id, python, platform, packages (strings) "
+            f"and created_at (an integer), and nothing else; wrong or missing: "
+            f"{', '.join(repr(k[:50]) for k in wrong[:10])}.")
 
 
 @contextlib.contextmanager
