@@ -33,6 +33,23 @@ MAX_BODY = 256 * 1024 * 1024  # one request: a large batch of points or traffic 
 
 Audit = Callable[[Identity, str, str, int], None]
 
+# What every route answers when the call fails: the error's code (``not_found``,
+# ``invalid_input``, …), a message for a person, and the mloop.errors class it stands for.
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "Error", "type": "object", "required": ["error"], "properties": {"error": {
+        "type": "object", "required": ["code", "message"], "properties": {
+            "code": {"type": "string"}, "message": {"type": "string"},
+            "type": {"type": "string"}}}}}
+ERROR_RESPONSES: dict[str, Any] = {
+    status: {"description": description, "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/Error"}}}}
+    for status, description in (
+        ("4XX", "The caller's mistake: a malformed request (400), missing or wrong "
+                "credentials (401, 403), something that does not exist (404), a conflict "
+                "(409), a body too large (413), a value the method refuses (422), too many "
+                "requests (429)."),
+        ("5XX", "The server could not answer: the store is unavailable (503) or full (507)."))}
+
 
 def _body_schema(method: catalogue.Method, defs: dict[str, Any]) -> dict[str, Any]:
     props: dict[str, Any] = {}
@@ -100,8 +117,9 @@ def make_router(project: Project, authorize: Authorize,
                     "requestBody": {"required": True, "content": {
                         "application/json": {"schema": body_schema}}},
                     "responses": {"200": {"description": "The method's result.", "content": {
-                        "application/json": {"schema": result_schema}}}},
+                        "application/json": {"schema": result_schema}}}, **ERROR_RESPONSES},
                 })
+    defs["Error"] = ERROR_SCHEMA
     router.openapi_defs = defs  # type: ignore[attr-defined]  # merged by the app
     return router
 
