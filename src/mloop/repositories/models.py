@@ -247,8 +247,10 @@ class SqlModels:
         with store.write() as conn:
             conn.execute(store.insert(registered_models).values(
                 id=new_id(), name=name, created_at=now_ms()).on_conflict_do_nothing())
+            # the model's row locked (PostgreSQL; SQLite's writes are serial anyway):
+            # registrations of one model take their numbers one after the other
             model_id = conn.execute(select(registered_models.c.id).where(
-                registered_models.c.name == name)).scalar_one()
+                registered_models.c.name == name).with_for_update()).scalar_one()
             last = conn.execute(select(func.max(model_versions.c.version)).where(
                 model_versions.c.model_id == model_id)).scalar()
             version = int(last or 0) + 1

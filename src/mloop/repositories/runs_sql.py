@@ -19,7 +19,7 @@ from sqlalchemy import Connection, and_, bindparam, or_, select, update
 
 from mloop.core.clock import now_ms
 from mloop.core.owner import Owner, is_dead
-from mloop.errors import MloopError, ParamConflictError, RunNotFoundError
+from mloop.errors import InvalidInputError, MloopError, ParamConflictError, RunNotFoundError
 from mloop.repositories import runs as _lite
 from mloop.repositories.runs import (
     ArtifactInfo,
@@ -227,7 +227,8 @@ class SqlRuns:
 
     def record_artifacts(self, run_id: str, infos: Iterable[ArtifactInfo]) -> None:
         now = now_ms()
-        rows = [{"run_id": run_id, "path": i.path, "digest": i.digest, "size": i.size,
+        rows = [{"run_id": run_id, "path": _artifact_path(i.path),
+                 "digest": _artifact_digest(i), "size": _artifact_size(i),
                  "created_at": now} for i in infos]
         if rows:
             with self.store.write() as conn:
@@ -371,3 +372,30 @@ def write_points(store: Store, conn: Transaction, batch: list[MetricPoint]) -> N
     conn.execute(store.statement("latest_metrics.upsert", _latest_upsert),
                  [{"run_id": r, "key": k, "step": s, "timestamp": t, "value": v}
                   for r, k, s, t, v in latest.values()])
+
+
+def _artifact_path(path: str) -> str:
+    """An artifact's path as stored: relative, normalised, inside the run's root (a path
+    another process sends, e.g. through the server, is checked like a local one)."""
+    from mloop.core.paths import safe_relpath
+
+    clean = safe_relpath(path)
+    if clean != path:
+        raise InvalidInputError(f"Artifact path {path!r} is not in its normal form; send "
+                                f"{clean!r}.")
+    return clean
+
+
+def _artifact_digest(info: ArtifactInfo) -> str:
+    from mloop.core.hashing import is_digest
+
+    if not is_digest(info.digest):
+        raise InvalidInputError(f"Artifact {info.path!r}: {info.digest!r} is not a blob "
+                                "digest (64 hex digits).")
+    return info.digest
+
+
+def _artifact_size(info: ArtifactInfo) -> int:
+    if info.size < 0:
+        raise InvalidInputError(f"Artifact {info.path!r}: a size cannot be negative.")
+    return info.size
