@@ -247,12 +247,14 @@ class Runs(Protocol):
 
     def environment(self, env_id: str) -> Environment | None: ...
 
-    def create(self, run: NewRun, owner: Owner, *, tags: Mapping[str, str],
+    def create(self, run: NewRun, owner: Owner | None, *, tags: Mapping[str, str],
                environment: Mapping[str, Any] | None = None) -> None:
-        """Store a RUNNING run with its tags (and its environment row, once) at once."""
+        """Store a RUNNING run with its tags (and its environment row, once) at once;
+        ``owner=None``: no process of this host runs it (an mlflow client's run), so it is
+        never reaped."""
         ...
 
-    def resume(self, run_id: str, owner: Owner) -> ResumedRun:
+    def resume(self, run_id: str, owner: Owner | None) -> ResumedRun:
         """Mark an existing run RUNNING again, owned by ``owner``."""
         ...
 
