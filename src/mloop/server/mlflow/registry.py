@@ -28,8 +28,9 @@ if TYPE_CHECKING:
     from mloop.project import Project
     from mloop.repositories.models import ModelVersion
 
-_NAME_FILTER = re.compile(r"^\s*name\s*(=|like|ilike)\s*'([^']*)'\s*$", re.IGNORECASE)
-_RUN_FILTER = re.compile(r"^\s*run_id\s*=\s*'([0-9a-f]{32})'\s*$", re.IGNORECASE)
+_CLAUSE = re.compile(r"^\s*(name|run_id)\s*(=|!=|like|ilike)\s*'([^']*)'\s*$", re.IGNORECASE)
+_PROMPT = re.compile(r"^\s*tags?\.`?mlflow\.prompt\.is_prompt`?\s*!=\s*'true'\s*$",
+                     re.IGNORECASE)
 _PROXY = "mlflow-artifacts:/"
 
 
@@ -117,19 +118,40 @@ def _like(pattern: str, text: str, fold: bool) -> bool:
     return re.fullmatch(regex, text, re.IGNORECASE if fold else 0) is not None
 
 
-def _names(project: Project, text: str | None) -> list[str]:
-    """Registered model names matching a ``name = / LIKE / ILIKE '...'`` filter."""
-    names = sorted({v.name for v in registry.list_models(project)})
+def _clauses(text: str | None) -> list[tuple[str, str, str]]:
+    """A registry search filter as (field, operator, value) clauses joined by AND. The
+    mlflow client adds "tag.`mlflow.prompt.is_prompt` != 'true'": mloop has no prompts,
+    so every model passes it and it is dropped."""
     if not text or not text.strip():
-        return names
-    found = _NAME_FILTER.match(text)
-    if found is None:
-        raise wire.invalid(f"Unsupported filter {text!r}: mloop server supports "
-                           "name = / LIKE / ILIKE '...'.")
-    op, value = found.group(1).lower(), found.group(2)
-    if op == "=":
-        return [n for n in names if n == value]
-    return [n for n in names if _like(value, n, op == "ilike")]
+        return []
+    out = []
+    for part in re.split(r"\s+and\s+", text.strip(), flags=re.IGNORECASE):
+        if _PROMPT.match(part):
+            continue
+        found = _CLAUSE.match(part)
+        if found is None:
+            raise wire.invalid(f"Unsupported filter {part!r}: mloop server supports name = / "
+                               "LIKE / ILIKE '...' and run_id = '...', joined by AND.")
+        out.append((found.group(1).lower(), found.group(2).lower(), found.group(3)))
+    return out
+
+
+def _keep(clauses: list[tuple[str, str, str]], name: str, run_id: str | None) -> bool:
+    for field, op, value in clauses:
+        text = name if field == "name" else run_id or ""
+        if op == "=" and text != value:
+            return False
+        if op == "!=" and text == value:
+            return False
+        if op in ("like", "ilike") and not _like(value, text, op == "ilike"):
+            return False
+    return True
+
+
+def _names(project: Project, clauses: list[tuple[str, str, str]]) -> list[str]:
+    """Registered model names passing the ``name`` clauses."""
+    names = sorted({v.name for v in registry.list_models(project)})
+    return [n for n in names if _keep([c for c in clauses if c[0] == "name"], n, None)]
 
 
 def _page(items: list[Any], args: Args, default: int) -> tuple[list[Any], str | None]:
@@ -160,8 +182,8 @@ def register(routes: Routes) -> None:
 
     @routes.get(f"{base}/search")
     def search_models(args: Args) -> Args:
-        names, token = _page(_names(project, wire.text(args, "filter", required=False)),
-                             args, 100)
+        clauses = _clauses(wire.text(args, "filter", required=False))
+        names, token = _page(_names(project, clauses), args, 100)
         return wire.clean({"registered_models": [registered_model(project, n) for n in names],
                            "next_page_token": token})
 
@@ -210,11 +232,9 @@ def register(routes: Routes) -> None:
 
     @routes.get(f"{versions}/search")
     def search_versions(args: Args) -> Args:
-        text = wire.text(args, "filter", required=False)
-        run = _RUN_FILTER.match(text or "")
-        names = _names(project, None if run else text)
-        found = [v for n in names for v in registry.list_versions(project, n)
-                 if run is None or v.run_id == run.group(1)]
+        clauses = _clauses(wire.text(args, "filter", required=False))
+        found = [v for n in _names(project, clauses) for v in registry.list_versions(project, n)
+                 if _keep(clauses, n, v.run_id)]
         page, token = _page(found, args, 1000)
         return wire.clean({"model_versions": [version(project, v) for v in page],
                            "next_page_token": token})

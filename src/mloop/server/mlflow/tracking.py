@@ -70,6 +70,27 @@ def metric_points(run_id: str, metrics: list[dict[str, Any]]) -> list[Any]:
     return points
 
 
+def new_points(project: Project, run_id: str, metrics: list[dict[str, Any]]) -> list[Any]:
+    """The points to store. ``log_model`` links a run's metrics to the model by logging
+    them again with a ``model_id``: such a point already stored is not stored twice (as
+    MLflow's store keeps (key, step, timestamp, value) unique)."""
+    points = metric_points(run_id, metrics)
+    if not any(m.get("model_id") for m in metrics):
+        return points
+    runs = backend(project).runs
+    seen: dict[str, set[Any]] = {}
+    kept = []
+    for metric, point in zip(metrics, points, strict=True):
+        key = point[1]
+        if metric.get("model_id"):
+            if key not in seen:
+                seen[key] = set(runs.metric_history(run_id, key))
+            if (point[2], point[3], point[4]) in seen[key]:
+                continue
+        kept.append(point)
+    return kept
+
+
 def _page_offset(token: str | None) -> int:
     if not token:
         return 0
@@ -193,7 +214,7 @@ def register(routes: Routes) -> None:
 
     @routes.post(f"{API}/runs/log-metric")
     def log_metric(args: Args) -> Args:
-        runs.write_points(metric_points(run_id_of(project, args), [args]))
+        runs.write_points(new_points(project, run_id_of(project, args), [args]))
         return {}
 
     @routes.post(f"{API}/runs/log-parameter")
@@ -215,7 +236,7 @@ def register(routes: Routes) -> None:
         run_id = run_id_of(project, args)
         params = records.stringify_params(wire.key_values(args, "params"))
         tags = records.stringify_tags(wire.key_values(args, "tags"))
-        points = metric_points(run_id, wire.items(args, "metrics"))
+        points = new_points(project, run_id, wire.items(args, "metrics"))
         if params:
             runs.log_params(run_id, params)
         if tags:
