@@ -130,3 +130,108 @@ def test_workflow(url: str, project: Project, tmp_path: Path) -> None:
         mloop.load_model("models:/churn@champion")
     again = mloop.load_model("models:/churn@champion", allow_pickle=True)
     assert list(again.predict(X[:5])) == list(model.predict(X[:5]))
+
+
+def test_inputs_and_autolog(url: str, project: Project) -> None:
+    import pandas as pd
+    from sklearn.linear_model import LinearRegression
+
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "y": [2.0, 4.0, 6.0, 8.0]})
+    mlflow.set_experiment("auto")
+    with mlflow.start_run() as run:
+        mlflow.log_input(mlflow.data.from_pandas(frame, name="train"), context="training")
+    got = mlflow.get_run(run.info.run_id)
+    assert [d.dataset.name for d in got.inputs.dataset_inputs] == ["train"]
+    assert not any(k.startswith("mlflow.datasetInput.") for k in got.data.tags)
+
+    mlflow.sklearn.autolog(log_models=True, log_datasets=False)
+    try:
+        with mlflow.start_run() as fitted:
+            LinearRegression().fit(frame[["x"]], frame["y"])
+    finally:
+        mlflow.sklearn.autolog(disable=True)
+    seen = mloop.get_run(fitted.info.run_id)
+    assert seen.params["fit_intercept"] == "True"
+    assert "training_score" in seen.metrics
+    assert any(a.path.endswith("MLmodel") for a in seen.artifacts)
+
+
+def test_mloop_runs_and_models_seen_by_mlflow(url: str, project: Project) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    X = np.random.default_rng(1).normal(size=(40, 2))
+    y = (X[:, 1] > 0).astype(int)
+    model = LogisticRegression().fit(X, y)
+    with mloop.start_run(experiment="native", name="mine") as run:
+        mloop.log_param("C", 1.0)
+        mloop.log_metric("acc", 0.75)
+        mloop.log_model(model, name="model", registered_name="native", onnx=False)
+    exp = mlflow.get_experiment_by_name("native")
+    assert exp is not None
+    found = mlflow.search_runs([exp.experiment_id], filter_string="metrics.acc > 0.5",
+                               output_format="list")
+    assert [r.info.run_id for r in found] == [run.id]
+    assert found[0].data.params == {"C": "1.0"} and found[0].info.run_name == "mine"
+    got = mlflow.get_run(run.id)
+    assert got.data.metrics == {"acc": 0.75} and got.info.status == "FINISHED"
+
+    # an mloop version: a generated MLmodel naming skops, and a loader that runs no pickle
+    mlmodel = mlflow.artifacts.load_text(
+        mlflow.MlflowClient().get_model_version_download_uri("native", "1") + "/MLmodel")
+    assert "serialization: skops" in mlmodel and "runs_code_when_loaded: false" in mlmodel
+    loaded = mlflow.pyfunc.load_model("models:/native/1")
+    assert list(loaded.predict(X[:4])) == list(model.predict(X[:4]))
+
+
+class Doubler:
+    """A plain python model: mloop saves it with joblib, a pickle."""
+
+    def predict(self, rows: object) -> object:
+        return np.asarray(rows) * 2
+
+
+def test_pickled_mloop_model_is_not_offered_to_pyfunc(url: str, project: Project) -> None:
+    with mloop.start_run(experiment="native"):
+        mloop.log_model(Doubler(), name="model", registered_name="doubler")
+    uri = mlflow.MlflowClient().get_model_version_download_uri("doubler", "1")
+    mlmodel = mlflow.artifacts.load_text(uri + "/MLmodel")
+    assert "serialization: joblib" in mlmodel and "runs_code_when_loaded: true" in mlmodel
+    assert "python_function" not in mlmodel
+    with pytest.raises(mlflow.exceptions.MlflowException, match="python_function"):
+        mlflow.pyfunc.load_model("models:/doubler/1")
+
+
+def test_error_codes(url: str, project: Project) -> None:
+    import httpx
+
+    client = mlflow.MlflowClient()
+    exp_id = client.create_experiment("errs")
+    with pytest.raises(mlflow.exceptions.MlflowException) as exists:
+        client.create_experiment("errs")
+    assert exists.value.error_code == "RESOURCE_ALREADY_EXISTS"
+    run = client.create_run(exp_id)
+    client.log_param(run.info.run_id, "k", "1")
+    client.log_param(run.info.run_id, "k", "1")  # the same value again is fine
+    with pytest.raises(mlflow.exceptions.MlflowException) as clash:
+        client.log_param(run.info.run_id, "k", "2")
+    assert clash.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert client.get_experiment_by_name("missing") is None
+    with httpx.Client(base_url=url) as http:
+        missing = http.get("/api/2.0/mlflow/experiments/get-by-name",
+                           params={"experiment_name": "missing"})
+        assert missing.status_code == 404
+        assert missing.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+        no_run = http.get("/api/2.0/mlflow/runs/get", params={"run_id": "0" * 32})
+        assert (no_run.status_code, no_run.json()["error_code"]) == (
+            404, "RESOURCE_DOES_NOT_EXIST")
+        root = f"/api/2.0/mlflow-artifacts/artifacts/{exp_id}/{run.info.run_id}/artifacts"
+        for bad in ("%2E%2E/%2E%2E/x", "a/%2E%2E/%2E%2E/x", "a%00b"):
+            put = http.put(f"{root}/{bad}", content=b"x")
+            assert (put.status_code, put.json()["error_code"]) == (
+                400, "INVALID_PARAMETER_VALUE"), bad
+        listed = http.get("/api/2.0/mlflow-artifacts/artifacts",
+                          params={"path": f"{exp_id}/{run.info.run_id}/artifacts/../../x"})
+        assert listed.status_code == 400
+        assert http.put(f"{root}/ok.txt", content=b"fine").status_code == 200
+        assert http.get(f"{root}/ok.txt").content == b"fine"
+    assert mloop.get_run(run.info.run_id).artifacts[0].path == "ok.txt"
