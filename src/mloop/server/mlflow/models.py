@@ -194,7 +194,7 @@ def register(routes: Routes) -> None:
         limit = wire.integer(args, "max_results", 100) or 100
         page = runs.search(SearchQuery(experiment_ids=ids or None))
         found = []
-        for run_id, key, value in page.kv.get("tags", []):
+        for _run_id, key, _value in page.kv.get("tags", []):
             if key.startswith(convert.MODEL_TAG):
                 model_id = key[len(convert.MODEL_TAG):]
                 run, record = find(project, model_id)

@@ -205,4 +205,4 @@ def pairs(values: Mapping[str, str]) -> list[dict[str, str]]:
 
 def clean(message: dict[str, Any]) -> dict[str, Any]:
     """Drop empty fields, as proto3 JSON leaves them out."""
-    return {k: v for k, v in message.items() if v is not None and v != [] and v != {}}
+    return {k: v for k, v in message.items() if v is not None and v not in ([], {})}
