@@ -162,3 +162,16 @@ def test_concurrent_registrations_take_distinct_numbers(
     version = first.get("churn/3")
     assert version.to_dict()["status"] == "registered"
     assert type(version.to_dict()["status"]) is str  # plain JSON, not the enum
+
+
+def test_alias_removed_and_logged(models: Models) -> None:
+    _register(models)
+    models.set_alias("churn", "champion", 1)
+    models.delete_alias("churn", "champion")
+    assert models.get("churn/1").aliases == []
+    with pytest.raises(ModelNotFoundError):
+        models.get("churn@champion")
+    with pytest.raises(ModelNotFoundError):
+        models.delete_alias("churn", "champion")
+    assert [(e.action, e.message) for e in models.events("churn")][-1] == (
+        "alias", "champion removed")

@@ -195,3 +195,13 @@ def test_unsupported_operator_is_bad_input(project: Project) -> None:
     odd = Comparison("attributes", "status", "~", "x", 0)  # no parser makes this
     with pytest.raises(InvalidInputError, match="operator"):
         _runs(project).search(SearchQuery(odd))
+
+
+def test_a_run_without_owner_is_never_reaped(project: Project) -> None:
+    runs = _runs(project)
+    orphan = _new(project)  # an mlflow client's run, created through the server
+    runs.create(orphan, None, tags={})
+    runs.create(_new(project), _dead_owner(), tags={})
+    assert orphan.id not in runs.reap()
+    runs.resume(orphan.id, None)
+    assert runs.get(orphan.id).status is RunStatus.RUNNING and runs.reap() == []

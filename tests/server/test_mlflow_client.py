@@ -24,17 +24,19 @@ pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"),
               pytest.mark.filterwarnings("ignore::FutureWarning")]
 
 import uvicorn  # noqa: E402
-from fastapi import FastAPI  # noqa: E402
+from fastapi import FastAPI, Request  # noqa: E402
 
 import mloop  # noqa: E402
 from mloop.project import Project  # noqa: E402
-from mloop.server.app import no_auth  # noqa: E402
+from mloop.core.identity import Identity  # noqa: E402
+from mloop.errors import ForbiddenError, TokenError  # noqa: E402
+from mloop.server.app import Authorize, no_auth  # noqa: E402
 from mloop.server.mlflow import make_router  # noqa: E402
 
 
-def serve(project: Project) -> Iterator[str]:
+def serve(project: Project, authorize: Authorize = no_auth) -> Iterator[str]:
     app = FastAPI()
-    app.include_router(make_router(project, no_auth))
+    app.include_router(make_router(project, authorize))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -235,3 +237,58 @@ def test_error_codes(url: str, project: Project) -> None:
         assert http.put(f"{root}/ok.txt", content=b"fine").status_code == 200
         assert http.get(f"{root}/ok.txt").content == b"fine"
     assert mloop.get_run(run.info.run_id).artifacts[0].path == "ok.txt"
+
+
+TOKENS = {"tok-r": Identity("rita", "reader", "t1"), "tok-w": Identity("wendy", "writer", "t2"),
+          "tok-a": Identity("abe", "approver", "t3")}
+
+
+def by_token(request: Request, need: str) -> Identity:
+    """Tokens as the mlflow client sends them (Bearer MLFLOW_TRACKING_TOKEN)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    identity = TOKENS.get(token) if scheme == "Bearer" else None
+    if identity is None:
+        raise TokenError("No valid token.")
+    if not identity.allows(need):
+        raise ForbiddenError(f"{identity.name} is a {identity.role}; this needs {need}.")
+    return identity
+
+
+def test_roles_and_identity(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    X = np.random.default_rng(2).normal(size=(30, 2))
+    model = LogisticRegression().fit(X, (X[:, 0] > 0).astype(int))
+    for address in serve(project, by_token):
+        client = mlflow.MlflowClient(address)
+        monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
+        with pytest.raises(mlflow.exceptions.MlflowException) as anonymous:
+            client.search_experiments()
+        assert anonymous.value.error_code == "UNAUTHENTICATED"
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "tok-r")
+        with pytest.raises(mlflow.exceptions.MlflowException) as reader:
+            client.create_experiment("team")
+        assert reader.value.error_code == "PERMISSION_DENIED"
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "tok-w")
+        exp_id = client.create_experiment("team")
+        run = client.create_run(exp_id, tags={"mlflow.user": "someone-else"})
+        mlflow.set_tracking_uri(address)
+        try:
+            with mlflow.start_run(run_id=run.info.run_id):
+                mlflow.sklearn.log_model(model, name="model", registered_model_name="team")
+            with pytest.raises(mlflow.exceptions.MlflowException) as writer:
+                client.set_registered_model_alias("team", "champion", "1")
+            assert writer.value.error_code == "PERMISSION_DENIED"
+            monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "tok-a")
+            client.set_registered_model_alias("team", "champion", "1")
+            client.delete_registered_model_alias("team", "champion")
+        finally:
+            mlflow.set_tracking_uri("")
+    logged = mloop.get_run(run.info.run_id)
+    assert logged.user == "wendy" and logged.tags["mlflow.user"] == "wendy"
+    events = mloop.model_events("team")
+    assert [(e.action, e.user) for e in events] == [
+        ("registered", "wendy"), ("alias", "abe"), ("alias", "abe")]

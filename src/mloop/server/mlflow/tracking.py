@@ -169,11 +169,14 @@ def register(routes: Routes) -> None:
         if parent is not None:
             parent = runs.get(records.resolve_run_id(project, parent)).id
         run_id = new_id()
+        user = user_of(args, wire.text(args, "user_id", required=False)
+                       or tags.get("mlflow.user"))
+        if identity_of(args).token_id is not None:
+            tags["mlflow.user"] = user  # who the token says, not who the client claims
         runs.create(NewRun(
             id=run_id, experiment_id=exp.id, name=name,
             start_time=wire.integer(args, "start_time") or now_ms(), parent_id=parent,
-            user=user_of(args, wire.text(args, "user_id", required=False)
-                         or tags.get("mlflow.user")),
+            user=user,
             command=tags.get("mlflow.source.name"), seed=None,
             git_commit=tags.get("mlflow.source.git.commit"),
             git_branch=tags.get("mlflow.source.git.branch"), git_dirty=None,
