@@ -7,9 +7,6 @@ see what it logged, and the other way round.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,36 +20,13 @@ pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning"),
               pytest.mark.filterwarnings("ignore::FutureWarning")]
 
-import uvicorn  # noqa: E402
-from fastapi import FastAPI, Request  # noqa: E402
+from fastapi import Request  # noqa: E402
 
 import mloop  # noqa: E402
-from mloop.project import Project  # noqa: E402
 from mloop.core.identity import Identity  # noqa: E402
 from mloop.errors import ForbiddenError, TokenError  # noqa: E402
-from mloop.server.app import Authorize, no_auth  # noqa: E402
-from mloop.server.mlflow import make_router  # noqa: E402
-
-
-def serve(project: Project, authorize: Authorize = no_auth) -> Iterator[str]:
-    app = FastAPI()
-    app.include_router(make_router(project, authorize))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+from mloop.project import Project  # noqa: E402
+from tests.server.mlflow_serve import serve  # noqa: E402
 
 
 @pytest.fixture
@@ -64,7 +38,7 @@ def url(project: Project, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    for address in serve(project):
+    with serve(project) as address:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", address)
         mlflow.set_tracking_uri(address)
         try:
@@ -262,7 +236,7 @@ def test_roles_and_identity(project: Project, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     X = np.random.default_rng(2).normal(size=(30, 2))
     model = LogisticRegression().fit(X, (X[:, 0] > 0).astype(int))
-    for address in serve(project, by_token):
+    with serve(project, by_token) as address:
         client = mlflow.MlflowClient(address)
         monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
         with pytest.raises(mlflow.exceptions.MlflowException) as anonymous:

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
 
-from mloop.server.mlflow import artifacts, models, registry, tracking
+from mloop.server.mlflow import artifacts, models, registry, tracking, wire
 from mloop.server.mlflow.routing import Args, Routes
 
 if TYPE_CHECKING:
@@ -47,4 +48,12 @@ def make_router(project: Project, authorize: Authorize) -> APIRouter:
         return {"multipart_uploads_enabled": False, "multipart_downloads_enabled": False,
                 "store_type": "mloop"}
 
+    async def unknown(request: Request) -> Response:  # last: MLflow's form, not FastAPI's
+        return wire.error_response(404, "ENDPOINT_NOT_FOUND",
+                                   f"mloop server does not serve {request.method} "
+                                   f"{request.url.path} (see docs/server-mlflow.md).")
+
+    for prefix in ("/api/2.0/mlflow", "/api/2.0/mlflow-artifacts", "/api/3.0/mlflow"):
+        routes.router.add_api_route(prefix + "/{rest:path}", unknown, include_in_schema=False,
+                                    methods=["GET", "POST", "PATCH", "PUT", "DELETE"])
     return routes.router
