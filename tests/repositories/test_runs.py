@@ -205,3 +205,9 @@ def test_a_run_without_owner_is_never_reaped(project: Project) -> None:
     assert orphan.id not in runs.reap()
     runs.resume(orphan.id, None)
     assert runs.get(orphan.id).status is RunStatus.RUNNING and runs.reap() == []
+
+
+def test_rename(project: Project) -> None:
+    run_id = _created(project)
+    _runs(project).rename(run_id, "better name")
+    assert _runs(project).get(run_id).name == "better name"

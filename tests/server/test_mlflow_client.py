@@ -119,6 +119,9 @@ def test_inputs_and_autolog(url: str, project: Project) -> None:
     got = mlflow.get_run(run.info.run_id)
     assert [d.dataset.name for d in got.inputs.dataset_inputs] == ["train"]
     assert not any(k.startswith("mlflow.datasetInput.") for k in got.data.tags)
+    mlflow.MlflowClient().update_run(run.info.run_id, name="renamed")
+    assert mloop.get_run(run.info.run_id).name == "renamed"
+    assert mlflow.get_run(run.info.run_id).info.run_name == "renamed"
 
     mlflow.sklearn.autolog(log_models=True, log_datasets=False)
     try:
@@ -266,3 +269,25 @@ def test_roles_and_identity(project: Project, monkeypatch: pytest.MonkeyPatch) -
     events = mloop.model_events("team")
     assert [(e.action, e.user) for e in events] == [
         ("registered", "wendy"), ("alias", "abe"), ("alias", "abe")]
+
+
+def test_logged_models_outside_runs_and_by_run_uri(url: str, project: Project) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    X = np.random.default_rng(3).normal(size=(30, 2))
+    model = LogisticRegression().fit(X, (X[:, 0] > 0).astype(int))
+    exp_id = mlflow.set_experiment("lm").experiment_id
+    free = mlflow.sklearn.log_model(model, name="free")  # no active run: a holder run
+    with mlflow.start_run() as run:
+        mlflow.sklearn.log_model(model, name="model")
+    version = mlflow.register_model(f"runs:/{run.info.run_id}/model", "byrun")
+    assert version.version == "1"
+    assert list(mlflow.pyfunc.load_model("models:/byrun/1").predict(X[:3])) == list(
+        model.predict(X[:3]))
+    assert list(mlflow.pyfunc.load_model(free.model_uri).predict(X[:3])) == list(
+        model.predict(X[:3]))
+    logged = mlflow.search_logged_models(experiment_ids=[exp_id], output_format="list")
+    assert {m.name for m in logged} == {"free", "model"}
+    assert all(m.status == "READY" for m in logged)
+    mloop_version = mloop.get_model_version("byrun/1")
+    assert mloop_version.run_id == run.info.run_id and mloop_version.artifact_path == "model"

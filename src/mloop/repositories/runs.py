@@ -266,6 +266,10 @@ class Runs(Protocol):
 
     def set_seed(self, run_id: str, seed: int) -> None: ...
 
+    def rename(self, run_id: str, name: str) -> None:
+        """Give a run another display name (an mlflow client's ``update_run``)."""
+        ...
+
     def set_status(self, run_id: str, status: RunStatus, end_time: int | None = None) -> None:
         """Record how a run ended (and when: now unless given)."""
         ...

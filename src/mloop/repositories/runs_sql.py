@@ -169,6 +169,10 @@ class SqlRuns:
         with self.store.write() as conn:
             conn.execute(update(runs).where(runs.c.id == run_id).values(seed=seed))
 
+    def rename(self, run_id: str, name: str) -> None:
+        with self.store.write() as conn:
+            conn.execute(update(runs).where(runs.c.id == run_id).values(name=name))
+
     def set_status(self, run_id: str, status: RunStatus, end_time: int | None = None) -> None:
         with self.store.write() as conn:
             set_status(self.store, conn, run_id, status, end_time)

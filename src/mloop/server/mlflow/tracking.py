@@ -199,11 +199,9 @@ def register(routes: Routes) -> None:
             else:
                 runs.set_status(run_id, RunStatus(status), wire.integer(args, "end_time"))
         new_name = wire.text(args, "run_name", required=False)
-        found = runs.get(run_id)
-        if new_name is not None and new_name != found.name:
-            check_text(new_name, "run name", MAX_RUN_NAME, newlines=False, empty=False)
-            runs.set_tags(run_id, {"mlflow.runName": new_name})  # mloop keeps its name
-        return {"run_info": convert.run_info(found)}
+        if new_name is not None:
+            rename(run_id, new_name)
+        return {"run_info": convert.run_info(runs.get(run_id))}
 
     @routes.post(f"{API}/runs/delete")
     def delete_run(args: Args) -> Args:
@@ -227,11 +225,21 @@ def register(routes: Routes) -> None:
         runs.log_params(run_id, records.stringify_params({key: args.get("value", "")}))
         return {}
 
+    def rename(run_id: str, name: str) -> None:
+        """A new run name, kept as mloop's name and MLflow's ``mlflow.runName`` tag."""
+        check_text(name, "run name", MAX_RUN_NAME, newlines=False, empty=False)
+        runs.rename(run_id, name)
+        runs.set_tags(run_id, {"mlflow.runName": name})
+
     @routes.post(f"{API}/runs/set-tag")
     def set_tag(args: Args) -> Args:
         run_id = run_id_of(project, args)
         key = wire.need(args, "key")
-        runs.set_tags(run_id, records.stringify_tags({key: args.get("value", "")}))
+        tag = records.stringify_tags({key: args.get("value", "")})
+        if key == "mlflow.runName":  # MLflow renames a run so
+            rename(run_id, tag[key])
+        else:
+            runs.set_tags(run_id, tag)
         return {}
 
     @routes.post(f"{API}/runs/log-batch")
@@ -240,6 +248,8 @@ def register(routes: Routes) -> None:
         params = records.stringify_params(wire.key_values(args, "params"))
         tags = records.stringify_tags(wire.key_values(args, "tags"))
         points = new_points(project, run_id, wire.items(args, "metrics"))
+        if "mlflow.runName" in tags:
+            rename(run_id, tags.pop("mlflow.runName"))
         if params:
             runs.log_params(run_id, params)
         if tags:
