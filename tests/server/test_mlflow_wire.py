@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import Request
 
+from mloop.core.identity import Identity
 from mloop.errors import (
     ConflictError,
     ForbiddenError,
@@ -18,7 +22,8 @@ from mloop.errors import (
     UnsafePathError,
 )
 from mloop.project import Project
-from mloop.server.mlflow import mlmodel, wire
+from mloop.server.app import no_auth
+from mloop.server.mlflow import make_router, mlmodel, wire
 from tests.server.mlflow_serve import serve
 
 
@@ -84,3 +89,26 @@ def test_unknown_routes_and_bad_bodies_answer_in_mlflow_form(sqlite_project: Pro
             400, "INVALID_PARAMETER_VALUE")
         info = http.get("/api/3.0/mlflow/server-info").json()
         assert info["multipart_uploads_enabled"] is False
+
+
+DOC = (Path(__file__).resolve().parents[2] / "docs" / "server-mlflow.md").read_text()
+ROW = re.compile(r"^\| `(GET|POST|PUT|PATCH|DELETE) (/api/[^`]+)` \| (\w+) \|$", re.MULTILINE)
+
+
+def test_docs_list_every_route_with_its_role(sqlite_project: Project) -> None:
+    documented = {(m, p): role for m, p, role in ROW.findall(DOC)}
+    served = {(m, r.path) for r in make_router(sqlite_project, no_auth).routes
+              for m in r.methods if "{rest:path}" not in r.path}  # type: ignore[attr-defined]
+    assert set(documented) == served
+    asked: list[str] = []
+
+    def record(request: Request, need: str) -> Identity:
+        asked.append(need)
+        raise TokenError("recorded")
+
+    with serve(sqlite_project, record) as url, httpx.Client(base_url=url) as http:
+        for (method, path), role in sorted(documented.items()):
+            concrete = re.sub(r"\{[^}]+\}", "x", path)
+            answer = http.request(method, concrete)
+            assert answer.status_code == 401, (method, path)
+            assert asked.pop() == role, (method, path)
