@@ -7,6 +7,7 @@ see what it logged, and the other way round.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import mloop  # noqa: E402
 from mloop.core.identity import Identity  # noqa: E402
 from mloop.errors import ForbiddenError, TokenError  # noqa: E402
 from mloop.project import Project  # noqa: E402
+from tests.cli.test_cli import run_cli  # noqa: E402
 from tests.server.mlflow_serve import serve  # noqa: E402
 
 
@@ -50,7 +52,8 @@ def url(project: Project, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
             mlflow.set_tracking_uri("")
 
 
-def test_workflow(url: str, project: Project, tmp_path: Path) -> None:
+def test_workflow(url: str, project: Project, tmp_path: Path,
+                  monkeypatch: pytest.MonkeyPatch) -> None:
     from sklearn.linear_model import LogisticRegression
 
     X = np.random.default_rng(0).normal(size=(60, 3))
@@ -106,6 +109,15 @@ def test_workflow(url: str, project: Project, tmp_path: Path) -> None:
         mloop.load_model("models:/churn@champion")
     again = mloop.load_model("models:/churn@champion", allow_pickle=True)
     assert list(again.predict(X[:5])) == list(model.predict(X[:5]))
+    # and the CLI (a process of its own, on the project's store)
+    monkeypatch.setenv("MLOOP_STORE_URI", project.settings.store_uri)
+    shown = json.loads(run_cli("runs", "show", parent.info.run_id, "--json",
+                               cwd=project.root).stdout)
+    assert shown["params"] == {"alpha": "0.5"} and shown["tags"]["team"] == "risk"
+    listed = json.loads(run_cli("models", "versions", "churn", "--json",
+                                cwd=project.root).stdout)
+    assert [(v["version"], v["flavor"], v["aliases"]) for v in listed] == [
+        (1, "mlflow", ["champion"])]
 
 
 def test_inputs_and_autolog(url: str, project: Project) -> None:
@@ -214,6 +226,14 @@ def test_error_codes(url: str, project: Project) -> None:
         assert http.put(f"{root}/ok.txt", content=b"fine").status_code == 200
         assert http.get(f"{root}/ok.txt").content == b"fine"
     assert mloop.get_run(run.info.run_id).artifacts[0].path == "ok.txt"
+    client.delete_run(run.info.run_id)
+    assert client.search_runs([exp_id]) == []
+    gone = client.search_runs([exp_id], run_view_type=mlflow.entities.ViewType.DELETED_ONLY)
+    assert [r.info.lifecycle_stage for r in gone] == ["deleted"]
+    assert mloop.get_run(run.info.run_id).deleted
+    client.restore_run(run.info.run_id)
+    everything = client.search_runs([exp_id], run_view_type=mlflow.entities.ViewType.ALL)
+    assert [r.info.lifecycle_stage for r in everything] == ["active"]
 
 
 TOKENS = {"tok-r": Identity("rita", "reader", "t1"), "tok-w": Identity("wendy", "writer", "t2"),

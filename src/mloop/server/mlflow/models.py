@@ -50,10 +50,13 @@ def find(project: Project, model_id: str) -> tuple[Run, dict[str, Any]]:
         run = backend(project).runs.get(records.resolve_run_id(project, match.group(1)))
     except RunNotFoundError:
         raise _no_model(model_id) from None
-    raw = run.tags.get(convert.MODEL_TAG + model_id)
-    if raw is None:
+    try:
+        record = json.loads(run.tags[convert.MODEL_TAG + model_id])
+    except (KeyError, ValueError):
+        raise _no_model(model_id) from None
+    if not isinstance(record, dict) or not isinstance(record.get("path"), str):
         raise _no_model(model_id)
-    return run, json.loads(raw)
+    return run, record
 
 
 def save(project: Project, run_id: str, model_id: str, record: dict[str, Any]) -> None:

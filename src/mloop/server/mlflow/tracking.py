@@ -335,18 +335,20 @@ def _search(project: Project, args: Args) -> Args:
             "params": wire.pairs(dict(kv.get("params", []))), "tags": wire.pairs(visible)})
         out.append({"info": info, "data": data,
                     "inputs": wire.clean({"dataset_inputs": convert.dataset_inputs(tags)})})
-    if view == "DELETED_ONLY":
-        out = _only_deleted(project, out)
+    if view != "ACTIVE_ONLY":  # rows do not say which runs are deleted: ask (rare views)
+        out = _mark_deleted(project, out, only=view == "DELETED_ONLY")
     return wire.clean({"runs": out,
                        "next_page_token": _page_token(offset + len(page.rows))
                        if page.more else None})
 
 
-def _only_deleted(project: Project, found: list[Args]) -> list[Args]:
+def _mark_deleted(project: Project, found: list[Args], *, only: bool) -> list[Args]:
     runs = backend(project).runs
     kept = []
     for item in found:
-        if runs.get(item["info"]["run_id"]).deleted:
+        deleted = runs.get(item["info"]["run_id"]).deleted
+        if deleted:
             item["info"]["lifecycle_stage"] = "deleted"
+        if deleted or not only:
             kept.append(item)
     return kept
