@@ -92,6 +92,8 @@ def test_workflow(url: str, project: Project, tmp_path: Path,
                                                 dst_path=str(tmp_path / "dl"))
     assert Path(local).read_text() == "hello"
     assert [m.name for m in client.search_registered_models()] == ["churn"]
+    assert [e.name for e in mlflow.search_experiments(filter_string="name LIKE 'ch%'")] == [
+        "churn"]
     versions = client.search_model_versions("name='churn'")
     assert [(v.version, v.aliases, v.tags) for v in versions] == [
         ("1", ["champion"], {"ticket": "T-1"})]

@@ -112,3 +112,18 @@ def test_docs_list_every_route_with_its_role(sqlite_project: Project) -> None:
             answer = http.request(method, concrete)
             assert answer.status_code == 401, (method, path)
             assert asked.pop() == role, (method, path)
+
+
+def test_search_filters() -> None:
+    from mloop.server.mlflow import filters
+
+    found = filters.clauses("name LIKE 'ch%' AND tag.`mlflow.prompt.is_prompt` != 'true'",
+                            ("name",), filters.PROMPT)
+    assert found == [("name", "like", "ch%")]
+    assert filters.keep(found, {"name": "churn"}) and not filters.keep(found, {"name": "x"})
+    assert filters.keep(filters.clauses("name ILIKE 'CH_RN'", ("name",)), {"name": "churn"})
+    assert not filters.keep(filters.clauses("name != 'a'", ("name",)), {"name": "a"})
+    assert filters.like("50%_off", "50% off") and not filters.like("a.c", "abc")
+    for bad in ("tags.team = 'x'", "name = 'a' OR name = 'b'", "name > 'a'"):
+        with pytest.raises(wire.MlflowError):
+            filters.clauses(bad, ("name",))

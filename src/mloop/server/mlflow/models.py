@@ -21,7 +21,7 @@ from mloop.core.text import MAX_VALUE
 from mloop.errors import InvalidInputError, NotFoundError, RunNotFoundError
 from mloop.repositories import backend
 from mloop.repositories.runs import NewRun, RunStatus, SearchQuery
-from mloop.server.mlflow import convert, mlmodel, wire
+from mloop.server.mlflow import convert, filters, mlmodel, wire
 from mloop.server.mlflow.routing import Args, Routes
 from mloop.server.mlflow.tracking import API, get_experiment, run_id_of, user_of
 from mloop.tracking import records
@@ -33,8 +33,6 @@ if TYPE_CHECKING:
 _ID = re.compile(r"^m-([0-9a-f]{32})-([0-9a-f]{8})$")
 _STATUS = {"1": "LOGGED_MODEL_PENDING", "2": "LOGGED_MODEL_READY",
            "3": "LOGGED_MODEL_UPLOAD_FAILED"}
-_FILTER = re.compile(r"^\s*(name|source_run_id|model_id|status)\s*=\s*'([^']*)'\s*$",
-                     re.IGNORECASE)
 
 
 def _no_model(model_id: str) -> NotFoundError:
@@ -105,24 +103,9 @@ def _holder_run(project: Project, args: Args, experiment_id: str, name: str) -> 
     return run_id
 
 
-def _matches(record: dict[str, Any], model_id: str, run: Run, conditions: list[Any]) -> bool:
-    values = {"name": record["name"], "source_run_id": record.get("source_run_id") or "",
-              "model_id": model_id, "status": record["status"]}
-    return all(values[key.lower()] == value for key, value in conditions)
-
-
-def _conditions(text: str | None) -> list[tuple[str, str]]:
-    if not text or not text.strip():
-        return []
-    out = []
-    for part in re.split(r"\s+and\s+", text.strip(), flags=re.IGNORECASE):
-        found = _FILTER.match(part)
-        if found is None:
-            raise wire.invalid(f"Unsupported logged-model filter {part!r}: mloop server "
-                               "supports name, source_run_id, model_id and status = '...' "
-                               "joined by AND.")
-        out.append((found.group(1), found.group(2)))
-    return out
+def _values(record: dict[str, Any], model_id: str) -> dict[str, str]:
+    return {"name": record["name"], "source_run_id": record.get("source_run_id") or "",
+            "model_id": model_id, "status": record["status"]}
 
 
 def register(routes: Routes) -> None:
@@ -193,7 +176,8 @@ def register(routes: Routes) -> None:
     @routes.post(base + "/search", "reader")
     def search(args: Args) -> Args:
         ids = tuple(get_experiment(project, e).id for e in wire.strings(args, "experiment_ids"))
-        conditions = _conditions(wire.text(args, "filter", required=False))
+        conditions = filters.clauses(wire.text(args, "filter", required=False),
+                                     ("name", "source_run_id", "model_id", "status"))
         limit = wire.integer(args, "max_results", 100) or 100
         page = runs.search(SearchQuery(experiment_ids=ids or None))
         found = []
@@ -201,7 +185,7 @@ def register(routes: Routes) -> None:
             if key.startswith(convert.MODEL_TAG):
                 model_id = key[len(convert.MODEL_TAG):]
                 run, record = find(project, model_id)
-                if _matches(record, model_id, run, conditions):
+                if filters.keep(conditions, _values(record, model_id)):
                     found.append(model(run, model_id, record))
         found.sort(key=lambda m: -m["info"]["creation_timestamp_ms"])
         return wire.clean({"models": found[:limit]})

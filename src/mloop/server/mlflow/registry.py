@@ -9,7 +9,6 @@ removing an alias needs the ``approver`` role: aliases are what deployments foll
 from __future__ import annotations
 
 import json
-import re
 from typing import TYPE_CHECKING, Any
 
 from mloop.core.clock import now_ms
@@ -17,7 +16,7 @@ from mloop.core.uris import check_name
 from mloop.errors import InvalidInputError, ModelNotFoundError
 from mloop.registry import models as registry
 from mloop.repositories import backend
-from mloop.server.mlflow import convert, mlmodel, wire
+from mloop.server.mlflow import convert, filters, mlmodel, wire
 from mloop.server.mlflow import models as logged
 from mloop.server.mlflow.artifacts import split
 from mloop.server.mlflow.routing import Args, Routes
@@ -28,9 +27,6 @@ if TYPE_CHECKING:
     from mloop.project import Project
     from mloop.repositories.models import ModelVersion
 
-_CLAUSE = re.compile(r"^\s*(name|run_id)\s*(=|!=|like|ilike)\s*'([^']*)'\s*$", re.IGNORECASE)
-_PROMPT = re.compile(r"^\s*tags?\.`?mlflow\.prompt\.is_prompt`?\s*!=\s*'true'\s*$",
-                     re.IGNORECASE)
 _PROXY = "mlflow-artifacts:/"
 
 
@@ -113,45 +109,14 @@ def _source(project: Project, source: str, model_id: str | None) -> tuple[str, s
                        "(models:/<model_id>) or a run's folder (runs:/<run_id>/<path>).")
 
 
-def _like(pattern: str, text: str, fold: bool) -> bool:
-    regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, text, re.IGNORECASE if fold else 0) is not None
-
-
-def _clauses(text: str | None) -> list[tuple[str, str, str]]:
-    """A registry search filter as (field, operator, value) clauses joined by AND. The
-    mlflow client adds "tag.`mlflow.prompt.is_prompt` != 'true'": mloop has no prompts,
-    so every model passes it and it is dropped."""
-    if not text or not text.strip():
-        return []
-    out = []
-    for part in re.split(r"\s+and\s+", text.strip(), flags=re.IGNORECASE):
-        if _PROMPT.match(part):
-            continue
-        found = _CLAUSE.match(part)
-        if found is None:
-            raise wire.invalid(f"Unsupported filter {part!r}: mloop server supports name = / "
-                               "LIKE / ILIKE '...' and run_id = '...', joined by AND.")
-        out.append((found.group(1).lower(), found.group(2).lower(), found.group(3)))
-    return out
-
-
-def _keep(clauses: list[tuple[str, str, str]], name: str, run_id: str | None) -> bool:
-    for field, op, value in clauses:
-        text = name if field == "name" else run_id or ""
-        if op == "=" and text != value:
-            return False
-        if op == "!=" and text == value:
-            return False
-        if op in ("like", "ilike") and not _like(value, text, op == "ilike"):
-            return False
-    return True
-
-
-def _names(project: Project, clauses: list[tuple[str, str, str]]) -> list[str]:
+def _names(project: Project, found: list[filters.Clause]) -> list[str]:
     """Registered model names passing the ``name`` clauses."""
     names = sorted({v.name for v in registry.list_models(project)})
-    return [n for n in names if _keep([c for c in clauses if c[0] == "name"], n, None)]
+    return [n for n in names if filters.keep(found, {"name": n})]
+
+
+def _clauses(text: str | None) -> list[filters.Clause]:
+    return filters.clauses(text, ("name", "run_id"), filters.PROMPT)
 
 
 def _page(items: list[Any], args: Args, default: int) -> tuple[list[Any], str | None]:
@@ -234,7 +199,7 @@ def register(routes: Routes) -> None:
     def search_versions(args: Args) -> Args:
         clauses = _clauses(wire.text(args, "filter", required=False))
         found = [v for n in _names(project, clauses) for v in registry.list_versions(project, n)
-                 if _keep(clauses, n, v.run_id)]
+                 if filters.keep(clauses, {"run_id": v.run_id or ""})]
         page, token = _page(found, args, 1000)
         return wire.clean({"model_versions": [version(project, v) for v in page],
                            "next_page_token": token})

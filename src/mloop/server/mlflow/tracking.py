@@ -14,7 +14,7 @@ from mloop.core.text import MAX_RUN_NAME, check_text
 from mloop.errors import ExperimentNotFoundError, RunNotFoundError
 from mloop.repositories import backend
 from mloop.repositories.runs import NewRun, RunStatus, SearchQuery
-from mloop.server.mlflow import convert, wire
+from mloop.server.mlflow import convert, filters, wire
 from mloop.server.mlflow.routing import Args, Routes, identity_of
 from mloop.tracking import experiments as _experiments
 from mloop.tracking import records
@@ -145,7 +145,9 @@ def register(routes: Routes) -> None:
         return {"experiment_id": found.id}
 
     def search_experiments(args: Args) -> Args:
-        found = _experiments.list_experiments(project)
+        wanted = filters.clauses(wire.text(args, "filter", required=False), ("name",))
+        found = [e for e in _experiments.list_experiments(project)
+                 if filters.keep(wanted, {"name": e.name})]
         view = str(args.get("view_type") or "ACTIVE_ONLY")
         if _VIEWS.get(view, view) == "DELETED_ONLY":
             found = []
