@@ -33,6 +33,21 @@ def _run(identity: Identity, handler: Handler, args: Args) -> Args | Response:
         return handler(args)
 
 
+def _answer(exc: Exception, path: str) -> Response:
+    """An error a route raised, in MLflow's form."""
+    if isinstance(exc, wire.MlflowError):
+        return wire.error_response(exc.status, exc.code, exc.message)
+    assert isinstance(exc, MloopError)
+    status, code = wire.translate(exc)
+    if status >= 500:
+        wire.log.error("mlflow route %s failed: %s", path, exc.message)
+    return wire.error_response(status, code, exc.message)
+
+
+def _name(method: str, path: str) -> str:
+    return f"mlflow_{method.lower()}_" + "".join(c if c.isalnum() else "_" for c in path)
+
+
 class Routes:
     """The MLflow routes over one project, registered on one router."""
 
@@ -52,17 +67,11 @@ class Routes:
                 args.update(request.path_params)
                 args["_identity"] = identity
                 reply = await run_in_threadpool(_run, identity, handler, args)
-            except wire.MlflowError as exc:
-                return wire.error_response(exc.status, exc.code, exc.message)
-            except MloopError as exc:
-                status, code = wire.translate(exc)
-                if status >= 500:
-                    wire.log.error("mlflow route %s failed: %s", path, exc.message)
-                return wire.error_response(status, code, exc.message)
+            except (wire.MlflowError, MloopError) as exc:
+                return _answer(exc, path)
             return reply if isinstance(reply, Response) else JSONResponse(reply)
 
-        endpoint.__name__ = f"mlflow_{method.lower()}_" + "".join(
-            c if c.isalnum() else "_" for c in path)
+        endpoint.__name__ = _name(method, path)
         self.router.add_api_route(path, endpoint, methods=[method], include_in_schema=False)
 
     def raw(self, method: str, path: str, role: str, handler: RawHandler) -> None:
@@ -73,14 +82,10 @@ class Routes:
                 identity = await run_in_threadpool(self.authorize, request, role)
                 with acting_as(identity):
                     return await handler(request, identity)
-            except wire.MlflowError as exc:
-                return wire.error_response(exc.status, exc.code, exc.message)
-            except MloopError as exc:
-                status, code = wire.translate(exc)
-                return wire.error_response(status, code, exc.message)
+            except (wire.MlflowError, MloopError) as exc:
+                return _answer(exc, path)
 
-        endpoint.__name__ = f"mlflow_{method.lower()}_" + "".join(
-            c if c.isalnum() else "_" for c in path)
+        endpoint.__name__ = _name(method, path)
         self.router.add_api_route(path, endpoint, methods=[method], include_in_schema=False)
 
     def get(self, path: str, role: str = "reader") -> Callable[[Handler], Handler]:
