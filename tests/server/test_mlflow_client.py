@@ -30,6 +30,8 @@ from mloop.project import Project  # noqa: E402
 from tests.cli.test_cli import run_cli  # noqa: E402
 from tests.server.mlflow_serve import serve  # noqa: E402
 
+REQS = ["scikit-learn"]
+
 
 @pytest.fixture
 def url(project: Project, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
@@ -277,7 +279,8 @@ def test_roles_and_identity(project: Project, monkeypatch: pytest.MonkeyPatch) -
         mlflow.set_tracking_uri(address)
         try:
             with mlflow.start_run(run_id=run.info.run_id):
-                mlflow.sklearn.log_model(model, name="model", registered_model_name="team")
+                mlflow.sklearn.log_model(model, name="model", registered_model_name="team",
+                                         pip_requirements=REQS)
             with pytest.raises(mlflow.exceptions.MlflowException) as writer:
                 client.set_registered_model_alias("team", "champion", "1")
             assert writer.value.error_code == "PERMISSION_DENIED"
@@ -299,9 +302,10 @@ def test_logged_models_outside_runs_and_by_run_uri(url: str, project: Project) -
     X = np.random.default_rng(3).normal(size=(30, 2))
     model = LogisticRegression().fit(X, (X[:, 0] > 0).astype(int))
     exp_id = mlflow.set_experiment("lm").experiment_id
-    free = mlflow.sklearn.log_model(model, name="free")  # no active run: a holder run
+    # pip_requirements given: mlflow would infer them in a subprocess (seconds each)
+    free = mlflow.sklearn.log_model(model, name="free", pip_requirements=REQS)  # no run
     with mlflow.start_run() as run:
-        mlflow.sklearn.log_model(model, name="model")
+        mlflow.sklearn.log_model(model, name="model", pip_requirements=REQS)
     version = mlflow.register_model(f"runs:/{run.info.run_id}/model", "byrun")
     assert version.version == "1"
     assert list(mlflow.pyfunc.load_model("models:/byrun/1").predict(X[:3])) == list(
