@@ -17,7 +17,7 @@ from mloop.server.mlflow import wire
 if TYPE_CHECKING:
     from mloop.project import Project
     from mloop.repositories.experiments import Experiment
-    from mloop.repositories.runs import Run
+    from mloop.repositories.runs import NewRun, Run
 
 DEFAULT_ID = "0"  # the experiment the mlflow client uses when none was set
 DEFAULT_NAME = "default"  # mloop's own default experiment, which "0" stands for
@@ -61,6 +61,19 @@ def run_info(run: Run) -> dict[str, Any]:
         "artifact_uri": artifact_root(run.experiment_id, run.id),
         "lifecycle_stage": "deleted" if run.deleted else "active",
     })
+
+
+def new_run(run: NewRun, tags: dict[str, str]) -> dict[str, Any]:
+    """A run just created, as ``runs/create`` answers it (without reading it back)."""
+    info = wire.clean({
+        "run_id": run.id, "run_uuid": run.id, "run_name": run.name,
+        "experiment_id": run.experiment_id, "user_id": run.user or "", "status": "RUNNING",
+        "start_time": run.start_time, "artifact_uri": artifact_root(run.experiment_id, run.id),
+        "lifecycle_stage": "active"})
+    shown = {k: v for k, v in tags.items() if not k.startswith(HIDDEN)}
+    if run.user:
+        shown.setdefault("mlflow.user", run.user)
+    return {"info": info, "data": wire.clean({"tags": wire.pairs(shown)}), "inputs": {}}
 
 
 def dataset_inputs(tags: dict[str, str]) -> list[dict[str, Any]]:

@@ -175,15 +175,16 @@ def register(routes: Routes) -> None:
                        or tags.get("mlflow.user"))
         if identity_of(args).token_id is not None:
             tags["mlflow.user"] = user  # who the token says, not who the client claims
-        runs.create(NewRun(
+        new = NewRun(
             id=run_id, experiment_id=exp.id, name=name,
             start_time=wire.integer(args, "start_time") or now_ms(), parent_id=parent,
             user=user,
             command=tags.get("mlflow.source.name"), seed=None,
             git_commit=tags.get("mlflow.source.git.commit"),
             git_branch=tags.get("mlflow.source.git.branch"), git_dirty=None,
-            git_diff_digest=None, environment_id=None), None, tags=tags)
-        return {"run": convert.run(project, runs.get(run_id))}
+            git_diff_digest=None, environment_id=None)
+        runs.create(new, None, tags=tags)
+        return {"run": convert.new_run(new, tags)}
 
     @routes.get(f"{API}/runs/get")
     def get_run(args: Args) -> Args:
