@@ -39,7 +39,8 @@ CHUNK = 1 << 20
 
 
 def split(project: Project, raw: str) -> tuple[str, str]:
-    """(run id, path in the run) of a proxy path ``<exp>/<run>/artifacts[/<path>]``."""
+    """(run id, path in the run) of a proxy path ``<exp>/<run>/artifacts[/<path>]``;
+    a path that would leave the run's root is refused."""
     if "\x00" in raw or raw.startswith("/") or "\\" in raw:
         raise wire.invalid(f"Invalid artifact path {raw!r}: use a relative path.")
     parts = raw.split("/", 3)
@@ -48,14 +49,13 @@ def split(project: Project, raw: str) -> tuple[str, str]:
     if len(parts) < 3 or parts[2] != "artifacts":
         raise wire.not_found(f"No artifact at {raw!r}: paths are "
                              "<experiment_id>/<run_id>/artifacts/<path>.")
-    exp_id, run_id = parts[0], parts[1]
+    run_id = parts[1]
     rel = safe_relpath(parts[3], allow_empty=True) if len(parts) == 4 else ""
     if len(run_id) != 32:
         raise RunNotFoundError(f"Run with id={run_id} not found.")
-    run = backend(project).runs.get(records.resolve_run_id(project, run_id))
-    if exp_id not in (run.experiment_id, convert.DEFAULT_ID):
-        raise wire.not_found(f"Run {run_id} is not in experiment {exp_id}.")
-    return run.id, rel
+    # The experiment part is the client's copy of the run's: the run id alone names the
+    # files (one look-up per file of an upload, not a whole run's record).
+    return records.resolve_run_id(project, run_id), rel
 
 
 def children(project: Project, run_id: str, rel: str) -> list[dict[str, Any]]:
