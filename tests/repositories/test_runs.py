@@ -208,3 +208,19 @@ def test_artifact_paths_outside_the_run_or_unnormalised_are_refused(project, pat
     with pytest.raises(InvalidInputError):
         _runs(project).record_artifacts(run_id, [ArtifactInfo("ok.txt", 1, "not-a-digest")])
     assert _runs(project).list_artifacts(run_id) == []
+
+
+def test_a_run_without_owner_is_never_reaped(project: Project) -> None:
+    runs = _runs(project)
+    orphan = _new(project)  # an mlflow client's run, created through the server
+    runs.create(orphan, None, tags={})
+    runs.create(_new(project), _dead_owner(), tags={})
+    assert orphan.id not in runs.reap()
+    runs.resume(orphan.id, None)
+    assert runs.get(orphan.id).status is RunStatus.RUNNING and runs.reap() == []
+
+
+def test_rename(project: Project) -> None:
+    run_id = _created(project)
+    _runs(project).rename(run_id, "better name")
+    assert _runs(project).get(run_id).name == "better name"

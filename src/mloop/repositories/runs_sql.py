@@ -119,7 +119,7 @@ class SqlRuns:
         return Environment(row.id, row.python, row.platform,
                            tuple(line for line in row.packages.splitlines() if line))
 
-    def create(self, run: NewRun, owner: Owner, *, tags: Mapping[str, str],
+    def create(self, run: NewRun, owner: Owner | None, *, tags: Mapping[str, str],
                environment: Mapping[str, Any] | None = None) -> None:
         row = {
             "id": run.id, "experiment_id": run.experiment_id, "name": run.name,
@@ -139,7 +139,7 @@ class SqlRuns:
             if tags:  # in the same transaction: a run never exists without its tags
                 write_tags(store, conn, run.id, tags)
 
-    def resume(self, run_id: str, owner: Owner) -> ResumedRun:
+    def resume(self, run_id: str, owner: Owner | None) -> ResumedRun:
         with self.store.write() as conn:
             conn.execute(update(runs).where(runs.c.id == run_id).values(
                 status=str(RunStatus.RUNNING), end_time=None, **owner_values(owner, now_ms())))
@@ -168,6 +168,10 @@ class SqlRuns:
     def set_seed(self, run_id: str, seed: int) -> None:
         with self.store.write() as conn:
             conn.execute(update(runs).where(runs.c.id == run_id).values(seed=seed))
+
+    def rename(self, run_id: str, name: str) -> None:
+        with self.store.write() as conn:
+            conn.execute(update(runs).where(runs.c.id == run_id).values(name=name))
 
     def set_status(self, run_id: str, status: RunStatus, end_time: int | None = None) -> None:
         with self.store.write() as conn:
@@ -254,8 +258,12 @@ def _nan(value: float | None) -> float:
 
 # -- statements inside a caller's transaction ---------------------------------------------
 
-def owner_values(owner: Owner, now: int) -> dict[str, Any]:
-    """The owner columns of a run this process starts or resumes."""
+def owner_values(owner: Owner | None, now: int) -> dict[str, Any]:
+    """The owner columns of a run this process starts or resumes; ``None``: a run no
+    process of ours runs (an mlflow client's, through the server), never reaped."""
+    if owner is None:
+        return {"owner_host": None, "owner_pid": None, "owner_start": None,
+                "heartbeat_at": None}
     return {"owner_host": owner.host, "owner_pid": owner.pid, "owner_start": owner.start,
             "heartbeat_at": now}
 
