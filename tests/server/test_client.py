@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 
 import httpx
 import pytest
@@ -114,14 +115,20 @@ def test_metrics_wait_on_disk_while_the_server_is_away(tmp_path, served, caplog)
         mloop.log_metric("m", float(step), step=step)
     run.flush()
     server.stop()
+    # hold the port (bound, not listening: connections are refused) so that no other
+    # test's server takes it while this one is away
+    held = socket.socket()
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
+    held.bind(("127.0.0.1", port))
     caplog.set_level(logging.WARNING)
     for step in range(100, 250):
         mloop.log_metric("m", float(step), step=step)  # never waits on the network
     run.flush()
     spool = client.settings.project_dir / "spool" / "metrics"
-    assert list(spool.glob("*.json")), "the points went to disk"
+    assert list(spool.glob("*.json*")), "the points went to disk"
     assert "kept on disk" in caplog.text and "mloop_" not in caplog.text
     run.end()  # the end waits on disk too
+    held.close()
     server = LiveServer(create_app(served), port=port)
     try:
         with mloop.start_run(experiment="exp") as again:  # a later run sends them first

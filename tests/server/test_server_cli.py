@@ -69,9 +69,9 @@ def test_a_team_works_through_the_server(tmp_path: Path) -> None:
                           "writer", cwd=srv))
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
+    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - closed in finally
     server = subprocess.Popen([sys.executable, "-m", "mloop", "server", "--port", str(port)],
-                              cwd=srv, env=_env(), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+                              cwd=srv, env=_env(), stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -80,7 +80,7 @@ def test_a_team_works_through_the_server(tmp_path: Path) -> None:
                     break
             except httpx.TransportError:
                 pass
-            assert server.poll() is None, server.communicate()[1]
+            assert server.poll() is None, (tmp_path / "server.log").read_text()
             assert time.monotonic() < deadline, "the server did not start"
             time.sleep(0.1)
         anonymous = httpx.post(f"{url}/api/v1/runs/newest_id", json={})
@@ -114,6 +114,7 @@ def test_a_team_works_through_the_server(tmp_path: Path) -> None:
     finally:
         server.send_signal(signal.SIGTERM)
         try:
-            server.wait(timeout=30)
+            assert server.wait(timeout=30) == 0 or server.returncode == -signal.SIGTERM
         finally:
             server.kill()
+            log.close()
