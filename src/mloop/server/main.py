@@ -102,8 +102,8 @@ def open_project(config: ServerConfig) -> Project:
 def build_app(config: ServerConfig, project: Project | None = None) -> FastAPI:
     """The whole server application for ``config``."""
     from mloop.server import auth, login, objects
-    from mloop.server.mlflow import make_router as mlflow_router
     from mloop.server.app import create_app
+    from mloop.server.mlflow import make_router as mlflow_router
 
     project = project or open_project(config)
     guard = auth.TokenAuth(project, host=config.host, allowed_hosts=config.allowed_hosts,
