@@ -73,6 +73,8 @@ def test_errors_keep_their_class_and_say_what_to_do(tmp_path, served):
         big = httpx.post(f"{server.url}/api/v1/runs/set_seed",
                          json={"run_id": "a", "seed": 2**70})
         assert big.status_code == 400 and "64 bits" in big.text
+        assert httpx.get(f"{server.url}/health").text == "OK"
+        assert httpx.get(f"{server.url}/version").text == mloop.__version__
         missing = httpx.post(f"{server.url}/api/v1/runs/no_such_method", json={})
         assert missing.status_code == 404 and "newer server" in missing.text
         newer = httpx.post(f"{server.url}/api/v1/runs/newest_id", json={},

@@ -58,6 +58,75 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _wait_up(url: str, server: subprocess.Popen, log: Path, **kwargs: object) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/api/v1/server-info", **kwargs).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert server.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.1)
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_the_server_speaks_tls_and_checks_its_flags(tmp_path: Path) -> None:
+    import ssl
+
+    cert, key = _self_signed(tmp_path)
+    half = _mloop("server", "--tls-cert", str(cert), cwd=tmp_path)
+    assert half.returncode == 2 and "--tls-key" in half.stderr
+    port = _free_port()
+    url = f"https://127.0.0.1:{port}"
+    log_path = tmp_path / "server.log"
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mloop", "server", "--port", str(port), "--tls-cert",
+             str(cert), "--tls-key", str(key), "--insecure-no-auth"],
+            cwd=tmp_path, env=_env(), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            context = ssl.create_default_context(cafile=str(cert))
+            _wait_up(url, server, log_path, verify=context)
+            # --insecure-no-auth: no token needed
+            answer = httpx.post(f"{url}/api/v1/runs/newest_id", json={}, verify=context)
+            assert answer.status_code == 200 and answer.json() == {"result": None}
+            with pytest.raises(httpx.TransportError):  # plain HTTP is not served
+                httpx.get(f"http://127.0.0.1:{port}/api/v1/server-info", timeout=5)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(timeout=30)
+            finally:
+                server.kill()
+
+
 def test_a_team_works_through_the_server(tmp_path: Path) -> None:
     srv, laptop = tmp_path / "srv", tmp_path / "laptop"
     srv.mkdir()
@@ -73,16 +142,7 @@ def test_a_team_works_through_the_server(tmp_path: Path) -> None:
     server = subprocess.Popen([sys.executable, "-m", "mloop", "server", "--port", str(port)],
                               cwd=srv, env=_env(), stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/api/v1/server-info").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, (tmp_path / "server.log").read_text()
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.1)
+        _wait_up(url, server, tmp_path / "server.log")
         anonymous = httpx.post(f"{url}/api/v1/runs/newest_id", json={})
         assert anonymous.status_code == 401 and alice not in anonymous.text
 
