@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from mloop.cli.render import echo
+
+if TYPE_CHECKING:
+    from mloop.project import Project
 
 
 @click.command()
@@ -29,7 +33,28 @@ def init(path: Path, force: bool) -> None:
     if had_config and not force:
         echo(f"  kept the existing {PROJECT_DIR}/{CONFIG_FILE} (remotes and settings "
              "shared through git); made the local state only")
-    echo(f"  metadata store: {redact(project.settings.store_uri)}")
-    echo(f"  object store:   {redact(project.settings.objects_uri)}")
+    if project.remote:
+        echo(f"  store: the mloop server at {redact(project.settings.store_uri)} "
+             f"({_whoami(project)})")
+        if project.settings.source("objects_uri") != "default":
+            echo(f"  object store:   {redact(project.settings.objects_uri)}")
+    else:
+        echo(f"  metadata store: {redact(project.settings.store_uri)}")
+        echo(f"  object store:   {redact(project.settings.objects_uri)}")
     echo("Next: log a run from Python with `mloop.start_run()`, "
          "then `mloop runs list`.")
+
+
+def _whoami(project: Project) -> str:
+    """Who the server says this client is, or why it could not tell."""
+    from mloop.errors import MloopError
+    from mloop.server.client import HttpBackend
+
+    connection = HttpBackend(project).connection
+    try:
+        who = connection.request("GET", "/api/v1/whoami").json()
+    except MloopError as exc:
+        return f"not checked: {exc.message}"
+    finally:
+        connection.close()
+    return f"signed in as {who.get('name')}, role {who.get('role')}"

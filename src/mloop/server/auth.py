@@ -65,9 +65,9 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 REALM = 'Bearer realm="mloop"'
 # compared against when the id is unknown, so a miss costs what a hit costs
 _DUMMY = hashlib.sha256(b"mloop: no such token").hexdigest().encode()
-_NO_TOKEN = ("This needs a token: send it in the Authorization header with the Bearer "
-             "scheme (mloop clients read MLOOP_TOKEN or the file `mloop login URL` writes), "
-             "or log in at /login in a browser.")
+_NO_TOKEN = ("This needs an API token, sent in the Authorization header (scheme "
+             "\"Bearer\"; mloop clients read MLOOP_TOKEN or the file that `mloop login URL` "
+             "writes), or a browser session: log in at /login.")
 _NOT_VALID = "The token is not valid here (unknown or wrong); ask an admin for a new one."
 
 
