@@ -155,3 +155,13 @@ def test_a_malformed_environment_row_is_invalid_input(project: Project,
     run = _new_run(project, environment_id="e1")
     with pytest.raises(InvalidInputError, match="environment"):
         backend(project).runs.create(run, this_process(), tags={}, environment=environment)
+
+
+@pytest.mark.parametrize("name", ["", " churn", "a/b", "x" * 201])
+def test_a_model_version_is_never_stored_under_a_name_it_cannot_be_found_by(
+        project: Project, name: str) -> None:
+    models = backend(project).models
+    with pytest.raises(InvalidInputError, match="model name"):
+        models.register(name, run_id="0", artifact_path="model", manifest="{}",
+                        flavor="sklearn", description=None, message=None)
+    assert models.latest() == []

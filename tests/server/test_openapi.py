@@ -46,12 +46,34 @@ _APPS: dict[str, Any] = {}  # served URL → its app (for the routes outside the
 def served(project: Project) -> Iterator[tuple[str, dict[str, str]]]:
     """The full server over ``project`` (SQLite and PostgreSQL): its URL and admin headers."""
     token, _, _ = tokens.create(project, "fuzz", "admin")
+    _seed(project)
     app = build_app(ServerConfig(root=str(project.root)), project)
     with LiveServer(app) as live:
         _APPS[live.url] = app
         yield live.url, {"Authorization": f"Bearer {token}"}
         del _APPS[live.url]
     asyncio.run(_shut_down(app))  # the audit writer's thread, as `mloop server` does
+
+
+def _seed(project: Project) -> None:
+    """Records under the names and ids generated values hit most often ("", "0"), so that
+    requests reach the code past "not found": runs with params, metrics and artifacts, a
+    model version with an alias."""
+    from mloop.core.owner import this_process
+    from mloop.repositories import backend
+    from mloop.repositories.runs import ArtifactInfo, NewRun
+
+    repos = backend(project)
+    experiment = repos.experiments.get_or_create("0")
+    for run_id in ("", "0"):
+        repos.runs.create(NewRun(run_id, experiment.id, "0", 1, None, "0", "0", 0, None, None,
+                                 False, None, None), this_process(), tags={"0": "0"})
+        repos.runs.log_params(run_id, {"0": "0", "": ""})
+        repos.runs.write_points([(run_id, "0", 0, 1, 0.5), (run_id, "", 1, 2, None)])
+        repos.runs.record_artifacts(run_id, [ArtifactInfo("0", 1, "0" * 64)])
+    repos.models.register("0", run_id="0", artifact_path="0", manifest="{}",
+                          flavor="sklearn", description=None, message=None)
+    repos.models.set_alias("0", "0", 1)
 
 
 async def _shut_down(app: Any) -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from mloop.core.clock import now_ms
 from mloop.core.ids import new_id
-from mloop.core.uris import ModelURI
+from mloop.core.uris import ModelURI, check_name
 from mloop.errors import ConflictError, InvalidInputError, ModelNotFoundError
 from mloop.repositories import model_sources
 from mloop.repositories.model_sources import (
@@ -230,6 +230,7 @@ class SqlModels:
                  flavor: str, description: str | None, message: str | None) -> ModelVersion:
         from sqlalchemy.exc import IntegrityError
 
+        check_name(name, "model name")  # a version it could not name again is never stored
         values = {"run_id": run_id, "artifact_path": artifact_path, "manifest": manifest,
                   "flavor": flavor, "description": description}
         for _ in range(_RACES):
