@@ -111,6 +111,21 @@ def pin(pid: int, core: int) -> None:
             os.sched_setaffinity(pid, {core})
 
 
+def group_cpu(pgid: int) -> float:
+    """User + system CPU seconds of every process in a process group (Linux /proc)."""
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid:  # field 5 of stat: the process group
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -149,6 +164,10 @@ class Server:
                 [str(BIN / "py-spy"), "record", "-f", "raw", "-r", "200", "-o",
                  str(profile / f"{name}.txt"), "-p", str(self.proc.pid)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def cpu(self) -> float:
+        """CPU seconds the server (its whole process group) has used so far."""
+        return group_cpu(self.proc.pid)
 
     def __enter__(self) -> Server:
         return self
@@ -427,41 +446,44 @@ def use_server(mlflow: Any, url: str, token: str | None) -> None:
     mlflow.set_tracking_uri(url)
 
 
-def workflow(mlflow: Any, search_id: str, metrics: int, runs: int, searches: int,
-             tag: str) -> dict[str, Any]:
+def workflow(mlflow: Any, cpu: Callable[[], float], search_id: str, metrics: int,
+             runs: int, searches: int, tag: str) -> dict[str, Any]:
     """The mlflow workflow once: per-operation totals and per-call latencies (what the
     client prints, "View run … at", is kept in memory, not shown)."""
     with contextlib.redirect_stdout(io.StringIO()):
-        return _workflow(mlflow, search_id, metrics, runs, searches, tag)
+        return _workflow(mlflow, cpu, search_id, metrics, runs, searches, tag)
 
 
-def _workflow(mlflow: Any, search_id: str, metrics: int, runs: int, searches: int,
-              tag: str) -> dict[str, Any]:
+def _workflow(mlflow: Any, cpu: Callable[[], float], search_id: str, metrics: int,
+              runs: int, searches: int, tag: str) -> dict[str, Any]:
     clock = time.perf_counter
     out: dict[str, Any] = {}
     mlflow.set_experiment(f"wf-metrics-{tag}")
     with mlflow.start_run():
+        used = cpu()
         each = []
         for step in range(metrics):
             t = clock()
             mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
             each.append(clock() - t)
+        out["log_metric_cpu"] = cpu() - used
     out["log_metric"], out["log_metric_each"] = sum(each), each
     mlflow.set_experiment(f"wf-runs-{tag}")
-    each = []
+    each, used = [], cpu()
     for _ in range(runs):
         t = clock()
         mlflow.start_run()
         mlflow.end_run()
         each.append(clock() - t)
-    out["runs"], out["runs_each"] = sum(each), each
-    each, found = [], 0
+    out["runs"], out["runs_each"], out["runs_cpu"] = sum(each), each, cpu() - used
+    each, found, used = [], 0, cpu()
     for _ in range(searches):
         t = clock()
         found = len(mlflow.search_runs(experiment_ids=[search_id], filter_string=FILTER,
                                        order_by=ORDER))
         each.append(clock() - t)
     out["search"], out["hits"] = statistics.median(each), found
+    out["search_cpu"] = (cpu() - used) / searches
     return out
 
 
@@ -483,7 +505,7 @@ def capture_search(url: str, token: str, search_id: str) -> str:
     return reply.text
 
 
-def mlflow_part(servers: list[tuple[str, str, str | None, str]], args: Any
+def mlflow_part(servers: list[tuple[str, Server, str | None, str]], args: Any
                 ) -> dict[str, dict[str, Any]]:
     """Warm-up, then ``args.rounds`` interleaved rounds of the workflow on every server."""
     import mlflow
@@ -491,15 +513,15 @@ def mlflow_part(servers: list[tuple[str, str, str | None, str]], args: Any
     for noisy in ("mlflow", "urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     rounds: dict[str, list[dict[str, Any]]] = {name: [] for name, *_ in servers}
-    for name, url, token, search_id in servers:
-        use_server(mlflow, url, token)
-        workflow(mlflow, search_id, 50, 5, 1, "warm")
+    for name, server, token, search_id in servers:
+        use_server(mlflow, server.url, token)
+        workflow(mlflow, server.cpu, search_id, 50, 5, 1, "warm")
     for r in range(args.rounds):
-        for name, url, token, search_id in servers:
-            use_server(mlflow, url, token)
+        for name, server, token, search_id in servers:
+            use_server(mlflow, server.url, token)
             gc.collect()
-            rounds[name].append(workflow(mlflow, search_id, args.metric_calls, args.wf_runs,
-                                         args.searches, str(r)))
+            rounds[name].append(workflow(mlflow, server.cpu, search_id, args.metric_calls,
+                                         args.wf_runs, args.searches, str(r)))
     summary = {}
     for name, found in rounds.items():
         summary[name] = {
@@ -510,6 +532,8 @@ def mlflow_part(servers: list[tuple[str, str, str | None, str]], args: Any
             "runs_p50": statistics.median(percentile(f["runs_each"], 50) for f in found),
             "search": statistics.median(f["search"] for f in found),
             "hits": found[-1]["hits"],
+            **{f"{op}_cpu": statistics.median(f[f"{op}_cpu"] for f in found)
+               for op in ("log_metric", "runs", "search")},
         }
         summary[name]["total"] = (summary[name]["log_metric"] + summary[name]["runs"]
                                   + summary[name]["search"])
@@ -696,11 +720,11 @@ def mlflow_part_run(base: Path, server: Server, token: str, mlflow_root: Path,
     canned = {"search": capture_search(server.url, token, search_id)}
     with contextlib.ExitStack() as stack:
         null = stack.enter_context(null_server(base, canned))
-        servers = [("mloop server", server.url, token, search_id)]
+        servers = [("mloop server", server, token, search_id)]
         if peer:
             theirs = stack.enter_context(mlflow_server(mlflow_root))
-            servers.append(("mlflow server", theirs.url, None, mlflow_search))
-        servers.append(("do-nothing", null.url, None, "1"))
+            servers.append(("mlflow server", theirs, None, mlflow_search))
+        servers.append(("do-nothing", null, None, "1"))
         print(f"\n(2) the mlflow client: {args.metric_calls:,} log_metric, "
               f"{args.wf_runs:,} runs (start_run/end_run), search_runs over "
               f"{args.search_runs:,} runs ({FILTER!r}, {ORDER[0]}); warm-up, then medians of "
@@ -725,6 +749,12 @@ def mlflow_part_run(base: Path, server: Server, token: str, mlflow_root: Path,
         print(f"    {name:<16}{r['log_metric']:>16.3f} s{r['log_metric_p50'] * 1000:>9.2f} ms"
               f"{r['runs']:>12.3f} s{r['runs_p50'] * 1000:>9.2f} ms"
               f"{r['search'] * 1000:>9.1f} ms{r['total']:>10.3f} s")
+    print("    the server's own CPU (its process group, /proc), medians: "
+          "per log_metric call, per run created, per search")
+    for name, r in results.items():
+        print(f"    {name:<16}{r['log_metric_cpu'] / args.metric_calls * 1000:>9.3f} ms"
+              f"{r['runs_cpu'] / args.wf_runs * 1000:>12.3f} ms"
+              f"{r['search_cpu'] * 1000:>12.1f} ms")
     ours, floor = results["mloop server"], results["do-nothing"]
     print(f"    search hits: {hits['mloop server']} runs")
     print("    mloop server / do-nothing (goal ≤ 1.3×):")
