@@ -121,7 +121,7 @@ def _noop(as_json: bool) -> int | None:
     except (OSError, ValueError):
         return None
     if snapshot.get("store", "") != os.environ.get("MLOOP_STORE_URI", "") or \
-            os.environ.get("MLOOP_STORE_URI"):
+            os.environ.get("MLOOP_STORE_URI") or os.environ.get("MLOOP_TRACKING_URI"):
         return None  # another store: let the full path open it
     config = root / ".mloop" / "config.toml"
     if config.is_file() and "uri" in config.read_text():

@@ -162,3 +162,28 @@ def test_concurrent_registrations_take_distinct_numbers(
     version = first.get("churn/3")
     assert version.to_dict()["status"] == "registered"
     assert type(version.to_dict()["status"]) is str  # plain JSON, not the enum
+
+
+def test_registrations_at_the_same_moment_take_distinct_numbers(
+        two_projects: tuple[Models, Models]) -> None:
+    """Two clients registering one model at once (on a server: two requests in flight)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    first, second = two_projects
+    with ThreadPoolExecutor(6) as pool:
+        numbers = list(pool.map(lambda i: _register((first, second)[i % 2]), range(12)))
+    assert sorted(numbers) == list(range(1, 13))
+    assert sorted(v.version for v in first.versions("churn")) == list(range(1, 13))
+
+
+def test_alias_removed_and_logged(models: Models) -> None:
+    _register(models)
+    models.set_alias("churn", "champion", 1)
+    models.delete_alias("churn", "champion")
+    assert models.get("churn/1").aliases == []
+    with pytest.raises(ModelNotFoundError):
+        models.get("churn@champion")
+    with pytest.raises(ModelNotFoundError):
+        models.delete_alias("churn", "champion")
+    assert [(e.action, e.message) for e in models.events("churn")][-1] == (
+        "alias", "champion removed")

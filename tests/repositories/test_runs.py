@@ -98,14 +98,14 @@ def test_tags_seed_and_artifacts_are_replaced(project: Project) -> None:
     runs = _runs(project)
     runs.set_tags(run_id, {"team": "ops", "stage": "dev"})
     runs.set_seed(run_id, 42)
-    runs.record_artifacts(run_id, [ArtifactInfo("a/x.txt", 1, "d1"),
-                                   ArtifactInfo("a/y.txt", 2, "d2"),
-                                   ArtifactInfo("ab.txt", 3, "d3")])
-    runs.record_artifacts(run_id, [ArtifactInfo("a/x.txt", 5, "d5")])
+    runs.record_artifacts(run_id, [ArtifactInfo("a/x.txt", 1, "1" * 64),
+                                   ArtifactInfo("a/y.txt", 2, "2" * 64),
+                                   ArtifactInfo("ab.txt", 3, "3" * 64)])
+    runs.record_artifacts(run_id, [ArtifactInfo("a/x.txt", 5, "5" * 64)])
     got = runs.get(run_id)
     assert got.tags == {"team": "ops", "stage": "dev"} and got.seed == 42
     assert [a.path for a in runs.list_artifacts(run_id, "a")] == ["a/x.txt", "a/y.txt"]
-    assert runs.list_artifacts(run_id, "a/x.txt") == [ArtifactInfo("a/x.txt", 5, "d5")]
+    assert runs.list_artifacts(run_id, "a/x.txt") == [ArtifactInfo("a/x.txt", 5, "5" * 64)]
     assert len(got.artifacts) == 3 and runs.list_artifacts(run_id, "b") == []
 
 
@@ -195,3 +195,32 @@ def test_unsupported_operator_is_bad_input(project: Project) -> None:
     odd = Comparison("attributes", "status", "~", "x", 0)  # no parser makes this
     with pytest.raises(InvalidInputError, match="operator"):
         _runs(project).search(SearchQuery(odd))
+
+
+@pytest.mark.parametrize("path", ["../escape.txt", "/etc/passwd", "a/../../b", "a\x00b",
+                                  "a/./b", ""])
+def test_artifact_paths_outside_the_run_or_unnormalised_are_refused(project, path) -> None:
+    from mloop.errors import UnsafePathError
+
+    run_id = _created(project)
+    with pytest.raises((InvalidInputError, UnsafePathError)):
+        _runs(project).record_artifacts(run_id, [ArtifactInfo(path, 1, "a" * 64)])
+    with pytest.raises(InvalidInputError):
+        _runs(project).record_artifacts(run_id, [ArtifactInfo("ok.txt", 1, "not-a-digest")])
+    assert _runs(project).list_artifacts(run_id) == []
+
+
+def test_a_run_without_owner_is_never_reaped(project: Project) -> None:
+    runs = _runs(project)
+    orphan = _new(project)  # an mlflow client's run, created through the server
+    runs.create(orphan, None, tags={})
+    runs.create(_new(project), _dead_owner(), tags={})
+    assert orphan.id not in runs.reap()
+    runs.resume(orphan.id, None)
+    assert runs.get(orphan.id).status is RunStatus.RUNNING and runs.reap() == []
+
+
+def test_rename(project: Project) -> None:
+    run_id = _created(project)
+    _runs(project).rename(run_id, "better name")
+    assert _runs(project).get(run_id).name == "better name"

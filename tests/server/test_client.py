@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 
 import httpx
 import pytest
@@ -72,6 +73,8 @@ def test_errors_keep_their_class_and_say_what_to_do(tmp_path, served):
         big = httpx.post(f"{server.url}/api/v1/runs/set_seed",
                          json={"run_id": "a", "seed": 2**70})
         assert big.status_code == 400 and "64 bits" in big.text
+        assert httpx.get(f"{server.url}/health").text == "OK"
+        assert httpx.get(f"{server.url}/version").text == mloop.__version__
         missing = httpx.post(f"{server.url}/api/v1/runs/no_such_method", json={})
         assert missing.status_code == 404 and "newer server" in missing.text
         newer = httpx.post(f"{server.url}/api/v1/runs/newest_id", json={},
@@ -114,14 +117,20 @@ def test_metrics_wait_on_disk_while_the_server_is_away(tmp_path, served, caplog)
         mloop.log_metric("m", float(step), step=step)
     run.flush()
     server.stop()
+    # hold the port (bound, not listening: connections are refused) so that no other
+    # test's server takes it while this one is away
+    held = socket.socket()
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
+    held.bind(("127.0.0.1", port))
     caplog.set_level(logging.WARNING)
     for step in range(100, 250):
         mloop.log_metric("m", float(step), step=step)  # never waits on the network
     run.flush()
     spool = client.settings.project_dir / "spool" / "metrics"
-    assert list(spool.glob("*.json")), "the points went to disk"
+    assert list(spool.glob("*.json*")), "the points went to disk"
     assert "kept on disk" in caplog.text and "mloop_" not in caplog.text
     run.end()  # the end waits on disk too
+    held.close()
     server = LiveServer(create_app(served), port=port)
     try:
         with mloop.start_run(experiment="exp") as again:  # a later run sends them first

@@ -89,9 +89,10 @@ def _preload() -> Project | None:
               file=sys.stderr, flush=True)
         return None
     try:
-        project.objects  # noqa: B018
-        _warm_statements(project)
-        project.store.close()  # a child opens its own connections, never the zygote's
+        if not project.remote:  # a server's connections are made by each child
+            project.objects  # noqa: B018
+            _warm_statements(project)
+            project.store.close()  # a child opens its own connections, never the zygote's
     except Exception as exc:  # the step opens them itself, and reports what fails
         print(f"mloop: the project's stores did not open here: {exc}", file=sys.stderr,
               flush=True)

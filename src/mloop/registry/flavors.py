@@ -194,7 +194,43 @@ class PythonFlavor:
         return pickle_serializer("joblib", str(meta["file"]))
 
 
-_FLAVORS: list[Flavor] = [OnnxFlavor(), SklearnFlavor(), PythonFlavor()]
+class MlflowFlavor:
+    """A model the mlflow client logged through ``mloop server`` (an ``MLmodel`` folder).
+
+    Its files are cloudpickle or pickle files (scikit-learn's ``model.pkl``, a python
+    model's ``python_model.pkl``), so loading one always needs ``allow_pickle``. mloop
+    never saves a model in this flavor: the server records it when the mlflow client
+    registers or finalizes a logged model (:mod:`mloop.server.mlflow.models`).
+    """
+
+    name = "mlflow"
+
+    def handles(self, model: Any) -> bool:
+        return False
+
+    def save(self, model: Any, folder: Path) -> dict[str, Any]:
+        raise InvalidInputError("mloop does not write mlflow models; log it with "
+                                "mloop.log_model, or with the mlflow client.")
+
+    def load(self, folder: Path, meta: dict[str, Any]) -> Any:
+        if meta.get("loader") == "pickle":  # an sklearn flavor: the estimator itself
+            import pickle
+
+            with open(folder / str(meta["file"]), "rb") as f:
+                return pickle.load(f)  # the caller allowed pickles (safety.check_files)
+        try:
+            import mlflow.pyfunc
+        except ImportError:
+            raise InvalidInputError("This mlflow model loads only through mlflow: pip "
+                                    "install mlflow-skinny.") from None
+        return mlflow.pyfunc.load_model(str(folder))
+
+    def serializer(self, meta: dict[str, Any]) -> Serializer:
+        named = str(meta.get("serializer") or "cloudpickle")[:40]
+        return pickle_serializer(named, str(meta["file"]))
+
+
+_FLAVORS: list[Flavor] = [OnnxFlavor(), SklearnFlavor(), PythonFlavor(), MlflowFlavor()]
 _plugins_loaded = False
 
 

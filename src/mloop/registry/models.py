@@ -197,6 +197,12 @@ def set_alias(project: Project, name: str, alias: str, version: int | str) -> Mo
     return _models(project).set_alias(name, alias, target.version)
 
 
+def delete_alias(project: Project, name: str, alias: str) -> None:
+    """Remove ``alias`` from model ``name`` (the version it pointed at stays)."""
+    check_name(alias, "alias")
+    _models(project).delete_alias(name, alias)
+
+
 def transition(project: Project, ref: str, status: str, message: str | None = None
                ) -> ModelVersion:
     """Approve or archive a version; recorded with who, when and why."""

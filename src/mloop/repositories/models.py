@@ -135,6 +135,10 @@ class Models(Protocol):
         """Point ``alias`` at ``version`` (moving it); returns the version."""
         ...
 
+    def delete_alias(self, name: str, alias: str) -> None:
+        """Remove ``alias`` (:class:`ModelNotFoundError` when the model has no such alias)."""
+        ...
+
     def set_status(self, name: str, version: int, status: ModelStatus,
                    message: str | None) -> ModelVersion:
         """Record a governance transition; returns the version."""
@@ -247,8 +251,10 @@ class SqlModels:
         with store.write() as conn:
             conn.execute(store.insert(registered_models).values(
                 id=new_id(), name=name, created_at=now_ms()).on_conflict_do_nothing())
+            # the model's row locked (PostgreSQL; SQLite's writes are serial anyway):
+            # registrations of one model take their numbers one after the other
             model_id = conn.execute(select(registered_models.c.id).where(
-                registered_models.c.name == name)).scalar_one()
+                registered_models.c.name == name).with_for_update()).scalar_one()
             last = conn.execute(select(func.max(model_versions.c.version)).where(
                 model_versions.c.model_id == model_id)).scalar()
             version = int(last or 0) + 1
@@ -270,6 +276,19 @@ class SqlModels:
                                                     set_={"version": version}))
             _event(conn, model_id, version, "alias", f"{alias} -> {version}")
         return self.get(f"{name}@{alias}")
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        from sqlalchemy import delete
+
+        from mloop.store.schema import model_aliases
+
+        with self.project.store.write() as conn:
+            model_id = _model_id(conn, name)
+            gone = conn.execute(delete(model_aliases).where(
+                model_aliases.c.model_id == model_id, model_aliases.c.alias == alias))
+            if not gone.rowcount:
+                raise no_alias(name, alias)
+            _event(conn, model_id, None, "alias", f"{alias} removed")
 
     def set_status(self, name: str, version: int, status: ModelStatus,
                    message: str | None) -> ModelVersion:

@@ -247,12 +247,14 @@ class Runs(Protocol):
 
     def environment(self, env_id: str) -> Environment | None: ...
 
-    def create(self, run: NewRun, owner: Owner, *, tags: Mapping[str, str],
+    def create(self, run: NewRun, owner: Owner | None, *, tags: Mapping[str, str],
                environment: Mapping[str, Any] | None = None) -> None:
-        """Store a RUNNING run with its tags (and its environment row, once) at once."""
+        """Store a RUNNING run with its tags (and its environment row, once) at once;
+        ``owner=None``: no process of this host runs it (an mlflow client's run), so it is
+        never reaped."""
         ...
 
-    def resume(self, run_id: str, owner: Owner) -> ResumedRun:
+    def resume(self, run_id: str, owner: Owner | None) -> ResumedRun:
         """Mark an existing run RUNNING again, owned by ``owner``."""
         ...
 
@@ -263,6 +265,10 @@ class Runs(Protocol):
     def set_tags(self, run_id: str, values: Mapping[str, str]) -> None: ...
 
     def set_seed(self, run_id: str, seed: int) -> None: ...
+
+    def rename(self, run_id: str, name: str) -> None:
+        """Give a run another display name (an mlflow client's ``update_run``)."""
+        ...
 
     def set_status(self, run_id: str, status: RunStatus, end_time: int | None = None) -> None:
         """Record how a run ended (and when: now unless given)."""

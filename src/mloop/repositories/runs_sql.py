@@ -19,7 +19,7 @@ from sqlalchemy import Connection, and_, bindparam, or_, select, update
 
 from mloop.core.clock import now_ms
 from mloop.core.owner import Owner, is_dead
-from mloop.errors import MloopError, ParamConflictError, RunNotFoundError
+from mloop.errors import InvalidInputError, MloopError, ParamConflictError, RunNotFoundError
 from mloop.repositories import runs as _lite
 from mloop.repositories.runs import (
     ArtifactInfo,
@@ -119,7 +119,7 @@ class SqlRuns:
         return Environment(row.id, row.python, row.platform,
                            tuple(line for line in row.packages.splitlines() if line))
 
-    def create(self, run: NewRun, owner: Owner, *, tags: Mapping[str, str],
+    def create(self, run: NewRun, owner: Owner | None, *, tags: Mapping[str, str],
                environment: Mapping[str, Any] | None = None) -> None:
         row = {
             "id": run.id, "experiment_id": run.experiment_id, "name": run.name,
@@ -139,7 +139,7 @@ class SqlRuns:
             if tags:  # in the same transaction: a run never exists without its tags
                 write_tags(store, conn, run.id, tags)
 
-    def resume(self, run_id: str, owner: Owner) -> ResumedRun:
+    def resume(self, run_id: str, owner: Owner | None) -> ResumedRun:
         with self.store.write() as conn:
             conn.execute(update(runs).where(runs.c.id == run_id).values(
                 status=str(RunStatus.RUNNING), end_time=None, **owner_values(owner, now_ms())))
@@ -168,6 +168,10 @@ class SqlRuns:
     def set_seed(self, run_id: str, seed: int) -> None:
         with self.store.write() as conn:
             conn.execute(update(runs).where(runs.c.id == run_id).values(seed=seed))
+
+    def rename(self, run_id: str, name: str) -> None:
+        with self.store.write() as conn:
+            conn.execute(update(runs).where(runs.c.id == run_id).values(name=name))
 
     def set_status(self, run_id: str, status: RunStatus, end_time: int | None = None) -> None:
         with self.store.write() as conn:
@@ -227,7 +231,8 @@ class SqlRuns:
 
     def record_artifacts(self, run_id: str, infos: Iterable[ArtifactInfo]) -> None:
         now = now_ms()
-        rows = [{"run_id": run_id, "path": i.path, "digest": i.digest, "size": i.size,
+        rows = [{"run_id": run_id, "path": _artifact_path(i.path),
+                 "digest": _artifact_digest(i), "size": _artifact_size(i),
                  "created_at": now} for i in infos]
         if rows:
             with self.store.write() as conn:
@@ -253,8 +258,12 @@ def _nan(value: float | None) -> float:
 
 # -- statements inside a caller's transaction ---------------------------------------------
 
-def owner_values(owner: Owner, now: int) -> dict[str, Any]:
-    """The owner columns of a run this process starts or resumes."""
+def owner_values(owner: Owner | None, now: int) -> dict[str, Any]:
+    """The owner columns of a run this process starts or resumes; ``None``: a run no
+    process of ours runs (an mlflow client's, through the server), never reaped."""
+    if owner is None:
+        return {"owner_host": None, "owner_pid": None, "owner_start": None,
+                "heartbeat_at": None}
     return {"owner_host": owner.host, "owner_pid": owner.pid, "owner_start": owner.start,
             "heartbeat_at": now}
 
@@ -371,3 +380,30 @@ def write_points(store: Store, conn: Transaction, batch: list[MetricPoint]) -> N
     conn.execute(store.statement("latest_metrics.upsert", _latest_upsert),
                  [{"run_id": r, "key": k, "step": s, "timestamp": t, "value": v}
                   for r, k, s, t, v in latest.values()])
+
+
+def _artifact_path(path: str) -> str:
+    """An artifact's path as stored: relative, normalised, inside the run's root (a path
+    another process sends, e.g. through the server, is checked like a local one)."""
+    from mloop.core.paths import safe_relpath
+
+    clean = safe_relpath(path)
+    if clean != path:
+        raise InvalidInputError(f"Artifact path {path!r} is not in its normal form; send "
+                                f"{clean!r}.")
+    return clean
+
+
+def _artifact_digest(info: ArtifactInfo) -> str:
+    from mloop.core.hashing import is_digest
+
+    if not is_digest(info.digest):
+        raise InvalidInputError(f"Artifact {info.path!r}: {info.digest!r} is not a blob "
+                                "digest (64 hex digits).")
+    return info.digest
+
+
+def _artifact_size(info: ArtifactInfo) -> int:
+    if info.size < 0:
+        raise InvalidInputError(f"Artifact {info.path!r}: a size cannot be negative.")
+    return info.size

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from mloop._version import __version__
 from mloop.core.identity import Identity
@@ -79,6 +79,16 @@ def create_app(project: Project, *, authorize: Authorize = no_auth,
     def server_info() -> dict[str, Any]:
         """The server's mloop release and API version (no credentials needed)."""
         return {"mloop": __version__, "api": API_VERSION}
+
+    @app.get("/health", tags=["server"], response_class=PlainTextResponse)
+    def health() -> str:
+        """Liveness, as MLflow's server answers it (``OK``; no credentials needed)."""
+        return "OK"
+
+    @app.get("/version", tags=["server"], response_class=PlainTextResponse)
+    def version() -> str:
+        """The server's release (MLflow clients ask; no credentials needed)."""
+        return __version__
 
     @app.get("/api/v1/whoami", tags=["server"])
     def whoami(request: Request) -> dict[str, Any]:

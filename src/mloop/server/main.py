@@ -102,13 +102,13 @@ def open_project(config: ServerConfig) -> Project:
 def build_app(config: ServerConfig, project: Project | None = None) -> FastAPI:
     """The whole server application for ``config``."""
     from mloop.server import auth, login, objects
-    from mloop.server import mlflow as mlflow_api
     from mloop.server.app import create_app
+    from mloop.server.mlflow import make_router as mlflow_router
 
     project = project or open_project(config)
     guard = auth.TokenAuth(project, host=config.host, allowed_hosts=config.allowed_hosts,
                            insecure_no_auth=config.insecure_no_auth)
-    routers = [objects.make_router(project, guard), mlflow_api.make_router(project, guard),
+    routers = [objects.make_router(project, guard), mlflow_router(project, guard),
                login.make_router(project, guard)]
     return create_app(project, authorize=guard, audit=guard.record, routers=routers,
                       closing=[guard.close, project.close])

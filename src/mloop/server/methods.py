@@ -54,6 +54,7 @@ _READS = frozenset({
 _ROLES: dict[tuple[str, str], str] = {
     # an approver approves versions, moves aliases and deploys
     ("models", "set_alias"): "approver",
+    ("models", "delete_alias"): "approver",
     ("models", "delete"): "approver",
     ("deployments", "create"): "approver",
     ("deployments", "delete"): "approver",

@@ -61,6 +61,7 @@ class MetricWriter:
         self._remote = remote
         self._spool = spool
         self._offline = False
+        self._offline_wait = flush_interval
         self._interval = flush_interval
         self._batch_size = batch_size
         self._max_pending = MAX_PENDING_BATCHES * batch_size
@@ -190,10 +191,15 @@ class MetricWriter:
             else:
                 if failing:
                     log.warning("mloop: writing metrics works again; nothing was lost")
+                failing, wait = False, self._interval
+                if self._offline:  # the server is away (batches go to disk): ask less often
+                    self._offline_wait = min(_MAX_BACKOFF, self._offline_wait * 2)
+                    wait = self._offline_wait
+                else:
+                    self._offline_wait = self._interval
             finally:
                 with self._room:
                     self._room.notify_all()
-                failing, wait = False, self._interval
             due = time.monotonic() + wait
 
     def _tick(self) -> None:
