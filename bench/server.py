@@ -66,7 +66,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -513,7 +513,7 @@ def mlflow_part(servers: list[tuple[str, Server, str | None, str]], args: Any
     for noisy in ("mlflow", "urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     rounds: dict[str, list[dict[str, Any]]] = {name: [] for name, *_ in servers}
-    for name, server, token, search_id in servers:
+    for _name, server, token, search_id in servers:
         use_server(mlflow, server.url, token)
         workflow(mlflow, server.cpu, search_id, 50, 5, 1, "warm")
     for r in range(args.rounds):
