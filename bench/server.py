@@ -17,18 +17,22 @@ SQLite on the same disk.
     warm-up run, then the median of ``--repeat`` runs.
 (2) **The mlflow client**, the real one (``mlflow.log_metric`` and friends), against
     (a) ``mloop server``, (b) ``mlflow server`` (its own SQLite backend store, ``--workers
-    1``, artifacts served by it: its leanest configuration) and (c) a do-nothing server: the
-    same FastAPI + uvicorn stack answering canned replies to exactly the endpoints the
-    workflow calls (:func:`null_app`; its search reply is the bytes mloop server answered
-    to the same search, so both clients parse the same runs). The workflow: 1,000
+    1``, artifacts served by it, its job runner off — the huey consumers it starts by
+    default for GenAI jobs burn CPU the other servers would miss: its leanest
+    configuration) and (c) a do-nothing server: the same FastAPI + uvicorn stack answering
+    canned replies to exactly the endpoints the workflow calls (:func:`null_app`: each
+    request's body is received, nothing is parsed; its search reply is the bytes mloop
+    server answered to the same search, so the client parses the same runs). The workflow: 1,000
     ``log_metric`` calls in one run, 200 runs created (``start_run``/``end_run``), and
     ``search_runs`` with a filter and an order by a metric over an experiment of 2,000
     runs with 5 params and 5 metrics each (made beforehand: on mloop's store through its
     SQL path, on mlflow's with ``MlflowClient`` on its database, before the servers
     start). One small warm-up workflow per server, then ``--rounds`` rounds interleaved
     (a, b, c, a, b, c, …); printed: per-operation medians, the ratios mloop server ÷
-    do-nothing (goal ≤ 1.3×) and mlflow server ÷ mloop server (goal ≥ 3×), and the
-    requests each operation sent (counted by the do-nothing server).
+    do-nothing (goal ≤ 1.3×) and mlflow server ÷ mloop server (goal ≥ 3×), the requests
+    each operation sent (counted by the do-nothing server), and each server's own CPU per
+    operation (its process group's user + system time from /proc: steadier than wall
+    time on a machine shared with other work).
 (3) **Read path.** A second ``mloop server`` over a store of ``--big-runs`` runs (100,000;
     written before it starts, in transactions of a few thousand runs), searched through
     mloop's HTTP client: ``mloop.search_runs(order_by=["metrics.acc DESC"],
