@@ -47,7 +47,7 @@ sends one request per ``log_metric`` and would otherwise be throttled, which mea
 the policy, not the server.
 
 Usage: python bench/server.py [--smoke] [--no-peer] [--points 10000] [--repeat 5]
-                              [--rounds 3] [--big-runs 100000] [--profile DIR]
+                              [--rounds 5] [--big-runs 100000] [--profile DIR]
 ``--no-peer`` skips the mlflow server (b); the do-nothing server always runs.
 ``--profile DIR`` records each mloop server with py-spy (``pip install py-spy``) into
 DIR/<name>.txt (collapsed stacks; open with speedscope or flamegraph.pl).
@@ -625,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wf-runs", type=int, default=200)
     parser.add_argument("--search-runs", type=int, default=2_000)
     parser.add_argument("--searches", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--big-runs", type=int, default=100_000)
     parser.add_argument("--only", choices=("points", "mlflow", "read"), action="append",
                         help="run only these parts (repeatable)")
@@ -761,16 +761,20 @@ def mlflow_part_run(base: Path, server: Server, token: str, mlflow_root: Path,
               f"{r['search_cpu'] * 1000:>12.1f} ms")
     ours, floor = results["mloop server"], results["do-nothing"]
     print(f"    search hits: {hits['mloop server']} runs")
-    print("    mloop server / do-nothing (goal ≤ 1.3×):")
+    print("    mloop server / do-nothing, wall time as the client sees it (goal ≤ 1.3×):")
     for op in ("log_metric", "runs", "search", "total"):
         ratio = ours[op] / floor[op]
         print(f"      {op:<12} {ratio:>6.2f}×  ({verdict(ratio <= 1.3)})")
     if "mlflow server" in results:
         theirs = results["mlflow server"]
-        print("    mlflow server / mloop server (goal ≥ 3×):")
+        print("    mlflow server / mloop server, wall time (goal ≥ 3×); and the servers' "
+              "own CPU:")
         for op in ("log_metric", "runs", "search", "total"):
             ratio = theirs[op] / ours[op]
-            print(f"      {op:<12} {ratio:>6.2f}×  ({verdict(ratio >= 3)})")
+            cpu = ""
+            if op != "total" and ours[f"{op}_cpu"] > 0:
+                cpu = f"   server CPU {theirs[f'{op}_cpu'] / ours[f'{op}_cpu']:>6.2f}×"
+            print(f"      {op:<12} {ratio:>6.2f}×  ({verdict(ratio >= 3)}){cpu}")
     else:
         print("    mlflow server: not run (--no-peer or not installed)")
 
