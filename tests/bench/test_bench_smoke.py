@@ -23,6 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
                        "(b) canary of a model that errors", "(b) canary of a model that is",
                        "rolled back after", "(c) blue/green", "(d) bandits",
                        "thompson", "even split", "(e) shadow"]),
+    ("server.py", ["(1) 300 mloop.log_metric calls through mloop server", "per call p50",
+                   "(2) the mlflow client", "mloop server / do-nothing",
+                   "(3) runs search over 500 runs", "mloop.search_runs over HTTP"]),
 ])
 def test_bench_smoke(tmp_path, script, expected):
     out = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--smoke", "--no-peer"],

@@ -474,3 +474,42 @@ def test_a_fully_cached_run_still_has_its_lineage(flow_project):
     wrong = run_cli("lineage", f"pipelines:/other/{again.id[-12:]}", cwd=flow_project.root,
                     check=False)
     assert wrong.returncode == 3 and "is a run of 'flow'" in wrong.stderr
+
+
+def test_a_cached_model_is_whole_for_fsck_and_gc_keeps_its_files(sqlite_project):
+    """A model output's digest fingerprints the model's files (its run's artifacts), it
+    names no blob: fsck must not call it missing, and gc must keep the files a cached
+    step restores the model from."""
+    from mloop.data.fsck import check
+    from mloop.data.garbage import gc
+
+    _write(sqlite_project, "pipelines.py", """
+        import mloop
+        import pandas as pd
+        from sklearn.linear_model import LogisticRegression
+
+        @mloop.step(outputs="model")
+        def train() -> mloop.Model:
+            x = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0]})
+            return LogisticRegression().fit(x, [0, 0, 1, 1])
+
+        @mloop.step
+        def score(model: mloop.Model) -> dict:
+            return {"p": int(model.predict(pd.DataFrame({"a": [3.0]}))[0])}
+
+        m = mloop.Pipeline("m", steps=[train, score])
+    """)
+    pipe = find_pipeline(sqlite_project, "m")
+    first = run_pipeline(sqlite_project, pipe)
+    assert first.status == "succeeded", first.error
+    assert first.steps["train"].outputs["model"].kind == "model"
+    result = check(sqlite_project, quiet=True)
+    assert result.ok, [p.to_dict() for p in result.problems]
+    assert result.orphans == 0  # the model's files are reached (as the run's artifacts)
+    gc(sqlite_project, grace_seconds=0)
+    assert check(sqlite_project, quiet=True).ok
+    again = run_pipeline(sqlite_project, pipe, from_step="score")  # needs the cached model
+    assert again.steps["train"].status == "cached"
+    assert again.steps["score"].status == "ran", again.error
+    assert again.output("score", sqlite_project) == {"p": 1}
+    assert again.output("model", sqlite_project).predict(pd.DataFrame({"a": [0.0]}))[0] == 0

@@ -36,8 +36,10 @@ from mloop.cli.render import echo
 def server(ctx: click.Context, store_uri: str | None, objects_uri: str | None, root: str,
            host: str, port: int, workers: int, tls_cert: str | None, tls_key: str | None,
            allowed_hosts: tuple[str, ...], insecure_no_auth: bool) -> None:
-    """Run the team server until Ctrl-C: every run, dataset, model, evaluation and
-    deployment of one store, over HTTP, behind tokens and roles.
+    """Run the team server (the whole API over HTTP, behind tokens) until Ctrl-C.
+
+    Every run, dataset, model, evaluation and deployment of one store, for a team, with
+    roles, an audit log and the mlflow client working unchanged.
 
     \b
     Examples:

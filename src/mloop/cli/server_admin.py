@@ -145,8 +145,10 @@ def revoke(name_or_id: str, store: str | None) -> None:
 @json_option
 def audit(limit: int, actor: str | None, since: str | None, store: str | None,
           as_json: bool) -> None:
-    """Who wrote what through the server: time, actor (token name), token id, role,
-    action, target, HTTP status; newest first.
+    """Who wrote what through the server, newest first.
+
+    Each entry: time, actor (the token's name), token id, role, action, target and the
+    HTTP status.
 
     Example: `mloop server audit --actor alice --limit 20`.
     """

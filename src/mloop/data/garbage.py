@@ -2,8 +2,9 @@
 
 Referenced: every dataset version's tree, chunks and distribution profile, every run
 artifact, every stored git diff, every evaluation report, every pipeline output and step
-log. :func:`references` is the one reachability walk: ``gc`` deletes what it does not
-reach, ``mloop fsck`` (:mod:`mloop.data.fsck`) reports what it reaches but cannot find.
+log (a model output is its run's artifacts: its digest fingerprints them, it is no blob).
+:func:`references` is the one reachability walk: ``gc`` deletes what it does not reach,
+``mloop fsck`` (:mod:`mloop.data.fsck`) reports what it reaches but cannot find.
 
 A blob younger than the grace period is never deleted, so a ``data add`` running at the
 same moment (its chunks are written before its version row commits) keeps everything it
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from mloop.data.model import decode_tree
 from mloop.errors import MloopError
 from mloop.objects import LocalObjectStore
+from mloop.pipelines.values import ValueRef
 from mloop.project import Project
 from mloop.repositories import backend
 
@@ -66,10 +68,11 @@ def references(project: Project, *, strict: bool = True) -> References:
     for digest, owner in rows.blobs:
         refs.add(digest, owner)
     for owner, text in rows.outputs:  # pipeline values, and the files a stage's outputs hold
-        for ref in json.loads(text or "{}").values():
-            refs.add(ref["digest"], owner)
-            if ref.get("kind") == "files":
-                manifest = _read_json(project, ref["digest"], owner, refs, strict) or {}
+        for data in json.loads(text or "{}").values():
+            ref = ValueRef.from_dict(data)
+            refs.add(ref.blob, owner)  # a model's files: its run's artifacts, in rows.blobs
+            if ref.kind == "files":
+                manifest = _read_json(project, ref.digest, owner, refs, strict) or {}
                 files = manifest.get("files", manifest)
                 for f in files.values() if isinstance(files, dict) else ():
                     if isinstance(f, dict) and "digest" in f:

@@ -49,6 +49,13 @@ class ValueRef:
                    data.get("sig"))
 
     @property
+    def blob(self) -> str | None:
+        """The blob ``digest`` names, the one the walk of gc and fsck must keep; None for a
+        model, whose digest fingerprints its files (``files_digest``): those are its run's
+        artifacts at ``uri``, each a blob their own rows name."""
+        return None if self.kind == "model" else self.digest
+
+    @property
     def signed(self) -> bool:
         """Whether this user's key signed the value (only pickles and models are signed)."""
         return self.kind in SIGNED and signing.verify(self.kind, self.digest, self.sig)

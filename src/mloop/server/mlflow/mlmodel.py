@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from mloop.core.paths import safe_relpath
+from mloop.core.yamlio import loads_yaml
 from mloop.errors import InvalidInputError, UnsafePathError
 from mloop.registry.flavors import get_flavor
 from mloop.registry.loading import MANIFEST
@@ -69,7 +70,8 @@ def write_manifest(project: Project, run_id: str, folder: str, model_id: str) ->
     if found is None:
         raise InvalidInputError(f"No {MLMODEL} under {folder!r}: the model's files were not "
                                 "uploaded.")
-    mlmodel = yaml.safe_load(project.objects.get_bytes(found.digest)) or {}
+    mlmodel = loads_yaml(project.objects.get_bytes(found.digest).decode("utf-8", "replace"),
+                         name=MLMODEL) or {}
     if not isinstance(mlmodel, dict):
         raise InvalidInputError(f"{MLMODEL} under {folder!r} is not a YAML table.")
     manifest = {
