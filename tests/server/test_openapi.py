@@ -1,13 +1,15 @@
-"""The published OpenAPI schema, and schemathesis over every operation in it: no 5xx.
+"""The published OpenAPI schema, and schemathesis over every operation of the server: no 5xx.
 
 The whole server as ``mloop server`` builds it (:func:`mloop.server.main.build_app`, real
-token auth with an admin token) runs on uvicorn on 127.0.0.1; schemathesis loads
-``/openapi.json`` from it and, for every operation, sends a bounded number of generated
-requests (valid ones and, for the JSON bodies, invalid ones), derandomized so that a run
-is reproducible. Every answer must be below 500; a 4xx must be the API's error body
-``{"error": {"code", "message"}}``; and a 200 of a repository method must match the
-result schema it publishes. All failures are gathered and reported together, one
-reproducible ``curl`` per failing operation.
+token auth with an admin token, a few seeded records) runs on uvicorn on 127.0.0.1;
+schemathesis loads ``/openapi.json`` from it, plus a description of the routes kept out of
+it (the MLflow REST subset, the login form), and for every operation sends a bounded
+number of generated requests, valid and invalid, derandomized so that a run is
+reproducible (MLOOP_FUZZ_EXAMPLES / MLOOP_FUZZ_SEED explore further). Every answer must
+be below 500; a 4xx of the API must be its error body (``{"error": {"code", "message"}}``,
+MLflow's ``{"error_code", "message"}`` on its routes) and match the published 4XX schema;
+a 200 must match the result schema published. All failures are gathered and reported
+together, with the server's exception and a ``curl`` to reproduce each.
 """
 
 from __future__ import annotations
