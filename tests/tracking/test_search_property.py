@@ -103,7 +103,8 @@ def test_search_agrees_with_python(corpus, tree):
     assert found == expected, text
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(key=st.sampled_from(["a", "b"]), descending=st.booleans(),
        then=st.sampled_from([None, "metrics.b", "params.p DESC", "attributes.start_time"]),
        filt=st.sampled_from([None, "params.p != 'beta'", "metrics.b > 0.0", "tags.t = 'alps'"]),
