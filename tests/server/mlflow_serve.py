@@ -6,6 +6,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -16,10 +17,11 @@ from mloop.server.mlflow import make_router
 
 
 @contextlib.contextmanager
-def serve(project: Project, authorize: Authorize = no_auth) -> Iterator[str]:
+def serve(project: Project, authorize: Authorize = no_auth,
+          audit: Any = None) -> Iterator[str]:
     """The server's base URL, for the ``with`` block; stopped after it."""
     app = FastAPI()
-    app.include_router(make_router(project, authorize))
+    app.include_router(make_router(project, authorize, audit))
     # host and port 0 rather than a socket of ours: uvicorn's own listening socket gives
     # connections without Nagle's delay (a socket passed in costs ~40 ms a request here)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0,

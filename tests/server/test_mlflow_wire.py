@@ -91,6 +91,28 @@ def test_unknown_routes_and_bad_bodies_answer_in_mlflow_form(sqlite_project: Pro
         assert info["multipart_uploads_enabled"] is False
 
 
+def test_mlflow_writes_are_audited_under_the_callers_name(sqlite_project: Project) -> None:
+    def alice(request: Request, need: str) -> Identity:
+        return Identity("alice", "writer", "0123456789ab")
+
+    entries: list[tuple[str, str, str, int]] = []
+    with serve(sqlite_project, alice,
+               lambda who, action, target, status: entries.append(
+                   (who.name, action, target, status))) as url, \
+            httpx.Client(base_url=url) as http:
+        created = http.post("/api/2.0/mlflow/experiments/create", json={"name": "audited"})
+        assert created.status_code == 200
+        http.get("/api/2.0/mlflow/experiments/get-by-name",
+                 params={"experiment_name": "audited"})
+        refused = http.post("/api/2.0/mlflow/runs/log-metric", json={
+            "run_id": "f" * 32, "key": "m", "value": 1, "timestamp": 0, "step": 0})
+        assert refused.status_code == 404
+    assert entries[0] == ("alice", "POST /api/2.0/mlflow/experiments/create", "name=audited",
+                          200)
+    assert entries[1][:2] == ("alice", "POST /api/2.0/mlflow/runs/log-metric")
+    assert entries[1][3] == 404 and len(entries) == 2  # reads are not audited
+
+
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "server-mlflow.md").read_text()
 ROW = re.compile(r"^\| `(GET|POST|PUT|PATCH|DELETE) (/api/[^`]+)` \| (\w+) \|$", re.MULTILINE)
 

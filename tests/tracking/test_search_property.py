@@ -101,3 +101,28 @@ def test_search_agrees_with_python(corpus, tree):
                                   project=project)["run_id"])
     expected = {rid for rid, run in truth.items() if predicate(run)}
     assert found == expected, text
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=st.sampled_from(["a", "b"]), descending=st.booleans(),
+       then=st.sampled_from([None, "metrics.b", "params.p DESC", "attributes.start_time"]),
+       filt=st.sampled_from([None, "params.p != 'beta'", "metrics.b > 0.0", "tags.t = 'alps'"]),
+       size=st.integers(1, 70), offset=st.integers(0, 70))
+def test_a_page_ordered_by_a_metric_is_the_page_of_the_whole_ordering(
+        corpus, key, descending, then, filt, size, offset):
+    """Ordered first by a metric, a page is read in two parts (runs with the metric, then
+    the others): the same runs, in the same order, as one sort of every run."""
+    from mloop.repositories.run_search import build_query, search
+    from mloop.repositories.runs import SearchQuery
+    from mloop.tracking.filter import parse_filter, parse_order_by
+
+    project, _ = corpus
+    order = [f"metrics.{key}{' DESC' if descending else ''}"] + ([then] if then else [])
+    query = SearchQuery(filter=parse_filter(filt) if filt else None,
+                        order=tuple(parse_order_by(order)), max_results=size, offset=offset)
+    got = [r[0] for r in search(project.store, query).rows]
+    whole = build_query(query.filter, query.order, None, False)
+    with project.store.read() as conn:
+        every = [r[0] for r in conn.execute(whole, {"limit": 10**9, "offset": 0}).all()]
+    assert got == every[offset:offset + size]

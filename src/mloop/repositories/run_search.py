@@ -21,6 +21,7 @@ from sqlalchemy import (
     bindparam,
     exists,
     false,
+    func,
     not_,
     or_,
     select,
@@ -104,11 +105,26 @@ def _conjuncts(node: Node | None) -> list[Node]:
     return [node]
 
 
-def _order_columns(order: tuple[OrderKey, ...], frm: Any,
-                   joined: dict[str, Any]) -> tuple[Any, list[Any]]:
-    """The ORDER BY columns (outer-joining the keys it sorts on), and the new FROM."""
+def _order_columns(order: tuple[OrderKey, ...], frm: Any, joined: dict[str, Any],
+                   split: str | None = None) -> tuple[Any, list[Any], list[Any]]:
+    """The ORDER BY columns (outer-joining the keys it sorts on), the new FROM, and the
+    conditions of a split search (see :func:`search`)."""
     cols: list[Any] = []
-    for o in order:
+    where: list[Any] = []
+    for i, o in enumerate(order):
+        if i == 0 and split is not None:  # the first key: a metric none of the filters join
+            if split == "present":
+                t = latest_metrics.alias()
+                frm = frm.join(t, and_(t.c.run_id == runs.c.id, t.c.key == o.key))
+                where.append(t.c.value.is_not(None))
+                joined[o.key] = t
+                cols.append(t.c.value.desc() if o.descending else t.c.value.asc())
+            else:  # "absent": the runs the first part leaves out, all NULL for this key
+                m = latest_metrics.alias()
+                where.append(~select(m.c.run_id).where(
+                    m.c.run_id == runs.c.id, m.c.key == o.key, m.c.value.is_not(None))
+                    .exists())
+            continue
         if o.entity == "attributes":
             col = experiments.c.name if o.key == "experiment" else _attr(o.key)
         elif o.entity == "metrics" and o.key in joined:
@@ -121,12 +137,13 @@ def _order_columns(order: tuple[OrderKey, ...], frm: Any,
             col = t.c.value
         cols.append(col.desc().nulls_last() if o.descending else col.asc().nulls_last())
     cols += [runs.c.start_time.desc(), runs.c.id.desc()]  # newest first, stable
-    return frm, cols
+    return frm, cols, where
 
 
 @functools.lru_cache(maxsize=256)
 def build_query(node: Node | None, order: tuple[OrderKey, ...],
-                experiment_ids: tuple[str, ...] | None, include_deleted: bool) -> Select[Any]:
+                experiment_ids: tuple[str, ...] | None, include_deleted: bool,
+                split: str | None = None) -> Select[Any]:
     """The SELECT of matching run ids plus base columns, filtered and ordered.
 
     Cached: dashboards and scripts repeat the same search, and building the statement
@@ -157,12 +174,45 @@ def build_query(node: Node | None, order: tuple[OrderKey, ...],
         where.append(runs.c.experiment_id.in_(experiment_ids) if experiment_ids else false())
     if not include_deleted:
         where.append(runs.c.deleted_at.is_(None))
-    frm, order_cols = _order_columns(order, frm, joined)
+    frm, order_cols, split_where = _order_columns(order, frm, joined, split)
+    where += split_where
     # LIMIT/OFFSET as bound parameters: the statement object stays the same from page to
     # page, so SQLAlchemy reuses its compiled form instead of rebuilding it.
     return (query.select_from(frm).where(and_(true(), *where)).order_by(*order_cols)
             .limit(bindparam("limit", type_=BigInteger))
             .offset(bindparam("offset", type_=BigInteger)))
+
+
+def _splits(query: SearchQuery) -> bool:
+    """Whether the search is ordered first by a metric that no filter joins: then the
+    runs that have the metric are read first, driven by the ``(key, value)`` index and
+    stopping at the page's end, and the runs without it (NULL, sorted last) only when the
+    page is not full — instead of sorting every run of the experiments."""
+    if not query.order or query.order[0].entity != "metrics":
+        return False
+    key = query.order[0].key
+    return not any(isinstance(c, Comparison) and c.entity == "metrics" and c.key == key
+                   and c.value is not None and c.op not in {"!=", "not in"}
+                   for c in _conjuncts(query.filter))
+
+
+def _page(store: Store, conn: Any, query: SearchQuery, limit: int) -> list[Any]:
+    args = (query.filter, query.order, query.experiment_ids, query.include_deleted)
+    if not _splits(query):
+        return list(conn.execute(build_query(*args),
+                                 {"limit": limit, "offset": query.offset}).all())
+    rows = list(conn.execute(build_query(*args, split="present"),
+                             {"limit": limit, "offset": query.offset}).all())
+    if len(rows) >= limit:
+        return rows
+    offset = 0
+    if not rows and query.offset:  # the page starts past the runs with the metric
+        counted = build_query(*args, split="present").order_by(None).limit(None).offset(None)
+        offset = query.offset - conn.execute(
+            select(func.count()).select_from(counted.subquery())).scalar_one()
+    rest = conn.execute(build_query(*args, split="absent"),
+                        {"limit": limit - len(rows), "offset": max(0, offset)}).all()
+    return rows + list(rest)
 
 
 def search(store: Store, query: SearchQuery) -> SearchPage:
@@ -171,11 +221,9 @@ def search(store: Store, query: SearchQuery) -> SearchPage:
     if query.offset < 0 or (query.max_results is not None and query.max_results < 0):
         raise InvalidInputError(f"A search page has max_results >= 0 and offset >= 0, not "
                                 f"{query.max_results} and {query.offset}.")
-    statement = build_query(query.filter, query.order, query.experiment_ids,
-                            query.include_deleted)
     limit = NO_LIMIT if query.max_results is None else min(query.max_results + 1, NO_LIMIT)
     with store.read() as conn:
-        rows = list(conn.execute(statement, {"limit": limit, "offset": query.offset}).all())
+        rows = _page(store, conn, query, limit)
         more = query.max_results is not None and len(rows) > query.max_results
         if more:
             rows = rows[:query.max_results]

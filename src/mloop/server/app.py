@@ -35,6 +35,33 @@ def error_response(exc: MloopError, headers: dict[str, str] | None = None) -> Re
                         headers=headers)
 
 
+class Negotiate:
+    """Refuse a client that speaks a newer API than this server (a plain ASGI middleware:
+    it reads one header and passes everything else through untouched)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            wanted = client = None
+            for key, value in scope["headers"]:
+                if key == b"x-mloop-api":
+                    wanted = value.decode("latin-1").strip()
+                elif key == b"x-mloop-version":
+                    client = value.decode("latin-1")[:40]
+            if wanted is not None and wanted != str(API_VERSION):
+                response = JSONResponse(error_body(
+                    "version_mismatch",
+                    f"This client (mloop {client or '?'}) speaks API v{wanted[:10]}; this "
+                    f"server (mloop {__version__}) speaks v{API_VERSION}. Use a client of the "
+                    f"server's release (pip install 'mloop=={__version__}') or upgrade the "
+                    "server."), status_code=400)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def no_auth(request: Request, need: str) -> Identity:
     """Everyone is an admin: the local, loopback-only server of a single user."""
     return Identity("local", "admin")
@@ -70,9 +97,9 @@ def create_app(project: Project, *, authorize: Authorize = no_auth,
     app = FastAPI(title=title, version=__version__, docs_url="/api/docs",
                   redoc_url=None, openapi_url="/openapi.json", lifespan=lifespan)
     api = rpc.make_router(project, authorize, audit)
-    app.include_router(api)
-    for router in routers or []:
+    for router in routers or []:  # first: they are few, the API's routes are many
         app.include_router(router)
+    app.include_router(api)
     defs = getattr(api, "openapi_defs", {})
 
     @app.get("/api/v1/server-info", tags=["server"])
@@ -96,18 +123,7 @@ def create_app(project: Project, *, authorize: Authorize = no_auth,
         who = authorize(request, "reader")
         return {"name": who.name, "role": who.role, "token_id": who.token_id}
 
-    @app.middleware("http")
-    async def negotiate(request: Request, call_next: Any) -> Response:
-        wanted = request.headers.get(CLIENT_API_HEADER)
-        if wanted is not None and wanted.strip() != str(API_VERSION):
-            client = request.headers.get(CLIENT_VERSION_HEADER, "?")[:40]
-            return JSONResponse(error_body(
-                "version_mismatch",
-                f"This client (mloop {client}) speaks API v{wanted[:10]}; this server "
-                f"(mloop {__version__}) speaks v{API_VERSION}. Use a client of the "
-                f"server's release (pip install 'mloop=={__version__}') or upgrade the "
-                "server."), status_code=400)
-        return await call_next(request)
+    app.add_middleware(Negotiate)
 
     async def mloop_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, MloopError)

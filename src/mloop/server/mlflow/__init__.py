@@ -30,14 +30,17 @@ from mloop.server.mlflow.routing import Args, Routes
 if TYPE_CHECKING:
     from mloop.project import Project
     from mloop.server.app import Authorize
+    from mloop.server.rpc import Audit
 
 __all__ = ["make_router"]
 
 
-def make_router(project: Project, authorize: Authorize) -> APIRouter:
+def make_router(project: Project, authorize: Authorize,
+                audit: Audit | None = None) -> APIRouter:
     """Every MLflow route over ``project``; each checks its caller with ``authorize``
-    (``reader`` to read, ``writer`` to log and register, ``approver`` for aliases)."""
-    routes = Routes(project, authorize)
+    (``reader`` to read, ``writer`` to log and register, ``approver`` for aliases), and
+    ``audit(identity, action, target, status)`` records each write."""
+    routes = Routes(project, authorize, audit)
     tracking.register(routes)
     models.register(routes)
     registry.register(routes)

@@ -22,6 +22,7 @@ from mloop.server.mlflow import wire
 if TYPE_CHECKING:
     from mloop.project import Project
     from mloop.server.app import Authorize
+    from mloop.server.rpc import Audit
 
 Args = dict[str, Any]
 Handler = Callable[[Args], "Args | Response"]
@@ -35,8 +36,29 @@ def _serve(routes: Routes, request: Request, role: str, handler: Handler,
     identity = routes.authorize(request, role)
     args.update(request.path_params)
     args["_identity"] = identity
-    with acting_as(identity):
-        return handler(args)
+    if role == "reader" or routes.audit is None:
+        with acting_as(identity):
+            return handler(args)
+    status = 500
+    try:
+        with acting_as(identity):
+            reply = handler(args)
+        status = reply.status_code if isinstance(reply, Response) else 200
+        return reply
+    except (wire.MlflowError, MloopError) as exc:
+        status = exc.status if isinstance(exc, wire.MlflowError) else exc.http_status
+        raise
+    finally:
+        routes.audit(identity, f"{request.method} {request.url.path}", _target(args), status)
+
+
+def _target(args: Args) -> str:
+    """What an MLflow write touched, for the audit log (an id or a name)."""
+    for key in ("run_id", "run_uuid", "name", "model_id", "experiment_id", "path"):
+        value = args.get(key)
+        if isinstance(value, (str, int)):
+            return f"{key}={str(value)[:200]}"
+    return ""
 
 
 def _answer(exc: Exception, path: str) -> Response:
@@ -57,9 +79,11 @@ def _name(method: str, path: str) -> str:
 class Routes:
     """The MLflow routes over one project, registered on one router."""
 
-    def __init__(self, project: Project, authorize: Authorize) -> None:
+    def __init__(self, project: Project, authorize: Authorize,
+                 audit: Audit | None = None) -> None:
         self.project = project
         self.authorize = authorize
+        self.audit = audit
         self.router = APIRouter()
 
     def add(self, method: str, path: str, role: str, handler: Handler) -> None:

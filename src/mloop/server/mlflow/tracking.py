@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import threading
 from typing import TYPE_CHECKING, Any
 
 from mloop.core.clock import now_ms
@@ -46,7 +47,32 @@ def run_id_of(project: Project, args: Args) -> str:
     assert raw is not None
     if len(raw) != 32:  # MLflow's ids are whole; a prefix is mloop's CLI convenience
         raise RunNotFoundError(f"Run with id={raw} not found.")
-    return records.resolve_run_id(project, raw)
+    known: KnownRuns = project.component("mlflow-known-runs", KnownRuns)
+    if raw in known:  # a training loop names one run thousands of times
+        return raw
+    found = records.resolve_run_id(project, raw)
+    known.add(found)
+    return found
+
+
+class KnownRuns:
+    """Ids of runs that exist (runs are never removed from the store, only marked
+    deleted), so a request naming one needs no look-up; bounded, oldest forgotten."""
+
+    SIZE = 4096
+
+    def __init__(self, project: Project) -> None:
+        self._ids: dict[str, None] = {}
+        self._lock = threading.Lock()
+
+    def __contains__(self, run_id: str) -> bool:
+        return run_id in self._ids
+
+    def add(self, run_id: str) -> None:
+        with self._lock:
+            self._ids[run_id] = None
+            if len(self._ids) > self.SIZE:
+                self._ids.pop(next(iter(self._ids)))
 
 
 def user_of(args: Args, claimed: str | None) -> str:
