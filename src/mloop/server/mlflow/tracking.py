@@ -7,6 +7,7 @@ import base64
 import json
 import math
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from mloop.core.clock import now_ms
@@ -53,6 +54,26 @@ def run_id_of(project: Project, args: Args) -> str:
     found = records.resolve_run_id(project, raw)
     known.add(found)
     return found
+
+
+class Reaper:
+    """Marks runs whose owning process died as KILLED (what every mloop read does), at
+    most every few seconds: the mlflow client reads its run at the end of each one."""
+
+    EVERY = 5.0
+
+    def __init__(self, project: Project) -> None:
+        self._runs = backend(project).runs
+        self._last = -self.EVERY
+        self._lock = threading.Lock()
+
+    def now_and_then(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last < self.EVERY:
+                return
+            self._last = now
+        self._runs.reap()
 
 
 class KnownRuns:
@@ -214,7 +235,10 @@ def register(routes: Routes) -> None:
 
     @routes.get(f"{API}/runs/get")
     def get_run(args: Args) -> Args:
-        return {"run": convert.run(project, records.get_run(project, run_id_of(project, args)))}
+        run_id = run_id_of(project, args)
+        reaper: Reaper = project.component("mlflow-reaper", Reaper)
+        reaper.now_and_then()
+        return {"run": convert.run(project, runs.get(run_id))}
 
     @routes.post(f"{API}/runs/update")
     def update_run(args: Args) -> Args:
