@@ -34,11 +34,20 @@ _STATUSES = {"RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"}
 
 def get_experiment(project: Project, experiment_id: str) -> Experiment:
     """The experiment an MLflow id names ("0": mloop's default experiment)."""
+    # experiments are never renamed nor removed: one found is remembered (a run created
+    # is an experiment looked up)
+    seen: dict[str, Experiment] = project.component("mlflow-experiments", lambda p: {})
+    found = seen.get(experiment_id)
+    if found is not None:
+        return found
     if experiment_id == convert.DEFAULT_ID:
-        return _experiments.get_or_create_experiment(project, convert.DEFAULT_NAME)
-    found = backend(project).experiments.get(experiment_id)
-    if found.id != experiment_id:  # the repository also matches names
-        raise ExperimentNotFoundError(f"No experiment with id={experiment_id}.")
+        found = _experiments.get_or_create_experiment(project, convert.DEFAULT_NAME)
+    else:
+        found = backend(project).experiments.get(experiment_id)
+        if found.id != experiment_id:  # the repository also matches names
+            raise ExperimentNotFoundError(f"No experiment with id={experiment_id}.")
+    if len(seen) < 10_000:
+        seen[experiment_id] = found
     return found
 
 
