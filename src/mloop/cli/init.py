@@ -48,13 +48,13 @@ def init(path: Path, force: bool) -> None:
 def _whoami(project: Project) -> str:
     """Who the server says this client is, or why it could not tell."""
     from mloop.errors import MloopError
+    from mloop.repositories import backend
     from mloop.server.client import HttpBackend
 
-    connection = HttpBackend(project).connection
+    remote = backend(project)
+    assert isinstance(remote, HttpBackend)
     try:
-        who = connection.request("GET", "/api/v1/whoami").json()
+        who = remote.connection.request("GET", "/api/v1/whoami").json()
     except MloopError as exc:
         return f"not checked: {exc.message}"
-    finally:
-        connection.close()
     return f"signed in as {who.get('name')}, role {who.get('role')}"

@@ -32,6 +32,28 @@ TOKEN_ENV = "MLOOP_TOKEN"
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 log = get_logger("mloop.client")
 
+API_VERSION = 1  # the /api/v<N> of the team server; a newer client is refused with a 400
+
+
+def client_headers(token: str | None) -> dict[str, str]:
+    """What every request of an mloop client to the team server carries: who it is, the
+    API version it speaks (the server refuses a newer one clearly) and its token."""
+    from mloop._version import __version__
+
+    headers = {"User-Agent": f"mloop/{__version__}", "X-Mloop-Api": str(API_VERSION),
+               "X-Mloop-Version": __version__}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
+
+
+def warn_if_plain_http(url: str, token: str | None) -> None:
+    """Warn before a token goes over plain HTTP to another machine."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if token and url.startswith("http://") and host not in _LOOPBACK:
+        log.warning("Sending a token to %s over plain HTTP: anyone on the network path "
+                    "can read it. Put the server behind HTTPS.", url)
+
 
 def normalize_url(url: str) -> str:
     """``url`` as the key of the credentials file: scheme and host in lower case, no
@@ -69,10 +91,7 @@ class ServerClient:
         self.url = normalize_url(url)
         self.token = token if token is not None else server_token(self.url)
         self.timeout = timeout
-        host = urllib.parse.urlsplit(self.url).hostname or ""
-        if self.token and self.url.startswith("http://") and host not in _LOOPBACK:
-            log.warning("Sending a token to %s over plain HTTP: anyone on the network path "
-                        "can read it. Put the server behind HTTPS.", self.url)
+        warn_if_plain_http(self.url, self.token)
 
     def post(self, path: str, body: Any) -> Any:
         """POST ``body`` as JSON to ``path``; the decoded JSON answer."""

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from mloop._version import __version__
+from mloop.core.client import API_VERSION, client_headers
 from mloop.core.hashing import CHUNK, hash_bytes, hash_file, new_hasher
 from mloop.core.redact import get_logger, redact
 from mloop.errors import (
@@ -39,7 +40,6 @@ from mloop.objects.base import ObjectStore, check_digest, check_record_name, cor
 log = get_logger("mloop.objects")
 
 PREFIX = "/api/v1/objects"
-API_VERSION = 1  # must equal mloop.server.app.API_VERSION (a test pins it)
 MISSING_BATCH = 5_000  # digests per POST /missing (the server takes up to 10,000)
 PART = 16 << 20  # bytes per part of a resumable upload; blobs up to this go in one PUT
 _RETRY_STATUS = frozenset({502, 503, 504})
@@ -64,12 +64,8 @@ class HttpObjectStore:
         self.backoff = backoff
         self.presign = presign
         self.part_size = part_size
-        headers = {"User-Agent": f"mloop/{__version__}", "X-Mloop-Api": str(API_VERSION),
-                   "X-Mloop-Version": __version__}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
         self._client = httpx.Client(
-            base_url=self.url + PREFIX, headers=headers,
+            base_url=self.url + PREFIX, headers=client_headers(token),
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             limits=httpx.Limits(max_connections=16, max_keepalive_connections=16))
 
@@ -288,8 +284,8 @@ class HttpObjectStore:
     def _no_routes(self) -> ConfigError:
         return ConfigError(
             f"The server at {self.url} does not answer the object routes ({PREFIX}): is it "
-            f"an mloop server, and one as new as this client (mloop {__version__})? Check "
-            "the URL, or upgrade the server.")
+            f"an mloop server, and one as new as this client (mloop {__version__}, API "
+            f"v{API_VERSION})? Check the URL, or upgrade the server.")
 
     def _wait(self, failures: int, exc: Exception | None) -> None:
         delay = self.backoff * 2 ** (failures - 1)

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from mloop._version import __version__
+from mloop.core.client import API_VERSION
 from mloop.core.identity import Identity
 from mloop.core.redact import get_logger
 from mloop.errors import MloopError
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
 
 log = get_logger("mloop.server")
 
-API_VERSION = 1  # the /api/v<N> a client speaks; a newer client is refused with a clear 4xx
 
 # Checks a request's credentials and role: returns who is calling, or raises
 # TokenError (401) / ForbiddenError (403). ``need`` is a role of mloop.core.identity.ROLES.
@@ -65,10 +65,6 @@ class Negotiate:
 def no_auth(request: Request, need: str) -> Identity:
     """Everyone is an admin: the local, loopback-only server of a single user."""
     return Identity("local", "admin")
-
-
-CLIENT_API_HEADER = "X-Mloop-Api"  # the API version a client speaks
-CLIENT_VERSION_HEADER = "X-Mloop-Version"  # the mloop release of the client
 
 
 def create_app(project: Project, *, authorize: Authorize = no_auth,

@@ -19,7 +19,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
 from mloop import errors
-from mloop._version import __version__
+from mloop.core.client import client_headers, warn_if_plain_http
 from mloop.core.redact import get_logger
 from mloop.errors import ConfigError, MloopError, ServiceUnavailableError
 from mloop.server import methods as catalogue
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 
 log = get_logger("mloop.server")
 
-API_VERSION = 1  # must equal mloop.server.app.API_VERSION (the client imports no FastAPI)
 CONNECT_RETRIES = (0.1, 0.3, 1.0)  # a connection refused: retried (nothing was sent)
 
 
@@ -65,6 +64,7 @@ class Connection:
         self.url = server_url(url)
         self._token = token
         self._timeout = timeout
+        warn_if_plain_http(self.url, token)
         self._lock = threading.Lock()
         self._client: httpx.Client | None = None
         self._pid = 0
@@ -73,11 +73,7 @@ class Connection:
         return f"Connection({self.url!r})"
 
     def headers(self) -> dict[str, str]:
-        found = {"User-Agent": f"mloop/{__version__}", "X-Mloop-Api": str(API_VERSION),
-                 "X-Mloop-Version": __version__, "Content-Type": "application/json"}
-        if self._token:
-            found["Authorization"] = f"Bearer {self._token}"
-        return found
+        return {**client_headers(self._token), "Content-Type": "application/json"}
 
     @property
     def client(self) -> httpx.Client:

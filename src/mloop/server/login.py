@@ -147,11 +147,11 @@ def make_router(project: Project, authorize: Authorize) -> APIRouter:
                 if not auth.sessions.csrf_ok(session, presented):
                     raise ForbiddenError("Log out from this server's own page (the CSRF "
                                          "token is missing or wrong).")
-            except TokenError:
-                pass  # an expired or unknown session: just clear the cookies
+            except TokenError:  # an expired or unknown session: just clear the cookies
+                session = None
             except MloopError as exc:
                 return _page(exc.message, "/", 403)
-            else:
+            if session is not None:
                 auth.sessions.end(session, now_ms())
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         response.delete_cookie(CSRF_COOKIE, path="/", samesite="strict")

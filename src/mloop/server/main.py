@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +40,6 @@ class ServerConfig:
     allowed_hosts: tuple[str, ...] = ()
     tls_cert: str | None = None
     tls_key: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def overrides(self) -> dict[str, Any]:
         found = {}
@@ -66,8 +65,8 @@ class ServerConfig:
 
 def is_loopback(host: str) -> bool:
     """Whether ``host`` (an address to bind) only accepts this machine's connections."""
-    if host in ("localhost", ""):
-        return host == "localhost"
+    if host == "localhost":
+        return True
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
@@ -85,8 +84,6 @@ def check(config: ServerConfig) -> None:
     for path in (config.tls_cert, config.tls_key):
         if path and not Path(path).is_file():
             raise ConfigError(f"No file {path}: --tls-cert and --tls-key name PEM files.")
-    if config.workers > 1 and config.store_uri is None:
-        pass  # SQLite with several workers is fine: WAL, one writer at a time
 
 
 def open_project(config: ServerConfig) -> Project:

@@ -91,9 +91,8 @@ def _as_caller(method: catalogue.Method, args: dict[str, Any], who: Identity) ->
         return
     for name in catalogue.IDENTITY_PARAMETERS & args.keys():
         args[name] = who.name
-    new = args.get("run")
-    if method.name == "create" and dataclasses.is_dataclass(new) and hasattr(new, "user"):
-        args["run"] = dataclasses.replace(new, user=who.name)  # type: ignore[type-var]
+    if (method.repository, method.name) == ("runs", "create"):  # a new run's user
+        args["run"] = dataclasses.replace(args["run"], user=who.name)
 
 
 def make_router(project: Project, authorize: Authorize,

@@ -57,15 +57,6 @@ class Spool:
         except FileNotFoundError:
             return []
 
-    def points_waiting(self) -> int:
-        total = 0
-        for path in self.pending():
-            try:
-                total += len(json.loads(path.read_text(encoding="utf-8"))["points"])
-            except (OSError, ValueError, KeyError):
-                continue
-        return total
-
     def drain(self, runs: Runs) -> int:
         """Send every waiting batch in order; returns the points sent. Stops (raising
         :class:`ServiceUnavailableError`) at the first batch the server cannot take."""
