@@ -43,6 +43,7 @@ COMMANDS = {
     "deploy": "mloop.cli.deploy:deploy",
     "lineage": "mloop.cli.lineage:lineage",
     "token": "mloop.cli.token:token",
+    "ui": "mloop.cli.ui:ui",
     "server": "mloop.cli.server:server",
     "login": "mloop.cli.login:login",
     "logout": "mloop.cli.login:logout",

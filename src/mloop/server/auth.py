@@ -172,12 +172,14 @@ class TokenAuth:
         self.audit = AuditLog(backend.audit, interval=audit_interval)
 
     # ── the Authorize callable ───────────────────────────────────────────────────
-    def __call__(self, request: Request, need: str) -> Identity:
-        """The caller of ``request`` if its role allows ``need``; see the module's doc."""
+    def __call__(self, request: Request, need: str, csrf: str | None = None) -> Identity:
+        """The caller of ``request`` if its role allows ``need``; see the module's doc.
+        ``csrf``: a session's CSRF token sent some other way than the header (a UI form's
+        field)."""
         rank = ROLES.index(need)  # a route's own need: a bad one is a bug, ValueError
         if self.insecure_no_auth:
             return ANONYMOUS
-        identity = self._identify(request)
+        identity = self._identify(request, csrf)
         if ROLES.index(identity.role) < rank:
             raise ForbiddenError(f"{identity.name!r} (token {identity.token_id}) has the "
                                  f"role {identity.role!r}; this needs {need!r} or above. "
@@ -192,7 +194,7 @@ class TokenAuth:
                     f"Retry after {retry} s, or send fewer, larger batches.", retry)
         return identity
 
-    def _identify(self, request: Request) -> Identity:
+    def _identify(self, request: Request, csrf: str | None = None) -> Identity:
         header = request.headers.get("authorization")
         if header is not None:
             scheme, _, token = header.strip().partition(" ")
@@ -201,14 +203,14 @@ class TokenAuth:
             return self.identity(self.verify(token))
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie:
-            return self._session(request, cookie)
+            return self._session(request, cookie, csrf)
         raise TokenError(_NO_TOKEN)
 
-    def _session(self, request: Request, cookie: str) -> Identity:
+    def _session(self, request: Request, cookie: str, csrf: str | None = None) -> Identity:
         session = self.session(cookie)
         if request.method in UNSAFE_METHODS:
             self.check_host(request)
-            if not self.sessions.csrf_ok(session, request.headers.get(CSRF_HEADER)):
+            if not self.sessions.csrf_ok(session, request.headers.get(CSRF_HEADER) or csrf):
                 raise ForbiddenError("This change comes with a browser session but without "
                                      "its CSRF token (the X-CSRF-Token header): refused. "
                                      "Reload the page, or log in again at /login.")

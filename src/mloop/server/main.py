@@ -105,10 +105,15 @@ def build_app(config: ServerConfig, project: Project | None = None) -> FastAPI:
     project = project or open_project(config)
     guard = auth.TokenAuth(project, host=config.host, allowed_hosts=config.allowed_hosts,
                            insecure_no_auth=config.insecure_no_auth)
+    from mloop.server.ui.app import make_ui, mount
+    from mloop.server.ui.guard import ServerGuard
+
     routers = [mlflow_router(project, guard, guard.record),  # the busiest routes first
                objects.make_router(project, guard), login.make_router(project, guard)]
-    return create_app(project, authorize=guard, audit=guard.record, routers=routers,
-                      closing=[guard.close, project.close])
+    app = create_app(project, authorize=guard, audit=guard.record, routers=routers,
+                     closing=[guard.close, project.close])
+    mount(app, make_ui(project, ServerGuard(guard), audit_to=guard.record))
+    return app
 
 
 def app_from_env() -> FastAPI:

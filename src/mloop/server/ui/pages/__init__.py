@@ -1,0 +1,1 @@
+"""The UI's pages, one module a section (each defines ``router``)."""

@@ -1,0 +1,5 @@
+"""(Being written.)"""
+
+from fastapi import APIRouter
+
+router = APIRouter()
