@@ -17,13 +17,14 @@ import re
 from collections.abc import Callable
 
 from mloop.core.ids import short_id
+from mloop.errors import InvalidURIError, NotFoundError
 from mloop.project import Project
 from mloop.repositories import backend
 from mloop.repositories.lineage import Edge
 from mloop.repositories.traffic import Served
 
 __all__ = ["PHRASES", "Edge", "active_run_id", "add_edge", "describe", "live_traffic",
-           "neighbours", "set_active_run_provider", "short_uri", "trace"]
+           "neighbours", "resolve", "set_active_run_provider", "short_uri", "trace"]
 
 
 def _no_run() -> str | None:
@@ -80,6 +81,40 @@ def trace(project: Project, uri: str, depth: int = 3) -> tuple[list[tuple[int, E
         return out
 
     return walk(True), walk(False)
+
+
+def resolve(project: Project, uri: str) -> str:
+    """The exact URI lineage records for what ``uri`` names: a dataset ref (``train@2``,
+    a tag) by its version, a run by its full id, a model by version (not alias), a
+    pipeline run by its full id. :class:`NotFoundError` when it names nothing,
+    :class:`InvalidURIError` when lineage records nothing of its kind."""
+    if uri.startswith("data:/") or ":/" not in uri:  # a dataset ref: name it exactly
+        from mloop.data.catalog import get
+
+        return get(project, uri).uri
+    if uri.startswith("runs:/"):
+        from mloop.tracking.records import resolve_run_id
+
+        run = uri[len('runs:/'):].partition('/')[0]
+        return f"runs:/{resolve_run_id(project, run)}"
+    if uri.startswith("models:/"):
+        from mloop.registry.models import get_version
+
+        return get_version(project, uri).uri
+    if uri.startswith("pipelines:/") and uri.count("/") == 2:  # a short run id is fine
+        from mloop.pipelines.history import get_run
+
+        name, run_id = uri[len("pipelines:/"):].split("/")
+        found = get_run(project, run_id)
+        if found["pipeline"] != name:
+            raise NotFoundError(f"Pipeline run {run_id!r} is a run of {found['pipeline']!r}, "
+                                f"not of {name!r}; see `mloop pipeline status`.")
+        return str(found["uri"])
+    if uri.split(":/", 1)[0] not in ("alerts", "pipelines", "deployments"):
+        raise InvalidURIError(f"{uri!r} is not something lineage records: give "
+                              "data:/NAME@V, runs:/ID, models:/NAME/V, alerts:/ID, "
+                              "deployments:/NAME or pipelines:/NAME/ID.")
+    return uri
 
 
 def live_traffic(project: Project, uri: str, depth: int = 6) -> list[Served]:

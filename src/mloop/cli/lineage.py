@@ -25,34 +25,10 @@ def lineage(uri: str, depth: int, as_json: bool) -> None:
     downstream, and how many rows each answered.
     """
     from mloop import lineage as graph
-    from mloop.data.catalog import get
     from mloop.project import current_project
-    from mloop.tracking.records import resolve_run_id
 
     project = current_project()
-    if uri.startswith("data:/") or ":/" not in uri:  # a dataset ref: name it exactly
-        uri = get(project, uri).uri
-    elif uri.startswith("runs:/"):
-        uri = f"runs:/{resolve_run_id(project, uri[len('runs:/'):].split('/')[0])}"
-    elif uri.startswith("models:/"):
-        from mloop.registry.models import get_version
-
-        uri = get_version(project, uri).uri
-    elif uri.startswith("pipelines:/") and uri.count("/") == 2:  # a short run id is fine
-        from mloop.errors import NotFoundError
-        from mloop.pipelines.history import get_run
-
-        name, run_id = uri[len("pipelines:/"):].split("/")
-        found = get_run(project, run_id)
-        if found["pipeline"] != name:
-            raise NotFoundError(f"Pipeline run {run_id!r} is a run of {found['pipeline']!r}, "
-                                f"not of {name!r}; see `mloop pipeline status`.")
-        uri = found["uri"]
-    elif uri.split(":/", 1)[0] not in ("alerts", "pipelines", "deployments"):
-        from mloop.errors import InvalidURIError
-
-        raise InvalidURIError(f"{uri!r} is not something lineage records: give data:/NAME@V, "
-                              "runs:/ID, models:/NAME/V, alerts:/ID or pipelines:/NAME/ID.")
+    uri = graph.resolve(project, uri)
     upstream, downstream = graph.trace(project, uri, depth)
     traffic = graph.live_traffic(project, uri, depth)
     if as_json:

@@ -18,7 +18,9 @@ from mloop.project import Project
 def _built_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo project, made once for every worker of this test session (a file lock
     lets the first worker build it while the others wait)."""
-    shared = tmp_path_factory.getbasetemp().parent
+    base = tmp_path_factory.getbasetemp()
+    # xdist workers' folders share one parent made for this session; alone, use our own
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     target = shared / "ui-demo"
     with open(shared / "ui-demo.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -42,11 +42,11 @@ def test_another_host_is_refused(ui: httpx.Client) -> None:
 def test_lttb_keeps_ends_and_budget() -> None:
     x = np.arange(10_000, dtype=float)
     y = np.sin(x / 300) + (x == 5000) * 10  # a spike LTTB must keep
-    sx, sy = lttb(x, y, 500)
+    sx, _sy = lttb(x, y, 500)
     assert len(sx) == 500 and sx[0] == 0 and sx[-1] == 9999
     assert 5000 in sx.tolist()  # the spike
     assert np.all(np.diff(sx) > 0)
-    same_x, same_y = lttb(x[:100], y[:100], 500)
+    same_x, _same_y = lttb(x[:100], y[:100], 500)
     assert len(same_x) == 100
 
 

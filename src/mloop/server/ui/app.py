@@ -128,7 +128,9 @@ def _error_page(request: Request, status: int, heading: str, message: str) -> Re
 
 
 class _Headers:
-    """A plain ASGI middleware: the security headers on every page the UI answers."""
+    """A plain ASGI middleware: the security headers on every page the UI answers, and the
+    error page for a failure no handler expected (logged, never re-raised: a mounted app
+    that re-raises would make its parent answer a second time on the same connection)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -139,14 +141,26 @@ class _Headers:
             await self.app(scope, receive, send)
             return
 
+        started = False
+
         async def sending(message: Any) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 names = {k.lower() for k, _ in message.get("headers", [])}
                 message["headers"] = list(message.get("headers", [])) + [
                     (k, v) for k, v in self.raw if k not in names]
             await send(message)
 
-        await self.app(scope, receive, sending)
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:
+            request = Request(scope)
+            log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+            if not started:
+                response = _error_page(request, 500, "Something went wrong",
+                                       "Internal error (logged by the server).")
+                await response(scope, receive, send)
 
 
 def make_ui(project: Project, guard: Guard, *, local: bool = False,
@@ -200,18 +214,12 @@ def make_ui(project: Project, guard: Guard, *, local: bool = False,
                           for e in exc.errors()[:5])
         return _error_page(request, 400, "Cannot do that", f"Invalid request: {where}.")
 
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-        return _error_page(request, 500, "Something went wrong",
-                           "Internal error (logged by the server).")
-
     from fastapi.exceptions import RequestValidationError
 
     app.add_exception_handler(LoginRequired, login_required)
     app.add_exception_handler(MloopError, mloop_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, bad_request)
-    app.add_exception_handler(Exception, unexpected)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.add_middleware(_Headers)
     return app
