@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.middleware.gzip import GZipMiddleware
 
+from mloop._version import __version__
 from mloop.core.identity import Identity, acting_as
 from mloop.core.redact import get_logger
 from mloop.errors import ForbiddenError, InvalidInputError, MloopError, TokenError
@@ -122,7 +123,7 @@ def _error_page(request: Request, status: int, heading: str, message: str) -> Re
     body = environment().get_template("error.html").render(
         ctx=ctx, title=heading, heading=heading, message=message, status=status, nav=NAV,
         back=parent + "/" if parent == PREFIX else parent,
-        tables={}, scripts=[], version="")
+        tables={}, scripts=[], version=__version__)
     return HTMLResponse(body, status_code=status,
                         headers={"cache-control": "no-store", **SECURITY_HEADERS})
 

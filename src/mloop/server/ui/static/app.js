@@ -128,7 +128,7 @@
     var elements = spec.nodes.map(function (n) { return { data: n, classes: (n.kind || "") + " " + (n.status || "") }; })
       .concat(spec.edges.map(function (e, i) { return { data: { id: "e" + i, source: e.source, target: e.target, label: e.label || "" } }; }));
     var cy = cytoscape({
-      container: holder, elements: elements, wheelSensitivity: 0.3,
+      container: holder, elements: elements,
       layout: { name: "breadthfirst", directed: true, spacingFactor: 1.1, roots: spec.roots && spec.roots.length ? spec.roots : undefined },
       style: [
         { selector: "node", style: { "label": "data(label)", "font-size": 10, "color": css("--fg", "#222"),
