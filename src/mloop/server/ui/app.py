@@ -43,7 +43,7 @@ SECURITY_HEADERS = {"content-security-policy": CSP, "x-content-type-options": "n
 
 
 def project_of(request: Request) -> Project:
-    return request.app.state.project  # type: ignore[no-any-return]
+    return request.app.state.project
 
 
 def view(request: Request) -> Context:
