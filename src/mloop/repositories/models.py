@@ -42,6 +42,7 @@ class ModelStatus(enum.StrEnum):
 
     REGISTERED = "registered"
     APPROVED = "approved"
+    REJECTED = "rejected"  # an approver's "no" (with the reason in the audit log)
     ARCHIVED = "archived"
 
     @classmethod

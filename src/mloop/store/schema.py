@@ -221,7 +221,7 @@ model_versions = Table(
     Column("artifact_path", String(1000), nullable=False),  # inside the run's artifacts
     Column("manifest", DIGEST, nullable=False),  # object-store digest of mloop-model.json
     Column("flavor", String(50), nullable=False),
-    Column("status", String(20), nullable=False),  # registered | approved | archived
+    Column("status", String(20), nullable=False),  # registered | approved | rejected | archived
     Column("description", Text),
     Column("user", String(200)),
     Column("created_at", BigInteger, nullable=False),
