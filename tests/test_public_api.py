@@ -15,7 +15,7 @@ EXPECTED = [
     # model registry
     "approve_model", "archive_model", "delete_model_version", "get_model_version",
     "list_model_versions", "list_models", "load_model", "log_model", "model_events",
-    "register_model", "set_alias", "set_model_tag",
+    "register_model", "reject_model", "set_alias", "set_model_tag",
     # evaluation
     "evaluate",
     # serving

@@ -152,3 +152,15 @@ def test_register_a_logged_model_from_the_cli(sqlite_project):
     assert mloop.get_model_version("fraud/2").source == f"runs:/{run.id}/model"
     bad = run_cli("models", "register", "models:/fraud/1", "x", cwd=root, check=False)
     assert bad.returncode == 2 and "runs:/<run_id>/model" in bad.stderr
+
+
+def test_reject_needs_a_reason_and_is_audited(registered):
+    root, _, _ = registered
+    missing = run_cli("models", "reject", "churn/2", cwd=root, check=False)
+    assert missing.returncode == 2 and "--message" in missing.stderr
+    blank = run_cli("models", "reject", "churn/2", "-m", "  ", cwd=root, check=False)
+    assert blank.returncode != 0 and "why" in blank.stderr.lower()
+    assert "rejected" in run_cli("models", "reject", "churn/2", "-m", "leaks ids",
+                                 cwd=root).stdout
+    history = json.loads(run_cli("models", "history", "churn", "--json", cwd=root).stdout)
+    assert history[-1]["action"] == "rejected" and history[-1]["message"] == "leaks ids"

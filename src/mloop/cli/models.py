@@ -200,6 +200,18 @@ def approve(ref: str, message: str | None) -> None:
     _transition(ref, ModelStatus.APPROVED, message)
 
 
+@models.command("reject")
+@click.argument("ref")
+@click.option("-m", "--message", required=True,
+              help="Why it is rejected (required). Kept in the audit log.")
+def reject(ref: str, message: str) -> None:
+    """Mark a version rejected by review (deployments that need approval refuse it)."""
+    from mloop.registry import reject_model
+
+    v = reject_model(ref, message)
+    echo(f"{v.uri}: {v.status}")
+
+
 @models.command("archive")
 @click.argument("ref")
 @click.option("-m", "--message", help="Why it is retired. Kept in the audit log.")

@@ -101,6 +101,18 @@ def approve_model(ref: str, message: str | None = None, *,
     return _m().transition(_p(project), ref, ModelStatus.APPROVED, message)
 
 
+def reject_model(ref: str, message: str, *, project: Project | None = None) -> ModelVersion:
+    """Mark a version rejected by review (it cannot be deployed where approval is
+    required), recording who, when and why (``message`` is required)."""
+    from mloop.errors import InvalidInputError
+    from mloop.repositories.models import ModelStatus
+
+    if not message or not message.strip():
+        raise InvalidInputError("Say why the version is rejected (a message); it is kept in "
+                                "the audit log.")
+    return _m().transition(_p(project), ref, ModelStatus.REJECTED, message)
+
+
 def archive_model(ref: str, message: str | None = None, *,
                   project: Project | None = None) -> ModelVersion:
     """Mark a version archived (retired), recording who, when and ``message``."""

@@ -313,7 +313,7 @@ def to_html(card: ModelCard) -> str:
     for key, title in SECTIONS:
         text = card.sections.get(key, "").strip()
         body.append(f"<h2>{html.escape(title)}</h2>")
-        body.append(_md_to_html(text) if text else "<p><em>Not yet documented.</em></p>")
+        body.append(markdown_html(text) if text else "<p><em>Not yet documented.</em></p>")
     title = html.escape(f"Model card: {card.version.name} v{card.version.version}")
     return ("<!doctype html><html><head><meta charset='utf-8'>"
             f"<title>{title}</title><style>body{{font-family:sans-serif;max-width:60em;"
@@ -322,7 +322,7 @@ def to_html(card: ModelCard) -> str:
             f"<h1>{title}</h1>{''.join(body)}</body></html>")
 
 
-def _md_to_html(text: str) -> str:
+def markdown_html(text: str) -> str:
     """The Markdown this module writes (tables, bullets, paragraphs), as HTML."""
     out: list[str] = []
     rows: list[list[str]] = []

@@ -153,7 +153,7 @@ def card_sections(card: Any) -> list[tuple[str, Markup]]:
     """(title, HTML) of each section of a model card, as the card module renders it
     (its Markdown subset, every piece of text escaped)."""
     from mloop.registry.card import SECTIONS
-    from mloop.registry.card import _md_to_html as md_to_html  # the card's own renderer
+    from mloop.registry.card import markdown_html as md_to_html  # the card's own renderer
 
     out = []
     for key, title in SECTIONS:
