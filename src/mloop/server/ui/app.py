@@ -122,7 +122,7 @@ def _error_page(request: Request, status: int, heading: str, message: str) -> Re
     parent = path.rsplit("/", 1)[0] if path.count("/") > 1 else PREFIX
     body = environment().get_template("error.html").render(
         ctx=ctx, title=heading, heading=heading, message=message, status=status, nav=NAV,
-        back=parent + "/" if parent == PREFIX else parent,
+        back=parent + "/" if parent == PREFIX else urllib.parse.quote(parent),
         tables={}, scripts=[], version=__version__)
     return HTMLResponse(body, status_code=status,
                         headers={"cache-control": "no-store", **SECURITY_HEADERS})
