@@ -38,7 +38,7 @@ _PAGE = """<!doctype html>
 <style>body{{font-family:system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}}
 input{{width:100%;padding:.4rem;margin:.4rem 0;box-sizing:border-box}}
 .error{{color:#a00}}</style></head>
-<body><h1>mloop</h1>{message}
+<body><main><h1>mloop</h1>{message}
 <form method="post" action="/login">
 <label for="token">API token</label>
 <input id="token" name="token" type="password" autocomplete="current-password" required>
@@ -46,7 +46,7 @@ input{{width:100%;padding:.4rem;margin:.4rem 0;box-sizing:border-box}}
 <button type="submit">Log in</button>
 </form>
 <p>Ask an admin for a token (<code>mloop server token create</code>).</p>
-</body></html>
+</main></body></html>
 """
 
 

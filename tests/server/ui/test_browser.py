@@ -95,3 +95,60 @@ def test_tables_are_keyboard_navigable(tab: Tab) -> None:
     tab.page.keyboard.press("Enter")
     tab.page.wait_for_url("**/ui/pipelines/**")
     assert tab.errors == []
+
+
+@pytest.fixture(scope="module")
+def team(demo_root: Path, demo_project: Project) -> Iterator[tuple[str, dict[str, str]]]:
+    """The same demo behind `mloop server`, with a reader's and an approver's tokens."""
+    from mloop.server import tokens
+    from mloop.server.main import ServerConfig, build_app
+
+    made = {role: tokens.create(demo_project, f"browser-{role}", role)[0]
+            for role in ("reader", "approver")}
+    with LiveServer(build_app(ServerConfig(root=str(demo_root)), demo_project)) as served:
+        yield served.url, made
+
+
+def _log_in(browser: Any, url: str, token: str, shots: Path) -> Tab:
+    tab = new_tab(browser, url, shots)
+    tab.open("/ui/models/breast-cancer/1")  # no session: the login page, then back here
+    tab.page.wait_for_url("**/login?next=*")
+    assert tab.accessibility_problems() == []
+    tab.page.get_by_label("API token").fill(token)
+    tab.page.get_by_role("button", name="Log in").click()
+    tab.page.wait_for_url("**/ui/models/breast-cancer/1")
+    return tab
+
+
+def test_an_approver_approves_and_a_reader_cannot(browser: Any, team: tuple[str, dict],
+                                                  demo_project: Project,
+                                                  tmp_path: Path) -> None:
+    from mloop.registry.models import get_version
+
+    url, made = team
+    reader = _log_in(browser, url, made["reader"], tmp_path)
+    try:
+        assert reader.page.get_by_role("button", name="Approve v1").count() == 0
+        # the page's own script, forging the form a reader is not shown: refused
+        status = reader.page.evaluate("""async () => {
+          const csrf = document.querySelector('meta[name="csrf-token"]').content;
+          const r = await fetch('/ui/models/breast-cancer/1/approve', {method: 'POST',
+            headers: {'Content-Type': 'application/x-www-form-urlencoded'},
+            body: new URLSearchParams({csrf, comment: 'sneaky'}), redirect: 'manual'});
+          return r.status;
+        }""")
+        assert status == 403
+        assert str(get_version(demo_project, "breast-cancer/1").status) != "approved"
+        assert [e for e in reader.errors if "403 (Forbidden)" not in e] == []  # its own fetch
+    finally:
+        reader.page.context.close()
+    approver = _log_in(browser, url, made["approver"], tmp_path)
+    try:
+        approver.page.get_by_role("button", name="Approve v1").click()
+        approver.page.wait_for_load_state("load")
+        assert "approved" in approver.page.locator("main").inner_text()
+        approver.shot("model")
+        assert str(get_version(demo_project, "breast-cancer/1").status) == "approved"
+        assert approver.errors == []
+    finally:
+        approver.page.context.close()
