@@ -15,11 +15,24 @@ import pytest
 from mloop.project import Project
 
 
+def _code_stamp() -> str:
+    """Which mloop builds the demo: its folder and its newest source file. Without -n the
+    base temp's parent outlives the session (and is shared by every checkout run by one
+    user), so a demo made by other code must not be taken for this one's."""
+    import hashlib
+
+    import mloop
+
+    package = Path(mloop.__file__).parent
+    newest = max(p.stat().st_mtime_ns for p in package.rglob("*.py"))
+    return hashlib.sha256(f"{package}:{newest}".encode()).hexdigest()[:12]
+
+
 def _built_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo project, made once for every worker of this test session (a file lock
     lets the first worker build it while the others wait)."""
     shared = tmp_path_factory.getbasetemp().parent
-    target = shared / "ui-demo"
+    target = shared / f"ui-demo-{_code_stamp()}"
     with open(shared / "ui-demo.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (target / ".built").exists():
