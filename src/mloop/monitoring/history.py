@@ -26,10 +26,10 @@ if TYPE_CHECKING:
     from mloop.monitoring.rules import MonitorConfig
     from mloop.project import Project
 
-MIN_ROWS = 30  # per window: drift()'s own minimum for testing a column
-
 __all__ = ["DriftHistory", "DriftWindow", "LiveHistory", "column_score", "drift_history",
-           "live_history"]
+           "live_history", "reference_of"]
+
+MIN_ROWS = 30  # per window: drift()'s own minimum for testing a column
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 router = APIRouter()
 ROLE = "approver"  # deployments.add_revision / update in mloop.server.methods
+BUCKETS = 30  # stretches of time the traffic charts cut a revision's traffic into
 
 
 def model_link(ctx: Context, uri: str | None) -> str:
@@ -93,10 +94,9 @@ def deployment(name: str, ctx: Context = View, revision: int | None = None) -> R
         raise NotFoundError(f"Deployment {name!r} has no revision {revision}; its revisions "
                             f"are {', '.join(str(r.number) for r in history.revisions)}.")
     measured = measure(project, shown)
-    lines = arm_timelines(project, shown)
+    lines = arm_timelines(project, shown, buckets=BUCKETS)
     current = shown.number == found.current_revision
-    tables = [_arms_table(ctx, shown, measured), _revisions_table(ctx, history.revisions,
-                                                                  shown.number),
+    tables = [_arms_table(ctx, shown, measured), _revisions_table(ctx, history.revisions),
               _events_table(history.events)]
     analyses = _analyses_table([e for e in history.events if e.revision == shown.number])
     if analyses.rows:
@@ -170,17 +170,16 @@ def _arms_table(ctx: Context, rev: Revision, measured: dict[str, ArmMeasure]) ->
     return Table("arms", columns, rows, caption=f"All traffic of revision {rev.number}")
 
 
-def _revisions_table(ctx: Context, revisions: list[Revision], shown: int) -> Table:
+def _revisions_table(ctx: Context, revisions: list[Revision]) -> Table:
     rows = [{"revision": r.number, "revision_href": ctx.here(revision=r.number),
              "strategy": str(r.strategy), "status": str(r.status),
              "arms": ", ".join(f"{a.name}={a.model}" for a in r.arms),
              "created_by": r.created_by, "created": r.created_at,
-             "rollback_of": r.rollback_of, "reason": r.reason,
-             "shown": "shown" if r.number == shown else ""}
+             "rollback_of": r.rollback_of, "reason": r.reason}
             for r in reversed(revisions)]
     return Table("revisions", [
-        Column("revision", "Revision", "link"), Column("shown", ""),
-        Column("strategy", "Strategy"), Column("status", "Status"), Column("arms", "Arms"),
+        Column("revision", "Revision", "link"), Column("strategy", "Strategy"),
+        Column("status", "Status"), Column("arms", "Arms"),
         Column("created_by", "By"), Column("created", "Created", "time"),
         Column("rollback_of", "Rollback of", "num"), Column("reason", "Reason")], rows)
 

@@ -59,8 +59,21 @@ def labels(ctx: Context = View, model: str | None = None, mode: str = "uncertain
         tables.append(_inputs(item))
     return page(ctx, "labels_item.html", title=f"Label {name}", tables=tables,
                 model=name, queue=queue, item=item, shown=version,
+                facts=_facts(item) if item is not None else [],
                 choices=sorted(item.probabilities) if item is not None else [],
                 share=queue.labelled / queue.total if queue.total else 0.0)
+
+
+def _facts(item: QueueItem) -> list[tuple[str, Any]]:
+    """The prediction to label, as (label, value) pairs: its answer and how sure it was."""
+    from mloop.server.ui.render import iso_time, number
+
+    return [("Request", item.request_id), ("Row", item.row),
+            ("Model version", item.version), ("Predicted", iso_time(item.time_ms)),
+            ("Prediction", item.prediction),
+            ("Margin", number(item.margin) if item.margin is not None
+             else "no probabilities"),
+            *((f"P({cls})", number(p)) for cls, p in sorted(item.probabilities.items()))]
 
 
 def _upcoming(ctx: Context, queue: LabelQueue) -> Table:
@@ -78,7 +91,7 @@ def _upcoming(ctx: Context, queue: LabelQueue) -> Table:
 
 def _inputs(item: QueueItem) -> Table:
     rows: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in item.inputs.items()]
-    return Table("inputs", [Column("name", "Input"), Column("value", "Value")], rows,
+    return Table("inputs", [Column("name", "Input"), Column("value", "Value", "num")], rows,
                  caption=f"Request {item.request_id}, row {item.row}")
 
 

@@ -42,13 +42,18 @@ def _logged(project: Project, config: MonitorConfig) -> dict[str, list[int]]:
 
 
 def _window(ctx: Context, config: MonitorConfig) -> tuple[str, int]:
+    """The window asked for (``?window=7d``), else the one the checks use; as typed and in
+    ms."""
     from mloop.core.clock import parse_duration
-    from mloop.server.ui.render import duration
 
     text = ctx.request.query_params.get("window") or ""
-    if not text:
-        return duration(config.window_ms / 1000), config.window_ms
-    return text, parse_duration(text)
+    if text:
+        return text, parse_duration(text)
+    ms = config.window_ms
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}", ms
+    return f"{ms / 1000:g}s", ms
 
 
 @router.get("/monitoring")
@@ -223,7 +228,7 @@ def _histograms(report: DriftReport | None) -> list[tuple[str, Any]]:
 
     if report is None:
         return []
-    out = []
+    out: list[tuple[str, Any]] = []
     for col in report.columns.values():
         plot = col.plot
         if not col.drifted or not plot or len(out) >= HISTOGRAMS:
