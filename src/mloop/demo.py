@@ -176,7 +176,7 @@ def run_demo(path: Path | None = None, echo: Callable[[str], None] = print, *,
     echo(f"  mloop pipeline dag {PIPELINE}")
     echo(f"  mloop pipeline run {PIPELINE} --input raw={version.ref} --param C=0.5")
     echo("  mloop pipeline status")
-    for line in next_steps(project.root, MODEL):
+    for line in next_steps(MODEL):
         echo(line)
     return result
 

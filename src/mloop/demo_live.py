@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -66,7 +66,7 @@ def run_live(project: Project, *, champion: str, challenger: str, holdout: str,
         echo(f"  mloop test {uri} on {holdout}: "
              f"{'passed' if report.passed else 'failed'} (accuracy "
              f"{report.metrics['accuracy']['value']:.3f})")
-    mloop.deploy.create(DEPLOYMENT, f"{champion}", project=project)
+    mloop.deploy.create(DEPLOYMENT, champion, project=project)
     revision = mloop.deploy.canary(DEPLOYMENT, challenger, steps=STEPS,
                                    interval=f"{INTERVAL_S}s", analysis=ANALYSIS,
                                    project=project)
@@ -190,7 +190,7 @@ def _quiet(logger: str) -> Iterator[None]:
         log.setLevel(before)
 
 
-def next_steps(root: Any, model: str) -> list[str]:
+def next_steps(model: str) -> list[str]:
     """The demo's "Next, try" lines for what this half made."""
     return [f"  mloop deploy status {DEPLOYMENT}",
             f"  mloop deploy history {DEPLOYMENT}",
