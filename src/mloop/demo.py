@@ -3,12 +3,15 @@
 It makes a project, versions scikit-learn's bundled breast-cancer table as a dataset and
 splits it into a training and a held-out version, trains a few classifiers on the training
 split with full tracking (a parent run that reads it, one nested run per candidate that
-reads it too), registers the best from the nested run that trained it (so lineage reads
-data → run → model and the card shows its params and metrics), suggests testing it on
-the held-out split, then runs the same training
-as a cached pipeline twice (the second run restores every step from the cache), and points
-at the commands to look at what it recorded. Later stages of the loop extend this
-scenario with their own step.
+reads it too, each with a learning curve logged step by step), registers the best from
+the nested run that trained it (so lineage reads data → run → model and the card shows its
+params and metrics) as the champion and the runner-up as the challenger, then runs the
+same training as a cached pipeline twice (the second run restores every step from the
+cache), versions the raw table a second time (new and corrected rows), and hands over to
+:mod:`mloop.demo_live`: both models tested on the held-out split, a deployment with a
+canary of the challenger, patients served through it, part of their outcomes sent back,
+a canary analysis and a drift alert. Then it points at the commands, and at ``mloop ui``,
+to look at what it recorded. Every page of the web UI has something real to show.
 """
 
 from __future__ import annotations
@@ -35,7 +38,10 @@ class DemoResult:
     best_name: str = ""
     best_auc: float = 0.0
     model_uri: str = ""
+    challenger_uri: str = ""
     pipeline_run_id: str = ""
+    data_versions: list[str] = field(default_factory=list)
+    live: Any = None  # mloop.demo_live.LiveResult
 
 
 def default_demo_dir(cwd: Path | None = None) -> Path:
@@ -134,14 +140,28 @@ def run_demo(path: Path | None = None, echo: Callable[[str], None] = print, *,
         assert info.registered is not None
         mloop.set_alias(MODEL, "champion", info.registered.version, project=project)
         result.model_uri = info.registered.uri
+        second = _register_challenger(project, parent.id, fitted, X_test[:5])
+        result.challenger_uri = second.uri
     echo(f"Best: {result.best_name} (roc_auc {result.best_auc:.3f}, "
          f"run {short_id(result.best_run_id)}) → registered as {result.model_uri} "
-         f"(alias champion)")
+         f"(alias champion); the runner-up as {result.challenger_uri} (alias challenger)")
     _training_pipeline(project, version.ref, echo, result)
+    newer = _new_data_version(project, version.source_path)
+    result.data_versions = [version.ref, newer.ref]
+    echo(f"\nData again: {newer.ref} ({newer.rows} rows: new patients, re-measured radii)")
+    from mloop.demo_live import next_steps, run_live
+
+    echo("\nIn production:")
+    result.live = run_live(project, champion=result.model_uri,
+                           challenger=result.challenger_uri, holdout=holdout.ref,
+                           train=train.ref, echo=echo, seed=SEED)
     echo = _typed_as_run(echo, project.root)  # "mloop …" lines name the mloop to type
     echo("\nNext, try:")
     echo(f"  cd {project.root}")
+    echo("  mloop ui     # the whole loop in a browser: runs, data, models, deployments, "
+         "monitoring, labelling")
     echo(f"  mloop data show {version.ref}")
+    echo(f"  mloop data diff {version.ref} {newer.ref}")
     echo(f"  mloop lineage {version.ref}")
     echo("  mloop experiments list")
     echo(f"  mloop runs list -e {EXPERIMENT} -o 'metrics.roc_auc DESC'")
@@ -156,6 +176,8 @@ def run_demo(path: Path | None = None, echo: Callable[[str], None] = print, *,
     echo(f"  mloop pipeline dag {PIPELINE}")
     echo(f"  mloop pipeline run {PIPELINE} --input raw={version.ref} --param C=0.5")
     echo("  mloop pipeline status")
+    for line in next_steps(MODEL):
+        echo(line)
     return result
 
 
@@ -334,6 +356,49 @@ def _version_splits(project: Project, ref: str) -> tuple[Any, Any]:
         out.append(mloop.data.add(path, name=name, message=f"the demo's {name.rsplit('-')[-1]}"
                                   f" split of {ref}", project=project))
     return out[0], out[1]
+
+
+def _register_challenger(project: Project, parent_id: str, fitted: dict[str, Any],
+                         example: Any) -> Any:
+    """The runner-up of the selection, registered from its own run as the next version
+    with the alias ``challenger``: what the deployment's canary tries against the
+    champion."""
+    import mloop
+
+    second = mloop.search_runs(experiment=EXPERIMENT,
+                               filter=f"attributes.parent_id = '{parent_id}'",
+                               order_by=["metrics.roc_auc DESC"], max_results=2,
+                               project=project).iloc[1]
+    with mloop.start_run(run_id=second["run_id"], project=project):
+        info = mloop.log_model(fitted[second["name"]], name="model", input_example=example,
+                               registered_name=MODEL,
+                               description=f"Runner-up of the demo's model selection "
+                                           f"({second['name']}): the challenger")
+    assert info.registered is not None
+    mloop.set_alias(MODEL, "challenger", info.registered.version, project=project)
+    return info.registered
+
+
+def _new_data_version(project: Project, source: Any) -> Any:
+    """The raw table again, as it might come back a month later: a few new patients (noisy
+    copies of known ones) and a few radii measured again; versioned as the next version."""
+    import numpy as np
+    import pandas as pd
+
+    import mloop
+
+    path = project.root / source  # the version's source, relative to the project
+    frame = pd.read_csv(path)
+    rng = np.random.default_rng(SEED)
+    fixed = rng.choice(len(frame), 8, replace=False)
+    frame.loc[fixed, "mean radius"] = (frame.loc[fixed, "mean radius"] * 1.02).round(3)
+    new = frame.sample(12, random_state=SEED)
+    features = new.columns.drop("target")
+    new[features] = (new[features] * rng.normal(1.0, 0.03, size=(12, len(features))))\
+        .round(5)
+    pd.concat([frame, new], ignore_index=True).to_csv(path, index=False)
+    return mloop.data.add(path, name="breast-cancer", message="12 new patients; 8 radii "
+                          "measured again", project=project)
 
 
 def _log_learning_curve(model: Any, X: Any, y: Any) -> None:

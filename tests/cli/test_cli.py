@@ -165,8 +165,35 @@ def test_demo_makes_a_project_and_prints_next_steps(tmp_path):
     assert [(e["src"], e["relation"]) for e in cached["from"]] == [
         ("data:/breast-cancer@1", "input")]
     assert sorted(e["relation"] for e in cached["to"] if e["hop"] == 1) == ["cached"] * 3
+    _demo_fills_the_ui(out.stdout, demo_dir)
     again = run_cli("demo", cwd=tmp_path, check=False)  # would register duplicates
     assert again.returncode == 4 and "already holds the mloop demo" in again.stderr
     assert "--fresh" in again.stderr
     assert len(json.loads(run_cli("models", "versions", "breast-cancer", "--json",
-                                  cwd=demo_dir).stdout)) == 1
+                                  cwd=demo_dir).stdout)) == 2
+
+
+def _demo_fills_the_ui(stdout, demo_dir):
+    """What the UI's pages show: two raw data versions, a tested champion, a challenger,
+    a canary with traffic and an analysis, labels for part of it, drift alerts."""
+    assert "mloop ui" in stdout.split("Next, try:")[1]
+    data = json.loads(run_cli("data", "log", "breast-cancer", "--json", cwd=demo_dir).stdout)
+    assert sorted(v["version"] for v in data) == [1, 2]
+    assert {v["version"]: v["rows"] for v in data} == {1: 569, 2: 581}
+    champion = json.loads(run_cli("models", "show", "breast-cancer@champion", "--json",
+                                  cwd=demo_dir).stdout)
+    assert champion["evaluation"]["passed"] is True
+    assert champion["evaluation"]["data"] == "data:/breast-cancer-holdout@1"
+    challenger = json.loads(run_cli("models", "show", "breast-cancer@challenger", "--json",
+                                    cwd=demo_dir).stdout)
+    assert challenger["uri"] == "models:/breast-cancer/2"
+    status = json.loads(run_cli("deploy", "status", "breast-cancer-live", "--window", "all",
+                                "--json", cwd=demo_dir).stdout)
+    assert status["revision"]["strategy"] == "canary"
+    assert status["weights"] == {"stable": 50.0, "canary": 50.0}  # stepped by the analysis
+    assert status["decision"]["verdict"] == "pass"
+    labels = json.loads(run_cli("monitor", "feedback", "--json", cwd=demo_dir).stdout)
+    assert labels["matched"] == {"breast-cancer": labels["labels"]} and labels["labels"] > 0
+    alerts = json.loads(run_cli("monitor", "alerts", "--json", cwd=demo_dir).stdout)
+    assert {(a["rule"], a["subject"]) for a in alerts if a["status"] == "open"} >= {
+        ("data-drift", "models:/breast-cancer/1"), ("data-drift", "models:/breast-cancer/2")}

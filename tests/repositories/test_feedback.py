@@ -21,7 +21,18 @@ def test_save_and_read_back(labels: FeedbackLabels) -> None:
     found = labels.read()
     assert sorted(zip(found.request_id, found.row, found.label, found.created_at,
                       strict=True)) == [("r1", 0, "1", 1_000), ("r1", 1, '"yes"', 1_000)]
-    assert set(found.columns()) == {"request_id", "row", "label", "created_at"}
+    assert set(found.columns()) == {"request_id", "row", "label", "created_at",
+                                    "labelled_by"}
+    assert found.labelled_by == [None, None]  # who sent them is not known
+
+
+def test_who_gave_a_label_is_kept_and_replaced_with_it(labels: FeedbackLabels) -> None:
+    labels.save([Feedback("r1", 0, "1"), Feedback("r2", 0, "0")], now=1_000,
+                initiated_by="alice")
+    labels.save([Feedback("r2", 0, "1")], now=2_000)  # sent again, by someone unknown
+    found = labels.read()
+    assert sorted(zip(found.request_id, found.label, found.labelled_by, strict=True)) == [
+        ("r1", "1", "alice"), ("r2", "1", None)]
 
 
 def test_a_label_sent_again_is_replaced(labels: FeedbackLabels) -> None:

@@ -34,9 +34,10 @@ if TYPE_CHECKING:
     from mloop.project import Project
     from mloop.repositories.feedback import FeedbackLabels
 
-__all__ = ["Feedback", "FeedbackResult", "FeedbackStatus", "LimitError", "decode", "entries",
-           "frame_entries", "log_feedback", "log_frame", "read", "request_entries", "save",
-           "send", "status", "unmatched"]
+__all__ = ["QUEUE_MODES", "Feedback", "FeedbackResult", "FeedbackStatus", "LabelQueue",
+           "LimitError", "QueueItem", "decode", "entries", "frame_entries", "label",
+           "label_queue", "label_value", "log_feedback", "log_frame", "read",
+           "request_entries", "save", "send", "status", "unmatched"]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 # an id made by mloop.core.ids.new_id (UUIDv7: the server's request ids, worker job ids)
@@ -165,12 +166,13 @@ def request_entries(body: Any, *, max_items: int, max_label_bytes: int) -> list[
 
 
 def save(project: Project, items: Iterable[Feedback], *,
-         unwritten: Callable[[Iterable[str]], Mapping[str, int]] | None = None
-         ) -> FeedbackResult:
+         unwritten: Callable[[Iterable[str]], Mapping[str, int]] | None = None,
+         labelled_by: str | None = None) -> FeedbackResult:
     """Store feedback rows in one transaction (a repeated (request, row) is replaced) and
     count those no logged prediction has yet. ``unwritten`` names requests a running
-    server has answered but not yet logged (they count as matched)."""
-    stored = _labels(project).save(items)
+    server has answered but not yet logged (they count as matched); ``labelled_by`` who
+    gave the labels, when known."""
+    stored = _labels(project).save(items, initiated_by=labelled_by)
     if not stored:
         return FeedbackResult(0)
     return FeedbackResult(len(stored), len(unmatched(project, stored, unwritten)))
@@ -321,3 +323,171 @@ def decode(raw: pd.Series) -> pd.Series:
     if numbers.notna().all():
         return numbers
     return pd.Series([json.loads(t) for t in text], index=raw.index)
+
+
+# ── the labelling queue ────────────────────────────────────────────────────────────────
+
+QUEUE_MODES = ("uncertainty", "random")
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """One logged prediction waiting for its label: its inputs as the model saw them, its
+    answer, the probabilities by class, and the margin (top probability minus the next:
+    small means the model hesitated; None without probabilities)."""
+
+    request_id: str
+    row: int
+    version: int
+    time_ms: int
+    prediction: Any
+    margin: float | None
+    inputs: dict[str, Any]
+    probabilities: dict[str, float]
+
+
+@dataclass(frozen=True)
+class LabelQueue:
+    """Logged predictions of a model in a window: how many there are, how many have a
+    label, and the unlabelled ones in the order to label them."""
+
+    model: str
+    mode: str
+    total: int
+    labelled: int
+    items: list[QueueItem]
+    offset: int = 0
+    note: str | None = None
+
+    @property
+    def waiting(self) -> int:
+        return self.total - self.labelled
+
+
+def label_queue(project: Project, model: str, *, mode: str = "uncertainty",
+                version: int | None = None, since_ms: int | None = None, limit: int = 10,
+                offset: int = 0) -> LabelQueue:
+    """The logged predictions of ``model`` (one ``version``; all without) since
+    ``since_ms`` that have no label yet, from ``offset``, at most ``limit``.
+
+    ``mode``: ``uncertainty`` — lowest margin between the two most probable classes first
+    (what active learning labels first: the rows the model is least sure of); ``random``
+    — a uniform sample, in an order fixed by a hash of (request id, row) so that the queue
+    does not reshuffle between two looks. Without probabilities (a regressor) the
+    uncertainty mode falls back to the random order and says so in ``note``."""
+    import numpy as np
+    import pandas as pd
+
+    from mloop.serving.predlog import read_predictions
+
+    if mode not in QUEUE_MODES:
+        raise InvalidInputError(f"Unknown labelling order {mode!r}; use "
+                                f"{' or '.join(QUEUE_MODES)}.")
+    if limit < 1 or offset < 0:
+        raise InvalidInputError("limit must be at least 1 and offset at least 0.")
+    rows = read_predictions(_log_root(project), model, since_ms=since_ms)
+    if version is not None:
+        rows = rows[rows["version"] == version]
+    rows = rows.drop_duplicates(["request_id", "row"]).reset_index(drop=True)
+    if rows.empty:
+        return LabelQueue(model, mode, 0, 0, [], offset)
+    oldest = int(rows["time_ms"].min())
+    stored = _labels(project).read(max(oldest - _LOG_DELAY_MS, 0))
+    have = pd.DataFrame({"request_id": pd.Series(stored.request_id, dtype=object),
+                         "row": pd.Series(stored.row, dtype="int64")})
+    keys = pd.MultiIndex.from_frame(rows[["request_id", "row"]].astype({"row": "int64"}))
+    done = keys.isin(pd.MultiIndex.from_frame(have)) if len(have) else \
+        np.zeros(len(rows), dtype=bool)
+    waiting = rows[~done]
+    proba = sorted((c for c in rows.columns if c.startswith("proba.")),
+                   key=lambda c: int(c.split(".", 1)[1]))
+    margin = _margins(waiting[proba].to_numpy(dtype=float)) if len(proba) >= 2 else None
+    if margin is not None and not np.isfinite(margin).any():
+        margin = None  # another version's probabilities: none for these rows
+    order_note = None
+    # a stable pseudo-random order: a hash of the key, not of this run's RNG
+    shuffled = pd.util.hash_pandas_object(waiting[["request_id", "row"]], index=False,
+                                          hash_key="mloop-labelling1").to_numpy()
+    if mode == "uncertainty" and margin is not None:
+        order = np.lexsort((shuffled, np.nan_to_num(margin, nan=np.inf)))
+    else:
+        if mode == "uncertainty":
+            order_note = ("these predictions have no probabilities, so no margin: shown "
+                          "in random order")
+        order = np.argsort(shuffled, kind="stable")
+    chosen = order[offset:offset + limit]
+    page = waiting.iloc[chosen]
+    classes = _class_names(project, model, page["version"], len(proba))
+    items = [_item(record, proba, classes, None if margin is None else margin[i])
+             for i, record in zip(chosen, page.to_dict("records"), strict=True)]
+    return LabelQueue(model, mode, len(rows), int(done.sum()), items, offset, order_note)
+
+
+def _margins(proba: Any) -> Any:
+    """Top probability minus the second, per row (NaN where a probability is missing)."""
+    import numpy as np
+
+    top2 = np.sort(proba, axis=1)[:, -2:]
+    return top2[:, 1] - top2[:, 0]
+
+
+def _class_names(project: Project, model: str, versions: Any, n: int) -> dict[int, list[str]]:
+    """Per version on the page, the class of each probability column (its index when the
+    version does not say)."""
+    from mloop.monitoring.live import model_classes
+
+    out = {}
+    for version in sorted({int(v) for v in versions}):
+        known = model_classes(project, f"models:/{model}/{version}")
+        out[version] = ([str(c) for c in known] if known is not None and len(known) == n
+                        else [str(k) for k in range(n)])
+    return out
+
+
+def _item(record: dict[str, Any], proba: list[str], classes: dict[int, list[str]],
+          margin: float | None) -> QueueItem:
+    import math
+
+    version = int(record["version"])
+    names = classes.get(version, [])
+    probabilities = {names[k] if k < len(names) else str(k): float(record[c])
+                     for k, c in enumerate(proba) if record.get(c) is not None
+                     and math.isfinite(float(record[c]))}
+    inputs = {c[3:]: _plain(v) for c, v in record.items() if c.startswith("in.")}
+    return QueueItem(str(record["request_id"]), int(record["row"]), version,
+                     int(record["time_ms"]), _plain(record.get("prediction")),
+                     None if margin is None or not math.isfinite(margin) else float(margin),
+                     inputs, probabilities)
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy scalar as the Python value (NaN as None)."""
+    if hasattr(value, "item") and not isinstance(value, (list, tuple)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def label_value(text: str) -> Any:
+    """A label as typed: JSON when it parses as a scalar (``1``, ``0.5``, ``true``,
+    ``"yes"``), else the text itself (``malignant``)."""
+    text = text.strip()
+    if not text:
+        raise InvalidInputError("The label is empty; type the true outcome (e.g. 1 or "
+                                "malignant).")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return value if isinstance(value, (bool, int, float, str)) else text
+
+
+def label(project: Project, request_id: str, value: Any, *, row: int = 0) -> FeedbackResult:
+    """A label given by a person (the labelling queue): stored as feedback for
+    (``request_id``, ``row``), with who gave it (the user acting, see
+    :func:`mloop.core.process.current_user`) and when; it counts toward live performance
+    like any other feedback."""
+    from mloop.core.process import current_user
+
+    return save(project, entries(request_id, value, row), labelled_by=current_user())

@@ -304,6 +304,7 @@ feedback = Table(
     Column("row", BigInteger, primary_key=True),
     Column("label", Text, nullable=False),
     Column("created_at", BigInteger, nullable=False, index=True),
+    Column("labelled_by", String(200)),  # who gave the label, when known
 )
 
 # A rule that fired on a subject (models:/name/version): one open record at a time,
