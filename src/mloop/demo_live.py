@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -54,6 +54,19 @@ class LiveResult:
     alerts: list[str] = field(default_factory=list)
 
 
+def _in_own_loop(make: Callable[[], Any]) -> Any:
+    """Run a coroutine to its end in an event loop of its own: here, or in a thread when
+    the caller already runs one (a notebook, a test driving a browser)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
+
+
 def run_live(project: Project, *, champion: str, challenger: str, holdout: str,
              train: str, echo: Callable[[str], None], seed: int) -> LiveResult:
     """Test, deploy, serve, label and monitor (see the module's docstring)."""
@@ -73,7 +86,7 @@ def run_live(project: Project, *, champion: str, challenger: str, holdout: str,
     echo(f"Deployment {DEPLOYMENT}: {champion} serves, canary of {challenger} at "
          f"{revision.weights['canary']:g}% (steps {STEPS})")
     patients = _patients(project, holdout, train, seed)
-    answers = asyncio.run(_serve(project, patients))
+    answers = _in_own_loop(lambda: _serve(project, patients))
     out.requests = len(answers)
     out.labelled = _feedback(project, answers, patients)
     out.waiting = len(answers) * ROWS - out.labelled

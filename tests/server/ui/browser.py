@@ -94,4 +94,5 @@ def new_tab(browser: Any, base: str, shots: Path, *, storage: Any = None) -> Tab
     tab = Tab(page, base, shots)
     page.on("console", lambda m: tab.errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: tab.errors.append(str(e)))
+    page.on("dialog", lambda d: d.accept())  # "Roll back?": yes
     return tab

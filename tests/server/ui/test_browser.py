@@ -40,7 +40,15 @@ def _pipeline_run(tab: Tab) -> str:
     return str(tab.page.locator("table#runs tbody tr a").first.get_attribute("href"))
 
 
-PAGES = [("home", "/ui/"), ("pipelines", "/ui/pipelines"),
+PAGES = [("home", "/ui/"),
+         ("datasets", "/ui/data"), ("dataset", "/ui/data/breast-cancer"),
+         ("dataset-version", "/ui/data/breast-cancer/2"),
+         ("models", "/ui/models"), ("model-versions", "/ui/models/breast-cancer"),
+         ("model-version", "/ui/models/breast-cancer/@champion"),
+         ("deployments", "/ui/deployments"), ("deployment", "/ui/deployments/breast-cancer-live"),
+         ("monitoring-all", "/ui/monitoring"), ("monitoring", "/ui/monitoring?model=breast-cancer"),
+         ("labels-all", "/ui/labels"), ("labels", "/ui/labels?model=breast-cancer"),
+         ("pipelines", "/ui/pipelines"),
          ("pipeline", "/ui/pipelines/breast-cancer-training"),
          ("lineage", "/ui/lineage?uri=models:/breast-cancer@champion&depth=3")]
 
@@ -152,3 +160,42 @@ def test_an_approver_approves_and_a_reader_cannot(browser: Any, team: tuple[str,
         assert approver.errors == []
     finally:
         approver.page.context.close()
+
+
+def test_a_dataset_diff_from_the_versions_form(tab: Tab) -> None:
+    tab.open("/ui/data/breast-cancer")
+    tab.page.get_by_role("button", name="Compare").click()
+    tab.page.wait_for_url("**/ui/data/breast-cancer/diff?*")
+    assert tab.page.locator("h1").inner_text().startswith("breast-cancer")
+    assert tab.page.locator("svg.hist").count() > 0  # overlaid distributions
+    assert tab.accessibility_problems() == []
+    tab.shot("dataset-diff")
+    assert tab.errors == []
+
+
+def test_rolling_back_the_canary(tab: Tab, demo_project: Project) -> None:
+    from mloop.repositories import backend
+
+    tab.open("/ui/deployments/breast-cancer-live")
+    tab.settle()
+    before = backend(demo_project).deployments.get("breast-cancer-live").current_revision
+    tab.page.get_by_label("Reason").fill("seen in the browser test")
+    tab.page.get_by_role("button", name="Roll back").click()
+    tab.page.wait_for_load_state("load")
+    after = backend(demo_project).deployments.get("breast-cancer-live")
+    assert after.current_revision != before
+    revision = backend(demo_project).deployments.revision("breast-cancer-live")
+    assert revision.reason == "seen in the browser test"
+    assert tab.errors == []
+
+
+def test_labelling_the_least_certain_prediction(tab: Tab, demo_project: Project) -> None:
+    from mloop.repositories import backend
+
+    tab.open("/ui/labels?model=breast-cancer")
+    request_id = tab.page.locator("input[name=request_id]").get_attribute("value")
+    tab.page.get_by_label("Or the true outcome").fill("1")
+    tab.page.get_by_role("button", name="Save label").click()
+    tab.page.wait_for_load_state("load")
+    assert tab.page.locator("input[name=request_id]").get_attribute("value") != request_id
+    assert tab.errors == []
