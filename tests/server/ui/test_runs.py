@@ -64,6 +64,14 @@ def logged(demo_project: Project, tmp_path_factory: pytest.TempPathFactory) -> d
             "demo": demo["run_id"].iloc[0]}
 
 
+def heads(page: httpx.Response) -> dict[str, str]:
+    """The sortable column headings of the runs table: "kind.key" (or the label) → link."""
+    found = re.findall(r'<th scope="col"[^>]*><a href="([^"]+)">(?:<small class="muted">'
+                       r'([^<]*)</small><br>)?([^<]+)</a>', page.text)
+    return {(f"{kind}.{key}" if kind else key): href.replace("&amp;", "&")
+            for href, kind, key in found}
+
+
 def main_of(page: httpx.Response) -> str:
     return page.text.split("<main", 1)[1].split("</main>", 1)[0]
 
@@ -91,9 +99,7 @@ def test_runs_page_sorts_and_pages_fifty_at_a_time(ui: httpx.Client, logged: Any
 def test_headers_sort_and_keep_the_state(ui: httpx.Client, logged: Any) -> None:
     page = ui.get("/ui/runs", params={"experiment": "many", "filter": "metrics.score > 1",
                                       "cols": "metrics.score"})
-    links = re.findall(r'<th scope="col"[^>]*><a href="([^"]+)">metrics.score</a>', page.text)
-    assert links, page.text
-    target = links[0].replace("&amp;", "&")
+    target = heads(page)["metrics.score"]
     assert "filter=metrics.score" in target and "cols=metrics.score" in target
     assert "order=metrics.score+DESC" in target
     again = ui.get(target)
@@ -129,9 +135,8 @@ def test_group_by_a_param_heads_each_value(ui: httpx.Client, logged: Any) -> Non
 def test_column_chooser(ui: httpx.Client, logged: Any) -> None:
     page = ui.get("/ui/runs", params={"experiment": "many",
                                       "cols": "params.parity, params.`odd,key`"})
-    heads = re.findall(r'<th scope="col"[^>]*><a href="[^"]*">([^<]+)</a>', page.text)
-    assert heads[-2:] == ["params.parity", "params.odd,key"]
-    assert "metrics.score</a>" not in page.text
+    assert list(heads(page))[-2:] == ["params.parity", "params.odd,key"]
+    assert "metrics.score" not in heads(page)
     # the chooser's checkboxes send one value each: folded into one shareable URL
     many = ui.get("/ui/runs?experiment=many&cols=metrics.score&cols=params.i&cols=",
                   follow_redirects=False)
@@ -139,11 +144,13 @@ def test_column_chooser(ui: httpx.Client, logged: Any) -> None:
     assert many.headers["location"] == "/ui/runs?experiment=many&cols=metrics.score%2Cparams.i"
     bad = ui.get("/ui/runs", params={"cols": "metrics.score, nonsense.x"})
     assert bad.status_code == 400 and 'id="cols-error"' in bad.text
+    attribute = ui.get("/ui/runs", params={"cols": "metrics.score,attributes.user"})
+    assert attribute.status_code == 400 and "Choose metrics., params. or tags." in attribute.text
 
 
 def test_default_columns_and_csv_download(ui: httpx.Client, logged: Any) -> None:
     page = ui.get("/ui/runs", params={"experiment": "many", "order": "metrics.score DESC"})
-    assert "metrics.score</a>" in page.text and "params.parity</a>" in page.text
+    assert {"metrics.score", "params.parity", "params.i"} <= set(heads(page))
     got = ui.get("/ui/runs", params={"experiment": "many", "order": "metrics.score DESC",
                                      "format": "csv", "table": "runs"})
     assert got.status_code == 200 and got.headers["content-type"].startswith("text/csv")

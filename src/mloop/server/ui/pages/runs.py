@@ -100,7 +100,7 @@ class Cell:
     """One cell as shown: its text, and a link, a time or a status badge when it is one."""
 
     text: str
-    kind: str = ""  # "", "num", "link", "time", "status"
+    kind: str = ""  # "", "num", "link", "id", "time", "status"
     extra: str = ""  # the link's target, or the time in ISO 8601
 
 
@@ -121,6 +121,8 @@ def cells(table: Table, now_ms: float) -> list[list[Cell]]:
                 line.append(Cell(number(value), "num"))
             elif col.kind == "time":
                 line.append(Cell(ago(value, now_ms), "time", iso_time(value)))
+            elif col.key == "run":
+                line.append(Cell(str(value), "id"))
             elif col.key == "status":
                 line.append(Cell(str(value), "status", str(value).lower()))
             else:
@@ -211,7 +213,7 @@ class Query:
 
 @dataclass
 class Found:
-    """One page of runs, or the error that stopped the search."""
+    """One page of runs (none when the query did not parse), and whether more follow."""
 
     frame: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=BASE))
     more: bool = False
