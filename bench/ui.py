@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                                      max_results=PAGE, project=project)["metrics.acc"]
         project.close()
         with SB.Server("mloop ui", [sys.executable, "-m", "mloop", "ui", "--port", "{port}"],
-                       "/ui/runs", base / "mloop-ui.log", cwd=base / "mloop") as server:
+                       "/ui/", base / "mloop-ui.log", cwd=base / "mloop") as server:
             print(f"mloop ui ready in {server.cold:.2f} s")
             ours, rows = runs_page(server.url, args.requests)
             sent, size, points, compare_times = compare_page(server.url, ids,

@@ -8,7 +8,6 @@ import csv
 import io
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -323,6 +322,6 @@ def test_parallel_coordinates_escape_and_scale() -> None:
                                                          title="t")
 
 
-def test_no_chart_script_without_charts(ui: httpx.Client, logged: Any, tmp_path: Path) -> None:
+def test_no_chart_script_without_charts(ui: httpx.Client, logged: Any) -> None:
     child = ui.get(f"/ui/runs/{logged['child']}")  # one point of one metric: no chart
     assert "uPlot" not in child.text
