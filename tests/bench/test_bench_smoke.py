@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
                        "(b) canary of a model that errors", "(b) canary of a model that is",
                        "rolled back after", "(c) blue/green", "(d) bandits",
                        "thompson", "even split", "(e) shadow"]),
+    ("ui.py", ["(1) runs page over 300 runs", "mloop ui   GET /ui/runs", "p95",
+               "(2) compare of 3 runs", "page sent gzipped", "points in the page's charts"]),
     ("server.py", ["(1) 300 mloop.log_metric calls through mloop server", "per call p50",
                    "(2) the mlflow client", "mloop server / do-nothing",
                    "(3) runs search over 500 runs", "mloop.search_runs over HTTP"]),

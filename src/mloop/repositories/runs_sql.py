@@ -114,11 +114,16 @@ class SqlRuns:
         )
 
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, int, float | None]]:
-        query = (select(metrics.c.step, metrics.c.timestamp, metrics.c.value)
-                 .where(metrics.c.run_id == run_id, metrics.c.key == key)
-                 .order_by(metrics.c.step, metrics.c.timestamp))
-        with self.store.read() as conn:
-            return [(r[0], r[1], r[2]) for r in conn.execute(query).all()]
+        # Through the driver's own cursor, as plain tuples: a curve has tens of thousands
+        # of points, and a result row object per point was most of the time of reading one.
+        store = self.store
+        with store.read() as conn:
+            cursor = conn.connection.cursor()
+            try:
+                cursor.execute(_HISTORY_SQL[store.dialect], (run_id, key))
+                return list(cursor.fetchall())
+            finally:
+                cursor.close()
 
     def environment(self, env_id: str) -> Environment | None:
         with self.store.read() as conn:
@@ -289,6 +294,13 @@ class SqlRuns:
 
         return search(self.store, query)
 
+
+_HISTORY_SQL = {
+    "sqlite": "SELECT step, timestamp, value FROM metrics WHERE run_id = ? AND key = ? "
+              "ORDER BY step, timestamp",
+    "postgresql": "SELECT step, timestamp, value FROM metrics WHERE run_id = %s AND key = %s "
+                  "ORDER BY step, timestamp",
+}
 
 # the columns of an ``environments`` row, as a run's creation may send one
 _ENVIRONMENT = {"id": str, "python": str, "platform": str, "packages": str, "created_at": int}

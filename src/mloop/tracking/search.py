@@ -46,7 +46,11 @@ def _experiment_id(project: Project, name_or_id: str) -> str:
     return known[name_or_id]
 
 
-def _token(offset: int) -> str:
+def page_token_at(offset: int) -> str:
+    """The ``page_token`` of the page that starts after ``offset`` matching runs (a UI's
+    page N starts after ``(N - 1) * max_results``)."""
+    if offset < 0:
+        raise InvalidInputError("A page starts at offset 0 or later.")
     return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
 
 
@@ -92,7 +96,7 @@ def search_runs(project: Project, *, experiment: str | Sequence[str] | None = No
     runs.reap()  # runs whose process died read KILLED, in filters too
     page = runs.search(SearchQuery(node, order, exp_ids, include_deleted, max_results, offset))
     frame = _assemble(page.rows, page.kv)
-    frame.attrs["next_page_token"] = _token(offset + len(page.rows)) if page.more else None
+    frame.attrs["next_page_token"] = page_token_at(offset + len(page.rows)) if page.more else None
     return frame
 
 

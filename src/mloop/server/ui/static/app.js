@@ -84,26 +84,50 @@
       hooks: { setSelect: [], setScale: [function (u, key) { if (key === "x") { zoomed(u, spec, weight); } }] }
     };
     if (time) { spec.series.forEach(function (s) { s.x = s.x.map(function (v) { return v === null ? null : v / 1000; }); }); }
+    // The whole x range as sent: a scale over all of it (the first draw, a zoom reset)
+    // shows the points the page came with and fetches nothing.
+    spec.extent = extent(spec.series);
+    spec.series.forEach(function (s) { s.x0 = s.x; s.y0 = s.y; });
     holder.innerHTML = "";
     var plot = new uPlot(opts, aligned(spec, weight), holder);
     holder._plot = plot;
+    // a double click shows the whole range again (uPlot alone would fit the zoomed points)
+    holder.ondblclick = function () { plot.setScale("x", { min: spec.extent[0], max: spec.extent[1] }); };
     holder.setAttribute("data-points", String(spec.series.reduce(function (n, s) { return n + s.x.length; }, 0)));
     holder.setAttribute("data-drawn", "1");
   }
-  var fetching = {};
+  function extent(series) {
+    var lo = Infinity, hi = -Infinity;
+    series.forEach(function (s) {
+      s.x.forEach(function (v) { if (v !== null) { if (v < lo) { lo = v; } if (v > hi) { hi = v; } } });
+    });
+    return [lo, hi];
+  }
   function zoomed(u, spec, weight) {
     var lo = u.scales.x.min, hi = u.scales.x.max;
     var pending = spec.series.filter(function (s) { return s.full; });
     if (!pending.length || lo === null || hi === null) { return; }
-    var key = spec.title + lo + ":" + hi;
-    if (fetching[key]) { return; }
-    fetching[key] = true;
+    var seq = spec.seq = (spec.seq || 0) + 1;  // an answer to an older zoom is dropped
+    if (lo <= spec.extent[0] && hi >= spec.extent[1]) {
+      if (spec.zoomed) {
+        spec.zoomed = false;
+        pending.forEach(function (s) { s.x = s.x0; s.y = s.y0; });
+        setTimeout(function () { u.setData(aligned(spec, weight), false); }, 0);  // after this redraw
+      }
+      return;
+    }
+    spec.zoomed = true;
     var scale = spec.x === "time" ? 1000 : 1;
     Promise.all(pending.map(function (s) {
       var url = s.full + (s.full.indexOf("?") < 0 ? "?" : "&") + "lo=" + (lo * scale) + "&hi=" + (hi * scale);
-      return fetch(url, { credentials: "same-origin" }).then(function (r) { return r.ok ? r.json() : null; })
-        .then(function (d) { if (d) { s.x = spec.x === "time" ? d.x.map(function (v) { return v / 1000; }) : d.x; s.y = d.y; } });
-    })).then(function () { u.setData(aligned(spec, weight), false); });
+      return fetch(url, { credentials: "same-origin" }).then(function (r) { return r.ok ? r.json() : null; });
+    })).then(function (answers) {
+      if (seq !== spec.seq) { return; }
+      answers.forEach(function (d, i) {
+        if (d) { pending[i].x = spec.x === "time" ? d.x.map(function (v) { return v / 1000; }) : d.x; pending[i].y = d.y; }
+      });
+      u.setData(aligned(spec, weight), false);
+    });
   }
   function drawAll() { document.querySelectorAll("[data-chart]").forEach(drawChart); }
   document.addEventListener("change", function (e) {
