@@ -35,7 +35,8 @@ def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """No test sees another's project, experiment choice, env or active runs."""
     for key in list(os.environ):
         if key.startswith("MLOOP_") and key not in {"MLOOP_REQUIRE_SERVICES",
-                                                   "MLOOP_TEST_POSTGRES_URI"}:
+                                                   "MLOOP_TEST_POSTGRES_URI",
+                                                   "MLOOP_UI_SCREENSHOTS"}:
             monkeypatch.delenv(key)
     # the user's own config, credentials and keys: a fresh, empty folder per test
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "user-config"))

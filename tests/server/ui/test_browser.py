@@ -190,8 +190,6 @@ def test_rolling_back_the_canary(tab: Tab, demo_project: Project) -> None:
 
 
 def test_labelling_the_least_certain_prediction(tab: Tab, demo_project: Project) -> None:
-    from mloop.repositories import backend
-
     tab.open("/ui/labels?model=breast-cancer")
     request_id = tab.page.locator("input[name=request_id]").get_attribute("value")
     tab.page.get_by_label("Or the true outcome").fill("1")
