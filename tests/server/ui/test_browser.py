@@ -40,7 +40,7 @@ def _pipeline_run(tab: Tab) -> str:
     return str(tab.page.locator("table#runs tbody tr a").first.get_attribute("href"))
 
 
-PAGES = [("home", "/ui/"),
+PAGES = [("home", "/ui/"), ("runs", "/ui/runs?experiment=demo-breast-cancer"),
          ("datasets", "/ui/data"), ("dataset", "/ui/data/breast-cancer"),
          ("dataset-version", "/ui/data/breast-cancer/2"),
          ("models", "/ui/models"), ("model-versions", "/ui/models/breast-cancer"),
@@ -196,4 +196,57 @@ def test_labelling_the_least_certain_prediction(tab: Tab, demo_project: Project)
     tab.page.get_by_role("button", name="Save label").click()
     tab.page.wait_for_load_state("load")
     assert tab.page.locator("input[name=request_id]").get_attribute("value") != request_id
+    assert tab.errors == []
+
+
+def test_filtering_runs_with_a_valid_and_an_invalid_filter(tab: Tab) -> None:
+    tab.open("/ui/runs?experiment=demo-breast-cancer")
+    box = tab.page.get_by_label("Filter")
+    box.fill("metrics.roc_auc > 0.99")
+    tab.page.get_by_role("button", name="Search").click()
+    tab.page.wait_for_url("**filter=*")
+    names = tab.page.locator("table#runs tbody tr").all_inner_texts()
+    assert names and all("random-forest" not in n for n in names)  # its AUC is 0.984
+    tab.page.get_by_label("Filter").fill("metrics.roc_auc >> 0.99")
+    tab.page.get_by_role("button", name="Search").click()
+    tab.page.wait_for_load_state("load")
+    error = tab.page.get_by_role("alert")
+    assert "position" in error.inner_text()
+    assert tab.page.get_by_label("Filter").get_attribute("aria-invalid") == "true"
+    assert tab.page.locator(".filter-error mark").count() == 1  # the mistake, marked
+    tab.shot("runs-filter-error")
+    assert [e for e in tab.errors if "400 (Bad Request)" not in e] == []
+
+
+def test_comparing_two_runs_draws_both_curves(tab: Tab) -> None:
+    tab.open("/ui/runs?experiment=demo-breast-cancer&order=attributes.start_time ASC")
+    boxes = tab.page.locator("table#runs tbody input[type=checkbox]")
+    picked = [boxes.nth(1), boxes.nth(2)]
+    for box in picked:
+        box.check()
+    ids = [box.get_attribute("value") for box in picked]
+    tab.page.get_by_role("button", name="Compare selected").click()
+    tab.page.wait_for_url("**/ui/runs/compare?*")
+    tab.settle()
+    charts = tab.page.evaluate("""() => [...document.querySelectorAll('[data-chart]')].map(h => ({
+      id: h.dataset.chart, series: h._plot.series.length - 1,
+      points: h._plot.data.slice(1).map(s => s.filter(v => v !== null && v !== undefined).length)
+    }))""")
+    curves = [c for c in charts if c["id"].startswith("curve") and c["series"] == 2]
+    assert curves, charts  # a metric of both runs, overlaid
+    assert all(n > 1 for c in curves for n in c["points"]), curves
+    html = tab.page.content()
+    assert all(f'href="/ui/runs/{i}"' in html for i in ids)
+    assert tab.accessibility_problems() == []
+    tab.shot("compare")
+    assert tab.errors == []
+
+
+def test_a_run_page_with_history_charts(tab: Tab) -> None:
+    tab.open("/ui/runs?experiment=demo-breast-cancer")
+    tab.page.locator("table#runs tbody tr a").first.click()
+    tab.page.wait_for_url("**/ui/runs/*")
+    tab.settle()
+    assert tab.accessibility_problems() == []
+    tab.shot("run")
     assert tab.errors == []

@@ -76,7 +76,7 @@
     var width = Math.max(300, holder.clientWidth || holder.parentNode.clientWidth || 600);
     var opts = {
       title: spec.title || "", width: width, height: points ? 320 : 260,
-      scales: { x: { time: time }, y: { distr: log ? 3 : 1 } },
+      scales: { x: { time: time, range: function (u, lo, hi) { var pad = time ? 60 : 1; return lo === hi ? [lo - pad, hi + pad] : [lo, hi]; } }, y: { distr: log ? 3 : 1 } },
       axes: [{ label: time ? "" : spec.x, stroke: css("--muted", "#888"), grid: { stroke: css("--line", "#ddd") } },
              { label: spec.y || "", stroke: css("--muted", "#888"), grid: { stroke: css("--line", "#ddd") } }],
       series: series,
