@@ -86,7 +86,7 @@ def trace(project: Project, uri: str, depth: int = 3) -> tuple[list[tuple[int, E
 def resolve(project: Project, uri: str) -> str:
     """The exact URI lineage records for what ``uri`` names: a dataset ref (``train@2``,
     a tag) by its version, a run by its full id, a model by version (not alias), a
-    pipeline run by its full id. :class:`NotFoundError` when it names nothing,
+    pipeline run by its full id, a deployment by its current revision. :class:`NotFoundError` when it names nothing,
     :class:`InvalidURIError` when lineage records nothing of its kind."""
     if uri.startswith("data:/") or ":/" not in uri:  # a dataset ref: name it exactly
         from mloop.data.catalog import get
@@ -110,7 +110,13 @@ def resolve(project: Project, uri: str) -> str:
             raise NotFoundError(f"Pipeline run {run_id!r} is a run of {found['pipeline']!r}, "
                                 f"not of {name!r}; see `mloop pipeline status`.")
         return str(found["uri"])
-    if uri.split(":/", 1)[0] not in ("alerts", "pipelines", "deployments"):
+    if uri.startswith("deployments:/"):  # a deployment: its current revision
+        name, _, revision = uri[len("deployments:/"):].partition("/")
+        found = backend(project).deployments.get(name)  # NotFoundError when unknown
+        if not revision and found.current_revision is not None:
+            return f"{found.uri}/{found.current_revision}"
+        return uri
+    if uri.split(":/", 1)[0] not in ("alerts", "pipelines"):
         raise InvalidURIError(f"{uri!r} is not something lineage records: give "
                               "data:/NAME@V, runs:/ID, models:/NAME/V, alerts:/ID, "
                               "deployments:/NAME or pipelines:/NAME/ID.")

@@ -87,9 +87,10 @@ class Tab:
         return problems
 
 
-def new_tab(browser: Any, base: str, shots: Path, *, storage: Any = None) -> Tab:
+def new_tab(browser: Any, base: str, shots: Path, *, storage: Any = None,
+            scheme: str = "light") -> Tab:
     context = browser.new_context(viewport={"width": 1280, "height": 900},
-                                  storage_state=storage)
+                                  storage_state=storage, color_scheme=scheme)
     page = context.new_page()
     tab = Tab(page, base, shots)
     page.on("console", lambda m: tab.errors.append(m.text) if m.type == "error" else None)

@@ -250,3 +250,22 @@ def test_a_run_page_with_history_charts(tab: Tab) -> None:
     assert tab.accessibility_problems() == []
     tab.shot("run")
     assert tab.errors == []
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_theme_follows_the_system(browser: Any, local_url: str, tmp_path: Path,
+                                      scheme: str) -> None:
+    tab = new_tab(browser, local_url, tmp_path, scheme=scheme)
+    try:
+        tab.open("/ui/deployments/breast-cancer-live")
+        tab.settle()
+        lightness = tab.page.evaluate("""() => {
+          const [r, g, b] = getComputedStyle(document.body).backgroundColor
+            .match(/\\d+/g).map(Number);
+          return (r + g + b) / 3;
+        }""")
+        assert (lightness > 200) if scheme == "light" else (lightness < 60)
+        tab.shot(f"deployment-{scheme}")
+        assert tab.errors == []
+    finally:
+        tab.page.context.close()

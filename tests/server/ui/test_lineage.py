@@ -45,3 +45,26 @@ def test_bad_uris(ui: httpx.Client) -> None:
     assert 400 <= bad.status_code < 500 and "<b>x</b>" not in bad.text
     assert ui.get("/ui/lineage", params={"uri": "data:/nosuch@1"}).status_code == 404
     assert ui.get("/ui/lineage", params={"uri": "runs:/ffffffffffff"}).status_code == 404
+
+
+def test_a_deployment_by_name_starts_at_its_current_revision(ui: httpx.Client,
+                                                             demo_project: Project) -> None:
+    from mloop.repositories import backend
+
+    live = backend(demo_project).deployments.get("breast-cancer-live")
+    page = ui.get("/ui/lineage", params={"uri": "deployments:/breast-cancer-live"})
+    assert page.status_code == 200
+    ids = {n["id"] for n in _graph(page.text)["nodes"]}
+    assert f"deployments:/breast-cancer-live/{live.current_revision}" in ids
+    assert any(i.startswith("models:/breast-cancer/") for i in ids)
+    assert ui.get("/ui/lineage", params={"uri": "deployments:/nope"}).status_code == 404
+
+
+def test_from_an_alert_up_to_the_model(ui: httpx.Client, demo_project: Project) -> None:
+    from mloop.repositories import backend
+
+    alert = backend(demo_project).alerts.list(limit=1)[0]
+    page = ui.get("/ui/lineage", params={"uri": alert.uri})
+    assert page.status_code == 200
+    ids = {n["id"] for n in _graph(page.text)["nodes"]}
+    assert alert.subject in ids
