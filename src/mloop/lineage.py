@@ -86,8 +86,9 @@ def trace(project: Project, uri: str, depth: int = 3) -> tuple[list[tuple[int, E
 def resolve(project: Project, uri: str) -> str:
     """The exact URI lineage records for what ``uri`` names: a dataset ref (``train@2``,
     a tag) by its version, a run by its full id, a model by version (not alias), a
-    pipeline run by its full id, a deployment by its current revision. :class:`NotFoundError` when it names nothing,
-    :class:`InvalidURIError` when lineage records nothing of its kind."""
+    pipeline run by its full id, a deployment by its current revision.
+    :class:`NotFoundError` when it names nothing, :class:`InvalidURIError` when lineage
+    records nothing of its kind."""
     if uri.startswith("data:/") or ":/" not in uri:  # a dataset ref: name it exactly
         from mloop.data.catalog import get
 

@@ -70,3 +70,35 @@ def test_chart_downsamples_and_names_full_data() -> None:
     assert len(series.x) == 1000 and series.full == "/full" and series.total == 5000
     small = chart.add("acc", range(10), range(10), full="/full2")
     assert small.full is None
+
+
+@pytest.mark.parametrize("path", ["/ui/runs/{run}/artifacts/raw/model/MLmodel",
+                                  "/ui/runs/{run}/metrics/accuracy",
+                                  "/ui/models/breast-cancer/1/card?format=md"])
+def test_a_rebinding_host_reads_no_route(ui: httpx.Client, demo_project: object,
+                                         path: str) -> None:
+    from mloop.registry.models import get_version
+
+    run = get_version(demo_project, "breast-cancer/1").run_id  # type: ignore[arg-type]
+    answer = ui.get(path.format(run=run), headers={"host": "attacker.example"})
+    assert answer.status_code == 403
+
+
+@pytest.mark.parametrize("query", [{"page": "9" * 30}, {"page": "2000000"},
+                                   {"cols": ",".join(f"params.a{i}" for i in range(150))},
+                                   {"cols": "params." + "a" * 5000}])
+def test_absurd_runs_queries_are_refused_not_served(ui: httpx.Client, query: dict) -> None:
+    answer = ui.get("/ui/runs", params=query)
+    assert 400 <= answer.status_code < 500
+    assert len(answer.content) < 200_000
+
+
+def test_a_change_lands_before_a_fragment() -> None:
+    from mloop.server.ui.app import back
+
+    class Request:
+        pass
+
+    answer = back(Request(), {"next": "/ui/models/x/1#approval"},  # type: ignore[arg-type]
+                  "/ui/", "done it")
+    assert answer.headers["location"] == "/ui/models/x/1?done=done+it#approval"

@@ -92,3 +92,21 @@ def test_the_local_guard_checks_csrf_and_host() -> None:
     FakeRequest.headers = {"host": "evil.example"}
     with pytest.raises(ForbiddenError):
         guard.change(FakeRequest(), "approver", guard.csrf(FakeRequest()))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("path", ["/ui/runs/{run}/artifacts/raw/model/MLmodel",
+                                  "/ui/runs/{run}/metrics/accuracy",
+                                  "/ui/models/breast-cancer/1/card?format=md",
+                                  "/ui/runs/{run}"])
+def test_every_page_route_needs_a_session(served, demo_project: Project, path: str) -> None:
+    from mloop.registry.models import get_version
+
+    url, made = served
+    run = get_version(demo_project, "breast-cancer/1").run_id
+    target = path.format(run=run)
+    with httpx.Client(base_url=url) as anonymous:
+        answer = anonymous.get(target, follow_redirects=False)
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/login")
+    with httpx.Client(base_url=url, headers={"authorization": f"Bearer {made['reader']}"}
+                      ) as reader:
+        assert reader.get(target).status_code in (200, 404)  # readable with a token

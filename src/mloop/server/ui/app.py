@@ -13,7 +13,7 @@ import contextlib
 import importlib
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from mloop.project import Project
 
 log = get_logger("mloop.server.ui")
+T = TypeVar("T")
 MAX_FORM = 64 * 1024  # bytes: a label, a reason, a few ids
 PAGES = ("home", "runs", "data", "models", "deployments", "monitoring", "pipelines",
          "lineage", "labels")
@@ -84,9 +85,16 @@ async def change(request: Request, need: str) -> tuple[Identity, dict[str, str]]
     return identity, fields
 
 
-def acting(identity: Identity) -> contextlib.AbstractContextManager[Identity]:
-    """Record ``identity`` as the one acting (approvals, events, audit name them)."""
-    return acting_as(identity)
+async def as_caller(identity: Identity, work: Callable[[], T]) -> T:
+    """Run a change's domain call in a worker thread (a store call must not stall the
+    event loop), as ``identity``."""
+    from starlette.concurrency import run_in_threadpool
+
+    def run() -> T:
+        with acting_as(identity):
+            return work()
+
+    return await run_in_threadpool(run)
 
 
 def back(request: Request, fields: dict[str, str], default: str, message: str = "") -> Response:
@@ -98,7 +106,9 @@ def back(request: Request, fields: dict[str, str], default: str, message: str = 
     if parts.scheme or parts.netloc:
         target = default
     if message:
+        target, hash_, fragment = target.partition("#")
         target += ("&" if "?" in target else "?") + urllib.parse.urlencode({"done": message})
+        target += hash_ + fragment
     response = RedirectResponse(target, status_code=303)
     response.headers["cache-control"] = "no-store"
     return response
@@ -179,9 +189,9 @@ def make_ui(project: Project, guard: Guard, *, local: bool = False,
     def static(request: Request, version: str, name: str) -> Response:
         return bundle.respond(request, name)
 
-    for name in PAGES:
+    for name in PAGES:  # every page route sees the guard first, whether it asks or not
         module = importlib.import_module(f"mloop.server.ui.pages.{name}")
-        app.include_router(module.router)
+        app.include_router(module.router, dependencies=[View])
 
     async def login_required(request: Request, exc: Exception) -> Response:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")

@@ -36,7 +36,10 @@ T = TypeVar("T")
 
 COLUMNS_PER_PAGE = 40  # column profiles drawn per page of a version
 FILES_SHOWN = 500  # files listed of a folder version
-ROW_DIFF_BYTES = 256 << 20  # larger versions are compared by their profiles only
+ROW_DIFF_BYTES = 64 << 20  # larger versions are compared by their profiles only
+# Rows of two versions are read into memory for a comparison: one comparison at a time, so
+# a few requests at once queue instead of multiplying what the server holds.
+_ROW_DIFFS = threading.BoundedSemaphore(1)
 PROFILE_BYTES = 256 << 20  # a version without a stored profile is profiled up to this size
 MEMO_SIZE = 24  # profiles, drift tests and row comparisons kept
 
@@ -218,15 +221,16 @@ def _compare_rows(project: Project, va: DatasetVersion, vb: DatasetVersion, key:
         return None, None, None, (f"Rows are not compared here above {size(ROW_DIFF_BYTES)} "
                                   f"a version; run `mloop data diff {va.ref} {vb.ref}"
                                   f"{' --key ' + key if key else ''}`.")
-    frames = []
-    for v in (va, vb):
-        file_name, data = version_bytes(project, v.ref)
-        fmt = table_format(file_name)
-        assert fmt is not None
-        frames.append(read_frame(data, fmt))
-    old, new = frames
-    whole = table_diff(old, new, None)["rows"]
-    keyed = dv.row_changes(old, new, key) if key else None
+    with _ROW_DIFFS:
+        frames = []
+        for v in (va, vb):
+            file_name, data = version_bytes(project, v.ref)
+            fmt = table_format(file_name)
+            assert fmt is not None
+            frames.append(read_frame(data, fmt))
+        old, new = frames
+        whole = table_diff(old, new, None)["rows"]
+        keyed = dv.row_changes(old, new, key) if key else None
     return None, whole, keyed, ""
 
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from mloop import deploy
-from mloop.server.ui.app import View, acting, audit, back, change, project_of
+from mloop.server.ui.app import View, as_caller, audit, back, change, project_of
 from mloop.server.ui.charts import Chart
 from mloop.server.ui.render import Column, Context, Table, page
 
@@ -336,8 +336,7 @@ async def _act(request: Request, name: str, verb: str,
     from mloop.server.ui.render import PREFIX, quote
 
     identity, fields = await change(request, ROLE)
-    with acting(identity):
-        done = do(fields)
+    done = await as_caller(identity, lambda: do(fields))
     audit(request, identity, f"deployments.{verb}", name)
     # the page without ?revision=: a change makes (or moves) the current revision
     return back(request, {}, f"{PREFIX}/deployments/{quote(name)}", say(done))

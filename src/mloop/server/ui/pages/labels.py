@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from mloop.server.ui.app import View, acting, audit, back, change, project_of
+from mloop.server.ui.app import View, as_caller, audit, back, change, project_of
 from mloop.server.ui.render import PREFIX, Column, Context, Table, page
 
 if TYPE_CHECKING:
@@ -110,8 +110,8 @@ async def give(request: Request) -> Response:
             from None
     chosen = fields.get("choice") or fields.get("label") or ""
     value = label_value(chosen)
-    with acting(identity):
-        result = label(project_of(request), request_id, value, row=row)
+    project = project_of(request)
+    result = await as_caller(identity, lambda: label(project, request_id, value, row=row))
     audit(request, identity, "feedback.label", request_id)
     query = "&".join(f"{k}={quote(fields[k])}" for k in ("model", "mode", "version",
                                                          "offset") if fields.get(k))

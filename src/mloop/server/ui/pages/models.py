@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from markupsafe import Markup
-from starlette.concurrency import run_in_threadpool
 
 from mloop import lineage
 from mloop.errors import InvalidInputError, InvalidURIError, MloopError, ModelNotFoundError
@@ -32,7 +31,7 @@ from mloop.registry.models import (
 )
 from mloop.repositories import backend
 from mloop.server.ui import model_views as mv
-from mloop.server.ui.app import View, acting, audit, back, change, project_of
+from mloop.server.ui.app import View, as_caller, audit, back, change, project_of
 from mloop.server.ui.links import edge_rows, explore
 from mloop.server.ui.render import Column, Context, Table, page
 
@@ -217,11 +216,10 @@ async def _decide(request: Request, name: str, ref: str, status: ModelStatus) ->
                                 "its audit trail.")
 
     def work() -> ModelVersion:
-        with acting(identity):
-            target = _version(project, name, ref)
-            return transition(project, target.uri, status, comment)
+        target = _version(project, name, ref)
+        return transition(project, target.uri, status, comment)
 
-    done = await run_in_threadpool(work)
+    done = await as_caller(identity, work)
     audit(request, identity, f"models.{status.value}", done.uri)
     return back(request, fields, f"/ui/models/{done.name}/{done.version}",
                 f"{done.name} v{done.version} {status.value}.")
@@ -249,11 +247,10 @@ async def move_alias(name: str, ref: str, request: Request) -> Response:
         raise InvalidInputError("Name the alias to move here, e.g. champion.")
 
     def work() -> ModelVersion:
-        with acting(identity):
-            target = _version(project, name, ref)
-            return set_alias(project, target.name, alias, target.version)
+        target = _version(project, name, ref)
+        return set_alias(project, target.name, alias, target.version)
 
-    done = await run_in_threadpool(work)
+    done = await as_caller(identity, work)
     audit(request, identity, "models.alias", f"models:/{done.name}@{alias}")
     return back(request, fields, f"/ui/models/{done.name}/{done.version}",
                 f"{done.name}@{alias} now points at version {done.version}.")

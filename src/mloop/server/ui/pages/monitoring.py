@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from mloop.server.ui.app import View, acting, audit, back, change, project_of
+from mloop.server.ui.app import View, as_caller, audit, back, change, project_of
 from mloop.server.ui.charts import Chart
 from mloop.server.ui.render import PREFIX, Column, Context, Table, page
 
@@ -304,8 +304,8 @@ async def resolve(alert_id: str, request: Request) -> Response:
     from mloop.monitoring.alerting import resolve as resolve_alert
 
     identity, fields = await change(request, ROLE)
-    with acting(identity):
-        done = resolve_alert(project_of(request), alert_id)
+    project = project_of(request)
+    done = await as_caller(identity, lambda: resolve_alert(project, alert_id))
     audit(request, identity, "alerts.resolve", alert_id)
     return back(request, fields, f"{PREFIX}/monitoring",
                 f"Resolved alert {done.rule} on {done.subject}.")

@@ -41,6 +41,9 @@ def parse_fields(text: str) -> list[OrderKey]:
     may hold commas); :class:`FilterSyntaxError` names a wrong one."""
     if not text.strip():
         return []
+    if len(text) > MAX_TEXT:
+        raise InvalidInputError(f"The list of columns is {len(text):,} characters long; "
+                                f"at most {MAX_TEXT:,}.")
     cuts = [t.pos for t in tokenize(text) if t.kind == "punct" and t.text == ","]
     fields: list[OrderKey] = []
     start = 0
@@ -53,6 +56,9 @@ def parse_fields(text: str) -> list[OrderKey]:
                 raise FilterSyntaxError(exc.message.split(" (at position", 1)[0], text,
                                         start + exc.position) from None
         start = end + 1
+    if len(fields) > MAX_FIELDS:
+        raise InvalidInputError(f"{len(fields)} columns asked for; a table shows at most "
+                                f"{MAX_FIELDS}. Choose fewer with the column chooser.")
     return fields
 
 
@@ -95,8 +101,14 @@ def canonical(request: Request, name: str) -> Response | None:
                             status_code=303)
 
 
+MAX_NUMBER = 1_000_000  # a page or a count beyond this is a mistake
+MAX_FIELDS = 100  # columns a table shows at once
+MAX_TEXT = 4096  # characters of a filter, an order or a list of columns
+
+
 def int_query(request: Request, name: str, default: int) -> int:
-    """The positive whole number ``name`` of the query string (``default`` when absent)."""
+    """The positive whole number ``name`` of the query string (``default`` when absent;
+    at most :data:`MAX_NUMBER`)."""
     text = request.query_params.get(name, "").strip()
     if not text:
         return default
@@ -106,4 +118,6 @@ def int_query(request: Request, name: str, default: int) -> int:
         raise InvalidInputError(f"{name}={text!r} is not a number; use e.g. {name}=2.") from None
     if value < 1:
         raise InvalidInputError(f"{name} starts at 1, not {value}.")
+    if value > MAX_NUMBER:
+        raise InvalidInputError(f"{name}={value} is past the end (at most {MAX_NUMBER:,}).")
     return value
