@@ -113,9 +113,9 @@ def resolve(project: Project, uri: str) -> str:
         return str(found["uri"])
     if uri.startswith("deployments:/"):  # a deployment: its current revision
         name, _, revision = uri[len("deployments:/"):].partition("/")
-        found = backend(project).deployments.get(name)  # NotFoundError when unknown
-        if not revision and found.current_revision is not None:
-            return f"{found.uri}/{found.current_revision}"
+        deployment = backend(project).deployments.get(name)  # NotFoundError when unknown
+        if not revision and deployment.current_revision is not None:
+            return f"{deployment.uri}/{deployment.current_revision}"
         return uri
     if uri.split(":/", 1)[0] not in ("alerts", "pipelines"):
         raise InvalidURIError(f"{uri!r} is not something lineage records: give "
