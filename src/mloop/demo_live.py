@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mloop.core.redact import get_logger
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -194,7 +196,7 @@ def _analyse(project: Project, started_ms: int) -> str:
 @contextlib.contextmanager
 def _quiet(logger: str) -> Iterator[None]:
     """Warnings of ``logger`` held back for the block (its level restored after)."""
-    log = logging.getLogger(logger)
+    log = get_logger(logger)
     before = log.level
     log.setLevel(logging.ERROR)
     try:

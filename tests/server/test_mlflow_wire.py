@@ -149,3 +149,13 @@ def test_search_filters() -> None:
     for bad in ("tags.team = 'x'", "name = 'a' OR name = 'b'", "name > 'a'"):
         with pytest.raises(wire.MlflowError):
             filters.clauses(bad, ("name",))
+
+
+def test_text_with_nul_or_lone_surrogates_is_a_400() -> None:
+    from mloop.server.mlflow import wire
+
+    for bad in ("\x00abc", "a\ud800b"):
+        with pytest.raises(wire.MlflowError) as caught:
+            wire.text({"experiment_id": bad}, "experiment_id")
+        assert caught.value.status == 400
+    assert wire.text({"experiment_id": "héllo"}, "experiment_id") == "héllo"

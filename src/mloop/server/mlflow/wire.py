@@ -111,7 +111,20 @@ def text(data: Mapping[str, Any], key: str, *, required: bool = True,
         return default
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise invalid(f"Invalid value {value!r} for parameter '{key}': expected a string.")
-    return str(value)
+    found = str(value)
+    if "\x00" in found or (not found.isascii() and _unpaired(found)):
+        raise invalid(f"Invalid value for parameter '{key}': it holds a NUL character or "
+                      "text that is not valid Unicode.")
+    return found
+
+
+def _unpaired(value: str) -> bool:
+    """Whether ``value`` holds a lone surrogate (no database stores one)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def need(data: Mapping[str, Any], key: str) -> str:
