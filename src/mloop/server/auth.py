@@ -214,7 +214,7 @@ class TokenAuth:
                 raise ForbiddenError("This change comes with a browser session but without "
                                      "its CSRF token (the X-CSRF-Token header): refused. "
                                      "Reload the page, or log in again at /login.")
-        return self.identity(self._active(session.token_id))
+        return self.identity(self.active(session.token_id))
 
     # ── pieces the login routes and the lead's routes share ──────────────────────
     def verify(self, token: str) -> ApiToken:
@@ -225,9 +225,11 @@ class TokenAuth:
         if not hmac.compare_digest(presented, _DUMMY if row is None else row.sha256.encode()
                                    ) or row is None:
             raise TokenError(_NOT_VALID)
-        return self._active(token_id, row)
+        return self.active(token_id, row)
 
-    def _active(self, token_id: str, row: ApiToken | None = None) -> ApiToken:
+    def active(self, token_id: str, row: ApiToken | None = None) -> ApiToken:
+        """The row of an active token (:class:`TokenError` when revoked, expired or
+        unknown)."""
         from mloop.repositories.api_tokens import TokenStatus
 
         row = row if row is not None else self.tokens.get(token_id)

@@ -22,6 +22,7 @@ from mloop.core.clock import now_ms
 from mloop.core.redact import get_logger
 from mloop.errors import ForbiddenError, MloopError, TokenError
 from mloop.server.auth import TokenAuth
+from mloop.server.forms import read_form
 from mloop.server.sessions import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
 from mloop.serving.security import host_allowed
 
@@ -71,18 +72,8 @@ def _page(message: str = "", next_path: str = "/", status: int = 200) -> HTMLRes
 
 
 async def _form(request: Request) -> dict[str, str]:
-    """The fields of a urlencoded form body (the first of each name); a body over
-    :data:`MAX_FORM` bytes is refused."""
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM:
-            raise ForbiddenError("The form is too large.")
-    fields: dict[str, str] = {}
-    for key, value in urllib.parse.parse_qsl(body.decode("utf-8", "replace"),
-                                             keep_blank_values=True):
-        fields.setdefault(key, value)
-    return fields
+    """The login form's fields (a body over :data:`MAX_FORM` bytes is refused)."""
+    return await read_form(request, MAX_FORM, ForbiddenError)
 
 
 def _origin_ok(request: Request, auth: TokenAuth) -> bool:

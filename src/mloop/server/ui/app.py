@@ -24,6 +24,7 @@ from mloop._version import __version__
 from mloop.core.identity import Identity, acting_as
 from mloop.core.redact import get_logger
 from mloop.errors import ForbiddenError, InvalidInputError, MloopError, TokenError
+from mloop.server.forms import read_form
 from mloop.server.ui import assets as static_assets
 from mloop.server.ui.guard import CSRF_FIELD, Guard, LocalGuard, LoginRequired
 from mloop.server.ui.render import NAV, PREFIX, Context, environment
@@ -65,16 +66,7 @@ async def form_of(request: Request) -> dict[str, str]:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind not in ("", "application/x-www-form-urlencoded"):
         raise InvalidInputError("Send the form urlencoded (as the page's own form does).")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM:
-            raise InvalidInputError("The form is too large.")
-    fields: dict[str, str] = {}
-    for key, value in urllib.parse.parse_qsl(body.decode("utf-8", "replace"),
-                                             keep_blank_values=True):
-        fields.setdefault(key, value)
-    return fields
+    return await read_form(request, MAX_FORM, InvalidInputError)
 
 
 async def change(request: Request, need: str) -> tuple[Identity, dict[str, str]]:
