@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from mloop.project import Project
 from tests.server.live import LiveServer
@@ -153,8 +154,9 @@ def test_an_approver_approves_and_a_reader_cannot(browser: Any, team: tuple[str,
     approver = _log_in(browser, url, made["approver"], tmp_path)
     try:
         approver.page.get_by_role("button", name="Approve v1").click()
-        approver.page.wait_for_load_state("load")
-        assert "approved" in approver.page.locator("main").inner_text()
+        # htmx sends the form and swaps the page's main part: the notice says it is done
+        expect(approver.page.get_by_role("status")).to_contain_text("approved")
+        assert approver.page.url.endswith("done=breast-cancer+v1+approved.")
         approver.shot("model")
         assert str(get_version(demo_project, "breast-cancer/1").status) == "approved"
         assert approver.errors == []
@@ -180,8 +182,8 @@ def test_rolling_back_the_canary(tab: Tab, demo_project: Project) -> None:
     tab.settle()
     before = backend(demo_project).deployments.get("breast-cancer-live").current_revision
     tab.page.get_by_label("Reason").fill("seen in the browser test")
-    tab.page.get_by_role("button", name="Roll back").click()
-    tab.page.wait_for_load_state("load")
+    tab.page.get_by_role("button", name="Roll back").click()  # confirmed by the dialog
+    expect(tab.page.get_by_role("status")).to_be_visible()
     after = backend(demo_project).deployments.get("breast-cancer-live")
     assert after.current_revision != before
     revision = backend(demo_project).deployments.revision("breast-cancer-live")
@@ -193,8 +195,11 @@ def test_labelling_the_least_certain_prediction(tab: Tab, demo_project: Project)
     tab.open("/ui/labels?model=breast-cancer")
     request_id = tab.page.locator("input[name=request_id]").get_attribute("value")
     tab.page.get_by_label("Or the true outcome").fill("1")
+    tab.page.evaluate("() => { window.sameDocument = true; }")
     tab.page.get_by_role("button", name="Save label").click()
-    tab.page.wait_for_load_state("load")
+    expect(tab.page.get_by_role("status")).to_be_visible()
+    # htmx sent it and swapped the item: no page load between one label and the next
+    assert tab.page.evaluate("() => window.sameDocument === true")
     assert tab.page.locator("input[name=request_id]").get_attribute("value") != request_id
     assert tab.errors == []
 

@@ -16,9 +16,21 @@
   document.addEventListener("htmx:configRequest", function (e) {
     e.detail.headers["X-CSRF-Token"] = csrf();
   });
+  /* A button's data-confirm asks before its form is sent: by htmx for the forms it sends
+     (hx-boost), by the browser's own submit otherwise (no script for htmx, or a plain form). */
+  var confirmOf = function (submitter) {
+    return submitter && submitter.getAttribute ? submitter.getAttribute("data-confirm") : null;
+  };
+  document.addEventListener("htmx:confirm", function (e) {
+    var trigger = e.detail.triggeringEvent;
+    var message = confirmOf(trigger && trigger.submitter);
+    if (!message) { return; }
+    e.preventDefault();
+    if (window.confirm(message)) { e.detail.issueRequest(true); }
+  });
   document.addEventListener("submit", function (e) {
-    var button = e.submitter || e.target.querySelector("[data-confirm]");
-    var message = button && button.getAttribute && button.getAttribute("data-confirm");
+    if (window.htmx && e.target.closest("[hx-boost=true]")) { return; }
+    var message = confirmOf(e.submitter);
     if (message && !window.confirm(message)) { e.preventDefault(); }
   });
 
