@@ -88,7 +88,7 @@ def pg_database() -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-TABLES = ("audit_log", "api_tokens",
+TABLES = ("audit_log", "ended_sessions", "api_tokens",
           "prediction_segments", "deployment_traffic", "deployment_leases", "deployment_events",
           "deployment_revisions", "deployments", "automation_events", "automation_decisions",
           "automation_state",

@@ -87,3 +87,14 @@ def test_creating_one_name_at_once_keeps_one_active(tokens: ApiTokens) -> None:
         t.join()
     assert sorted(outcomes) == ["conflict", "conflict", "conflict", "ok"]
     assert len(tokens.find("racer")) == 1
+
+
+def test_ended_sessions_are_kept_until_they_expire(tokens: ApiTokens) -> None:
+    assert tokens.ended_sessions(1_000) == set()
+    tokens.end_session("n" * 22, "aaaaaaaaaaaa", 5_000, at_ms=1_000)
+    tokens.end_session("n" * 22, "aaaaaaaaaaaa", 5_000, at_ms=1_500)  # twice: no conflict
+    tokens.end_session("m" * 22, "aaaaaaaaaaaa", 9_000, at_ms=2_000)
+    assert tokens.ended_sessions(4_999) == {"n" * 22, "m" * 22}
+    assert tokens.ended_sessions(5_000) == {"m" * 22}  # expired: no longer worth refusing
+    tokens.end_session("o" * 22, "bbbbbbbbbbbb", 20_000, at_ms=10_000)  # prunes the rest
+    assert tokens.ended_sessions(0) == {"o" * 22}

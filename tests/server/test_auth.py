@@ -336,6 +336,31 @@ def test_a_session_ends_with_logout_or_its_token(project: Project, client: httpx
     assert answer.status_code == 401 and "revoked" in answer.text
 
 
+def test_a_logout_reaches_every_worker_and_outlives_a_restart(project: Project,
+                                                              client: httpx.Client,
+                                                              clock: Clock) -> None:
+    token, _, _ = tokens.create(project, "alice", "writer")
+    _log_in(client, token)
+    session = client.cookies[SESSION_COOKIE]
+    other = TokenAuth(project, host="127.0.0.1", cache_ttl=1.0, clock=clock)  # a 2nd worker
+    try:
+        for worker in serve(make_app(project, other)):
+            assert worker.get("/api/v1/whoami", headers=_cookie(session)).status_code == 200
+            out = client.post("/logout", data={"csrf": client.cookies[CSRF_COOKIE]},
+                              follow_redirects=False)
+            assert out.status_code == 303
+            clock.now += 1.01  # the other worker reads the ended sessions once a second
+            assert worker.get("/api/v1/whoami", headers=_cookie(session)).status_code == 401
+    finally:
+        other.close()
+    restarted = TokenAuth(project, host="127.0.0.1", cache_ttl=1.0, clock=clock)
+    try:
+        for fresh in serve(make_app(project, restarted)):
+            assert fresh.get("/api/v1/whoami", headers=_cookie(session)).status_code == 401
+    finally:
+        restarted.close()
+
+
 def test_the_server_secret_is_private(project: Project, auth: TokenAuth) -> None:
     from mloop.errors import ConfigError
     from mloop.server.sessions import SECRET_FILE, load_secret

@@ -79,6 +79,17 @@ class ApiTokens(Protocol):
         """The token with this id, else the active tokens with this name."""
         ...
 
+    def end_session(self, nonce: str, token_id: str, expires_ms: int,
+                    at_ms: int | None = None) -> None:
+        """Record that the browser session ``nonce`` (of token ``token_id``, valid until
+        ``expires_ms``) was logged out; ended sessions already past their expiry are
+        forgotten."""
+        ...
+
+    def ended_sessions(self, at_ms: int | None = None) -> set[str]:
+        """The nonces of sessions logged out and not yet expired."""
+        ...
+
     def revoke(self, token_id: str, at_ms: int | None = None) -> ApiToken:
         """Mark the token revoked (again: no change); :class:`NotFoundError` when there is
         no such token. Returns the stored row after the change."""
@@ -153,6 +164,29 @@ class SqlApiTokens:
                 .order_by(t.c.created_ms, t.c.id))]
         by_id = [r for r in rows if r.id == name_or_id]
         return by_id or [r for r in rows if r.status() is TokenStatus.ACTIVE]
+
+    def end_session(self, nonce: str, token_id: str, expires_ms: int,
+                    at_ms: int | None = None) -> None:
+        from sqlalchemy import delete
+
+        from mloop.store.schema import ended_sessions as e
+
+        when = now_ms() if at_ms is None else at_ms
+        store = self.project.store
+        with store.write() as conn:
+            conn.execute(delete(e).where(e.c.expires_ms <= when))
+            conn.execute(store.insert(e).values(
+                nonce=nonce, token_id=token_id, expires_ms=expires_ms,
+                ended_ms=when).on_conflict_do_nothing())
+
+    def ended_sessions(self, at_ms: int | None = None) -> set[str]:
+        from sqlalchemy import select
+
+        from mloop.store.schema import ended_sessions as e
+
+        when = now_ms() if at_ms is None else at_ms
+        with self.project.store.read() as conn:
+            return set(conn.execute(select(e.c.nonce).where(e.c.expires_ms > when)).scalars())
 
     def revoke(self, token_id: str, at_ms: int | None = None) -> ApiToken:
         from sqlalchemy import select, update

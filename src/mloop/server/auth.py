@@ -115,6 +115,35 @@ class TokenCache:
             self._rows.pop(token_id, None)
 
 
+class EndedSessions:
+    """The nonces of logged-out sessions, read from the store at most once per ``ttl``
+    seconds: a logout on one worker reaches the others within that time, and survives a
+    restart of the server."""
+
+    def __init__(self, tokens: ApiTokens, ttl: float = 1.0, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.tokens = tokens
+        self.ttl = ttl
+        self.clock = clock
+        self._nonces: set[str] = set()
+        self._read_at: float | None = None
+        self._lock = threading.Lock()
+
+    def __contains__(self, nonce: str) -> bool:
+        now = self.clock()
+        with self._lock:
+            if self._read_at is None or now - self._read_at >= self.ttl:
+                self._nonces = self.tokens.ended_sessions()
+                self._read_at = now
+            return nonce in self._nonces
+
+    def add(self, nonce: str, token_id: str, expires_ms: int) -> None:
+        """End a session: stored for every worker, and refused here at once."""
+        self.tokens.end_session(nonce, token_id, expires_ms)
+        with self._lock:
+            self._nonces.add(nonce)
+
+
 class RateLimiter:
     """A token bucket per key: ``burst`` requests at once, refilled at ``rate`` a second."""
 
@@ -163,6 +192,7 @@ class TokenAuth:
                                    clock=clock)
         self.sessions = Sessions(load_secret(settings.project_dir),
                                  int(settings.server_session_hours * 3_600_000))
+        self.ended = EndedSessions(backend.api_tokens, cache_ttl, clock=clock)
         extra = settings.server_allowed_hosts if allowed_hosts is None else allowed_hosts
         names = set(LOOPBACK) | {host_pattern(h) for h in extra}
         bound = host_pattern(host) if host.strip() else ""
@@ -248,10 +278,15 @@ class TokenAuth:
         """The session of a cookie; :class:`TokenError` when it is forged, expired or
         logged out (the browser logs in again)."""
         session = self.sessions.check(cookie, now_ms())
-        if session is None:
+        if session is None or session.nonce in self.ended:
             raise TokenError("The browser session has expired or is not valid; log in "
                              "again at /login.")
         return session
+
+    def end_session(self, session: Session) -> None:
+        """Log ``session`` out, for every worker of the server and after a restart."""
+        self.sessions.end(session, now_ms())
+        self.ended.add(session.nonce, session.token_id, session.expires_ms)
 
     def check_host(self, request: Request) -> None:
         """:class:`ForbiddenError` unless the Host header names this server."""

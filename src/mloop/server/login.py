@@ -143,7 +143,7 @@ def make_router(project: Project, authorize: Authorize) -> APIRouter:
             except MloopError as exc:
                 return _page(exc.message, "/", 403)
             if session is not None:
-                auth.sessions.end(session, now_ms())
+                auth.end_session(session)
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         response.delete_cookie(CSRF_COOKIE, path="/", samesite="strict")
         return response

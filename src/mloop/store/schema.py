@@ -525,6 +525,17 @@ api_tokens = Table(
     Index("ix_api_tokens_name", "name"),
 )
 
+# Browser sessions ended by /logout before their expiry, by the session's nonce: every
+# worker and every restart of the server refuses them (rows past ``expires_ms`` are pruned).
+ended_sessions = Table(
+    "ended_sessions", metadata,
+    Column("nonce", String(32), primary_key=True),
+    Column("token_id", String(12), nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    Column("ended_ms", BigInteger, nullable=False),
+    Index("ix_ended_sessions_expires_ms", "expires_ms"),
+)
+
 # Who did which write through the server: one row per request (or method call), written
 # in batches by mloop.server.audit. ``target`` is short and redacted; ``status`` the HTTP one.
 audit_log = Table(
