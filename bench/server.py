@@ -64,7 +64,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -76,6 +75,9 @@ from typing import Any
 
 import numpy as np
 from fastapi import Request  # module level: FastAPI resolves the handlers' annotations here
+
+# the script's folder is on sys.path: the serving benchmark's helpers
+from serving import free_port, wait_ready
 
 FILTER = "metrics.acc > 0.9 and params.model = 'logreg'"
 ORDER = ["metrics.acc DESC"]
@@ -128,12 +130,6 @@ def group_cpu(pgid: int) -> float:
         if int(fields[2]) == pgid:  # field 5 of stat: the process group
             total += (int(fields[11]) + int(fields[12])) / tick
     return total
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ── servers ──────────────────────────────────────────────────────────────────────────────
@@ -193,22 +189,6 @@ class Server:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> float:
-    import urllib.request
-
-    start = time.perf_counter()
-    while time.perf_counter() - start < timeout:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited: {url}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return time.perf_counter() - start
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"not ready after {timeout} s: {url}")
 
 
 SERVER_ENV = {

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
-import threading
 import time
 from collections.abc import Iterator
 
@@ -21,39 +19,12 @@ from mloop.server import login, tokens
 from mloop.server.app import error_response
 from mloop.server.auth import RateLimiter, TokenAuth, auth_headers
 from mloop.server.sessions import CSRF_COOKIE, SESSION_COOKIE
-
-
-class Served:
-    """An app on uvicorn in a thread, on a free port of 127.0.0.1."""
-
-    def __init__(self, app: FastAPI) -> None:
-        import uvicorn
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning", lifespan="off"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
+from tests.server.live import LiveServer
 
 
 def serve(app: FastAPI) -> Iterator[httpx.Client]:
-    served = Served(app)
-    try:
-        with httpx.Client(base_url=served.url, timeout=30) as client:
-            yield client
-    finally:
-        served.stop()
+    with LiveServer(app) as served, httpx.Client(base_url=served.url, timeout=30) as client:
+        yield client
 
 
 class Clock:
@@ -227,7 +198,6 @@ def test_the_audit_writer_flushes_in_the_background(project: Project) -> None:
     log = AuditLog(repositories.backend(project).audit, interval=0.05)
     log.record(Identity("alice", "writer", "a" * 12), "POST /x", None, 201)
     assert log.pending() == 1
-    import time
 
     deadline = time.monotonic() + 5
     while log.pending() and time.monotonic() < deadline:

@@ -49,7 +49,8 @@ def server(ctx: click.Context, store_uri: str | None, objects_uri: str | None, r
       mloop server token create --name admin --role admin   # the first token, once
     Clients: MLOOP_STORE_URI=http://host:5000 (or MLOOP_TRACKING_URI) and `mloop login
     http://host:5000`; the mlflow client: mlflow.set_tracking_uri("http://host:5000").
-    The API is described at /openapi.json (browse it at /api/docs).
+    The API is described at /openapi.json (browse it at /api/docs); the web UI is at /ui
+    (log in with a token at /login).
     """
     ctx.ensure_object(dict)
     ctx.obj.update(store_uri=store_uri, root=root)
@@ -64,7 +65,7 @@ def server(ctx: click.Context, store_uri: str | None, objects_uri: str | None, r
     scheme = config.scheme
     shown = f"[{host}]" if ":" in host else host
     echo(f"mloop server on {scheme}://{shown}:{port} (API at /api/v1, mlflow at "
-         "/api/2.0/mlflow); Ctrl-C stops it")
+         "/api/2.0/mlflow, web UI at /ui); Ctrl-C stops it")
     run(config)
 
 

@@ -99,9 +99,6 @@ class Chart:
             "series": [{"label": s.label, "x": s.x, "y": s.y, "full": s.full,
                         "total": s.total} for s in self.series]})
 
-    def points_sent(self) -> int:
-        return sum(len(s.x) for s in self.series)
-
 
 def script_json(value: Any) -> str:
     """JSON safe inside a ``<script type="application/json">`` block: ``<``, ``>``, ``&``

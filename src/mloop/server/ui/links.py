@@ -6,37 +6,44 @@ A node is an mloop URI (``data:/train@2``, ``runs:/<id>``, ``models:/churn/3``,
 
 from __future__ import annotations
 
-import urllib.parse
-
+from mloop.core.uris import DataURI, ModelURI, PipelineURI, RunURI, parse_uri
+from mloop.errors import MloopError
 from mloop.lineage import AGAINST_FLOW, PHRASES, Edge, short_uri
-from mloop.server.ui.render import PREFIX, quote
+from mloop.server.ui.render import ui_url
 
 
 def explore(uri: str) -> str:
     """The lineage explorer centred on ``uri``."""
-    return f"{PREFIX}/lineage?{urllib.parse.urlencode({'uri': uri})}"
+    return ui_url("lineage", uri=uri)
+
+
+def page_of(uri: str) -> str | None:
+    """The UI page of what ``uri`` names (a dataset or one of its versions, a run, a model
+    or one of its versions, a deployment, a pipeline run); ``None`` when it has none (an
+    alert, a malformed URI)."""
+    scheme, _, rest = uri.partition(":/")
+    if scheme == "deployments":  # lineage names revisions: deployments:/NAME/REVISION
+        return ui_url("deployments", rest.partition("/")[0]) if rest else None
+    try:
+        node = parse_uri(uri)
+    except MloopError:
+        return None
+    if isinstance(node, DataURI):
+        return ui_url("data", node.name, node.ref or "")
+    if isinstance(node, ModelURI):
+        ref = node.version if node.version is not None else \
+            (f"@{node.alias}" if node.alias else "")
+        return ui_url("models", node.name, ref)
+    if isinstance(node, RunURI):
+        return ui_url("runs", node.run_id)
+    if isinstance(node, PipelineURI):
+        return ui_url("pipelines", node.name, node.run_id)
+    return None
 
 
 def href(uri: str) -> str:
     """The page of the node ``uri``; the lineage explorer for kinds without one."""
-    scheme, sep, rest = uri.partition(":/")
-    parts = rest.split("/")
-    if not sep or not rest:
-        return explore(uri)
-    if scheme == "runs":
-        return f"{PREFIX}/runs/{quote(parts[0])}"
-    if scheme == "data" and "@" in rest:
-        name, _, ref = rest.partition("@")
-        return f"{PREFIX}/data/{quote(name)}/{quote(ref)}"
-    if scheme == "models":
-        if len(parts) == 2:
-            return f"{PREFIX}/models/{quote(parts[0])}/{quote(parts[1])}"
-        if "@" in rest:
-            name, _, alias = rest.partition("@")
-            return f"{PREFIX}/models/{quote(name)}/{quote('@' + alias)}"
-    if scheme == "deployments":
-        return f"{PREFIX}/deployments/{quote(parts[0])}"
-    return explore(uri)
+    return page_of(uri) or explore(uri)
 
 
 def edge_rows(into: list[Edge], out_of: list[Edge]) -> list[dict[str, object]]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-from mloop.server.ui.svg import PALETTE
+from mloop.server.ui.svg import PALETTE, axis_number
 
 AXIS_GAP = 150  # px between axes
 TOP, BOTTOM, SIDE = 34, 46, 60  # px of margin: axis labels above, "none" and ticks below
@@ -54,13 +54,6 @@ def _number(value: float | str | None) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _fmt(value: float) -> str:
-    magnitude = abs(value)
-    if magnitude and (magnitude >= 1e5 or magnitude < 1e-3):
-        return f"{value:.3g}"
-    return f"{value:.4g}"
-
-
 def _cut(text: str, size: int = LABEL_CHARS) -> str:
     return text if len(text) <= size else text[:size - 1] + "…"
 
@@ -90,7 +83,8 @@ def _scale(axis: Axis) -> _Scale:
             at = math.log10(n) if log else n
             return 0.5 if hi == lo else (at - lo) / (hi - lo)
 
-        ticks = [(0.5, _fmt(low))] if high == low else [(0.0, _fmt(low)), (1.0, _fmt(high))]
+        ticks = [(0.5, axis_number(low))] if high == low else \
+            [(0.0, axis_number(low)), (1.0, axis_number(high))]
         return _Scale([share(v) for v in axis.values], ticks, log)
     levels = sorted({str(v) for v in present})
     step = 1.0 / (len(levels) - 1) if len(levels) > 1 else 0.0

@@ -13,7 +13,7 @@ import datetime as dt
 import io
 import math
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -138,6 +138,13 @@ def quote(value: Any) -> str:
     return urllib.parse.quote(str(value), safe="")
 
 
+def ui_url(*parts: Any, **query: Any) -> str:
+    """A URL of the UI: path segments quoted one by one, empty query values left out."""
+    path = PREFIX + "/" + "/".join(quote(p) for p in parts if p != "")
+    pairs = {k: v for k, v in query.items() if v is not None and v != ""}
+    return path + ("?" + urllib.parse.urlencode(pairs, doseq=True) if pairs else "")
+
+
 def with_query(request: Request, **changes: Any) -> str:
     """This page's URL with query parameters changed (``None`` removes one)."""
     params = dict(request.query_params)
@@ -186,9 +193,7 @@ class Context:
         return self.assets.url(PREFIX, name)
 
     def url(self, *parts: Any, **query: Any) -> str:
-        path = PREFIX + "/" + "/".join(quote(p) for p in parts if p != "")
-        pairs = {k: v for k, v in query.items() if v is not None and v != ""}
-        return path + ("?" + urllib.parse.urlencode(pairs, doseq=True) if pairs else "")
+        return ui_url(*parts, **query)
 
     def here(self, **changes: Any) -> str:
         return with_query(self.request, **changes)
@@ -216,9 +221,6 @@ def page(ctx: Context, template: str, *, title: str, tables: Sequence[Table] = (
         ctx=ctx, title=title, tables={t.id: t for t in tables}, scripts=list(scripts),
         nav=NAV, version=__version__, **values)
     return HTMLResponse(body, status_code=status, headers={"cache-control": "no-store"})
-
-
-Handler = Callable[..., Response]
 
 
 def mapping_rows(values: Mapping[str, Any] | None) -> list[dict[str, Any]]:

@@ -22,11 +22,12 @@ class Bars:
     counts: Sequence[float]
 
 
-def _fmt(value: float) -> str:
-    if value == 0 or not math.isfinite(value):
+def axis_number(value: float) -> str:
+    """A number short enough for an axis label (3–4 significant digits)."""
+    if not math.isfinite(value):
         return str(value)
     magnitude = abs(value)
-    if magnitude >= 1e5 or magnitude < 1e-3:
+    if magnitude and (magnitude >= 1e5 or magnitude < 1e-3):
         return f"{value:.3g}"
     return f"{value:.4g}"
 
@@ -58,15 +59,16 @@ def histogram(edges: Sequence[float] | Sequence[str], series: Sequence[Bars], *,
             if isinstance(edges[0], str):
                 tip = f"{edges[b]}"
             else:
-                tip = f"{_fmt(float(edges[b]))} – {_fmt(float(edges[b + 1]))}"
+                tip = f"{axis_number(float(edges[b]))} – {axis_number(float(edges[b + 1]))}"
             parts.append(
                 f'<rect x="{b * bar_w:.2f}" y="{inner_h - h:.2f}" width="{max(bar_w - 1, 1):.2f}" '
                 f'height="{h:.2f}" fill="{colour}" fill-opacity="{opacity}">'
                 f"<title>{escape(s.label)}: {escape(tip)}: {value:.1%}</title></rect>")
     if not isinstance(edges[0], str):
-        parts.append(f'<text x="0" y="{height - 3}" class="axis">{escape(_fmt(float(edges[0])))}'
-                     f'</text><text x="{width}" y="{height - 3}" text-anchor="end" '
-                     f'class="axis">{escape(_fmt(float(edges[-1])))}</text>')
+        low, high = axis_number(float(edges[0])), axis_number(float(edges[-1]))
+        parts.append(f'<text x="0" y="{height - 3}" class="axis">{escape(low)}</text>'
+                     f'<text x="{width}" y="{height - 3}" text-anchor="end" '
+                     f'class="axis">{escape(high)}</text>')
     parts.append("</svg>")
     if len(series) > 1:
         legend = "".join(f'<span class="key" style="--key:{PALETTE[i % len(PALETTE)]}">'

@@ -119,7 +119,7 @@ def _recent(ctx: Context, project: Project, store: Backend,
     for alert in store.alerts.list(limit=RECENT):
         rows.append({"when": alert.last_seen_at, "kind": "alert",
                      "what": short_uri(alert.subject),
-                     "what_href": ctx.url("monitoring", alert=alert.id),
+                     "what_href": _monitoring_of(ctx, alert.subject),
                      "change": f"{alert.severity} {alert.status}", "who": alert.rule,
                      "note": alert.message})
     rows.extend(_recent_runs(ctx, project))
@@ -128,6 +128,12 @@ def _recent(ctx: Context, project: Project, store: Backend,
         Column("when", "When", "time"), Column("kind", "Kind"),
         Column("what", "What", "link"), Column("change", "Change"), Column("who", "Who"),
         Column("note", "Note")], rows[:RECENT], empty="Nothing recorded yet.")
+
+
+def _monitoring_of(ctx: Context, subject: str) -> str:
+    """The monitoring page of an alert's subject (``models:/NAME/VERSION``)."""
+    name, _, version = subject.removeprefix("models:/").partition("/")
+    return ctx.url("monitoring", model=name, version=version if version.isdigit() else None)
 
 
 def _recent_runs(ctx: Context, project: Project) -> list[dict[str, Any]]:

@@ -16,34 +16,13 @@ from mloop import lineage as graph
 from mloop.repositories.lineage import Edge
 from mloop.server.ui.app import View, project_of
 from mloop.server.ui.charts import script_json
+from mloop.server.ui.links import page_of
 from mloop.server.ui.render import Column, Context, Table, page
 
 router = APIRouter()
 MAX_DEPTH = 10
 KINDS = {"data": "data", "runs": "run", "models": "model", "deployments": "deployment",
          "alerts": "alert", "pipelines": "pipeline"}
-
-
-def node_href(ctx: Context, uri: str) -> str | None:
-    """The UI page of a lineage node, when it has one."""
-    scheme, sep, rest = uri.partition(":/")
-    if not sep:
-        return None
-    parts = rest.split("/")
-    if scheme == "data":
-        name, _, version = rest.partition("@")
-        return ctx.url("data", name, version) if version else ctx.url("data", name)
-    if scheme == "runs":
-        return ctx.url("runs", parts[0])
-    if scheme == "models" and len(parts) >= 2:
-        return ctx.url("models", parts[0], parts[1])
-    if scheme == "deployments":
-        return ctx.url("deployments", parts[0])
-    if scheme == "pipelines" and len(parts) >= 2:
-        return ctx.url("pipelines", parts[0], parts[1])
-    if scheme == "alerts":
-        return ctx.url("monitoring", alert=parts[0])
-    return None
 
 
 def _node(ctx: Context, uri: str, focus: bool = False) -> dict[str, Any]:
@@ -80,7 +59,7 @@ def lineage(uri: str = "", depth: int = 2, ctx: Context = View) -> Response:
         Column("deployment", "Deployment", "link"), Column("revision", "Revision", "num"),
         Column("model", "Model version", "link"), Column("rows", "Rows answered", "num")],
         [{"deployment": t.deployment, "deployment_href": ctx.url("deployments", t.deployment),
-          "revision": t.revision, "model": t.model, "model_href": node_href(ctx, t.model),
+          "revision": t.revision, "model": t.model, "model_href": page_of(t.model),
           "rows": t.rows} for t in traffic],
         empty="No live traffic reached it.")
     data = {"nodes": list(nodes.values()),
@@ -88,7 +67,7 @@ def lineage(uri: str = "", depth: int = 2, ctx: Context = View) -> Response:
             "roots": [n for n in nodes if all(d != n for _, d, _ in edges)]}
     return page(ctx, "lineage.html", title=f"Lineage of {graph.short_uri(resolved)}",
                 tables=[table, served], scripts=("graph",), uri=uri, resolved=resolved,
-                depth=depth, graph=script_json(data), href=node_href(ctx, resolved),
+                depth=depth, graph=script_json(data), href=page_of(resolved),
                 max_depth=MAX_DEPTH)
 
 

@@ -23,6 +23,7 @@ from mloop.repositories.automation import Decision
 from mloop.repositories.pipelines import PipelineRunRecord, describe_counts
 from mloop.server.ui.app import View, project_of
 from mloop.server.ui.charts import script_json
+from mloop.server.ui.links import page_of
 from mloop.server.ui.render import Column, Context, Table, page
 
 router = APIRouter()
@@ -62,20 +63,13 @@ def _decisions_table(ctx: Context, decisions: list[Decision]) -> Table:
             "run_href": ctx.url("pipelines", d.pipeline, d.pipeline_run_id)
             if d.pipeline_run_id else None,
             "registered": d.registered or "",
-            "registered_href": _model_href(ctx, d.registered)})
+            "registered_href": page_of(d.registered) if d.registered else None})
     return Table("decisions", [
         Column("fired", "When", "time"), Column("pipeline", "Pipeline", "link"),
         Column("trigger", "Trigger"), Column("decision", "Decision"),
         Column("reasons", "Reasons"), Column("run", "Pipeline run", "link"),
         Column("registered", "Registered", "link")], rows,
         empty="No automation decision recorded (`mloop automate`).")
-
-
-def _model_href(ctx: Context, uri: str | None) -> str | None:
-    if not uri or not uri.startswith("models:/"):
-        return None
-    parts = uri[len("models:/"):].split("/")
-    return ctx.url("models", *parts[:2])
 
 
 def _history(project: Project, pipeline: str | None = None, limit: int = 50
@@ -199,20 +193,15 @@ def step_graph(ctx: Context, project: Project, run: PipelineRunRecord) -> dict[s
                 edges.add((f"step:{by_run[source_run].step}", f"step:{s.step}", ""))
             elif e.relation == "input" and e.src.startswith("data:/"):
                 nodes.setdefault(e.src, {"id": e.src, "label": e.src[len("data:/"):],
-                                         "kind": "data", "href": _data_href(ctx, e.src)})
+                                         "kind": "data", "href": page_of(e.src)})
                 edges.add((e.src, f"step:{s.step}", "input"))
         for e in out_of:
             if e.relation in ("output", "produced") and e.dst.startswith("models:/"):
                 nodes.setdefault(e.dst, {"id": e.dst, "label": e.dst[len("models:/"):],
-                                         "kind": "model", "href": _model_href(ctx, e.dst)})
+                                         "kind": "model", "href": page_of(e.dst)})
                 edges.add((f"step:{s.step}", e.dst, e.relation))
     targets = {dst for _, dst, _ in edges}
     return {"nodes": list(nodes.values()),
             "edges": [{"source": a, "target": b, "label": label}
                       for a, b, label in sorted(edges)],
             "roots": [n for n in nodes if n not in targets]}
-
-
-def _data_href(ctx: Context, uri: str) -> str:
-    name, _, version = uri[len("data:/"):].partition("@")
-    return ctx.url("data", name, version) if version else ctx.url("data", name)

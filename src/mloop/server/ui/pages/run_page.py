@@ -16,13 +16,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from mloop.core.ids import short_id
-from mloop.core.uris import DataURI, ModelURI, RunURI, parse_uri
-from mloop.errors import InvalidInputError, MloopError, NotFoundError
+from mloop.errors import InvalidInputError, NotFoundError
 from mloop.lineage import PHRASES, neighbours, short_uri
 from mloop.repositories import backend
 from mloop.repositories.runs import Run
 from mloop.server.ui.app import View, project_of
 from mloop.server.ui.charts import POINTS, Chart, lttb
+from mloop.server.ui.links import href
 from mloop.server.ui.pages import run_artifacts
 from mloop.server.ui.render import Column, Context, Table, mapping_rows, page
 from mloop.tracking.records import get_run, resolve_run_id
@@ -75,30 +75,14 @@ def metric_points(request: Request, run_id: str, key: str, *, x: str = "step",
     return Response(body, media_type="application/json", headers={"cache-control": "no-store"})
 
 
-def node_href(ctx: Context, uri: str) -> str:
-    """Where a lineage node's page is: a dataset version, a model version, a run; the
-    lineage explorer for anything else."""
-    try:
-        node = parse_uri(uri)
-    except MloopError:
-        return ctx.url("lineage", uri=uri)
-    if isinstance(node, DataURI):
-        return ctx.url("data", node.name, node.ref or "")
-    if isinstance(node, ModelURI):
-        return ctx.url("models", node.name, "" if node.version is None else node.version)
-    if isinstance(node, RunURI):
-        return ctx.url("runs", node.run_id)
-    return ctx.url("lineage", uri=uri)
-
-
 def _lineage(ctx: Context, project: Any, run_id: str) -> tuple[Table, Table]:
     into, out_of = neighbours(project, f"runs:/{run_id}")
     columns = [Column("node", "Node", "link"), Column("relation", "Relation"),
                Column("created", "Recorded", "time")]
-    inputs = [{"node": short_uri(e.src), "node_href": node_href(ctx, e.src),
+    inputs = [{"node": short_uri(e.src), "node_href": href(e.src),
                "relation": PHRASES.get(e.relation, (e.relation, ""))[0],
                "created": e.created_at} for e in into]
-    outputs = [{"node": short_uri(e.dst), "node_href": node_href(ctx, e.dst),
+    outputs = [{"node": short_uri(e.dst), "node_href": href(e.dst),
                 "relation": PHRASES.get(e.relation, ("", f"{e.relation} of"))[1],
                 "created": e.created_at} for e in out_of]
     return (Table("inputs", columns, inputs, empty="No inputs recorded."),
