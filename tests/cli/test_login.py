@@ -15,7 +15,8 @@ from mloop.core.credentials import credentials_path, get_credentials, server_tok
 from mloop.project import Project
 from mloop.server import tokens
 from mloop.server.auth import TokenAuth
-from tests.server.test_auth import Served, make_app
+from tests.server.live import LiveServer
+from tests.server.test_auth import make_app
 
 
 def _run(*args: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -27,9 +28,8 @@ def _run(*args: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[
 @pytest.fixture
 def server(sqlite_project: Project) -> Iterator[tuple[Project, str]]:
     auth = TokenAuth(sqlite_project)
-    served = Served(make_app(sqlite_project, auth))
-    yield sqlite_project, served.url
-    served.stop()
+    with LiveServer(make_app(sqlite_project, auth)) as served:
+        yield sqlite_project, served.url
     auth.close()
 
 
