@@ -64,7 +64,7 @@ def check_like(weights: Sequence[np.ndarray], like: Sequence[np.ndarray],
     if len(weights) != len(like):
         raise InvalidInputError(f"the {what} has {len(weights)} arrays; the model has "
                                 f"{len(like)}")
-    for i, (w, ref) in enumerate(zip(weights, like)):
+    for i, (w, ref) in enumerate(zip(weights, like, strict=True)):
         if w.shape != ref.shape:
             raise InvalidInputError(f"array {i} of the {what} has shape {tuple(w.shape)}; "
                                     f"the model's is {tuple(ref.shape)}")
@@ -87,7 +87,7 @@ def encode(weights: Sequence[np.ndarray], meta: dict[str, Any] | None = None, *,
         arrays[_META] = np.frombuffer(json.dumps(meta, separators=(",", ":")).encode(),
                                       dtype=np.uint8)
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
     return buf.getvalue()
 
 

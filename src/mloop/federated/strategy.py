@@ -66,6 +66,7 @@ class Strategy(ABC):
     # -- the round -----------------------------------------------------------------
     def initialize(self, weights: Weights) -> None:
         """Called once with the initial global weights (server optimizers size state)."""
+        return
 
     def fit_config(self, server_round: int) -> Config:
         """Extra config every sampled client gets for ``fit`` this round."""
@@ -114,6 +115,7 @@ class Strategy(ABC):
 
     def restore(self, state: dict[str, Any]) -> None:
         """Load what :meth:`state` returned."""
+        return
 
     def params(self) -> dict[str, Any]:
         """The strategy's parameters, logged as run params (``strategy`` is its name)."""

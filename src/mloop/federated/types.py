@@ -9,11 +9,10 @@ sent), which makes clipping, server optimizers and robust statistics one operati
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 import numpy as np
 
-Scalar = Union[bool, int, float, str]
+Scalar = bool | int | float | str
 Weights = list[np.ndarray]
 Config = dict[str, Scalar]
 Metrics = dict[str, Scalar]
