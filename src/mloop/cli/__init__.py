@@ -48,6 +48,7 @@ COMMANDS = {
     "login": "mloop.cli.login:login",
     "logout": "mloop.cli.login:logout",
     "fsck": "mloop.cli.fsck:fsck",
+    "fl": "mloop.cli.fl:fl",
 }
 
 

@@ -244,6 +244,10 @@ class ClientRuntime:
             self.summary.evaluations += 1
             return json.dumps({"loss": float(loss), "num_examples": int(n),
                                "metrics": _jsonable(metrics)}).encode(), JSON
+        if kind == TaskKind.FIT.value and task.get("secure"):
+            from mloop.federated.secure import masked_fit
+
+            return masked_fit(self, task, weights)
         if kind == TaskKind.FIT.value:
             delta, n, metrics = self.fit(task, weights)
             return arrays.encode(delta, {"num_examples": n, "metrics": _jsonable(metrics)},
