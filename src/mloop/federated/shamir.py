@@ -6,13 +6,15 @@ give ``s`` back by Lagrange interpolation at 0; ``t − 1`` shares are uniformly
 distributed whatever ``s`` is, so they say nothing about it. SecAgg uses the client
 indexes 1 … n as the x coordinates.
 
-The field is larger than the secrets (2^521 − 1, a Mersenne prime, against 2^256): a
-reconstruction from shares that do not lie on one polynomial (a corrupted or misrouted
-share) lands on a value ≥ 2^256 with overwhelming probability, and is refused.
+The field is 2^521 − 1 (a Mersenne prime), room for the secret followed by its SHA-256
+digest: a reconstruction from shares that do not lie on one polynomial (a corrupted or
+misrouted share, even a single flipped bit) gives a value whose digest does not match,
+and is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
 
@@ -35,7 +37,7 @@ def split(secret: bytes, threshold: int, xs: Sequence[int]) -> dict[int, bytes]:
     if not 2 <= threshold <= len(xs):
         raise InvalidInputError(f"a threshold of {threshold} cannot split among {len(xs)} "
                                 "holders: it must be between 2 and the number of holders")
-    coefficients = [int.from_bytes(secret, "big")]
+    coefficients = [int.from_bytes(secret + hashlib.sha256(secret).digest(), "big")]
     coefficients += [secrets.randbelow(PRIME) for _ in range(threshold - 1)]
     shares: dict[int, bytes] = {}
     for x in xs:
@@ -68,10 +70,12 @@ def combine(coefficients: Sequence[int], shares: Sequence[bytes]) -> bytes:
     if len(shares) != len(coefficients):
         raise InvalidInputError(f"{len(shares)} shares for {len(coefficients)} holders")
     total = sum(c * _value(s) for c, s in zip(coefficients, shares, strict=True)) % PRIME
-    if total >> (8 * SECRET_BYTES):
+    value = total.to_bytes(SHARE_BYTES, "big")
+    head, secret, digest = value[:-64], value[-64:-32], value[-32:]
+    if any(head) or hashlib.sha256(secret).digest() != digest:
         raise InvalidInputError("the shares do not reconstruct a secret: at least one of them "
                                 "was corrupted or sent for another client or round")
-    return total.to_bytes(SECRET_BYTES, "big")
+    return secret
 
 
 def reconstruct(shares: Mapping[int, bytes], threshold: int) -> bytes:
