@@ -64,7 +64,7 @@ def test_weighted_loss_lies_between_the_clients(pairs):
     results = [EvalResult(str(i), loss, n) for i, (loss, n) in enumerate(pairs)]
     out = weighted_summary(results)
     losses = [loss for loss, _ in pairs]
-    tol = 1e-9 * max(1.0, max(abs(v) for v in losses))
+    tol = 1e-9 * max(1.0, *(abs(v) for v in losses))
     assert min(losses) - tol <= out["loss"] <= max(losses) + tol
     assert out["worst_loss"] == max(losses)
     assert out["clients"] == len(pairs)

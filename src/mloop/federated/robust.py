@@ -109,8 +109,12 @@ class Krum(DeltaStrategy):
                               f"2f + 3 = {needed} clients; set min_fit_clients >= {needed} "
                               "or lower num_malicious")
         self.num_malicious = f
-        self.num_to_keep = int(check_number(self.name, "num_to_keep", num_to_keep, low=1,
-                                            high=self.min_fit_clients - f, integer=True))
+        keep = int(check_number(self.name, "num_to_keep", num_to_keep, low=1, integer=True))
+        if keep > self.min_fit_clients - f:
+            raise ConfigError(f"krum: num_to_keep={keep} is more than min_fit_clients − "
+                              f"num_malicious = {self.min_fit_clients - f}; lower it or set "
+                              f"min_fit_clients >= {keep + f}")
+        self.num_to_keep = keep
         self.selected: list[str] = []
 
     def aggregate(self, server_round: int, current: Weights,
