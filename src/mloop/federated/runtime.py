@@ -168,6 +168,12 @@ class ClientRuntime:
 
     def run(self) -> ClientSummary:
         """Join, then do tasks until ``done``."""
+        try:
+            return self._run()
+        finally:
+            self.conn.close()
+
+    def _run(self) -> ClientSummary:
         self._retry(self._join)
         after = ""
         while True:
@@ -180,7 +186,6 @@ class ClientRuntime:
                 continue
             after = task["task"]
             self._do(task)
-        self.conn.close()
         return self.summary
 
     def _poll(self, query: dict[str, str]) -> dict[str, Any]:

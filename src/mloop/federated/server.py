@@ -172,7 +172,9 @@ def create_app(coordinator: Coordinator, access: Access, *,
               Route(f"{PREFIX}/weights/{{version}}", weights, methods=["GET"]),
               Route(f"{PREFIX}/result/{{task}}", result, methods=["POST"]),
               Route(f"{PREFIX}/health", health, methods=["GET"])]
-    return Starlette(routes=routes, exception_handlers={Exception: on_error})
+    # MloopError is answered by the routing layer; anything else by the outermost one,
+    # which also logs it
+    return Starlette(routes=routes, exception_handlers={MloopError: on_error, Exception: on_error})
 
 
 async def _json(request: Request, limit: int) -> Any:

@@ -1,0 +1,199 @@
+"""The federation server over real HTTP(S): what a caller gets wrong is a 4xx for that
+caller only, tokens and client certificates are checked, and training still finishes."""
+
+from __future__ import annotations
+
+import datetime
+import http.client
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import mloop.federated as fl
+from mloop.errors import TokenError
+from mloop.federated.server import Access, Listen
+from mloop.federated.service import Federation
+from tests.federated import toy
+
+TOKEN = "s3cret-token-of-the-federation"
+SITE_TOKEN = "token-for-site-a-only-1234"
+
+
+class Served:
+    """A federation served in a thread on a free port; ``result`` once it ends."""
+
+    def __init__(self, rounds: int = 1, min_clients: int = 2, listen: Listen | None = None,
+                 max_upload: int = 1 << 20) -> None:
+        strategy = fl.FedAvg(min_fit_clients=min_clients, min_available_clients=min_clients,
+                             fraction_evaluate=0.0)
+        self.federation = Federation.build(strategy, rounds=rounds, n_clients=min_clients,
+                                           wait_timeout=60, round_timeout=3)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        base = listen or Listen()
+        self.listen = Listen(sock=self.sock, tls_cert=base.tls_cert, tls_key=base.tls_key,
+                             tls_ca=base.tls_ca)
+        self.result: Any = None
+        self.thread = threading.Thread(target=self._run, args=(max_upload,), daemon=True)
+        self.thread.start()
+
+    def _run(self, max_upload: int) -> None:
+        try:
+            self.result = self.federation.serve(Access.parse([TOKEN, f"site-a={SITE_TOKEN}"]),
+                                                listen=self.listen, max_upload=max_upload)
+        except BaseException as exc:  # the test reads it
+            self.result = exc
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        data = response.read()
+        conn.close()
+        try:
+            parsed = json.loads(data)
+        except ValueError:
+            parsed = data
+        return response.status, dict(response.getheaders()), parsed
+
+
+@pytest.fixture
+def served() -> Iterator[Served]:
+    server = Served()
+    yield server
+    server.thread.join(timeout=60)
+
+
+def _auth(token: str = TOKEN, session: str = "") -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "X-FL-Session": session,
+            "Content-Type": "application/json"}
+
+
+def _clients(port: int, n: int = 2, scheme: str = "http", **kw: Any) -> list[threading.Thread]:
+    threads = []
+    for cid in range(n):
+        t = threading.Thread(target=fl.run_client, args=(toy.Toward(cid), f"{scheme}://127.0.0.1:{port}"),
+                             kwargs={"token": TOKEN, "name": f"site-{cid}", "retry_for": 5, **kw},
+                             daemon=True)
+        t.start()
+        threads.append(t)
+    return threads
+
+
+def test_every_caller_mistake_is_a_4xx_and_training_still_finishes(served: Served) -> None:
+    status, headers, body = served.request("POST", "/fl/v1/join", b"{}", {})
+    assert status == 401 and headers["www-authenticate"] == "Bearer"
+    assert served.request("POST", "/fl/v1/join", b"{}", _auth("wrong-token-wrong-token"))[0] == 401
+    status, _, body = served.request("POST", "/fl/v1/join", b'{"name": "site-b"}',
+                                     _auth(SITE_TOKEN))
+    assert status == 401 and "another client" in body["error"]["message"]
+    assert served.request("POST", "/fl/v1/join", b"{not json", _auth())[0] == 400
+    status, _, body = served.request("POST", "/fl/v1/join", b'{"name": "../etc"}', _auth())
+    assert status == 422 and "not valid" in body["error"]["message"]
+    status, _, joined = served.request("POST", "/fl/v1/join", b'{"properties": {}}',
+                                       _auth(SITE_TOKEN))
+    assert status == 200 and joined["client"] == "site-a"
+    session = joined["session"]
+    status, _, body = served.request("GET", "/fl/v1/task?client=site-a&wait=0", None,
+                                     _auth(session="forged"))
+    assert status == 401 and "session" in body["error"]["message"]
+    status, _, task = served.request("GET", "/fl/v1/task?client=site-a&wait=0", None,
+                                     _auth(session=session))
+    assert status == 200 and task["kind"] == "wait"
+    status, _, body = served.request("POST", "/fl/v1/result/99-fit?client=site-a", b"{}",
+                                     _auth(session=session))
+    assert status == 409
+    headers = {**_auth(session=session), "Content-Type": "text/plain"}
+    assert served.request("POST", "/fl/v1/result/1-fit?client=site-a", b"x", headers)[0] == 400
+    assert served.request("GET", "/fl/v1/weights/77", None, _auth())[0] == 404
+    assert served.request("GET", "/fl/v1/weights/abc", None, _auth())[0] == 422
+    headers = {**_auth(session=session), "Content-Type": "application/x-npz"}
+    big = b"\0" * (2 << 20)
+    assert served.request("POST", "/fl/v1/result/1-fit?client=site-a", big, headers)[0] == 413
+    # a client that disconnects mid-upload leaves the server as it was
+    raw = socket.create_connection(("127.0.0.1", served.port))
+    raw.sendall(b"POST /fl/v1/result/1-fit?client=site-a HTTP/1.1\r\nHost: x\r\n"
+                b"Authorization: Bearer " + TOKEN.encode() + b"\r\nX-FL-Session: "
+                + session.encode() + b"\r\nContent-Type: application/x-npz\r\n"
+                b"Content-Length: 100000\r\n\r\n" + b"PK" * 100)
+    raw.close()
+    status, _, health = served.request("GET", "/fl/v1/health")
+    assert status == 200 and health["clients"] == 1 and not health["finished"]
+    threads = _clients(served.port)  # two real clients: site-0 and site-1 join and train
+    served.thread.join(timeout=60)
+    for t in threads:
+        t.join(timeout=10)
+    history = served.result
+    assert not isinstance(history, BaseException), history
+    assert history.rounds[0].answered == ["site-0", "site-1"]
+    assert [f.client for f in history.rounds[0].failures] == ["site-a"]  # joined, never polled
+    assert np.isfinite(history.weights[0]).all()
+
+
+def _certs(folder: Path) -> dict[str, str]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def make(name: str, issuer: Any, issuer_key: Any, *, ca: bool = False,
+             ip: bool = False) -> tuple[Any, Any]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        builder = (x509.CertificateBuilder().subject_name(subject)
+                   .issuer_name(issuer.subject if issuer is not None else subject)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if ip:
+            import ipaddress
+
+            builder = builder.add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        cert = builder.sign(issuer_key if issuer_key is not None else key, hashes.SHA256())
+        return cert, key
+
+    ca, ca_key = make("mloop test CA", None, None, ca=True)
+    files: dict[str, str] = {}
+    for label, (cert, key) in {"ca": (ca, ca_key),
+                               "server": make("server", ca, ca_key, ip=True),
+                               "client": make("site", ca, ca_key)}.items():
+        (folder / f"{label}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        (folder / f"{label}.key").write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+        files[label] = str(folder / f"{label}.pem")
+        files[f"{label}_key"] = str(folder / f"{label}.key")
+    return files
+
+
+def test_https_with_client_certificates_and_tokens(tmp_path: Path) -> None:
+    files = _certs(tmp_path)
+    served = Served(listen=Listen(tls_cert=files["server"], tls_key=files["server_key"],
+                                  tls_ca=files["ca"]))
+    url = f"https://127.0.0.1:{served.port}"
+    tls = {"ca": files["ca"], "cert": files["client"], "key": files["client_key"]}
+    with pytest.raises(TokenError, match="refused this client"):
+        fl.run_client(toy.Toward(0), url, token="not-the-token-of-this-fed", retry_for=5, **tls)
+    with pytest.raises(ConnectionError, match="cannot be reached"):
+        fl.run_client(toy.Toward(0), url, token=TOKEN, ca=files["ca"], retry_for=0.5)
+    with pytest.raises(ConnectionError, match="cannot be reached"):  # a server it can't trust
+        fl.run_client(toy.Toward(0), url, token=TOKEN, retry_for=0.5,
+                      cert=files["client"], key=files["client_key"])
+    threads = _clients(served.port, scheme="https", **tls)
+    served.thread.join(timeout=60)
+    for t in threads:
+        t.join(timeout=10)
+    assert not isinstance(served.result, BaseException), served.result
+    assert served.result.rounds[0].answered == ["site-0", "site-1"]
