@@ -220,6 +220,15 @@ def test_logistic_regression_client(digits):
     np.testing.assert_allclose(model.predict_proba(X), client.estimator.predict_proba(X))
 
 
+def test_logistic_regression_string_labels_missing_locally():
+    X, y = np.random.default_rng(0).random((30, 4)), np.array(["a", "b"] * 15)
+    client = LogisticRegressionClient(LogisticRegression(), X, y, classes=["a", "b", "cherry"])
+    w, n, _ = client.fit(client.get_weights(), {"round": 1})
+    assert [a.shape for a in w] == [(3, 4), (3,)] and n == 30
+    assert list(client.estimator.classes_) == ["a", "b", "cherry"]
+    assert client.properties()["label_histogram"] == {"a": 15, "b": 15}
+
+
 def test_logistic_regression_refuses_fedprox_and_liblinear(digits):
     X, y = digits
     client = LogisticRegressionClient(LogisticRegression(), X, y)

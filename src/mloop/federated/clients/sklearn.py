@@ -287,13 +287,16 @@ class LogisticRegressionClient(_LinearClient):
         # every class once, even those missing here, with weight 0: same shapes everywhere
         missing = np.setdiff1d(np.asarray(self.classes), self.y)
         self._X_fit = np.vstack([self.X, np.zeros((missing.size, self.X.shape[1]))])
-        self._y_fit = np.concatenate([self.y, missing.astype(self.y.dtype)])
+        self._y_fit = np.concatenate([self.y, missing])
         self._w_fit = np.concatenate([np.ones(self.X.shape[0]), np.zeros(missing.size)])
 
     def _prepare(self, estimator: Any) -> Any:
         if estimator.get_params().get("solver") == "liblinear":
             raise ConfigError("liblinear cannot warm start; use solver='lbfgs' (the default)")
-        return clone(estimator).set_params(warm_start=True, random_state=self.seed)
+        est = clone(estimator).set_params(warm_start=True)
+        if est.get_params().get("random_state") is None:  # sag/saga shuffle with it
+            est.set_params(random_state=self.seed)
+        return est
 
     @classmethod
     def _template(cls, estimator: Any) -> Any:
