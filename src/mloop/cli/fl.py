@@ -56,7 +56,8 @@ def _tokens(tokens: tuple[str, ...], token_file: str | None) -> list[str]:
               "median, trimmed-mean, krum (or a plugin's name).")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
               help="A strategy parameter, e.g. --param proximal_mu=0.01 (repeatable).")
-@click.option("--rounds", type=click.IntRange(1), default=10, show_default=True)
+@click.option("--rounds", type=click.IntRange(1), default=10, show_default=True,
+              help="Rounds of training (each: sample, train on the sites, aggregate).")
 @click.option("--min-clients", type=click.IntRange(1), default=2, show_default=True,
               help="Clients that must be connected before a round starts, and that train "
               "in each round at least.")
@@ -64,7 +65,8 @@ def _tokens(tokens: tuple[str, ...], token_file: str | None) -> list[str]:
               show_default=True, help="Share of the connected clients sampled each round.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (0.0.0.0: every interface).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8090, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8090, show_default=True,
+              help="Port to listen on.")
 @click.option("--token", "tokens", multiple=True, metavar="[NAME=]SECRET",
               help=f"A client token (NAME=SECRET admits only client NAME); repeatable. Also "
               f"--token-file or ${TOKEN_ENV}.")
@@ -72,7 +74,8 @@ def _tokens(tokens: tuple[str, ...], token_file: str | None) -> list[str]:
               help="File of tokens, one [NAME=]SECRET per line.")
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False),
               help="PEM certificate: serve HTTPS (with --tls-key).")
-@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False))
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False),
+              help="PEM private key of --tls-cert.")
 @click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False),
               help="Demand client certificates signed by this CA (mutual TLS).")
 @click.option("--secure", is_flag=True,
@@ -195,7 +198,8 @@ def _report(history: Any, as_json: bool) -> None:
               help="PEM bundle that signed the server's certificate (self-signed servers).")
 @click.option("--cert", type=click.Path(exists=True, dir_okay=False),
               help="This client's certificate, for a server with --tls-ca (with --key).")
-@click.option("--key", type=click.Path(exists=True, dir_okay=False))
+@click.option("--key", type=click.Path(exists=True, dir_okay=False),
+              help="PEM private key of --cert.")
 @click.option("--retry-for", type=click.FloatRange(0), default=300.0, show_default=True,
               help="Seconds to keep retrying when the server cannot be reached.")
 def client(server_url: str, client_ref: str, data: str | None, name: str | None,
