@@ -48,7 +48,7 @@ def test_flatten_unflatten() -> None:
 def test_pickles_and_junk_are_refused() -> None:
     buf = io.BytesIO()
     np.savez(buf, w0=np.array([{"x": 1}], dtype=object))
-    with pytest.raises(InvalidInputError, match="not a weights message|pickle|numeric"):
+    with pytest.raises(InvalidInputError, match=r"not a weights message|pickle|numeric"):
         arrays.decode(buf.getvalue())
     with pytest.raises(InvalidInputError):
         arrays.decode(b"not a zip at all")
