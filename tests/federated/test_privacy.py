@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mloop.errors import ConfigError, InvalidInputError
-from mloop.federated.privacy import CLIPPED, AdaptiveClipping, DPFedAvg
+from mloop.federated.privacy import CLIPPED, AdaptiveClipping, DPFedAvg, dp_from_options
 from mloop.federated.robust import FedMedian, Krum
 from mloop.federated.strategies import FedAdam, FedAvg
 from mloop.federated.types import Update
@@ -334,3 +334,38 @@ def test_without_a_sampling_count_the_rate_is_the_larger_of_plan_and_answers():
     accountant.compose(dp_accounting.PoissonSampledDpEvent(0.2, gaussian))
     accountant.compose(dp_accounting.PoissonSampledDpEvent(0.1, gaussian))
     assert s.epsilon() == pytest.approx(accountant.get_epsilon(1e-5), rel=1e-12)
+
+
+# -- the CLI's --dp key=value options ------------------------------------------------------
+def test_dp_from_options_fixed_clipping():
+    inner = FedAvg(min_fit_clients=5, min_available_clients=8)
+    s = dp_from_options(inner, {"noise_multiplier": 1, "clip_norm": "0.5",
+                                "target_epsilon": 8, "mode": "local"})
+    assert s.inner is inner and s.mode == "local" and s.clip_norm == 0.5
+    assert s.noise_multiplier == 1.0 and s.target_epsilon == 8.0
+    assert s.num_clients == 8 and s.adaptive is None and s.seed is None
+
+
+def test_dp_from_options_adaptive_clipping():
+    s = dp_from_options(FedAvg(), {"noise_multiplier": 1.0, "clip_norm": 0.1,
+                                   "adaptive": "true", "target_quantile": 0.7,
+                                   "count_noise_multiplier": 3, "num_clients": 40,
+                                   "delta": 1e-6})
+    assert s.adaptive == AdaptiveClipping(initial=0.1, target_quantile=0.7,
+                                          learning_rate=0.2, count_noise_multiplier=3)
+    assert (s.num_clients, s.delta) == (40, 1e-6)
+
+
+@pytest.mark.parametrize(("options", "match"), [
+    ({"clip_norm": 1.0}, "noise_multiplier=VALUE"),
+    ({"noise_multiplier": 1.0}, "clip_norm=VALUE"),
+    ({"noise_multiplier": 1.0, "clip_norm": 1.0, "noise": 2}, "no key 'noise'"),
+    ({"noise_multiplier": "lots", "clip_norm": 1.0}, "not a number"),
+    ({"noise_multiplier": 1.0, "clip_norm": 1.0, "target_quantile": 0.3}, "adaptive=true"),
+    ({"noise_multiplier": 1.0, "clip_norm": 1.0, "adaptive": "maybe"}, "true or false"),
+    ({"noise_multiplier": 1.0, "clip_norm": 1.0, "num_clients": 7.5}, "num_clients"),
+    ({"noise_multiplier": 1.0, "clip_norm": 1.0, "mode": "both"}, "central"),
+])
+def test_dp_from_options_errors(options, match):
+    with pytest.raises(ConfigError, match=match):
+        dp_from_options(FedAvg(), options)

@@ -433,4 +433,66 @@ class DPFedAvg(Strategy):
         return out
 
 
-__all__ = ["CLIPPED", "AdaptiveClipping", "DPFedAvg"]
+_OPTION_KEYS = ("noise_multiplier", "clip_norm", "mode", "delta", "target_epsilon",
+                "num_clients", "adaptive", "target_quantile", "clip_learning_rate",
+                "count_noise_multiplier")
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(f"--dp adaptive={value!r} is not valid: use true or false")
+
+
+def dp_from_options(strategy: Strategy, options: dict[str, Any]) -> DPFedAvg:
+    """``strategy`` wrapped in :class:`DPFedAvg` from ``--dp key=value`` options:
+    ``noise_multiplier`` (required), ``clip_norm`` (required: the fixed C, or the initial
+    C with ``adaptive=true``, tuned by ``target_quantile``, ``clip_learning_rate`` and
+    ``count_noise_multiplier``), ``mode``, ``delta``, ``target_epsilon`` and
+    ``num_clients`` (default: the strategy's ``min_available_clients``; a smaller count
+    only overstates the sampling rate, so ε errs on the safe side). Never seeded."""
+    unknown = sorted(set(options) - set(_OPTION_KEYS))
+    if unknown:
+        raise ConfigError(f"--dp has no key {unknown[0]!r}; the keys: "
+                          f"{', '.join(sorted(_OPTION_KEYS))}")
+    for key in ("noise_multiplier", "clip_norm"):
+        if key not in options:
+            raise ConfigError(f"differential privacy needs --dp {key}=VALUE (e.g. --dp "
+                              "noise_multiplier=1 --dp clip_norm=0.5)")
+    numbers = {k: _number(k, v) for k, v in options.items()
+               if k not in ("mode", "adaptive")}
+    tuning = {k: numbers.pop(k) for k in ("target_quantile", "clip_learning_rate",
+                                          "count_noise_multiplier") if k in numbers}
+    clip: float | None = numbers.pop("clip_norm")
+    adaptive = None
+    if _flag(options.get("adaptive", False)):
+        adaptive = AdaptiveClipping(
+            initial=float(clip or 0.0), target_quantile=tuning.get("target_quantile", 0.5),
+            learning_rate=tuning.get("clip_learning_rate", 0.2),
+            count_noise_multiplier=tuning.get("count_noise_multiplier"))
+        clip = None
+    elif tuning:
+        raise ConfigError(f"--dp {sorted(tuning)[0]} tunes adaptive clipping: add "
+                          "--dp adaptive=true, or leave it out for a fixed clip_norm")
+    num_clients: Any = numbers.get("num_clients", strategy.min_available_clients)
+    mode: Any = options.get("mode", "central")
+    return DPFedAvg(strategy, noise_multiplier=numbers["noise_multiplier"],
+                    num_clients=num_clients, clip_norm=clip, adaptive=adaptive, mode=mode,
+                    delta=numbers.get("delta"), target_epsilon=numbers.get("target_epsilon"))
+
+
+def _number(key: str, value: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    try:
+        return float(str(value))
+    except ValueError:
+        raise ConfigError(f"--dp {key}={value!r} is not a number") from None
+
+
+__all__ = ["CLIPPED", "AdaptiveClipping", "DPFedAvg", "dp_from_options"]
