@@ -221,6 +221,9 @@ def test_adaptive_clip_under_secure_aggregation():
     before = s.clip_norm
     s.aggregate_sum(2, [np.zeros(2)], [np.zeros(2)], 4.0, 4)  # no count: C stays
     assert s.clip_norm == before
+    s.record_clipped(2, 4.0)  # a count of another round is not used
+    s.aggregate_sum(3, [np.zeros(2)], [np.zeros(2)], 4.0, 4)
+    assert s.clip_norm == before
 
 
 def test_adaptive_noise_multiplier_pays_for_the_count():

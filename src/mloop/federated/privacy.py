@@ -35,8 +35,12 @@ for a strict local guarantee.
 Accounting: each aggregated round composes ``PoissonSampledDpEvent(q, GaussianDpEvent(z))``
 in a Rényi-DP accountant from ``dp_accounting`` (its default orders), with ``q`` = the
 clients sampled / ``min(num_clients, clients available)`` (the sampling rate when every
-client is connected; higher, so conservative, when fewer are). Sampling a fixed number
-without replacement is accounted as Poisson sampling at that rate, as in McMahan et al.
+client is connected; higher, so conservative, when fewer are). The coordinator samples
+a fixed number of clients without replacement; accounting that as Poisson sampling at the
+same rate (McMahan et al. select each client independently with probability ``q``) is
+the usual approximation, not an exact bound for fixed-size samples. ``round_metrics``
+reports ε after every round; with ``target_epsilon`` training stops before a round whose
+ε (at the highest rate seen so far) would pass it.
 """
 
 from __future__ import annotations
@@ -167,7 +171,8 @@ class DPFedAvg(Strategy):
         self._rng = np.random.default_rng(seed)
         self._rates: list[float] = []
         self._fit_rate: float | None = None
-        self._clipped_sum: float | None = None
+        self._clipped_report: tuple[int, float] | None = None
+        self._warned_no_count = False
         self._last: dict[str, float] = {}
         if adaptive is not None and mode == "local":
             log.warning("dp-fedavg: adaptive clipping in local mode lets the server see "
@@ -331,24 +336,28 @@ class DPFedAvg(Strategy):
     def record_clipped(self, server_round: int, clipped: float) -> None:
         """Under secure aggregation with adaptive clipping: how many of this round's
         clients clipped (the sum of their ``clipped`` metrics), before
-        :meth:`aggregate_sum`."""
-        self._clipped_sum = check_number(self.name, "clipped", clipped, low=0.0)
+        :meth:`aggregate_sum` of the same round (a secure sum of the bits reveals the
+        least; summing the clients' visible ``clipped`` metrics also works)."""
+        self._clipped_report = (server_round,
+                                check_number(self.name, "clipped", clipped, low=0.0))
 
     def aggregate_sum(self, server_round: int, current: Weights, total: Weights,
                       total_weight: float, count: int) -> Weights:
         """The sum of the clients' clipped updates, each weighted 1 (``total_weight``
         must equal ``count``), noised (central) and stepped by the wrapped strategy."""
         arrays.check_like(total, current, what="sum of the updates")
-        if count < 1 or not math.isclose(float(total_weight), float(count), rel_tol=1e-9):
+        if count < 1 or not math.isclose(float(total_weight), float(count), rel_tol=1e-6):
             raise InvalidInputError(f"dp-fedavg: the secure sum has total weight "
                                     f"{total_weight} for {count} clients; the clients must "
                                     "weigh their updates uniformly (client_update's "
                                     "weighting), so the two must be equal and positive")
-        clipped, self._clipped_sum = self._clipped_sum, None
-        if self.adaptive is not None and clipped is None:
+        report, self._clipped_report = self._clipped_report, None
+        clipped = report[1] if report is not None and report[0] == server_round else None
+        if self.adaptive is not None and clipped is None and not self._warned_no_count:
+            self._warned_no_count = True
             log.warning("dp-fedavg: round %d has no count of clipped clients "
-                        "(record_clipped); the clip norm stays %.4g", server_round,
-                        self.clip_norm)
+                        "(record_clipped), so the adaptive clip norm stays %.4g in such "
+                        "rounds", server_round, self.clip_norm)
         return self._release(server_round, current, arrays.flatten(total), count, clipped)
 
     def _release(self, server_round: int, current: Weights, total: np.ndarray, count: int,
