@@ -35,8 +35,12 @@ for a strict local guarantee.
 Accounting: each aggregated round composes ``PoissonSampledDpEvent(q, GaussianDpEvent(z))``
 in a Rényi-DP accountant from ``dp_accounting`` (its default orders), with ``q`` = the
 clients sampled / ``min(num_clients, clients available)`` (the sampling rate when every
-client is connected; higher, so conservative, when fewer are). Sampling a fixed number
-without replacement is accounted as Poisson sampling at that rate, as in McMahan et al.
+client is connected; higher, so conservative, when fewer are). The coordinator samples
+a fixed number of clients without replacement; accounting that as Poisson sampling at the
+same rate (McMahan et al. select each client independently with probability ``q``) is
+the usual approximation, not an exact bound for fixed-size samples. ``round_metrics``
+reports ε after every round; with ``target_epsilon`` training stops before a round whose
+ε (at the highest rate seen so far) would pass it.
 """
 
 from __future__ import annotations
@@ -167,7 +171,8 @@ class DPFedAvg(Strategy):
         self._rng = np.random.default_rng(seed)
         self._rates: list[float] = []
         self._fit_rate: float | None = None
-        self._clipped_sum: float | None = None
+        self._clipped_report: tuple[int, float] | None = None
+        self._warned_no_count = False
         self._last: dict[str, float] = {}
         if adaptive is not None and mode == "local":
             log.warning("dp-fedavg: adaptive clipping in local mode lets the server see "
@@ -331,24 +336,28 @@ class DPFedAvg(Strategy):
     def record_clipped(self, server_round: int, clipped: float) -> None:
         """Under secure aggregation with adaptive clipping: how many of this round's
         clients clipped (the sum of their ``clipped`` metrics), before
-        :meth:`aggregate_sum`."""
-        self._clipped_sum = check_number(self.name, "clipped", clipped, low=0.0)
+        :meth:`aggregate_sum` of the same round (a secure sum of the bits reveals the
+        least; summing the clients' visible ``clipped`` metrics also works)."""
+        self._clipped_report = (server_round,
+                                check_number(self.name, "clipped", clipped, low=0.0))
 
     def aggregate_sum(self, server_round: int, current: Weights, total: Weights,
                       total_weight: float, count: int) -> Weights:
         """The sum of the clients' clipped updates, each weighted 1 (``total_weight``
         must equal ``count``), noised (central) and stepped by the wrapped strategy."""
         arrays.check_like(total, current, what="sum of the updates")
-        if count < 1 or not math.isclose(float(total_weight), float(count), rel_tol=1e-9):
+        if count < 1 or not math.isclose(float(total_weight), float(count), rel_tol=1e-6):
             raise InvalidInputError(f"dp-fedavg: the secure sum has total weight "
                                     f"{total_weight} for {count} clients; the clients must "
                                     "weigh their updates uniformly (client_update's "
                                     "weighting), so the two must be equal and positive")
-        clipped, self._clipped_sum = self._clipped_sum, None
-        if self.adaptive is not None and clipped is None:
+        report, self._clipped_report = self._clipped_report, None
+        clipped = report[1] if report is not None and report[0] == server_round else None
+        if self.adaptive is not None and clipped is None and not self._warned_no_count:
+            self._warned_no_count = True
             log.warning("dp-fedavg: round %d has no count of clipped clients "
-                        "(record_clipped); the clip norm stays %.4g", server_round,
-                        self.clip_norm)
+                        "(record_clipped), so the adaptive clip norm stays %.4g in such "
+                        "rounds", server_round, self.clip_norm)
         return self._release(server_round, current, arrays.flatten(total), count, clipped)
 
     def _release(self, server_round: int, current: Weights, total: np.ndarray, count: int,
@@ -433,4 +442,66 @@ class DPFedAvg(Strategy):
         return out
 
 
-__all__ = ["CLIPPED", "AdaptiveClipping", "DPFedAvg"]
+_OPTION_KEYS = ("noise_multiplier", "clip_norm", "mode", "delta", "target_epsilon",
+                "num_clients", "adaptive", "target_quantile", "clip_learning_rate",
+                "count_noise_multiplier")
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(f"--dp adaptive={value!r} is not valid: use true or false")
+
+
+def dp_from_options(strategy: Strategy, options: dict[str, Any]) -> DPFedAvg:
+    """``strategy`` wrapped in :class:`DPFedAvg` from ``--dp key=value`` options:
+    ``noise_multiplier`` (required), ``clip_norm`` (required: the fixed C, or the initial
+    C with ``adaptive=true``, tuned by ``target_quantile``, ``clip_learning_rate`` and
+    ``count_noise_multiplier``), ``mode``, ``delta``, ``target_epsilon`` and
+    ``num_clients`` (default: the strategy's ``min_available_clients``; a smaller count
+    only overstates the sampling rate, so ε errs on the safe side). Never seeded."""
+    unknown = sorted(set(options) - set(_OPTION_KEYS))
+    if unknown:
+        raise ConfigError(f"--dp has no key {unknown[0]!r}; the keys: "
+                          f"{', '.join(sorted(_OPTION_KEYS))}")
+    for key in ("noise_multiplier", "clip_norm"):
+        if key not in options:
+            raise ConfigError(f"differential privacy needs --dp {key}=VALUE (e.g. --dp "
+                              "noise_multiplier=1 --dp clip_norm=0.5)")
+    numbers = {k: _number(k, v) for k, v in options.items()
+               if k not in ("mode", "adaptive")}
+    tuning = {k: numbers.pop(k) for k in ("target_quantile", "clip_learning_rate",
+                                          "count_noise_multiplier") if k in numbers}
+    clip: float | None = numbers.pop("clip_norm")
+    adaptive = None
+    if _flag(options.get("adaptive", False)):
+        adaptive = AdaptiveClipping(
+            initial=float(clip or 0.0), target_quantile=tuning.get("target_quantile", 0.5),
+            learning_rate=tuning.get("clip_learning_rate", 0.2),
+            count_noise_multiplier=tuning.get("count_noise_multiplier"))
+        clip = None
+    elif tuning:
+        raise ConfigError(f"--dp {sorted(tuning)[0]} tunes adaptive clipping: add "
+                          "--dp adaptive=true, or leave it out for a fixed clip_norm")
+    num_clients: Any = numbers.get("num_clients", strategy.min_available_clients)
+    mode: Any = options.get("mode", "central")
+    return DPFedAvg(strategy, noise_multiplier=numbers["noise_multiplier"],
+                    num_clients=num_clients, clip_norm=clip, adaptive=adaptive, mode=mode,
+                    delta=numbers.get("delta"), target_epsilon=numbers.get("target_epsilon"))
+
+
+def _number(key: str, value: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    try:
+        return float(str(value))
+    except ValueError:
+        raise ConfigError(f"--dp {key}={value!r} is not a number") from None
+
+
+__all__ = ["CLIPPED", "AdaptiveClipping", "DPFedAvg", "dp_from_options"]
