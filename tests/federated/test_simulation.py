@@ -137,3 +137,21 @@ def test_secure_aggregation_refuses_robust_strategies() -> None:
 def test_register_without_model_fn_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="model_fn"):
         fl.simulate(toy.make_toward, 2, 1, register_as="x")
+
+
+@pytest.mark.parametrize(("mode", "secure"), [("central", False), ("local", False),
+                                              ("central", True)])
+def test_differential_privacy_spends_epsilon_and_stops_at_the_budget(
+        sqlite_project: Project, mode: str, secure: bool) -> None:
+    dp = fl.DPFedAvg(_fedavg(4, fraction_evaluate=0.0), noise_multiplier=1.0, num_clients=4,
+                     clip_norm=0.5, mode=mode, target_epsilon=12.0 if mode == "central" else 40)
+    history = fl.simulate(toy.make_toward, 4, 30, dp, secure=secure, experiment="dp",
+                          project=sqlite_project)
+    epsilons = [e for _, e in history.metric("epsilon")]
+    assert epsilons == sorted(epsilons) and epsilons[0] > 0
+    assert history.stopped is not None and "epsilon" in history.stopped
+    assert len(history.rounds) < 30 and epsilons[-1] <= dp.target_epsilon
+    run = mloop.get_run(history.run_id)
+    assert run.params["noise_multiplier"] == "1.0" and run.params["dp_mode"] == mode
+    assert run.tags["fl.stopped"] == history.stopped
+    assert all(np.isfinite(w).all() for w in history.weights)

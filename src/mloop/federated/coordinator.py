@@ -284,7 +284,12 @@ class Coordinator:
         if not updates:
             log.warning("round %d: no client update arrived; the model stays", server_round)
             return None, [], failures
-        new = await asyncio.to_thread(self.strategy.aggregate, server_round, current, updates)
+        try:
+            new = await asyncio.to_thread(self.strategy.aggregate, server_round, current,
+                                          updates)
+        except InvalidInputError as exc:  # e.g. Krum with fewer updates than it needs
+            log.warning("round %d: %s; the model stays", server_round, exc)
+            return None, [], [*failures, Failure("*", f"aggregation refused: {exc}")]
         return new, [u.client for u in updates], failures
 
     def fit_config(self, server_round: int) -> dict[str, Any]:

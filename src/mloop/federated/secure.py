@@ -7,11 +7,13 @@ Per round, for the sampled clients (indexes 1 … n in name order):
 2. ``share``: each gets everyone's public keys and sends its encrypted Shamir shares;
 3. ``fit``: each gets the ciphertexts addressed to it and the global weights, trains,
    and sends its update — multiplied by its weight (examples, or 1 under DP's uniform
-   weighting), with the weight appended — fixed-point encoded and masked;
+   weighting), with the weight and whether it was clipped appended — fixed-point
+   encoded and masked;
 4. ``unmask``: the clients whose vectors arrived send the shares that remove the masks
    (of survivors: self-masks; of clients lost after step 2: their pairwise masks).
 
-The server then holds Σ wₖ·Δₖ and Σ wₖ and nothing about one client's update; the
+The server then holds Σ wₖ·Δₖ, Σ wₖ and the number of clipped updates (what adaptive
+clipping needs), and nothing about one client's update; the
 strategy's :meth:`~mloop.federated.strategy.Strategy.aggregate_sum` makes the next
 model. A client lost before step 3 is a failure like any other; one lost after it is
 unmasked through the others' shares, as long as ``threshold`` of them answer.
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mloop.errors import ConfigError, InvalidInputError, MloopError
-from mloop.federated import arrays
+from mloop.federated import arrays, secagg
 from mloop.federated.protocol import JSON, NPZ, TaskKind
 from mloop.federated.types import Failure, Weights
 
@@ -52,8 +54,6 @@ class SecureAggregation:
     async def round(self, coordinator: Coordinator, server_round: int, chosen: list[str]
                     ) -> tuple[Weights | None, list[str], list[Failure]]:
         """One secure round over ``chosen``: (next weights or None, answered, failures)."""
-        from mloop.federated import secagg
-
         current = coordinator.weights_now
         assert current is not None
         n = len(chosen)
@@ -62,7 +62,7 @@ class SecureAggregation:
                               for c in chosen]
         index = {name: i + 1 for i, name in enumerate(sorted(chosen))}
         name_of = {i: name for name, i in index.items()}
-        size = sum(int(w.size) for w in current) + 1  # the update and its weight
+        size = sum(int(w.size) for w in current) + 2  # the update, its weight, clipped or not
         threshold = self.threshold if self.threshold is not None else \
             secagg.default_threshold(n)
         threshold = min(threshold, n)
@@ -96,8 +96,10 @@ class SecureAggregation:
                  for i in u2}, kind=TaskKind.FIT)
             for name, (vectors, _meta) in masked.items():
                 try:
-                    server.add_masked(index[name], vectors[0] if len(vectors) == 1 else None)
-                except (MloopError, IndexError) as exc:
+                    if len(vectors) != 1:
+                        raise InvalidInputError("a masked input is one array")
+                    server.add_masked(index[name], vectors[0])
+                except MloopError as exc:
                     failures.append(Failure(name, f"rejected: {exc}"))
             request = server.unmask_request()
             answers = await step([name_of[i] for i in request["survivors"]],
@@ -108,11 +110,14 @@ class SecureAggregation:
             failures.append(Failure("*", f"secure aggregation failed this round: {exc}"))
             return None, [], failures
         summed = secagg.decode(total, self.scale_bits)
-        weight = float(summed[-1])
+        weight, clipped = float(summed[-2]), round(float(summed[-1]))
         if weight <= 0:
             return None, [], [*failures, Failure("*", "the summed weight is not positive")]
-        vector = summed[:-1]
+        vector = summed[:-2]
         survivors = [name_of[i] for i in server.survivors]
+        record = getattr(coordinator.strategy, "record_clipped", None)
+        if record is not None:  # adaptive clipping learns how many clipped, never who
+            record(server_round, clipped)
         new = coordinator.strategy.aggregate_sum(server_round, current,
                                                  arrays.unflatten(vector, _float(current)),
                                                  weight, len(survivors))
@@ -120,8 +125,6 @@ class SecureAggregation:
 
     @staticmethod
     def _take(add: Any, i: int, answer: Any, failures: list[Failure], name: str) -> bool:
-        from mloop.federated import secagg
-
         try:
             add(i, secagg.from_json(answer))
         except MloopError as exc:
@@ -141,8 +144,6 @@ def _float(weights: Weights) -> Weights:
 # -- the client's side -----------------------------------------------------------------
 def client_step(runtime: ClientRuntime, task: dict[str, Any]) -> tuple[bytes, str]:
     """Answer one ``secagg`` task (advertise, share or unmask) of the current round."""
-    from mloop.federated import secagg
-
     step = task.get("step")
     state: Any = runtime._secagg
     if step == "advertise":
@@ -165,8 +166,6 @@ def client_step(runtime: ClientRuntime, task: dict[str, Any]) -> tuple[bytes, st
 def masked_fit(runtime: ClientRuntime, task: dict[str, Any], weights: Weights
                ) -> tuple[bytes, str]:
     """Train, then send the weighted update and its weight, encoded and masked."""
-    from mloop.federated import secagg
-
     state: Any = runtime._secagg
     secure = task["secure"]
     if state is None or state.round_id != str(secure.get("round_id")):
@@ -174,7 +173,8 @@ def masked_fit(runtime: ClientRuntime, task: dict[str, Any], weights: Weights
     delta, examples, metrics = runtime.fit(task, weights)
     rule = task.get("update") or {}
     weight = 1.0 if rule.get("weighting") == "uniform" else float(examples)
-    vector = np.append(arrays.flatten(delta) * weight, weight)
+    vector = np.append(arrays.flatten(delta) * weight,
+                       [weight, float(metrics.pop("clipped", 0))])
     encoded = secagg.encode(vector, int(secure.get("scale_bits", 24)),
                             summands=int(secure["n"]))
     masked = state.mask(encoded, secagg.from_json(task.get("ciphertexts") or {}))

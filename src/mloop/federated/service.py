@@ -43,7 +43,11 @@ def secure_aggregation(secure: bool | Any, strategy: Strategy) -> Any:
         raise ConfigError(f"secure aggregation shows the server only the sum of the updates; "
                           f"the {strategy.name} strategy needs each update. Use fedavg, "
                           "fedprox, fedavgm, fedadam, fedyogi or fedadagrad with --secure")
-    from mloop.federated.secure import SecureAggregation
+    try:
+        from mloop.federated.secure import SecureAggregation
+    except ImportError as exc:
+        raise ConfigError(f"secure aggregation needs the cryptography package ({exc}): "
+                          "pip install 'mloop[federated]'") from exc
 
     return SecureAggregation() if secure is True else secure
 

@@ -100,14 +100,7 @@ def apply_step(current: Weights, step: np.ndarray) -> Weights:
 
 
 class DeltaStrategy(Strategy):
-    """A strategy over updates whose sampling arguments raise :class:`ConfigError`."""
-
-    def __init__(self, **sampling: Any) -> None:
-        try:
-            super().__init__(**sampling)
-        except ValueError as exc:
-            raise ConfigError(f"{self.name}: {exc}. Fix the sampling settings "
-                              "(fraction_fit, min_fit_clients, ...).") from exc
+    """A strategy over updates (the base checks the sampling arguments)."""
 
 
 class LinearStrategy(DeltaStrategy):

@@ -37,9 +37,10 @@ class Strategy(ABC):
                  min_fit_clients: int = 2, min_evaluate_clients: int = 2,
                  min_available_clients: int = 2) -> None:
         if not 0.0 < fraction_fit <= 1.0 or not 0.0 <= fraction_evaluate <= 1.0:
-            raise ValueError("fraction_fit must be in (0, 1] and fraction_evaluate in [0, 1]")
+            raise ConfigError("fraction_fit must be in (0, 1] and fraction_evaluate in [0, 1]")
         if min(min_fit_clients, min_available_clients) < 1 or min_evaluate_clients < 0:
-            raise ValueError("min_fit_clients and min_available_clients must be >= 1")
+            raise ConfigError("min_fit_clients and min_available_clients must be >= 1 and "
+                              "min_evaluate_clients >= 0")
         self.fraction_fit = fraction_fit
         self.fraction_evaluate = fraction_evaluate
         self.min_fit_clients = min_fit_clients
