@@ -144,7 +144,7 @@ def test_register_without_model_fn_is_a_clear_error() -> None:
 def test_differential_privacy_spends_epsilon_and_stops_at_the_budget(
         sqlite_project: Project, mode: str, secure: bool) -> None:
     dp = fl.DPFedAvg(_fedavg(4, fraction_evaluate=0.0), noise_multiplier=1.0, num_clients=4,
-                     clip_norm=0.5, mode=mode, target_epsilon=12.0 if mode == "central" else 40)
+                     clip_norm=0.5, mode=mode, target_epsilon=12.0)
     history = fl.simulate(toy.make_toward, 4, 30, dp, secure=secure, experiment="dp",
                           project=sqlite_project)
     epsilons = [e for _, e in history.metric("epsilon")]
