@@ -117,10 +117,11 @@ def resolve(project: Project, uri: str) -> str:
         if not revision and deployment.current_revision is not None:
             return f"{deployment.uri}/{deployment.current_revision}"
         return uri
-    if uri.split(":/", 1)[0] not in ("alerts", "pipelines"):
+    if uri.split(":/", 1)[0] not in ("alerts", "pipelines", "clients"):
         raise InvalidURIError(f"{uri!r} is not something lineage records: give "
                               "data:/NAME@V, runs:/ID, models:/NAME/V, alerts:/ID, "
-                              "deployments:/NAME or pipelines:/NAME/ID.")
+                              "deployments:/NAME, pipelines:/NAME/ID or "
+                              "clients:/FEDERATION/CLIENT.")
     return uri
 
 

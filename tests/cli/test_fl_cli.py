@@ -106,6 +106,10 @@ def test_server_killed_mid_training_resumes_and_clients_find_it(tmp_path: Path) 
         assert len(_checkpoints(tmp_path)) == 4
     finally:
         mloop.set_project(None)
+    lineage = _mloop("lineage", "clients:/demo/site-2", cwd=tmp_path)
+    out, err = lineage.communicate(timeout=60)
+    assert lineage.returncode == 0, err
+    assert f"runs:/{run_id[-12:]}" in out and "trained-on" in out
 
 
 def test_server_refuses_to_start_open_and_says_when_clients_never_come(tmp_path: Path) -> None:

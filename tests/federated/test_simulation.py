@@ -9,7 +9,7 @@ import pytest
 
 import mloop
 import mloop.federated as fl
-from mloop.errors import ConfigError
+from mloop.errors import ConfigError, InvalidURIError
 from mloop.federated.simulation import Tracking
 from mloop.project import Project
 from tests.federated import toy
@@ -137,6 +137,14 @@ def test_secure_aggregation_refuses_robust_strategies() -> None:
 def test_register_without_model_fn_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="model_fn"):
         fl.simulate(toy.make_toward, 2, 1, register_as="x")
+
+
+@pytest.mark.parametrize("name", ["../etc", "a b", "[red]x[/red]", "x\n"])
+def test_hostile_federation_and_model_names_are_refused(name: str) -> None:
+    with pytest.raises(InvalidURIError):
+        Tracking(federation=name)
+    with pytest.raises(InvalidURIError):
+        Tracking(register_as=name)
 
 
 @pytest.mark.parametrize(("mode", "secure"), [("central", False), ("local", False),

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mloop.core.ids import short_id
 from mloop.core.redact import get_logger
 from mloop.errors import NotFoundError
 from mloop.federated import arrays
@@ -103,7 +104,7 @@ class RunRecorder:
                  start_round: int) -> None:
         self.project, self.run, self.tracking = project, run, tracking
         self.start_round = start_round
-        self.federation = tracking.federation or run.id[:12]
+        self.federation = tracking.federation or short_id(run.id)
 
     @classmethod
     def open(cls, project: Project | None, tracking: Tracking, strategy: Strategy

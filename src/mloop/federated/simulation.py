@@ -74,6 +74,14 @@ class Tracking:
     federation: str | None = None  # the name in clients:/<federation>/<client> lineage
     resume: str | None = None       # a run id: go on from its last checkpointed round
 
+    def __post_init__(self) -> None:
+        from mloop.core.uris import check_name
+
+        if self.federation is not None:
+            check_name(self.federation, "federation name")
+        if self.register_as is not None:
+            check_name(self.register_as, "model name")
+
 
 def simulate(client_fn: ClientFn, n_clients: int, rounds: int,
              strategy: Strategy | None = None, *,
