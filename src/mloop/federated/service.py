@@ -52,6 +52,22 @@ def secure_aggregation(secure: bool | Any, strategy: Strategy) -> Any:
     return SecureAggregation() if secure is True else secure
 
 
+class _Progress:
+    """An observer that advances a progress bar, then hands on to the next observer."""
+
+    def __init__(self, bar: Any, then: Any) -> None:
+        self.bar, self.then = bar, then
+
+    def started(self, coordinator: Coordinator) -> None:
+        if self.then is not None:
+            self.then.started(coordinator)
+
+    def round_done(self, record: Any, weights: Weights, coordinator: Coordinator) -> None:
+        if self.then is not None:
+            self.then.round_done(record, weights, coordinator)
+        self.bar.advance()
+
+
 @dataclass
 class Federation:
     """A coordinator and, when tracked, the run that records it."""
@@ -83,17 +99,22 @@ class Federation:
     def serve(self, tokens: str | list[str] | Access, *, sock: socket.socket | None = None,
               listen: Listen | None = None,
               on_loop: Callable[[Callable[[str, str], None]], None] | None = None,
-              max_upload: int = 2 << 30) -> History:
-        """Serve until the last round (or a stop such as a spent privacy budget)."""
+              max_upload: int = 2 << 30, quiet: bool = False) -> History:
+        """Serve until the last round (or a stop such as a spent privacy budget), with a
+        progress bar of the rounds on a terminal (not under ``quiet``)."""
+        from mloop.core.progress import progress
         from mloop.federated import server
 
         access = tokens if isinstance(tokens, Access) else Access.parse(
             [tokens] if isinstance(tokens, str) else tokens)
         listen = listen or Listen(sock=sock)
         coordinator = self.coordinator
+        rounds = coordinator.settings.rounds - coordinator.start_round + 1
         try:
-            records = server.serve(coordinator, access, listen, max_upload=max_upload,
-                                   on_loop=on_loop)
+            with progress(rounds, "federated rounds", unit="rounds", quiet=quiet) as bar:
+                coordinator.observer = _Progress(bar, self.recorder)
+                records = server.serve(coordinator, access, listen, max_upload=max_upload,
+                                       on_loop=on_loop)
         except BaseException as exc:
             if self.recorder is not None:
                 self.recorder.fail(exc)
