@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import http.client
+import io
 import json
 import socket
 import threading
@@ -17,6 +18,7 @@ import pytest
 
 import mloop.federated as fl
 from mloop.errors import TokenError
+from mloop.federated import arrays
 from mloop.federated.server import Access, Listen
 from mloop.federated.service import Federation
 from tests.federated import toy
@@ -66,7 +68,7 @@ class Served:
 
 @pytest.fixture
 def served() -> Iterator[Served]:
-    server = Served()
+    server = Served(rounds=len(BAD_ANSWERS))
     yield server
     server.thread.join(timeout=60)
 
@@ -76,12 +78,14 @@ def _auth(token: str = TOKEN, session: str = "") -> dict[str, str]:
             "Content-Type": "application/json"}
 
 
-def _clients(port: int, n: int = 2, scheme: str = "http", **kw: Any) -> list[threading.Thread]:
+def _clients(port: int, n: int = 2, scheme: str = "http", **kw: Any
+             ) -> list[threading.Thread]:
     threads = []
     for cid in range(n):
-        t = threading.Thread(target=fl.run_client, args=(toy.Toward(cid), f"{scheme}://127.0.0.1:{port}"),
-                             kwargs={"token": TOKEN, "name": f"site-{cid}", "retry_for": 5, **kw},
-                             daemon=True)
+        t = threading.Thread(target=fl.run_client,
+                             args=(toy.Toward(cid), f"{scheme}://127.0.0.1:{port}"),
+                             kwargs={"token": TOKEN, "name": f"site-{cid}", "retry_for": 5,
+                                     **kw}, daemon=True)
         t.start()
         threads.append(t)
     return threads
@@ -109,32 +113,75 @@ def test_every_caller_mistake_is_a_4xx_and_training_still_finishes(served: Serve
     assert status == 200 and task["kind"] == "wait"
     status, _, body = served.request("POST", "/fl/v1/result/99-fit?client=site-a", b"{}",
                                      _auth(session=session))
-    assert status == 409
-    headers = {**_auth(session=session), "Content-Type": "text/plain"}
-    assert served.request("POST", "/fl/v1/result/1-fit?client=site-a", b"x", headers)[0] == 400
+    assert status == 409  # no such task open: refused before the body is read
     assert served.request("GET", "/fl/v1/weights/77", None, _auth())[0] == 404
     assert served.request("GET", "/fl/v1/weights/abc", None, _auth())[0] == 422
-    headers = {**_auth(session=session), "Content-Type": "application/x-npz"}
-    big = b"\0" * (2 << 20)
-    assert served.request("POST", "/fl/v1/result/1-fit?client=site-a", big, headers)[0] == 413
-    # a client that disconnects mid-upload leaves the server as it was
-    raw = socket.create_connection(("127.0.0.1", served.port))
-    raw.sendall(b"POST /fl/v1/result/1-fit?client=site-a HTTP/1.1\r\nHost: x\r\n"
-                b"Authorization: Bearer " + TOKEN.encode() + b"\r\nX-FL-Session: "
-                + session.encode() + b"\r\nContent-Type: application/x-npz\r\n"
-                b"Content-Length: 100000\r\n\r\n" + b"PK" * 100)
-    raw.close()
     status, _, health = served.request("GET", "/fl/v1/health")
     assert status == 200 and health["clients"] == 1 and not health["finished"]
-    threads = _clients(served.port)  # two real clients: site-0 and site-1 join and train
-    served.thread.join(timeout=60)
+    threads = _clients(served.port, n=1)  # site-0 answers honestly; the rounds start
+    seen = ""
+    for bad in BAD_ANSWERS:  # one round each: site-a's answer is refused, the round goes on
+        status, _, task = served.request("GET", f"/fl/v1/task?client=site-a&after={seen}"
+                                         "&wait=30", None, _auth(session=session))
+        assert status == 200 and task["kind"] == "fit", task
+        seen = task["task"]
+        path = f"/fl/v1/result/{seen}?client=site-a"
+        if bad == "disconnect":  # cut mid-upload: nothing arrives, the round times out
+            raw = socket.create_connection(("127.0.0.1", served.port))
+            raw.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}"
+                        f"\r\nX-FL-Session: {session}\r\nContent-Type: application/x-npz\r\n"
+                        "Content-Length: 100000\r\n\r\nPK".encode())
+            raw.close()
+            continue
+        content_type, body, want = bad
+        headers = {**_auth(session=session), "Content-Type": content_type}
+        status, _, answer = served.request("POST", path, body, headers)
+        assert status == want, (bad, answer)
+    served.thread.join(timeout=90)
     for t in threads:
         t.join(timeout=10)
     history = served.result
     assert not isinstance(history, BaseException), history
-    assert history.rounds[0].answered == ["site-0", "site-1"]
-    assert [f.client for f in history.rounds[0].failures] == ["site-a"]  # joined, never polled
+    assert len(history.rounds) == len(BAD_ANSWERS)
+    for record, bad in zip(history.rounds, BAD_ANSWERS, strict=True):
+        assert record.answered == ["site-0"]
+        (failure,) = record.failures
+        assert failure.client == "site-a"
+        if bad == "disconnect":  # the client may retry: its task stays open until the timeout
+            assert "no answer within" in failure.reason
+        else:
+            assert failure.reason.startswith("rejected:"), (bad[:2], failure.reason)
     assert np.isfinite(history.weights[0]).all()
+    np.testing.assert_allclose(history.weights[0], 0.0)  # site-0 pulls toward 0 only
+
+
+def _npz(weights: list[np.ndarray], meta: dict[str, Any]) -> bytes:
+    return arrays.encode(weights, meta)
+
+
+def _compressed() -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, w0=np.zeros((3, 2)), w1=np.zeros(2))
+    return buf.getvalue()
+
+
+_RIGHT = [np.zeros((3, 2)), np.zeros(2)]
+NPZ, JSON_ = "application/x-npz", "application/json"
+BAD_ANSWERS: list[Any] = [
+    ("text/plain", b"x", 400),
+    (JSON_, b'{"a": 1, "b": 2, "c": 3}', 422),                   # JSON where weights belong
+    (JSON_, b"[[1, 2], {\"num_examples\": 1}]", 422),
+    (NPZ, _npz(_RIGHT, {"num_examples": float("inf")}), 422),
+    (NPZ, _npz(_RIGHT, {"num_examples": 10**30}), 422),
+    (NPZ, _npz(_RIGHT, {"num_examples": 5, "metrics": [1, 2, 3]}), 422),
+    (NPZ, _npz(_RIGHT, {"num_examples": 5, "metrics": {"bad\nkey": 1}}), 422),
+    (NPZ, _npz(_RIGHT, {"num_examples": 5, "metrics": {"x" * 300: 1}}), 422),
+    (NPZ, _npz([np.zeros(7)], {"num_examples": 5}), 422),
+    (NPZ, _npz([np.zeros((3, 2)), np.array([np.nan, 0])], {"num_examples": 5}), 422),
+    (NPZ, _compressed(), 422),                                     # a deflate bomb's shape
+    (NPZ, b"\0" * (2 << 20), 413),                                 # over the upload limit
+    "disconnect",
+]
 
 
 def _certs(folder: Path) -> dict[str, str]:

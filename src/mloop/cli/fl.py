@@ -120,9 +120,10 @@ def server(strategy: str, params: tuple[str, ...], rounds: int, min_clients: int
 
     \b
     Examples:
-      mloop fl server --rounds 20 --min-clients 8 --token "$TOKEN" \\
+      export MLOOP_FL_TOKEN=...      # not --token: a command line is visible to `ps`
+      mloop fl server --rounds 20 --min-clients 8 \\
           --evaluate fed:central_eval --model fed:make_model --register-as churn-fl
-      mloop fl server --strategy fedprox --param proximal_mu=0.01 --secure --token "$TOKEN"
+      mloop fl server --strategy fedprox --param proximal_mu=0.01 --secure
       mloop fl server --host 0.0.0.0 --tls-cert srv.pem --tls-key srv.key --token-file t.txt
     """
     from mloop.core.refs import load_ref
@@ -135,7 +136,7 @@ def server(strategy: str, params: tuple[str, ...], rounds: int, min_clients: int
     if not found and not tls_ca:
         raise ConfigError(f"give the clients' token (--token, --token-file or ${TOKEN_ENV}) or "
                           "demand client certificates with --tls-ca")
-    access = Access.parse(found)
+    access = Access.parse(found, certificates_only=bool(tls_ca))
     base = {"fraction_fit": fraction_fit, "min_fit_clients": min_clients,
             "min_available_clients": min_clients,
             "min_evaluate_clients": min(min_clients, 2)}
@@ -156,10 +157,18 @@ def server(strategy: str, params: tuple[str, ...], rounds: int, min_clients: int
         initial_weights=load_ref(initial, "initial weights function")() if initial else None,
         round_timeout=round_timeout, wait_timeout=wait_timeout, secure=secure, seed=seed,
         float32=float32, tracking=tracking)
+    from mloop.federated.server import bind
+    from mloop.server.main import is_loopback
+
+    if not tls_cert and not is_loopback(host):
+        echo(f"warning: serving plain HTTP on {host}: tokens and weights travel in clear; "
+             "give --tls-cert/--tls-key", err=True, fg="yellow")
+    sock = bind(host, port)
     scheme = "https" if tls_cert else "http"
-    echo(f"federation server on {scheme}://{host}:{port} — waiting for {min_clients} "
-         f"clients; {rounds} rounds of {chosen.name}", err=True)
-    history = federation_.serve(access, listen=Listen(host, port, tls_cert=tls_cert,
+    shown = f"[{host}]" if ":" in host else host
+    echo(f"federation server on {scheme}://{shown}:{sock.getsockname()[1]} — waiting for "
+         f"{min_clients} clients; {rounds} rounds of {chosen.name}", err=True)
+    history = federation_.serve(access, listen=Listen(host, port, sock=sock, tls_cert=tls_cert,
                                                       tls_key=tls_key, tls_ca=tls_ca))
     _report(history, as_json)
 
@@ -191,8 +200,8 @@ def _report(history: Any, as_json: bool) -> None:
 @click.option("--client", "client_ref", required=True, metavar="MODULE:FN",
               help="fn() or fn(data) -> mloop.federated.Client, built on this site.")
 @click.option("--data", help="Passed to the client function (a path, a table name …).")
-@click.option("--name", help="This client's name (default: host-pid; a NAME=SECRET token "
-              "fixes it).")
+@click.option("--name", help="This client's name (default: the name a NAME=SECRET token "
+              "binds, else host-pid).")
 @click.option("--token", help=f"The federation token (default: ${TOKEN_ENV}).")
 @click.option("--ca", type=click.Path(exists=True, dir_okay=False),
               help="PEM bundle that signed the server's certificate (self-signed servers).")
@@ -220,9 +229,10 @@ def client(server_url: str, client_ref: str, data: str | None, name: str | None,
     from mloop.core.refs import load_ref
     from mloop.federated.runtime import run_client
 
-    token = token or os.environ.get(TOKEN_ENV)
-    if not token:
-        raise ConfigError(f"give the federation's token with --token or ${TOKEN_ENV}")
+    token = token or os.environ.get(TOKEN_ENV) or ""
+    if not token and not cert:
+        raise ConfigError(f"give the federation's token with --token or ${TOKEN_ENV} (or a "
+                          "client certificate with --cert for a server with --tls-ca)")
     make = load_ref(client_ref, "client function")
     built = make(data) if data is not None else make()
     summary = run_client(built, server_url, token=token, name=name, ca=ca, cert=cert, key=key,

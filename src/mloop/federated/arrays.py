@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from numpy.lib import format as npformat
 
 from mloop.errors import InvalidInputError
 from mloop.federated.types import Weights
@@ -91,11 +92,40 @@ def encode(weights: Sequence[np.ndarray], meta: dict[str, Any] | None = None, *,
     return buf.getvalue()
 
 
+#: arrays in one message at most (a model's layers; a zip of a million members is an attack)
+MAX_ARRAYS = 100_000
+
+
+def _check_stored(source: Any) -> None:
+    """Refuse compressed members: a few KB of deflate can inflate to gigabytes, so only
+    stored (uncompressed) members are read, whose size the upload limit already bounds."""
+    with zipfile.ZipFile(source) as archive:
+        members = archive.infolist()
+        if len(members) > MAX_ARRAYS:
+            raise ValueError(f"{len(members)} arrays; at most {MAX_ARRAYS}")
+        for info in members:
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise ValueError(f"{info.filename[:40]!r} is compressed: send an uncompressed "
+                                 ".npz (numpy.savez, not savez_compressed)")
+            with archive.open(info) as member:  # the header's shape must fit the bytes
+                version = npformat.read_magic(member)
+                if version == (1, 0):
+                    shape, _order, dtype = npformat.read_array_header_1_0(member)
+                elif version == (2, 0):
+                    shape, _order, dtype = npformat.read_array_header_2_0(member)
+                else:
+                    raise ValueError(f".npy format {version} is not read here")
+                if int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > info.file_size:
+                    raise ValueError(f"{info.filename[:40]!r} declares more data than it holds")
+    source.seek(0)
+
+
 def decode(data: bytes | io.BufferedIOBase | Any) -> tuple[Weights, dict[str, Any]]:
     """The weights and meta of a message made by :func:`encode`; anything else (a
     pickle, a truncated upload, names out of order) raises :class:`InvalidInputError`."""
     source = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
     try:
+        _check_stored(source)
         with np.load(source, allow_pickle=False) as npz:
             names = list(npz.files)
             meta: dict[str, Any] = {}
@@ -111,7 +141,7 @@ def decode(data: bytes | io.BufferedIOBase | Any) -> tuple[Weights, dict[str, An
     except InvalidInputError:
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError,
-            UnicodeDecodeError) as exc:
+            UnicodeDecodeError, NotImplementedError, RecursionError) as exc:
         raise InvalidInputError(f"not a weights message (.npz of numeric arrays): {exc}. "
                                 "Send what mloop.federated.arrays.encode writes.") from exc
     for i, w in enumerate(weights):

@@ -35,7 +35,7 @@ from mloop.errors import (
     ServiceUnavailableError,
     TokenError,
 )
-from mloop.federated import arrays
+from mloop.federated import answers, arrays
 from mloop.federated.protocol import NAME_RE, TaskKind
 from mloop.federated.strategy import Strategy
 from mloop.federated.types import EvalResult, Failure, Update, Weights
@@ -56,6 +56,12 @@ class Settings:
     float32: bool = False
     seed: int = 0
     secure: Any = None  # a secagg.SecureAggregation: masked sums instead of updates
+    #: every client there can be (a simulation's): one that is gone lowers what rounds
+    #: wait for, instead of making them wait for a client that will not come back
+    population: int | None = None
+    #: a client not heard from for this long (no poll, no heartbeat) is dropped
+    stale_after: float = 90.0
+    max_clients: int = 10_000
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
@@ -107,8 +113,11 @@ class _Slot:
     properties: dict[str, Any]
     task: dict[str, Any] | None = None
     future: asyncio.Future[Any] | None = None
+    parse: Any = None  # checks and decodes the answer to the open task (.answers)
     fetched: str | None = None  # the id of the last task this client was given
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    last_seen: float = field(default_factory=time.monotonic)
+    polling: int = 0
 
 
 class Coordinator:
@@ -130,6 +139,7 @@ class Coordinator:
         self.initial_central: dict[str, float] = {}
         self.finished = False
         self.clients: dict[str, _Slot] = {}
+        self.gone: set[str] = set()  # clients whose process ended (a simulation's)
         self.properties: dict[str, dict[str, Any]] = {}
         self._seq = 0
         self._joined = asyncio.Condition()
@@ -146,6 +156,10 @@ class Coordinator:
         old = self.clients.get(name)
         if old is not None:
             self._fail(old, "the client joined again (restarted)")
+        elif len(self.clients) >= self.settings.max_clients:
+            raise ServiceUnavailableError(f"this federation has its {len(self.clients)} "
+                                          "clients already")
+        self.gone.discard(name)
         session = secrets.token_urlsafe(16)
         self.clients[name] = _Slot(name, session, dict(properties))
         self.properties[name] = dict(properties)
@@ -161,24 +175,30 @@ class Coordinator:
         slot = self.clients.get(name)
         if slot is None or not secrets.compare_digest(slot.session, session):
             raise TokenError("unknown or ended session: join again (POST /fl/v1/join)")
+        slot.last_seen = time.monotonic()
         return slot
 
     async def next_task(self, slot: _Slot, after: str | None, wait: float) -> dict[str, Any]:
         """The client's current task if it is not ``after``, waiting up to ``wait`` s."""
         deadline = time.monotonic() + wait
-        while True:
-            task = slot.task
-            if task is not None and task["task"] != after:
-                slot.fetched = task["task"]
-                return task
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return {"kind": TaskKind.WAIT.value}
-            slot.wake.clear()
-            try:
-                await asyncio.wait_for(slot.wake.wait(), remaining)
-            except TimeoutError:
-                return {"kind": TaskKind.WAIT.value}
+        slot.polling += 1
+        try:
+            while True:
+                task = slot.task
+                if task is not None and task["task"] != after:
+                    slot.fetched = task["task"]
+                    return task
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return {"kind": TaskKind.WAIT.value}
+                slot.wake.clear()
+                try:
+                    await asyncio.wait_for(slot.wake.wait(), remaining)
+                except TimeoutError:
+                    return {"kind": TaskKind.WAIT.value}
+        finally:
+            slot.polling -= 1
+            slot.last_seen = time.monotonic()
 
     def weights(self, version: int) -> bytes:
         """The global weights of ``version`` as a message (cached; only the current one)."""
@@ -189,39 +209,63 @@ class Coordinator:
         self._bytes_down += len(blob)
         return blob
 
-    def submit(self, slot: _Slot, task_id: str, answer: Any, size: int = 0) -> None:
-        """Hand ``answer`` to the round waiting for task ``task_id`` of this client."""
+    def expect(self, slot: _Slot, task_id: str) -> asyncio.Future[Any]:
+        """The future of the client's open task ``task_id``; 409 when it is not open (the
+        round closed, the client joined again): checked before a body is read."""
         task, future = slot.task, slot.future
         if task is None or task["task"] != task_id or future is None or future.done():
             raise ConflictError(f"task {task_id[:40]!r} is not open any more (the round "
                                 "closed or the client joined again); wait for the next task")
+        return future
+
+    def submit(self, slot: _Slot, task_id: str, answer: Any, size: int = 0) -> None:
+        """Check ``answer`` (:mod:`.answers`) and hand it to the round waiting for task
+        ``task_id``; a malformed one is this client's failure and a 422 to it alone."""
+        future = self.expect(slot, task_id)
         self._bytes_up += size
-        future.set_result(answer)
+        try:
+            parsed = slot.parse(answer) if slot.parse is not None else answer
+        except InvalidInputError as exc:
+            future.set_exception(InvalidInputError(f"rejected: {exc}"))
+            raise
+        future.set_result(parsed)
+
+    def reject(self, slot: _Slot, task_id: str, error: InvalidInputError) -> None:
+        """The answer to task ``task_id`` is not one (not a message, over the limit): the
+        client's failure this round."""
+        self.expect(slot, task_id).set_exception(InvalidInputError(f"rejected: {error}"))
 
     def refuse(self, slot: _Slot, task_id: str, reason: str) -> None:
         """The client could not do task ``task_id`` (its code raised): a failure."""
-        future = slot.future
-        if slot.task is None or slot.task["task"] != task_id or future is None \
-                or future.done():
-            raise ConflictError(f"task {task_id[:40]!r} is not open any more")
-        future.set_exception(RuntimeError(reason[:500]))
+        self.expect(slot, task_id).set_exception(RuntimeError(reason[:500]))
 
-    def lost(self, name: str, reason: str) -> None:
-        """Client ``name`` is gone (its process ended): fail its open task now."""
+    def lost(self, name: str, reason: str, *, gone: bool = False) -> None:
+        """Client ``name`` is lost (silent too long; with ``gone``, its process ended and
+        it will not come back): fail its open task now."""
         slot = self.clients.pop(name, None)
         if slot is not None:
+            log.warning("client %s dropped: %s", name, reason)
             self._fail(slot, reason)
+        if gone:
+            self.gone.add(name)
 
     # -- the rounds ------------------------------------------------------------------
     async def run(self) -> list[RoundRecord]:
         """Run every round; returns the history. Raises when clients never came."""
+        reaper = asyncio.create_task(self._reap())
+        try:
+            return await self._run()
+        finally:
+            reaper.cancel()
+
+    async def _run(self) -> list[RoundRecord]:
         strategy = self.strategy
         await self._wait_for(strategy.min_available_clients)
         if self.weights_now is None:
             self.weights_now = await self._initial_weights()
         if self.start_round == 1:
             strategy.initialize(self.weights_now)
-        self._publish(self.weights_now)
+        await self._publish(self.weights_now)
         if self.start_round == 1:
             self.initial_central = await self._central(0)
         if self.observer is not None:
@@ -257,7 +301,7 @@ class Coordinator:
         if new is not None:
             self.weights_now = new
             self.version = server_round
-            self._publish(new)
+            await self._publish(new)
         record = RoundRecord(server_round, chosen, answered, failures)
         record.federated = await self._federated_evaluation(server_round, available, rng)
         record.central = await self._central(server_round)
@@ -269,26 +313,18 @@ class Coordinator:
     async def _plain_round(self, server_round: int, chosen: list[str], current: Weights
                            ) -> tuple[Weights | None, list[str], list[Failure]]:
         config = self.fit_config(server_round)
-        answers, failures = await self.ask(chosen, TaskKind.FIT, server_round, config)
-        updates: list[Update] = []
-        for name, (delta, meta) in sorted(answers.items()):
-            try:
-                arrays.check_like(delta, current)
-                examples = int(meta.get("num_examples", -1))
-                if examples < 0:
-                    raise InvalidInputError("num_examples is missing or negative")
-            except (InvalidInputError, TypeError, ValueError) as exc:
-                failures.append(Failure(name, f"rejected: {exc}"))
-                continue
-            updates.append(Update(name, delta, examples, dict(meta.get("metrics", {}))))
+        answered, failures = await self.ask(chosen, TaskKind.FIT, server_round, config)
+        updates = [Update(name, delta, examples, metrics)
+                   for name, (delta, examples, metrics) in sorted(answered.items())]
         if not updates:
             log.warning("round %d: no client update arrived; the model stays", server_round)
             return None, [], failures
         try:
             new = await asyncio.to_thread(self.strategy.aggregate, server_round, current,
                                           updates)
-        except InvalidInputError as exc:  # e.g. Krum with fewer updates than it needs
-            log.warning("round %d: %s; the model stays", server_round, exc)
+        except Exception as exc:  # e.g. Krum with fewer updates than it needs
+            log.warning("round %d: aggregation failed (%s: %s); the model stays",
+                        server_round, type(exc).__name__, exc)
             return None, [], [*failures, Failure("*", f"aggregation refused: {exc}")]
         return new, [u.client for u in updates], failures
 
@@ -306,15 +342,10 @@ class Coordinator:
         if k == 0:
             return {}
         chosen = self.strategy.sample(available, k, rng)
-        answers, failures = await self.ask(chosen, TaskKind.EVALUATE, server_round,
+        answered, _failed = await self.ask(chosen, TaskKind.EVALUATE, server_round,
                                            {"config": {"round": server_round}})
-        results = []
-        for name, body in answers.items():
-            try:
-                results.append(EvalResult(name, float(body["loss"]), int(body["num_examples"]),
-                                          dict(body.get("metrics") or {})))
-            except (KeyError, TypeError, ValueError):
-                failures.append(Failure(name, "evaluate answer without loss/num_examples"))
+        results = [EvalResult(name, loss, examples, metrics)
+                   for name, (loss, examples, metrics) in sorted(answered.items())]
         return self.strategy.aggregate_evaluate(server_round, results) if results else {}
 
     async def _central(self, server_round: int) -> dict[str, float]:
@@ -331,10 +362,13 @@ class Coordinator:
 
     async def ask(self, names: Sequence[str], kind: TaskKind, server_round: int,
                   body: dict[str, Any], *, per_client: dict[str, dict[str, Any]] | None = None,
-                  timeout: float | None = None) -> tuple[dict[str, Any], list[Failure]]:
+                  timeout: float | None = None, parse: answers.Parser | None = None
+                  ) -> tuple[dict[str, Any], list[Failure]]:
         """Give each of ``names`` a task and wait for the answers (up to ``timeout``, by
-        default the round timeout): (answers by client, failures)."""
+        default the round timeout): (answers by client, parsed by ``parse`` — by default
+        the kind's parser of :mod:`.answers` — and failures)."""
         loop = asyncio.get_running_loop()
+        parse = parse or self._parser(kind)
         futures: dict[str, asyncio.Future[Any]] = {}
         failures: list[Failure] = []
         for name in names:
@@ -345,10 +379,10 @@ class Coordinator:
             task = {"kind": kind.value, "round": server_round, "version": self.version,
                     **body, **((per_client or {}).get(name, {}))}
             futures[name] = loop.create_future()
-            self._give(slot, task, futures[name])
+            self._give(slot, task, futures[name], parse)
         if futures:
             await asyncio.wait(futures.values(), timeout=timeout or self.settings.round_timeout)
-        answers: dict[str, Any] = {}
+        answered: dict[str, Any] = {}
         for name, future in futures.items():
             if not future.done():
                 future.cancel()
@@ -359,19 +393,27 @@ class Coordinator:
             elif future.exception() is not None:
                 failures.append(Failure(name, str(future.exception())))
             else:
-                answers[name] = future.result()
+                answered[name] = future.result()
         for name, future in futures.items():
             slot = self.clients.get(name)
             if slot is not None and slot.future is future:
                 slot.future = None  # a late answer gets 409
-        return answers, failures
+        return answered, failures
 
     # -- internals -----------------------------------------------------------------
+    def _parser(self, kind: TaskKind) -> answers.Parser | None:
+        if kind is TaskKind.FIT:
+            assert self.weights_now is not None
+            return answers.fit_parser(self.weights_now)
+        return {TaskKind.EVALUATE: answers.evaluate, TaskKind.INIT: answers.initial,
+                TaskKind.SECAGG: answers.secagg}.get(kind)
+
     def _give(self, slot: _Slot, task: dict[str, Any],
-              future: asyncio.Future[Any] | None = None) -> None:
+              future: asyncio.Future[Any] | None = None,
+              parse: answers.Parser | None = None) -> None:
         self._seq += 1
         task["task"] = f"{self._seq}-{task['kind']}"
-        slot.task, slot.future = task, future
+        slot.task, slot.future, slot.parse = task, future, parse
         slot.wake.set()
 
     def _fail(self, slot: _Slot, reason: str) -> None:
@@ -380,16 +422,36 @@ class Coordinator:
         slot.future = None
         slot.wake.set()
 
-    def _publish(self, weights: Weights) -> None:
-        self._blobs = {self.version: arrays.encode(weights, float32=self.settings.float32)}
+    async def _publish(self, weights: Weights) -> None:
+        blob = await asyncio.to_thread(arrays.encode, weights, float32=self.settings.float32)
+        self._blobs = {self.version: blob}
+
+    async def _reap(self, every: float = 5.0) -> None:
+        """Drop clients not heard from in ``stale_after`` seconds (a site that crashed
+        without a word must not hold every later round to its timeout)."""
+        while True:
+            await asyncio.sleep(every)
+            now = time.monotonic()
+            for slot in list(self.clients.values()):
+                if slot.polling == 0 and now - slot.last_seen > self.settings.stale_after:
+                    self.lost(slot.name, f"not heard from in {self.settings.stale_after:g} s")
 
     async def _wait_for(self, n: int) -> None:
+        population = self.settings.population
+        if population is not None:  # a client that is gone is not waited for
+            n = min(n, population - len(self.gone))
+            if n < 1:
+                raise ServiceUnavailableError("every client of the simulation has ended")
         if len(self.clients) >= n:
             return
         log.info("waiting for %d clients (%d connected)", n, len(self.clients))
+        def enough() -> bool:
+            need = n if population is None else min(n, population - len(self.gone))
+            return len(self.clients) >= need
+
         try:
             async with self._joined:
-                await asyncio.wait_for(self._joined.wait_for(lambda: len(self.clients) >= n),
+                await asyncio.wait_for(self._joined.wait_for(enough),
                                        self.settings.wait_timeout)
         except TimeoutError:
             raise ServiceUnavailableError(
@@ -399,16 +461,16 @@ class Coordinator:
 
     async def _initial_weights(self) -> Weights:
         for name in sorted(self.clients):
-            answers, failures = await self.ask([name], TaskKind.INIT, 0, {})
-            if name in answers:
-                weights, _meta = answers[name]
-                return list(weights)
+            answered, failures = await self.ask([name], TaskKind.INIT, 0, {})
+            if name in answered:
+                return list(answered[name])
             log.warning("client %s gave no initial weights: %s", name,
                         failures[0].reason if failures else "?")
         raise ServiceUnavailableError("no client gave initial weights; pass initial_weights "
                                       "or check the clients' get_weights()")
 
     def _finish(self) -> None:
+        """Training is over (or failed): every client's next task is ``done``."""
         self.finished = True
         for slot in self.clients.values():
             self._give(slot, {"kind": TaskKind.DONE.value})
@@ -420,7 +482,11 @@ async def run_with(coordinator: Coordinator, serve: Callable[[], Coroutine[Any, 
     seconds to fetch their ``done`` task, then stop serving."""
     server = asyncio.create_task(serve())
     try:
-        history = await coordinator.run()
+        try:
+            history = await coordinator.run()
+        except BaseException:
+            coordinator._finish()  # the clients stop instead of retrying a dead server
+            raise
         deadline = time.monotonic() + linger
         while time.monotonic() < deadline and any(
                 s.task is not None and s.fetched != s.task["task"]

@@ -89,12 +89,26 @@ class Checkpoint:
 
     @staticmethod
     def save(project: Project, run_id: str, round_: int, weights: Weights,
-             state: dict[str, Any]) -> None:
+             state: dict[str, Any], summary: dict[str, Any] | None = None) -> None:
+        """Checkpoint round ``round_``: the weights and state as blobs, and a record naming
+        them with the round's ``summary`` (who took part, the clients' properties)."""
         store = project.objects
         record = {"round": round_, "weights": store.put_bytes(arrays.encode(weights)),
-                  "state": store.put_bytes(pack_state(state)) if state else None}
+                  "state": store.put_bytes(pack_state(state)) if state else None,
+                  "summary": summary or {}}
         store.put_record(f"{CHECKPOINTS}/{run_id}/{round_:08d}.json",
                          json.dumps(record).encode())
+
+    @staticmethod
+    def summaries(project: Project, run_id: str) -> list[dict[str, Any]]:
+        """Every checkpointed round's summary, in order (before and after a resume)."""
+        store = project.objects
+        out = []
+        for name in store.list_records(f"{CHECKPOINTS}/{run_id}"):
+            raw = store.get_record(f"{CHECKPOINTS}/{run_id}/{name}")
+            if raw is not None:
+                out.append(json.loads(raw).get("summary") or {})
+        return out
 
 
 class RunRecorder:
@@ -142,8 +156,11 @@ class RunRecorder:
     def round_done(self, record: RoundRecord, weights: Weights, coordinator: Coordinator
                    ) -> None:
         self.run.log_metrics(record.metrics(), step=record.round)
+        summary = {"round": _round_json(record),
+                   "clients": {name: coordinator.properties.get(name, {})
+                               for name in record.answered}}
         Checkpoint.save(self.project, self.run.id, record.round, weights,
-                        coordinator.strategy.state())
+                        coordinator.strategy.state(), summary)
 
     # -- the end -----------------------------------------------------------------------
     def finish(self, coordinator: Coordinator, history: History) -> None:
@@ -152,12 +169,17 @@ class RunRecorder:
         from mloop.registry.models import log_model
 
         run = self.run
-        counted = sorted({name for r in history.rounds for name in r.answered})
-        run.log_dict({name: coordinator.properties.get(name, {}) for name in
-                      sorted(coordinator.properties)}, "federation/clients.json")
-        run.log_dict([_round_json(r) for r in history.rounds], "federation/rounds.json")
-        tags: dict[str, Any] = {"fl.clients": len(coordinator.properties),
-                                "fl.rounds": len(history.rounds)}
+        # the rounds before a resume too: every checkpoint keeps its round's summary
+        summaries = Checkpoint.summaries(self.project, run.id)
+        rounds = [s["round"] for s in summaries if "round" in s]
+        clients: dict[str, Any] = {}
+        for s in summaries:
+            clients.update(s.get("clients") or {})
+        clients.update({n: p for n, p in coordinator.properties.items() if n in clients})
+        counted = sorted({name for r in rounds for name in r["answered"]})
+        run.log_dict(dict(sorted(clients.items())), "federation/clients.json")
+        run.log_dict(rounds, "federation/rounds.json")
+        tags: dict[str, Any] = {"fl.clients": len(clients), "fl.rounds": len(rounds)}
         if history.stopped:
             tags["fl.stopped"] = history.stopped[:500]
         run.set_tags(tags)
@@ -167,8 +189,11 @@ class RunRecorder:
                      f"clients:/{self.federation}/{name}", "trained-on")
         if self.tracking.model_fn is not None:
             model = self.tracking.model_fn(history.weights)
-            info = log_model(self.project, run.id, model, "model",
-                             input_example=self.tracking.input_example,
+            example = self.tracking.input_example
+            features = getattr(model, "n_features_in_", None)
+            if example is None and isinstance(features, int):  # a signature for sklearn
+                example = np.zeros((1, features))
+            info = log_model(self.project, run.id, model, "model", input_example=example,
                              registered_name=self.tracking.register_as)
             if info.registered is not None:
                 history.model_version = info.registered.version

@@ -18,10 +18,11 @@ import json
 import os
 import socket
 import ssl
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -48,7 +49,7 @@ class Endpoint:
     """Where the server is and how to trust it: URL, token and TLS files."""
 
     url: str
-    token: str
+    token: str = field(default="", repr=False)  # empty: mutual TLS admits the client
     ca: str | None = None          # PEM bundle that signed the server's certificate
     cert: str | None = None        # this client's certificate, for mutual TLS
     key: str | None = None
@@ -102,7 +103,9 @@ class Connection:
         :class:`TokenError`; 404 on a session route: rejoin)."""
         params = {"client": self.name, **(query or {})}
         url = f"{self.base}{PREFIX}{path}?{urllib.parse.urlencode(params)}"
-        headers = {"Authorization": f"Bearer {self.endpoint.token}", SESSION_HEADER: self.session}
+        headers = {SESSION_HEADER: self.session}
+        if self.endpoint.token:
+            headers["Authorization"] = f"Bearer {self.endpoint.token}"
         if body is not None:
             headers["Content-Type"] = content_type
         try:
@@ -152,17 +155,19 @@ class ClientSummary:
 class ClientRuntime:
     """Runs the tasks of one federation on ``client`` until the server says done."""
 
-    def __init__(self, client: Client, endpoint: Endpoint, *, name: str,
-                 retry_for: float = 300.0, alive: Callable[[], bool] | None = None) -> None:
+    def __init__(self, client: Client, endpoint: Endpoint, *, name: str | None,
+                 retry_for: float = 300.0, alive: Callable[[], bool] | None = None,
+                 heartbeat: float = 15.0) -> None:
         if not isinstance(client, Client):
             raise ConfigError(f"the client factory returned {type(client).__name__}, not a "
                               "mloop.federated.Client")
         self.client = client
         self.conn = Connection(endpoint)
-        self.conn.name = name
+        self.asked_name = name  # None: the token's name, else one the server accepts
         self.retry_for = retry_for
         self.alive = alive or (lambda: True)
-        self.summary = ClientSummary(name)
+        self.heartbeat = heartbeat
+        self.summary = ClientSummary(name or "")
         self._weights: tuple[int, Weights] | None = None
         self._secagg: Any = None
 
@@ -194,10 +199,13 @@ class ClientRuntime:
 
     def _join(self) -> None:
         props = _jsonable(self.client.properties())
-        body = json.dumps({"name": self.conn.name, "properties": props}).encode()
+        suggested = f"{socket.gethostname().split('.')[0]}-{os.getpid()}"
+        body = json.dumps({"name": self.asked_name, "suggested": suggested,
+                           "properties": props}).encode()
         self.conn.session = ""
         answer = json.loads(self.conn.call("POST", "/join", body))
         self.conn.session = answer["session"]
+        self.conn.name = self.summary.name = answer["client"]
 
     def _retry(self, call: Callable[[], Any]) -> Any:
         deadline = time.monotonic() + self.retry_for
@@ -221,11 +229,12 @@ class ClientRuntime:
     def _do(self, task: dict[str, Any]) -> None:
         task_id = task["task"]
         try:
-            body, content_type = self._answer(task)
-        except (MloopError, _Rejoin, _Stale):
+            with _Heartbeat(self, self.heartbeat):
+                body, content_type = self._answer(task)
+        except (TokenError, _Rejoin, _Stale, ConnectionError):
             raise
-        except Exception as exc:  # the user's code raised: the server records a failure
-            self.summary.failures += 1
+        except Exception as exc:  # the user's code (or a task it cannot do): the server
+            self.summary.failures += 1  # records this client's failure and goes on
             log.warning("task %s failed: %s: %s", task_id, type(exc).__name__, exc)
             body = json.dumps({"error": f"{type(exc).__name__}: {exc}"[:500]}).encode()
             content_type = JSON
@@ -233,6 +242,9 @@ class ClientRuntime:
             self._retry(lambda: self.conn.call("POST", f"/result/{task_id}", body, content_type))
         except _Stale as exc:
             log.info("answer to %s dropped: %s", task_id, exc)
+        except InvalidInputError as exc:  # the server refused this answer: recorded there
+            self.summary.failures += 1
+            log.warning("the server refused the answer to %s: %s", task_id, exc)
 
     def _answer(self, task: dict[str, Any]) -> tuple[bytes, str]:
         kind = task["kind"]
@@ -293,6 +305,40 @@ class ClientRuntime:
         return self._weights[1]
 
 
+class _Heartbeat:
+    """While a task runs, tell the server every ``every`` seconds that this client is
+    alive (on a connection of its own), so a long fit is not taken for a crash."""
+
+    def __init__(self, runtime: ClientRuntime, every: float) -> None:
+        self.runtime, self.every = runtime, every
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> _Heartbeat:
+        if self.every > 0:
+            self._thread = threading.Thread(target=self._beat, daemon=True,
+                                            name="mloop-fl-heartbeat")
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _beat(self) -> None:
+        conn = Connection(self.runtime.conn.endpoint)
+        conn.name, conn.session = self.runtime.conn.name, self.runtime.conn.session
+        try:
+            while not self._stop.wait(self.every):
+                try:
+                    conn.call("POST", "/alive", b"{}")
+                except (MloopError, _Rejoin, _Stale, *_RETRYABLE) as exc:
+                    log.debug("heartbeat failed: %s", exc)
+        finally:
+            conn.close()
+
+
 def _copy(weights: Weights) -> Weights:
     return [w.copy() for w in weights]
 
@@ -312,12 +358,14 @@ def _jsonable(values: Any) -> Any:
     return str(values)
 
 
-def run_client(client: Client, server: str, *, token: str, name: str | None = None,
+def run_client(client: Client, server: str, *, token: str = "", name: str | None = None,
                ca: str | None = None, cert: str | None = None, key: str | None = None,
                retry_for: float = 300.0) -> ClientSummary:
     """Take part in the federation at ``server`` with ``client`` until it is done."""
+    bound, sep, secret = token.partition("=")
+    if sep and bound and secret and len(secret) >= 16:  # NAME=SECRET, as the server's --token
+        token, name = secret, name or bound
     endpoint = Endpoint(server, token, ca=ca, cert=cert, key=key)
-    name = name or f"{socket.gethostname().split('.')[0]}-{os.getpid()}"
     return ClientRuntime(client, endpoint, name=name, retry_for=retry_for).run()
 
 

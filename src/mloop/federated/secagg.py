@@ -531,7 +531,8 @@ def from_json(value: Any) -> Any:
             raise InvalidInputError("a SecAgg message holds a string that is not base64"
                                     ) from None
     if isinstance(value, dict):
-        return {int(k) if k.isdigit() else k: from_json(v) for k, v in value.items()}
+        return {int(k) if k.isascii() and k.isdigit() else k: from_json(v)
+                for k, v in value.items()}
     if isinstance(value, list):
         return [from_json(v) for v in value]
     if isinstance(value, int) and not isinstance(value, bool):

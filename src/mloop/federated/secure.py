@@ -21,6 +21,7 @@ unmasked through the others' shares, as long as ``threshold`` of them answer.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mloop.errors import ConfigError, InvalidInputError, MloopError
-from mloop.federated import arrays, secagg
+from mloop.federated import answers, arrays, secagg
 from mloop.federated.protocol import JSON, NPZ, TaskKind
 from mloop.federated.types import Failure, Weights
 
@@ -50,6 +51,11 @@ class SecureAggregation:
     def __post_init__(self) -> None:
         if not 8 <= self.scale_bits <= 40:
             raise ConfigError("scale_bits must be between 8 and 40")
+        if self.threshold is not None and (isinstance(self.threshold, bool) or
+                                           not isinstance(self.threshold, int) or
+                                           self.threshold < 2):
+            raise ConfigError("the secure aggregation threshold must be an int >= 2 (or None "
+                              "for ⌈2n/3⌉)")
 
     async def round(self, coordinator: Coordinator, server_round: int, chosen: list[str]
                     ) -> tuple[Weights | None, list[str], list[Failure]]:
@@ -73,64 +79,69 @@ class SecureAggregation:
 
         async def step(names: list[str], body: dict[str, Any],
                        per_client: dict[str, dict[str, Any]] | None = None,
-                       kind: TaskKind = TaskKind.SECAGG) -> dict[str, Any]:
-            answers, lost = await coordinator.ask(names, kind, server_round, body,
-                                                  per_client=per_client)
+                       kind: TaskKind = TaskKind.SECAGG,
+                       parse: answers.Parser | None = None) -> dict[str, Any]:
+            answered, lost = await coordinator.ask(names, kind, server_round, body,
+                                                   per_client=per_client, parse=parse)
             failures.extend(lost)
-            return answers
+            return answered
 
         try:
             keys = await step(list(index), {**base, "step": "advertise"},
                               {name: {"index": i} for name, i in index.items()})
             for name, answer in keys.items():
-                self._take(server.add_keys, index[name], answer, failures, name)
+                _take(server.add_keys, index[name], answer, failures, name)
             public = secagg.to_json(server.public_keys())
             shares = await step(_names(server.public_keys(), name_of),
                                 {**base, "step": "share", "public_keys": public})
             u2 = sorted(index[name] for name, answer in shares.items()
-                        if self._take(server.add_shares, index[name], answer, failures, name))
+                        if _take(server.add_shares, index[name], answer, failures, name))
             fit = coordinator.fit_config(server_round)
             masked = await step(
                 [name_of[i] for i in u2], {**fit, "secure": {**base, "step": "mask"}},
                 {name_of[i]: {"ciphertexts": secagg.to_json(server.ciphertexts_for(i))}
-                 for i in u2}, kind=TaskKind.FIT)
-            for name, (vectors, _meta) in masked.items():
-                try:
-                    if len(vectors) != 1:
-                        raise InvalidInputError("a masked input is one array")
-                    server.add_masked(index[name], vectors[0])
-                except MloopError as exc:
-                    failures.append(Failure(name, f"rejected: {exc}"))
+                 for i in u2}, kind=TaskKind.FIT, parse=answers.masked_parser(size))
+            for name, (vector, _metrics) in masked.items():
+                _take(server.add_masked, index[name], vector, failures, name)
             request = server.unmask_request()
-            answers = await step([name_of[i] for i in request["survivors"]],
-                                 {**base, "step": "unmask", **request})
-            total = server.finish({index[name]: secagg.from_json(a)
-                                   for name, a in answers.items()})
-        except MloopError as exc:
+            unmasked = await step([name_of[i] for i in request["survivors"]],
+                                  {**base, "step": "unmask", **request})
+            total = server.finish({index[name]: a for name, a in unmasked.items()})
+            survivors = [name_of[i] for i in server.survivors]
+            new = await asyncio.to_thread(self._apply, coordinator, server_round, total,
+                                          len(survivors))
+        except Exception as exc:  # a malicious or broken client fails the round, not the run
             failures.append(Failure("*", f"secure aggregation failed this round: {exc}"))
             return None, [], failures
+        return new, survivors, failures
+
+    def _apply(self, coordinator: Coordinator, server_round: int, total: np.ndarray,
+               count: int) -> Weights:
+        """The next weights from the unmasked sum: Σ w·Δ, then Σ w, then Σ clipped."""
+        current = coordinator.weights_now
+        assert current is not None
         summed = secagg.decode(total, self.scale_bits)
         weight, clipped = float(summed[-2]), round(float(summed[-1]))
-        if weight <= 0:
-            return None, [], [*failures, Failure("*", "the summed weight is not positive")]
-        vector = summed[:-2]
-        survivors = [name_of[i] for i in server.survivors]
+        if not weight > 0 or not 0 <= clipped <= count:
+            raise InvalidInputError(f"the unmasked weight ({weight:g}) or clipped count "
+                                    f"({clipped}) is impossible: a client lied")
         record = getattr(coordinator.strategy, "record_clipped", None)
         if record is not None:  # adaptive clipping learns how many clipped, never who
             record(server_round, clipped)
-        new = coordinator.strategy.aggregate_sum(server_round, current,
-                                                 arrays.unflatten(vector, _float(current)),
-                                                 weight, len(survivors))
-        return new, survivors, failures
+        vector = arrays.unflatten(summed[:-2], _float(current))
+        new: Weights = coordinator.strategy.aggregate_sum(server_round, current, vector,
+                                                          weight, count)
+        return new
 
-    @staticmethod
-    def _take(add: Any, i: int, answer: Any, failures: list[Failure], name: str) -> bool:
-        try:
-            add(i, secagg.from_json(answer))
-        except MloopError as exc:
-            failures.append(Failure(name, f"rejected: {exc}"))
-            return False
-        return True
+
+def _take(add: Any, i: int, answer: Any, failures: list[Failure], name: str) -> bool:
+    """Give one client's message to the SecAgg server; a bad one is its failure."""
+    try:
+        add(i, answer)
+    except MloopError as exc:
+        failures.append(Failure(name, f"rejected: {exc}"))
+        return False
+    return True
 
 
 def _names(members: dict[int, Any], name_of: dict[int, str]) -> list[str]:

@@ -20,6 +20,7 @@ import socket
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from starlette.applications import Starlette
@@ -50,10 +51,13 @@ class Access:
     """Who may talk to the server: tokens (hashed at once), optionally bound to names."""
 
     tokens: dict[bytes, str | None] = field(default_factory=dict)
+    #: no tokens: every client that passed mutual TLS is admitted (``--tls-ca`` alone)
+    certificates_only: bool = False
 
     @classmethod
-    def parse(cls, specs: Iterable[str]) -> Access:
-        """From ``SECRET`` or ``NAME=SECRET`` strings (``--token``)."""
+    def parse(cls, specs: Iterable[str], *, certificates_only: bool = False) -> Access:
+        """From ``SECRET`` or ``NAME=SECRET`` strings (``--token``); with none and
+        ``certificates_only``, the TLS layer's client certificates are the admission."""
         tokens: dict[bytes, str | None] = {}
         for spec in specs:
             name, sep, secret = spec.partition("=")
@@ -64,10 +68,15 @@ class Access:
                                   "one with: python -c 'import secrets; "
                                   "print(secrets.token_urlsafe(24))'")
             tokens[_digest(secret)] = name or None
-        return cls(tokens)
+        if not tokens and not certificates_only:
+            raise ConfigError("give the clients' token (--token) or demand client "
+                              "certificates (--tls-ca)")
+        return cls(tokens, certificates_only=certificates_only and not tokens)
 
     def check(self, header: str | None) -> str | None:
         """The name the token binds (None: any), or :class:`TokenError`."""
+        if self.certificates_only:
+            return None
         scheme, _, secret = (header or "").partition(" ")
         if scheme.lower() != "bearer" or not secret:
             raise TokenError("send the federation's token: Authorization: Bearer <token>")
@@ -76,6 +85,10 @@ class Access:
             if hmac.compare_digest(known, digest):
                 return name
         raise TokenError("this token is not one of the federation's")
+
+
+class ClientGone(MalformedRequestError):
+    """The client went away mid-request: nobody hears the answer, and it may retry."""
 
 
 def _digest(secret: str) -> bytes:
@@ -104,12 +117,15 @@ def create_app(coordinator: Coordinator, access: Access, *,
 
     async def join(request: Request) -> Response:
         bound = bound_name(request)
-        body = await _json(request, 1 << 20)
-        name = body.get("name") if isinstance(body, dict) else None
-        if bound is not None:
+        body = await _json(request, 64 << 10)
+        if not isinstance(body, dict):
+            raise InvalidInputError("join with {\"name\": \"<client name>\", \"properties\": {…}}")
+        name = body.get("name")
+        if bound is not None:  # a name-bound token: its name, whatever the client guessed
             name = name or bound
             if name != bound:
                 raise TokenError("this token belongs to another client name")
+        name = name or body.get("suggested")
         if not isinstance(name, str):
             raise InvalidInputError("join with {\"name\": \"<client name>\", \"properties\": {…}}")
         props = body.get("properties") or {}
@@ -136,24 +152,36 @@ def create_app(coordinator: Coordinator, access: Access, *,
             raise InvalidInputError("the weights version is a round number") from None
         return Response(coordinator.weights(version), media_type=NPZ)
 
+    async def alive(request: Request) -> Response:
+        slot_of(request)  # a heartbeat while the client works on a long task
+        return JSONResponse({"ok": True})
+
     async def result(request: Request) -> Response:
         slot = slot_of(request)
         task_id = request.path_params["task"]
+        coordinator.expect(slot, task_id)  # 409 before reading a body nobody waits for
+        try:
+            size, answer = await read_answer(request)
+        except ClientGone:
+            raise
+        except InvalidInputError as exc:  # not an answer: this client's failure this round
+            coordinator.reject(slot, task_id, exc)
+            raise
+        if isinstance(answer, dict) and isinstance(answer.get("error"), str):
+            coordinator.refuse(slot, task_id, f"the client raised: {answer['error']}")
+            return JSONResponse({"ok": True})
+        coordinator.submit(slot, task_id, answer, size)
+        return JSONResponse({"ok": True})
+
+    async def read_answer(request: Request) -> tuple[int, Any]:
         kind = request.headers.get("content-type", "").split(";")[0].strip()
         if kind == NPZ:
             size, spooled = await _spool(request, max_upload)
             with spooled:
-                answer: Any = await asyncio.to_thread(arrays.decode, spooled)
-        elif kind == JSON:
-            answer = await _json(request, 64 << 20)
-            size = 0
-            if isinstance(answer, dict) and isinstance(answer.get("error"), str):
-                coordinator.refuse(slot, task_id, f"the client raised: {answer['error']}")
-                return JSONResponse({"ok": True})
-        else:
-            raise MalformedRequestError(f"send results as {NPZ} or {JSON}")
-        coordinator.submit(slot, task_id, answer, size)
-        return JSONResponse({"ok": True})
+                return size, await asyncio.to_thread(arrays.decode, spooled)
+        if kind == JSON:
+            return 0, await _json(request, 64 << 20)
+        raise MalformedRequestError(f"send results as {NPZ} or {JSON}")
 
     async def health(request: Request) -> Response:
         return JSONResponse({"round": coordinator.version, "rounds": coordinator.settings.rounds,
@@ -171,6 +199,7 @@ def create_app(coordinator: Coordinator, access: Access, *,
               Route(f"{PREFIX}/task", task, methods=["GET"]),
               Route(f"{PREFIX}/weights/{{version}}", weights, methods=["GET"]),
               Route(f"{PREFIX}/result/{{task}}", result, methods=["POST"]),
+              Route(f"{PREFIX}/alive", alive, methods=["POST"]),
               Route(f"{PREFIX}/health", health, methods=["GET"])]
     # MloopError is answered by the routing layer; anything else by the outermost one,
     # which also logs it
@@ -201,7 +230,7 @@ async def _spool(request: Request, limit: int) -> tuple[int, Any]:
             spooled.write(chunk)
     except ClientDisconnect:
         spooled.close()
-        raise MalformedRequestError("the client disconnected mid-upload") from None
+        raise ClientGone("the client disconnected mid-upload") from None
     except BaseException:
         spooled.close()
         raise
@@ -256,6 +285,7 @@ def serve(coordinator: Coordinator, access: Access, listen: Listen, *,
     app = create_app(coordinator, access, max_upload=max_upload)
     config = uvicorn.Config(app, host=listen.host, port=listen.port, log_level="warning",
                             access_log=False, lifespan="off", timeout_keep_alive=75,
+                            timeout_graceful_shutdown=3,
                             ssl_certfile=listen.tls_cert, ssl_keyfile=listen.tls_key,
                             ssl_ca_certs=listen.tls_ca,
                             ssl_cert_reqs=ssl.CERT_REQUIRED if listen.tls_ca else ssl.CERT_NONE)
@@ -273,7 +303,7 @@ def serve(coordinator: Coordinator, access: Access, listen: Listen, *,
         if on_loop is not None:
             loop = asyncio.get_running_loop()
             def lost(name: str, reason: str) -> None:
-                loop.call_soon_threadsafe(coordinator.lost, name, reason)
+                loop.call_soon_threadsafe(partial(coordinator.lost, name, reason, gone=True))
 
             on_loop(lost)
         return await run_with(coordinator, lambda: server.serve(sockets=sockets), stop)
