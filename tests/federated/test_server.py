@@ -31,24 +31,29 @@ class Served:
     """A federation served in a thread on a free port; ``result`` once it ends."""
 
     def __init__(self, rounds: int = 1, min_clients: int = 2, listen: Listen | None = None,
-                 max_upload: int = 1 << 20) -> None:
+                 max_upload: int = 1 << 20, tokens: list[str] | None = None,
+                 secure: bool = False) -> None:
         strategy = fl.FedAvg(min_fit_clients=min_clients, min_available_clients=min_clients,
                              fraction_evaluate=0.0)
         self.federation = Federation.build(strategy, rounds=rounds, n_clients=min_clients,
-                                           wait_timeout=60, round_timeout=3)
+                                           wait_timeout=60, round_timeout=3,
+                                           initial_weights=toy.Toward(0).get_weights(),
+                                           secure=secure)
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         base = listen or Listen()
         self.listen = Listen(sock=self.sock, tls_cert=base.tls_cert, tls_key=base.tls_key,
                              tls_ca=base.tls_ca)
         self.result: Any = None
+        specs = [TOKEN, f"site-a={SITE_TOKEN}"] if tokens is None else tokens
+        self.access = Access.parse(specs, certificates_only=bool(base.tls_ca))
         self.thread = threading.Thread(target=self._run, args=(max_upload,), daemon=True)
         self.thread.start()
 
     def _run(self, max_upload: int) -> None:
         try:
-            self.result = self.federation.serve(Access.parse([TOKEN, f"site-a={SITE_TOKEN}"]),
-                                                listen=self.listen, max_upload=max_upload)
+            self.result = self.federation.serve(self.access, listen=self.listen,
+                                                max_upload=max_upload)
         except BaseException as exc:  # the test reads it
             self.result = exc
 
@@ -85,7 +90,7 @@ def _clients(port: int, n: int = 2, scheme: str = "http", **kw: Any
         t = threading.Thread(target=fl.run_client,
                              args=(toy.Toward(cid), f"{scheme}://127.0.0.1:{port}"),
                              kwargs={"token": TOKEN, "name": f"site-{cid}", "retry_for": 5,
-                                     **kw}, daemon=True)
+                                     **kw}, daemon=True)  # kw may replace the token
         t.start()
         threads.append(t)
     return threads
@@ -244,3 +249,105 @@ def test_https_with_client_certificates_and_tokens(tmp_path: Path) -> None:
         t.join(timeout=10)
     assert not isinstance(served.result, BaseException), served.result
     assert served.result.rounds[0].answered == ["site-0", "site-1"]
+
+
+def test_a_client_that_restarts_mid_round_is_a_failure_then_takes_part_again() -> None:
+    served = Served(rounds=2)
+    # a real client whose name comes from its NAME=SECRET token (no --name given)
+    url = f"http://127.0.0.1:{served.port}"
+    threads = [threading.Thread(target=fl.run_client, args=(toy.Toward(4), url),
+                                kwargs={"token": f"site-a={SITE_TOKEN}", "retry_for": 5},
+                                daemon=True)]
+    status, _, joined = served.request("POST", "/fl/v1/join", b'{"name": "raw"}', _auth())
+    first = joined["session"]
+    threads[0].start()
+    status, _, task = served.request("GET", "/fl/v1/task?client=raw&wait=30", None,
+                                     _auth(session=first))
+    assert task["kind"] == "fit"
+    status, _, joined = served.request("POST", "/fl/v1/join", b'{"name": "raw"}', _auth())
+    second = joined["session"]  # restarted: the old session's task fails at once
+    status, _, body = served.request("GET", "/fl/v1/task?client=raw&wait=0", None,
+                                     _auth(session=first))
+    assert status == 401 and "session" in body["error"]["message"]
+    status, _, task = served.request("GET", "/fl/v1/task?client=raw&wait=30", None,
+                                     _auth(session=second))
+    assert task["kind"] == "fit" and task["round"] == 2
+    weights, _ = arrays.decode(served.request("GET", f"/fl/v1/weights/{task['version']}",
+                                              None, _auth())[2])
+    body = arrays.encode([np.zeros_like(w) for w in weights], {"num_examples": 3})
+    status, _, _ = served.request("POST", f"/fl/v1/result/{task['task']}?client=raw", body,
+                                  {**_auth(session=second), "Content-Type": "application/x-npz"})
+    assert status == 200
+    served.thread.join(timeout=60)
+    threads[0].join(timeout=10)
+    history = served.result
+    assert not isinstance(history, BaseException), history
+    first_round, second_round = history.rounds
+    assert first_round.answered == ["site-a"]
+    assert "joined again" in first_round.failures[0].reason
+    assert second_round.answered == ["raw", "site-a"]
+
+
+def test_client_certificates_alone_admit_clients(tmp_path: Path) -> None:
+    files = _certs(tmp_path)
+    served = Served(listen=Listen(tls_cert=files["server"], tls_key=files["server_key"],
+                                  tls_ca=files["ca"]), tokens=[])
+    tls = {"ca": files["ca"], "cert": files["client"], "key": files["client_key"]}
+    threads = _clients(served.port, scheme="https", token="", **tls)
+    served.thread.join(timeout=60)
+    for t in threads:
+        t.join(timeout=10)
+    assert not isinstance(served.result, BaseException), served.result
+    assert served.result.rounds[0].answered == ["site-0", "site-1"]
+
+
+@pytest.mark.parametrize("step", ["advertise", "share", "masked", "unmask"])
+def test_a_client_lying_in_secure_aggregation_cannot_crash_the_server(step: str) -> None:
+    served = Served(rounds=1, min_clients=3, secure=True)
+    status, _, joined = served.request("POST", "/fl/v1/join", b'{"name": "liar"}', _auth())
+    session, seen = joined["session"], ""
+    threads = _clients(served.port, n=2)
+    garbage = {"advertise": b'{"c_pk": "\\u00b2", "\\u00b2": 1}', "share": b'{"\\u00b2": "AAAA"}',
+               "unmask": b'{"b": {"1": "AAAA"}, "sk": {"\\u00b2": "x"}}'}
+    while True:  # play the protocol honestly until the step where the liar lies
+        status, _, task = served.request("GET", f"/fl/v1/task?client=liar&after={seen}"
+                                         "&wait=30", None, _auth(session=session))
+        if task["kind"] in ("done", "wait"):
+            break
+        seen = task["task"]
+        kind = "masked" if task["kind"] == "fit" else task.get("step")
+        path = f"/fl/v1/result/{seen}?client=liar"
+        if kind == step:
+            body, ctype = (arrays.encode([np.zeros(3, np.uint64)]), "application/x-npz") \
+                if step == "masked" else (garbage[step], "application/json")
+            status, _, _ = served.request("POST", path, body,
+                                          {**_auth(session=session), "Content-Type": ctype})
+            assert status in (200, 422)  # refused now, or by the protocol's own checks
+            continue
+        from mloop.federated import secagg
+        if kind == "advertise":
+            liar = secagg.SecAggClient(task["index"], task["round_id"], task["threshold"])
+            answer = secagg.to_json(liar.advertise())
+        elif kind == "share":
+            answer = secagg.to_json(liar.share_keys(secagg.from_json(task["public_keys"])))
+        elif kind == "masked":
+            size = 6 + 2
+            vector = secagg.encode(np.zeros(size), 24, summands=3)
+            masked = liar.mask(vector, secagg.from_json(task["ciphertexts"]))
+            served.request("POST", path, arrays.encode([masked], {"metrics": {}}),
+                           {**_auth(session=session), "Content-Type": "application/x-npz"})
+            continue
+        else:
+            answer = secagg.to_json(liar.unmask(task["survivors"], task["dropped"]))
+        served.request("POST", path, json.dumps(answer).encode(), _auth(session=session))
+    served.thread.join(timeout=60)
+    for t in threads:
+        t.join(timeout=10)
+    history = served.result
+    assert not isinstance(history, BaseException), history
+    (record,) = history.rounds
+    assert any(f.client == "liar" and "rejected" in f.reason for f in record.failures), \
+        record.failures
+    if step != "unmask":  # lying before the sum leaves the honest pair's secure average
+        assert record.answered == ["site-0", "site-1"]
+        np.testing.assert_allclose(history.weights[0], 0.25, atol=1e-6)

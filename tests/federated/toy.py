@@ -70,7 +70,7 @@ class DiesInRound(Toward):
 
 class Slow(Toward):
     def fit(self, weights: Weights, config: Config) -> tuple[Weights, int, Metrics]:
-        time.sleep(3.0)
+        time.sleep(30.0)
         return super().fit(weights, config)
 
 

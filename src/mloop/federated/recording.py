@@ -88,7 +88,7 @@ class Checkpoint:
         return cls(int(info["round"]), weights, state)
 
     @staticmethod
-    def save(project: Project, run_id: str, round_: int, weights: Weights,
+    def save(project: Project, run_id: str, round_: int, weights: Weights, *,
              state: dict[str, Any], summary: dict[str, Any] | None = None) -> None:
         """Checkpoint round ``round_``: the weights and state as blobs, and a record naming
         them with the round's ``summary`` (who took part, the clients' properties)."""
@@ -160,7 +160,7 @@ class RunRecorder:
                    "clients": {name: coordinator.properties.get(name, {})
                                for name in record.answered}}
         Checkpoint.save(self.project, self.run.id, record.round, weights,
-                        coordinator.strategy.state(), summary)
+                        state=coordinator.strategy.state(), summary=summary)
 
     # -- the end -----------------------------------------------------------------------
     def finish(self, coordinator: Coordinator, history: History) -> None:

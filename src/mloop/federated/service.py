@@ -80,13 +80,13 @@ class Federation:
               evaluate_fn: EvaluateFn | None = None, initial_weights: Weights | None = None,
               round_timeout: float = 120.0, wait_timeout: float = 300.0,
               secure: bool | Any = False, seed: int = 0, float32: bool = False,
-              tracking: Tracking | None = None, project: Project | None = None
-              ) -> Federation:
+              tracking: Tracking | None = None, project: Project | None = None,
+              population: int | None = None) -> Federation:
         """Check the settings, open (or resume) the run, make the coordinator."""
         strategy = strategy if strategy is not None else default_strategy(n_clients)
         settings = Settings(rounds=rounds, round_timeout=round_timeout,
                             wait_timeout=wait_timeout, float32=float32, seed=seed,
-                            secure=secure_aggregation(secure, strategy))
+                            secure=secure_aggregation(secure, strategy), population=population)
         recorder, start, weights = None, 1, initial_weights
         if tracking is not None:
             recorder, checkpoint = RunRecorder.open(project, tracking, strategy)

@@ -134,7 +134,7 @@ def simulate(client_fn: ClientFn, n_clients: int, rounds: int,
                                       evaluate_fn=evaluate_fn, initial_weights=initial_weights,
                                       round_timeout=round_timeout, secure=secure, seed=seed,
                                       float32=float32, tracking=tracking if track else None,
-                                      project=project)
+                                      project=project, population=n_clients)
         return federation.serve(token, sock=listener, on_loop=clients.watch)
     finally:
         clients.stop()
