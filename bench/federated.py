@@ -69,13 +69,15 @@ class TreeSampler:
     """Peak summed RSS and PSS (MiB) of process ``pid`` and all its descendants, sampled
     by a thread every ``interval`` s — stretched to 5× one sample's cost when a sample is
     slow (many processes), so the sampler takes at most ~20% of a core. The process list
-    is refreshed every ``refresh`` samples."""
+    is refreshed every ``refresh`` samples; without ``memory`` only the list is kept (to
+    wait for every process to exit)."""
 
-    def __init__(self, pid: int, interval: float = 0.02, refresh: int = 5) -> None:
+    def __init__(self, pid: int, interval: float = 0.02, refresh: int = 1, *,
+                 memory: bool = True) -> None:
         import psutil
 
         self.psutil, self.root = psutil, psutil.Process(pid)
-        self.interval, self.refresh = interval, refresh
+        self.interval, self.refresh, self.memory = interval, refresh, memory
         self.peak_rss = self.peak_pss = 0.0
         self.peak_processes = self.samples = 0
         self.seen: dict[int, Any] = {}
@@ -112,7 +114,8 @@ class TreeSampler:
             start = time.perf_counter()
             if i % self.refresh == 0:
                 procs = self._tree()
-            self.sample(procs)
+            if self.memory:
+                self.sample(procs)
             cost = time.perf_counter() - start
             i += 1
             self._stop.wait(max(self.interval - cost, 4.0 * cost))
@@ -139,21 +142,25 @@ class TreeSampler:
         self._ended = time.perf_counter()
 
 
-def run_side(label: str, cmd: list[str], cwd: Path, env: dict[str, str]) -> dict[str, Any]:
-    """Run one side's subprocess under a :class:`TreeSampler`: its JSON (last stdout line)
-    with the sampled peaks added."""
+def run_side(label: str, cmd: list[str], cwd: Path, env: dict[str, str], *,
+             sample: bool) -> dict[str, Any]:
+    """Run one side's subprocess: its JSON (last stdout line), and with ``sample`` the
+    peaks a :class:`TreeSampler` read from it (the timed runs go unsampled: sampling a
+    tree of large processes costs a fifth of a core, which would slow the side measured)."""
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    with TreeSampler(proc.pid) as sampler:
+    # unsampled: only the process list, every 0.25 s, to wait for all of it to exit
+    sampler = TreeSampler(proc.pid) if sample else TreeSampler(proc.pid, 0.25, 1, memory=False)
+    with sampler:
         out, err = proc.communicate(timeout=1800)
-    lingering = sampler.wait_gone()
+    sampler.wait_gone()
     if proc.returncode != 0 or not out.strip():
         raise SystemExit(f"{label} failed (exit {proc.returncode}):\n{err[-4000:]}")
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    result.update(pss_mb=sampler.peak_pss, rss_mb=sampler.peak_rss,
-                  framework_s=result["wall_s"] - result["data_s"],
-                  processes=sampler.peak_processes, sample_ms=sampler.period_ms,
-                  lingering=lingering)
+    result["framework_s"] = result["wall_s"] - result["data_s"]
+    if sample:
+        result.update(pss_mb=sampler.peak_pss, rss_mb=sampler.peak_rss,
+                      processes=sampler.peak_processes, sample_ms=sampler.period_ms)
     return result
 
 
@@ -226,16 +233,24 @@ def headline_runs(args: argparse.Namespace, flower: str | None,
     for rep in range(args.repeat):
         order = list(sides) if rep % 2 else list(reversed(sides))
         for name in order:
-            cwd = tmp
-            if name == "tracked":
-                cwd = tmp / f"project-{rep}"
-                mloop.init(cwd)  # a fresh project for each tracked run
             cmd, env = sides[name]
-            result = run_side(name, cmd, cwd, env)
-            results[name].append(result)
-            print(f"    run {rep + 1} {name:<9} wall {result['wall_s']:6.2f} s  peak PSS "
-                  f"{result['pss_mb']:7.1f} MB  RSS {result['rss_mb']:7.1f} MB  "
-                  f"accuracy {result['final_accuracy']:.4f}", flush=True)
+            runs = []
+            for sample in (False, True):  # a timed run, then a run whose memory is sampled
+                cwd = tmp
+                if name == "tracked":
+                    cwd = tmp / f"project-{rep}-{int(sample)}"
+                    mloop.init(cwd)  # a fresh project for each tracked run
+                runs.append(run_side(name, cmd, cwd, env, sample=sample))
+            timed, sampled = runs
+            timed.update({k: sampled[k] for k in ("pss_mb", "rss_mb", "processes",
+                                                  "sample_ms")},
+                         sampled_wall_s=sampled["wall_s"],
+                         sampled_accuracy=sampled["accuracy_per_round"])
+            results[name].append(timed)
+            print(f"    run {rep + 1} {name:<9} wall {timed['wall_s']:6.2f} s  accuracy "
+                  f"{timed['final_accuracy']:.4f} | sampled run: wall {sampled['wall_s']:6.2f} "
+                  f"s  peak PSS {sampled['pss_mb']:7.1f} MB  RSS {sampled['rss_mb']:7.1f} MB",
+                  flush=True)
     return results
 
 
@@ -292,11 +307,12 @@ def print_headline(results: dict[str, list[dict[str, Any]]], args: argparse.Name
 def accuracy_check(results: dict[str, list[dict[str, Any]]]) -> None:
     """Every run's final accuracy equal to 4 decimals, and the largest per-round gap."""
     runs = [r for name in results for r in results[name]]
-    finals = sorted({round(r["final_accuracy"], 4) for r in runs})
-    curves = np.array([r["accuracy_per_round"] for r in runs])
+    curves = np.array([c for r in runs for c in (r["accuracy_per_round"],
+                                                 r["sampled_accuracy"])])
+    finals = sorted({round(float(a), 4) for a in curves[:, -1]})
     gap = float(np.abs(curves - curves[0]).max())
     by_side = ", ".join(f"{name} {results[name][-1]['final_accuracy']:.6f}" for name in results)
-    print(f"    final accuracy identical to 4 decimals across all {len(runs)} runs: "
+    print(f"    final accuracy identical to 4 decimals across all {len(curves)} runs: "
           f"{verdict(len(finals) == 1)} ({by_side}; largest per-round difference {gap:.2g})")
 
 
