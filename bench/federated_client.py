@@ -13,6 +13,7 @@ drawn from ``(cid, round)``; ``evaluate`` gives the mean cross-entropy and accur
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -125,6 +126,17 @@ def central_evaluate(weights: list[np.ndarray]) -> tuple[float, float]:
     """(cross-entropy, accuracy) of ``weights`` on the held-out 20%."""
     _, _, X_te, y_te = load_digits_split()
     return score(weights, X_te, y_te)
+
+
+def indexed_client(cid: int, parts: Sequence[np.ndarray]) -> DigitsClient:
+    """Client ``cid`` holding the training rows ``parts[cid]`` (index arrays into the 80%
+    split, e.g. from ``fl.dirichlet(y_train, n, alpha=0.5)``); with
+    ``functools.partial(indexed_client, parts=parts)`` it is a ``client_fn``."""
+    X, y, _, _ = load_digits_split()
+    if not 0 <= cid < len(parts):
+        raise IndexError(f"client {cid} of {len(parts)} partitions")
+    rows = np.asarray(parts[cid], dtype=np.int64)
+    return DigitsClient(cid, X[rows], y[rows])
 
 
 def client_fn(cid: int, n_clients: int = 10, seed: int = 0) -> DigitsClient:

@@ -12,7 +12,9 @@ every round (no federated evaluation, ``fraction_evaluate=0``). The last line pr
 JSON: wall time from before importing Flower to the end, import time, time to the first
 round's model, final central accuracy and loss, every round's accuracy, and the peak of
 the summed resident (RSS) and proportional (PSS) set sizes of this process and all its
-descendants (Ray's GCS, raylet and workers), sampled by a thread with psutil.
+descendants (Ray's GCS, raylet and workers), sampled by a thread with psutil (not with
+``--no-memory``, when the caller samples this process tree itself, as bench/federated.py
+does, so both sides are measured the same way).
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ class TreeMemory:
     """Samples the summed RSS (every ``interval`` s) and PSS (every ``pss_every`` samples)
     of this process and its descendants in a thread; peaks in MiB."""
 
-    def __init__(self, interval: float = 0.05, pss_every: int = 10) -> None:
-        self.interval, self.pss_every = interval, pss_every
+    def __init__(self, interval: float = 0.05, pss_every: int = 10,
+                 enabled: bool = True) -> None:
+        self.interval, self.pss_every, self.enabled = interval, pss_every, enabled
         self.peak_rss = self.peak_pss = 0.0
         self.peak_processes = 0
         self._stop = threading.Event()
@@ -69,12 +72,14 @@ class TreeMemory:
             self._stop.wait(self.interval)
 
     def __enter__(self) -> TreeMemory:
-        self._thread.start()
+        if self.enabled:
+            self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join()
+        if self.enabled:
+            self._thread.join()
 
 
 def main() -> None:
@@ -84,9 +89,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="the IID partition's seed")
     parser.add_argument("--num-cpus", type=float, default=1.0,
                         help="Ray CPUs per virtual client (Flower's default is 2)")
+    parser.add_argument("--no-memory", action="store_true",
+                        help="do not sample memory here (the caller samples this tree)")
     args = parser.parse_args()
 
-    with TreeMemory() as memory:
+    with TreeMemory(enabled=not args.no_memory) as memory:
         import numpy as np
         from flwr.client import ClientApp, NumPyClient
         from flwr.common import Context, ndarrays_to_parameters
@@ -98,6 +105,7 @@ def main() -> None:
 
         import_s = time.perf_counter() - T0
         fc.load_digits_split()  # both sides load the data before timing rounds
+        data_s = time.perf_counter() - T0 - import_s
 
         class FlowerAdapter(NumPyClient):
             """Flower's NumPyClient calls on a bench client (numpy in, numpy out)."""
@@ -141,14 +149,15 @@ def main() -> None:
                        backend_config={"client_resources": {"num_cpus": args.num_cpus,
                                                             "num_gpus": 0.0}})
         wall_s = time.perf_counter() - T0
-        memory.sample(with_pss=True)
+        if memory.enabled:
+            memory.sample(with_pss=True)
 
     rounds = [h for h in history if h[0] >= 1]
     if len(rounds) != args.rounds:
         raise SystemExit(f"Flower ran {len(rounds)} of {args.rounds} rounds")
     print(json.dumps({
         "tool": "flower", "wall_s": round(wall_s, 3), "import_s": round(import_s, 3),
-        "first_round_s": round(rounds[0][3], 3),
+        "data_s": round(data_s, 3), "first_round_s": round(rounds[0][3], 3),
         "final_accuracy": rounds[-1][2], "final_loss": rounds[-1][1],
         "accuracy_per_round": [h[2] for h in rounds],
         "peak_rss_sum_mb": round(memory.peak_rss, 1),

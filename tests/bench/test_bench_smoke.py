@@ -28,6 +28,12 @@ ROOT = Path(__file__).resolve().parents[2]
     ("server.py", ["(1) 300 mloop.log_metric calls through mloop server", "per call p50",
                    "(2) the mlflow client", "mloop server / do-nothing",
                    "(3) runs search over 500 runs", "mloop.search_runs over HTTP"]),
+    ("federated.py", ["(1) digits, 3 clients IID", "mloop, tracked", "mloop, untracked",
+                      "peak PSS, mloop, tracked", "Flower: not run",
+                      "(2) rounds to 90% central accuracy", "Dirichlet α=0.5",
+                      "(3) 1 of 3 clients send", "FedMedian", "FedTrimmedAvg(beta=0.2)",
+                      "Krum(num_malicious=0)", "(4) secure aggregation", "SecAgg overhead",
+                      "(5) DP-FedAvg", "noise multiplier 1"]),
 ])
 def test_bench_smoke(tmp_path, script, expected):
     out = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--smoke", "--no-peer"],

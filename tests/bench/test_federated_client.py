@@ -59,3 +59,13 @@ def test_partitions_cover_the_training_rows_once(fc):
     assert sum(len(y) for _, y in parts) == len(y_tr)
     assert np.array_equal(np.sort(np.concatenate([y for _, y in parts])), np.sort(y_tr))
     assert len({x.tobytes() for X, _ in parts for x in X}) == len({x.tobytes() for x in X_tr})
+
+
+def test_indexed_client_holds_exactly_its_rows(fc):
+    X_tr, y_tr, _, _ = fc.load_digits_split()
+    parts = [np.array([5, 1, 9]), np.arange(10, 20)]
+    client = fc.indexed_client(0, parts)
+    assert np.array_equal(client.X, X_tr[[5, 1, 9]]) and np.array_equal(client.y, y_tr[[5, 1, 9]])
+    assert client.cid == 0 and len(fc.indexed_client(1, parts).y) == 10
+    with pytest.raises(IndexError):
+        fc.indexed_client(2, parts)
