@@ -19,6 +19,8 @@ the rounds:
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import secrets
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -41,6 +43,9 @@ from mloop.federated.strategy import Strategy
 from mloop.federated.types import EvalResult, Failure, Update, Weights
 
 log = get_logger(__name__)
+
+#: weights messages up to this size travel inside the task (base64) instead of a GET
+INLINE_MAX = 256 << 10
 
 #: ``evaluate_fn(server_round, weights) -> (loss, metrics)`` or None to skip
 EvaluateFn = Callable[[int, Weights], "tuple[float, dict[str, Any]] | None"]
@@ -144,6 +149,7 @@ class Coordinator:
         self._seq = 0
         self._joined = asyncio.Condition()
         self._blobs: dict[int, bytes] = {}
+        self._inline_b64: str | None = None
         self._bytes_up = 0
         self._bytes_down = 0
 
@@ -378,6 +384,8 @@ class Coordinator:
                 continue
             task = {"kind": kind.value, "round": server_round, "version": self.version,
                     **body, **((per_client or {}).get(name, {}))}
+            if kind in (TaskKind.FIT, TaskKind.EVALUATE):
+                task.update(self._inline())
             futures[name] = loop.create_future()
             self._give(slot, task, futures[name], parse)
         if futures:
@@ -425,6 +433,14 @@ class Coordinator:
     async def _publish(self, weights: Weights) -> None:
         blob = await asyncio.to_thread(arrays.encode, weights, float32=self.settings.float32)
         self._blobs = {self.version: blob}
+        self._inline_b64 = base64.b64encode(blob).decode() if len(blob) <= INLINE_MAX else None
+
+    def _inline(self) -> dict[str, Any]:
+        """A small model's weights ride in the task itself: one request a round less."""
+        if self._inline_b64 is None:
+            return {}
+        self._bytes_down += len(self._inline_b64) * 3 // 4
+        return {"weights": self._inline_b64}
 
     async def _reap(self, every: float = 5.0) -> None:
         """Drop clients not heard from in ``stale_after`` seconds (a site that crashed
@@ -481,10 +497,17 @@ async def run_with(coordinator: Coordinator, serve: Callable[[], Coroutine[Any, 
     """Serve and run the rounds together; after the last round, give clients ``linger``
     seconds to fetch their ``done`` task, then stop serving."""
     server = asyncio.create_task(serve())
+    runner = asyncio.create_task(coordinator.run())
     try:
         try:
-            history = await coordinator.run()
+            await asyncio.wait({server, runner}, return_when=asyncio.FIRST_COMPLETED)
+            if not runner.done():  # the server ended first: it could not start, or failed
+                runner.cancel()
+                server.result()
+                raise ServiceUnavailableError("the federation server stopped serving")
+            history = runner.result()
         except BaseException:
+            runner.cancel()
             coordinator._finish()  # the clients stop instead of retrying a dead server
             raise
         deadline = time.monotonic() + linger
@@ -495,7 +518,9 @@ async def run_with(coordinator: Coordinator, serve: Callable[[], Coroutine[Any, 
         return history
     finally:
         stop()
-        await server
+        if not server.done() or not server.cancelled():
+            with contextlib.suppress(Exception):
+                await server
 
 
 __all__ = ["Coordinator", "EvaluateFn", "Observer", "RoundRecord", "Settings", "run_with"]

@@ -13,6 +13,7 @@ token stops the client at once with the server's message.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -254,7 +255,7 @@ class ClientRuntime:
             from mloop.federated.secure import client_step
 
             return client_step(self, task)
-        weights = self.global_weights(int(task["version"]))
+        weights = self.global_weights(int(task["version"]), task.get("weights"))
         config = dict(task.get("config") or {})
         if kind == TaskKind.EVALUATE.value:
             loss, n, metrics = self.client.evaluate(_copy(weights), config)
@@ -297,10 +298,14 @@ class ClientRuntime:
                for d, w in zip(delta, weights, strict=True)]
         return out, int(n), metrics
 
-    def global_weights(self, version: int) -> Weights:
-        """The global weights of ``version`` (fetched once per version)."""
+    def global_weights(self, version: int, inline: str | None = None) -> Weights:
+        """The global weights of ``version``: from the task when small enough to ride in
+        it (base64), else fetched (once per version)."""
         if self._weights is None or self._weights[0] != version:
-            data = self._retry(lambda: self.conn.call("GET", f"/weights/{version}"))
+            if inline is not None:
+                data = base64.b64decode(inline, validate=True)
+            else:
+                data = self._retry(lambda: self.conn.call("GET", f"/weights/{version}"))
             self._weights = (version, arrays.decode(data)[0])
         return self._weights[1]
 

@@ -35,6 +35,7 @@ from mloop.errors import (
     MalformedRequestError,
     MloopError,
     PayloadTooLargeError,
+    ServiceUnavailableError,
     TokenError,
 )
 from mloop.federated import arrays
@@ -265,6 +266,32 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+async def _run_server(server: Any, sockets: list[socket.socket], done: asyncio.Event) -> None:
+    """uvicorn's start-up, then stop at once when ``done`` is set.
+
+    ``uvicorn.Server.serve`` looks at ``should_exit`` every 100 ms and its shutdown
+    sleeps 100 ms more: fixed costs of every simulation. Here the training is over when
+    ``done`` is set (every client was handed its ``done`` task), so the listeners and
+    connections close without waiting.
+    """
+    server.config.load()
+    server.lifespan = server.config.lifespan_class(server.config)
+    await server.startup(sockets=sockets)
+    if server.should_exit:
+        raise ServiceUnavailableError("the federation server could not start")
+    try:
+        await done.wait()
+    finally:
+        for listener in server.servers:
+            listener.close()
+        for connection in list(server.server_state.connections):
+            connection.shutdown()
+        for task in list(server.server_state.tasks):
+            task.cancel()
+        for listener in server.servers:
+            await listener.wait_closed()
+
+
 def serve(coordinator: Coordinator, access: Access, listen: Listen, *,
           max_upload: int = 2 << 30,
           on_loop: Callable[[Callable[[str, str], None]], None] | None = None
@@ -296,17 +323,17 @@ def serve(coordinator: Coordinator, access: Access, listen: Listen, *,
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sockets = [sock]
 
-    def stop() -> None:
-        server.should_exit = True
-
     async def main() -> list[RoundRecord]:
+        done = asyncio.Event()
         if on_loop is not None:
             loop = asyncio.get_running_loop()
+
             def lost(name: str, reason: str) -> None:
                 loop.call_soon_threadsafe(partial(coordinator.lost, name, reason, gone=True))
 
             on_loop(lost)
-        return await run_with(coordinator, lambda: server.serve(sockets=sockets), stop)
+        return await run_with(coordinator, partial(_run_server, server, sockets, done),
+                              done.set)
 
     return asyncio.run(main())
 
