@@ -150,6 +150,7 @@ class _Clients:
         self.listener = listener
         self.procs: list[Any] = []
         self.threads: list[threading.Thread] = []
+        self.watcher: threading.Thread | None = None
         self._stop = threading.Event()
 
     def start(self) -> None:
@@ -166,9 +167,9 @@ class _Clients:
         # children end (stop). No collection first: it costs ~0.1 s and saves little.
         gc.freeze()
         if threading.active_count() > 1:
-            log.warning("forking client processes while %d threads run: a lock one of them "
-                        "holds stays locked in the clients (use mode='thread' if they hang)",
-                        threading.active_count() - 1)
+            log.warning("forking client processes while %d other thread(s) run: a lock one "
+                        "of them holds stays locked in the clients (use mode='thread' if "
+                        "they hang)", threading.active_count() - 1)
         for cid in range(self.n):
             proc = ctx.Process(target=_process_main, name=f"mloop-fl-client-{cid}",
                                args=(self.client_fn, cid, self.endpoint, self.listener,
@@ -188,8 +189,9 @@ class _Clients:
         """Call ``lost(name, reason)`` from a thread when a client process dies early."""
         if not self.procs:
             return
-        threading.Thread(target=self._watch, args=(lost,), daemon=True,
-                         name="mloop-fl-watch").start()
+        self.watcher = threading.Thread(target=self._watch, args=(lost,), daemon=True,
+                                        name="mloop-fl-watch")
+        self.watcher.start()
 
     def _watch(self, lost: Callable[[str, str], None]) -> None:
         pending = {p.sentinel: p for p in self.procs}
@@ -214,6 +216,8 @@ class _Clients:
                 proc.join()
         for t in self.threads:
             t.join(timeout=5)
+        if self.watcher is not None:
+            self.watcher.join()
         if self.mode == "process":
             gc.unfreeze()
 
