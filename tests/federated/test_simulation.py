@@ -70,7 +70,9 @@ def test_bad_clients_are_recorded_and_the_round_goes_on() -> None:
     def make(cid: int) -> fl.Client:
         return kinds[cid](cid)
 
-    strategy = fl.FedAvg(min_fit_clients=1, min_available_clients=1, fraction_evaluate=0.0)
+    # every client in round 1 (all must join first); later, those still alive
+    strategy = fl.FedAvg(min_fit_clients=1, min_available_clients=len(kinds),
+                         fraction_evaluate=0.0)
     history = fl.simulate(make, len(kinds), 3, strategy, track=False, round_timeout=20)
     first, second, third = history.rounds
     assert first.answered == ["client-0", "client-1", "client-5"]

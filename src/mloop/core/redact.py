@@ -260,3 +260,11 @@ def get_logger(name: str) -> logging.Logger:
     if _FILTER not in logger.filters:
         logger.addFilter(_FILTER)
     return logger
+
+
+def filter_library_logger(name: str, noise: logging.Filter) -> None:
+    """Add ``noise`` (once per filter class) to a library's own logger, e.g. to drop a
+    message a dependency logs on every call; mloop itself logs through :func:`get_logger`."""
+    logger = get_logger(name)
+    if not any(type(f) is type(noise) for f in logger.filters):
+        logger.addFilter(noise)

@@ -55,7 +55,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from mloop.core.redact import get_logger
+from mloop.core.redact import filter_library_logger, get_logger
 from mloop.errors import ConfigError, InvalidInputError
 from mloop.federated import arrays
 from mloop.federated.strategies import check_number, update_matrix
@@ -77,9 +77,7 @@ def _dp() -> Any:
     except ImportError as exc:
         raise ConfigError("differential privacy needs the dp-accounting package: "
                           f"{_INSTALL}") from exc
-    absl = logging.getLogger("absl")
-    if _NoConvergenceNoise not in {type(f) for f in absl.filters}:
-        absl.addFilter(_NoConvergenceNoise())
+    filter_library_logger("absl", _NoConvergenceNoise())
     return dp_accounting
 
 
