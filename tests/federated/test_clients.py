@@ -7,26 +7,14 @@ import sys
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression, SGDClassifier, SGDRegressor
 
 from mloop.errors import ConfigError, InvalidInputError
 from mloop.federated.client import Client
 from mloop.federated.clients import LogisticRegressionClient, SGDClient
+from tests.federated.toy import distance
 
 CLASSES = np.arange(10)
-
-
-@pytest.fixture(scope="module")
-def digits() -> tuple[np.ndarray, np.ndarray]:
-    X, y = load_digits(return_X_y=True)
-    return X[:600] / 16.0, y[:600]
-
-
-def _dist(a: list[np.ndarray], b: list[np.ndarray]) -> float:
-    """Euclidean distance over the float arrays (not counters such as BatchNorm's)."""
-    return float(np.sqrt(sum(((x.astype(float) - y) ** 2).sum()
-                             for x, y in zip(a, b, strict=True) if x.dtype.kind == "f")))
 
 
 def _sgd(digits, **kw) -> SGDClient:
@@ -58,9 +46,9 @@ def test_sgd_fit_is_deterministic_per_seed_and_round(digits):
     a, b = _sgd(digits), _sgd(digits)
     w0 = a.get_weights()
     same = a.fit(w0, {"round": 2})[0], b.fit(w0, {"round": 2})[0]
-    assert _dist(*same) == 0.0
-    assert _dist(a.fit(w0, {"round": 3})[0], same[0]) > 0
-    assert _dist(_sgd(digits, seed=1).fit(w0, {"round": 2})[0], same[0]) > 0
+    assert distance(*same) == 0.0
+    assert distance(a.fit(w0, {"round": 3})[0], same[0]) > 0
+    assert distance(_sgd(digits, seed=1).fit(w0, {"round": 2})[0], same[0]) > 0
 
 
 def test_sgd_weights_round_trip(digits):
@@ -68,7 +56,7 @@ def test_sgd_weights_round_trip(digits):
     w = [np.random.default_rng(0).normal(size=(10, 64)), np.arange(10.0)]
     client.evaluate(w, {})
     back = client.get_weights()
-    assert _dist(back, w) == 0.0
+    assert distance(back, w) == 0.0
     back[0][0, 0] = 99.0  # a copy: changing it leaves the model alone
     assert client.get_weights()[0][0, 0] != 99.0
 
@@ -81,8 +69,8 @@ def test_sgd_proximal_pull_keeps_closer_to_global(digits, learning_rate):
     free = client.fit(start, {"round": 2})[0]
     pulled = client.fit(start, {"round": 2, "proximal_mu": 1.0})[0]
     tight = client.fit(start, {"round": 2, "proximal_mu": 10.0})[0]
-    assert _dist(tight, start) < _dist(pulled, start) < _dist(free, start)
-    assert _dist(client.fit(start, {"round": 2, "proximal_mu": 0.0})[0], free) == 0.0
+    assert distance(tight, start) < distance(pulled, start) < distance(free, start)
+    assert distance(client.fit(start, {"round": 2, "proximal_mu": 0.0})[0], free) == 0.0
 
 
 def test_sgd_proximal_needs_a_known_step_size(digits):
@@ -143,7 +131,7 @@ def test_sgd_regressor(digits):
     model = SGDClient.model_from_weights(SGDRegressor(), w1)
     np.testing.assert_allclose(model.predict(X), client.estimator.predict(X))
     pulled = client.fit(w1, {"round": 2, "proximal_mu": 5.0})[0]
-    assert _dist(pulled, w1) < _dist(client.fit(w1, {"round": 2})[0], w1)
+    assert distance(pulled, w1) < distance(client.fit(w1, {"round": 2})[0], w1)
 
 
 def test_sgd_properties_and_classes(digits):
@@ -208,7 +196,7 @@ def test_logistic_regression_client(digits):
     assert [w.shape for w in w0] == [(10, 64), (10,)] and not w0[0].any()
     w1, n, metrics = client.fit(w0, {"round": 1})
     assert n == int(few.sum()) and 1 <= metrics["local_steps"] <= 3
-    assert _dist(w1, w0) > 0
+    assert distance(w1, w0) > 0
     assert client.fit(w1, {"max_iter": 1})[2]["local_steps"] == 1
     assert client.fit(w1, {"epochs": 2, "proximal_mu": 0.0})[2]["local_steps"] <= 2
     assert 0.3 < client.evaluate(w1, {})[2]["accuracy"] < 0.5  # it knows 4 digits of 10

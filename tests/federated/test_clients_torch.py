@@ -4,24 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 
 from mloop.errors import ConfigError, InvalidInputError
+from tests.federated.toy import distance
 
 torch = pytest.importorskip("torch")
-
-
-
-@pytest.fixture(scope="module")
-def digits() -> tuple[np.ndarray, np.ndarray]:
-    X, y = load_digits(return_X_y=True)
-    return X[:600] / 16.0, y[:600]
-
-
-def _dist(a: list[np.ndarray], b: list[np.ndarray]) -> float:
-    """Euclidean distance over the float arrays (not counters such as BatchNorm's)."""
-    return float(np.sqrt(sum(((x.astype(float) - y) ** 2).sum()
-                             for x, y in zip(a, b, strict=True) if x.dtype.kind == "f")))
 
 
 def _mlp() -> torch.nn.Module:
@@ -53,7 +40,7 @@ def test_torch_client_learns(digits):
     assert loss1 < loss0 / 2 and m1["accuracy"] > m0["accuracy"] + 0.5
     assert client.properties()["num_examples"] == 400
     # deterministic for a seed and round
-    assert _dist(_torch_client(digits, epochs=2).fit(w0, {"round": 1})[0], w1) == 0.0
+    assert distance(_torch_client(digits, epochs=2).fit(w0, {"round": 1})[0], w1) == 0.0
 
 
 def test_torch_weights_follow_the_state_dict(digits):
@@ -67,7 +54,7 @@ def test_torch_weights_follow_the_state_dict(digits):
     assert other.keys == client.keys
     moved = [a + 1 for a in w]
     client.set_weights(moved)
-    assert _dist(client.get_weights(), moved) == 0.0
+    assert distance(client.get_weights(), moved) == 0.0
     with pytest.raises(InvalidInputError, match="shape"):
         client.set_weights([w[1], w[0], *w[2:]])
 
@@ -77,7 +64,7 @@ def test_torch_proximal_term_keeps_closer_to_global(digits):
     start = client.fit(client.get_weights(), {"round": 1})[0]
     free = client.fit(start, {"round": 2})[0]
     pulled = client.fit(start, {"round": 2, "proximal_mu": 5.0})[0]
-    assert _dist(pulled, start) < 0.8 * _dist(free, start)
+    assert distance(pulled, start) < 0.8 * distance(free, start)
 
 
 def test_torch_data_loader_adam_and_module_from_weights(digits):

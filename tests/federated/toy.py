@@ -74,6 +74,12 @@ class Slow(Toward):
         return super().fit(weights, config)
 
 
+def distance(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    """Euclidean distance over the float arrays (not counters such as BatchNorm's)."""
+    return float(np.sqrt(sum(((x.astype(float) - y) ** 2).sum()
+                             for x, y in zip(a, b, strict=True) if x.dtype.kind == "f")))
+
+
 def expected_fedavg(targets: list[float], examples: list[int], rounds: int) -> float:
     """Every weight after ``rounds`` of FedAvg over Toward clients, all in each round."""
     w = 0.0

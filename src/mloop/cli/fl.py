@@ -157,13 +157,13 @@ def server(strategy: str, params: tuple[str, ...], rounds: int, min_clients: int
         initial_weights=load_ref(initial, "initial weights function")() if initial else None,
         round_timeout=round_timeout, wait_timeout=wait_timeout, secure=secure, seed=seed,
         float32=float32, tracking=tracking)
-    from mloop.federated.server import bind
+    from mloop.core.net import listen_socket
     from mloop.server.main import is_loopback
 
     if not tls_cert and not is_loopback(host):
         echo(f"warning: serving plain HTTP on {host}: tokens and weights travel in clear; "
              "give --tls-cert/--tls-key", err=True, fg="yellow")
-    sock = bind(host, port)
+    sock = listen_socket(host, port)
     scheme = "https" if tls_cert else "http"
     shown = f"[{host}]" if ":" in host else host
     echo(f"federation server on {scheme}://{shown}:{sock.getsockname()[1]} — waiting for "

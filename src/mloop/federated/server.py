@@ -28,6 +28,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from mloop.core.net import listen_socket
 from mloop.core.redact import get_logger
 from mloop.errors import (
     ConfigError,
@@ -251,21 +252,6 @@ class Listen:
     tls_ca: str | None = None  # demand client certificates signed by this CA (mTLS)
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host:port`` (0: any free port), or a clear error."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another "
-                          "--port (0 picks a free one)") from exc
-    sock.listen(512)
-    return sock
-
-
 async def _run_server(server: Any, sockets: list[socket.socket], done: asyncio.Event) -> None:
     """uvicorn's start-up, then stop at once when ``done`` is set.
 
@@ -317,7 +303,7 @@ def serve(coordinator: Coordinator, access: Access, listen: Listen, *,
                             ssl_ca_certs=listen.tls_ca,
                             ssl_cert_reqs=ssl.CERT_REQUIRED if listen.tls_ca else ssl.CERT_NONE)
     server = uvicorn.Server(config)
-    sock = listen.sock if listen.sock is not None else bind(listen.host, listen.port)
+    sock = listen.sock if listen.sock is not None else listen_socket(listen.host, listen.port)
     # accepted connections inherit it: without it a response written in two parts waits
     # ~40 ms for the peer's delayed ACK (Nagle), three times a round
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
