@@ -128,6 +128,17 @@ def test_server_refuses_to_start_open_and_says_when_clients_never_come(tmp_path:
                   cwd=tmp_path)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "fedavg" in err
+    for option, bad, says in (("--param", "bogus=1", "bogus"), ("--dp", "noise_multiplier=1",
+                                                                 "clip_norm"),
+                              ("--dp", "clip", "key=value")):
+        proc = _mloop("fl", "server", "--port", "0", "--token", TOKEN, option, bad,
+                      "--wait-timeout", "0.5", cwd=tmp_path)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 2 and says in err, (option, bad, err)
+    proc = _mloop("fl", "server", "--port", "0", "--token", TOKEN, "--dp", "noise_multiplier=1",
+                  "--dp", "clip_norm=0.5", "--secure", "--wait-timeout", "0.5", cwd=tmp_path)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 69 and "clients" in err  # valid settings: waits, then says why
     proc = _mloop("fl", "client", "--server", "http://127.0.0.1:9", "--client", "nope:make",
                   "--token", TOKEN, cwd=tmp_path)
     _, err = proc.communicate(timeout=60)
