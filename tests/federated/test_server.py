@@ -32,13 +32,15 @@ class Served:
 
     def __init__(self, rounds: int = 1, min_clients: int = 2, listen: Listen | None = None,
                  max_upload: int = 1 << 20, tokens: list[str] | None = None,
-                 secure: bool = False) -> None:
+                 secure: bool = False, round_timeout: float = 30.0,
+                 stale_after: float = 90.0) -> None:
         strategy = fl.FedAvg(min_fit_clients=min_clients, min_available_clients=min_clients,
                              fraction_evaluate=0.0)
         self.federation = Federation.build(strategy, rounds=rounds, n_clients=min_clients,
-                                           wait_timeout=60, round_timeout=3,
+                                           wait_timeout=60, round_timeout=round_timeout,
                                            initial_weights=toy.Toward(0).get_weights(),
                                            secure=secure)
+        self.federation.coordinator.settings.stale_after = stale_after
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         base = listen or Listen()
@@ -131,13 +133,6 @@ def test_every_caller_mistake_is_a_4xx_and_training_still_finishes(served: Serve
         assert status == 200 and task["kind"] == "fit", task
         seen = task["task"]
         path = f"/fl/v1/result/{seen}?client=site-a"
-        if bad == "disconnect":  # cut mid-upload: nothing arrives, the round times out
-            raw = socket.create_connection(("127.0.0.1", served.port))
-            raw.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}"
-                        f"\r\nX-FL-Session: {session}\r\nContent-Type: application/x-npz\r\n"
-                        "Content-Length: 100000\r\n\r\nPK".encode())
-            raw.close()
-            continue
         content_type, body, want = bad
         headers = {**_auth(session=session), "Content-Type": content_type}
         status, _, answer = served.request("POST", path, body, headers)
@@ -152,10 +147,7 @@ def test_every_caller_mistake_is_a_4xx_and_training_still_finishes(served: Serve
         assert record.answered == ["site-0"]
         (failure,) = record.failures
         assert failure.client == "site-a"
-        if bad == "disconnect":  # the client may retry: its task stays open until the timeout
-            assert "no answer within" in failure.reason
-        else:
-            assert failure.reason.startswith("rejected:"), (bad[:2], failure.reason)
+        assert failure.reason.startswith("rejected:"), (bad[:2], failure.reason)
     assert np.isfinite(history.weights[0]).all()
     np.testing.assert_allclose(history.weights[0], 0.0)  # site-0 pulls toward 0 only
 
@@ -179,13 +171,12 @@ BAD_ANSWERS: list[Any] = [
     (NPZ, _npz(_RIGHT, {"num_examples": float("inf")}), 422),
     (NPZ, _npz(_RIGHT, {"num_examples": 10**30}), 422),
     (NPZ, _npz(_RIGHT, {"num_examples": 5, "metrics": [1, 2, 3]}), 422),
-    (NPZ, _npz(_RIGHT, {"num_examples": 5, "metrics": {"bad\nkey": 1}}), 422),
-    (NPZ, _npz(_RIGHT, {"num_examples": 5, "metrics": {"x" * 300: 1}}), 422),
+    (NPZ, _npz(_RIGHT, {"num_examples": 5,
+                        "metrics": dict.fromkeys(map(str, range(99)), 1)}), 422),
     (NPZ, _npz([np.zeros(7)], {"num_examples": 5}), 422),
     (NPZ, _npz([np.zeros((3, 2)), np.array([np.nan, 0])], {"num_examples": 5}), 422),
     (NPZ, _compressed(), 422),                                     # a deflate bomb's shape
     (NPZ, b"\0" * (2 << 20), 413),                                 # over the upload limit
-    "disconnect",
 ]
 
 
@@ -351,3 +342,27 @@ def test_a_client_lying_in_secure_aggregation_cannot_crash_the_server(step: str)
     if step != "unmask":  # lying before the sum leaves the honest pair's secure average
         assert record.answered == ["site-0", "site-1"]
         np.testing.assert_allclose(history.weights[0], 0.25, atol=1e-6)
+
+
+def test_a_client_cut_off_mid_upload_then_silent_holds_nothing_up() -> None:
+    served = Served(rounds=1, round_timeout=60, stale_after=1.5)
+    _, _, joined = served.request("POST", "/fl/v1/join", b'{"name": "cut"}', _auth())
+    session = joined["session"]
+    threads = _clients(served.port, n=1)
+    _, _, task = served.request("GET", "/fl/v1/task?client=cut&wait=30", None,
+                                     _auth(session=session))
+    raw = socket.create_connection(("127.0.0.1", served.port))
+    raw.sendall(f"POST /fl/v1/result/{task['task']}?client=cut HTTP/1.1\r\nHost: x\r\n"
+                f"Authorization: Bearer {TOKEN}\r\nX-FL-Session: {session}\r\n"
+                "Content-Type: application/x-npz\r\nContent-Length: 100000\r\n\r\nPK"
+                .encode())
+    raw.close()  # then silence: no poll, no heartbeat — dropped after 1.5 s, not 60
+    served.thread.join(timeout=60)
+    for t in threads:
+        t.join(timeout=10)
+    history = served.result
+    assert not isinstance(history, BaseException), history
+    (first,) = history.rounds
+    assert first.answered == ["site-0"]
+    assert "not heard from" in first.failures[0].reason
+    assert first.seconds < 30  # not the round's 60 s timeout

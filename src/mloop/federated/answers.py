@@ -9,26 +9,31 @@ that client alone and recorded as its failure; the round goes on without it.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from mloop.core.redact import get_logger
 from mloop.errors import InvalidInputError, MloopError
 from mloop.federated import arrays
 from mloop.federated.types import Weights
 
-#: a metric a client reports: logged as ``fed_<name>``, so it must be a plain key
-METRIC_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}\Z")
+#: the longest metric name a client may report (it is logged as ``fed_<name>``)
+MAX_METRIC_NAME = 200
 MAX_METRICS = 64
 MAX_EXAMPLES = 2**53
 
 Parser = Callable[[Any], Any]
 
+log = get_logger(__name__)
+
 
 def metrics(value: Any) -> dict[str, float]:
-    """A client's metrics: at most 64 plain names, each a finite number."""
+    """A client's metrics as the run can log them: one-line names of at most 200
+    characters, finite numbers. What does not fit (``f1: NaN`` on a shard without
+    positives, a string, a name with a newline) is left out with a warning — a metric is
+    not a reason to lose the update; more than 64 entries, or not a JSON object, is."""
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -37,14 +42,19 @@ def metrics(value: Any) -> dict[str, float]:
         raise InvalidInputError(f"at most {MAX_METRICS} metrics per answer")
     out: dict[str, float] = {}
     for key, number in value.items():
-        if not isinstance(key, str) or not METRIC_RE.match(key):
-            raise InvalidInputError(f"metric name {str(key)[:70]!r} is not valid: use a letter, "
-                                    "then up to 63 letters, digits, '_', '.' or '-'")
         if isinstance(number, bool):
             number = int(number)
-        if not isinstance(number, int | float) or not math.isfinite(float(number)):
-            raise InvalidInputError(f"metric {key!r} must be a finite number")
-        out[key] = float(number)
+        if not (isinstance(key, str) and 0 < len(key) <= MAX_METRIC_NAME and
+                key.isprintable() and key.strip() == key):
+            log.warning("a client's metric %r left out: not a one-line name of at most %d "
+                        "characters", str(key)[:70], MAX_METRIC_NAME)
+        elif not isinstance(number, int | float) or not math.isfinite(float(number)):
+            log.warning("a client's metric %r left out: %r is not a finite number", key[:70],
+                        str(number)[:40])
+        elif key == "clipped" and number not in (0, 1):  # DP's per-client clipping flag
+            log.warning("a client's clipped flag left out: %r is not 0 or 1", number)
+        else:
+            out[key] = float(number)
     return out
 
 
@@ -112,5 +122,5 @@ def secagg(answer: Any) -> Any:
         raise InvalidInputError(f"not a secure aggregation message: {exc}") from None
 
 
-__all__ = ["MAX_EXAMPLES", "MAX_METRICS", "METRIC_RE", "evaluate", "examples", "fit_parser",
+__all__ = ["MAX_EXAMPLES", "MAX_METRICS", "MAX_METRIC_NAME", "evaluate", "examples", "fit_parser",
            "initial", "masked_parser", "metrics", "secagg"]

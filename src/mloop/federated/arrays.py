@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import zipfile
 from collections.abc import Sequence
 from typing import Any
@@ -115,7 +116,7 @@ def _check_stored(source: Any) -> None:
                     shape, _order, dtype = npformat.read_array_header_2_0(member)
                 else:
                     raise ValueError(f".npy format {version} is not read here")
-                if int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > info.file_size:
+                if math.prod(shape) * dtype.itemsize > info.file_size:  # exact: no overflow
                     raise ValueError(f"{info.filename[:40]!r} declares more data than it holds")
     source.seek(0)
 
@@ -141,7 +142,8 @@ def decode(data: bytes | io.BufferedIOBase | Any) -> tuple[Weights, dict[str, An
     except InvalidInputError:
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError,
-            UnicodeDecodeError, NotImplementedError, RecursionError) as exc:
+            UnicodeDecodeError, NotImplementedError, RecursionError, OverflowError,
+            TypeError) as exc:
         raise InvalidInputError(f"not a weights message (.npz of numeric arrays): {exc}. "
                                 "Send what mloop.federated.arrays.encode writes.") from exc
     for i, w in enumerate(weights):

@@ -23,7 +23,7 @@ import base64
 import contextlib
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -150,6 +150,7 @@ class Coordinator:
         self._joined = asyncio.Condition()
         self._blobs: dict[int, bytes] = {}
         self._inline_b64: str | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self._bytes_up = 0
         self._bytes_down = 0
 
@@ -254,6 +255,23 @@ class Coordinator:
             self._fail(slot, reason)
         if gone:
             self.gone.add(name)
+            task = asyncio.get_running_loop().create_task(self._notify())  # fewer to wait for
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _notify(self) -> None:
+        async with self._joined:
+            self._joined.notify_all()
+
+    @contextlib.contextmanager
+    def busy(self, slot: _Slot) -> Iterator[None]:
+        """The client is talking to the server (a long upload): not stale meanwhile."""
+        slot.polling += 1
+        try:
+            yield
+        finally:
+            slot.polling -= 1
+            slot.last_seen = time.monotonic()
 
     # -- the rounds ------------------------------------------------------------------
     async def run(self) -> list[RoundRecord]:
@@ -442,9 +460,10 @@ class Coordinator:
         self._bytes_down += len(self._inline_b64) * 3 // 4
         return {"weights": self._inline_b64}
 
-    async def _reap(self, every: float = 5.0) -> None:
+    async def _reap(self) -> None:
         """Drop clients not heard from in ``stale_after`` seconds (a site that crashed
         without a word must not hold every later round to its timeout)."""
+        every = min(5.0, self.settings.stale_after / 3)
         while True:
             await asyncio.sleep(every)
             now = time.monotonic()
@@ -518,7 +537,7 @@ async def run_with(coordinator: Coordinator, serve: Callable[[], Coroutine[Any, 
         return history
     finally:
         stop()
-        if not server.done() or not server.cancelled():
+        if not server.cancelled():
             with contextlib.suppress(Exception):
                 await server
 

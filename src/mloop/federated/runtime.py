@@ -45,6 +45,14 @@ class _Rejoin(Exception):
     """The server no longer knows this session (it restarted): join again."""
 
 
+class Refused(TokenError):
+    """The federation server refused this client's token (401/403)."""
+
+
+class Unreachable(ConnectionError):
+    """The federation server could not be reached for ``retry_for`` seconds."""
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """Where the server is and how to trust it: URL, token and TLS files."""
@@ -123,7 +131,7 @@ class Connection:
         if response.status in (401, 403):
             if "session" in message:
                 raise _Rejoin(message)
-            raise TokenError(f"the federation server refused this client: {message}")
+            raise Refused(f"the federation server refused this client: {message}")
         if response.status == 409:
             raise _Stale(message)
         if response.status >= 500:
@@ -218,12 +226,12 @@ class ClientRuntime:
                 self.summary.rejoined += 1
                 self._join()
                 deadline = time.monotonic() + self.retry_for
-            except TokenError:
+            except (Refused, Unreachable):
                 raise
             except _RETRYABLE as exc:
                 if time.monotonic() > deadline or not self.alive():
-                    raise ConnectionError(f"the federation server at {self.conn.endpoint.url} "
-                                          f"cannot be reached: {exc}") from exc
+                    raise Unreachable(f"the federation server at {self.conn.endpoint.url} "
+                                      f"cannot be reached: {exc}") from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
@@ -232,8 +240,8 @@ class ClientRuntime:
         try:
             with _Heartbeat(self, self.heartbeat):
                 body, content_type = self._answer(task)
-        except (TokenError, _Rejoin, _Stale, ConnectionError):
-            raise
+        except (Refused, Unreachable, _Rejoin, _Stale):
+            raise  # the runtime's own conversation with the server
         except Exception as exc:  # the user's code (or a task it cannot do): the server
             self.summary.failures += 1  # records this client's failure and goes on
             log.warning("task %s failed: %s: %s", task_id, type(exc).__name__, exc)
@@ -328,11 +336,14 @@ class _Heartbeat:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        if self._thread is not None:  # a beat stuck on the network must not hold the answer
+            self._thread.join(timeout=1.0)
 
     def _beat(self) -> None:
-        conn = Connection(self.runtime.conn.endpoint)
+        endpoint = self.runtime.conn.endpoint
+        conn = Connection(Endpoint(endpoint.url, endpoint.token, ca=endpoint.ca,
+                                   cert=endpoint.cert, key=endpoint.key,
+                                   timeout=min(endpoint.timeout, 10.0)))
         conn.name, conn.session = self.runtime.conn.name, self.runtime.conn.session
         try:
             while not self._stop.wait(self.every):
@@ -374,4 +385,5 @@ def run_client(client: Client, server: str, *, token: str = "", name: str | None
     return ClientRuntime(client, endpoint, name=name, retry_for=retry_for).run()
 
 
-__all__ = ["ClientRuntime", "ClientSummary", "Connection", "Endpoint", "run_client"]
+__all__ = ["ClientRuntime", "ClientSummary", "Connection", "Endpoint", "Refused", "Unreachable",
+           "run_client"]

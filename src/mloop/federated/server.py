@@ -163,7 +163,8 @@ def create_app(coordinator: Coordinator, access: Access, *,
         task_id = request.path_params["task"]
         coordinator.expect(slot, task_id)  # 409 before reading a body nobody waits for
         try:
-            size, answer = await read_answer(request)
+            with coordinator.busy(slot):  # a long upload is not silence
+                size, answer = await read_answer(request)
         except ClientGone:
             raise
         except InvalidInputError as exc:  # not an answer: this client's failure this round
@@ -295,6 +296,9 @@ def serve(coordinator: Coordinator, access: Access, listen: Listen, *,
         raise ConfigError("give both --tls-cert and --tls-key for HTTPS")
     if listen.tls_ca and not listen.tls_cert:
         raise ConfigError("--tls-ca (client certificates) needs HTTPS: add --tls-cert/--tls-key")
+    if access.certificates_only and not listen.tls_ca:
+        raise ConfigError("admitting clients by certificate needs --tls-ca; without it, give "
+                          "a token")
     app = create_app(coordinator, access, max_upload=max_upload)
     config = uvicorn.Config(app, host=listen.host, port=listen.port, log_level="warning",
                             access_log=False, lifespan="off", timeout_keep_alive=75,

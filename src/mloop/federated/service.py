@@ -123,7 +123,11 @@ class Federation:
         history = History(list(records), coordinator.weights_now, stopped=coordinator.stopped,
                           clients=dict(coordinator.properties))
         if self.recorder is not None:
-            self.recorder.finish(coordinator, history)
+            try:
+                self.recorder.finish(coordinator, history)
+            except BaseException as exc:  # e.g. model_fn raised: the run says it failed
+                self.recorder.fail(exc)
+                raise
         return history
 
 

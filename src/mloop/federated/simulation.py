@@ -151,6 +151,9 @@ class _Clients:
         self.procs: list[Any] = []
         self.threads: list[threading.Thread] = []
         self.watcher: threading.Thread | None = None
+        self._lost: Callable[[str, str], None] | None = None
+        self._early: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
         self._stop = threading.Event()
 
     def start(self) -> None:
@@ -184,9 +187,24 @@ class _Clients:
             runtime.run()
         except Exception as exc:  # recorded by the server as this client's failure
             log.warning("client-%d stopped: %s: %s", cid, type(exc).__name__, exc)
+            if not self._stop.is_set():
+                self._ended(f"client-{cid}", f"the client thread raised {type(exc).__name__}")
+
+    def _ended(self, name: str, reason: str) -> None:
+        with self._lock:  # before the server runs, kept until watch() hands them on
+            if self._lost is None:
+                self._early.append((name, reason))
+                return
+        self._lost(name, reason)
 
     def watch(self, lost: Callable[[str, str], None]) -> None:
-        """Call ``lost(name, reason)`` from a thread when a client process dies early."""
+        """Call ``lost(name, reason)`` (thread-safe) when a client process or thread ends
+        early."""
+        with self._lock:
+            self._lost = lost
+            early, self._early = self._early, []
+        for name, reason in early:
+            lost(name, reason)
         if not self.procs:
             return
         self.watcher = threading.Thread(target=self._watch, args=(lost,), daemon=True,
