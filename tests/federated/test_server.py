@@ -59,6 +59,15 @@ class Served:
         except BaseException as exc:  # the test reads it
             self.result = exc
 
+    def finish(self, clients: list[threading.Thread], timeout: float = 60) -> Any:
+        """Wait for the federation and its client threads to end; its history."""
+        self.thread.join(timeout=timeout)
+        for t in clients:
+            t.join(timeout=10)
+        assert not isinstance(self.result, BaseException), self.result
+        assert self.result is not None, "the federation did not finish in time"
+        return self.result
+
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
@@ -137,11 +146,7 @@ def test_every_caller_mistake_is_a_4xx_and_training_still_finishes(served: Serve
         headers = {**_auth(session=session), "Content-Type": content_type}
         status, _, answer = served.request("POST", path, body, headers)
         assert status == want, (bad, answer)
-    served.thread.join(timeout=90)
-    for t in threads:
-        t.join(timeout=10)
-    history = served.result
-    assert not isinstance(history, BaseException), history
+    history = served.finish(threads, timeout=90)
     assert len(history.rounds) == len(BAD_ANSWERS)
     for record, bad in zip(history.rounds, BAD_ANSWERS, strict=True):
         assert record.answered == ["site-0"]
@@ -235,11 +240,7 @@ def test_https_with_client_certificates_and_tokens(tmp_path: Path) -> None:
         fl.run_client(toy.Toward(0), url, token=TOKEN, retry_for=0.5,
                       cert=files["client"], key=files["client_key"])
     threads = _clients(served.port, scheme="https", **tls)
-    served.thread.join(timeout=60)
-    for t in threads:
-        t.join(timeout=10)
-    assert not isinstance(served.result, BaseException), served.result
-    assert served.result.rounds[0].answered == ["site-0", "site-1"]
+    assert served.finish(threads).rounds[0].answered == ["site-0", "site-1"]
 
 
 def test_a_client_that_restarts_mid_round_is_a_failure_then_takes_part_again() -> None:
@@ -269,10 +270,7 @@ def test_a_client_that_restarts_mid_round_is_a_failure_then_takes_part_again() -
     status, _, _ = served.request("POST", f"/fl/v1/result/{task['task']}?client=raw", body,
                                   {**_auth(session=second), "Content-Type": "application/x-npz"})
     assert status == 200
-    served.thread.join(timeout=60)
-    threads[0].join(timeout=10)
-    history = served.result
-    assert not isinstance(history, BaseException), history
+    history = served.finish(threads)
     first_round, second_round = history.rounds
     assert first_round.answered == ["site-a"]
     assert "joined again" in first_round.failures[0].reason
@@ -285,11 +283,7 @@ def test_client_certificates_alone_admit_clients(tmp_path: Path) -> None:
                                   tls_ca=files["ca"]), tokens=[])
     tls = {"ca": files["ca"], "cert": files["client"], "key": files["client_key"]}
     threads = _clients(served.port, scheme="https", token="", **tls)
-    served.thread.join(timeout=60)
-    for t in threads:
-        t.join(timeout=10)
-    assert not isinstance(served.result, BaseException), served.result
-    assert served.result.rounds[0].answered == ["site-0", "site-1"]
+    assert served.finish(threads).rounds[0].answered == ["site-0", "site-1"]
 
 
 @pytest.mark.parametrize("step", ["advertise", "share", "masked", "unmask"])
@@ -331,11 +325,7 @@ def test_a_client_lying_in_secure_aggregation_cannot_crash_the_server(step: str)
         else:
             answer = secagg.to_json(liar.unmask(task["survivors"], task["dropped"]))
         served.request("POST", path, json.dumps(answer).encode(), _auth(session=session))
-    served.thread.join(timeout=60)
-    for t in threads:
-        t.join(timeout=10)
-    history = served.result
-    assert not isinstance(history, BaseException), history
+    history = served.finish(threads)
     (record,) = history.rounds
     assert any(f.client == "liar" and "rejected" in f.reason for f in record.failures), \
         record.failures
@@ -357,11 +347,7 @@ def test_a_client_cut_off_mid_upload_then_silent_holds_nothing_up() -> None:
                 "Content-Type: application/x-npz\r\nContent-Length: 100000\r\n\r\nPK"
                 .encode())
     raw.close()  # then silence: no poll, no heartbeat — dropped after 1.5 s, not 60
-    served.thread.join(timeout=60)
-    for t in threads:
-        t.join(timeout=10)
-    history = served.result
-    assert not isinstance(history, BaseException), history
+    history = served.finish(threads)
     (first,) = history.rounds
     assert first.answered == ["site-0"]
     assert "not heard from" in first.failures[0].reason

@@ -471,28 +471,29 @@ class Coordinator:
                 if slot.polling == 0 and now - slot.last_seen > self.settings.stale_after:
                     self.lost(slot.name, f"not heard from in {self.settings.stale_after:g} s")
 
-    async def _wait_for(self, n: int) -> None:
+    def _need(self, n: int) -> int:
+        """``n``, less the simulation's clients that are gone and will not come back."""
         population = self.settings.population
-        if population is not None:  # a client that is gone is not waited for
-            n = min(n, population - len(self.gone))
-            if n < 1:
-                raise ServiceUnavailableError("every client of the simulation has ended")
-        if len(self.clients) >= n:
-            return
-        log.info("waiting for %d clients (%d connected)", n, len(self.clients))
-        def enough() -> bool:
-            need = n if population is None else min(n, population - len(self.gone))
-            return len(self.clients) >= need
+        need = n if population is None else min(n, population - len(self.gone))
+        if need < 1:
+            raise ServiceUnavailableError("every client of the simulation has ended")
+        return need
 
+    async def _wait_for(self, n: int) -> None:
+        if len(self.clients) >= self._need(n):
+            return
+        log.info("waiting for %d clients (%d connected)", self._need(n), len(self.clients))
         try:
             async with self._joined:
-                await asyncio.wait_for(self._joined.wait_for(enough),
-                                       self.settings.wait_timeout)
+                await asyncio.wait_for(
+                    self._joined.wait_for(lambda: len(self.clients) >= self._need(n)),
+                    self.settings.wait_timeout)
         except TimeoutError:
             raise ServiceUnavailableError(
-                f"only {len(self.clients)} of the {n} clients this federation needs "
-                f"(min_available_clients) connected within {self.settings.wait_timeout:g} s; "
-                "start more clients or lower --min-clients") from None
+                f"only {len(self.clients)} of the {self._need(n)} clients this federation "
+                f"needs (min_available_clients) connected within "
+                f"{self.settings.wait_timeout:g} s; start more clients or lower --min-clients"
+                ) from None
 
     async def _initial_weights(self) -> Weights:
         for name in sorted(self.clients):

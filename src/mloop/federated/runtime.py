@@ -14,6 +14,7 @@ token stops the client at once with the server's message.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import http.client
 import json
 import os
@@ -340,17 +341,20 @@ class _Heartbeat:
             self._thread.join(timeout=1.0)
 
     def _beat(self) -> None:
-        endpoint = self.runtime.conn.endpoint
-        conn = Connection(Endpoint(endpoint.url, endpoint.token, ca=endpoint.ca,
-                                   cert=endpoint.cert, key=endpoint.key,
-                                   timeout=min(endpoint.timeout, 10.0)))
+        if self._stop.wait(self.every):
+            return  # most tasks end before the first beat: no connection (nor TLS) made
+        endpoint = dataclasses.replace(self.runtime.conn.endpoint,
+                                       timeout=min(self.runtime.conn.endpoint.timeout, 10.0))
+        conn = Connection(endpoint)
         conn.name, conn.session = self.runtime.conn.name, self.runtime.conn.session
         try:
-            while not self._stop.wait(self.every):
+            while True:
                 try:
                     conn.call("POST", "/alive", b"{}")
                 except (MloopError, _Rejoin, _Stale, *_RETRYABLE) as exc:
                     log.debug("heartbeat failed: %s", exc)
+                if self._stop.wait(self.every):
+                    return
         finally:
             conn.close()
 
